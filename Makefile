@@ -1,0 +1,31 @@
+# The commands a newcomer needs. Each target does its own setup.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+SHARED  ?= ../shared
+
+.PHONY: setup demo test bench lint clean
+
+$(BIN)/drgdip: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+setup: $(BIN)/drgdip
+
+demo: setup
+	$(BIN)/drgdip demo --shared $(SHARED)
+
+test: setup
+	bash scripts/test.sh
+
+bench: setup
+	$(BIN)/python bench/bench_grouper.py --shared $(SHARED)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy shared services drgdip
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

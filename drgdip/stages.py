@@ -1,0 +1,39 @@
+"""Which stage factories make up each service (the composition root's table)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from services.gateway.service import build as gateway
+from services.grouper.service import build as grouper
+from services.ingest.service import build as ingest
+from services.pricer.service import build as pricer
+from services.review.service import build as review
+from shared.runtime import Runtime, StageFactory
+from shared.settings import (
+    SETTINGS_BY_SERVICE,
+    GatewaySettings,
+    GrouperSettings,
+    IngestSettings,
+    PricerSettings,
+    ReviewSettings,
+)
+
+FACTORIES: dict[str, StageFactory] = {
+    "ingest": ingest, "grouper": grouper, "pricer": pricer, "review": review, "gateway": gateway,
+}
+
+
+class EmbeddedSettings(IngestSettings, GrouperSettings, PricerSettings, ReviewSettings, GatewaySettings):
+    """All five services in one process: every service's settings in one object."""
+
+    model_config = SettingsConfigDict(env_prefix="DRGDIP_", extra="ignore", frozen=True)
+
+
+def build_runtime(service: str, **overrides: object) -> Runtime:
+    """`service` is one of the five, or "all" for the embedded mode (every stage, one process)."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    if service == "all":
+        return Runtime(EmbeddedSettings(**clean), list(FACTORIES.values()), embedded=True)
+    settings = SETTINGS_BY_SERVICE[service](**clean)
+    return Runtime(settings, [FACTORIES[service]])

@@ -1,0 +1,178 @@
+"""Gateway: the one public API for hospitals and the bureau, and its read model.
+
+Submissions are passed to ingest and draft checks to the grouper over HTTP (in-process in
+the embedded mode); queries are answered from the gateway's own read model, built from the
+four stage events.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.gateway import readmodel
+from shared.errors import ApiError
+from shared.events import TOPICS, Envelope
+from shared.messaging import Outbox
+from shared.runtime import Context, Stage
+from shared.settings import GatewaySettings
+
+NAME = "gateway"
+metadata = MetaData()
+cases = Table(
+    "gateway_cases", metadata,
+    Column("case_id", String(100), primary_key=True),
+    Column("hospital_code", String(32), nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("received", Text, nullable=True),
+    Column("grouped", Text, nullable=True),
+    Column("priced", Text, nullable=True),
+    Column("reviewed", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+timeline = Table(
+    "gateway_timeline", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("case_id", String(100), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("event_type", String(32), nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("producer", String(32), nullable=False),
+)
+STAGES = readmodel.ORDER
+
+
+def _stage_result(env: Envelope) -> dict[str, Any]:
+    """What the read model keeps of an event: its payload without the carried case facts."""
+    result = {k: v for k, v in env.payload.items() if k != "facts"}
+    result["event_id"] = env.event_id
+    result["occurred_at"] = env.occurred_at.isoformat()
+    return result
+
+
+def _row_view(row: Any) -> dict[str, Any]:
+    view: dict[str, Any] = {"list_version": row.list_version, "status": row.status}
+    for s in STAGES:
+        raw = getattr(row, s)
+        view[s] = orjson.loads(raw) if raw else None
+    return view
+
+
+async def _relay(client: httpx.AsyncClient, method: str, path: str, content: bytes,
+                 headers: dict[str, str]) -> Response:
+    try:
+        r = await client.request(method, path, content=content, headers=headers)
+    except httpx.HTTPError as e:
+        raise ApiError(503, "UPSTREAM_UNAVAILABLE", f"{path} is unavailable: {type(e).__name__}") from None
+    return Response(r.content, status_code=r.status_code, media_type="application/json")
+
+
+def build(ctx: Context) -> Stage:
+    settings = ctx.settings if isinstance(ctx.settings, GatewaySettings) else GatewaySettings()
+    outbox = Outbox(NAME, metadata)
+    clients: dict[str, httpx.AsyncClient] = {}
+
+    def client(name: str) -> httpx.AsyncClient:
+        if name not in clients:
+            clients[name] = ctx.http(settings.ingest_url if name == "ingest" else settings.grouper_url)
+        return clients[name]
+
+    async def handle(conn: AsyncConnection, env: Envelope) -> list[Envelope]:
+        facts = env.typed_payload().facts  # validates: a malformed event is dead-lettered
+        list_version = facts.list_version
+        await conn.execute(insert(timeline).values(
+            case_id=env.case_id, event_id=env.event_id, event_type=env.event_type,
+            list_version=list_version, occurred_at=env.occurred_at, producer=env.producer))
+        row = (await conn.execute(select(cases).where(cases.c.case_id == env.case_id))).first()
+        view = readmodel.apply(_row_view(row) if row else None, env.event_type, list_version,
+                               _stage_result(env))
+        if view is None:
+            return []
+        values = {s: (orjson.dumps(view[s]).decode() if view[s] is not None else None) for s in STAGES}
+        values.update(list_version=view["list_version"], status=view["status"],
+                      updated_at=datetime.now(UTC))
+        if row is None:
+            await conn.execute(insert(cases).values(
+                case_id=env.case_id, hospital_code=facts.hospital_code, **values))
+        else:
+            await conn.execute(update(cases).where(cases.c.case_id == env.case_id).values(**values))
+        return []
+
+    router = APIRouter(prefix="/api/v1", tags=["gateway"])
+
+    @router.post("/lists", status_code=202)
+    async def submit_list(request: Request) -> Response:
+        """Submit one settlement list; 202 with the case id, or 4xx naming the field."""
+        headers = {"content-type": "application/json"}
+        if cid := request.headers.get("x-correlation-id"):
+            headers["x-correlation-id"] = cid
+        return await _relay(client("ingest"), "POST", "/lists", await request.body(), headers)
+
+    @router.post("/group")
+    async def check_draft(request: Request) -> Response:
+        """Group a draft case synchronously (nothing is stored)."""
+        return await _relay(client("grouper"), "POST", "/group", await request.body(),
+                            {"content-type": "application/json"})
+
+    @router.get("/cases/{case_id}")
+    async def get_case(case_id: str) -> dict:
+        async with ctx.engine.connect() as conn:
+            row = (await conn.execute(select(cases).where(cases.c.case_id == case_id))).first()
+            if row is None:
+                raise ApiError(404, "CASE_NOT_FOUND", f"no case {case_id!r}", "case_id")
+            events = (await conn.execute(
+                select(timeline).where(timeline.c.case_id == case_id).order_by(timeline.c.occurred_at)
+            )).all()
+        view = _row_view(row)
+        return {
+            "case_id": case_id,
+            "hospital_code": row.hospital_code,
+            **view,
+            "timeline": [{"event_type": e.event_type, "event_id": e.event_id,
+                          "list_version": e.list_version, "producer": e.producer,
+                          "occurred_at": e.occurred_at.isoformat()} for e in events],
+        }
+
+    @router.get("/cases")
+    async def list_cases(hospital_code: str | None = None, status: str | None = None,
+                         limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> dict:
+        q = select(cases.c.case_id, cases.c.hospital_code, cases.c.status, cases.c.list_version)
+        if hospital_code:
+            q = q.where(cases.c.hospital_code == hospital_code)
+        if status:
+            q = q.where(cases.c.status == status)
+        async with ctx.engine.connect() as conn:
+            rows = (await conn.execute(q.order_by(cases.c.case_id).limit(limit).offset(offset))).all()
+        return {"cases": [dict(r._mapping) for r in rows]}
+
+    @router.get("/summary")
+    async def summary() -> dict:
+        async with ctx.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(cases.c.status, func.count()).group_by(cases.c.status))).all()
+        by_status = {r[0]: r[1] for r in rows}
+        return {"cases": sum(by_status.values()), "by_status": by_status}
+
+    return Stage(NAME, metadata, outbox, router=router, subscriptions=[(TOPICS, handle)])

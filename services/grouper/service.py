@@ -1,0 +1,215 @@
+"""Grouper service: groups every received case with the scheme in force, stores result and trace.
+
+The grouping itself is the pure engine in `services.grouper.core`; this module only stores,
+chooses the scheme (region + discharge date) and announces `case-grouped`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.grouper.core import RegistryError, Scheme, SchemeError, SchemeRegistry, load_scheme
+from shared.errors import ApiError
+from shared.events import CASE_RECEIVED, CaseFacts, CaseGrouped, CaseReceived, Envelope
+from shared.messaging import Outbox
+from shared.runtime import Context, Stage
+from shared.settings import GrouperSettings
+
+NAME = "grouper"
+metadata = MetaData()
+cases = Table(
+    "grouper_cases", metadata,
+    Column("case_id", String(100), primary_key=True),
+    Column("list_version", Integer, primary_key=True),
+    Column("region", String(32), nullable=False),
+    Column("discharge_date", Date, nullable=True),
+    Column("correlation_id", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+)
+results = Table(
+    "grouper_results", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("case_id", String(100), nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("grouping_version", Integer, nullable=False),
+    Column("scheme_id", String(64), nullable=False),
+    Column("code_mode", String(8), nullable=False),
+    Column("mdc", String(8), nullable=False),
+    Column("adrg", String(8), nullable=False),
+    Column("drg", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("trace", Text, nullable=True),
+    Column("grouped_at", DateTime(timezone=True), nullable=False),
+)
+registrations = Table(
+    "grouper_schemes", metadata,
+    Column("scheme_id", String(64), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("valid_from", Date, primary_key=True),
+    Column("valid_to", Date, nullable=True),
+    Column("path", Text, nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+)
+
+NO_SCHEME = "NO_SCHEME"
+
+
+class SchemeBook:
+    """The schemes this process knows, and which one is in force where and when."""
+
+    def __init__(self, default_scheme: str) -> None:
+        self.default_scheme = default_scheme
+        self.schemes: dict[str, Scheme] = {}
+        self.paths: dict[str, str] = {}
+        self.registry = SchemeRegistry()
+        self.regions: set[str] = set()
+
+    def load(self, path: str | Path) -> Scheme:
+        path = str(Path(path).resolve())
+        for sid, p in self.paths.items():
+            if p == path:
+                return self.schemes[sid]
+        scheme = load_scheme(path)
+        self.schemes[scheme.id] = scheme
+        self.paths[scheme.id] = path
+        return scheme
+
+    def load_folder(self, folder: Path) -> None:
+        for sub in sorted(folder.iterdir()):
+            if (sub / "scheme.json").is_file():
+                self.load(sub)
+
+    def register(self, scheme: Scheme, region: str, valid_from: date, valid_to: date | None) -> None:
+        self.registry.add(scheme, region, valid_from, valid_to)
+        self.regions.add(region)
+
+    def scheme_for(self, region: str, discharge: date | None) -> Scheme | None:
+        """The scheme in force; regions never registered use the default scheme."""
+        if region in self.regions and discharge is not None:
+            try:
+                return self.registry.scheme_for(region, discharge)
+            except RegistryError:
+                return None
+        return self.schemes.get(self.default_scheme)
+
+
+def engine_input(p: CaseReceived) -> dict[str, Any]:
+    return {"sex": p.sex, "age": p.age, "age_days": p.age_days, "birth_weight": p.birth_weight,
+            "diagnoses": p.diagnoses, "procedures": p.procedures}
+
+
+async def store_result(conn: AsyncConnection, *, case_id: str, facts: CaseFacts, scheme: Scheme | None,
+                       code_mode: str, correlation_id: str, case: dict[str, Any]) -> Envelope:
+    """Group, store the result with its trace, and return the `case-grouped` event to publish."""
+    if scheme is None:
+        mdc, adrg, drg, status, name, trace, scheme_id = "0000", "00", "0000", NO_SCHEME, None, None, "-"
+    else:
+        r = scheme.group(case, code_mode=code_mode, trace=True)
+        mdc, adrg, drg, status, name, scheme_id = r.mdc, r.adrg, r.drg, r.status, r.drg_name, scheme.id
+        trace = r.trace.to_dict() if r.trace is not None else None
+    previous = await conn.scalar(
+        select(func.max(results.c.grouping_version))
+        .where(results.c.case_id == case_id, results.c.list_version == facts.list_version))
+    version = (previous or 0) + 1
+    await conn.execute(insert(results).values(
+        case_id=case_id, list_version=facts.list_version, grouping_version=version,
+        scheme_id=scheme_id, code_mode=code_mode, mdc=mdc, adrg=adrg, drg=drg, status=status,
+        trace=orjson.dumps(trace).decode() if trace is not None else None,
+        grouped_at=datetime.now(UTC)))
+    payload = CaseGrouped(facts=facts, scheme_id=scheme_id, code_mode=code_mode,  # type: ignore[arg-type]
+                          mdc=mdc, adrg=adrg, drg=drg, status=status, drg_name=name,
+                          grouping_version=version)
+    return Envelope.new(payload, case_id=case_id, correlation_id=correlation_id, producer=NAME)
+
+
+class DraftCase(BaseModel):
+    """A case to check before it is submitted (the testdata case format)."""
+
+    model_config = ConfigDict(extra="ignore")
+    sex: Any = None
+    age: Any = None
+    age_days: Any = None
+    birth_weight: Any = None
+    diagnoses: list[str] = Field(default_factory=list)
+    procedures: list[str] = Field(default_factory=list)
+    region: str = "default"
+    discharge_date: date | None = None
+    scheme: str | None = Field(None, description="scheme id; default: the one in force")
+    code_mode: Literal["raw", "mapped"] | None = None
+
+
+def build(ctx: Context) -> Stage:
+    settings = ctx.settings if isinstance(ctx.settings, GrouperSettings) else GrouperSettings()
+    book = SchemeBook(settings.default_scheme)
+    outbox = Outbox(NAME, metadata)
+
+    async def on_start() -> None:
+        if settings.schemes_dir is not None:
+            book.load_folder(settings.schemes_dir)
+        async with ctx.engine.connect() as conn:
+            for reg in (await conn.execute(select(registrations))).all():
+                book.register(book.load(reg.path), reg.region, reg.valid_from, reg.valid_to)
+        if not book.schemes:
+            raise SchemeError("no grouping scheme loaded: set DRGDIP_SCHEMES_DIR or import one")
+
+    async def handle(conn: AsyncConnection, env: Envelope) -> list[Envelope]:
+        p: CaseReceived = env.typed_payload()
+        f = p.facts
+        case = engine_input(p)
+        await conn.execute(insert(cases).values(
+            case_id=env.case_id, list_version=f.list_version, region=f.region,
+            discharge_date=f.discharge_date, correlation_id=env.correlation_id,
+            payload=orjson.dumps(p.model_dump(mode="json")).decode()))
+        scheme = book.scheme_for(f.region, f.discharge_date)
+        return [await store_result(conn, case_id=env.case_id, facts=f, scheme=scheme,
+                                   code_mode=settings.code_mode, correlation_id=env.correlation_id,
+                                   case=case)]
+
+    router = APIRouter(tags=["grouper"])
+
+    @router.post("/group")
+    async def group_one(draft: DraftCase, trace: bool = True) -> dict:
+        if draft.scheme is not None:
+            scheme = book.schemes.get(draft.scheme)
+            if scheme is None:
+                raise ApiError(404, "UNKNOWN_SCHEME", f"no scheme {draft.scheme!r} is loaded", "scheme")
+        else:
+            scheme = book.scheme_for(draft.region, draft.discharge_date)
+            if scheme is None:
+                raise ApiError(422, "NO_SCHEME_IN_FORCE",
+                               f"no scheme in force for region {draft.region} on {draft.discharge_date}",
+                               "discharge_date")
+        r = scheme.group(draft.model_dump(), code_mode=draft.code_mode or settings.code_mode, trace=trace)
+        out = {"scheme_id": scheme.id, **r.to_dict(), "drg_name": r.drg_name}
+        if trace and r.trace is not None:
+            out["trace"] = r.trace.to_dict()
+            out["explanation"] = r.trace.render()
+        return out
+
+    @router.get("/schemes")
+    async def list_schemes() -> list[dict]:
+        return [{"id": s.id, "title": s.title, "path": book.paths[s.id]} for s in book.schemes.values()]
+
+    return Stage(NAME, metadata, outbox, router=router,
+                 subscriptions=[((CASE_RECEIVED,), handle)], on_start=on_start)

@@ -1,0 +1,88 @@
+"""The bus interface every stage talks to.
+
+Delivery is at-least-once: a subscriber commits offsets only after the database transaction
+that applied the messages, so a crash re-delivers and the inbox makes the redelivery harmless.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A message to publish. `key` is the case id, so one case's events stay in order."""
+
+    topic: str
+    key: str
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A consumed message with its position, so it can be committed."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = field(default=())
+
+
+class Subscriber(ABC):
+    """One member of a consumer group."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    @abstractmethod
+    async def fetch(self, timeout_ms: int = 500, max_records: int = 200) -> list[Message]:
+        """Next batch of messages (possibly empty), in partition order."""
+
+    @abstractmethod
+    async def commit(self, messages: Sequence[Message]) -> None:
+        """Mark every message up to and including these as done for the group."""
+
+
+class Bus(ABC):
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    @abstractmethod
+    async def publish(self, records: Sequence[Record]) -> None:
+        """Publish and wait until the broker has acknowledged every record."""
+
+    @abstractmethod
+    async def ping(self) -> bool:
+        """True when the bus is reachable (used by /readyz)."""
+
+    @abstractmethod
+    def subscriber(
+        self, group_id: str, topics: Sequence[str], *, instance_id: str | None = None
+    ) -> Subscriber: ...
+
+    async def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+        """Create the topics if missing (a no-op where topics need no creation)."""
+
+
+def bus_from_url(url: str, *, client_id: str = "drgdip") -> Bus:
+    """`memory://` for the embedded mode, `kafka://host:port[,host:port]` for the real broker."""
+    if url.startswith("memory://"):
+        from shared.bus.memory import MemoryBus
+
+        return MemoryBus()
+    if url.startswith("kafka://"):
+        from shared.bus.kafka import KafkaBus
+
+        return KafkaBus(url.removeprefix("kafka://"), client_id=client_id)
+    raise ValueError(f"unknown bus url {url!r}: expected memory:// or kafka://HOST:PORT")

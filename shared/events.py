@@ -1,0 +1,161 @@
+"""The event envelope and the four stage events.
+
+Events are immutable, past tense and versioned. They are written strictly (every field
+validated, money and weights as decimal strings) and read tolerantly (unknown fields ignored),
+so a newer producer never breaks an older consumer. The message key on the bus is `case_id`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+CASE_RECEIVED = "case-received"
+CASE_GROUPED = "case-grouped"
+CASE_PRICED = "case-priced"
+CASE_FLAGGED = "case-flagged"
+TOPICS = (CASE_RECEIVED, CASE_GROUPED, CASE_PRICED, CASE_FLAGGED)
+DEAD_LETTER_SUFFIX = ".dlq"
+
+
+def dead_letter_topic(topic: str) -> str:
+    return topic + DEAD_LETTER_SUFFIX
+
+
+ALL_TOPICS = TOPICS + tuple(dead_letter_topic(t) for t in TOPICS)
+
+# Money and weights travel as decimal strings ("123.45"), never as JSON floats.
+DecimalStr = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class CaseFacts(BaseModel):
+    """What every stage downstream of ingest needs to know about the stay (carried along)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    hospital_code: str
+    setl_id: str
+    list_version: int = 1
+    region: str = "default"
+    psn_key: str  # a keyed hash of the person number: never the raw identifier
+    admission_date: date | None = None
+    discharge_date: date | None = None
+    insurance_type: str | None = None
+    total_cost: DecimalStr | None = None
+
+
+class CaseReceived(_Payload):
+    """A settlement list was accepted and stored verbatim by ingest."""
+
+    facts: CaseFacts
+    sex: int | None
+    age: int | None
+    age_days: int | None = None
+    birth_weight: int | None = None
+    dept: str | None = None
+    los: int | None = None
+    leaving_type: int | None = None
+    diagnoses: list[str]
+    procedures: list[str] = Field(default_factory=list)
+
+
+class CaseGrouped(_Payload):
+    """The grouper assigned a DRG (or failed to, with a status saying why)."""
+
+    facts: CaseFacts
+    scheme_id: str
+    code_mode: Literal["raw", "mapped"] = "raw"
+    mdc: str
+    adrg: str
+    drg: str
+    status: str
+    drg_name: str | None = None
+    grouping_version: int = 1
+
+
+class CaseFlag(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    rule: str
+    message: str
+    related_case_id: str | None = None
+
+
+class CasePriced(_Payload):
+    """The pricer computed the case's DRG payment standard."""
+
+    facts: CaseFacts
+    drg: str
+    status: str  # PRICED | NOT_GROUPED | NO_WEIGHT | NO_POLICY
+    policy_id: str | None = None
+    weight: DecimalStr | None = None
+    base_rate: DecimalStr | None = None
+    coefficient: DecimalStr | None = None
+    payment_standard: DecimalStr | None = None
+
+
+class CaseFlagged(_Payload):
+    """Review ran its monitoring rules on the case; `flags` may be empty (reviewed, clean)."""
+
+    facts: CaseFacts
+    drg: str
+    flags: list[CaseFlag] = Field(default_factory=list)
+
+
+PAYLOADS: dict[str, type[_Payload]] = {
+    CASE_RECEIVED: CaseReceived,
+    CASE_GROUPED: CaseGrouped,
+    CASE_PRICED: CasePriced,
+    CASE_FLAGGED: CaseFlagged,
+}
+SCHEMA_VERSION = 1
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: str
+    event_type: str
+    schema_version: int = SCHEMA_VERSION
+    occurred_at: datetime
+    case_id: str
+    correlation_id: str
+    producer: str
+    payload: dict[str, Any]
+
+    @classmethod
+    def new(
+        cls, payload: _Payload, *, case_id: str, correlation_id: str, producer: str
+    ) -> Envelope:
+        event_type = next(t for t, p in PAYLOADS.items() if isinstance(payload, p))
+        return cls(
+            event_id=str(uuid.uuid4()),
+            event_type=event_type,
+            occurred_at=datetime.now(UTC),
+            case_id=case_id,
+            correlation_id=correlation_id,
+            producer=producer,
+            payload=payload.model_dump(mode="json"),
+        )
+
+    def typed_payload(self) -> Any:
+        """The payload as its pydantic model; raises `pydantic.ValidationError` if malformed."""
+        return PAYLOADS[self.event_type].model_validate(self.payload)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Envelope:
+        """Raises `ValueError` (incl. pydantic's) on anything that is not a valid envelope."""
+        env = cls.model_validate(orjson.loads(raw))
+        if env.event_type not in PAYLOADS:
+            raise ValueError(f"unknown event_type {env.event_type!r}")
+        return env

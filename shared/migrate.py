@@ -1,0 +1,41 @@
+"""Alembic, one history per service (version table `alembic_version_<service>`).
+
+A service's `migrations/env.py` is two lines that call `run_env()`; its versions live in
+`services/<service>/migrations/versions/`. Tests and start-up build the schema through them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+
+def _config(service: str, connection) -> Config:  # type: ignore[no-untyped-def]
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    cfg.attributes["connection"] = connection
+    cfg.attributes["service"] = service
+    return cfg
+
+
+async def upgrade(engine: AsyncEngine, service: str, revision: str = "head") -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda sync_conn: command.upgrade(_config(service, sync_conn), revision))
+
+
+def run_env() -> None:
+    """Body of every service's env.py: migrate on the connection handed over by `upgrade`."""
+    cfg = context.config
+    service = cfg.attributes["service"]
+    context.configure(
+        connection=cfg.attributes["connection"],
+        version_table=f"alembic_version_{service}",
+        render_as_batch=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,155 @@
+"""The composition root shared by every service: builds the clients, runs the stages, serves HTTP.
+
+One `Runtime` runs one service (distributed mode) or all five over one bus and one database
+(embedded mode). The FastAPI lifespan starts and stops everything; nothing connects at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared import db as dbmod
+from shared import migrate
+from shared.bus import Bus, bus_from_url
+from shared.errors import install_error_handlers
+from shared.events import ALL_TOPICS
+from shared.messaging import EventConsumer, Handler, Outbox, OutboxRelay
+from shared.observability import ServiceMetrics, configure_logging, get_logger
+from shared.settings import ServiceSettings
+
+log = get_logger("drgdip.runtime")
+
+
+@dataclass
+class Stage:
+    """What one service plugs into the runtime."""
+
+    name: str
+    metadata: MetaData
+    outbox: Outbox
+    router: APIRouter | None = None
+    subscriptions: list[tuple[Sequence[str], Handler]] = field(default_factory=list)
+    on_start: Callable[[], Awaitable[None]] | None = None
+    on_stop: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass
+class Context:
+    """The clients a stage is built with."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    bus: Bus
+    http: Callable[[str], httpx.AsyncClient]  # base URL -> client (in-process when embedded)
+
+
+StageFactory = Callable[[Context], Stage]
+
+
+class Runtime:
+    def __init__(self, settings: ServiceSettings, factories: Sequence[StageFactory],
+                 *, embedded: bool = False) -> None:
+        self.settings = settings
+        self.embedded = embedded
+        self.engine = dbmod.create_engine(settings.db)
+        self.bus = bus_from_url(settings.bus, client_id="drgdip")
+        self.app = FastAPI(title="drgdip", lifespan=self._lifespan)
+        install_error_handlers(self.app)
+        self._clients: list[httpx.AsyncClient] = []
+        ctx = Context(settings, self.engine, self.bus, self._http)
+        self.stages = [f(ctx) for f in factories]
+        self.relays: list[OutboxRelay] = []
+        self.consumers: list[EventConsumer] = []
+        self._tasks: list[asyncio.Task] = []
+        for s in self.stages:
+            metrics = ServiceMetrics.create(s.name)
+            self.relays.append(OutboxRelay(self.engine, s.outbox, self.bus, metrics, settings.relay_interval_ms))
+            for topics, handler in s.subscriptions:
+                self.consumers.append(EventConsumer(
+                    service=s.name, bus=self.bus, engine=self.engine, outbox=s.outbox,
+                    topics=topics, handler=handler, metrics=metrics,
+                    max_attempts=settings.max_attempts, retry_backoff_ms=settings.retry_backoff_ms,
+                    fetch_max_records=settings.fetch_max_records, instance_id=settings.instance_id,
+                ))
+            if s.router is not None:
+                self.app.include_router(s.router)
+        self._add_health_routes()
+
+    def _http(self, base_url: str) -> httpx.AsyncClient:
+        if self.embedded:  # the other service is mounted in this very app
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://embedded")
+        else:
+            client = httpx.AsyncClient(base_url=base_url, timeout=30)
+        self._clients.append(client)
+        return client
+
+    async def start(self) -> None:
+        configure_logging(self.settings.log_level, self.settings.log_format)
+        for s in self.stages:
+            await migrate.upgrade(self.engine, s.name)
+        await self.bus.start()
+        await self.bus.ensure_topics(ALL_TOPICS, self.settings.partitions)
+        for s in self.stages:
+            if s.on_start:
+                await s.on_start()
+        for r in self.relays:
+            self._tasks.append(asyncio.create_task(r.run(), name=f"relay-{r.outbox.table.name}"))
+        for c in self.consumers:
+            self._tasks.append(asyncio.create_task(c.run(), name=f"consumer-{c.service}"))
+        log.info("started", stages=[s.name for s in self.stages], bus=self.settings.bus.split("://")[0])
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        self._tasks.clear()
+        for s in self.stages:
+            if s.on_stop:
+                await s.on_stop()
+        for c in self._clients:
+            await c.aclose()
+        await self.bus.stop()
+        await self.engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    def _add_health_routes(self) -> None:
+        app = self.app
+
+        @app.get("/livez", tags=["ops"])
+        async def livez() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @app.get("/readyz", tags=["ops"])
+        async def readyz() -> Response:
+            db_ok, bus_ok = await asyncio.gather(dbmod.ping(self.engine), self.bus.ping())
+            dead = [t.get_name() for t in self._tasks if t.done()]
+            ok = db_ok and bus_ok and not dead
+            body = {"status": "ok" if ok else "unavailable", "database": db_ok, "bus": bus_ok,
+                    "stopped_tasks": dead}
+            return JSONResponse(body, status_code=200 if ok else 503)
+
+        @app.get("/metrics", tags=["ops"])
+        async def metrics(_request: Request) -> Response:
+            for r in self.relays:
+                with contextlib.suppress(Exception):
+                    await r.backlog()
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

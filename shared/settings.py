@@ -1,0 +1,97 @@
+"""Settings, one class per service, read from `DRGDIP_*` environment variables.
+
+Bad values stop the service at start-up with pydantic's message naming the variable.
+The same names are used by the CLI flags, docker-compose.yml and the k8s manifests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("ingest", "grouper", "pricer", "review", "gateway")
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs: where the bus and its database are, how to behave on failure."""
+
+    model_config = SettingsConfigDict(env_prefix="DRGDIP_", extra="ignore", frozen=True)
+
+    bus: str = Field("memory://", description="memory:// (embedded) or kafka://HOST:PORT[,HOST:PORT]")
+    db: str = Field(
+        "sqlite+aiosqlite:///var/drgdip.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///FILE or postgresql+asyncpg://…",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    partitions: int = Field(6, ge=1, le=256, description="partitions per topic when creating topics")
+    max_attempts: int = Field(5, ge=1, le=100, description="tries before a message is dead-lettered")
+    retry_backoff_ms: int = Field(200, ge=0, le=60_000)
+    fetch_max_records: int = Field(200, ge=1, le=10_000)
+    relay_interval_ms: int = Field(200, ge=10, le=60_000)
+    instance_id: str | None = Field(None, description="static group membership id (Kafka)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @field_validator("bus")
+    @classmethod
+    def _bus_scheme(cls, v: str) -> str:
+        if not (v.startswith("memory://") or v.startswith("kafka://")):
+            raise ValueError("must start with memory:// or kafka://")
+        if v.startswith("kafka://") and not v.removeprefix("kafka://"):
+            raise ValueError("kafka:// needs HOST:PORT")
+        return v
+
+    @field_validator("db")
+    @classmethod
+    def _db_driver(cls, v: str) -> str:
+        if not (v.startswith("sqlite+aiosqlite://") or v.startswith("postgresql+asyncpg://")):
+            raise ValueError("must be sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST:PORT/DB")
+        return v
+
+
+class IngestSettings(ServiceSettings):
+    psn_key_secret: str = Field(
+        "drgdip-dev-secret",
+        min_length=8,
+        description="key for hashing person numbers; set a private value in production",
+    )
+
+
+class GrouperSettings(ServiceSettings):
+    schemes_dir: Path | None = Field(
+        None, description="folder of scheme folders to import at start (e.g. ../shared/schemes)"
+    )
+    default_scheme: str = Field("chs-drg-1.1", description="scheme for regions with no registration")
+    code_mode: Literal["raw", "mapped"] = "raw"
+
+
+class PricerSettings(ServiceSettings):
+    policy_file: Path | None = Field(None, description="pricing policy JSON imported at start")
+
+
+class ReviewSettings(ServiceSettings):
+    pass
+
+
+class GatewaySettings(ServiceSettings):
+    ingest_url: str = Field("http://127.0.0.1:8001", description="ingest service base URL")
+    grouper_url: str = Field("http://127.0.0.1:8002", description="grouper service base URL")
+
+
+SETTINGS_BY_SERVICE: dict[str, type[ServiceSettings]] = {
+    "ingest": IngestSettings,
+    "grouper": GrouperSettings,
+    "pricer": PricerSettings,
+    "review": ReviewSettings,
+    "gateway": GatewaySettings,
+}
+
+
+def env_names(cls: type[ServiceSettings]) -> set[str]:
+    """The environment variable names a settings class reads."""
+    prefix = cls.model_config.get("env_prefix", "")
+    return {(prefix + name).upper() for name in cls.model_fields}

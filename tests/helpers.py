@@ -1,0 +1,62 @@
+"""Small helpers shared by the pipeline tests (factories, waiting, counting)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("DRGDIP_SHARED", REPO.parent / "shared")).resolve()
+STAGE_TABLES = {"ingest": "ingest_lists", "grouper": "grouper_results", "pricer": "pricer_results",
+                "review": "review_results"}
+
+
+def cases_file(scheme: str = "chs-drg-1.1") -> Path:
+    return SHARED / "testdata" / f"{scheme}-cases.jsonl"
+
+
+def lists(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    """`n` valid settlement lists built from the reference cases."""
+    from drgdip.demo import settlement_lists
+
+    return settlement_lists(cases_file(), n, seed)
+
+
+def policy(weight: str = "1.0000") -> dict[str, Any]:
+    """A policy pricing every 1.1 DRG at the same weight, rate 10000, coefficient 1."""
+    import orjson
+
+    drgs = orjson.loads((SHARED / "schemes" / "chs-drg-1.1" / "drg.json").read_bytes())["drgs"]
+    return {"policy_id": "test-2024", "region": "default", "valid_from": "2024-01-01",
+            "valid_to": None, "default_rate": "10000.00", "rates": {},
+            "weights": {d["code"]: weight for d in drgs}}
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.25)
+
+
+async def count(engine: AsyncEngine, table: str, where: str = "") -> int:
+    async with engine.connect() as conn:
+        q = f"SELECT COUNT(*) FROM {table}" + (f" WHERE {where}" if where else "")
+        return int(await conn.scalar(text(q)) or 0)
+
+
+async def stage_counts(engine: AsyncEngine) -> dict[str, int]:
+    return {stage: await count(engine, table) for stage, table in STAGE_TABLES.items()}
+
+
+async def distinct_cases(engine: AsyncEngine, table: str) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(select(func.count(text("DISTINCT case_id"))).select_from(text(table))) or 0)
