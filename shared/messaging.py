@@ -109,9 +109,9 @@ class OutboxRelay:
     """Publishes outbox rows in id order, then deletes them. Safe to run in several processes."""
 
     def __init__(self, engine: AsyncEngine, outbox: Outbox, bus: Bus, metrics: ServiceMetrics,
-                 interval_ms: int = 200, batch: int = 500) -> None:
+                 interval_ms: int = 200, batch: int = 500, namespace: str = "") -> None:
         self.engine, self.outbox, self.bus, self.metrics = engine, outbox, bus, metrics
-        self.interval, self.batch = interval_ms / 1000, batch
+        self.interval, self.batch, self.namespace = interval_ms / 1000, batch, namespace
 
     async def flush(self) -> int:
         t = self.outbox.table
@@ -123,7 +123,7 @@ class OutboxRelay:
             if not rows:
                 self.metrics.outbox_backlog.set(0)
                 return 0
-            await self.bus.publish([Record(r.topic, r.key, r.value) for r in rows])
+            await self.bus.publish([Record(self.namespace + r.topic, r.key, r.value) for r in rows])
             await conn.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
         for r in rows:
             self.metrics.published.labels(r.topic).inc()
@@ -165,14 +165,17 @@ class EventConsumer:
     def __init__(self, *, service: str, bus: Bus, engine: AsyncEngine, outbox: Outbox,
                  topics: Sequence[str], handler: Handler, metrics: ServiceMetrics,
                  max_attempts: int = 5, retry_backoff_ms: int = 200,
-                 fetch_max_records: int = 200, instance_id: str | None = None) -> None:
+                 fetch_max_records: int = 200, instance_id: str | None = None,
+                 namespace: str = "") -> None:
         self.service, self.bus, self.engine, self.outbox = service, bus, engine, outbox
-        self.topics, self.handler, self.metrics = tuple(topics), handler, metrics
+        self.topics = tuple(namespace + t for t in topics)
+        self.group_id = namespace + service
+        self.handler, self.metrics = handler, metrics
         self.max_attempts, self.backoff = max_attempts, retry_backoff_ms / 1000
         self.fetch_max_records, self.instance_id = fetch_max_records, instance_id
 
     async def run(self) -> None:
-        sub = self.bus.subscriber(self.service, self.topics, instance_id=self.instance_id)
+        sub = self.bus.subscriber(self.group_id, self.topics, instance_id=self.instance_id)
         await sub.start()
         try:
             while True:

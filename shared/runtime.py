@@ -73,13 +73,15 @@ class Runtime:
         self._tasks: list[asyncio.Task] = []
         for s in self.stages:
             metrics = ServiceMetrics.create(s.name)
-            self.relays.append(OutboxRelay(self.engine, s.outbox, self.bus, metrics, settings.relay_interval_ms))
+            self.relays.append(OutboxRelay(self.engine, s.outbox, self.bus, metrics,
+                                           settings.relay_interval_ms, namespace=settings.namespace))
             for topics, handler in s.subscriptions:
                 self.consumers.append(EventConsumer(
                     service=s.name, bus=self.bus, engine=self.engine, outbox=s.outbox,
                     topics=topics, handler=handler, metrics=metrics,
                     max_attempts=settings.max_attempts, retry_backoff_ms=settings.retry_backoff_ms,
                     fetch_max_records=settings.fetch_max_records, instance_id=settings.instance_id,
+                    namespace=settings.namespace,
                 ))
             if s.router is not None:
                 self.app.include_router(s.router)
@@ -98,7 +100,8 @@ class Runtime:
         for s in self.stages:
             await migrate.upgrade(self.engine, s.name)
         await self.bus.start()
-        await self.bus.ensure_topics(ALL_TOPICS, self.settings.partitions)
+        await self.bus.ensure_topics([self.settings.namespace + t for t in ALL_TOPICS],
+                                     self.settings.partitions)
         for s in self.stages:
             if s.on_start:
                 await s.on_start()

@@ -33,6 +33,10 @@ class ServiceSettings(BaseSettings):
     fetch_max_records: int = Field(200, ge=1, le=10_000)
     relay_interval_ms: int = Field(200, ge=10, le=60_000)
     instance_id: str | None = Field(None, description="static group membership id (Kafka)")
+    namespace: str = Field(
+        "", pattern=r"^[a-z0-9._-]*$", max_length=40,
+        description="prefix of topic and consumer-group names: several environments on one cluster",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 

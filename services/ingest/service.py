@@ -9,7 +9,18 @@ from datetime import UTC, datetime
 import orjson
 import pydantic
 from fastapi import APIRouter, Header, Request
-from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, MetaData, String, Table, func, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    func,
+    select,
+)
 
 from services.ingest import core
 from shared.errors import ApiError, validation_details

@@ -73,6 +73,7 @@ class Bus(ABC):
 
     async def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
         """Create the topics if missing (a no-op where topics need no creation)."""
+        return None
 
 
 def bus_from_url(url: str, *, client_id: str = "drgdip") -> Bus:
