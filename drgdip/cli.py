@@ -82,5 +82,118 @@ def demo(
     raise typer.Exit(asyncio.run(run_demo(shared, cases, data_dir)))
 
 
+def _grouper_settings(db: str | None, schemes_dir: Path | None):  # type: ignore[no-untyped-def]
+    from shared.settings import GrouperSettings
+
+    overrides = {k: v for k, v in {"db": db, "schemes_dir": schemes_dir}.items() if v is not None}
+    return GrouperSettings(**overrides)
+
+
+@scheme_app.command("import")
+def scheme_import(
+    folder: Annotated[Path, typer.Argument(help="scheme folder (with scheme.json)")],
+    region: Annotated[str, typer.Option(help="region (insured area) the scheme applies to")],
+    valid_from: Annotated[str, typer.Option("--from", help="first discharge date, YYYY-MM-DD")],
+    valid_to: Annotated[str | None, typer.Option("--to", help="last discharge date (open if omitted)")] = None,
+    db: Db = None,
+) -> None:
+    """Register a scheme for a region from a date: cases are grouped by the scheme in force."""
+    from datetime import UTC, date, datetime
+
+    from sqlalchemy import delete, insert
+
+    from services.grouper.core import SchemeError, load_scheme
+    from services.grouper.service import registrations
+    from shared import migrate
+    from shared.db import create_engine
+
+    try:
+        scheme = load_scheme(folder)
+        start, end = date.fromisoformat(valid_from), date.fromisoformat(valid_to) if valid_to else None
+    except (SchemeError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run() -> None:
+        engine = create_engine(_grouper_settings(db, None).db)
+        try:
+            await migrate.upgrade(engine, "grouper")
+            async with engine.begin() as conn:
+                await conn.execute(delete(registrations).where(
+                    registrations.c.scheme_id == scheme.id, registrations.c.region == region,
+                    registrations.c.valid_from == start))
+                await conn.execute(insert(registrations).values(
+                    scheme_id=scheme.id, region=region, valid_from=start, valid_to=end,
+                    path=str(folder.resolve()), imported_at=datetime.now(UTC)))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    typer.echo(f"registered {scheme.id} for region {region} from {start}" + (f" to {end}" if end else ""))
+    typer.echo("restart the grouper (or its replicas) to put the registration in force")
+
+
+@app.command()
+def regroup(
+    scheme: Annotated[str, typer.Option(help="id of the scheme to regroup with")],
+    date_from: Annotated[str | None, typer.Option("--from", help="first discharge date, YYYY-MM-DD")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="last discharge date, YYYY-MM-DD")] = None,
+    code_mode: Annotated[str, typer.Option(help="raw or mapped")] = "raw",
+    schemes_dir: Annotated[Path | None, typer.Option(help="folder of scheme folders (env DRGDIP_SCHEMES_DIR)")] = None,
+    db: Db = None,
+    top: Annotated[int, typer.Option(help="rows of the migration table to show")] = 30,
+) -> None:
+    """Regroup stored cases under another scheme and show which DRGs cases moved between."""
+    from datetime import date
+
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+    from sqlalchemy import MetaData, select
+
+    from services.grouper.regroup import regroup as run_regroup
+    from services.grouper.service import NAME, SchemeBook, registrations
+    from shared import migrate
+    from shared.db import create_engine
+    from shared.messaging import Outbox
+
+    settings = _grouper_settings(db, schemes_dir)
+    console = Console()
+
+    async def run():  # type: ignore[no-untyped-def]
+        engine = create_engine(settings.db)
+        try:
+            await migrate.upgrade(engine, NAME)
+            book = SchemeBook(settings.default_scheme)
+            if settings.schemes_dir:
+                book.load_folder(settings.schemes_dir)
+            async with engine.connect() as conn:
+                for reg in (await conn.execute(select(registrations))).all():
+                    if reg.scheme_id == scheme:
+                        book.load(reg.path)
+            if scheme not in book.schemes:
+                raise typer.BadParameter(f"scheme {scheme!r} not found: pass --schemes-dir or import it")
+            with Progress(console=Console(stderr=True)) as progress:
+                task = progress.add_task(f"regrouping with {scheme}", total=None)
+                return await run_regroup(
+                    engine, Outbox(NAME, MetaData()), book.schemes[scheme], code_mode=code_mode,
+                    date_from=date.fromisoformat(date_from) if date_from else None,
+                    date_to=date.fromisoformat(date_to) if date_to else None,
+                    progress=lambda done, total: progress.update(task, completed=done, total=total))
+        finally:
+            await engine.dispose()
+
+    m = asyncio.run(run())
+    console.print(f"regrouped {m.cases} cases with {m.scheme_id}: {m.moved} changed DRG "
+                  f"({m.moved / m.cases:.1%})" if m.cases else "no stored case in that period")
+    table = Table(title="DRG migration (cases that changed group)")
+    for col in ("from", "to", "cases"):
+        table.add_column(col, justify="right" if col == "cases" else "left")
+    for (a, b), n in sorted(((k, v) for k, v in m.moves.items() if k[0] != k[1]), key=lambda kv: -kv[1])[:top]:
+        table.add_row(a, b, str(n))
+    if m.moved:
+        console.print(table)
+
+
 if __name__ == "__main__":
     app()
