@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
+import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -56,6 +58,18 @@ class Context:
 StageFactory = Callable[[Context], Stage]
 
 
+async def _correlation(request: Request, call_next):  # type: ignore[no-untyped-def]
+    """Bind the request's correlation id (given or new) to every log line it causes."""
+    cid = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+    structlog.contextvars.bind_contextvars(correlation_id=cid)
+    try:
+        response = await call_next(request)
+    finally:
+        structlog.contextvars.unbind_contextvars("correlation_id")
+    response.headers["x-correlation-id"] = cid
+    return response
+
+
 class Runtime:
     def __init__(self, settings: ServiceSettings, factories: Sequence[StageFactory],
                  *, embedded: bool = False) -> None:
@@ -65,6 +79,7 @@ class Runtime:
         self.bus = bus_from_url(settings.bus, client_id="drgdip")
         self.app = FastAPI(title="drgdip", lifespan=self._lifespan)
         install_error_handlers(self.app)
+        self.app.middleware("http")(_correlation)
         self._clients: list[httpx.AsyncClient] = []
         ctx = Context(settings, self.engine, self.bus, self._http)
         self.stages = [f(ctx) for f in factories]

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import orjson
+import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import (
@@ -126,8 +127,8 @@ def build(ctx: Context) -> Stage:
     async def submit_list(request: Request) -> Response:
         """Submit one settlement list; 202 with the case id, or 4xx naming the field."""
         headers = {"content-type": "application/json"}
-        if cid := request.headers.get("x-correlation-id"):
-            headers["x-correlation-id"] = cid
+        if cid := structlog.contextvars.get_contextvars().get("correlation_id"):
+            headers["x-correlation-id"] = cid  # the same id follows the list through every stage
         return await _relay(client("ingest"), "POST", "/lists", await request.body(), headers)
 
     @router.post("/group")
