@@ -53,10 +53,10 @@ def policy_import(file: Path, db: Db = None) -> None:
     from services.pricer.service import import_policy
     from shared import migrate
     from shared.db import create_engine
-    from shared.settings import PricerSettings
+    from shared.settings import PricerSettings, load_settings
 
     async def run() -> None:
-        engine = create_engine(PricerSettings(**({"db": db} if db else {})).db)
+        engine = create_engine(load_settings(PricerSettings, db=db).db)
         try:
             await migrate.upgrade(engine, "pricer")
             p = await import_policy(engine, file.read_bytes())
@@ -84,10 +84,9 @@ def demo(
 
 
 def _grouper_settings(db: str | None, schemes_dir: Path | None):  # type: ignore[no-untyped-def]
-    from shared.settings import GrouperSettings
+    from shared.settings import GrouperSettings, load_settings
 
-    overrides = {k: v for k, v in {"db": db, "schemes_dir": schemes_dir}.items() if v is not None}
-    return GrouperSettings(**overrides)
+    return load_settings(GrouperSettings, db=db, schemes_dir=schemes_dir)
 
 
 @scheme_app.command("import")

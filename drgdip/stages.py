@@ -17,6 +17,7 @@ from shared.settings import (
     IngestSettings,
     PricerSettings,
     ReviewSettings,
+    load_settings,
 )
 
 FACTORIES: dict[str, StageFactory] = {
@@ -32,8 +33,7 @@ class EmbeddedSettings(IngestSettings, GrouperSettings, PricerSettings, ReviewSe
 
 def build_runtime(service: str, **overrides: object) -> Runtime:
     """`service` is one of the five, or "all" for the embedded mode (every stage, one process)."""
-    clean = {k: v for k, v in overrides.items() if v is not None}
     if service == "all":
-        return Runtime(EmbeddedSettings(**clean), list(FACTORIES.values()), embedded=True)
-    settings = SETTINGS_BY_SERVICE[service](**clean)
-    return Runtime(settings, [FACTORIES[service]])
+        return Runtime(load_settings(EmbeddedSettings, **overrides), list(FACTORIES.values()),
+                       embedded=True)
+    return Runtime(load_settings(SETTINGS_BY_SERVICE[service], **overrides), [FACTORIES[service]])

@@ -7,7 +7,7 @@
 # Environment knobs:
 #   KAFKA_VERSION=4.1.1     Kafka broker version (verified: 4.1.1 and 3.9.1)
 #   DRGDIP_KEEP_RUN_DIR=1   keep the temporary run dir (server logs) after the run
-#   SKIP_RUFF=1             do not run `ruff check .`
+#   SKIP_RUFF=1             do not run `ruff check .` and mypy
 # Exported to pytest: DRGDIP_TEST_KAFKA, DRGDIP_TEST_PG, DRGDIP_TEST_REQUIRE_SERVERS=1.
 set -Eeuo pipefail
 
@@ -230,7 +230,9 @@ ruff_rc=0
 if [ "${SKIP_RUFF:-0}" != 1 ]; then
   log "ruff check ."
   .venv/bin/ruff check . || ruff_rc=$?
-  [ "$ruff_rc" -eq 0 ] || log "ruff check failed (rc=$ruff_rc); running the tests anyway"
+  log "mypy shared services drgdip"
+  .venv/bin/mypy shared services drgdip || ruff_rc=$?
+  [ "$ruff_rc" -eq 0 ] || log "lint or type check failed (rc=$ruff_rc); running the tests anyway"
 fi
 
 log "pytest $*"
@@ -267,7 +269,7 @@ if [ "$pytest_rc" -ne 0 ]; then
   exit "$pytest_rc"
 fi
 if [ "$ruff_rc" -ne 0 ]; then
-  log "FAILED: ruff check (tests passed)"
+  log "FAILED: ruff or mypy (tests passed)"
   exit "$ruff_rc"
 fi
 log "OK"

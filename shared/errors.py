@@ -6,6 +6,9 @@ client sends can produce a 500.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -34,7 +37,7 @@ def field_path(loc: tuple | list) -> str:
     return out
 
 
-def validation_details(errors: list[dict]) -> list[dict]:
+def validation_details(errors: Sequence[Any]) -> list[dict]:
     return [{"field": field_path(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
             for e in errors]
 
@@ -46,7 +49,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        details = validation_details(list(exc.errors()))
+        details = validation_details(exc.errors())
         first = details[0] if details else {"field": None, "message": "invalid request"}
         err = ApiError(422, "INVALID_FIELD", f"{first['field']}: {first['message']}", first["field"], details)
         return JSONResponse(err.body(), status_code=422)

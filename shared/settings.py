@@ -7,7 +7,7 @@ The same names are used by the CLI flags, docker-compose.yml and the k8s manifes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -93,6 +93,14 @@ SETTINGS_BY_SERVICE: dict[str, type[ServiceSettings]] = {
     "review": ReviewSettings,
     "gateway": GatewaySettings,
 }
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def load_settings(cls: type[S], **overrides: object) -> S:
+    """Settings from the environment, with the given values (CLI flags) taking precedence."""
+    return cls(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
 
 def env_names(cls: type[ServiceSettings]) -> set[str]:

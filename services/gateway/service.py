@@ -111,7 +111,8 @@ def build(ctx: Context) -> Stage:
                                _stage_result(env))
         if view is None:
             return []
-        values = {s: (orjson.dumps(view[s]).decode() if view[s] is not None else None) for s in STAGES}
+        values: dict[str, Any] = {
+            s: (orjson.dumps(view[s]).decode() if view[s] is not None else None) for s in STAGES}
         values.update(list_version=view["list_version"], status=view["status"],
                       updated_at=datetime.now(UTC))
         if row is None:

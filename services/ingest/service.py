@@ -57,7 +57,7 @@ def parse_list(raw: bytes) -> core.SettlementList:
     try:
         return core.SettlementList.model_validate(doc)
     except pydantic.ValidationError as e:
-        details = validation_details(list(e.errors()))
+        details = validation_details(e.errors())
         first = details[0]
         raise ApiError(422, "INVALID_FIELD", f"{first['field']}: {first['message']}",
                        first["field"], details) from None

@@ -99,12 +99,13 @@ def build(ctx: Context) -> Stage:
         # this stay may be the earlier one of a later stay reviewed before it arrived
         for later in others:
             if is_readmission(stay, later, READMISSION_DAYS):
-                row = (await conn.execute(select(results).where(results.c.case_id == later.case_id))).first()
-                old = [Flag(**d) for d in orjson.loads(row.flags)] if row else []
+                found = (await conn.execute(
+                    select(results).where(results.c.case_id == later.case_id))).first()
+                old = [Flag(**d) for d in orjson.loads(found.flags)] if found else []
                 if any(fl.related_case_id == stay.case_id for fl in old):
                     continue
                 later_flags = old + readmission_flags(later, [stay], READMISSION_DAYS)
-                await save(conn, later.case_id, row.list_version if row else 1, later_flags)
+                await save(conn, later.case_id, found.list_version if found else 1, later_flags)
                 later_row = other_rows[later.case_id]
                 out.append(event(later.case_id, CaseFacts.model_validate_json(later_row.facts),
                                  later_row.drg, later_flags, env.correlation_id))
