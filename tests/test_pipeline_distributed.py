@@ -180,3 +180,43 @@ async def test_readyz_is_503_while_the_database_is_down(suite: Suite, pg_admin_u
         await wait_until(back, 30, "/readyz back to 200")
     finally:
         await admin.dispose()
+
+
+async def test_poison_message_goes_to_the_dead_letter_topic_and_the_grouper_keeps_going(suite: Suite) -> None:
+    from shared.bus import Record
+    from shared.bus.kafka import KafkaBus
+    from shared.events import CASE_RECEIVED, dead_letter_topic
+
+    ingest, _grouper = suite.start("ingest"), suite.start("grouper")
+    bus = KafkaBus(suite.kafka)
+    await bus.start()
+    try:
+        topic = suite.namespace + CASE_RECEIVED
+        await bus.publish([Record(topic, "poison", b"\xff\xfe not json")])
+        r = httpx.post(ingest.url + "/lists", json=lists(1)[0], timeout=10)
+        assert r.status_code == 202, r.text
+        engine = create_engine(suite.dbs["grouper"])
+        try:
+            async def grouped() -> bool:
+                return await count(engine, "grouper_results") == 1
+
+            await wait_until(grouped, 60, "the valid case behind the poison message")
+        finally:
+            await engine.dispose()
+        sub = bus.subscriber(suite.namespace + "dlq-reader", [dead_letter_topic(topic)])
+        await sub.start()
+        try:
+            got: list = []
+
+            async def dead_lettered() -> bool:
+                got.extend(await sub.fetch(timeout_ms=500))
+                return bool(got)
+
+            await wait_until(dead_lettered, 30, "the dead-lettered message")
+        finally:
+            await sub.stop()
+        assert got[0].value == b"\xff\xfe not json"
+        headers = dict(got[0].headers)
+        assert headers["consumer"] == b"grouper" and headers["error"].startswith(b"undecodable")
+    finally:
+        await bus.stop()
