@@ -16,6 +16,8 @@ app.command("group", help="Group a JSON Lines file of cases with a scheme.")(gro
 app.add_typer(scheme_app, name="scheme", help="Inspect, compare and register grouping schemes.")
 policy_app = typer.Typer(help="Pricing policies (rates, coefficients, weights per region and period).")
 app.add_typer(policy_app, name="policy")
+token_app = typer.Typer(help="API tokens: one per hospital, and separate bureau roles.")
+app.add_typer(token_app, name="token")
 
 SERVICES = ["all", "ingest", "grouper", "pricer", "review", "gateway"]
 Bus = Annotated[str | None, typer.Option(help="memory:// or kafka://HOST:PORT (env DRGDIP_BUS)")]
@@ -69,6 +71,76 @@ def policy_import(file: Path, db: Db = None) -> None:
     except PolicyError as e:
         typer.echo(f"error: {file}: {e}", err=True)
         raise typer.Exit(2) from None
+
+
+def _gateway_engine(db: str | None):  # type: ignore[no-untyped-def]
+    from shared.db import create_engine
+    from shared.settings import GatewaySettings, load_settings
+
+    return create_engine(load_settings(GatewaySettings, db=db).db)
+
+
+@token_app.command("create")
+def token_create(
+    hospital: Annotated[str | None, typer.Option(help="hospital code (fixmedins_code) the token acts for")] = None,
+    role: Annotated[str, typer.Option(help="hospital, bureau-analyst, bureau-reviewer or bureau-admin")] = "hospital",
+    label: Annotated[str | None, typer.Option(help="who holds it, for the token list")] = None,
+    db: Db = None,
+) -> None:
+    """Issue a token. It is printed once; only its hash is stored."""
+    from services.gateway.auth import create_token
+    from shared import migrate
+
+    async def run() -> tuple[str, str]:
+        engine = _gateway_engine(db)
+        try:
+            await migrate.upgrade(engine, "gateway")
+            return await create_token(engine, role, hospital, label)
+        finally:
+            await engine.dispose()
+
+    try:
+        token_id, token = asyncio.run(run())
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"token {token_id} ({role}{' ' + hospital if hospital else ''}); keep it secret, it is not shown again:")
+    typer.echo(token)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str, db: Db = None) -> None:
+    """Revoke a token by its id (from `drgdip token list`)."""
+    from services.gateway.auth import revoke_token
+
+    async def run() -> bool:
+        engine = _gateway_engine(db)
+        try:
+            return await revoke_token(engine, token_id)
+        finally:
+            await engine.dispose()
+
+    if not asyncio.run(run()):
+        typer.echo(f"error: no active token {token_id}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"revoked {token_id}")
+
+
+@token_app.command("list")
+def token_list(db: Db = None) -> None:
+    """Show the tokens (ids, roles, hospitals; never the tokens themselves)."""
+    from services.gateway.auth import list_tokens
+
+    async def run() -> list[dict]:
+        engine = _gateway_engine(db)
+        try:
+            return await list_tokens(engine)
+        finally:
+            await engine.dispose()
+
+    for t in asyncio.run(run()):
+        state = f"revoked {t['revoked_at']:%Y-%m-%d}" if t["revoked_at"] else "active"
+        typer.echo(f"{t['token_id']}  {t['role']:<16} {t['hospital_code'] or '-':<12} {state}  {t['label'] or ''}")
 
 
 @app.command()

@@ -83,8 +83,11 @@ async def run_demo(shared: Path, n: int, data_dir: Path) -> int:
     started = time.perf_counter()
     await runtime.start()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.app),
-                                     base_url="http://demo") as client:
+        from services.gateway.auth import create_token
+
+        _id, token = await create_token(runtime.engine, "bureau-admin", label="demo")
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.app), base_url="http://demo",
+                                     headers={"authorization": f"Bearer {token}"}) as client:
             with Progress(console=console) as progress:
                 sent = progress.add_task("submitting lists", total=len(lists))
                 for sl in lists:

@@ -60,3 +60,20 @@ async def stage_counts(engine: AsyncEngine) -> dict[str, int]:
 async def distinct_cases(engine: AsyncEngine, table: str) -> int:
     async with engine.connect() as conn:
         return int(await conn.scalar(select(func.count(text("DISTINCT case_id"))).select_from(text(table))) or 0)
+
+
+async def bearer(engine: AsyncEngine, role: str = "bureau-admin", hospital: str | None = None) -> dict[str, str]:
+    """Authorization headers with a fresh token (the gateway's tables must exist)."""
+    from services.gateway.auth import create_token
+
+    _id, token = await create_token(engine, role, hospital)
+    return {"authorization": f"Bearer {token}"}
+
+
+async def api_client(runtime: Any, role: str = "bureau-admin", hospital: str | None = None) -> Any:
+    """An in-process HTTP client of a started runtime, authenticated with a fresh token."""
+    import httpx
+
+    headers = await bearer(runtime.engine, role, hospital)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.app), base_url="http://test",
+                             headers=headers)

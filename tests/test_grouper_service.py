@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 import orjson
-from helpers import SHARED, count, lists, policy, wait_until
+from helpers import SHARED, api_client, count, lists, policy, wait_until
 from typer.testing import CliRunner
 
 from drgdip.cli import app
@@ -42,7 +41,7 @@ async def test_draft_check_groups_without_storing_and_explains(tmp_path: Path) -
     await rt.start()
     try:
         c = _case_with_cc()
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=rt.app), base_url="http://t") as client:
+        async with await api_client(rt) as client:
             r = await client.post("/api/v1/group", json={k: c[k] for k in (
                 "sex", "age", "age_days", "birth_weight", "diagnoses", "procedures")})
             assert r.status_code == 200, r.text
@@ -74,7 +73,7 @@ async def test_cases_are_grouped_by_the_scheme_in_force_for_their_region_and_dis
         after = base | {"setl_id": "NEW", "admission_date": "2024-06-01", "discharge_date": "2024-06-05"}
         other = base | {"setl_id": "ELSEWHERE", "region": "110000", "admission_date": "2024-06-01",
                         "discharge_date": "2024-06-05"}
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=rt.app), base_url="http://t") as client:
+        async with await api_client(rt) as client:
             for sl in (before, after, other):
                 assert (await client.post("/api/v1/lists", json=sl)).status_code == 202
 
@@ -96,7 +95,7 @@ async def test_regroup_command_prints_the_migration_table(tmp_path: Path) -> Non
     rt = _runtime(tmp_path)
     await rt.start()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=rt.app), base_url="http://t") as client:
+        async with await api_client(rt) as client:
             for sl in lists(60, seed=5):
                 assert (await client.post("/api/v1/lists", json=sl)).status_code == 202
 

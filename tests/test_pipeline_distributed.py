@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from helpers import SHARED, STAGE_TABLES, count, distinct_cases, lists, policy, wait_until
+from helpers import SHARED, STAGE_TABLES, bearer, count, distinct_cases, lists, policy, wait_until
 from processes import ServiceProcess
 from sqlalchemy import text
 
@@ -60,8 +60,19 @@ class Suite:
         for p in self.procs:
             p.stop()
 
+    async def auth(self) -> dict[str, str]:
+        """A bureau token, created in the gateway's database once it is migrated."""
+        if not hasattr(self, "_auth"):
+            engine = create_engine(self.dbs["gateway"])
+            try:
+                self._auth = await bearer(engine)
+            finally:
+                await engine.dispose()
+        return self._auth
+
     async def post_lists(self, batch: list[dict]) -> None:
-        async with httpx.AsyncClient(base_url=self.by("gateway").url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=self.by("gateway").url, timeout=30,
+                                     headers=await self.auth()) as client:
             sem = asyncio.Semaphore(8)
 
             async def post(sl: dict) -> None:
@@ -72,7 +83,8 @@ class Suite:
             await asyncio.gather(*(post(sl) for sl in batch))
 
     async def reviewed(self) -> int:
-        async with httpx.AsyncClient(base_url=self.by("gateway").url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=self.by("gateway").url, timeout=10,
+                                     headers=await self.auth()) as client:
             return (await client.get("/api/v1/summary")).json()["by_status"].get("reviewed", 0)
 
     async def assert_exactly_once(self, n: int) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from helpers import SHARED, count, lists, policy, stage_counts, wait_until
+from helpers import SHARED, api_client, count, lists, policy, stage_counts, wait_until
 
 from drgdip.stages import build_runtime
 from shared.bus import Record
@@ -22,7 +22,7 @@ async def embedded(tmp_path: Path):
     rt = build_runtime("all", db=f"sqlite+aiosqlite:///{tmp_path / 'drgdip.db'}",
                        schemes_dir=SHARED / "schemes", policy_file=policy_file, log_level="WARNING")
     await rt.start()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=rt.app), base_url="http://test")
+    client = await api_client(rt)
     try:
         yield rt, client
     finally:
@@ -170,3 +170,46 @@ async def test_the_same_event_delivered_twice_is_applied_once(embedded) -> None:
     await grouper.process(received)
     assert await count(rt.engine, "grouper_results") == 1
     assert await count(rt.engine, "grouper_outbox") == 0
+
+
+async def test_a_hospital_submits_and_reads_only_its_own_lists(embedded) -> None:
+    rt, bureau = embedded
+    mine, theirs = "H1000001", "H2000002"
+    own = await api_client(rt, "hospital", mine)
+    other = await api_client(rt, "hospital", theirs)
+    try:
+        sl = lists(1)[0] | {"hospital_code": mine, "setl_id": "S1"}
+        r = await own.post("/api/v1/lists", json=sl | {"hospital_code": theirs})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "HOSPITAL_MISMATCH"
+        assert (await own.post("/api/v1/lists", json=sl)).status_code == 202
+
+        async def reviewed() -> bool:
+            return await _reviewed(bureau) == 1
+
+        await wait_until(reviewed, 60, "the hospital's case")
+        assert (await own.get(f"/api/v1/cases/{mine}-S1")).status_code == 200
+        assert (await other.get(f"/api/v1/cases/{mine}-S1")).status_code == 404
+        assert (await other.get("/api/v1/cases")).json()["cases"] == []
+        assert (await other.get("/api/v1/summary")).json()["cases"] == 0
+        assert (await bureau.get(f"/api/v1/cases/{mine}-S1")).status_code == 200
+    finally:
+        await own.aclose()
+        await other.aclose()
+
+
+async def test_requests_without_a_valid_token_are_refused(embedded) -> None:
+    from services.gateway.auth import create_token, revoke_token
+
+    rt, _client = embedded
+    anonymous = httpx.AsyncClient(transport=httpx.ASGITransport(app=rt.app), base_url="http://test")
+    try:
+        r = await anonymous.get("/api/v1/summary")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHORIZED"
+        token_id, token = await create_token(rt.engine, "bureau-analyst")
+        auth = {"authorization": f"Bearer {token}"}
+        assert (await anonymous.get("/api/v1/summary", headers=auth)).status_code == 200
+        assert (await anonymous.post("/api/v1/lists", json=lists(1)[0], headers=auth)).status_code == 403
+        assert await revoke_token(rt.engine, token_id)
+        assert (await anonymous.get("/api/v1/summary", headers=auth)).status_code == 401
+    finally:
+        await anonymous.aclose()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import orjson
-from helpers import SHARED, count, lists, policy, wait_until
+from helpers import SHARED, api_client, count, lists, policy, wait_until
 from sqlalchemy import MetaData
 
 from drgdip.stages import build_runtime
@@ -26,7 +25,7 @@ async def test_regroup_with_quanzhou_publishes_new_versions_and_reports_moves(tm
     batch = lists(150, seed=3)
     rt = runtime()
     await rt.start()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=rt.app), base_url="http://t") as c:
+    async with await api_client(rt) as c:
         for sl in batch:
             assert (await c.post("/api/v1/lists", json=sl)).status_code == 202
 
@@ -53,7 +52,7 @@ async def test_regroup_with_quanzhou_publishes_new_versions_and_reports_moves(tm
             return await count(rt.engine, "pricer_results") == 300
 
         await wait_until(repriced, 120, "300 priced results")
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=rt.app), base_url="http://t") as c:
+        async with await api_client(rt) as c:
             case = (await c.get(f"/api/v1/cases/{batch[0]['hospital_code']}-{batch[0]['setl_id']}")).json()
         assert case["grouped"]["scheme_id"] == "quanzhou-2023"
         assert case["grouped"]["grouping_version"] == 2

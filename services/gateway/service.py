@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import structlog
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import (
     BigInteger,
@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.gateway import readmodel
+from services.gateway.auth import Principal, authenticate
 from shared.errors import ApiError
 from shared.events import TOPICS, Envelope
 from shared.messaging import Outbox
@@ -122,27 +123,37 @@ def build(ctx: Context) -> Stage:
             await conn.execute(update(cases).where(cases.c.case_id == env.case_id).values(**values))
         return []
 
+    async def caller(authorization: str | None = Header(None)) -> Principal:
+        return await authenticate(ctx.engine, authorization)
+
     router = APIRouter(prefix="/api/v1", tags=["gateway"])
 
-    @router.post("/lists", status_code=202)
-    async def submit_list(request: Request) -> Response:
-        """Submit one settlement list; 202 with the case id, or 4xx naming the field."""
+    def forward_headers(who: Principal) -> dict[str, str]:
         headers = {"content-type": "application/json"}
         if cid := structlog.contextvars.get_contextvars().get("correlation_id"):
             headers["x-correlation-id"] = cid  # the same id follows the list through every stage
-        return await _relay(client("ingest"), "POST", "/lists", await request.body(), headers)
+        if who.hospital_code:
+            headers["x-drgdip-hospital"] = who.hospital_code  # ingest checks the list is its own
+        return headers
+
+    @router.post("/lists", status_code=202)
+    async def submit_list(request: Request, who: Principal = Depends(caller)) -> Response:
+        """Submit one settlement list; 202 with the case id, or 4xx naming the field."""
+        who.require("hospital", "bureau-admin")
+        return await _relay(client("ingest"), "POST", "/lists", await request.body(), forward_headers(who))
 
     @router.post("/group")
-    async def check_draft(request: Request) -> Response:
+    async def check_draft(request: Request, who: Principal = Depends(caller)) -> Response:
         """Group a draft case synchronously (nothing is stored)."""
         return await _relay(client("grouper"), "POST", "/group", await request.body(),
                             {"content-type": "application/json"})
 
     @router.get("/cases/{case_id}")
-    async def get_case(case_id: str) -> dict:
+    async def get_case(case_id: str, who: Principal = Depends(caller)) -> dict:
         async with ctx.engine.connect() as conn:
             row = (await conn.execute(select(cases).where(cases.c.case_id == case_id))).first()
-            if row is None:
+            if row is None or not who.may_see(row.hospital_code):
+                # another hospital's case is reported as missing: its existence is not shared
                 raise ApiError(404, "CASE_NOT_FOUND", f"no case {case_id!r}", "case_id")
             events = (await conn.execute(
                 select(timeline).where(timeline.c.case_id == case_id).order_by(timeline.c.occurred_at)
@@ -159,7 +170,10 @@ def build(ctx: Context) -> Stage:
 
     @router.get("/cases")
     async def list_cases(hospital_code: str | None = None, status: str | None = None,
-                         limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> dict:
+                         limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+                         who: Principal = Depends(caller)) -> dict:
+        if not who.is_bureau:
+            hospital_code = who.hospital_code
         q = select(cases.c.case_id, cases.c.hospital_code, cases.c.status, cases.c.list_version)
         if hospital_code:
             q = q.where(cases.c.hospital_code == hospital_code)
@@ -170,10 +184,12 @@ def build(ctx: Context) -> Stage:
         return {"cases": [dict(r._mapping) for r in rows]}
 
     @router.get("/summary")
-    async def summary() -> dict:
+    async def summary(who: Principal = Depends(caller)) -> dict:
+        q = select(cases.c.status, func.count()).group_by(cases.c.status)
+        if not who.is_bureau:
+            q = q.where(cases.c.hospital_code == who.hospital_code)
         async with ctx.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(cases.c.status, func.count()).group_by(cases.c.status))).all()
+            rows = (await conn.execute(q)).all()
         by_status = {r[0]: r[1] for r in rows}
         return {"cases": sum(by_status.values()), "by_status": by_status}
 

@@ -69,9 +69,14 @@ def build(ctx: Context) -> Stage:
     router = APIRouter(tags=["ingest"])
 
     @router.post("/lists", status_code=202)
-    async def submit(request: Request, x_correlation_id: str | None = Header(None)) -> dict:
+    async def submit(request: Request, x_correlation_id: str | None = Header(None),
+                     x_drgdip_hospital: str | None = Header(None)) -> dict:
         raw = await request.body()
         sl = parse_list(raw)
+        if x_drgdip_hospital is not None and sl.hospital_code != x_drgdip_hospital:
+            raise ApiError(403, "HOSPITAL_MISMATCH",
+                           f"the list is for hospital {sl.hospital_code}; the caller is {x_drgdip_hospital}",
+                           "hospital_code")
         correlation_id = x_correlation_id or str(uuid.uuid4())
         case_id = core.case_id_for(sl.hospital_code, sl.setl_id)
         digest = hashlib.sha256(raw).hexdigest()
