@@ -1,0 +1,268 @@
+"""Command-line front end of the payment core: `drgdip price`, `drgdip calibrate`, `drgdip simulate`.
+
+The main CLI mounts the plain functions: `app.command("price")(price_command)`, and the same
+for `calibrate_command` and `simulate_command`. None of them touches stored results: they read
+files and write files. Input files are JSON Lines (one object per line); blank lines are
+ignored, bad lines are reported on stderr with their line number and skipped. Amounts in the
+input may be strings or JSON numbers; every amount written is a decimal string.
+
+drgdip price --policy POLICY.json --input CASES.jsonl --output OUT.jsonl
+    What-if repricing of cases under one policy (docs/domain.md §7).
+    Input fields (`PricedCase`): case_id (or id), hospital_code, hospital_level (1|2|3,
+    optional: else the policy's hospitals.levels), region (insured region), treatment_region
+    (optional, 就医地), insurance_type (or hi_type: employee/310, resident/390), drg,
+    group_status (or status; SUCCESS/QY are priced), los, total_cost, fees ({category: amount},
+    optional), innovative_drug_amount, patient_share (自付+自费), per_diem (bool),
+    discharge_date (optional). Off-site cases must be priced with the treatment location's
+    policy: pass that policy.
+    Output fields, one line per valid input line (`Price.to_dict()`): case_id, hospital_code,
+    drg, case_type (normal | high_outlier | low_outlier | out_of_scope | not_grouped |
+    no_weight | no_rate), policy_id, policy_version, weights_version, method, total_cost,
+    patient_share, offsite, rw, hospital_level, base_rate, coefficient, payment_standard,
+    group_mean_cost, outlier_cost, high_threshold, low_threshold, outlier_extra, base_points,
+    points, add_on_points, point_value, payment, add_on, total_payment (payment + add_on),
+    fund_payment (total_payment − patient_share, ≥ 0), special_review, notes.
+    Unpriced cases have null payment figures.
+
+drgdip calibrate --input GROUPED.jsonl --region R --year Y --budget AMOUNT --out-dir DIR
+    Weights and base rate from grouped history (§6). Y is the year the weights apply to; the
+    data are the years before it, weighted --year-weights (default 1,2,7 oldest→newest).
+    Input fields (`HistoricalCase`): case_id (or id), year (or discharge_date), region
+    (optional; rows of other regions are excluded), hospital_code, drg, adrg (default: the
+    DRG's first 3 characters), group_status (or status), cost (or total_cost), los,
+    per_diem, withdrawn.
+    Writes DIR/weights-R-Y.json (a policy fragment: weights {version, table},
+    group_mean_costs, overall_mean_cost, base_rate), DIR/calibration-report.json,
+    DIR/calibration-groups.csv (one row per DRG), DIR/calibration-excluded.csv (case_id,
+    reason) and prints the summary.
+
+drgdip simulate --policy POLICY.json --input GROUPED.jsonl --out-dir DIR [--budget AMOUNT]
+    DRG payment vs fee-for-service per hospital and DRG (§9); input fields as for `price`.
+    With --budget under the point method the point value is budget / Σ points.
+    Writes DIR/simulation.json, DIR/simulation-hospitals.csv, DIR/simulation-drgs.csv,
+    DIR/simulation-prices.jsonl and prints the per-hospital profit/loss table.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from services.pricer.calibration import CalibrationParams, HistoricalCase, calibrate
+from services.pricer.policy import Policy, PolicyError, load_policy
+from services.pricer.pricing import PricedCase, price_case
+from services.pricer.simulation import simulate
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class SparseFix(StrEnum):
+    adrg_mean = "adrg_mean"
+    expert = "expert"
+    none = "none"
+
+
+def _stderr() -> Console:
+    return Console(stderr=True)
+
+
+def _progress(err: Console, what: str) -> Progress:
+    # only on a terminal: in logs a progress bar is just control codes
+    return Progress(TextColumn(what), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
+
+
+def _read_models(path: Path, model: type[M], err: Console,
+                 progress: Progress | None = None) -> Iterator[M]:
+    """Valid lines of a JSONL file as `model`; bad lines reported on stderr and skipped."""
+    task = progress.add_task("read", total=path.stat().st_size) if progress else None
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if progress is not None and task is not None:
+                progress.advance(task, len(raw))
+            if not raw.strip():
+                continue
+            try:
+                obj = orjson.loads(raw)
+                if not isinstance(obj, dict):
+                    raise ValueError(f"not a JSON object ({type(obj).__name__})")
+                yield model.model_validate(obj)
+            except ValidationError as e:
+                first = e.errors()[0]
+                where = ".".join(str(x) for x in first["loc"]) or "(line)"
+                err.print(f"[yellow]line {lineno}: {where}: {first['msg']}; skipped[/]",
+                          highlight=False)
+            except (orjson.JSONDecodeError, ValueError) as e:
+                err.print(f"[yellow]line {lineno}: {e}; skipped[/]", highlight=False)
+
+
+def _load_policy_or_exit(path: Path, err: Console) -> Policy:
+    try:
+        return load_policy(path)
+    except OSError as e:
+        err.print(f"[red]cannot read policy:[/] {e}", highlight=False)
+    except PolicyError as e:
+        err.print(f"[red]invalid policy {path}:[/] {e}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _require_file(path: Path, err: Console) -> None:
+    if not path.is_file():
+        err.print(f"[red]input not found:[/] {path}", highlight=False)
+        raise typer.Exit(2)
+
+
+def _amount(text: str | None, option: str) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise typer.BadParameter(f"{text!r} is not a decimal amount", param_hint=option) from None
+    if not value.is_finite() or value < 0:
+        raise typer.BadParameter("must be a non-negative amount", param_hint=option)
+    return value
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        if not rows:
+            return
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+
+
+# --------------------------------------------------------------------------- price
+
+def price_command(
+    policy: Annotated[Path, typer.Option("--policy", help="pricing policy JSON")],
+    input: Annotated[Path, typer.Option("--input", help="cases, one JSON object per line")],
+    output: Annotated[Path, typer.Option("--output", help="prices, one JSON object per line")],
+) -> None:
+    """What-if repricing of a JSONL file of cases under a policy (nothing stored is touched)."""
+    err = _stderr()
+    pol = _load_policy_or_exit(policy, err)
+    _require_file(input, err)
+    types: Counter[str] = Counter()
+    payment = Decimal("0")
+    with output.open("wb") as out, _progress(err, "pricing") as progress:
+        for case in _read_models(input, PricedCase, err, progress):
+            price = price_case(pol, case)
+            out.write(orjson.dumps(price.to_dict()) + b"\n")
+            types[price.case_type.value] += 1
+            payment += price.total_payment or 0
+    err.print(f"policy {pol.policy_id} v{pol.version} ({pol.method}), weights "
+              f"{pol.weights.version}", highlight=False)
+    err.print(f"cases priced: {sum(types.values())}; "
+              + ", ".join(f"{t} {n}" for t, n in sorted(types.items())), highlight=False)
+    err.print(f"total payment: {payment} yuan", highlight=False)
+
+
+# --------------------------------------------------------------------------- calibrate
+
+def calibrate_command(
+    input: Annotated[Path, typer.Option("--input", help="grouped historical cases (JSONL)")],
+    region: Annotated[str, typer.Option("--region", help="region code")],
+    year: Annotated[int, typer.Option("--year", help="the year the weights apply to")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for the outputs")],
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="DRG budget, yuan: gives the base rate")
+    ] = None,
+    year_weights: Annotated[
+        str, typer.Option("--year-weights", help="weights of the data years, oldest first")
+    ] = "1,2,7",
+    sparse_min_cases: Annotated[
+        int, typer.Option("--sparse-min-cases", help="fewer kept cases = sparse group")
+    ] = 5,
+    sparse_fix: Annotated[
+        SparseFix, typer.Option("--sparse-fix", help="how sparse groups get their weight")
+    ] = SparseFix.adrg_mean,
+    weights_version: Annotated[
+        str | None, typer.Option("--weights-version", help="id of the new weights table")
+    ] = None,
+) -> None:
+    """Calibrate weights (and the base rate from a budget) from grouped history (§6)."""
+    err = _stderr()
+    _require_file(input, err)
+    try:
+        weights = tuple(int(w) for w in year_weights.split(","))
+        if not weights or any(w < 0 for w in weights):
+            raise ValueError
+    except ValueError:
+        raise typer.BadParameter("comma-separated non-negative integers",
+                                 param_hint="--year-weights") from None
+    params = CalibrationParams(
+        region=region, year=year, budget=_amount(budget, "--budget"), year_weights=weights,
+        sparse_min_cases=sparse_min_cases, sparse_fix=sparse_fix.value,
+        weights_version=weights_version,
+    )
+    with _progress(err, "reading") as progress:
+        cases = list(_read_models(input, HistoricalCase, err, progress))
+    try:
+        report = calibrate(cases, params)
+    except ValueError as e:
+        err.print(f"[red]calibration failed:[/] {e}", highlight=False)
+        raise typer.Exit(1) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / f"weights-{region}-{year}.json", report.weights_document())
+    _write_json(out_dir / "calibration-report.json", report.to_dict())
+    _write_csv(out_dir / "calibration-groups.csv", report.csv_rows())
+    _write_csv(out_dir / "calibration-excluded.csv", report.excluded_rows())
+    typer.echo(report.summary_text())
+    typer.echo(f"written to {out_dir}")
+
+
+# --------------------------------------------------------------------------- simulate
+
+def simulate_command(
+    policy: Annotated[Path, typer.Option("--policy", help="pricing policy JSON")],
+    input: Annotated[Path, typer.Option("--input", help="grouped cases (JSONL)")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for the outputs")],
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="point method: point value = budget / Σ points")
+    ] = None,
+) -> None:
+    """Simulate DRG payment vs fee-for-service per hospital and DRG (模拟运行, §9)."""
+    err = _stderr()
+    pol = _load_policy_or_exit(policy, err)
+    _require_file(input, err)
+    with _progress(err, "reading") as progress:
+        cases = list(_read_models(input, PricedCase, err, progress))
+    report = simulate(pol, cases, budget=_amount(budget, "--budget"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / "simulation.json", report.to_dict())
+    _write_csv(out_dir / "simulation-hospitals.csv", report.hospital_rows())
+    _write_csv(out_dir / "simulation-drgs.csv", report.drg_rows())
+    with (out_dir / "simulation-prices.jsonl").open("wb") as fh:
+        for p in report.prices:
+            fh.write(orjson.dumps(p.to_dict()) + b"\n")
+
+    table = Table(title=f"simulation: {pol.policy_id} v{pol.version}, weights {pol.weights.version}")
+    cols = ["hospital_code", "cases", "cmi", "drg_payment", "fee_for_service", "profit_loss",
+            "profit_loss_ratio", "high_share", "low_share"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "hospital_code" else "right")
+    for row in [*report.hospital_rows(), {**report.total.to_dict("hospital_code"),
+                                          "hospital_code": "TOTAL"}]:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in cols))
+    Console(width=160).print(table)
+    if report.point_value is not None:
+        typer.echo(f"point value: {report.point_value}")
+    typer.echo(f"written to {out_dir}")

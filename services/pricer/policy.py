@@ -1,0 +1,433 @@
+"""Pricing policy as versioned data: every number §6–§8 of docs/domain.md treats as a parameter.
+
+A `Policy` applies to one region and one period (`valid_from`..`valid_to`). It is loaded from a
+JSON document; a new version of the rules is a new document (new `version`), never an edit, so a
+computed price can always name the policy id, version and weights version that produced it
+(docs/domain.md §13).
+
+JSON format (`format` = "drgdip.pricing-policy/1"; see `policy.example.json`)
+-----------------------------------------------------------------------------
+Numbers that are money, weights, ratios or point values are written as **decimal strings**
+("12252.70"), never JSON floats (a float is rejected with the field path). Integers are
+accepted where a count or level is meant. Unknown keys are rejected (a typo must not silently
+fall back to a default).
+
+====================================  ==========================================================
+key                                   meaning (default)
+====================================  ==========================================================
+format                                "drgdip.pricing-policy/1"
+policy_id, version                    identity; version is an integer ≥ 1, bumped on each change
+region                                the region whose bureau issues it (treatment location)
+valid_from, valid_to                  "YYYY-MM-DD"; valid_to optional (open-ended), inclusive
+method                                "rate" (费率法) or "points" (点数法), §7
+scheme_id                             the grouping scheme the DRG codes belong to
+weights.version, weights.table        the weights table's own id; {DRG: RW}, 4 decimals (§6)
+rates                                 {insurance type: {level: yuan per RW}}; insurance type is
+                                      "employee" | "resident" (hi_type "310" / "390" accepted) or
+                                      "default"; level is "1" | "2" | "3" or "default" (used for a
+                                      level not listed). Required for the rate method. If the
+                                      rates already differ by level, set level coefficients to 1.
+hospitals.level_coefficients          {level: coefficient} ({"3": 1.0, "2": 0.85, "1": 0.7})
+hospitals.levels                      {hospital code: level}, used when a case carries no level
+hospitals.coefficients                {hospital code: coefficient}, overrides the level's one
+group_mean_costs                      {DRG: region mean cost, yuan}, for outlier typing (§7)
+overall_mean_cost                     mean cost of all cases (yuan); needed by the point method
+                                      (high-outlier and add-on points)
+outliers.high_tiers                   [{"rw_up_to": "1", "multiple": "3"}, {"rw_up_to": "2",
+                                      "multiple": "2"}, {"rw_up_to": null, "multiple": "1.5"}]:
+                                      k_high for RW ≤ rw_up_to, ascending, last one open-ended
+outliers.low_ratio                    low outlier if cost < low_ratio × mean ("0.4")
+outliers.high_extra_coefficient       share of the cost above k_high × mean paid ("0.9")
+outliers.low_payment                  rate method: "by_item" (pay the actual cost) or "ratio"
+                                      (standard × cost / mean). The point method always uses
+                                      base points × cost / mean (§7)
+scope.max_los                         LOS ≥ this is out of DRG scope → special review (60)
+scope.out_of_scope_payment            "by_item" (the actual cost) or "per_diem" (rate × LOS)
+scope.per_diem_rate                   yuan per bed-day, required for "per_diem"
+add_ons.innovative_drugs.mode         "by_item": amount × pay_ratio in yuan on top, outside the
+                                      point budget; "points": converted to points
+                                      (amount × pay_ratio / overall mean × scale) that share in
+                                      the budget (under the rate method both pay the same yuan)
+add_ons.innovative_drugs.pay_ratio    ("1")
+settlement.pre_settlement_share       monthly pre-settlement share ("0.95"), §8
+settlement.surplus_keep_cap           max surplus kept, as a share of the hospital's DRG payment;
+                                      null = keep it all (null)
+settlement.overspend_bands            [{"up_to": "0.10", "fund_share": "0.5"}]: overspend as a
+                                      share of the DRG payment, banded; the fund shares
+                                      fund_share of the part in each band; beyond the last band
+                                      the hospital bears it ("up_to": null = no limit)
+settlement.reserve_share              reserve (调剂金) withheld from the budget ("0.05")
+points.scale                          base points = RW × scale (100; 1000 also used)
+points.provisional_point_value        yuan per point for monthly pre-settlement and pricing,
+                                      6 decimals; required for the point method
+notes                                 free text (what changed in this version and why)
+====================================  ==========================================================
+
+Out-of-scope cases (per-diem stays and LOS ≥ scope.max_los) are not priced by DRG: they are paid
+by item or per bed-day as set here, and flagged for special review (特例单议, §10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal, cast
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from services.pricer.core import INSURANCE_TYPES
+from services.pricer.core import PolicyError as _CorePolicyError
+
+POLICY_FORMAT: Literal["drgdip.pricing-policy/1"] = "drgdip.pricing-policy/1"
+FEN = Decimal("0.01")
+WEIGHT_PLACES = Decimal("0.0001")
+POINT_PLACES = Decimal("0.0001")
+POINT_VALUE_PLACES = Decimal("0.000001")
+LEVELS = (1, 2, 3)
+
+
+def to_fen(amount: Decimal) -> Decimal:
+    """Yuan rounded half-up to the fen (§13)."""
+    return amount.quantize(FEN, rounding=ROUND_HALF_UP)
+
+
+def to_weight(value: Decimal) -> Decimal:
+    return value.quantize(WEIGHT_PLACES, rounding=ROUND_HALF_UP)
+
+
+def to_points(value: Decimal) -> Decimal:
+    return value.quantize(POINT_PLACES, rounding=ROUND_HALF_UP)
+
+
+def to_point_value(value: Decimal) -> Decimal:
+    return value.quantize(POINT_VALUE_PLACES, rounding=ROUND_HALF_UP)
+
+
+def insurance_kind(code: str | None) -> str | None:
+    """'employee' / 'resident' from a hi_type code (310/390), an English or a Chinese word."""
+    if code is None:
+        return None
+    return INSURANCE_TYPES.get(str(code).strip())
+
+
+class PolicyError(_CorePolicyError):
+    """A policy document is invalid. `str(e)` starts with the first field path ("a.b: ...")."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in errors))
+
+    @property
+    def path(self) -> str:
+        return self.errors[0][0] if self.errors else ""
+
+
+# --- decimal field types ------------------------------------------------------------------------
+
+def _strict_decimal(value: Any) -> Decimal:
+    # A JSON float has already lost its exact value (0.1 is not 0.1), so policies must say "0.1".
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError("write numbers as decimal strings, not JSON floats")
+    if isinstance(value, Decimal):
+        d = value
+    elif isinstance(value, int | str):
+        try:
+            d = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a decimal number") from None
+    else:
+        raise ValueError(f"expected a decimal string, got {type(value).__name__}")
+    if not d.is_finite():
+        raise ValueError("must be a finite number")
+    if d < 0:
+        raise ValueError("must not be negative")
+    return d
+
+
+_DecimalStr = PlainSerializer(lambda d: str(d), return_type=str)
+Ratio = Annotated[Decimal, BeforeValidator(_strict_decimal), _DecimalStr]
+Money = Annotated[Decimal, BeforeValidator(_strict_decimal), AfterValidator(to_fen), _DecimalStr]
+Weight = Annotated[Decimal, BeforeValidator(_strict_decimal), AfterValidator(to_weight), _DecimalStr]
+PointValue = Annotated[
+    Decimal, BeforeValidator(_strict_decimal), AfterValidator(to_point_value), _DecimalStr
+]
+Level = Annotated[int, Field(ge=1, le=3)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+class WeightsTable(_Model):
+    """The DRG relative weights (§6) with the id of the calibration that produced them."""
+
+    version: str = Field(min_length=1)
+    table: dict[str, Weight] = Field(min_length=1)
+
+
+class Hospitals(_Model):
+    """Hospital levels and coefficients (§7: tertiary 1.0 / secondary 0.85 / primary 0.7)."""
+
+    level_coefficients: dict[Level, Ratio] = Field(
+        default_factory=lambda: {3: Decimal("1.0"), 2: Decimal("0.85"), 1: Decimal("0.7")}
+    )
+    levels: dict[str, Level] = Field(default_factory=dict)
+    coefficients: dict[str, Ratio] = Field(default_factory=dict)
+
+
+class HighTier(_Model):
+    rw_up_to: Weight | None
+    multiple: Ratio
+
+
+def _default_tiers() -> list[HighTier]:
+    return [
+        HighTier(rw_up_to=Decimal("1"), multiple=Decimal("3")),
+        HighTier(rw_up_to=Decimal("2"), multiple=Decimal("2")),
+        HighTier(rw_up_to=None, multiple=Decimal("1.5")),
+    ]
+
+
+class Outliers(_Model):
+    """Outlier typing and payment (§7, [common] defaults)."""
+
+    high_tiers: list[HighTier] = Field(default_factory=_default_tiers, min_length=1)
+    low_ratio: Ratio = Decimal("0.4")
+    high_extra_coefficient: Ratio = Decimal("0.9")
+    low_payment: Literal["by_item", "ratio"] = "by_item"
+
+    @field_validator("high_tiers")
+    @classmethod
+    def _tiers_ascending(cls, tiers: list[HighTier]) -> list[HighTier]:
+        bounds = [t.rw_up_to for t in tiers]
+        if bounds[-1] is not None:
+            raise ValueError("the last tier must be open-ended (rw_up_to: null)")
+        closed = [b for b in bounds[:-1] if b is not None]
+        if len(closed) != len(bounds) - 1 or closed != sorted(set(closed)):
+            raise ValueError("rw_up_to must rise strictly, only the last tier may be null")
+        return tiers
+
+
+class Scope(_Model):
+    """What is out of DRG scope and how it is paid (§7, §10, §14)."""
+
+    max_los: int = Field(default=60, ge=1)
+    out_of_scope_payment: Literal["by_item", "per_diem"] = "by_item"
+    per_diem_rate: Money | None = None
+
+    @model_validator(mode="after")
+    def _per_diem_needs_rate(self) -> Scope:
+        if self.out_of_scope_payment == "per_diem" and self.per_diem_rate is None:
+            raise ValueError("per_diem_rate is required when out_of_scope_payment is per_diem")
+        return self
+
+
+class InnovativeDrugs(_Model):
+    mode: Literal["by_item", "points"] = "by_item"
+    pay_ratio: Ratio = Decimal("1")
+
+
+class AddOns(_Model):
+    """Paid on top of the DRG payment (§7 exclusions and add-ons [seed: Jilin])."""
+
+    innovative_drugs: InnovativeDrugs = Field(default_factory=InnovativeDrugs)
+
+
+class OverspendBand(_Model):
+    up_to: Ratio | None
+    fund_share: Ratio
+
+    @field_validator("fund_share")
+    @classmethod
+    def _share_le_one(cls, v: Decimal) -> Decimal:
+        if v > 1:
+            raise ValueError("must be between 0 and 1")
+        return v
+
+
+class Settlement(_Model):
+    """Pre-settlement, clearing bands and reserve (§8)."""
+
+    pre_settlement_share: Ratio = Decimal("0.95")
+    surplus_keep_cap: Ratio | None = None
+    overspend_bands: list[OverspendBand] = Field(
+        default_factory=lambda: [OverspendBand(up_to=Decimal("0.10"), fund_share=Decimal("0.5"))]
+    )
+    reserve_share: Ratio = Decimal("0.05")
+
+    @field_validator("pre_settlement_share", "reserve_share")
+    @classmethod
+    def _share_le_one(cls, v: Decimal) -> Decimal:
+        if v > 1:
+            raise ValueError("must be between 0 and 1")
+        return v
+
+    @field_validator("overspend_bands")
+    @classmethod
+    def _bands_ascending(cls, bands: list[OverspendBand]) -> list[OverspendBand]:
+        bounds = [b.up_to for b in bands]
+        if None in bounds[:-1]:
+            raise ValueError("only the last band may be open-ended (up_to: null)")
+        closed = [b for b in bounds if b is not None]
+        if closed != sorted(set(closed)) or (closed and closed[0] == 0):
+            raise ValueError("up_to must be positive and rise strictly")
+        return bands
+
+
+class PointSettings(_Model):
+    scale: int = Field(default=100, ge=1)
+    provisional_point_value: PointValue | None = None
+
+
+# --- the policy ---------------------------------------------------------------------------------
+
+def _normalise_rates(value: Any) -> Any:
+    # hi_type codes and words are accepted as keys, stored as employee / resident / default.
+    if not isinstance(value, Mapping):
+        return value
+    out: dict[str, Any] = {}
+    for key, per_level in value.items():
+        kind = "default" if key == "default" else insurance_kind(key)
+        if kind is None:
+            raise ValueError(f"unknown insurance type {key!r} (employee/310, resident/390, default)")
+        if kind in out:
+            raise ValueError(f"insurance type {kind!r} given twice")
+        out[kind] = per_level
+    return out
+
+
+RateLevel = Literal["1", "2", "3", "default"]
+
+
+class Policy(_Model):
+    """One region's pricing rules for one period; see the module docstring for the JSON."""
+
+    format: Literal["drgdip.pricing-policy/1"] = POLICY_FORMAT
+    policy_id: str = Field(min_length=1)
+    version: int = Field(ge=1)
+    region: str = Field(min_length=1)
+    valid_from: date
+    valid_to: date | None = None
+    method: Literal["rate", "points"]
+    scheme_id: str = Field(min_length=1)
+    weights: WeightsTable
+    rates: Annotated[
+        dict[Literal["employee", "resident", "default"], dict[RateLevel, Money]],
+        BeforeValidator(_normalise_rates),
+    ] = Field(default_factory=dict)
+    hospitals: Hospitals = Field(default_factory=Hospitals)
+    group_mean_costs: dict[str, Money] = Field(default_factory=dict)
+    overall_mean_cost: Money | None = None
+    outliers: Outliers = Field(default_factory=Outliers)
+    scope: Scope = Field(default_factory=Scope)
+    add_ons: AddOns = Field(default_factory=AddOns)
+    settlement: Settlement = Field(default_factory=Settlement)
+    points: PointSettings = Field(default_factory=PointSettings)
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        if self.valid_to is not None and self.valid_to < self.valid_from:
+            raise ValueError("valid_to: must not be before valid_from")
+        if self.method == "rate" and not self.rates:
+            raise ValueError("rates: required for the rate method")
+        if self.method == "points":
+            if self.points.provisional_point_value is None:
+                raise ValueError("points.provisional_point_value: required for the point method")
+            if self.overall_mean_cost is None or self.overall_mean_cost == 0:
+                raise ValueError("overall_mean_cost: required (> 0) for the point method")
+        return self
+
+    # -- look-ups used by pricing (§7) --
+
+    def covers(self, region: str, day: date | None) -> bool:
+        """Whether this policy applies to a case treated in `region` on `day`."""
+        if region != self.region or day is None:
+            return False
+        return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
+
+    def level_of(self, hospital_code: str, case_level: int | None) -> int | None:
+        """The case's own level if given, else the level registered in the policy."""
+        return case_level if case_level is not None else self.hospitals.levels.get(hospital_code)
+
+    def coefficient_for(self, hospital_code: str, level: int | None) -> Decimal | None:
+        """A hospital's own coefficient if set, else its level's coefficient."""
+        own = self.hospitals.coefficients.get(hospital_code)
+        if own is not None:
+            return own
+        return self.hospitals.level_coefficients.get(level) if level is not None else None
+
+    def rate_for(self, insurance_type: str | None, level: int | None) -> Decimal | None:
+        """Yuan per RW for an insurance type and level ('default' entries fill the gaps)."""
+        rates = cast(Mapping[str, Mapping[str, Decimal]], self.rates)
+        per_level = rates.get(insurance_kind(insurance_type) or "")
+        if per_level is None:
+            per_level = rates.get("default")
+        if per_level is None:
+            return None
+        rate = per_level.get(str(level)) if level is not None else None
+        return rate if rate is not None else per_level.get("default")
+
+    def high_multiple(self, rw: Decimal) -> Decimal:
+        """k_high for a group of weight `rw` (§7: RW ≤ 1: 3×, 1 < RW ≤ 2: 2×, RW > 2: 1.5×)."""
+        for tier in self.outliers.high_tiers:
+            if tier.rw_up_to is None or rw <= tier.rw_up_to:
+                return tier.multiple
+        raise AssertionError("the last tier is open-ended")  # guaranteed by validation
+
+    def with_point_value(self, point_value: Decimal) -> Policy:
+        """A copy with another provisional point value (what-if; the version is unchanged)."""
+        points = self.points.model_copy(update={"provisional_point_value": to_point_value(point_value)})
+        return self.model_copy(update={"points": points})
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON-ready document (decimals as strings); `parse_policy` reads it back."""
+        return self.model_dump(mode="json")
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    # pydantic marks a bad dict key with a trailing "[key]": the key itself is the path
+    return ".".join(str(p) for p in loc if p != "[key]") or "(document)"
+
+
+def parse_policy(document: Mapping[str, Any] | bytes | str) -> Policy:
+    """Validate a policy document; raises `PolicyError` naming every bad field path."""
+    if isinstance(document, bytes | str):
+        try:
+            document = orjson.loads(document)
+        except orjson.JSONDecodeError as e:
+            raise PolicyError([("(document)", f"not valid JSON: {e}")]) from None
+    if not isinstance(document, Mapping):
+        raise PolicyError([("(document)", "a policy must be a JSON object")])
+    try:
+        return Policy.model_validate(dict(document))
+    except ValidationError as e:
+        errors = []
+        for err in e.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            path = _path(err["loc"])
+            # model-level checks put their own field path in front of the message
+            if ": " in msg and not err["loc"]:
+                path, msg = msg.split(": ", 1)
+            errors.append((path, msg))
+        raise PolicyError(errors) from None
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate a policy JSON file."""
+    return parse_policy(path.read_bytes())

@@ -1,0 +1,305 @@
+"""Price one case under a `Policy`: case type, weight, payment standard, outliers, add-ons (§7).
+
+`price_case(policy, case)` is a pure function: the same policy and case always give the same
+`Price`, which names the policy id/version and weights version it came from (§13).
+
+Off-site cases (异地就医, §7 [seed: Jilin]) are priced by the **treatment location's** rules:
+the caller chooses the policy (`select_policy` picks it by `treatment_region` and discharge
+date) and passes it; `price_case` prices with whatever policy it is given and adds a note when
+the policy's region is not the case's treatment region.
+
+Order of the checks, each giving a case type:
+
+1. `not_grouped`  group status is not SUCCESS/QY: not priced (payment None).
+2. `out_of_scope` a per-diem stay or LOS ≥ scope.max_los: paid by item or per bed-day,
+   flagged for special review (特例单议, §10). Not part of the points.
+3. `no_weight`    the DRG has no weight in the policy: not priced.
+4. `no_rate`      no rate/coefficient for the insurance type or hospital level: not priced.
+5. by cost against the group's region mean (§7), using the cost *without* the innovative-drug
+   amount (add-on drugs don't count for outlier typing):
+   `high_outlier` cost > k_high(RW) × mean, `low_outlier` cost < low_ratio × mean, else `normal`.
+   A group without a mean cost in the policy is typed `normal` (with a note).
+
+Rate method (费率法):   standard = rate × RW × coefficient;
+   normal = standard; high = standard + (cost − k_high × mean) × extra;
+   low = cost (by item) or standard × cost / mean ("ratio").
+Point method (点数法):  base = RW × scale;
+   normal = base × coefficient; low = base × min(cost / mean, 1);
+   high = base + (cost − k_high × mean) / overall mean × scale × extra (§7 as written: the
+   hospital coefficient applies to normal cases); payment = points × provisional point value.
+Add-on: innovative drugs × pay_ratio, in yuan ("by_item") or as points ("points").
+Fund payment = payment + add-on − patient share, not below 0 (§7).
+
+Rounding: each yuan figure is rounded half-up to the fen once, from the exact product
+(standard, extra, add-on separately; payment = their sum); points to 4 decimals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+
+from services.pricer.policy import Policy, to_fen, to_points
+
+GROUPED_STATUSES = frozenset({"SUCCESS", "QY"})  # grouper's GROUPED_STATUSES, as strings
+ZERO = Decimal("0")
+
+
+class CaseType(StrEnum):
+    NORMAL = "normal"
+    HIGH_OUTLIER = "high_outlier"  # 高倍率
+    LOW_OUTLIER = "low_outlier"  # 低倍率
+    OUT_OF_SCOPE = "out_of_scope"  # 不纳入DRG付费 / special review
+    NOT_GROUPED = "not_grouped"
+    NO_WEIGHT = "no_weight"
+    NO_RATE = "no_rate"
+
+
+DRG_PRICED = frozenset({CaseType.NORMAL, CaseType.HIGH_OUTLIER, CaseType.LOW_OUTLIER})
+PAID = DRG_PRICED | {CaseType.OUT_OF_SCOPE}
+
+
+def _input_decimal(value: Any) -> Decimal:
+    # Case input is read tolerantly (HIS exports write amounts as JSON numbers); str() keeps a
+    # float's shortest repr, so 1234.56 stays 1234.56. Policies are read strictly instead.
+    if value is None or value == "":
+        return ZERO
+    if isinstance(value, bool):
+        raise ValueError("expected an amount")
+    try:
+        d = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a decimal amount") from None
+    if not d.is_finite() or d < 0:
+        raise ValueError("must be a non-negative amount")
+    return to_fen(d)
+
+
+Amount = Annotated[Decimal, BeforeValidator(_input_decimal)]
+
+
+class PricedCase(BaseModel):
+    """One grouped case as the pricer needs it (input of `price_case` and `drgdip price`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    case_id: str = Field(validation_alias=AliasChoices("case_id", "id"))
+    hospital_code: str
+    hospital_level: int | None = Field(default=None, ge=1, le=3)
+    region: str = "default"  # insured region (参保地)
+    treatment_region: str | None = None  # 就医地; None = same as region
+    insurance_type: str | None = Field(
+        default=None, validation_alias=AliasChoices("insurance_type", "hi_type")
+    )
+    drg: str = ""
+    group_status: str = Field(
+        default="SUCCESS", validation_alias=AliasChoices("group_status", "status")
+    )
+    los: int | None = Field(default=None, ge=0)
+    total_cost: Amount
+    fees: dict[str, Amount] = Field(default_factory=dict)
+    innovative_drug_amount: Amount = ZERO
+    patient_share: Amount = ZERO  # 自付 + 自费
+    per_diem: bool = False  # bed-day stay (psychiatric, rehabilitation, nursing), §14
+    discharge_date: date | None = None
+
+    @property
+    def where_treated(self) -> str:
+        return self.treatment_region or self.region
+
+    @property
+    def offsite(self) -> bool:
+        return self.treatment_region is not None and self.treatment_region != self.region
+
+
+@dataclass(frozen=True)
+class Price:
+    """The priced case: every figure used, and which policy version produced it."""
+
+    case_id: str
+    hospital_code: str
+    drg: str
+    case_type: CaseType
+    policy_id: str
+    policy_version: int
+    weights_version: str
+    method: str
+    total_cost: Decimal
+    patient_share: Decimal
+    offsite: bool = False
+    rw: Decimal | None = None
+    hospital_level: int | None = None
+    base_rate: Decimal | None = None
+    coefficient: Decimal | None = None
+    payment_standard: Decimal | None = None
+    group_mean_cost: Decimal | None = None
+    outlier_cost: Decimal | None = None  # total cost without the innovative-drug amount
+    high_threshold: Decimal | None = None
+    low_threshold: Decimal | None = None
+    outlier_extra: Decimal = ZERO
+    base_points: Decimal | None = None
+    points: Decimal = ZERO  # DRG points of the case (point method)
+    add_on_points: Decimal = ZERO
+    point_value: Decimal | None = None
+    payment: Decimal | None = None  # DRG (or out-of-scope) payment, without the add-on
+    add_on: Decimal = ZERO
+    special_review: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def priced(self) -> bool:
+        return self.case_type in PAID
+
+    @property
+    def total_payment(self) -> Decimal | None:
+        return None if self.payment is None else self.payment + self.add_on
+
+    @property
+    def fund_payment(self) -> Decimal | None:
+        """What the fund pays the hospital: payment + add-on − patient share, not below 0."""
+        total = self.total_payment
+        return None if total is None else max(total - self.patient_share, ZERO)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: decimals as strings, None kept as null."""
+        d = asdict(self)
+        d["case_type"] = self.case_type.value
+        d["notes"] = list(self.notes)
+        d["total_payment"] = self.total_payment
+        d["fund_payment"] = self.fund_payment
+        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in d.items()}
+
+
+def select_policy(policies: Iterable[Policy], case: PricedCase) -> Policy | None:
+    """The policy of the case's treatment region in force on its discharge date (latest wins)."""
+    matching = [p for p in policies if p.covers(case.where_treated, case.discharge_date)]
+    return max(matching, key=lambda p: (p.valid_from, p.version)) if matching else None
+
+
+def price_case(policy: Policy, case: PricedCase) -> Price:
+    """Price one case under `policy` (the treatment location's, for off-site cases)."""
+    notes: list[str] = []
+    if case.offsite:
+        notes.append(f"off-site case: insured in {case.region}, treated in {case.treatment_region}")
+    if policy.region != case.where_treated:
+        notes.append(f"policy region {policy.region} is not the treatment region {case.where_treated}")
+    head: dict[str, Any] = dict(
+        case_id=case.case_id, hospital_code=case.hospital_code, drg=case.drg,
+        policy_id=policy.policy_id, policy_version=policy.version,
+        weights_version=policy.weights.version, method=policy.method,
+        total_cost=case.total_cost, patient_share=case.patient_share, offsite=case.offsite,
+    )
+
+    def done(case_type: CaseType, **figures: Any) -> Price:
+        return Price(case_type=case_type, **head, **figures, notes=tuple(notes))
+
+    if case.group_status not in GROUPED_STATUSES:
+        return done(CaseType.NOT_GROUPED)
+
+    if case.per_diem or (case.los is not None and case.los >= policy.scope.max_los):
+        # Out of DRG scope (§7, §10, §14): paid by item or per bed-day, reviewed case by case.
+        notes.append("per-diem stay" if case.per_diem else f"LOS {case.los} ≥ {policy.scope.max_los}")
+        if policy.scope.out_of_scope_payment == "per_diem":
+            assert policy.scope.per_diem_rate is not None  # guaranteed by validation
+            payment = to_fen(policy.scope.per_diem_rate * (case.los or 0))
+            add_on, add_on_points = _add_on(policy, case, point_value=None)
+        else:
+            payment, add_on, add_on_points = case.total_cost, ZERO, ZERO  # by item: all items
+        return done(CaseType.OUT_OF_SCOPE, payment=payment, add_on=add_on,
+                    add_on_points=add_on_points, special_review=True)
+
+    rw = policy.weights.table.get(case.drg)
+    if rw is None:
+        return done(CaseType.NO_WEIGHT)
+
+    level = policy.level_of(case.hospital_code, case.hospital_level)
+    coefficient = policy.coefficient_for(case.hospital_code, level)
+    rate = policy.rate_for(case.insurance_type, level) if policy.method == "rate" else None
+    if coefficient is None or (policy.method == "rate" and rate is None):
+        notes.append("no coefficient: unknown hospital level" if coefficient is None
+                     else f"no rate for insurance type {case.insurance_type!r}, level {level}")
+        return done(CaseType.NO_RATE, rw=rw, hospital_level=level)
+
+    cost = max(case.total_cost - case.innovative_drug_amount, ZERO)
+    mean = policy.group_mean_costs.get(case.drg)
+    case_type = CaseType.NORMAL
+    high_threshold = low_threshold = None
+    if mean is None or mean == 0:
+        notes.append("no group mean cost in the policy: outliers not typed")
+    else:
+        high_threshold = policy.high_multiple(rw) * mean
+        low_threshold = policy.outliers.low_ratio * mean
+        if cost > high_threshold:
+            case_type = CaseType.HIGH_OUTLIER
+        elif cost < low_threshold:
+            case_type = CaseType.LOW_OUTLIER
+    figures: dict[str, Any] = dict(
+        rw=rw, hospital_level=level, coefficient=coefficient, group_mean_cost=mean,
+        outlier_cost=cost,
+        high_threshold=None if high_threshold is None else to_fen(high_threshold),
+        low_threshold=None if low_threshold is None else to_fen(low_threshold),
+    )
+    extra = policy.outliers.high_extra_coefficient
+
+    if policy.method == "rate":
+        assert rate is not None
+        standard = to_fen(rate * rw * coefficient)
+        outlier_extra = ZERO
+        if case_type is CaseType.HIGH_OUTLIER:
+            assert high_threshold is not None
+            outlier_extra = to_fen((cost - high_threshold) * extra)
+            payment = standard + outlier_extra
+        elif case_type is CaseType.LOW_OUTLIER:
+            assert mean is not None
+            payment = cost if policy.outliers.low_payment == "by_item" else to_fen(rate * rw * coefficient * cost / mean)
+        else:
+            payment = standard
+        add_on, add_on_points = _add_on(policy, case, point_value=None)
+        return done(case_type, base_rate=rate, payment_standard=standard,
+                    outlier_extra=outlier_extra, payment=payment, add_on=add_on,
+                    add_on_points=add_on_points, **figures)
+
+    # point method
+    pv = policy.points.provisional_point_value
+    overall = policy.overall_mean_cost
+    assert pv is not None and overall is not None  # guaranteed by validation
+    scale = Decimal(policy.points.scale)
+    base = to_points(rw * scale)
+    extra_points = ZERO
+    if case_type is CaseType.HIGH_OUTLIER:
+        assert high_threshold is not None
+        extra_points = to_points((cost - high_threshold) / overall * scale * extra)
+        points = base + extra_points
+    elif case_type is CaseType.LOW_OUTLIER:
+        assert mean is not None
+        points = to_points(base * min(cost / mean, Decimal(1)))
+    else:
+        points = to_points(base * coefficient)
+    add_on, add_on_points = _add_on(policy, case, point_value=pv)
+    return done(case_type, base_points=base, points=points, point_value=pv,
+                payment_standard=to_fen(base * coefficient * pv),
+                outlier_extra=to_fen(extra_points * pv), payment=to_fen(points * pv),
+                add_on=add_on, add_on_points=add_on_points, **figures)
+
+
+def _add_on(policy: Policy, case: PricedCase, *, point_value: Decimal | None) -> tuple[Decimal, Decimal]:
+    """(yuan, points) paid on top for innovative drugs (§7 add-ons)."""
+    rule = policy.add_ons.innovative_drugs
+    amount = case.innovative_drug_amount * rule.pay_ratio
+    if amount == 0:
+        return ZERO, ZERO
+    if rule.mode == "points" and point_value is not None and policy.overall_mean_cost:
+        points = to_points(amount / policy.overall_mean_cost * policy.points.scale)
+        return to_fen(points * point_value), points
+    return to_fen(amount), ZERO
+
+
+def price_many(policy: Policy, cases: Sequence[PricedCase] | Iterable[PricedCase]) -> list[Price]:
+    """Price a batch under one policy (what-if repricing); order is kept."""
+    return [price_case(policy, c) for c in cases]
