@@ -9,11 +9,16 @@ from typing import Annotated
 import typer
 
 from services.grouper.cli import group_command, scheme_app
+from services.pricer.cli import calibrate_command, price_command, simulate_command
 
 app = typer.Typer(help="drgdip: DRG/DIP payment for medical-insurance bureaus and hospitals.",
                   no_args_is_help=True, add_completion=False)
 app.command("group", help="Group a JSON Lines file of cases with a scheme.")(group_command)
 app.add_typer(scheme_app, name="scheme", help="Inspect, compare and register grouping schemes.")
+app.command("price", help="What-if: price grouped cases under a policy file (nothing stored).")(price_command)
+app.command("calibrate", help="Compute DRG weights and a base rate from grouped history.")(calibrate_command)
+app.command("simulate", help="模拟运行: DRG payment against fee-for-service, per hospital and DRG.")(
+    simulate_command)
 policy_app = typer.Typer(help="Pricing policies (rates, coefficients, weights per region and period).")
 app.add_typer(policy_app, name="policy")
 token_app = typer.Typer(help="API tokens: one per hospital, and separate bureau roles.")

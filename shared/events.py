@@ -50,6 +50,10 @@ class CaseFacts(BaseModel):
     discharge_date: date | None = None
     insurance_type: str | None = None
     total_cost: DecimalStr | None = None
+    fees: dict[str, DecimalStr] = Field(default_factory=dict)  # med_chrgitm 01–14 -> yuan
+    patient_share: DecimalStr | None = None  # 自付 + 自费
+    treatment_region: str | None = None  # where care was given (off-site cases differ)
+    planned_readmission: bool = False  # days_rinp_flag_31
 
 
 class CaseReceived(_Payload):
@@ -89,16 +93,20 @@ class CaseFlag(BaseModel):
 
 
 class CasePriced(_Payload):
-    """The pricer computed the case's DRG payment standard."""
+    """The pricer computed the case's payment; `breakdown` holds every figure used."""
 
     facts: CaseFacts
     drg: str
-    status: str  # PRICED | NOT_GROUPED | NO_WEIGHT | NO_POLICY
+    status: str  # PRICED | NOT_GROUPED | NO_WEIGHT | NO_POLICY | …
     policy_id: str | None = None
     weight: DecimalStr | None = None
     base_rate: DecimalStr | None = None
     coefficient: DecimalStr | None = None
     payment_standard: DecimalStr | None = None
+    case_type: str | None = None  # normal | high_outlier | low_outlier | out_of_scope | …
+    payment: DecimalStr | None = None
+    fund_payment: DecimalStr | None = None
+    breakdown: dict[str, Any] = Field(default_factory=dict)
 
 
 class CaseFlagged(_Payload):
