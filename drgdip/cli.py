@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from drgdip.generate_cli import generate_command
 from services.grouper.cli import group_command, scheme_app
 from services.pricer.cli import calibrate_command, price_command, simulate_command
 
@@ -15,6 +16,7 @@ app = typer.Typer(help="drgdip: DRG/DIP payment for medical-insurance bureaus an
                   no_args_is_help=True, add_completion=False)
 app.command("group", help="Group a JSON Lines file of cases with a scheme.")(group_command)
 app.add_typer(scheme_app, name="scheme", help="Inspect, compare and register grouping schemes.")
+app.command("generate", help="Generate a synthetic region's settlement lists (JSON Lines).")(generate_command)
 app.command("price", help="What-if: price grouped cases under a policy file (nothing stored).")(price_command)
 app.command("calibrate", help="Compute DRG weights and a base rate from grouped history.")(calibrate_command)
 app.command("simulate", help="模拟运行: DRG payment against fee-for-service, per hospital and DRG.")(
@@ -56,7 +58,7 @@ def serve(
 @policy_app.command("import")
 def policy_import(file: Path, db: Db = None) -> None:
     """Store a pricing policy JSON in the pricer's database."""
-    from services.pricer.core import PolicyError
+    from services.pricer.policy import PolicyError
     from services.pricer.service import import_policy
     from shared import migrate
     from shared.db import create_engine
@@ -67,7 +69,8 @@ def policy_import(file: Path, db: Db = None) -> None:
         try:
             await migrate.upgrade(engine, "pricer")
             p = await import_policy(engine, file.read_bytes())
-            typer.echo(f"imported policy {p.policy_id} ({p.region}, from {p.valid_from}, {len(p.weights)} weights)")
+            typer.echo(f"imported policy {p.policy_id} v{p.version} ({p.region}, from {p.valid_from}, "
+                       f"{len(p.weights.table)} weights)")
         finally:
             await engine.dispose()
 

@@ -53,14 +53,53 @@ def settlement_lists(cases_file: Path, n: int, seed: int = 7) -> list[dict[str, 
     return lists
 
 
+def national_list(sl: dict[str, Any]) -> dict[str, Any]:
+    """A list in the simple form above as the national 4101 `input` node (reduced: no fees)."""
+    adm, dscg = sl["admission_date"], sl["discharge_date"]
+    age = sl.get("age")
+    born = date.fromisoformat(adm) - timedelta(days=int(sl.get("age_days") or (age or 0) * 365.25))
+    setlinfo: dict[str, Any] = {
+        "mdtrt_id": f"M{sl['setl_id']}", "setl_id": sl["setl_id"], "psn_no": sl["psn_no"],
+        "medcasno": f"BA{sl['setl_id']}", "fixmedins_code": sl["hospital_code"],
+        "fixmedins_name": f"示例医院{sl['hospital_code'][-2:]}", "psn_name": f"患者{sl['psn_no'][-6:]}",
+        "gend": str(sl["sex"]), "brdy": born.isoformat(), "age": "" if age is None else str(age),
+        "hi_type": sl.get("insurance_type") or "390", "insuplc": sl.get("region", "default"),
+        "ipt_med_type": "1", "adm_time": f"{adm} 09:00:00", "adm_caty": sl.get("dept") or "A03",
+        "dscg_time": f"{dscg} 10:00:00", "dscg_caty": sl.get("dept") or "A03",
+        "act_ipt_days": str(sl.get("los") or 0), "dscg_way": str(sl["leaving_type"] if sl.get("leaving_type") in (1, 2, 3, 4, 5) else 9),
+        "setl_begn_date": adm, "setl_end_date": dscg, "hi_paymtd": "1",
+    }
+    if age == 0:
+        setlinfo["nwb_age"] = "" if sl.get("age_days") is None else str(sl["age_days"])
+        setlinfo["nwb_bir_wt"] = "" if sl.get("birth_weight") is None else str(sl["birth_weight"])
+    return {
+        "setlinfo": setlinfo,
+        "diseinfo": [{"diag_type": "1", "diag_code": c, "maindiag_flag": "1" if i == 0 else "0"}
+                     for i, c in enumerate(sl["diagnoses"])],
+        "oprninfo": [{"oprn_oprt_type": "1" if i == 0 else "2", "oprn_oprt_code": c}
+                     for i, c in enumerate(sl["procedures"])],
+    }
+
+
 def demo_policy(scheme_dir: Path) -> dict[str, Any]:
+    """A rate-method policy (services/pricer/policy.py format) with illustrative weights.
+
+    Harbin-scale rates (employee 12252.70, resident 9649.24 per RW); the first four demo
+    hospitals are tertiary (1.0), the fifth secondary (0.85), the sixth primary (0.70).
+    """
     drgs = orjson.loads((scheme_dir / "drg.json").read_bytes())["drgs"]
     return {
-        "policy_id": "demo-2024", "region": "default", "valid_from": "2024-01-01", "valid_to": "2024-12-31",
-        "rates": {"employee": "12252.70", "resident": "9649.24"}, "default_rate": "9649.24",
-        "default_coefficient": "1.0",
-        "hospital_coefficients": {HOSPITALS[4]: "0.85", HOSPITALS[5]: "0.70"},
-        "weights": {d["code"]: str(DEMO_WEIGHTS.get(d["code"][-1], Decimal("1"))) for d in drgs},
+        "format": "drgdip.pricing-policy/1", "policy_id": "demo-2024", "version": 1,
+        "region": "default", "valid_from": "2024-01-01", "valid_to": "2024-12-31",
+        "method": "rate", "scheme_id": "chs-drg-1.1",
+        "weights": {"version": "demo-illustrative",
+                    "table": {d["code"]: str(DEMO_WEIGHTS.get(d["code"][-1], Decimal("1.0000")))
+                              for d in drgs}},
+        "rates": {"employee": {"default": "12252.70"}, "resident": {"default": "9649.24"},
+                  "default": {"default": "9649.24"}},
+        "hospitals": {"level_coefficients": {"3": "1.0", "2": "0.85", "1": "0.70"},
+                      "levels": {**{h: 3 for h in HOSPITALS[:4]}, HOSPITALS[4]: 2, HOSPITALS[5]: 1}},
+        "notes": "Demo only: illustrative weights, not calibrated on any region's data.",
     }
 
 
@@ -90,17 +129,17 @@ async def run_demo(shared: Path, n: int, data_dir: Path) -> int:
                                      headers={"authorization": f"Bearer {token}"}) as client:
             with Progress(console=console) as progress:
                 sent = progress.add_task("submitting lists", total=len(lists))
+                rejected = 0
                 for sl in lists:
-                    r = await client.post("/api/v1/lists", json=sl)
-                    if r.status_code != 202:
-                        console.print(f"[red]rejected {sl['setl_id']}: {r.text}[/red]")
+                    r = await client.post("/api/v1/settlement-lists", json=national_list(sl))
+                    rejected += r.status_code >= 400  # intake QC stops lists with blocking errors
                     progress.advance(sent)
                 done = progress.add_task("grouped, priced, reviewed", total=len(lists))
                 while True:
                     s = (await client.get("/api/v1/summary")).json()
                     reviewed = s["by_status"].get("reviewed", 0)
                     progress.update(done, completed=reviewed)
-                    if reviewed >= len(lists):
+                    if reviewed >= len(lists) - rejected:
                         break
                     await asyncio.sleep(0.2)
             elapsed = time.perf_counter() - started

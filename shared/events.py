@@ -54,6 +54,7 @@ class CaseFacts(BaseModel):
     patient_share: DecimalStr | None = None  # 自付 + 自费
     treatment_region: str | None = None  # where care was given (off-site cases differ)
     planned_readmission: bool = False  # days_rinp_flag_31
+    withdrawn: bool = False  # interface 4102: out of settlement, kept in history
 
 
 class CaseReceived(_Payload):

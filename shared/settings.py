@@ -58,6 +58,8 @@ class ServiceSettings(BaseSettings):
 
 
 class IngestSettings(ServiceSettings):
+    dictionary_scheme: Path | None = Field(
+        None, description="scheme folder whose diagnoses.tsv/procedures.tsv the code checks use")
     psn_key_secret: str = Field(
         "drgdip-dev-secret",
         min_length=8,

@@ -22,21 +22,51 @@ def cases_file(scheme: str = "chs-drg-1.1") -> Path:
     return SHARED / "testdata" / f"{scheme}-cases.jsonl"
 
 
-def lists(n: int, seed: int = 7) -> list[dict[str, Any]]:
-    """`n` valid settlement lists built from the reference cases."""
-    from drgdip.demo import settlement_lists
+def simple_lists(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    """`n` lists in the demo's simple form, built from the reference cases, that pass intake QC."""
+    from drgdip.demo import national_list, settlement_lists
+    from services.ingest import core
 
-    return settlement_lists(cases_file(), n, seed)
+    out: list[dict[str, Any]] = []
+    size = n
+    while len(out) < n:
+        size *= 2
+        out = [sl for sl in settlement_lists(cases_file(), size, seed)
+               if isinstance(core.evaluate("native", national_list(sl), caller_hospital=None,
+                                           dictionaries=None), core.Accepted)]
+    return out[:n]
+
+
+def lists(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    """`n` valid settlement lists (the national `input` node) built from the reference cases."""
+    from drgdip.demo import national_list
+
+    return [national_list(sl) for sl in simple_lists(n, seed)]
+
+
+def case_id(national: dict[str, Any]) -> str:
+    s = national["setlinfo"]
+    return f"{s['fixmedins_code']}-{s['setl_id']}"
 
 
 def policy(weight: str = "1.0000") -> dict[str, Any]:
-    """A policy pricing every 1.1 DRG at the same weight, rate 10000, coefficient 1."""
+    """A rate-method policy pricing every 1.1 DRG at `weight`, 10000.00 per RW, coefficient 1.0.
+
+    The demo hospitals are registered (level 3; every level's coefficient is 1.0), others get
+    `no_rate`. No group mean costs: every grouped case is `normal`, its payment 10000.00 × weight.
+    """
     import orjson
 
+    from drgdip.demo import HOSPITALS
+
     drgs = orjson.loads((SHARED / "schemes" / "chs-drg-1.1" / "drg.json").read_bytes())["drgs"]
-    return {"policy_id": "test-2024", "region": "default", "valid_from": "2024-01-01",
-            "valid_to": None, "default_rate": "10000.00", "rates": {},
-            "weights": {d["code"]: weight for d in drgs}}
+    return {"format": "drgdip.pricing-policy/1", "policy_id": "test-2024", "version": 1,
+            "region": "default", "valid_from": "2024-01-01", "valid_to": None, "method": "rate",
+            "scheme_id": "chs-drg-1.1",
+            "weights": {"version": "test-w1", "table": {d["code"]: weight for d in drgs}},
+            "rates": {"default": {"default": "10000.00"}},
+            "hospitals": {"level_coefficients": {"1": "1.0", "2": "1.0", "3": "1.0"},
+                          "levels": {h: 3 for h in HOSPITALS}}}
 
 
 async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:

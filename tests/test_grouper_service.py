@@ -6,10 +6,11 @@ import asyncio
 from pathlib import Path
 
 import orjson
-from helpers import SHARED, api_client, count, lists, policy, wait_until
+from helpers import SHARED, api_client, count, lists, policy, simple_lists, wait_until
 from typer.testing import CliRunner
 
 from drgdip.cli import app
+from drgdip.demo import national_list
 from drgdip.stages import build_runtime
 
 runner = CliRunner()
@@ -68,14 +69,15 @@ async def test_cases_are_grouped_by_the_scheme_in_force_for_their_region_and_dis
     rt = _runtime(tmp_path)
     await rt.start()
     try:
-        base = lists(1)[0] | {"region": "350500"}
+        base = simple_lists(1)[0] | {"region": "350500", "los": 4}
         before = base | {"setl_id": "OLD", "admission_date": "2023-06-01", "discharge_date": "2023-06-05"}
         after = base | {"setl_id": "NEW", "admission_date": "2024-06-01", "discharge_date": "2024-06-05"}
         other = base | {"setl_id": "ELSEWHERE", "region": "110000", "admission_date": "2024-06-01",
                         "discharge_date": "2024-06-05"}
         async with await api_client(rt) as client:
             for sl in (before, after, other):
-                assert (await client.post("/api/v1/lists", json=sl)).status_code == 202
+                r = await client.post("/api/v1/settlement-lists", json=national_list(sl))
+                assert r.status_code == 202, r.text
 
             async def grouped() -> bool:
                 return (await client.get("/api/v1/summary")).json()["by_status"].get("reviewed", 0) == 3
@@ -97,7 +99,7 @@ async def test_regroup_command_prints_the_migration_table(tmp_path: Path) -> Non
     try:
         async with await api_client(rt) as client:
             for sl in lists(60, seed=5):
-                assert (await client.post("/api/v1/lists", json=sl)).status_code == 202
+                assert (await client.post("/api/v1/settlement-lists", json=sl)).status_code == 202
 
             async def grouped() -> bool:
                 return await count(rt.engine, "grouper_results") == 60

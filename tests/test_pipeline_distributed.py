@@ -77,7 +77,7 @@ class Suite:
 
             async def post(sl: dict) -> None:
                 async with sem:
-                    r = await client.post("/api/v1/lists", json=sl)
+                    r = await client.post("/api/v1/settlement-lists", json=sl)
                     assert r.status_code == 202, r.text
 
             await asyncio.gather(*(post(sl) for sl in batch))
@@ -205,7 +205,7 @@ async def test_poison_message_goes_to_the_dead_letter_topic_and_the_grouper_keep
     try:
         topic = suite.namespace + CASE_RECEIVED
         await bus.publish([Record(topic, "poison", b"\xff\xfe not json")])
-        r = httpx.post(ingest.url + "/lists", json=lists(1)[0], timeout=10)
+        r = httpx.post(ingest.url + "/settlement-lists", json=lists(1)[0], timeout=10)
         assert r.status_code == 202, r.text
         engine = create_engine(suite.dbs["grouper"])
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-from helpers import SHARED, api_client, count, lists, policy, wait_until
+from helpers import SHARED, api_client, case_id, count, lists, policy, wait_until
 from sqlalchemy import MetaData
 
 from drgdip.stages import build_runtime
@@ -27,7 +27,7 @@ async def test_regroup_with_quanzhou_publishes_new_versions_and_reports_moves(tm
     await rt.start()
     async with await api_client(rt) as c:
         for sl in batch:
-            assert (await c.post("/api/v1/lists", json=sl)).status_code == 202
+            assert (await c.post("/api/v1/settlement-lists", json=sl)).status_code == 202
 
         async def reviewed() -> bool:
             return (await c.get("/api/v1/summary")).json()["by_status"].get("reviewed", 0) == 150
@@ -53,7 +53,7 @@ async def test_regroup_with_quanzhou_publishes_new_versions_and_reports_moves(tm
 
         await wait_until(repriced, 120, "300 priced results")
         async with await api_client(rt) as c:
-            case = (await c.get(f"/api/v1/cases/{batch[0]['hospital_code']}-{batch[0]['setl_id']}")).json()
+            case = (await c.get(f"/api/v1/cases/{case_id(batch[0])}")).json()
         assert case["grouped"]["scheme_id"] == "quanzhou-2023"
         assert case["grouped"]["grouping_version"] == 2
     finally:
@@ -61,4 +61,9 @@ async def test_regroup_with_quanzhou_publishes_new_versions_and_reports_moves(tm
 
 
 def _drg(scheme, sl: dict) -> str:  # type: ignore[no-untyped-def]
-    return scheme.group(sl).drg
+    from services.ingest import core
+
+    fields = core.evaluate("native", sl, caller_hospital=None, dictionaries=None).fields  # type: ignore[union-attr]
+    return scheme.group({"sex": fields.sex, "age": fields.age, "age_days": fields.age_days,
+                         "birth_weight": fields.birth_weight, "diagnoses": list(fields.diagnoses),
+                         "procedures": list(fields.procedures)}).drg

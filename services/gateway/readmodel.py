@@ -15,7 +15,9 @@ ORDER = ("received", "grouped", "priced", "reviewed")
 
 
 def status_of(view: dict[str, Any]) -> str:
-    """The furthest stage the case's current list version has reached."""
+    """The furthest stage the case's current list version has reached, or "withdrawn"."""
+    if (view.get("received") or {}).get("withdrawn"):
+        return "withdrawn"
     reached = [s for s in ORDER if view.get(s) is not None]
     return reached[-1] if reached else "unknown"
 

@@ -69,6 +69,8 @@ STAGES = readmodel.ORDER
 def _stage_result(env: Envelope) -> dict[str, Any]:
     """What the read model keeps of an event: its payload without the carried case facts."""
     result = {k: v for k, v in env.payload.items() if k != "facts"}
+    if env.payload.get("facts", {}).get("withdrawn"):
+        result["withdrawn"] = True
     result["event_id"] = env.event_id
     result["occurred_at"] = env.occurred_at.isoformat()
     return result
@@ -83,9 +85,10 @@ def _row_view(row: Any) -> dict[str, Any]:
 
 
 async def _relay(client: httpx.AsyncClient, method: str, path: str, content: bytes,
-                 headers: dict[str, str]) -> Response:
+                 headers: dict[str, str], params: dict[str, str] | None = None) -> Response:
     try:
-        r = await client.request(method, path, content=content, headers=headers)
+        r = await client.request(method, path, content=content, headers=headers, params=params,
+                                 timeout=None if path.endswith(":import") else 30)
     except httpx.HTTPError as e:
         raise ApiError(503, "UPSTREAM_UNAVAILABLE", f"{path} is unavailable: {type(e).__name__}") from None
     return Response(r.content, status_code=r.status_code, media_type="application/json")
@@ -136,11 +139,38 @@ def build(ctx: Context) -> Stage:
             headers["x-drgdip-hospital"] = who.hospital_code  # ingest checks the list is its own
         return headers
 
-    @router.post("/lists", status_code=202)
+    async def to_ingest(path: str, request: Request, who: Principal) -> Response:
+        return await _relay(client("ingest"), request.method, path, await request.body(), forward_headers(who),
+                            params=dict(request.query_params))
+
+    @router.post("/settlement-lists", status_code=202)
     async def submit_list(request: Request, who: Principal = Depends(caller)) -> Response:
-        """Submit one settlement list; 202 with the case id, or 4xx naming the field."""
+        """Submit one settlement list (the 4101 `input` node): 202 with the case id, or 4xx
+        listing every problem with its field path and rule code."""
         who.require("hospital", "bureau-admin")
-        return await _relay(client("ingest"), "POST", "/lists", await request.body(), forward_headers(who))
+        return await to_ingest("/settlement-lists", request, who)
+
+    @router.post("/hsa/{infno}")
+    async def national_interface(infno: str, request: Request, who: Principal = Depends(caller)) -> Response:
+        """The national interfaces 4101, 4101A and 4102, answered with infcode/err_msg/output."""
+        who.require("hospital", "bureau-admin")
+        return await to_ingest(f"/hsa/{infno}", request, who)
+
+    @router.post("/settlement-lists:import")
+    async def import_lists(request: Request, who: Principal = Depends(caller)) -> Response:
+        """Bulk upload of history: JSON Lines of native lists, or CSV with `?format=csv`."""
+        who.require("hospital", "bureau-admin")
+        return await to_ingest("/settlement-lists:import", request, who)
+
+    @router.get("/settlement-lists/{case_id}/versions")
+    async def list_versions(case_id: str, request: Request, who: Principal = Depends(caller)) -> Response:
+        """Every version of a list, verbatim as received."""
+        return await to_ingest(f"/settlement-lists/{case_id}/versions", request, who)
+
+    @router.get("/quality")
+    async def quality(request: Request, who: Principal = Depends(caller)) -> Response:
+        """List quality per hospital and month: 时效性, 完整度, 合格率, 准确性."""
+        return await to_ingest("/quality", request, who)
 
     @router.post("/group")
     async def check_draft(request: Request, who: Principal = Depends(caller)) -> Response:

@@ -1,69 +1,115 @@
-"""Ingest's domain core: the settlement list as hospitals submit it, checked for structure.
+"""Ingest's domain core: from received bytes to a decision (accepted, rejected, withdrawal).
 
-Pure: pydantic models and functions, no web, bus or database imports. The national 4101/4101A
-message formats map onto `SettlementList` as well (see the intake documentation).
+Pure: parsing (services.ingest.national), quality control (services.ingest.qc) and the mapping
+onto the pipeline's `case-received` event. No web, bus or database imports.
+
+Formats a list arrives in:
+
+- `native`: the 4101 `input` node as JSON (setlinfo + diseinfo[] + oprninfo[] + iteminfo[] …),
+  national field names (POST /api/v1/settlement-lists, JSON Lines imports);
+- `4101`, `4101A`, `4102`: the national message envelope (POST /api/v1/hsa/{infno});
+- `flat`: one CSV row of the documented flat layout (`services.ingest.csvformat`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import orjson
 
+from services.ingest import national as nat
+from services.ingest import qc
 from shared.events import CaseFacts, CaseReceived
 
-CODE = r"^\S(.*\S)?$"  # a code: non-empty, no surrounding whitespace
+Format = Literal["native", "4101", "4101A", "4102", "flat"]
+FORMATS: tuple[str, ...] = ("native", "4101", "4101A", "4102", "flat")
+_WITHOUT_DICTIONARIES = tuple(r for r in qc.ALL_RULES
+                              if r not in (qc.diagnoses_in_dictionary, qc.procedures_in_dictionary))
+# History in the flat CSV layout carries only what grouping and pricing need.
+FLAT_REQUIRED = {"4101A": ("setl_id", "psn_no", "fixmedins_code", "gend", "adm_time", "dscg_time")}
 
 
-class SettlementList(BaseModel):
-    """One inpatient settlement list (医保结算清单), the fields the pipeline needs.
+@dataclass(frozen=True)
+class Accepted:
+    fields: nat.CaseFields
+    content_sha256: str  # of the parsed list: the native and national forms of a list agree
+    warnings: list[nat.Problem]
+    treatment_region: str | None
 
-    Unknown fields are allowed and kept: the raw list is stored verbatim anyway.
-    """
 
-    model_config = ConfigDict(extra="allow", str_strip_whitespace=False)
+@dataclass(frozen=True)
+class Rejected:
+    problems: list[nat.Problem]
+    hospital_code: str | None = None
+    forbidden: bool = False  # the caller may not submit for this hospital
+    discharge_date: date | None = None  # when readable: rejected lists count in quality scores
 
-    hospital_code: str = Field(min_length=1, max_length=32, description="fixmedins_code")
-    setl_id: str = Field(min_length=1, max_length=64, description="settlement id")
-    psn_no: str = Field(min_length=1, max_length=64, description="person number (never logged)")
-    region: str = Field("default", min_length=1, max_length=32, description="insured area code")
-    sex: int = Field(description="1 male, 2 female (gend)")
-    age: int | None = Field(None, ge=0, le=150)
-    age_days: int | None = Field(None, ge=0, le=366 * 150)
-    birth_weight: int | None = Field(None, ge=0, le=10_000, description="grams")
-    dept: str | None = Field(None, max_length=32)
-    los: int | None = Field(None, ge=0, le=3650)
-    leaving_type: int | None = Field(None, ge=1, le=9)
-    admission_date: date
-    discharge_date: date
-    diagnoses: list[str] = Field(min_length=1, max_length=100, description="principal first")
-    procedures: list[str] = Field(default_factory=list, max_length=100, description="main first")
-    total_cost: Decimal | None = Field(None, ge=0, max_digits=14, decimal_places=2)
-    insurance_type: str | None = Field(None, max_length=16)
 
-    @field_validator("sex")
-    @classmethod
-    def _sex(cls, v: int) -> int:
-        if v not in (1, 2, 0, 9):  # GB/T 2261.1: 0 unknown, 9 unspecified are valid values
-            raise ValueError("must be 1 (male), 2 (female), 0 or 9")
-        return v
+@dataclass(frozen=True)
+class Withdrawal:
+    hospital_code: str
+    items: list[tuple[str, str]] = field(default_factory=list)  # (psn_no, setl_id)
 
-    @field_validator("diagnoses", "procedures")
-    @classmethod
-    def _codes(cls, v: list[str]) -> list[str]:
-        for i, code in enumerate(v):
-            if not code or code != code.strip() or len(code) > 64:
-                raise ValueError(f"code at position {i} is empty, padded with spaces or too long")
-        return v
 
-    @model_validator(mode="after")
-    def _dates(self) -> SettlementList:
-        if self.discharge_date < self.admission_date:
-            raise ValueError("discharge_date is before admission_date")
-        return self
+Decision = Accepted | Rejected | Withdrawal
+
+
+def problem(path: str, code: str, zh: str, en: str) -> nat.Problem:
+    return nat.Problem(path, code, zh, en, "error")
+
+
+def evaluate(fmt: str, doc: Any, *, caller_hospital: str | None,
+             dictionaries: qc.Dictionaries | None) -> Decision:
+    """Parse, check the caller and run QC. `doc` is decoded JSON (or a flat CSV row dict)."""
+    header: nat.HsaHeader | None = None
+    kind: Literal["4101", "4101A"] = "4101A" if fmt == "4101A" else "4101"
+    required = qc.REQUIRED_FIELDS
+    try:
+        if fmt == "native":
+            sl = nat.parse_settlement_list(doc)
+            if not sl.iteminfo:
+                kind = "4101A"  # without fee nodes it is the reduced list
+        elif fmt == "flat":
+            sl = nat.parse_native(doc)
+            kind, required = "4101A", FLAT_REQUIRED
+        elif fmt in ("4101", "4101A", "4102"):
+            msg = nat.parse_message(fmt, doc)
+            if fmt == "4102":
+                data = msg.input.data  # type: ignore[union-attr]
+                hospital = msg.fixmedins_code or ""
+                if caller_hospital is not None and hospital != caller_hospital:
+                    return Rejected([_mismatch("fixmedins_code", hospital, caller_hospital)], hospital, True)
+                return Withdrawal(hospital, [(s.psn_no, s.setl_id) for s in data.stastinfo])
+            sl, header = msg.input, msg  # type: ignore[assignment]
+        else:
+            return Rejected([problem("infno", "NAT-INFNO", f"不支持的格式 {fmt}", f"unsupported format {fmt}")])
+    except nat.ListRejected as e:
+        return Rejected(e.problems)
+    hospital = sl.setlinfo.fixmedins_code
+    if caller_hospital is not None and hospital != caller_hospital:
+        return Rejected([_mismatch("setlinfo.fixmedins_code", hospital, caller_hospital)], hospital, True)
+    rules = qc.ALL_RULES if dictionaries is not None else _WITHOUT_DICTIONARIES
+    problems = qc.check(sl, dictionaries or qc.Dictionaries(frozenset(), frozenset()), kind=kind,
+                        rules=rules, required=required)
+    errors = qc.blocking(problems)
+    discharge = sl.setlinfo.dscg_time.date() if sl.setlinfo.dscg_time else None
+    if errors:
+        return Rejected(errors + [p for p in problems if p not in errors], hospital, False, discharge)
+    try:
+        fields = nat.case_fields(sl, header=header)
+    except nat.ListRejected as e:
+        return Rejected(e.problems, hospital, False, discharge)
+    digest = hashlib.sha256(orjson.dumps(sl.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return Accepted(fields, digest, problems, header.mdtrtarea_admvs if header else None)
+
+
+def _mismatch(path: str, hospital: str, caller: str) -> nat.Problem:
+    return problem(path, "HOSPITAL_MISMATCH", f"清单属于医疗机构 {hospital}，与调用方 {caller} 不符",
+                   f"the list belongs to hospital {hospital}, not to the caller {caller}")
 
 
 def case_id_for(hospital_code: str, setl_id: str) -> str:
@@ -76,15 +122,18 @@ def person_key(psn_no: str, secret: str) -> str:
     return hmac.new(secret.encode(), psn_no.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def case_received(sl: SettlementList, *, list_version: int, psn_key: str) -> CaseReceived:
+def case_received(f: nat.CaseFields, *, list_version: int, psn_key: str,
+                  treatment_region: str | None = None, withdrawn: bool = False) -> CaseReceived:
     return CaseReceived(
         facts=CaseFacts(
-            hospital_code=sl.hospital_code, setl_id=sl.setl_id, list_version=list_version,
-            region=sl.region, psn_key=psn_key, admission_date=sl.admission_date,
-            discharge_date=sl.discharge_date, insurance_type=sl.insurance_type,
-            total_cost=sl.total_cost,
+            hospital_code=f.hospital_code, setl_id=f.setl_id, list_version=list_version,
+            region=f.region, psn_key=psn_key, admission_date=f.admission_date,
+            discharge_date=f.discharge_date, insurance_type=f.insurance_type,
+            total_cost=f.total_cost, fees=f.fees, patient_share=f.patient_share,
+            treatment_region=treatment_region, planned_readmission=f.planned_readmission,
+            withdrawn=withdrawn,
         ),
-        sex=sl.sex, age=sl.age, age_days=sl.age_days, birth_weight=sl.birth_weight,
-        dept=sl.dept, los=sl.los, leaving_type=sl.leaving_type,
-        diagnoses=sl.diagnoses, procedures=sl.procedures,
+        sex=f.sex, age=f.age, age_days=f.age_days, birth_weight=f.birth_weight,
+        dept=f.dept, los=f.los, leaving_type=f.leaving_type,
+        diagnoses=list(f.diagnoses), procedures=list(f.procedures),
     )

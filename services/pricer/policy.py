@@ -88,15 +88,16 @@ from pydantic import (
     model_validator,
 )
 
-from services.pricer.core import INSURANCE_TYPES
-from services.pricer.core import PolicyError as _CorePolicyError
-
 POLICY_FORMAT: Literal["drgdip.pricing-policy/1"] = "drgdip.pricing-policy/1"
 FEN = Decimal("0.01")
 WEIGHT_PLACES = Decimal("0.0001")
 POINT_PLACES = Decimal("0.0001")
 POINT_VALUE_PLACES = Decimal("0.000001")
 LEVELS = (1, 2, 3)
+
+# Insurance types as hospitals send them (hi_type) or as words.
+INSURANCE_TYPES = {"310": "employee", "employee": "employee", "职工": "employee",
+                   "390": "resident", "resident": "resident", "居民": "resident"}
 
 
 def to_fen(amount: Decimal) -> Decimal:
@@ -123,7 +124,7 @@ def insurance_kind(code: str | None) -> str | None:
     return INSURANCE_TYPES.get(str(code).strip())
 
 
-class PolicyError(_CorePolicyError):
+class PolicyError(ValueError):
     """A policy document is invalid. `str(e)` starts with the first field path ("a.b: ...")."""
 
     def __init__(self, errors: list[tuple[str, str]]) -> None:

@@ -1,12 +1,27 @@
-"""Pricer service: prices every grouped case with the policy in force, announces `case-priced`."""
+"""Pricer service: prices every grouped case with the policy in force, announces `case-priced`.
+
+The pricing and settlement rules are the pure core (`policy`, `pricing`, `settlement`); this
+module stores policies (versioned, audited), priced cases and settlement statements, and
+chooses the policy of the case's treatment region in force on its discharge date.
+
+Every stored figure names the policy id, policy version and weights version that produced it,
+and a recomputation is a new row, never an update (docs/domain.md §13): a case re-grouped or
+re-priced under a new policy version gets a new `pricer_results` row, a settlement re-run gets
+new statement versions.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+import re
+from dataclasses import fields
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -18,13 +33,30 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    delete,
+    func,
     insert,
+    or_,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.pricer.core import PolicyError, PricingPolicy, choose_policy, price_case
+from services.pricer.policy import Policy, PolicyError, parse_policy
+from services.pricer.pricing import (
+    DRG_PRICED,
+    CaseType,
+    Price,
+    PricedCase,
+    price_case,
+    select_policy,
+)
+from services.pricer.settlement import (
+    Clearing,
+    HospitalYear,
+    Statement,
+    annual_clearing,
+    hospital_totals,
+    monthly_presettlement,
+)
 from shared.errors import ApiError
 from shared.events import CASE_GROUPED, CaseGrouped, CasePriced, Envelope
 from shared.messaging import Outbox
@@ -32,19 +64,37 @@ from shared.runtime import Context, Stage
 from shared.settings import PricerSettings
 
 NAME = "pricer"
+ACTOR_HEADER = "x-drgdip-actor"  # who changes a policy over HTTP (set by the gateway)
 metadata = MetaData()
-policies = Table(
-    "pricer_policies", metadata,
-    Column("policy_id", String(64), primary_key=True),
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+policy_versions = Table(
+    "pricer_policy_versions", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("policy_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
     Column("region", String(32), nullable=False),
     Column("valid_from", Date, nullable=False),
     Column("valid_to", Date, nullable=True),
-    Column("document", Text, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("scheme_id", String(64), nullable=False),
+    Column("weights_version", String(64), nullable=False),
+    Column("document", Text, nullable=False),  # verbatim, as imported
     Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_by", String(100), nullable=False),
+)
+policy_audit = Table(
+    "pricer_policy_audit", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("policy_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("who", String(100), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("what", Text, nullable=False),  # JSON: what the version is and changes
 )
 results = Table(
     "pricer_results", metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", _Id, primary_key=True, autoincrement=True),
     Column("case_id", String(100), nullable=False),
     Column("list_version", Integer, nullable=False),
     Column("grouping_version", Integer, nullable=False),
@@ -56,67 +106,376 @@ results = Table(
     Column("coefficient", Numeric(8, 4), nullable=True),
     Column("payment_standard", Numeric(14, 2), nullable=True),
     Column("priced_at", DateTime(timezone=True), nullable=False),
+    Column("policy_version", Integer, nullable=True),
+    Column("weights_version", String(64), nullable=True),
+    Column("case_type", String(16), nullable=True),
+    Column("hospital_code", String(32), nullable=True),
+    Column("treatment_region", String(32), nullable=True),
+    Column("discharge_date", Date, nullable=True),
+    Column("total_cost", Numeric(14, 2), nullable=True),
+    Column("payment", Numeric(14, 2), nullable=True),
+    Column("fund_payment", Numeric(14, 2), nullable=True),
+    Column("breakdown", Text, nullable=True),  # Price.to_dict(): every figure used
+)
+statements = Table(
+    "pricer_statements", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),  # monthly | annual
+    Column("hospital_code", String(32), nullable=False),
+    Column("period", String(7), nullable=False),  # "2024-03" | "2024"
+    Column("version", Integer, nullable=False),
+    Column("policy_id", String(64), nullable=False),
+    Column("policy_version", Integer, nullable=False),
+    Column("weights_version", String(64), nullable=False),
+    Column("document", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+NO_POLICY = "NO_POLICY"
+PRICED = "PRICED"
 
-async def import_policy(engine: AsyncEngine, document: bytes) -> PricingPolicy:
-    """Store a policy (replacing one with the same id); raises `PolicyError` naming the field."""
-    try:
-        doc = orjson.loads(document)
-    except orjson.JSONDecodeError as e:
-        raise PolicyError(f"not valid JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise PolicyError("a policy must be a JSON object")
-    policy = PricingPolicy.from_document(doc)
+
+class PolicyConflict(PolicyError):
+    """The policy version exists with another content, or is older than the stored one."""
+
+
+class SettlementError(ValueError):
+    """A settlement run cannot be done (unknown policy, bad period, nothing to clear)."""
+
+
+# --- policies -----------------------------------------------------------------------------------
+
+def _what(policy: Policy, document: bytes) -> str:
+    return orjson.dumps({
+        "region": policy.region, "valid_from": policy.valid_from.isoformat(),
+        "valid_to": policy.valid_to.isoformat() if policy.valid_to else None,
+        "method": policy.method, "scheme_id": policy.scheme_id,
+        "weights_version": policy.weights.version, "weights": len(policy.weights.table),
+        "notes": policy.notes, "sha256": hashlib.sha256(document).hexdigest(),
+    }).decode()
+
+
+async def store_policy(conn: AsyncConnection, document: bytes, who: str = "cli") -> tuple[Policy, bool]:
+    """Validate and store a policy version with its audit row; (policy, stored).
+
+    Importing a version already stored with the same content is a no-op (stored = False), so a
+    service can import its configured file at every start. The same version with another
+    content, or a version older than the latest stored one, raises `PolicyConflict`.
+    """
+    policy = parse_policy(document)
+    stored = (await conn.execute(
+        select(policy_versions.c.version, policy_versions.c.document)
+        .where(policy_versions.c.policy_id == policy.policy_id)
+        .order_by(policy_versions.c.version.desc()))).all()
+    same = next((r for r in stored if r.version == policy.version), None)
+    if same is not None:
+        if parse_policy(same.document) == policy:
+            return policy, False
+        raise PolicyConflict([("version", f"policy {policy.policy_id} version {policy.version} is "
+                                          "already stored with another content: bump the version")])
+    if stored and stored[0].version > policy.version:
+        raise PolicyConflict([("version", f"policy {policy.policy_id} is at version "
+                                          f"{stored[0].version}: a new version must be higher")])
+    now = datetime.now(UTC)
+    await conn.execute(insert(policy_versions).values(
+        policy_id=policy.policy_id, version=policy.version, region=policy.region,
+        valid_from=policy.valid_from, valid_to=policy.valid_to, method=policy.method,
+        scheme_id=policy.scheme_id, weights_version=policy.weights.version,
+        document=document.decode(), imported_at=now, imported_by=who))
+    await conn.execute(insert(policy_audit).values(
+        policy_id=policy.policy_id, version=policy.version, action="import", who=who, at=now,
+        what=_what(policy, document)))
+    return policy, True
+
+
+async def import_policy(engine: AsyncEngine, document: bytes, who: str = "cli") -> Policy:
+    """Store a policy version (one transaction); raises `PolicyError` naming the field."""
     async with engine.begin() as conn:
-        await conn.execute(delete(policies).where(policies.c.policy_id == policy.policy_id))
-        await conn.execute(insert(policies).values(
-            policy_id=policy.policy_id, region=policy.region, valid_from=policy.valid_from,
-            valid_to=policy.valid_to, document=document.decode(), imported_at=datetime.now(UTC)))
+        policy, _stored = await store_policy(conn, document, who)
     return policy
 
 
-async def load_policies(conn: AsyncConnection) -> list[PricingPolicy]:
-    rows = (await conn.execute(select(policies.c.document))).scalars().all()
-    return [PricingPolicy.from_document(orjson.loads(d)) for d in rows]
+class PolicyBook:
+    """Parsed policies by (id, version): documents are immutable, so parsing once is enough."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[str, int], Policy] = {}
+
+    async def candidates(self, conn: AsyncConnection, region: str, day: date | None) -> list[Policy]:
+        """Every stored policy version of `region` in force on `day`."""
+        if day is None:
+            return []
+        v = policy_versions.c
+        rows = (await conn.execute(select(v.policy_id, v.version).where(
+            v.region == region, v.valid_from <= day, or_(v.valid_to.is_(None), v.valid_to >= day)))).all()
+        return [await self.get(conn, r.policy_id, r.version) for r in rows]
+
+    async def get(self, conn: AsyncConnection, policy_id: str, version: int) -> Policy:
+        key = (policy_id, version)
+        if key not in self._parsed:
+            doc = await conn.scalar(select(policy_versions.c.document).where(
+                policy_versions.c.policy_id == policy_id, policy_versions.c.version == version))
+            if doc is None:
+                raise KeyError(key)
+            self._parsed[key] = parse_policy(doc)
+        return self._parsed[key]
+
+    async def latest(self, conn: AsyncConnection, policy_id: str) -> Policy | None:
+        version = await conn.scalar(select(func.max(policy_versions.c.version))
+                                    .where(policy_versions.c.policy_id == policy_id))
+        return None if version is None else await self.get(conn, policy_id, version)
+
+
+# --- pricing ------------------------------------------------------------------------------------
+
+def priced_case(case_id: str, g: CaseGrouped) -> PricedCase:
+    """The pricing input from a `case-grouped` event.
+
+    LOS is not carried by `CaseFacts`, so out-of-scope by LOS (scope.max_los) is not applied;
+    the innovative-drug amount is not carried either (0: no add-on).
+    """
+    f = g.facts
+    return PricedCase(
+        case_id=case_id, hospital_code=f.hospital_code, region=f.region,
+        treatment_region=f.treatment_region, insurance_type=f.insurance_type, drg=g.drg,
+        group_status=g.status, los=None, total_cost=f.total_cost, fees=dict(f.fees),
+        patient_share=f.patient_share, discharge_date=f.discharge_date,
+    )
+
+
+def legacy_status(price: Price | None) -> str:
+    """The `status` of `case-priced` (PRICED | NOT_GROUPED | NO_WEIGHT | NO_RATE | …)."""
+    if price is None:
+        return NO_POLICY
+    return PRICED if price.case_type in DRG_PRICED else price.case_type.value.upper()
+
+
+_PRICE_TEXT = {"case_id", "hospital_code", "drg", "policy_id", "weights_version", "method"}
+_PRICE_OTHER = {"policy_version", "hospital_level", "offsite", "special_review"}
+
+
+def price_from_dict(d: dict[str, Any]) -> Price:
+    """Read back a stored `Price.to_dict()` (decimals were written as strings)."""
+    values: dict[str, Any] = {}
+    for f in fields(Price):
+        v = d.get(f.name)
+        if f.name == "case_type":
+            v = CaseType(d["case_type"])
+        elif f.name == "notes":
+            v = tuple(v or ())
+        elif f.name not in _PRICE_TEXT | _PRICE_OTHER and v is not None:
+            v = Decimal(v)
+        values[f.name] = v
+    return Price(**values)
+
+
+# --- settlement ---------------------------------------------------------------------------------
+
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_YEAR = re.compile(r"^\d{4}$")
+
+
+def _month_bounds(period: str) -> tuple[date, date]:
+    m = _MONTH.match(period)
+    if not m:
+        raise SettlementError(f"period: {period!r} is not a YYYY-MM month")
+    year, month = int(m[1]), int(m[2])
+    return date(year, month, 1), date(year + month // 12, month % 12 + 1, 1)
+
+
+def _year_bounds(year: str) -> tuple[date, date]:
+    if not _YEAR.match(year):
+        raise SettlementError(f"year: {year!r} is not a YYYY year")
+    return date(int(year), 1, 1), date(int(year) + 1, 1, 1)
+
+
+async def _period_prices(conn: AsyncConnection, policy_id: str, start: date, end: date) -> list[Price]:
+    """The current price of every case discharged in [start, end) under `policy_id`.
+
+    A case's current price is its latest row (latest list, grouping or policy version); cases
+    whose current price is under another policy belong to that policy's settlement.
+    """
+    r = results.c
+    latest = select(func.max(r.id)).group_by(r.case_id).scalar_subquery()
+    rows = (await conn.execute(select(r.breakdown).where(
+        r.id.in_(latest), r.policy_id == policy_id, r.breakdown.is_not(None),
+        r.discharge_date >= start, r.discharge_date < end))).scalars().all()
+    return [price_from_dict(orjson.loads(b)) for b in rows]
+
+
+async def _next_version(conn: AsyncConnection, kind: str, period: str, policy_id: str) -> int:
+    s = statements.c
+    prev = await conn.scalar(select(func.max(s.version)).where(
+        s.kind == kind, s.period == period, s.policy_id == policy_id))
+    return (prev or 0) + 1
+
+
+async def _store_statements(conn: AsyncConnection, items: list[Statement],
+                            extra: dict[str, Any] | None = None) -> None:
+    now = datetime.now(UTC)
+    for st in items:
+        doc = st.to_dict() | ({"clearing": extra} if extra else {})
+        await conn.execute(insert(statements).values(
+            kind=st.kind, hospital_code=st.hospital_code, period=st.period, version=st.version,
+            policy_id=st.policy_id, policy_version=st.policy_version,
+            weights_version=st.weights_version, document=orjson.dumps(doc).decode(), created_at=now))
+
+
+async def _policy_for_settlement(conn: AsyncConnection, policy_id: str) -> Policy:
+    policy = await PolicyBook().latest(conn, policy_id)
+    if policy is None:
+        raise SettlementError(f"policy_id: no policy {policy_id!r} is stored")
+    return policy
+
+
+async def run_monthly_presettlement(engine: AsyncEngine, policy_id: str, period: str) -> list[Statement]:
+    """Pre-settle a month (§8) from the stored priced cases; stores a new statement version.
+
+    Uses the latest stored version of the policy for the settlement parameters; the cases keep
+    the prices (and versions) they were priced with.
+    """
+    start, end = _month_bounds(period)
+    async with engine.begin() as conn:
+        policy = await _policy_for_settlement(conn, policy_id)
+        totals = hospital_totals(await _period_prices(conn, policy_id, start, end))
+        version = await _next_version(conn, "monthly", period, policy_id)
+        out = monthly_presettlement(policy, period, totals.values(), version=version)
+        await _store_statements(conn, out)
+    return out
+
+
+async def _presettled(conn: AsyncConnection, policy_id: str, year: str) -> dict[str, Decimal]:
+    """Σ pre-settled per hospital over the year's months, from each month's latest version."""
+    s = statements.c
+    rows = (await conn.execute(select(s.hospital_code, s.period, s.version, s.document).where(
+        s.kind == "monthly", s.policy_id == policy_id, s.period.like(f"{year}-%")))).all()
+    latest: dict[tuple[str, str], Any] = {}
+    for row in rows:
+        key = (row.hospital_code, row.period)
+        if key not in latest or row.version > latest[key].version:
+            latest[key] = row
+    out: dict[str, Decimal] = {}
+    for (hospital, _period), row in latest.items():
+        paid = Decimal(orjson.loads(row.document)["lines"]["presettled"])
+        out[hospital] = out.get(hospital, Decimal("0")) + paid
+    return out
+
+
+async def run_annual_clearing(engine: AsyncEngine, policy_id: str, year: str,
+                              budget: Decimal) -> Clearing:
+    """Clear a year (§8) from the stored priced cases; stores a new annual statement version.
+
+    Pre-settled amounts are the latest monthly statements of the year; prepayment advances are
+    not recorded yet (0).
+    """
+    start, end = _year_bounds(year)
+    async with engine.begin() as conn:
+        policy = await _policy_for_settlement(conn, policy_id)
+        totals = hospital_totals(await _period_prices(conn, policy_id, start, end))
+        paid = await _presettled(conn, policy_id, year)
+        version = await _next_version(conn, "annual", year, policy_id)
+        try:
+            clearing = annual_clearing(
+                policy, year, [HospitalYear(t, presettled=paid.get(h, Decimal("0")))
+                               for h, t in totals.items()], budget, version=version)
+        except ValueError as e:
+            raise SettlementError(str(e)) from None
+        summary = {k: v for k, v in clearing.to_dict().items() if k != "hospitals"}
+        await _store_statements(conn, clearing.statements(), summary)
+    return clearing
+
+
+# --- the stage ----------------------------------------------------------------------------------
+
+def _policy_error(e: PolicyError) -> ApiError:
+    status, code = (409, "POLICY_VERSION_CONFLICT") if isinstance(e, PolicyConflict) else (422, "INVALID_POLICY")
+    return ApiError(status, code, str(e), e.path,
+                    [{"field": path, "message": msg} for path, msg in e.errors])
+
+
+def _statement_row(row: Any) -> dict[str, Any]:
+    return {"kind": row.kind, "hospital_code": row.hospital_code, "period": row.period,
+            "version": row.version, "policy_id": row.policy_id,
+            "policy_version": row.policy_version, "weights_version": row.weights_version,
+            "created_at": row.created_at.isoformat(), "document": orjson.loads(row.document)}
 
 
 def build(ctx: Context) -> Stage:
     settings = ctx.settings if isinstance(ctx.settings, PricerSettings) else PricerSettings()
     outbox = Outbox(NAME, metadata)
+    book = PolicyBook()
 
     async def on_start() -> None:
         if settings.policy_file is not None:
-            await import_policy(ctx.engine, Path(settings.policy_file).read_bytes())
+            await import_policy(ctx.engine, Path(settings.policy_file).read_bytes(), who="settings")
 
     async def handle(conn: AsyncConnection, env: Envelope) -> list[Envelope]:
         g: CaseGrouped = env.typed_payload()
         f = g.facts
-        # policies are few and small; reading them in the message's transaction keeps one truth
-        policy = choose_policy(await load_policies(conn), f.region, f.discharge_date)
-        p = price_case(policy, drg=g.drg, group_status=g.status, hospital_code=f.hospital_code,
-                       insurance_type=f.insurance_type)
+        case = priced_case(env.case_id, g)
+        # off-site cases are priced by the treatment region's policy (§7)
+        policy = None if f.withdrawn else select_policy(
+            await book.candidates(conn, case.where_treated, case.discharge_date), case)
+        p = None if policy is None else price_case(policy, case)
+        # a withdrawn list (4102) is kept in history and left out of settlement
+        status = "WITHDRAWN" if f.withdrawn else legacy_status(p)
+        breakdown = p.to_dict() if p is not None else {}
+        # the columns of `pricer_results` and the fields of `case-priced` share these names;
+        # payment includes the add-on, so fund payment = payment − patient share (§7)
+        figures: dict[str, Any] = {} if p is None else dict(
+            policy_id=p.policy_id, weight=p.rw, base_rate=p.base_rate, coefficient=p.coefficient,
+            payment_standard=p.payment_standard, case_type=p.case_type.value,
+            payment=p.total_payment, fund_payment=p.fund_payment)
         await conn.execute(insert(results).values(
             case_id=env.case_id, list_version=f.list_version, grouping_version=g.grouping_version,
-            drg=g.drg, status=p.status, policy_id=p.policy_id, weight=p.weight,
-            base_rate=p.base_rate, coefficient=p.coefficient, payment_standard=p.payment_standard,
-            priced_at=datetime.now(UTC)))
-        payload = CasePriced(facts=f, drg=g.drg, status=p.status, policy_id=p.policy_id,
-                             weight=p.weight, base_rate=p.base_rate, coefficient=p.coefficient,
-                             payment_standard=p.payment_standard)
+            drg=g.drg, status=status, priced_at=datetime.now(UTC),
+            policy_version=p.policy_version if p else None,
+            weights_version=p.weights_version if p else None,
+            hospital_code=f.hospital_code, treatment_region=case.where_treated,
+            discharge_date=f.discharge_date, total_cost=case.total_cost,
+            breakdown=orjson.dumps(breakdown).decode() if p is not None else None, **figures))
+        payload = CasePriced(facts=f, drg=g.drg, status=status, breakdown=breakdown, **figures)
         return [Envelope.new(payload, case_id=env.case_id, correlation_id=env.correlation_id,
                              producer=NAME)]
 
     router = APIRouter(tags=["pricer"])
 
     @router.post("/policies", status_code=201)
-    async def upload_policy(body: dict) -> dict:
+    async def upload_policy(request: Request, response: Response) -> dict:
+        """Import a policy version (bureau only: the gateway protects this route)."""
+        who = request.headers.get(ACTOR_HEADER) or "api"
         try:
-            policy = await import_policy(ctx.engine, orjson.dumps(body))
+            async with ctx.engine.begin() as conn:
+                policy, stored = await store_policy(conn, await request.body(), who)
         except PolicyError as e:
-            field = str(e).split(":", 1)[0]
-            raise ApiError(422, "INVALID_POLICY", str(e), field) from None
-        return {"policy_id": policy.policy_id, "weights": len(policy.weights)}
+            raise _policy_error(e) from None
+        if not stored:
+            response.status_code = 200
+        return {"policy_id": policy.policy_id, "version": policy.version, "region": policy.region,
+                "weights_version": policy.weights.version, "weights": len(policy.weights.table),
+                "stored": stored}
+
+    @router.get("/policies")
+    async def list_policies() -> dict:
+        v = policy_versions.c
+        async with ctx.engine.connect() as conn:
+            rows = (await conn.execute(select(
+                v.policy_id, v.version, v.region, v.valid_from, v.valid_to, v.method,
+                v.weights_version, v.imported_at, v.imported_by).order_by(v.policy_id, v.version))).all()
+        return {"policies": [{**r._asdict(), "valid_from": r.valid_from.isoformat(),
+                              "valid_to": r.valid_to.isoformat() if r.valid_to else None,
+                              "imported_at": r.imported_at.isoformat()} for r in rows]}
+
+    @router.get("/statements")
+    async def list_statements(hospital: str, period: str | None = None) -> dict:
+        """Every stored settlement statement version of a hospital (optionally one period)."""
+        s = statements.c
+        q = select(statements).where(s.hospital_code == hospital)
+        if period:
+            q = q.where(s.period == period)
+        async with ctx.engine.connect() as conn:
+            rows = (await conn.execute(q.order_by(s.period, s.kind, s.version))).all()
+        return {"statements": [_statement_row(r) for r in rows]}
 
     return Stage(NAME, metadata, outbox, router=router,
                  subscriptions=[((CASE_GROUPED,), handle)], on_start=on_start)

@@ -93,7 +93,8 @@ def build(ctx: Context) -> Stage:
         other_rows = {r.case_id: r for r in (await conn.execute(
             select(stays).where(stays.c.psn_key == f.psn_key, stays.c.case_id != env.case_id))).all()}
         others = [_stay(r) for r in other_rows.values()]
-        flags = readmission_flags(stay, others, READMISSION_DAYS)
+        # a withdrawn list is not a stay to flag (it stays in history as a version)
+        flags = [] if f.withdrawn else readmission_flags(stay, others, READMISSION_DAYS)
         await save(conn, env.case_id, f.list_version, flags)
         out = [event(env.case_id, f, p.drg, flags, env.correlation_id)]
         # this stay may be the earlier one of a later stay reviewed before it arrived
