@@ -34,7 +34,7 @@ def field_path(loc: tuple | list) -> str:
     out = ""
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
-    return out
+    return out or (str(loc[0]) if loc else "request")  # the whole body (or query) is at fault
 
 
 def validation_details(errors: Sequence[Any]) -> list[dict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -64,6 +65,26 @@ timeline = Table(
     Column("producer", String(32), nullable=False),
 )
 STAGES = readmodel.ORDER
+
+
+# Request bodies the gateway passes on unparsed, described for the OpenAPI document (and fuzzers).
+LIST_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["setlinfo", "diseinfo"],
+    "properties": {
+        "setlinfo": {"type": "object", "description": "4101 setlinfo: national field names"},
+        **{k: {"type": "array", "items": {"type": "object"}}
+           for k in ("diseinfo", "oprninfo", "iteminfo", "payinfo", "icuinfo", "opspdiseinfo", "bldinfo")},
+    },
+}
+HSA_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["infno", "fixmedins_code", "input"],
+    "properties": {"infno": {"type": "string"}, "msgid": {"type": "string"},
+                   "fixmedins_code": {"type": "string"}, "input": {"type": "object"}},
+}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _stage_result(env: Envelope) -> dict[str, Any]:
@@ -143,18 +164,18 @@ def build(ctx: Context) -> Stage:
         return await _relay(client("ingest"), request.method, path, await request.body(), forward_headers(who),
                             params=dict(request.query_params))
 
-    @router.post("/settlement-lists", status_code=202)
+    @router.post("/settlement-lists", status_code=202, openapi_extra=_body(LIST_SCHEMA))
     async def submit_list(request: Request, who: Principal = Depends(caller)) -> Response:
         """Submit one settlement list (the 4101 `input` node): 202 with the case id, or 4xx
         listing every problem with its field path and rule code."""
         who.require("hospital", "bureau-admin")
         return await to_ingest("/settlement-lists", request, who)
 
-    @router.post("/hsa/{infno}")
+    @router.post("/hsa/{infno}", openapi_extra=_body(HSA_SCHEMA))
     async def national_interface(infno: str, request: Request, who: Principal = Depends(caller)) -> Response:
         """The national interfaces 4101, 4101A and 4102, answered with infcode/err_msg/output."""
         who.require("hospital", "bureau-admin")
-        return await to_ingest(f"/hsa/{infno}", request, who)
+        return await to_ingest(f"/hsa/{quote(infno, safe='')}", request, who)
 
     @router.post("/settlement-lists:import")
     async def import_lists(request: Request, who: Principal = Depends(caller)) -> Response:
@@ -165,7 +186,7 @@ def build(ctx: Context) -> Stage:
     @router.get("/settlement-lists/{case_id}/versions")
     async def list_versions(case_id: str, request: Request, who: Principal = Depends(caller)) -> Response:
         """Every version of a list, verbatim as received."""
-        return await to_ingest(f"/settlement-lists/{case_id}/versions", request, who)
+        return await to_ingest(f"/settlement-lists/{quote(case_id, safe='')}/versions", request, who)
 
     @router.get("/quality")
     async def quality(request: Request, who: Principal = Depends(caller)) -> Response:
