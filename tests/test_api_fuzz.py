@@ -45,7 +45,7 @@ def test_no_server_error_and_every_rejection_names_a_field(gateway) -> None:  # 
         @given(case=operation.as_strategy())
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
                   phases=[Phase.explicit, Phase.generate])
-        def check(case) -> None:  # type: ignore[no-untyped-def]
+        def check(case, operation=operation) -> None:  # type: ignore[no-untyped-def]
             response = case.call(base_url=proc.url, headers={"authorization": f"Bearer {token}"})
             assert response.status_code < 500, f"{operation.label}: {response.text}"
             if response.status_code == 422:
