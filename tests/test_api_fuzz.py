@@ -35,20 +35,25 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServiceP
         proc.stop()
 
 
+def _fuzz(operation, url: str, token: str):  # type: ignore[no-untyped-def]
+    """A hypothesis test of one API operation."""
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
+              phases=[Phase.explicit, Phase.generate])
+    def check(case) -> None:  # type: ignore[no-untyped-def]
+        response = case.call(base_url=url, headers={"authorization": f"Bearer {token}"})
+        assert response.status_code < 500, f"{operation.label}: {response.text}"
+        if response.status_code == 422:
+            assert response.json()["error"]["field"], f"{operation.label}: {response.text}"
+
+    return check
+
+
 def test_no_server_error_and_every_rejection_names_a_field(gateway) -> None:  # type: ignore[no-untyped-def]
     proc, token = gateway
     schema = schemathesis.openapi.from_url(proc.url + "/openapi.json").include(path_regex="^/api/v1/")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 8
     for operation in operations:
-
-        @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
-                  phases=[Phase.explicit, Phase.generate])
-        def check(case, operation=operation) -> None:  # type: ignore[no-untyped-def]
-            response = case.call(base_url=proc.url, headers={"authorization": f"Bearer {token}"})
-            assert response.status_code < 500, f"{operation.label}: {response.text}"
-            if response.status_code == 422:
-                assert response.json()["error"]["field"], f"{operation.label}: {response.text}"
-
-        check()
+        _fuzz(operation, proc.url, token)()
