@@ -221,7 +221,7 @@ def build(ctx: Context) -> Stage:
 
     @router.get("/cases")
     async def list_cases(hospital_code: str | None = None, status: str | None = None,
-                         limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+                         limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=100_000_000),
                          who: Principal = Depends(caller)) -> dict:
         if not who.is_bureau:
             hospital_code = who.hospital_code
