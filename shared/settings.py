@@ -86,6 +86,7 @@ class ReviewSettings(ServiceSettings):
 class GatewaySettings(ServiceSettings):
     ingest_url: str = Field("http://127.0.0.1:8001", description="ingest service base URL")
     grouper_url: str = Field("http://127.0.0.1:8002", description="grouper service base URL")
+    pricer_url: str = Field("http://127.0.0.1:8003", description="pricer service base URL")
 
 
 SETTINGS_BY_SERVICE: dict[str, type[ServiceSettings]] = {

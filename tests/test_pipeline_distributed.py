@@ -41,7 +41,8 @@ class Suite:
     def start(self, service: str, **extra: str) -> ServiceProcess:
         env = self.env(service) | extra
         if service == "gateway":
-            env |= {"DRGDIP_INGEST_URL": self.by("ingest").url, "DRGDIP_GROUPER_URL": self.by("grouper").url}
+            env |= {"DRGDIP_INGEST_URL": self.by("ingest").url, "DRGDIP_GROUPER_URL": self.by("grouper").url,
+                    "DRGDIP_PRICER_URL": self.by("pricer").url}
         p = ServiceProcess(service, env, self.tmp).start()
         self.procs.append(p)
         return p

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.gateway import readmodel
-from services.gateway.auth import Principal, authenticate
+from services.gateway.auth import BUREAU_ROLES, Principal, authenticate
 from shared.errors import ApiError
 from shared.events import TOPICS, Envelope
 from shared.messaging import Outbox
@@ -122,7 +122,8 @@ def build(ctx: Context) -> Stage:
 
     def client(name: str) -> httpx.AsyncClient:
         if name not in clients:
-            clients[name] = ctx.http(settings.ingest_url if name == "ingest" else settings.grouper_url)
+            clients[name] = ctx.http({"ingest": settings.ingest_url, "grouper": settings.grouper_url,
+                                      "pricer": settings.pricer_url}[name])
         return clients[name]
 
     async def handle(conn: AsyncConnection, env: Envelope) -> list[Envelope]:
@@ -182,6 +183,29 @@ def build(ctx: Context) -> Stage:
         """Bulk upload of history: JSON Lines of native lists, or CSV with `?format=csv`."""
         who.require("hospital", "bureau-admin")
         return await to_ingest("/settlement-lists:import", request, who)
+
+    @router.get("/policies")
+    async def list_policies(request: Request, who: Principal = Depends(caller)) -> Response:
+        """Pricing policy versions (bureau roles)."""
+        who.require(*BUREAU_ROLES)
+        return await _relay(client("pricer"), "GET", "/policies", b"", forward_headers(who))
+
+    @router.post("/policies", status_code=201, openapi_extra=_body({"type": "object"}))
+    async def upload_policy(request: Request, who: Principal = Depends(caller)) -> Response:
+        """Import a pricing policy version (bureau-admin); every change is audited with who made it."""
+        who.require("bureau-admin")
+        headers = forward_headers(who) | {"x-drgdip-actor": f"token:{who.token_id}"}
+        return await _relay(client("pricer"), "POST", "/policies", await request.body(), headers)
+
+    @router.get("/statements")
+    async def list_statements(request: Request, hospital: str = Query(min_length=1, max_length=32),
+                              period: str | None = Query(None, max_length=16),
+                              who: Principal = Depends(caller)) -> Response:
+        """A hospital's settlement statements (pre-settlement, clearing), every version."""
+        if not who.may_see(hospital):
+            raise ApiError(403, "FORBIDDEN", "a hospital sees only its own statements", "hospital")
+        return await _relay(client("pricer"), "GET", "/statements", b"", forward_headers(who),
+                            params=dict(request.query_params))
 
     @router.get("/settlement-lists/{case_id}/versions")
     async def list_versions(case_id: str, request: Request, who: Principal = Depends(caller)) -> Response:
