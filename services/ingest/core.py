@@ -36,7 +36,7 @@ FLAT_REQUIRED = {"4101A": ("setl_id", "psn_no", "fixmedins_code", "gend", "adm_t
 @dataclass(frozen=True)
 class Accepted:
     fields: nat.CaseFields
-    content_sha256: str  # of the parsed list: the native and national forms of a list agree
+    content_sha256: str  # of the list node as sent: the native and national forms of a list agree
     warnings: list[nat.Problem]
     treatment_region: str | None
 
@@ -85,6 +85,7 @@ def evaluate(fmt: str, doc: Any, *, caller_hospital: str | None,
                     return Rejected([_mismatch("fixmedins_code", hospital, caller_hospital)], hospital, True)
                 return Withdrawal(hospital, [(s.psn_no, s.setl_id) for s in data.stastinfo])
             sl, header = msg.input, msg  # type: ignore[assignment]
+            doc = doc["input"]  # the list itself, as the native form would send it
         else:
             return Rejected([problem("infno", "NAT-INFNO", f"不支持的格式 {fmt}", f"unsupported format {fmt}")])
     except nat.ListRejected as e:
@@ -103,7 +104,8 @@ def evaluate(fmt: str, doc: Any, *, caller_hospital: str | None,
         fields = nat.case_fields(sl, header=header)
     except nat.ListRejected as e:
         return Rejected(e.problems, hospital, False, discharge)
-    digest = hashlib.sha256(orjson.dumps(sl.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+    # the list as sent (keys sorted): a resubmission in the native or the national form agrees
+    digest = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return Accepted(fields, digest, problems, header.mdtrtarea_admvs if header else None)
 
 

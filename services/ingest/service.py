@@ -100,8 +100,19 @@ class Received:
     format: str
     raw: bytes
     caller_hospital: str | None = None
-    correlation_id: str = ""
+    correlation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A received list as stored in transaction 1 (status pending)."""
+
+    id: int
+    format: str
+    raw: bytes
+    caller_hospital: str | None
+    correlation_id: str
 
 
 @dataclass(frozen=True)
@@ -135,7 +146,8 @@ class Intake:
 
     async def receive(self, items: Sequence[Received]) -> list[Outcome]:
         ids = await self.store(items)
-        return await self.process(ids)
+        return await self.process([_Stored(i, r.format, r.raw, r.caller_hospital, r.correlation_id)
+                                   for i, r in zip(ids, items, strict=True)])
 
     async def store(self, items: Sequence[Received]) -> list[int]:
         """Transaction 1: the bytes, verbatim, before anything else happens."""
@@ -143,26 +155,24 @@ class Intake:
         async with self.engine.begin() as conn:
             result = await conn.execute(insert(raw_table).returning(raw_table.c.id, sort_by_parameter_order=True), [
                 {"received_at": now, "format": i.format, "caller_hospital": i.caller_hospital, "raw": i.raw,
-                 "status": "pending", "job_id": i.job_id, "correlation_id": i.correlation_id or str(uuid.uuid4())}
+                 "status": "pending", "job_id": i.job_id, "correlation_id": i.correlation_id}
                 for i in items])
             return [int(r[0]) for r in result.all()]
 
     async def recover(self) -> int:
         """Finish lists stored before a crash but never decided."""
         async with self.engine.connect() as conn:
-            pending = list((await conn.execute(
-                select(raw_table.c.id).where(raw_table.c.status == "pending").order_by(raw_table.c.id)
-            )).scalars())
+            pending = [_Stored(r.id, r.format, r.raw, r.caller_hospital, r.correlation_id)
+                       for r in (await conn.execute(
+                           select(raw_table).where(raw_table.c.status == "pending").order_by(raw_table.c.id)
+                       )).all()]
         for start in range(0, len(pending), CHUNK):
             await self.process(pending[start:start + CHUNK])
         return len(pending)
 
-    async def process(self, raw_ids: Sequence[int]) -> list[Outcome]:
+    async def process(self, rows: Sequence[_Stored]) -> list[Outcome]:
         """Transaction 2: decide each stored list and record the accepted ones with their events."""
         async with self.engine.begin() as conn:
-            rows = (await conn.execute(
-                select(raw_table).where(raw_table.c.id.in_(list(raw_ids)), raw_table.c.status == "pending")
-                .order_by(raw_table.c.id))).all()
             decided = [(row, self._decide(row)) for row in rows]
             keys: list[tuple[str, str]] = []
             for _row, d in decided:
@@ -318,7 +328,7 @@ def build(ctx: Context) -> Stage:
         await intake.recover()
 
     async def receive_one(fmt: str, request: Request, caller: str | None, cid: str | None) -> Outcome:
-        item = Received(fmt, await request.body(), caller, cid or str(uuid.uuid4()))
+        item = Received(fmt, await request.body(), caller, cid) if cid else Received(fmt, await request.body(), caller)
         try:
             return (await intake.receive([item]))[0]
         except _WithdrawalRejected as e:
