@@ -170,6 +170,7 @@ def _opt_int(v: object) -> int | None:
 
 
 _MONEY_RE = re.compile(r"[+-]?\d+(\.\d+)?")
+_MONEY_FAST = re.compile(r"\d{1,12}\.\d\d")
 
 
 def to_money(v: object) -> Decimal | None:
@@ -178,6 +179,8 @@ def to_money(v: object) -> Decimal | None:
     JSON numbers are read through `str()`, so 13927.62 stays exactly 13927.62 (Python prints
     a float's shortest round-trip form); no arithmetic is ever done on a float.
     """
+    if type(v) is str and _MONEY_FAST.fullmatch(v):
+        return Decimal(v)  # the common shape "1286.83": already exact to the fen
     if _blank(v):
         return None
     if isinstance(v, bool) or not isinstance(v, str | int | float | Decimal):
@@ -201,7 +204,15 @@ _DT_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%
                "%Y%m%d%H%M%S", "%Y%m%d", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d")
 
 
+_ISO_FAST = re.compile(r"\d{4}-\d\d-\d\d( \d\d:\d\d:\d\d)?")
+
+
 def _parse_dt(v: object) -> datetime | None:
+    if type(v) is str and _ISO_FAST.fullmatch(v):
+        try:
+            return datetime.fromisoformat(v)  # the national format, parsed in C
+        except ValueError:
+            raise _err("NAT-DATE") from None
     if _blank(v):
         return None
     if isinstance(v, str):
