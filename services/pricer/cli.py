@@ -178,10 +178,12 @@ def price_command(
 # --------------------------------------------------------------------------- calibrate
 
 def calibrate_command(
-    input: Annotated[Path, typer.Option("--input", help="grouped historical cases (JSONL)")],
     region: Annotated[str, typer.Option("--region", help="region code")],
     year: Annotated[int, typer.Option("--year", help="the year the weights apply to")],
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for the outputs")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for the outputs")] = Path("."),
+    input: Annotated[Path | None, typer.Option(
+        "--input", help="grouped historical cases (JSONL); default: the priced cases stored by the pricer")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="the pricer's database (env DRGDIP_DB)")] = None,
     budget: Annotated[
         str | None, typer.Option("--budget", help="DRG budget, yuan: gives the base rate")
     ] = None,
@@ -198,9 +200,10 @@ def calibrate_command(
         str | None, typer.Option("--weights-version", help="id of the new weights table")
     ] = None,
 ) -> None:
-    """Calibrate weights (and the base rate from a budget) from grouped history (§6)."""
+    """Calibrate weights (and the base rate from a budget) from the three years before `year` (§6)."""
     err = _stderr()
-    _require_file(input, err)
+    if input is not None:
+        _require_file(input, err)
     try:
         weights = tuple(int(w) for w in year_weights.split(","))
         if not weights or any(w < 0 for w in weights):
@@ -213,8 +216,12 @@ def calibrate_command(
         sparse_min_cases=sparse_min_cases, sparse_fix=sparse_fix.value,
         weights_version=weights_version,
     )
-    with _progress(err, "reading") as progress:
-        cases = list(_read_models(input, HistoricalCase, err, progress))
+    if input is not None:
+        with _progress(err, "reading") as progress:
+            cases = list(_read_models(input, HistoricalCase, err, progress))
+    else:
+        cases = _stored_history(db, region, year - len(weights), year - 1)
+        err.print(f"{len(cases)} stored cases of {region}, {year - len(weights)}–{year - 1}")
     try:
         report = calibrate(cases, params)
     except ValueError as e:
@@ -227,6 +234,23 @@ def calibrate_command(
     _write_csv(out_dir / "calibration-excluded.csv", report.excluded_rows())
     typer.echo(report.summary_text())
     typer.echo(f"written to {out_dir}")
+
+
+def _stored_history(db: str | None, region: str, first: int, last: int) -> list[HistoricalCase]:
+    import asyncio
+
+    from services.pricer.service import load_history
+    from shared.db import create_engine
+    from shared.settings import PricerSettings, load_settings
+
+    async def run() -> list[HistoricalCase]:
+        engine = create_engine(load_settings(PricerSettings, db=db).db)
+        try:
+            return await load_history(engine, region, first, last)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 # --------------------------------------------------------------------------- simulate

@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.pricer.calibration import HistoricalCase
 from services.pricer.policy import Policy, PolicyError, parse_policy
 from services.pricer.pricing import (
     DRG_PRICED,
@@ -116,6 +117,8 @@ results = Table(
     Column("payment", Numeric(14, 2), nullable=True),
     Column("fund_payment", Numeric(14, 2), nullable=True),
     Column("breakdown", Text, nullable=True),  # Price.to_dict(): every figure used
+    Column("region", String(32), nullable=True),
+    Column("los", Integer, nullable=True),
 )
 statements = Table(
     "pricer_statements", metadata,
@@ -231,16 +234,41 @@ class PolicyBook:
 def priced_case(case_id: str, g: CaseGrouped) -> PricedCase:
     """The pricing input from a `case-grouped` event.
 
-    LOS is not carried by `CaseFacts`, so out-of-scope by LOS (scope.max_los) is not applied;
-    the innovative-drug amount is not carried either (0: no add-on).
+    LOS is the number of days between admission and discharge (the list's own LOS was checked
+    against the dates at intake); the innovative-drug amount is not carried (0: no add-on).
     """
     f = g.facts
+    los = (f.discharge_date - f.admission_date).days if f.discharge_date and f.admission_date else None
     return PricedCase(
         case_id=case_id, hospital_code=f.hospital_code, region=f.region,
         treatment_region=f.treatment_region, insurance_type=f.insurance_type, drg=g.drg,
-        group_status=g.status, los=None, total_cost=f.total_cost, fees=dict(f.fees),
+        group_status=g.status, los=los, total_cost=f.total_cost, fees=dict(f.fees),
         patient_share=f.patient_share, discharge_date=f.discharge_date,
     )
+
+
+async def load_history(engine: AsyncEngine, region: str, first_year: int, last_year: int) -> list[HistoricalCase]:
+    """Each case's latest priced row discharged in the years, as calibration input (§6).
+
+    A withdrawn list is kept and marked (calibration excludes it and says so); a case the
+    grouper could not group is passed on with its status, also to be excluded and counted.
+    """
+    r = results.c
+    latest = select(func.max(r.id)).group_by(r.case_id).scalar_subquery()
+    rows = (await _fetch(engine, select(
+        r.case_id, r.hospital_code, r.drg, r.status, r.total_cost, r.los, r.discharge_date
+    ).where(r.id.in_(latest), r.region == region, r.total_cost.is_not(None),
+            r.discharge_date >= date(first_year, 1, 1), r.discharge_date <= date(last_year, 12, 31))))
+    return [HistoricalCase(case_id=x.case_id, year=x.discharge_date.year, region=region,
+                           hospital_code=x.hospital_code, drg=x.drg,
+                           group_status="FAIL" if x.status == "NOT_GROUPED" else "SUCCESS",
+                           cost=x.total_cost, los=x.los, withdrawn=x.status == "WITHDRAWN")
+            for x in rows]
+
+
+async def _fetch(engine: AsyncEngine, query: Any) -> list[Any]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(query)).all())
 
 
 def legacy_status(price: Price | None) -> str:
@@ -432,7 +460,7 @@ def build(ctx: Context) -> Stage:
             policy_version=p.policy_version if p else None,
             weights_version=p.weights_version if p else None,
             hospital_code=f.hospital_code, treatment_region=case.where_treated,
-            discharge_date=f.discharge_date, total_cost=case.total_cost,
+            discharge_date=f.discharge_date, total_cost=case.total_cost, region=f.region, los=case.los,
             breakdown=orjson.dumps(breakdown).decode() if p is not None else None, **figures))
         payload = CasePriced(facts=f, drg=g.drg, status=status, breakdown=breakdown, **figures)
         return [Envelope.new(payload, case_id=env.case_id, correlation_id=env.correlation_id,

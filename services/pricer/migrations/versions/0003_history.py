@@ -1,0 +1,17 @@
+"""pricer: region and length of stay on priced cases (the history calibration reads)
+
+Revision ID: pricer_0003
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "pricer_0003"
+down_revision = "pricer_0002"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("pricer_results") as t:
+        t.add_column(sa.Column("region", sa.String(32), nullable=True))
+        t.add_column(sa.Column("los", sa.Integer, nullable=True))
+    op.create_index("ix_pricer_results_history", "pricer_results", ["region", "discharge_date"])
