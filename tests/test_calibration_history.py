@@ -49,3 +49,23 @@ async def test_calibrate_reads_the_stored_history_and_gives_rw_near_one(tmp_path
     total = sum(int(g["kept"]) for g in groups)
     mean_rw = sum(int(g["kept"]) * Decimal(g["computed_rw"]) for g in groups) / total
     assert abs(mean_rw - 1) < Decimal("0.1"), mean_rw
+
+    # 模拟运行 on the stored last year with the calibrated weights: a profit/loss row per hospital
+    doc = orjson.loads((out / "weights-350500-2024.json").read_bytes())
+    hospitals = sorted({sl["setlinfo"]["fixmedins_code"] for sl in lists})
+    policy_doc = {
+        "format": "drgdip.pricing-policy/1", "policy_id": "sim-2023", "version": 1, "region": "350500",
+        "valid_from": "2023-01-01", "valid_to": "2023-12-31", "method": "rate", "scheme_id": "chs-drg-1.1",
+        "weights": doc["weights"], "group_mean_costs": doc["group_mean_costs"],
+        "overall_mean_cost": doc["overall_mean_cost"], "rates": {"default": {"default": doc["overall_mean_cost"]}},
+        "hospitals": {"level_coefficients": {"1": "1.0", "2": "1.0", "3": "1.0"}, "levels": {h: 3 for h in hospitals}},
+    }
+    (tmp_path / "policy.json").write_bytes(orjson.dumps(policy_doc))
+    sim = tmp_path / "simulation"
+    result = await asyncio.to_thread(CliRunner().invoke, app, [
+        "simulate", "--policy", str(tmp_path / "policy.json"), "--region", "350500", "--year", "2023",
+        "--db", db, "--out-dir", str(sim)])
+    assert result.exit_code == 0, result.output
+    rows = (sim / "simulation-hospitals.csv").read_text().splitlines()
+    assert rows[0].startswith("hospital_code") and len(rows) - 1 == len(hospitals)
+    assert "profit_loss" in rows[0]

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
@@ -63,7 +63,10 @@ from rich.table import Table
 from services.pricer.calibration import CalibrationParams, HistoricalCase, calibrate
 from services.pricer.policy import Policy, PolicyError, load_policy
 from services.pricer.pricing import PricedCase, price_case
+from services.pricer.service import load_history, load_priced_cases
 from services.pricer.simulation import simulate
+
+T = TypeVar("T")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -237,28 +240,73 @@ def calibrate_command(
 
 
 def _stored_history(db: str | None, region: str, first: int, last: int) -> list[HistoricalCase]:
+    return _run_on_pricer_db(db, lambda engine: load_history(engine, region, first, last))
+
+
+def _run_on_pricer_db(db: str | None, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work(engine)` against the pricer's database (schema upgraded first)."""
     import asyncio
 
-    from services.pricer.service import load_history
+    from shared import migrate
     from shared.db import create_engine
     from shared.settings import PricerSettings, load_settings
 
-    async def run() -> list[HistoricalCase]:
+    async def run() -> T:
         engine = create_engine(load_settings(PricerSettings, db=db).db)
         try:
-            return await load_history(engine, region, first, last)
+            await migrate.upgrade(engine, "pricer")
+            return await work(engine)
         finally:
             await engine.dispose()
 
     return asyncio.run(run())
 
 
+def settle_command(
+    policy_id: Annotated[str, typer.Option("--policy-id", help="the stored policy to settle under")],
+    period: Annotated[str, typer.Option(
+        "--period", help="YYYY-MM: monthly pre-settlement; YYYY: annual clearing")],
+    budget: Annotated[str | None, typer.Option("--budget", help="annual clearing: the year's budget, yuan")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="also write the statements as CSV")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="the pricer's database (env DRGDIP_DB)")] = None,
+) -> None:
+    """Pre-settle a month or clear a year (§8); each run stores a new statement version."""
+    from services.pricer.service import run_annual_clearing, run_monthly_presettlement
+
+    err = _stderr()
+    if len(period) == 4:
+        amount = _amount(budget, "--budget")
+        if amount is None:
+            raise typer.BadParameter("the annual clearing needs the year's budget", param_hint="--budget")
+        clearing = _run_on_pricer_db(db, lambda e: run_annual_clearing(e, policy_id, period, amount))
+        statements = clearing.statements()
+    else:
+        statements = _run_on_pricer_db(db, lambda e: run_monthly_presettlement(e, policy_id, period))
+    if not statements:
+        err.print(f"no priced case under {policy_id} in {period}")
+        raise typer.Exit(1)
+    rows = [row for st in statements for row in st.csv_rows()]
+    if csv_out is not None:
+        _write_csv(csv_out, rows)
+    table = Table(title=f"{'annual clearing' if len(period) == 4 else 'pre-settlement'} {period} ({policy_id})")
+    figure = "balance" if len(period) == 4 else "presettled"  # what the bureau pays (or recovers)
+    for col in ("hospital", "version", figure):
+        table.add_column(col, justify="right" if col != "hospital" else "left")
+    for st in statements:
+        table.add_row(st.hospital_code, str(st.version), f"{st.amount(figure):,.2f}")
+    Console().print(table)
+
+
 # --------------------------------------------------------------------------- simulate
 
 def simulate_command(
     policy: Annotated[Path, typer.Option("--policy", help="pricing policy JSON")],
-    input: Annotated[Path, typer.Option("--input", help="grouped cases (JSONL)")],
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for the outputs")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for the outputs")] = Path("."),
+    input: Annotated[Path | None, typer.Option(
+        "--input", help="grouped cases (JSONL); default: the stored cases of --region and --year")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="region of the stored cases")] = None,
+    year: Annotated[int | None, typer.Option("--year", help="discharge year of the stored cases")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="the pricer's database (env DRGDIP_DB)")] = None,
     budget: Annotated[
         str | None, typer.Option("--budget", help="point method: point value = budget / Σ points")
     ] = None,
@@ -266,9 +314,16 @@ def simulate_command(
     """Simulate DRG payment vs fee-for-service per hospital and DRG (模拟运行, §9)."""
     err = _stderr()
     pol = _load_policy_or_exit(policy, err)
-    _require_file(input, err)
-    with _progress(err, "reading") as progress:
-        cases = list(_read_models(input, PricedCase, err, progress))
+    if input is not None:
+        _require_file(input, err)
+        with _progress(err, "reading") as progress:
+            cases = list(_read_models(input, PricedCase, err, progress))
+    elif region is None or year is None:
+        raise typer.BadParameter("give --input, or --region and --year for the stored cases",
+                                 param_hint="--input")
+    else:
+        cases = _run_on_pricer_db(db, lambda engine: load_priced_cases(engine, region, year))
+        err.print(f"{len(cases)} stored cases of {region} discharged in {year}")
     report = simulate(pol, cases, budget=_amount(budget, "--budget"))
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / "simulation.json", report.to_dict())

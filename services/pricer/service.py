@@ -119,6 +119,7 @@ results = Table(
     Column("breakdown", Text, nullable=True),  # Price.to_dict(): every figure used
     Column("region", String(32), nullable=True),
     Column("los", Integer, nullable=True),
+    Column("case_input", Text, nullable=True),  # the PricedCase: simulations re-price from it
 )
 statements = Table(
     "pricer_statements", metadata,
@@ -264,6 +265,17 @@ async def load_history(engine: AsyncEngine, region: str, first_year: int, last_y
                            group_status="FAIL" if x.status == "NOT_GROUPED" else "SUCCESS",
                            cost=x.total_cost, los=x.los, withdrawn=x.status == "WITHDRAWN")
             for x in rows]
+
+
+async def load_priced_cases(engine: AsyncEngine, region: str, year: int) -> list[PricedCase]:
+    """The pricing inputs of the region's cases discharged in the year (latest row per case,
+    withdrawn lists left out), for simulations and what-if runs (§9)."""
+    r = results.c
+    latest = select(func.max(r.id)).group_by(r.case_id).scalar_subquery()
+    rows = await _fetch(engine, select(r.case_input).where(
+        r.id.in_(latest), r.region == region, r.case_input.is_not(None), r.status != "WITHDRAWN",
+        r.discharge_date >= date(year, 1, 1), r.discharge_date <= date(year, 12, 31)))
+    return [PricedCase.model_validate_json(x.case_input) for x in rows]
 
 
 async def _fetch(engine: AsyncEngine, query: Any) -> list[Any]:
@@ -461,6 +473,7 @@ def build(ctx: Context) -> Stage:
             weights_version=p.weights_version if p else None,
             hospital_code=f.hospital_code, treatment_region=case.where_treated,
             discharge_date=f.discharge_date, total_cost=case.total_cost, region=f.region, los=case.los,
+            case_input=case.model_dump_json(),
             breakdown=orjson.dumps(breakdown).decode() if p is not None else None, **figures))
         payload = CasePriced(facts=f, drg=g.drg, status=status, breakdown=breakdown, **figures)
         return [Envelope.new(payload, case_id=env.case_id, correlation_id=env.correlation_id,
