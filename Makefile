@@ -22,6 +22,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/bench_grouper.py --shared $(SHARED)
+	$(BIN)/python bench/bench_intake.py --shared $(SHARED)
 
 lint: setup
 	$(BIN)/ruff check .
