@@ -15,7 +15,7 @@ $(BIN)/drgdip: pyproject.toml
 setup: $(BIN)/drgdip
 
 demo: setup
-	$(BIN)/drgdip demo --shared $(SHARED)
+	$(BIN)/drgdip demo --scheme-dir $(SHARED)/schemes/chs-drg-1.1
 
 test: setup
 	bash scripts/test.sh

@@ -10,7 +10,7 @@ import typer
 
 from drgdip.generate_cli import generate_command
 from services.grouper.cli import group_command, scheme_app
-from services.pricer.cli import calibrate_command, price_command, simulate_command
+from services.pricer.cli import calibrate_command, price_command, settle_command, simulate_command
 
 app = typer.Typer(help="drgdip: DRG/DIP payment for medical-insurance bureaus and hospitals.",
                   no_args_is_help=True, add_completion=False)
@@ -19,6 +19,8 @@ app.add_typer(scheme_app, name="scheme", help="Inspect, compare and register gro
 app.command("generate", help="Generate a synthetic region's settlement lists (JSON Lines).")(generate_command)
 app.command("price", help="What-if: price grouped cases under a policy file (nothing stored).")(price_command)
 app.command("calibrate", help="Compute DRG weights and a base rate from grouped history.")(calibrate_command)
+app.command("settle", help="Monthly pre-settlement (--period YYYY-MM) or annual clearing (--period YYYY).")(
+    settle_command)
 app.command("simulate", help="模拟运行: DRG payment against fee-for-service, per hospital and DRG.")(
     simulate_command)
 policy_app = typer.Typer(help="Pricing policies (rates, coefficients, weights per region and period).")
@@ -198,14 +200,29 @@ def import_lists(
 
 @app.command()
 def demo(
-    shared: Annotated[Path, typer.Option(help="the reference folder with schemes/ and testdata/")] = Path("../shared"),
-    cases: Annotated[int, typer.Option(help="how many settlement lists to push through")] = 1000,
-    data_dir: Annotated[Path, typer.Option(help="where the demo database is written")] = Path("var/demo"),
+    cases: Annotated[int, typer.Option(min=1, help="settlement lists over the 3 years")] = 10_000,
+    hospitals: Annotated[int, typer.Option(min=1, help="hospitals in the region")] = 20,
+    seed: Annotated[int, typer.Option(help="same seed, same region")] = 1,
+    data_dir: Annotated[Path, typer.Option(help="where the database and the reports are written")] = Path("var/demo"),
+    scheme_dir: Annotated[Path | None, typer.Option(
+        help="grouping scheme folder, e.g. ../shared/schemes/chs-drg-1.1 (env DRGDIP_SCHEME_DIR; "
+             "else the bundled sample scheme, not for payment)")] = None,
+    port: Annotated[int, typer.Option(help="port the gateway is served on at the end")] = 8000,
+    serve: Annotated[bool, typer.Option(help="serve the gateway when done (Ctrl-C stops)")] = True,
+    shared: Annotated[Path | None, typer.Option(hidden=True, help="old form: <shared>/schemes/chs-drg-1.1")] = None,
 ) -> None:
-    """The main job in embedded mode: lists in, grouped, priced and reviewed, with a summary."""
-    from drgdip.demo import run_demo
+    """The main job in embedded mode: a synthetic region generated, imported, grouped, priced and
+    reviewed; weights calibrated, a point-method policy simulated, a year settled and cleared."""
+    from drgdip.demo import DemoOptions, run_demo
 
-    raise typer.Exit(asyncio.run(run_demo(shared, cases, data_dir)))
+    if scheme_dir is None and shared is not None:
+        scheme_dir = shared / "schemes" / "chs-drg-1.1"
+    options = DemoOptions(cases=cases, hospitals=hospitals, seed=seed, data_dir=data_dir,
+                          scheme_dir=scheme_dir, serve=serve, port=port)
+    try:
+        asyncio.run(run_demo(options))
+    except KeyboardInterrupt:
+        pass
 
 
 def _grouper_settings(db: str | None, schemes_dir: Path | None):  # type: ignore[no-untyped-def]

@@ -1,30 +1,541 @@
-"""The demo: the whole pipeline in one process on lists made from the reference test cases.
+"""The main job, in one command: a whole synthetic pilot region through DRG payment.
 
-Settlement lists are built from `<shared>/testdata/chs-drg-1.1-cases.jsonl` (hospital, person,
-dates added), posted to the gateway, then grouped, priced and reviewed; a summary is printed.
-The pricing policy uses illustrative weights until the bureau calibrates its own.
+`drgdip demo` runs every stage in one process (embedded mode: in-process bus, one SQLite file
+in the data folder) and walks the bureau's year (docs/domain.md §6–§9, §12):
+
+1. generate a region: hospitals of three levels, three years of discharges (`drgdip.generate`);
+2. bulk-import the lists through ingest's `Intake` (stored verbatim, QC, `case-received`), and
+   wait until the pipeline has grouped, priced and reviewed every accepted case;
+3. calibrate DRG weights on the stored grouped history, the three years weighted 1:2:7 (§6);
+4. build a point-method policy (点数法, §7) for the last year with those weights and a budget of
+   95 % of that year's fee-for-service cost, and simulate it (模拟运行, §9);
+5. import the policy and re-price the last year *in the pipeline*: there is no re-price command
+   yet, so the demo regroups the year with the same scheme, which re-announces its cases; the
+   running pricer prices them under the policy now in force and stores them (new rows, versions
+   kept, §13) — settlement only ever reads stored prices;
+6. pre-settle every month of the last year and clear the year (§8), then print the summary and
+   (unless --no-serve) serve the gateway on the same runtime.
+
+The stored grouped cases are read with the pricer's own types: `HistoricalCase` for the
+calibration and `priced_case` (what the pricer prices a `case-grouped` event with) for the
+simulation, so the simulation prices exactly what settlement later clears.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from sqlalchemy import and_, func, select
+
+from drgdip.generate import PREFECTURE, Hospital, RegionGenerator
+from services.grouper.core import Scheme, load_scheme
+from services.pricer.calibration import (
+    CalibrationParams,
+    CalibrationReport,
+    HistoricalCase,
+    calibrate,
+)
+from services.pricer.cli import _write_csv, _write_json
+from services.pricer.policy import Policy, parse_policy, to_fen
+from services.pricer.pricing import (
+    DRG_PRICED,
+    GROUPED_STATUSES,
+    PricedCase,
+    price_many,
+    select_policy,
+)
+from services.pricer.service import (
+    import_policy,
+    priced_case,
+    run_annual_clearing,
+    run_monthly_presettlement,
+)
+from services.pricer.settlement import Clearing, Statement
+from services.pricer.simulation import SimulationReport, simulate
+from shared.bus.memory import MemoryBus
+from shared.events import CaseGrouped, CaseReceived, dead_letter_topic
+from shared.runtime import Runtime
+
+SAMPLE_SCHEME = Path(__file__).resolve().parent / "sample_scheme"
+REGION = PREFECTURE  # the synthetic prefecture's admdvs code: the bureau's region
+YEARS = 3
+YEAR_WEIGHTS = (1, 2, 7)  # §6, oldest → newest
+BUDGET_SHARE = Decimal("0.95")  # the DRG budget: 95 % of last year's fee-for-service cost
+LEVEL_COEFFICIENTS = {"3": "1.0", "2": "0.85", "1": "0.7"}  # §7 [common]
+
+
+# --------------------------------------------------------------------------- options, result
+
+@dataclass(frozen=True)
+class DemoOptions:
+    cases: int = 20_000
+    hospitals: int = 20
+    seed: int = 1
+    data_dir: Path = Path("var/demo")
+    scheme_dir: Path | None = None  # None: $DRGDIP_SCHEME_DIR, else the sample scheme
+    end_year: int = 2024
+    serve: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8000
+    timeout: float = 1800.0  # seconds the pipeline may take to catch up, per wait
+
+
+@dataclass
+class DemoResult:
+    """What the demo did: the test suite checks its invariants on this."""
+
+    scheme: Scheme
+    sample: bool
+    data_dir: Path
+    db_url: str
+    lists_file: Path
+    hospitals: list[Hospital]
+    imported: dict[str, Any]
+    calibration: CalibrationReport
+    policy: Policy
+    budget: Decimal
+    simulation: SimulationReport
+    monthly: list[Statement]
+    clearing: Clearing
+    grouped_share: Decimal
+    flagged: int
+    files: dict[str, Path] = field(default_factory=dict)
+    timings: list[tuple[str, float, int | None]] = field(default_factory=list)
+
+
+def resolve_scheme(option: Path | None, console: Console) -> tuple[Path, bool]:
+    """The scheme folder: --scheme-dir, else $DRGDIP_SCHEME_DIR, else the bundled sample.
+
+    A folder that is given but holds no scheme falls back to the sample too, loudly: a demo
+    should run anywhere, but nobody may mistake the sample for the national scheme.
+    """
+    given = option or (Path(os.environ["DRGDIP_SCHEME_DIR"]) if os.environ.get("DRGDIP_SCHEME_DIR") else None)
+    if given is not None and (given / "scheme.json").is_file():
+        return given, False
+    why = f"no scheme at {given}" if given is not None else "no --scheme-dir nor DRGDIP_SCHEME_DIR given"
+    console.print(f"[bold yellow]{why}: using the bundled SAMPLE scheme ({SAMPLE_SCHEME.name}). "
+                  "It is a sample, NOT FOR PAYMENT: pass --scheme-dir …/schemes/chs-drg-1.1 for the "
+                  "national CHS-DRG 1.1.[/]")
+    return SAMPLE_SCHEME, True
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+def embedded_runtime(scheme: Scheme, scheme_dir: Path, db_path: Path) -> Runtime:
+    """All five stages in one process on one SQLite file, grouping with `scheme` by default."""
+    from drgdip.stages import build_runtime
+
+    return build_runtime("all", bus="memory://", db=f"sqlite+aiosqlite:///{db_path}",
+                         schemes_dir=scheme_dir.resolve().parent, default_scheme=scheme.id,
+                         dictionary_scheme=scheme_dir, log_level="WARNING")
+
+
+def stage(runtime: Runtime, name: str) -> Any:
+    return next(s for s in runtime.stages if s.name == name)
+
+
+async def count_rows(runtime: Runtime, table: Any, *where: Any) -> int:
+    async with runtime.engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(table).where(*where)) or 0)
+
+
+async def reviewed_cases(runtime: Runtime) -> int:
+    """Cases the read model holds as finished: reviewed, or withdrawn (4102)."""
+    from services.gateway.service import cases
+
+    return await count_rows(runtime, cases, cases.c.status.in_(("reviewed", "withdrawn")))
+
+
+async def pipeline_idle(runtime: Runtime) -> bool:
+    """Every published event applied (or dead-lettered) by every consumer, every outbox empty."""
+    bus = runtime.bus
+    if not isinstance(bus, MemoryBus):
+        raise TypeError("pipeline_idle needs the embedded (memory://) bus")
+    published = {t: len(bus.log(t)) for c in runtime.consumers for t in c.topics}
+    async with runtime.engine.connect() as conn:
+        for c in runtime.consumers:
+            inbox = c.outbox.inbox
+            for t in c.topics:
+                done = await conn.scalar(select(func.count()).select_from(inbox).where(inbox.c.topic == t))
+                dead = sum(1 for m in bus.log(dead_letter_topic(t))
+                           if dict(m.headers or ()).get("consumer") == c.service.encode())
+                if int(done or 0) + dead < published[t]:
+                    return False
+        for r in runtime.relays:
+            if await conn.scalar(select(func.count()).select_from(r.outbox.table)):
+                return False
+    return published == {t: len(bus.log(t)) for t in published}
+
+
+async def wait_for(check: Callable[[], Awaitable[int]], target: int, timeout: float, what: str,
+                   on_progress: Callable[[int], None] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while (n := await check()) < target:
+        if on_progress:
+            on_progress(n)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} ({n} of {target})")
+        await asyncio.sleep(0.25)
+    if on_progress:
+        on_progress(n)
+
+
+async def wait_idle(runtime: Runtime, timeout: float) -> None:
+    async def idle() -> int:
+        return int(await pipeline_idle(runtime))
+    await wait_for(idle, 1, timeout, "the pipeline to go idle")
+
+
+# --------------------------------------------------------------------------- stored history
+
+@dataclass(frozen=True)
+class GroupedCase:
+    """A stored case (latest list version) with its latest grouping, as the pricer sees it."""
+
+    case_id: str
+    event: CaseGrouped
+    los: int | None
+
+    @property
+    def year(self) -> int | None:
+        day = self.event.facts.discharge_date
+        return None if day is None else day.year
+
+    def history(self) -> HistoricalCase:
+        """Calibration input (§6). Off-site insured patients were treated here: not excluded."""
+        f = self.event.facts
+        return HistoricalCase.model_validate({
+            "case_id": self.case_id, "discharge_date": f.discharge_date, "hospital_code": f.hospital_code,
+            "drg": self.event.drg, "adrg": self.event.adrg, "group_status": self.event.status,
+            "cost": f.total_cost, "los": self.los, "withdrawn": f.withdrawn})
+
+    def priced(self) -> PricedCase:
+        """Pricing input, built exactly as the pricer builds it from the `case-grouped` event."""
+        return priced_case(self.case_id, self.event)
+
+
+async def stored_grouped_cases(runtime: Runtime) -> list[GroupedCase]:
+    """Every case in the grouper's store: its latest list version and that version's latest grouping."""
+    from services.grouper.service import cases, results
+
+    latest_list = (select(cases.c.case_id, func.max(cases.c.list_version).label("v"))
+                   .group_by(cases.c.case_id).subquery())
+    latest_grouping = (select(results.c.case_id, results.c.list_version,
+                              func.max(results.c.grouping_version).label("g"))
+                       .group_by(results.c.case_id, results.c.list_version).subquery())
+    q = (select(cases.c.case_id, cases.c.payload, results.c.scheme_id, results.c.code_mode, results.c.mdc,
+                results.c.adrg, results.c.drg, results.c.status, results.c.grouping_version)
+         .join(latest_list, and_(cases.c.case_id == latest_list.c.case_id, cases.c.list_version == latest_list.c.v))
+         .join(results, and_(results.c.case_id == cases.c.case_id, results.c.list_version == cases.c.list_version))
+         .join(latest_grouping, and_(results.c.case_id == latest_grouping.c.case_id,
+                                     results.c.list_version == latest_grouping.c.list_version,
+                                     results.c.grouping_version == latest_grouping.c.g))
+         .order_by(cases.c.case_id))
+    async with runtime.engine.connect() as conn:
+        rows = (await conn.execute(q)).all()
+    out = []
+    for r in rows:
+        received = CaseReceived.model_validate_json(r.payload)
+        grouped = CaseGrouped(facts=received.facts, scheme_id=r.scheme_id, code_mode=r.code_mode, mdc=r.mdc,
+                              adrg=r.adrg, drg=r.drg, status=r.status, grouping_version=r.grouping_version)
+        out.append(GroupedCase(r.case_id, grouped, received.los))
+    return out
+
+
+# --------------------------------------------------------------------------- payment
+
+def points_policy(scheme: Scheme, calibration: CalibrationReport, hospitals: list[Hospital], year: int,
+                  point_value: Decimal) -> Policy:
+    """A point-method policy (§7) for `year` with the calibrated weights and group means."""
+    w = calibration.weights_document()
+    return parse_policy({
+        "format": "drgdip.pricing-policy/1", "policy_id": f"demo-{REGION}-{year}", "version": 1,
+        "region": REGION, "valid_from": f"{year}-01-01", "valid_to": f"{year}-12-31", "method": "points",
+        "scheme_id": scheme.id, "weights": w["weights"], "group_mean_costs": w["group_mean_costs"],
+        "overall_mean_cost": w["overall_mean_cost"],
+        "hospitals": {"level_coefficients": LEVEL_COEFFICIENTS, "levels": {h.code: h.level for h in hospitals}},
+        "points": {"scale": 100, "provisional_point_value": str(point_value)},
+        "notes": f"drgdip demo: weights calibrated on the synthetic region's {YEARS} years "
+                 f"({':'.join(map(str, YEAR_WEIGHTS))}); budget {BUDGET_SHARE:%} of the last year's "
+                 "fee-for-service cost. Not a real bureau's figures.",
+    })
+
+
+def point_budget(policy: Policy, budget: Decimal) -> Decimal:
+    """What the points share at clearing: the budget less the reserve (调剂金), as settlement.py."""
+    return to_fen(budget) - to_fen(to_fen(budget) * policy.settlement.reserve_share)
+
+
+# --------------------------------------------------------------------------- the run
+
+class Steps:
+    """Progress bars on stderr and the timing of each step."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+        self.timings: list[tuple[str, float, int | None]] = []
+
+    @contextmanager
+    def step(self, what: str, total: int | None = None, *, rate: bool = True) -> Iterator[TaskID]:
+        """A progress bar for one step; its time (and cases/s when `rate`) goes to the summary."""
+        task = self.progress.add_task(what, total=total)
+        started = time.perf_counter()
+        yield task
+        if total is not None:
+            self.progress.update(task, completed=total)
+        else:
+            self.progress.update(task, total=1, completed=1)
+        self.timings.append((what, time.perf_counter() - started, total if rate else None))
+
+
+async def run_demo(options: DemoOptions, *, console: Console | None = None, out: Console | None = None) -> DemoResult:
+    """Run the whole demo; serves the gateway at the end when `options.serve`."""
+    err = console or Console(stderr=True)
+    out = out or Console(width=None if Console().is_terminal else 150)
+    scheme_dir, sample = resolve_scheme(options.scheme_dir, err)
+    scheme = load_scheme(scheme_dir)
+    data = options.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    for old in data.glob("drgdip.db*"):  # every run starts from an empty region
+        old.unlink()
+    db_path = data / "drgdip.db"
+    last_year = options.end_year
+    steps = Steps(err)
+    files: dict[str, Path] = {}
+
+    runtime = embedded_runtime(scheme, scheme_dir, db_path)
+    with steps.progress:
+        with steps.step(f"generating {YEARS} years of lists", options.cases) as task:
+            gen = RegionGenerator(scheme, hospitals=options.hospitals, cases=options.cases, seed=options.seed,
+                                  years=YEARS, end_year=last_year)
+            files["lists"] = data / "region.jsonl"
+            with files["lists"].open("wb", buffering=1 << 20) as fh:
+                for n, lst in enumerate(gen, start=1):
+                    fh.write(orjson.dumps(lst) + b"\n")
+                    if n % 500 == 0:
+                        steps.progress.update(task, completed=n)
+            files["hospitals"] = data / "region.jsonl.hospitals.json"
+            _write_json(files["hospitals"], [h.to_dict() for h in gen.hospitals])
+
+        await runtime.start()
+        try:
+            result = await _pipeline_and_payment(runtime, options, scheme, sample, gen, steps, files, err)
+        except BaseException:
+            await runtime.stop()
+            raise
+        result.timings = steps.timings
+    print_summary(out, result)
+    try:
+        if options.serve:
+            await serve(runtime, options, out)
+    finally:
+        await runtime.stop()
+    return result
+
+
+async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: Scheme, sample: bool,
+                                gen: RegionGenerator, steps: Steps, files: dict[str, Path],
+                                err: Console) -> DemoResult:
+    from services.grouper.regroup import regroup
+    from services.ingest.service import file_chunks, import_stream
+    from services.pricer.service import results as priced_rows
+    from services.review.service import results as review_rows
+
+    data, last_year, progress = options.data_dir, options.end_year, steps.progress
+
+    # 2. import through ingest, then wait for the pipeline (grouper → pricer → review → gateway)
+    with steps.step("importing (ingest, QC)", options.cases) as task:
+        imported = await import_stream(stage(runtime, "ingest").intake, file_chunks(files["lists"]), "jsonl",
+                                       None, progress=lambda n: progress.advance(task, n))
+    finished = imported["accepted"] + imported["withdrawn"]
+    with steps.step("grouped, priced, reviewed", finished) as task:
+        await wait_for(lambda: reviewed_cases(runtime), finished, options.timeout, "reviewed cases",
+                       lambda n: progress.update(task, completed=n))
+        await wait_idle(runtime, options.timeout)
+
+    # 3. calibrate on the stored grouped history
+    with steps.step("calibrating weights (1:2:7)") as task:
+        stored = await stored_grouped_cases(runtime)
+        calibration = calibrate([c.history() for c in stored], CalibrationParams(
+            region=REGION, year=last_year + 1, year_weights=YEAR_WEIGHTS,
+            weights_version=f"{REGION}-{last_year}-demo"))
+        files["weights"] = data / f"weights-{REGION}-{last_year}.json"
+        files["calibration"] = data / "calibration-report.json"
+        _write_json(files["weights"], calibration.weights_document())
+        _write_json(files["calibration"], calibration.to_dict())
+        _write_csv(data / "calibration-groups.csv", calibration.csv_rows())
+
+    # 4. the policy, its budget, the simulation
+    with steps.step("policy, budget, simulation"):
+        draft = points_policy(scheme, calibration, gen.hospitals, last_year, Decimal("1"))
+        year_cases = [c.priced() for c in stored if c.year == last_year and not c.event.facts.withdrawn]
+        covered = [c for c in year_cases if select_policy([draft], c) is not None]
+        fee_for_service = sum((p.total_cost for p in price_many(draft, covered) if p.case_type in DRG_PRICED),
+                              Decimal("0"))
+        budget = to_fen(fee_for_service * BUDGET_SHARE)
+        # simulate at the point value of the point budget: the one the annual clearing confirms
+        simulation = simulate(draft, covered, budget=point_budget(draft, budget))
+        assert simulation.point_value is not None
+        policy = draft.with_point_value(simulation.point_value)
+        files["policy"] = data / f"policy-{policy.policy_id}.json"
+        _write_json(files["policy"], policy.to_document())
+        _write_json(data / "simulation.json", simulation.to_dict())
+        files["simulation"] = data / "simulation-hospitals.csv"
+        _write_csv(files["simulation"], simulation.hospital_rows())
+        _write_csv(data / "simulation-drgs.csv", simulation.drg_rows())
+
+    # 5. import it and re-price the last year in the pipeline (regrouping re-announces the cases)
+    await import_policy(runtime.engine, files["policy"].read_bytes(), who="demo")
+    with steps.step(f"re-pricing {last_year} under the policy", len(covered)) as task:
+        await regroup(runtime.engine, stage(runtime, "grouper").outbox, scheme,
+                      date_from=date(last_year, 1, 1), date_to=date(last_year, 12, 31))
+
+        async def priced() -> int:
+            return await count_rows(runtime, select(priced_rows.c.case_id).distinct()
+                                    .where(priced_rows.c.policy_id == policy.policy_id).subquery())
+        await wait_for(priced, len(covered), options.timeout, "re-priced cases",
+                       lambda n: progress.update(task, completed=n))
+        await wait_idle(runtime, options.timeout)
+
+    # 6. settlement on the stored prices
+    with steps.step(f"pre-settling {last_year} month by month", 12, rate=False) as task:
+        monthly: list[Statement] = []
+        for month in range(1, 13):
+            monthly += await run_monthly_presettlement(runtime.engine, policy.policy_id, f"{last_year}-{month:02d}")
+            progress.advance(task)
+    with steps.step(f"clearing {last_year}"):
+        clearing = await run_annual_clearing(runtime.engine, policy.policy_id, str(last_year), budget)
+    files["statements"] = data / f"statements-{last_year}.csv"
+    _write_csv(files["statements"], [row for s in [*monthly, *clearing.statements()] for row in s.csv_rows()])
+    files["clearing"] = data / f"clearing-{last_year}.json"
+    _write_json(files["clearing"], clearing.to_dict())
+
+    live = [c for c in stored if not c.event.facts.withdrawn]
+    grouped = sum(c.event.status in GROUPED_STATUSES for c in live)
+    flagged = await count_rows(runtime, review_rows, review_rows.c.flags != "[]")
+    files["database"] = data / "drgdip.db"
+    return DemoResult(
+        scheme=scheme, sample=sample, data_dir=data, db_url=str(runtime.settings.db), lists_file=files["lists"],
+        hospitals=gen.hospitals, imported=imported, calibration=calibration, policy=policy, budget=budget,
+        simulation=simulation, monthly=monthly, clearing=clearing,
+        grouped_share=Decimal(grouped) / len(live) if live else Decimal("0"), flagged=flagged, files=files)
+
+
+async def serve(runtime: Runtime, options: DemoOptions, out: Console) -> None:
+    """Serve the gateway of the running pipeline until Ctrl-C."""
+    import uvicorn
+
+    from services.gateway.auth import create_token
+
+    _id, token = await create_token(runtime.engine, "bureau-admin", label="demo")
+    base = f"http://{options.host}:{options.port}"
+    out.print(f"\n[bold]Serving the region on {base}[/] (Ctrl-C to stop)")
+    out.print(f"  API docs      {base}/docs")
+    out.print(f"  summary       {base}/api/v1/summary")
+    out.print(f"  cases         {base}/api/v1/cases?limit=20")
+    out.print(f"  bureau token  {token}")
+    out.print(f"  e.g. curl -H 'authorization: Bearer {token}' {base}/api/v1/summary")
+    # the runtime is already started: uvicorn must not run the app's lifespan a second time
+    config = uvicorn.Config(runtime.app, host=options.host, port=options.port, log_level="warning", lifespan="off")
+    await uvicorn.Server(config).serve()
+
+
+# --------------------------------------------------------------------------- the summary
+
+def _yuan(v: Decimal | str | None) -> str:
+    return "" if v is None else f"{Decimal(v):,.2f}"
+
+
+def print_summary(out: Console, r: DemoResult) -> None:
+    sim, clr, cal, imp = r.simulation, r.clearing, r.calibration, r.imported
+    out.print(f"\n[bold]drgdip demo[/]: region {REGION}, {len(r.hospitals)} hospitals, scheme {r.scheme.id}"
+              + (" [bold yellow](SAMPLE scheme, not for payment)[/]" if r.sample else ""))
+
+    t = Table(title="Timings")
+    for c in ("step", "seconds", "per second"):
+        t.add_column(c, justify="left" if c == "step" else "right")
+    for what, seconds, items in r.timings:
+        t.add_row(what, f"{seconds:.1f}", f"{items / seconds:,.0f}" if items and seconds > 0 else "")
+    t.add_row("[bold]total[/]", f"{sum(s for _w, s, _n in r.timings):.1f}", "")
+    out.print(t)
+
+    rejected = Counter(p["problems"][0]["code"] for p in imp["rejections"])
+    out.print(f"Lists: {imp['lines']:,} generated and imported, {imp['accepted']:,} accepted, "
+              f"{imp['rejected']:,} rejected by QC"
+              + (" (" + ", ".join(f"{code} {n}" for code, n in rejected.most_common(4)) + ")" if rejected else ""))
+    out.print(f"入组率 (grouped share): {r.grouped_share:.2%}   review: {r.flagged:,} cases flagged "
+              f"(readmission within 15 days)")
+    out.print(f"Calibration {cal.params.version}: {len(cal.groups)} DRGs from {cal.kept:,} of {cal.cases_in:,} "
+              f"cases, RIV {cal.riv}, {len(cal.inversions)} weight inversions, "
+              f"{sum(g.sparse for g in cal.groups)} sparse groups (ADRG mean)")
+    out.print(f"Policy {r.policy.policy_id} v{r.policy.version} (点数法): budget ¥{_yuan(r.budget)} "
+              f"({BUDGET_SHARE:%} of fee-for-service), reserve ¥{_yuan(clr.reserve)}, "
+              f"CMI {sim.total.cmi}, point value {clr.point_value} yuan/point "
+              f"(simulated {sim.point_value})")
+
+    h = Table(title=f"{clr.year} per hospital: simulation (DRG vs 按项目) and annual clearing")
+    cols = ("hospital", "level", "cases", "CMI", "DRG payment", "fee-for-service", "盈亏", "盈亏率",
+            "cleared", "balance")
+    for c in cols:
+        h.add_column(c, justify="left" if c in ("hospital", "level") else "right")
+    cleared = {x.hospital_code: x for x in clr.hospitals}
+    names = {x.code: x for x in r.hospitals}
+    total_cleared = sum((x.cleared for x in clr.hospitals), Decimal(0))
+    for row in [*sim.hospitals, sim.total]:
+        hc, hosp, pl = cleared.get(row.key), names.get(row.key), row.profit_loss
+        is_total = row is sim.total
+        h.add_row(
+            "TOTAL" if is_total else row.key, hosp.level_name if hosp else "", f"{row.cases:,}",
+            str(row.cmi or ""), _yuan(row.drg_payment), _yuan(row.fee_for_service),
+            f"[{'green' if pl >= 0 else 'red'}]{_yuan(pl)}[/]",
+            "" if row.profit_loss_ratio is None else f"{row.profit_loss_ratio:.1%}",
+            _yuan(total_cleared) if is_total else _yuan(hc.cleared) if hc else "",
+            _yuan(hc.balance) if hc else "")
+    out.print(h)
+    out.print("盈亏 = DRG payment − fee-for-service at the simulated point value; cleared = the year's "
+              "payment after 结余留用、合理超支分担; balance = fund share − monthly pre-settlements "
+              "(> 0 the bureau pays, < 0 the hospital refunds)")
+    out.print(f"Clearing: Σ points amounts ¥{_yuan(clr.total_drg_amount)} + reserve ¥{_yuan(clr.reserve)} = "
+              f"budget ¥{_yuan(clr.budget)}; reserve used for overspend sharing ¥{_yuan(clr.reserve_used)}")
+
+    f = Table(title=f"Files in {r.data_dir}", show_header=False)
+    for what, path in (("settlement lists", r.files["lists"]), ("weights", r.files["weights"]),
+                       ("calibration report", r.files["calibration"]), ("policy", r.files["policy"]),
+                       ("simulation", r.files["simulation"]), ("statements", r.files["statements"]),
+                       ("clearing", r.files["clearing"]), ("database", r.files["database"])):
+        f.add_row(what, str(path))
+    out.print(f)
+
+
+# --------------------------------------------------------------------------- reference-case lists
+# Lists built from the shared reference test cases (hospital, person and dates added). The
+# pipeline tests build their lists with these; the demo itself uses the generator above.
 
 HOSPITALS = ["H35050001", "H35050002", "H35050003", "H35050004", "H35050005", "H35050006"]
-# Illustrative relative weights by the DRG's last digit (1 MCC, 3 CC, 5 none, 9 not split).
-DEMO_WEIGHTS = {"1": Decimal("1.6000"), "3": Decimal("1.2000"), "5": Decimal("0.9000"), "9": Decimal("1.0000")}
 
 
 def settlement_lists(cases_file: Path, n: int, seed: int = 7) -> list[dict[str, Any]]:
@@ -66,7 +577,8 @@ def national_list(sl: dict[str, Any]) -> dict[str, Any]:
         "hi_type": sl.get("insurance_type") or "390", "insuplc": sl.get("region", "default"),
         "ipt_med_type": "1", "adm_time": f"{adm} 09:00:00", "adm_caty": sl.get("dept") or "A03",
         "dscg_time": f"{dscg} 10:00:00", "dscg_caty": sl.get("dept") or "A03",
-        "act_ipt_days": str(sl.get("los") or 0), "dscg_way": str(sl["leaving_type"] if sl.get("leaving_type") in (1, 2, 3, 4, 5) else 9),
+        "act_ipt_days": str(sl.get("los") or 0),
+        "dscg_way": str(sl["leaving_type"] if sl.get("leaving_type") in (1, 2, 3, 4, 5) else 9),
         "setl_begn_date": adm, "setl_end_date": dscg, "hi_paymtd": "1",
     }
     if age == 0:
@@ -79,110 +591,3 @@ def national_list(sl: dict[str, Any]) -> dict[str, Any]:
         "oprninfo": [{"oprn_oprt_type": "1" if i == 0 else "2", "oprn_oprt_code": c}
                      for i, c in enumerate(sl["procedures"])],
     }
-
-
-def demo_policy(scheme_dir: Path) -> dict[str, Any]:
-    """A rate-method policy (services/pricer/policy.py format) with illustrative weights.
-
-    Harbin-scale rates (employee 12252.70, resident 9649.24 per RW); the first four demo
-    hospitals are tertiary (1.0), the fifth secondary (0.85), the sixth primary (0.70).
-    """
-    drgs = orjson.loads((scheme_dir / "drg.json").read_bytes())["drgs"]
-    return {
-        "format": "drgdip.pricing-policy/1", "policy_id": "demo-2024", "version": 1,
-        "region": "default", "valid_from": "2024-01-01", "valid_to": "2024-12-31",
-        "method": "rate", "scheme_id": "chs-drg-1.1",
-        "weights": {"version": "demo-illustrative",
-                    "table": {d["code"]: str(DEMO_WEIGHTS.get(d["code"][-1], Decimal("1.0000")))
-                              for d in drgs}},
-        "rates": {"employee": {"default": "12252.70"}, "resident": {"default": "9649.24"},
-                  "default": {"default": "9649.24"}},
-        "hospitals": {"level_coefficients": {"3": "1.0", "2": "0.85", "1": "0.70"},
-                      "levels": {**{h: 3 for h in HOSPITALS[:4]}, HOSPITALS[4]: 2, HOSPITALS[5]: 1}},
-        "notes": "Demo only: illustrative weights, not calibrated on any region's data.",
-    }
-
-
-async def run_demo(shared: Path, n: int, data_dir: Path) -> int:
-    from drgdip.stages import build_runtime
-
-    console = Console(stderr=True)
-    cases_file = shared / "testdata" / "chs-drg-1.1-cases.jsonl"
-    if not cases_file.is_file():
-        console.print(f"[red]cannot find {cases_file}: pass --shared PATH[/red]")
-        return 2
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for f in data_dir.glob("drgdip.db*"):
-        f.unlink()
-    policy_file = data_dir / "demo-policy.json"
-    policy_file.write_bytes(orjson.dumps(demo_policy(shared / "schemes" / "chs-drg-1.1")))
-    runtime = build_runtime("all", db=f"sqlite+aiosqlite:///{data_dir / 'drgdip.db'}",
-                           schemes_dir=shared / "schemes", policy_file=policy_file, log_level="WARNING")
-    lists = settlement_lists(cases_file, n)
-    started = time.perf_counter()
-    await runtime.start()
-    try:
-        from services.gateway.auth import create_token
-
-        _id, token = await create_token(runtime.engine, "bureau-admin", label="demo")
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.app), base_url="http://demo",
-                                     headers={"authorization": f"Bearer {token}"}) as client:
-            with Progress(console=console) as progress:
-                sent = progress.add_task("submitting lists", total=len(lists))
-                rejected = 0
-                for sl in lists:
-                    r = await client.post("/api/v1/settlement-lists", json=national_list(sl))
-                    rejected += r.status_code >= 400  # intake QC stops lists with blocking errors
-                    progress.advance(sent)
-                done = progress.add_task("grouped, priced, reviewed", total=len(lists))
-                while True:
-                    s = (await client.get("/api/v1/summary")).json()
-                    reviewed = s["by_status"].get("reviewed", 0)
-                    progress.update(done, completed=reviewed)
-                    if reviewed >= len(lists) - rejected:
-                        break
-                    await asyncio.sleep(0.2)
-            elapsed = time.perf_counter() - started
-            rows = []
-            offset = 0
-            while True:
-                page = (await client.get("/api/v1/cases", params={"limit": 1000, "offset": offset})).json()["cases"]
-                if not page:
-                    break
-                for c in page:
-                    rows.append((await client.get(f"/api/v1/cases/{c['case_id']}")).json())
-                offset += len(page)
-    finally:
-        await runtime.stop()
-    print_summary(rows, elapsed, data_dir)
-    return 0
-
-
-def print_summary(rows: list[dict[str, Any]], elapsed: float, data_dir: Path) -> None:
-    out = Console()
-    grouped = Counter(r["grouped"]["status"] for r in rows)
-    drgs = Counter(r["grouped"]["drg"] for r in rows if r["grouped"]["status"] == "SUCCESS")
-    priced = [r["priced"] for r in rows if r["priced"]["status"] == "PRICED"]
-    total = sum((Decimal(p["payment_standard"]) for p in priced), Decimal("0"))
-    flagged = [r for r in rows if r["reviewed"]["flags"]]
-    n = len(rows)
-    out.print(f"\n[bold]drgdip demo[/bold]: {n} settlement lists through ingest → grouper → pricer → "
-              f"review → gateway in {elapsed:.1f} s ({n / elapsed:.0f} lists/s), embedded mode")
-    t = Table(title="Grouping (CHS-DRG 1.1)")
-    t.add_column("status")
-    t.add_column("cases", justify="right")
-    for status, k in grouped.most_common():
-        t.add_row(status, str(k))
-    out.print(t)
-    out.print(f"入组率 (grouped share): {grouped.get('SUCCESS', 0) / n:.1%}")
-    top = Table(title="Top DRGs")
-    top.add_column("DRG")
-    top.add_column("cases", justify="right")
-    for drg, k in drgs.most_common(8):
-        top.add_row(drg, str(k))
-    out.print(top)
-    out.print(f"Priced: {len(priced)} cases, payment standards total ¥{total:,.2f} "
-              f"(illustrative weights; calibrate real ones from history)")
-    out.print(f"Review: {len(flagged)} cases flagged as readmissions within 15 days")
-    out.print(f"Database: {data_dir / 'drgdip.db'} — browse it with "
-              f"`drgdip serve all --data-dir {data_dir}` and GET /api/v1/cases")
