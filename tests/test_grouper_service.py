@@ -6,11 +6,19 @@ import asyncio
 from pathlib import Path
 
 import orjson
-from helpers import SHARED, api_client, count, lists, policy, simple_lists, wait_until
+from helpers import (
+    SHARED,
+    api_client,
+    count,
+    lists,
+    national_list,
+    policy,
+    simple_lists,
+    wait_until,
+)
 from typer.testing import CliRunner
 
 from drgdip.cli import app
-from drgdip.demo import national_list
 from drgdip.stages import build_runtime
 
 runner = CliRunner()

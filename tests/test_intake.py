@@ -6,10 +6,18 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import SHARED, api_client, count, lists, policy, simple_lists, wait_until
+from helpers import (
+    SHARED,
+    api_client,
+    count,
+    lists,
+    national_list,
+    policy,
+    simple_lists,
+    wait_until,
+)
 from sqlalchemy import insert
 
-from drgdip.demo import national_list
 from drgdip.stages import build_runtime
 
 HSA = SHARED / "testdata" / "hsa"

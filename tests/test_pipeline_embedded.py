@@ -14,13 +14,13 @@ from helpers import (
     case_id,
     count,
     lists,
+    national_list,
     policy,
     simple_lists,
     stage_counts,
     wait_until,
 )
 
-from drgdip.demo import national_list
 from drgdip.stages import build_runtime
 from shared.bus import Record
 from shared.events import CASE_RECEIVED, Envelope, dead_letter_topic

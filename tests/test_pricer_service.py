@@ -10,10 +10,9 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import SHARED, api_client, count, lists, policy, wait_until
+from helpers import HOSPITALS, SHARED, api_client, count, lists, policy, wait_until
 from sqlalchemy import select
 
-from drgdip.demo import HOSPITALS
 from drgdip.stages import build_runtime
 from services.pricer.policy import PolicyError
 from services.pricer.service import (
