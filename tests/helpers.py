@@ -64,7 +64,7 @@ def national_list(sl: dict[str, Any]) -> dict[str, Any]:
         "medcasno": f"BA{sl['setl_id']}", "fixmedins_code": sl["hospital_code"],
         "fixmedins_name": f"示例医院{sl['hospital_code'][-2:]}", "psn_name": f"患者{sl['psn_no'][-6:]}",
         "gend": str(sl["sex"]), "brdy": born.isoformat(), "age": "" if age is None else str(age),
-        "hi_type": sl.get("insurance_type") or "390", "insuplc": sl.get("region", "default"),
+        "hi_type": sl.get("insurance_type") or "390", "insuplc": sl.get("region", "350500"),
         "ipt_med_type": "1", "adm_time": f"{adm} 09:00:00", "adm_caty": sl.get("dept") or "A03",
         "dscg_time": f"{dscg} 10:00:00", "dscg_caty": sl.get("dept") or "A03",
         "act_ipt_days": str(sl.get("los") or 0),
@@ -117,7 +117,7 @@ def policy(weight: str = "1.0000") -> dict[str, Any]:
 
     drgs = orjson.loads((SHARED / "schemes" / "chs-drg-1.1" / "drg.json").read_bytes())["drgs"]
     return {"format": "drgdip.pricing-policy/1", "policy_id": "test-2024", "version": 1,
-            "region": "default", "valid_from": "2024-01-01", "valid_to": None, "method": "rate",
+            "region": "350500", "valid_from": "2024-01-01", "valid_to": None, "method": "rate",
             "scheme_id": "chs-drg-1.1",
             "weights": {"version": "test-w1", "table": {d["code"]: weight for d in drgs}},
             "rates": {"default": {"default": "10000.00"}},

@@ -236,9 +236,9 @@ async def test_an_offsite_case_is_priced_by_the_treatment_regions_policy(start) 
     from shared.bus import Record
     from shared.events import CASE_GROUPED, CaseFacts, CaseGrouped, Envelope
 
-    rt, _client = await start(policy())  # region "default"
+    rt, _client = await start(policy())  # region "350500"
     facts = CaseFacts(hospital_code=H1, setl_id="OFF1", region="440100", psn_key="k",
-                      treatment_region="default", discharge_date=date(2024, 5, 2),
+                      treatment_region="350500", discharge_date=date(2024, 5, 2),
                       total_cost=Decimal("9000.00"), insurance_type="310")
     home = facts.model_copy(update={"setl_id": "HOME1", "treatment_region": None})
     for f in (facts, home):
@@ -252,7 +252,7 @@ async def test_an_offsite_case_is_priced_by_the_treatment_regions_policy(start) 
 
     await wait_until(priced, 30, "two priced cases")
     [offsite] = await priced_rows(rt, f"{H1}-OFF1")
-    assert (offsite.status, offsite.policy_id, offsite.treatment_region) == ("PRICED", "test-2024", "default")
+    assert (offsite.status, offsite.policy_id, offsite.treatment_region) == ("PRICED", "test-2024", "350500")
     assert orjson.loads(offsite.breakdown)["offsite"] is True
     [unknown] = await priced_rows(rt, f"{H1}-HOME1")  # insured and treated in 440100: no policy
     assert (unknown.status, unknown.policy_id, unknown.breakdown) == ("NO_POLICY", None, None)

@@ -106,7 +106,17 @@ def evaluate(fmt: str, doc: Any, *, caller_hospital: str | None,
         return Rejected(e.problems, hospital, False, discharge)
     # the list as sent (keys sorted): a resubmission in the native or the national form agrees
     digest = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return Accepted(fields, digest, problems, header.mdtrtarea_admvs if header else None)
+    treated = (header.mdtrtarea_admvs if header else None) or hospital_region(fields.hospital_code)
+    return Accepted(fields, digest, problems, treated)
+
+
+def hospital_region(fixmedins_code: str) -> str | None:
+    """Where a hospital is: a 定点医疗机构 code is "H" + the 6-digit area code + a serial number.
+
+    Off-site patients (异地就医) are priced by this treatment area's policy, not their insured one.
+    """
+    area = fixmedins_code[1:7]
+    return area if fixmedins_code[:1] == "H" and len(fixmedins_code) >= 8 and area.isdigit() else None
 
 
 def _mismatch(path: str, hospital: str, caller: str) -> nat.Problem:
