@@ -292,25 +292,34 @@ class CalibrationReport:
         return "\n".join(lines)
 
 
+def scope_exclusion(p: CalibrationParams, *, region: str | None, year: int, withdrawn: bool,
+                    per_diem: bool, los: int | None) -> str | None:
+    """The documented exclusions (剔除病案数据方案, §6) that DRG weights and DIP scores share."""
+    if region is not None and region != p.region:
+        return "other_region"
+    if year not in p.data_years:
+        return "outside_years"
+    if withdrawn:
+        return "withdrawn"
+    if per_diem:
+        return "per_diem"
+    if los is not None and los <= p.los_short_max:
+        return "los_short"
+    if los is not None and los >= p.los_long_min:
+        return "los_long"
+    return None
+
+
 def _exclusion(case: HistoricalCase, p: CalibrationParams) -> str | None:
     if case.region is not None and case.region != p.region:
         return "other_region"
     if case.group_status not in GROUPED_STATUSES or not case.drg:
         return "not_grouped"
-    if case.year not in p.data_years:
-        return "outside_years"
-    if case.withdrawn:
-        return "withdrawn"
-    if case.per_diem:
-        return "per_diem"
-    if case.los is not None and case.los <= p.los_short_max:
-        return "los_short"
-    if case.los is not None and case.los >= p.los_long_min:
-        return "los_long"
-    return None
+    return scope_exclusion(p, region=None, year=case.year, withdrawn=case.withdrawn,
+                           per_diem=case.per_diem, los=case.los)
 
 
-def _cv(costs: Sequence[Decimal]) -> Decimal | None:
+def coefficient_of_variation(costs: Sequence[Decimal]) -> Decimal | None:
     if len(costs) < 2:
         return None
     mean = statistics.mean(costs)
@@ -319,7 +328,7 @@ def _cv(costs: Sequence[Decimal]) -> Decimal | None:
     return to_weight(statistics.stdev(costs) / mean)
 
 
-def _riv(groups: Mapping[str, Sequence[Decimal]]) -> Decimal | None:
+def reduction_in_variance(groups: Mapping[str, Sequence[Decimal]]) -> Decimal | None:
     everything = [c for costs in groups.values() for c in costs]
     if len(everything) < 2:
         return None
@@ -431,13 +440,13 @@ def calibrate(cases: Iterable[HistoricalCase], params: CalibrationParams) -> Cal
             q1=None if f is None else f[0], q3=None if f is None else f[1],
             lower_fence=None if f is None else f[2], upper_fence=None if f is None else f[3],
             mean_cost=mean, computed_rw=computed, rw=rw,
-            cv=_cv([c.cost for c in group]), sparse=sparse, fix=fix, expected_cases=expected,
+            cv=coefficient_of_variation([c.cost for c in group]), sparse=sparse, fix=fix, expected_cases=expected,
         ))
 
     # 6–8
     weights = {g.drg: g.rw for g in groups}
     inversions = find_inversions(weights, adrg_of)
-    riv = _riv({drg: [c.cost for c in group] for drg, group in kept.items()})
+    riv = reduction_in_variance({drg: [c.cost for c in group] for drg, group in kept.items()})
     expected_rw_sum = sum((g.expected_cases * g.rw for g in groups), ZERO)
     base_rate = None
     if p.budget is not None and expected_rw_sum > 0:

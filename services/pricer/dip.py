@@ -125,9 +125,10 @@ from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field,
 
 from services.pricer.calibration import (
     CalibrationParams,
-    _cv,
-    _riv,
+    coefficient_of_variation,
     quantile,
+    reduction_in_variance,
+    scope_exclusion,
     weighted_year_mean,
 )
 from services.pricer.policy import (
@@ -499,22 +500,10 @@ _EXCLUSIONS = ("other_region", "outside_years", "withdrawn", "per_diem", "los_sh
 
 
 def _exclusion(case: DipCase, p: CalibrationParams) -> str | None:
-    # calibration._exclusion minus "not_grouped" (every case has a DIP group) plus "no_diagnosis"
-    if case.region is not None and case.region != p.region:
-        return "other_region"
-    if case.year not in p.data_years:
-        return "outside_years"
-    if case.withdrawn:
-        return "withdrawn"
-    if case.per_diem:
-        return "per_diem"
-    if case.los is not None and case.los <= p.los_short_max:
-        return "los_short"
-    if case.los is not None and case.los >= p.los_long_min:
-        return "los_long"
-    if not case.principal_diagnosis.strip():
-        return "no_diagnosis"
-    return None
+    # the DRG exclusions minus "not_grouped" (every case has a DIP group), plus "no_diagnosis"
+    return scope_exclusion(p, region=case.region, year=case.year, withdrawn=case.withdrawn,
+                           per_diem=case.per_diem, los=case.los) or (
+        "no_diagnosis" if not case.principal_diagnosis.strip() else None)
 
 
 def _trim(cases: Sequence[DipCase], p: CalibrationParams) -> list[DipCase]:
@@ -543,7 +532,7 @@ def _auxiliary(kept: Sequence[DipCase], group_mean: Decimal, rules: AuxiliaryRul
             subtypes[rules.subtype(dimension, c)].append(c)
         costs = [c.total_cost for c in kept]
         # variance reduction of the split = RIV of the sub-types inside the group
-        riv = _riv({s: [c.total_cost for c in cs] for s, cs in subtypes.items()})
+        riv = reduction_in_variance({s: [c.total_cost for c in cs] for s, cs in subtypes.items()})
         reduction = riv if riv is not None and len(costs) >= 2 else ZERO
         applied = len(subtypes) > 1 and reduction >= rules.min_variance_reduction and group_mean > 0
         coefficients = {}
@@ -638,7 +627,7 @@ def build_catalogue(
             code=code, primary_care=code in primary, cases=len(group), kept=len(kept_cases),
             cases_by_year=dict(sorted(Counter(c.year for c in group).items())),
             mean_cost=to_fen(mean), score=mean / overall * scale,
-            cv=_cv([c.total_cost for c in kept_cases]),
+            cv=coefficient_of_variation([c.total_cost for c in kept_cases]),
             level_mean_costs={lv: to_fen(statistics.mean(v)) for lv, v in sorted(levels.items())},
             auxiliary=_auxiliary(kept_cases, mean, rules, year_weight) if kept_cases else (),
             note=note, **info)
@@ -662,7 +651,7 @@ def build_catalogue(
             "fallback": len(TreatmentType)},
         cases_by_kind={"core": core_cases, "comprehensive": len(in_scope) - core_cases},
         core_case_share=Decimal(core_cases) / len(in_scope),
-        riv=_riv({code: [c.total_cost for c in g] for code, g in kept.items() if g}),
+        riv=reduction_in_variance({code: [c.total_cost for c in g] for code, g in kept.items() if g}),
         primary_care_groups=sum(1 for g in groups.values() if g.primary_care),
         primary_care_unknown=tuple(sorted(primary - set(groups))),
         auxiliary_applied={d: sum(1 for g in groups.values() for a in g.auxiliary
