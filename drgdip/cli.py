@@ -10,7 +10,13 @@ import typer
 
 from drgdip.generate_cli import generate_command
 from services.grouper.cli import group_command, scheme_app
-from services.pricer.cli import calibrate_command, price_command, settle_command, simulate_command
+from services.pricer.cli import (
+    advance_command,
+    calibrate_command,
+    price_command,
+    settle_command,
+    simulate_command,
+)
 
 app = typer.Typer(help="drgdip: DRG/DIP payment for medical-insurance bureaus and hospitals.",
                   no_args_is_help=True, add_completion=False)
@@ -19,6 +25,7 @@ app.add_typer(scheme_app, name="scheme", help="Inspect, compare and register gro
 app.command("generate", help="Generate a synthetic region's settlement lists (JSON Lines).")(generate_command)
 app.command("price", help="What-if: price grouped cases under a policy file (nothing stored).")(price_command)
 app.command("calibrate", help="Compute DRG weights and a base rate from grouped history.")(calibrate_command)
+app.command("advance", help="Record a prepayment (预付金) netted at the annual clearing.")(advance_command)
 app.command("settle", help="Monthly pre-settlement (--period YYYY-MM) or annual clearing (--period YYYY).")(
     settle_command)
 app.command("simulate", help="模拟运行: DRG payment against fee-for-service, per hospital and DRG.")(

@@ -16,7 +16,9 @@ from sqlalchemy import select
 from drgdip.stages import build_runtime
 from services.pricer.policy import PolicyError
 from services.pricer.service import (
+    SettlementError,
     import_policy,
+    record_advance,
     results,
     run_annual_clearing,
     run_monthly_presettlement,
@@ -231,6 +233,14 @@ async def test_monthly_presettlement_and_annual_clearing_store_new_versions(star
                for s in annual["statements"])
     assert await count(rt.engine, "pricer_statements") == 2 * 2 + 2 * 2  # 2 hospitals × 2 runs × 2
 
+    # a prepayment advance (预付金) of 600.00 to H1 is netted: 925.00 − 600.00 = 325.00
+    await record_advance(rt.engine, H1, "2024", Decimal("600.00"), who="test")
+    third = await run_annual_clearing(rt.engine, "test-2024", "2024", Decimal("100000.00"))
+    h1 = next(h for h in third.hospitals if h.hospital_code == H1)
+    assert (third.version, h1.advances, h1.balance) == (3, Decimal("600.00"), Decimal("325.00"))
+    with pytest.raises(SettlementError, match="amount"):
+        await record_advance(rt.engine, H1, "2024", Decimal("-1.00"))
+
 
 async def test_an_offsite_case_is_priced_by_the_treatment_regions_policy(start) -> None:
     from shared.bus import Record
@@ -256,3 +266,28 @@ async def test_an_offsite_case_is_priced_by_the_treatment_regions_policy(start) 
     assert orjson.loads(offsite.breakdown)["offsite"] is True
     [unknown] = await priced_rows(rt, f"{H1}-HOME1")  # insured and treated in 440100: no policy
     assert (unknown.status, unknown.policy_id, unknown.breakdown) == ("NO_POLICY", None, None)
+
+
+async def test_settle_and_advance_from_the_command_line(start, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from drgdip.cli import app
+
+    rt, client = await start(policy())
+    await submit_and_wait(rt, client, [settlement_list(0, hospital=H1, cost="12000.00", patient_share="1500.00")])
+    db = rt.settings.db
+
+    def run(*args: str):  # type: ignore[no-untyped-def]
+        return asyncio.to_thread(CliRunner().invoke, app, [*args, "--db", db])
+
+    monthly = await run("settle", "--policy-id", "test-2024", "--period", "2024-03", "--csv", str(tmp_path / "m.csv"))
+    assert monthly.exit_code == 0, monthly.output
+    assert "8,075.00" in monthly.output  # (10000.00 − 1500.00) × 95 %
+    assert "presettled,8075.00" in (tmp_path / "m.csv").read_text()
+    assert (await run("advance", "--hospital", H1, "--year", "2024", "--amount", "100.00")).exit_code == 0
+    annual = await run("settle", "--policy-id", "test-2024", "--period", "2024", "--budget", "100000.00")
+    assert annual.exit_code == 0, annual.output
+    assert "825.00" in annual.output  # 925.00 as in the test above, less the 100.00 advance
+    assert (await run("settle", "--policy-id", "test-2024", "--period", "2024")).exit_code != 0  # no budget

@@ -262,6 +262,25 @@ def _run_on_pricer_db(db: str | None, work: Callable[[Any], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
+def advance_command(
+    hospital: Annotated[str, typer.Option("--hospital", help="hospital code")],
+    year: Annotated[str, typer.Option("--year", help="the settlement year it is netted in")],
+    amount: Annotated[str, typer.Option("--amount", help="yuan")],
+    note: Annotated[str | None, typer.Option("--note", help="why (kept with the record)")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="the pricer's database (env DRGDIP_DB)")] = None,
+) -> None:
+    """Record a prepayment (预付金) to a hospital; the year's clearing nets it (§8)."""
+    from services.pricer.service import SettlementError, record_advance
+
+    value = _amount(amount, "--amount")
+    assert value is not None
+    try:
+        _run_on_pricer_db(db, lambda e: record_advance(e, hospital, year, value, "cli", note))
+    except SettlementError as e:
+        raise typer.BadParameter(str(e), param_hint="--amount") from None
+    typer.echo(f"advance of {value} yuan to {hospital} recorded for {year}")
+
+
 def settle_command(
     policy_id: Annotated[str, typer.Option("--policy-id", help="the stored policy to settle under")],
     period: Annotated[str, typer.Option(

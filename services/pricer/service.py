@@ -121,6 +121,16 @@ results = Table(
     Column("los", Integer, nullable=True),
     Column("case_input", Text, nullable=True),  # the PricedCase: simulations re-price from it
 )
+advances = Table(
+    "pricer_advances", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("hospital_code", String(32), nullable=False),
+    Column("year", String(4), nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+    Column("granted_by", String(100), nullable=False),
+    Column("note", Text, nullable=True),
+)
 statements = Table(
     "pricer_statements", metadata,
     Column("id", _Id, primary_key=True, autoincrement=True),
@@ -401,22 +411,37 @@ async def _presettled(conn: AsyncConnection, policy_id: str, year: str) -> dict[
     return out
 
 
+async def record_advance(engine: AsyncEngine, hospital_code: str, year: str, amount: Decimal,
+                         who: str = "cli", note: str | None = None) -> None:
+    """A prepayment (预付金, §8) advanced to a hospital; the year's clearing nets it."""
+    if amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+        raise SettlementError("amount: a positive amount in yuan with at most 2 decimals")
+    async with engine.begin() as conn:
+        await conn.execute(insert(advances).values(
+            hospital_code=hospital_code, year=year, amount=amount, granted_at=datetime.now(UTC),
+            granted_by=who, note=note))
+
+
 async def run_annual_clearing(engine: AsyncEngine, policy_id: str, year: str,
                               budget: Decimal) -> Clearing:
     """Clear a year (§8) from the stored priced cases; stores a new annual statement version.
 
-    Pre-settled amounts are the latest monthly statements of the year; prepayment advances are
-    not recorded yet (0).
+    Pre-settled amounts are the latest monthly statements of the year; the prepayment advances
+    granted for the year are netted from each hospital's balance.
     """
     start, end = _year_bounds(year)
     async with engine.begin() as conn:
         policy = await _policy_for_settlement(conn, policy_id)
         totals = hospital_totals(await _period_prices(conn, policy_id, start, end))
         paid = await _presettled(conn, policy_id, year)
+        advanced = {r.hospital_code: r.total for r in (await conn.execute(
+            select(advances.c.hospital_code, func.sum(advances.c.amount).label("total"))
+            .where(advances.c.year == year).group_by(advances.c.hospital_code))).all()}
         version = await _next_version(conn, "annual", year, policy_id)
         try:
             clearing = annual_clearing(
-                policy, year, [HospitalYear(t, presettled=paid.get(h, Decimal("0")))
+                policy, year, [HospitalYear(t, presettled=paid.get(h, Decimal("0")),
+                                            advances=Decimal(advanced.get(h, 0)))
                                for h, t in totals.items()], budget, version=version)
         except ValueError as e:
             raise SettlementError(str(e)) from None
