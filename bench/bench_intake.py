@@ -39,7 +39,7 @@ async def run(shared: Path, n: int, workdir: Path) -> None:
     await rt.start()
     try:
         stage = rt.stages[0]
-        intake = stage.intake  # type: ignore[attr-defined]
+        intake = stage.service
         t = time.perf_counter()
         summary = await import_stream(intake, file_chunks(data), "jsonl", None)
         stored = time.perf_counter() - t

@@ -82,7 +82,7 @@ async def run(scheme_dir: Path, cases: int, hospitals: int, seed: int, workdir: 
     reached: dict[str, float] = {}
     try:
         started = time.perf_counter()
-        importing = asyncio.create_task(import_stream(stage(runtime, "ingest").intake, file_chunks(data),
+        importing = asyncio.create_task(import_stream(stage(runtime, "ingest").service, file_chunks(data),
                                                       "jsonl", None))
         accepted: int | None = None
         deadline = time.monotonic() + timeout

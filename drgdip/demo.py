@@ -368,7 +368,7 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
 
     # 2. import through ingest, then wait for the pipeline (grouper → pricer → review → gateway)
     with steps.step("importing (ingest, QC)", options.cases) as task:
-        imported = await import_stream(stage(runtime, "ingest").intake, file_chunks(files["lists"]), "jsonl",
+        imported = await import_stream(stage(runtime, "ingest").service, file_chunks(files["lists"]), "jsonl",
                                        None, progress=lambda n: progress.advance(task, n))
     finished = imported["accepted"] + imported["withdrawn"]
     with steps.step("grouped, priced, reviewed", finished) as task:

@@ -11,6 +11,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import structlog
@@ -43,6 +44,7 @@ class Stage:
     subscriptions: list[tuple[Sequence[str], Handler]] = field(default_factory=list)
     on_start: Callable[[], Awaitable[None]] | None = None
     on_stop: Callable[[], Awaitable[None]] | None = None
+    service: Any = None  # the stage's own object (ingest's Intake) for commands and benchmarks
 
 
 @dataclass

@@ -24,7 +24,7 @@ async def test_calibrate_reads_the_stored_history_and_gives_rw_near_one(tmp_path
                                      end_year=2023))
         from services.ingest.service import Received
 
-        intake = next(s for s in rt.stages if s.name == "ingest").intake  # type: ignore[attr-defined]
+        intake = next(s for s in rt.stages if s.name == "ingest").service
         outcomes = await intake.receive([Received("native", orjson.dumps(sl)) for sl in lists])
         accepted = sum(o.status == "accepted" for o in outcomes)
 

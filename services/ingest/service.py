@@ -415,9 +415,7 @@ def build(ctx: Context) -> Stage:
         async with ctx.engine.connect() as conn:
             return {"lists": await conn.scalar(select(func.count()).select_from(lists))}
 
-    stage = Stage(NAME, metadata, outbox, router=router, on_start=on_start)
-    stage.intake = intake  # type: ignore[attr-defined]  # for `drgdip import` and the benchmark
-    return stage
+    return Stage(NAME, metadata, outbox, router=router, on_start=on_start, service=intake)
 
 
 async def import_stream(intake: Intake, chunks: Any, fmt: str, caller: str | None,
