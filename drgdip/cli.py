@@ -17,6 +17,7 @@ from services.pricer.cli import (
     settle_command,
     simulate_command,
 )
+from services.pricer.dip_cli import compare_command, dip_app
 
 app = typer.Typer(help="drgdip: DRG/DIP payment for medical-insurance bureaus and hospitals.",
                   no_args_is_help=True, add_completion=False)
@@ -25,6 +26,9 @@ app.add_typer(scheme_app, name="scheme", help="Inspect, compare and register gro
 app.command("generate", help="Generate a synthetic region's settlement lists (JSON Lines).")(generate_command)
 app.command("price", help="What-if: price grouped cases under a policy file (nothing stored).")(price_command)
 app.command("calibrate", help="Compute DRG weights and a base rate from grouped history.")(calibrate_command)
+app.add_typer(dip_app, name="dip", help="DIP (按病种分值付费): build a catalogue from history, group lists.")
+app.command("compare", help="Price the same lists under DRG and under DIP; differences per group and hospital.")(
+    compare_command)
 app.command("advance", help="Record a prepayment (预付金) netted at the annual clearing.")(advance_command)
 app.command("settle", help="Monthly pre-settlement (--period YYYY-MM) or annual clearing (--period YYYY).")(
     settle_command)

@@ -57,7 +57,7 @@ from services.pricer.calibration import (
     HistoricalCase,
     calibrate,
 )
-from services.pricer.cli import _write_csv, _write_json
+from services.pricer.cli import write_csv, write_json
 from services.pricer.policy import Policy, parse_policy, to_fen
 from services.pricer.pricing import (
     DRG_PRICED,
@@ -338,7 +338,7 @@ async def run_demo(options: DemoOptions, *, console: Console | None = None, out:
                     if n % 500 == 0:
                         steps.progress.update(task, completed=n)
             files["hospitals"] = data / "region.jsonl.hospitals.json"
-            _write_json(files["hospitals"], [h.to_dict() for h in gen.hospitals])
+            write_json(files["hospitals"], [h.to_dict() for h in gen.hospitals])
 
         await runtime.start()
         try:
@@ -384,9 +384,9 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
             weights_version=f"{REGION}-{last_year}-demo"))
         files["weights"] = data / f"weights-{REGION}-{last_year}.json"
         files["calibration"] = data / "calibration-report.json"
-        _write_json(files["weights"], calibration.weights_document())
-        _write_json(files["calibration"], calibration.to_dict())
-        _write_csv(data / "calibration-groups.csv", calibration.csv_rows())
+        write_json(files["weights"], calibration.weights_document())
+        write_json(files["calibration"], calibration.to_dict())
+        write_csv(data / "calibration-groups.csv", calibration.csv_rows())
 
     # 4. the policy, its budget, the simulation
     with steps.step("policy, budget, simulation"):
@@ -401,11 +401,11 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
         assert simulation.point_value is not None
         policy = draft.with_point_value(simulation.point_value)
         files["policy"] = data / f"policy-{policy.policy_id}.json"
-        _write_json(files["policy"], policy.to_document())
-        _write_json(data / "simulation.json", simulation.to_dict())
+        write_json(files["policy"], policy.to_document())
+        write_json(data / "simulation.json", simulation.to_dict())
         files["simulation"] = data / "simulation-hospitals.csv"
-        _write_csv(files["simulation"], simulation.hospital_rows())
-        _write_csv(data / "simulation-drgs.csv", simulation.drg_rows())
+        write_csv(files["simulation"], simulation.hospital_rows())
+        write_csv(data / "simulation-drgs.csv", simulation.drg_rows())
 
     # 5. import it and re-price the last year in the pipeline (regrouping re-announces the cases)
     await import_policy(runtime.engine, files["policy"].read_bytes(), who="demo")
@@ -429,9 +429,9 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
     with steps.step(f"clearing {last_year}"):
         clearing = await run_annual_clearing(runtime.engine, policy.policy_id, str(last_year), budget)
     files["statements"] = data / f"statements-{last_year}.csv"
-    _write_csv(files["statements"], [row for s in [*monthly, *clearing.statements()] for row in s.csv_rows()])
+    write_csv(files["statements"], [row for s in [*monthly, *clearing.statements()] for row in s.csv_rows()])
     files["clearing"] = data / f"clearing-{last_year}.json"
-    _write_json(files["clearing"], clearing.to_dict())
+    write_json(files["clearing"], clearing.to_dict())
 
     live = [c for c in stored if not c.event.facts.withdrawn]
     grouped = sum(c.event.status in GROUPED_STATUSES for c in live)

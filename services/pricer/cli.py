@@ -77,17 +77,17 @@ class SparseFix(StrEnum):
     none = "none"
 
 
-def _stderr() -> Console:
+def stderr() -> Console:
     return Console(stderr=True)
 
 
-def _progress(err: Console, what: str) -> Progress:
+def progress_bar(err: Console, what: str) -> Progress:
     # only on a terminal: in logs a progress bar is just control codes
     return Progress(TextColumn(what), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                     TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
 
 
-def _read_models(path: Path, model: type[M], err: Console,
+def read_models(path: Path, model: type[M], err: Console,
                  progress: Progress | None = None) -> Iterator[M]:
     """Valid lines of a JSONL file as `model`; bad lines reported on stderr and skipped."""
     task = progress.add_task("read", total=path.stat().st_size) if progress else None
@@ -111,7 +111,7 @@ def _read_models(path: Path, model: type[M], err: Console,
                 err.print(f"[yellow]line {lineno}: {e}; skipped[/]", highlight=False)
 
 
-def _load_policy_or_exit(path: Path, err: Console) -> Policy:
+def load_policy_or_exit(path: Path, err: Console) -> Policy:
     try:
         return load_policy(path)
     except OSError as e:
@@ -121,13 +121,13 @@ def _load_policy_or_exit(path: Path, err: Console) -> Policy:
     raise typer.Exit(2)
 
 
-def _require_file(path: Path, err: Console) -> None:
+def require_file(path: Path, err: Console) -> None:
     if not path.is_file():
         err.print(f"[red]input not found:[/] {path}", highlight=False)
         raise typer.Exit(2)
 
 
-def _amount(text: str | None, option: str) -> Decimal | None:
+def parse_amount(text: str | None, option: str) -> Decimal | None:
     if text is None:
         return None
     try:
@@ -139,11 +139,11 @@ def _amount(text: str | None, option: str) -> Decimal | None:
     return value
 
 
-def _write_json(path: Path, doc: Any) -> None:
+def write_json(path: Path, doc: Any) -> None:
     path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         if not rows:
             return
@@ -160,13 +160,13 @@ def price_command(
     output: Annotated[Path, typer.Option("--output", help="prices, one JSON object per line")],
 ) -> None:
     """What-if repricing of a JSONL file of cases under a policy (nothing stored is touched)."""
-    err = _stderr()
-    pol = _load_policy_or_exit(policy, err)
-    _require_file(input, err)
+    err = stderr()
+    pol = load_policy_or_exit(policy, err)
+    require_file(input, err)
     types: Counter[str] = Counter()
     payment = Decimal("0")
-    with output.open("wb") as out, _progress(err, "pricing") as progress:
-        for case in _read_models(input, PricedCase, err, progress):
+    with output.open("wb") as out, progress_bar(err, "pricing") as progress:
+        for case in read_models(input, PricedCase, err, progress):
             price = price_case(pol, case)
             out.write(orjson.dumps(price.to_dict()) + b"\n")
             types[price.case_type.value] += 1
@@ -204,9 +204,9 @@ def calibrate_command(
     ] = None,
 ) -> None:
     """Calibrate weights (and the base rate from a budget) from the three years before `year` (§6)."""
-    err = _stderr()
+    err = stderr()
     if input is not None:
-        _require_file(input, err)
+        require_file(input, err)
     try:
         weights = tuple(int(w) for w in year_weights.split(","))
         if not weights or any(w < 0 for w in weights):
@@ -215,13 +215,13 @@ def calibrate_command(
         raise typer.BadParameter("comma-separated non-negative integers",
                                  param_hint="--year-weights") from None
     params = CalibrationParams(
-        region=region, year=year, budget=_amount(budget, "--budget"), year_weights=weights,
+        region=region, year=year, budget=parse_amount(budget, "--budget"), year_weights=weights,
         sparse_min_cases=sparse_min_cases, sparse_fix=sparse_fix.value,
         weights_version=weights_version,
     )
     if input is not None:
-        with _progress(err, "reading") as progress:
-            cases = list(_read_models(input, HistoricalCase, err, progress))
+        with progress_bar(err, "reading") as progress:
+            cases = list(read_models(input, HistoricalCase, err, progress))
     else:
         cases = _stored_history(db, region, year - len(weights), year - 1)
         err.print(f"{len(cases)} stored cases of {region}, {year - len(weights)}–{year - 1}")
@@ -231,10 +231,10 @@ def calibrate_command(
         err.print(f"[red]calibration failed:[/] {e}", highlight=False)
         raise typer.Exit(1) from None
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / f"weights-{region}-{year}.json", report.weights_document())
-    _write_json(out_dir / "calibration-report.json", report.to_dict())
-    _write_csv(out_dir / "calibration-groups.csv", report.csv_rows())
-    _write_csv(out_dir / "calibration-excluded.csv", report.excluded_rows())
+    write_json(out_dir / f"weights-{region}-{year}.json", report.weights_document())
+    write_json(out_dir / "calibration-report.json", report.to_dict())
+    write_csv(out_dir / "calibration-groups.csv", report.csv_rows())
+    write_csv(out_dir / "calibration-excluded.csv", report.excluded_rows())
     typer.echo(report.summary_text())
     typer.echo(f"written to {out_dir}")
 
@@ -272,7 +272,7 @@ def advance_command(
     """Record a prepayment (预付金) to a hospital; the year's clearing nets it (§8)."""
     from services.pricer.service import SettlementError, record_advance
 
-    value = _amount(amount, "--amount")
+    value = parse_amount(amount, "--amount")
     assert value is not None
     try:
         _run_on_pricer_db(db, lambda e: record_advance(e, hospital, year, value, "cli", note))
@@ -292,9 +292,9 @@ def settle_command(
     """Pre-settle a month or clear a year (§8); each run stores a new statement version."""
     from services.pricer.service import run_annual_clearing, run_monthly_presettlement
 
-    err = _stderr()
+    err = stderr()
     if len(period) == 4:
-        amount = _amount(budget, "--budget")
+        amount = parse_amount(budget, "--budget")
         if amount is None:
             raise typer.BadParameter("the annual clearing needs the year's budget", param_hint="--budget")
         clearing = _run_on_pricer_db(db, lambda e: run_annual_clearing(e, policy_id, period, amount))
@@ -306,7 +306,7 @@ def settle_command(
         raise typer.Exit(1)
     rows = [row for st in statements for row in st.csv_rows()]
     if csv_out is not None:
-        _write_csv(csv_out, rows)
+        write_csv(csv_out, rows)
     table = Table(title=f"{'annual clearing' if len(period) == 4 else 'pre-settlement'} {period} ({policy_id})")
     figure = "balance" if len(period) == 4 else "presettled"  # what the bureau pays (or recovers)
     for col in ("hospital", "version", figure):
@@ -331,23 +331,23 @@ def simulate_command(
     ] = None,
 ) -> None:
     """Simulate DRG payment vs fee-for-service per hospital and DRG (模拟运行, §9)."""
-    err = _stderr()
-    pol = _load_policy_or_exit(policy, err)
+    err = stderr()
+    pol = load_policy_or_exit(policy, err)
     if input is not None:
-        _require_file(input, err)
-        with _progress(err, "reading") as progress:
-            cases = list(_read_models(input, PricedCase, err, progress))
+        require_file(input, err)
+        with progress_bar(err, "reading") as progress:
+            cases = list(read_models(input, PricedCase, err, progress))
     elif region is None or year is None:
         raise typer.BadParameter("give --input, or --region and --year for the stored cases",
                                  param_hint="--input")
     else:
         cases = _run_on_pricer_db(db, lambda engine: load_priced_cases(engine, region, year))
         err.print(f"{len(cases)} stored cases of {region} discharged in {year}")
-    report = simulate(pol, cases, budget=_amount(budget, "--budget"))
+    report = simulate(pol, cases, budget=parse_amount(budget, "--budget"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "simulation.json", report.to_dict())
-    _write_csv(out_dir / "simulation-hospitals.csv", report.hospital_rows())
-    _write_csv(out_dir / "simulation-drgs.csv", report.drg_rows())
+    write_json(out_dir / "simulation.json", report.to_dict())
+    write_csv(out_dir / "simulation-hospitals.csv", report.hospital_rows())
+    write_csv(out_dir / "simulation-drgs.csv", report.drg_rows())
     with (out_dir / "simulation-prices.jsonl").open("wb") as fh:
         for p in report.prices:
             fh.write(orjson.dumps(p.to_dict()) + b"\n")

@@ -1,0 +1,476 @@
+"""Command-line front end of DIP (docs/domain.md §5–§7): `drgdip dip …` and `drgdip compare`.
+
+The main CLI mounts `dip_app` (`app.add_typer(dip_app, name="dip")`) and the plain function
+`compare_command` (`app.command("compare")(compare_command)`). Conventions are the DRG CLI's
+(`services/pricer/cli.py`): inputs are JSON Lines, blank lines ignored, bad lines reported on
+stderr with their line number and skipped; every amount written is a decimal string. Here the
+lines are national settlement lists (the 4101 `input` node, as `drgdip generate` writes them),
+read with `dip.dip_case_from_list`; a list the national parser rejects is a bad line.
+
+drgdip dip build-catalogue --region R --years 2022-2024 (--input LISTS.jsonl | --db URL) --out-dir DIR
+        [--min-cases 15] [--scale 100] [--year-weights 1,2,7] [--primary-care FILE]
+        [--or-procedures SCHEME_DIR/or_procedures.tsv] [--hospitals FILE] [--version N]
+    Builds the DIP catalogue from the data years (§5, §6); its scores apply to the year after
+    them (Y = 2025 for 2022-2024). Writes DIR/dip-catalogue-R-Y.json (the versioned document,
+    `Catalogue.to_document`), DIR/dip-catalogue-report.json (exclusions, groups and cases by
+    kind, core share, RIV …) and DIR/dip-groups.csv (one row per group), and prints the summary.
+    --input: every list is a case treated in R. --db (default without --input: env DRGDIP_DB):
+    the grouper's database,
+    table `grouper_cases`: the latest list version of each case discharged in the data years;
+    withdrawn lists are excluded (and counted); a case whose `treatment_region` is another
+    region is excluded as `other_region`. The stored payload has no hospital level, so pass
+    --hospitals: JSON {code: level}, or the generator's `<output>.hospitals.json` (a list of
+    {code, level, …}); with --input it fills in lists without `hi_setl_lv`.
+    --primary-care: group codes marked 基层病种, a JSON list or one code per line (# comments).
+    --or-procedures: the grouping scheme's OR list; its codes are surgeries, other codes of
+    chapters 00–86 therapeutic (without it every code of 00–86 is a surgery).
+
+drgdip dip group --catalogue FILE --input LISTS.jsonl --output OUT.jsonl [--trace]
+    One output line per valid list: {id, dip_group, kind, treatment_type} (+ trace: the list
+    of reasons the group was chosen). Every list gets exactly one group of the catalogue.
+
+drgdip compare --drg-policy POLICY.json --dip-policy DIP_POLICY.json --catalogue FILE
+        --scheme SCHEME_DIR --input LISTS.jsonl --out-dir DIR [--point-value PV] [--code-mode raw]
+    Prices the same lists under DRG and under DIP and compares the payments (§7; `dip.compare`).
+    DRG side: each list is grouped on the fly with the scheme (`grouper.core.load_scheme`)
+    and priced with `pricing.price_case` as treated in the DRG policy's region; DIP side:
+    `dip.price_dip_case` at --point-value, else the DIP policy's provisional point value.
+    A case one method does not price counts at its cost (paid by item), as in `dip.compare`.
+    Writes DIR/comparison.json (total, per hospital, per DIP group, per DRG),
+    DIR/comparison-hospitals.csv, DIR/comparison-dip-groups.csv, DIR/comparison-drgs.csv and
+    DIR/comparison-cases.jsonl (one line per case: both groups, case types and payments, the
+    payment being null when unpriced), and prints the per-hospital table.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from services.pricer.cli import (
+    load_policy_or_exit,
+    parse_amount,
+    progress_bar,
+    require_file,
+    stderr,
+    write_csv,
+    write_json,
+)
+from services.pricer.dip import (
+    DEFAULT_TREATMENT_TABLE,
+    Catalogue,
+    DipCase,
+    DipPolicy,
+    TreatmentTable,
+    assign,
+    build_catalogue,
+    compare,
+    dip_case_from_list,
+    price_dip_case,
+)
+from services.pricer.pricing import Price, PricedCase, price_case
+
+T = TypeVar("T")
+
+dip_app = typer.Typer(help="DIP (按病种分值付费): build a catalogue from history, group lists.",
+                      no_args_is_help=True)
+
+
+# --------------------------------------------------------------------------- reading
+
+def _read_lists(path: Path, convert: Callable[[dict[str, Any]], T], err: Console,
+                progress: Progress | None = None) -> Iterator[T]:
+    """`convert(list)` for each valid line of a JSONL file of settlement lists; a line that is
+    not a JSON object, or that `convert` rejects, is reported on stderr and skipped."""
+    from services.ingest.national import ListRejected
+
+    task = progress.add_task("read", total=path.stat().st_size) if progress else None
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if progress is not None and task is not None:
+                progress.advance(task, len(raw))
+            if not raw.strip():
+                continue
+            try:
+                obj = orjson.loads(raw)
+                if not isinstance(obj, dict):
+                    raise ValueError(f"not a JSON object ({type(obj).__name__})")
+                yield convert(obj)
+            except (ListRejected, ValidationError, ValueError) as e:
+                err.print(f"[yellow]line {lineno}: {e}; skipped[/]", highlight=False)
+
+
+def _hospital_levels(path: Path | None, err: Console) -> dict[str, int]:
+    """{code: level} from a JSON mapping or the generator's list of {code, level, …}."""
+    if path is None:
+        return {}
+    require_file(path, err)
+    doc = orjson.loads(path.read_bytes())
+    rows = doc.items() if isinstance(doc, dict) else ((h.get("code"), h.get("level")) for h in doc)
+    levels = {str(code): int(level) for code, level in rows if code and level in (1, 2, 3, "1", "2", "3")}
+    if not levels:
+        err.print(f"[red]no hospital level in {path}[/] (expected {{code: level}} or "
+                  "[{code, level, …}])", highlight=False)
+        raise typer.Exit(2)
+    return levels
+
+
+def _code_list(path: Path | None, err: Console) -> list[str]:
+    """Codes from a JSON list, or one per line (blank lines and # comments ignored)."""
+    if path is None:
+        return []
+    require_file(path, err)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        return [str(c) for c in orjson.loads(text)]
+    return [s for line in text.splitlines() if (s := line.split("#", 1)[0].strip())]
+
+
+def _treatment_table(or_procedures: Path | None, err: Console) -> TreatmentTable:
+    """The treatment table, with the scheme's OR list (first column of a TSV with a header)."""
+    if or_procedures is None:
+        return DEFAULT_TREATMENT_TABLE
+    require_file(or_procedures, err)
+    with or_procedures.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh, delimiter="\t"))
+    codes = frozenset(r[0].strip() for r in rows[1:] if r and r[0].strip())
+    return TreatmentTable(or_procedures=codes)
+
+
+def _with_level(case: DipCase, levels: Mapping[str, int]) -> DipCase:
+    if case.hospital_level is not None or case.hospital_code not in levels:
+        return case
+    return case.model_copy(update={"hospital_level": levels[case.hospital_code]})
+
+
+def _parse_years(text: str) -> tuple[int, int]:
+    try:
+        first, _, last = text.partition("-")
+        span = int(first), int(last or first)
+        if span[0] > span[1]:
+            raise ValueError
+    except ValueError:
+        raise typer.BadParameter("FIRST-LAST, e.g. 2022-2024", param_hint="--years") from None
+    return span
+
+
+def _parse_weights(text: str, years: int) -> tuple[int, ...]:
+    try:
+        weights = tuple(int(w) for w in text.split(","))
+        if any(w < 0 for w in weights) or not any(weights):
+            raise ValueError
+    except ValueError:
+        raise typer.BadParameter("comma-separated non-negative integers",
+                                 param_hint="--year-weights") from None
+    if len(weights) != years:
+        raise typer.BadParameter(f"{len(weights)} weights for {years} data years",
+                                 param_hint="--year-weights")
+    return weights
+
+
+# --------------------------------------------------------------------------- the grouper's store
+
+def stored_cases(db: str | None, first_year: int, last_year: int,
+                 levels: Mapping[str, int]) -> list[DipCase]:
+    """DipCases of the grouper's stored lists discharged in the years (latest list version
+    of each case; withdrawn lists kept and marked, for the catalogue to exclude and count)."""
+    import asyncio
+
+    from sqlalchemy import and_, func, select
+
+    from services.grouper.service import cases as grouper_cases
+    from shared.db import create_engine
+    from shared.settings import GrouperSettings, load_settings
+
+    g = grouper_cases.c
+    latest = (select(g.case_id, func.max(g.list_version).label("list_version"))
+              .group_by(g.case_id).subquery())
+    query = (select(g.case_id, g.payload)
+             .join(latest, and_(g.case_id == latest.c.case_id,
+                                g.list_version == latest.c.list_version))
+             .where(g.discharge_date >= date(first_year, 1, 1),
+                    g.discharge_date <= date(last_year, 12, 31))
+             .order_by(g.case_id))
+
+    async def fetch() -> list[Any]:
+        engine = create_engine(load_settings(GrouperSettings, db=db).db)
+        try:
+            async with engine.connect() as conn:
+                return list((await conn.execute(query)).all())
+        finally:
+            await engine.dispose()
+
+    return [dip_case_from_payload(row.case_id, orjson.loads(row.payload), levels)
+            for row in asyncio.run(fetch())]
+
+
+def dip_case_from_payload(case_id: str, payload: Mapping[str, Any],
+                          levels: Mapping[str, int]) -> DipCase:
+    """A DipCase from a stored `case-received` payload (facts, diagnoses, procedures, …).
+
+    The region is the treatment region when the list says it was elsewhere; the insured
+    region (`facts.region`) is not where care was given, so it is not used (None = ours)."""
+    f = payload["facts"]
+    diagnoses = list(payload.get("diagnoses") or [])
+    return DipCase(
+        case_id=case_id, year=date.fromisoformat(f["discharge_date"]).year,
+        region=f.get("treatment_region"), hospital_code=f["hospital_code"],
+        hospital_level=levels.get(f["hospital_code"]),
+        principal_diagnosis=diagnoses[0] if diagnoses else "",
+        secondary_diagnoses=tuple(diagnoses[1:]), procedures=tuple(payload.get("procedures") or ()),
+        total_cost=f.get("total_cost") or "0", patient_share=f.get("patient_share") or "0",
+        los=payload.get("los"), age=payload.get("age"), insurance_type=f.get("insurance_type"),
+        withdrawn=bool(f.get("withdrawn")), discharge_date=f["discharge_date"],
+    )
+
+
+# --------------------------------------------------------------------------- build-catalogue
+
+@dip_app.command("build-catalogue")
+def build_catalogue_command(
+    region: Annotated[str, typer.Option("--region", help="the bureau's region code")],
+    years: Annotated[str, typer.Option("--years", help="data years FIRST-LAST, e.g. 2022-2024")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for the outputs")] = Path("."),
+    input: Annotated[Path | None, typer.Option(
+        "--input", help="settlement lists (JSONL), all treated in the region")] = None,
+    db: Annotated[str | None, typer.Option(
+        "--db", help="the grouper's database: its stored lists (env DRGDIP_DB)")] = None,
+    min_cases: Annotated[int, typer.Option("--min-cases", min=1, help="cases for a core group")] = 15,
+    scale: Annotated[int, typer.Option("--scale", min=1, help="score of the overall mean (100 or 1000)")] = 100,
+    year_weights: Annotated[str, typer.Option(
+        "--year-weights", help="weights of the data years, oldest first")] = "1,2,7",
+    primary_care: Annotated[Path | None, typer.Option(
+        "--primary-care", help="基层病种 group codes: JSON list or one per line")] = None,
+    or_procedures: Annotated[Path | None, typer.Option(
+        "--or-procedures", help="the scheme's or_procedures.tsv")] = None,
+    hospitals: Annotated[Path | None, typer.Option(
+        "--hospitals", help="hospital levels: JSON {code: level} or the generator's hospitals.json")] = None,
+    version: Annotated[int, typer.Option("--version", min=1, help="catalogue version")] = 1,
+) -> None:
+    """Build a DIP catalogue (groups, scores, auxiliary coefficients) from history (§5, §6)."""
+    err = stderr()
+    if input is not None and db is not None:
+        raise typer.BadParameter("give --input or --db, not both", param_hint="--input")
+    first, last = _parse_years(years)
+    weights = _parse_weights(year_weights, last - first + 1)
+    treatment = _treatment_table(or_procedures, err)
+    levels = _hospital_levels(hospitals, err)
+    primary = _code_list(primary_care, err)
+
+    if input is not None:
+        require_file(input, err)
+        with progress_bar(err, "reading lists") as progress:
+            cases = [_with_level(c, levels) for c in _read_lists(
+                input, lambda doc: dip_case_from_list(doc, region=region), err, progress)]
+    else:
+        cases = stored_cases(db, first, last, levels)
+        err.print(f"{len(cases)} stored lists discharged in {first}–{last}", highlight=False)
+        if not levels:
+            err.print("[yellow]no --hospitals: hospital levels unknown, the catalogue has no "
+                      "same-level means[/]", highlight=False)
+    try:
+        catalogue = build_catalogue(
+            cases, region=region, year=last + 1, min_cases=min_cases, year_weights=weights,
+            scale=scale, primary_care=primary, treatment=treatment, version=version)
+    except ValueError as e:
+        err.print(f"[red]catalogue not built:[/] {e}", highlight=False)
+        raise typer.Exit(1) from None
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    document = out_dir / f"dip-catalogue-{region}-{catalogue.year}.json"
+    write_json(document, catalogue.to_document())
+    write_json(out_dir / "dip-catalogue-report.json", catalogue.report.model_dump(mode="json"))
+    write_csv(out_dir / "dip-groups.csv", catalogue.report_rows())
+    typer.echo(catalogue_summary(catalogue))
+    typer.echo(f"written to {out_dir} ({document.name})")
+
+
+def catalogue_summary(catalogue: Catalogue) -> str:
+    """The report in a few lines: scope, groups and cases by kind, core share, RIV, auxiliary."""
+    r = catalogue.report
+    by_type = Counter(f"{g.kind} {g.treatment_type.value}" for g in catalogue.groups.values()
+                      if not g.fallback)
+    excluded = ", ".join(f"{k} {n}" for k, n in r.exclusions.items() if n) or "none"
+    lines = [
+        f"DIP catalogue {catalogue.version_label}: region {catalogue.region}, scores for "
+        f"{catalogue.year}, data {catalogue.data_years[0]}–{catalogue.data_years[-1]} "
+        f"weighted {':'.join(map(str, catalogue.year_weights))}, min cases {catalogue.min_cases}, "
+        f"scale {catalogue.scale}",
+        f"cases: {r.cases_in} read, {r.cases_in_scope} in scope (excluded: {excluded}), "
+        f"{r.trimmed} trimmed",
+        "groups: " + ", ".join(f"{k} {n}" for k, n in r.groups_by_kind.items()),
+        "groups by type: " + ", ".join(f"{k} {n}" for k, n in sorted(by_type.items())),
+        f"cases in core groups: {r.cases_by_kind.get('core', 0)} "
+        f"({float(r.core_case_share):.1%}); comprehensive {r.cases_by_kind.get('comprehensive', 0)}",
+        f"overall mean cost {catalogue.overall_mean_cost} yuan; RIV "
+        f"{'-' if r.riv is None else r.riv}",
+        "auxiliary coefficients applied: "
+        + (", ".join(f"{d} {n} groups" for d, n in r.auxiliary_applied.items()) or "none"),
+    ]
+    if r.primary_care_groups or r.primary_care_unknown:
+        lines.append(f"primary-care groups: {r.primary_care_groups}"
+                     + (f"; unknown codes: {', '.join(r.primary_care_unknown)}"
+                        if r.primary_care_unknown else ""))
+    return "\n".join(lines)
+
+
+def _load_catalogue_or_exit(path: Path, err: Console) -> Catalogue:
+    require_file(path, err)
+    try:
+        return Catalogue.from_document(orjson.loads(path.read_bytes()))
+    except (orjson.JSONDecodeError, ValidationError) as e:
+        err.print(f"[red]invalid catalogue {path}:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+# --------------------------------------------------------------------------- group
+
+@dip_app.command("group")
+def group_command(
+    catalogue: Annotated[Path, typer.Option("--catalogue", help="DIP catalogue JSON")],
+    input: Annotated[Path, typer.Option("--input", help="settlement lists (JSONL)")],
+    output: Annotated[Path, typer.Option("--output", help="one group per line (JSONL)")],
+    trace: Annotated[bool, typer.Option("--trace", help="add why each group was chosen")] = False,
+) -> None:
+    """Assign every list its one DIP group of the catalogue (core, pooled or fallback)."""
+    err = stderr()
+    cat = _load_catalogue_or_exit(catalogue, err)
+    require_file(input, err)
+    kinds: Counter[str] = Counter()
+    with output.open("wb") as out, progress_bar(err, "grouping") as progress:
+        for case in _read_lists(input, dip_case_from_list, err, progress):
+            a = assign(cat, case)
+            line: dict[str, Any] = {"id": case.case_id, "dip_group": a.code, "kind": a.kind,
+                                    "treatment_type": a.treatment_type.value}
+            if trace:
+                line["trace"] = list(a.trace)
+            out.write(orjson.dumps(line) + b"\n")
+            kinds[a.kind] += 1
+    err.print(f"catalogue {cat.version_label}: {sum(kinds.values())} lists grouped; "
+              + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())), highlight=False)
+
+
+# --------------------------------------------------------------------------- compare
+
+@dataclass(frozen=True)
+class _Both:
+    """One list as each method needs it."""
+
+    drg: PricedCase
+    dip: DipCase
+
+
+def compare_command(
+    drg_policy: Annotated[Path, typer.Option("--drg-policy", help="DRG pricing policy JSON")],
+    dip_policy: Annotated[Path, typer.Option("--dip-policy", help="DIP policy JSON")],
+    catalogue: Annotated[Path, typer.Option("--catalogue", help="DIP catalogue JSON")],
+    scheme: Annotated[Path, typer.Option("--scheme", help="grouping scheme folder (DRG side)")],
+    input: Annotated[Path, typer.Option("--input", help="settlement lists (JSONL)")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for the outputs")] = Path("."),
+    point_value: Annotated[str | None, typer.Option(
+        "--point-value", help="DIP point value (default: the policy's provisional one)")] = None,
+    code_mode: Annotated[str, typer.Option("--code-mode", help="raw or mapped (DRG grouping)")] = "raw",
+) -> None:
+    """Price the same lists by DRG and by DIP; payments compared per hospital, DIP group, DRG."""
+    from services.grouper.core import SchemeError, load_scheme
+
+    err = stderr()
+    drg_pol = load_policy_or_exit(drg_policy, err)
+    dip_pol = _load_dip_policy_or_exit(dip_policy, err)
+    cat = _load_catalogue_or_exit(catalogue, err)
+    pv = parse_amount(point_value, "--point-value") or dip_pol.points.provisional_point_value
+    if pv is None:
+        raise typer.BadParameter("the DIP policy has no provisional point value: pass one",
+                                 param_hint="--point-value")
+    try:
+        group = load_scheme(scheme).grouper(code_mode)
+    except (SchemeError, ValueError) as e:
+        err.print(f"[red]cannot load scheme {scheme}:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    require_file(input, err)
+
+    def both(doc: dict[str, Any]) -> _Both:
+        return _both_ways(doc, group, drg_pol.region)
+
+    drg_prices: list[Price] = []
+    rows: list[dict[str, Any]] = []
+    dip_prices = []
+    with progress_bar(err, "pricing") as progress:
+        for case in _read_lists(input, both, err, progress):
+            d, p = price_case(drg_pol, case.drg), price_dip_case(cat, dip_pol, case.dip, point_value=pv)
+            drg_prices.append(d)
+            dip_prices.append(p)
+            rows.append({"case_id": d.case_id, "hospital_code": d.hospital_code, "drg": d.drg,
+                         "drg_case_type": d.case_type.value,
+                         "drg_payment": _text(d.total_payment), "dip_group": p.group,
+                         "dip_case_type": p.case_type.value, "dip_payment": _text(p.payment),
+                         "total_cost": str(d.total_cost)})
+    result = compare(drg_prices, dip_prices)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "comparison.json", {
+        "drg_policy": f"{drg_pol.policy_id} v{drg_pol.version}",
+        "dip_policy": f"{dip_pol.policy_id} v{dip_pol.version}",
+        "catalogue": cat.version_label, "point_value": str(pv), **result.to_dict()})
+    write_csv(out_dir / "comparison-hospitals.csv",
+               [r.to_dict("hospital_code") for r in result.by_hospital])
+    write_csv(out_dir / "comparison-dip-groups.csv",
+               [r.to_dict("dip_group") for r in result.by_dip_group])
+    write_csv(out_dir / "comparison-drgs.csv", [r.to_dict("drg") for r in result.by_drg])
+    with (out_dir / "comparison-cases.jsonl").open("wb") as fh:
+        fh.writelines(orjson.dumps(r) + b"\n" for r in rows)
+
+    table = Table(title=f"DRG ({drg_pol.policy_id}) vs DIP ({cat.version_label}, point value {pv})")
+    for col in ("hospital", "cases", "DRG", "DIP", "DIP − DRG", "unpriced DRG/DIP"):
+        table.add_column(col, justify="left" if col == "hospital" else "right")
+    for r in (*result.by_hospital, result.total):
+        table.add_row(r.key, str(r.cases), f"{r.drg_payment:,.2f}", f"{r.dip_payment:,.2f}",
+                      f"{r.difference:+,.2f}", f"{r.drg_unpriced}/{r.dip_unpriced}")
+    Console().print(table)
+    typer.echo("unpriced cases count at their cost (paid by item)")
+    typer.echo(f"written to {out_dir}")
+
+
+def _both_ways(doc: dict[str, Any], group: Callable[[dict[str, Any]], Any],
+               treatment_region: str) -> _Both:
+    """The DRG input (grouped now, as the grouper service would) and the DIP case of a list."""
+    from services.ingest.national import case_fields, parse_settlement_list
+
+    f = case_fields(parse_settlement_list(doc))
+    dip = dip_case_from_list(doc)
+    r = group({"sex": f.sex, "age": f.age, "age_days": f.age_days,
+               "birth_weight": f.birth_weight, "diagnoses": list(f.diagnoses),
+               "procedures": list(f.procedures)})
+    drg = PricedCase(
+        case_id=f.setl_id, hospital_code=f.hospital_code, hospital_level=dip.hospital_level,
+        region=f.region, treatment_region=treatment_region, insurance_type=f.insurance_type,
+        drg=r.drg, group_status=str(r.status), los=f.los, total_cost=f.total_cost or Decimal(0),
+        fees=dict(f.fees), patient_share=f.patient_share or Decimal(0),
+        discharge_date=f.discharge_date)
+    return _Both(drg=drg, dip=dip)
+
+
+def _load_dip_policy_or_exit(path: Path, err: Console) -> DipPolicy:
+    require_file(path, err)
+    try:
+        return DipPolicy.model_validate_json(path.read_bytes())
+    except ValidationError as e:
+        err.print(f"[red]invalid DIP policy {path}:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
