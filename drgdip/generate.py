@@ -304,7 +304,8 @@ class CaseMix:
             dx_sensitive |= scheme.lists.get(f"{code}.dx", frozenset())
 
         def pool(common: Iterable[str], table: Mapping[str, str]) -> tuple[list[str], list[str]]:
-            full = sorted(c for c in table if c in self._dx_names and c not in dx_sensitive)
+            full = sorted(c for c in table if c in self._dx_names and c not in dx_sensitive
+                          and not _sex_specific(c))
             return [c for c in common if c in table and c in full], full
 
         self.mcc_common, self.mcc_all = pool(_COMMON_MCC, scheme.mcc)
@@ -1115,6 +1116,13 @@ def _yuan(fen: int) -> str:
 def _fen(yuan: str) -> int:
     whole, _, frac = yuan.partition(".")
     return int(whole) * 100 + int((frac + "00")[:2])
+
+
+def _sex_specific(code: str) -> bool:
+    """A diagnosis intake QC accepts for one sex only (pregnancy, genital organs, …)."""
+    from services.ingest.qc import SEX_RULES
+
+    return any(code in rule.codes for rule in SEX_RULES)
 
 
 def _certno(area: str, birth: date, seq: int) -> str:

@@ -222,3 +222,15 @@ def test_cli_writes_jsonl_and_summary(tmp_path: Path) -> None:
     assert orjson.loads(lines[0])["setlinfo"]["setl_id"]
     assert (tmp_path / "region.jsonl.hospitals.json").exists()
     assert "readmission_15d" in result.output
+
+
+def test_the_output_passes_intake_qc_apart_from_the_deliberately_bad_records(
+        national_lists: list[dict[str, Any]]) -> None:
+    from services.ingest import core, qc
+
+    dictionaries = qc.load_dictionaries(NATIONAL)
+    rejected = [sl for sl in national_lists
+                if isinstance(core.evaluate("native", sl, caller_hospital=None, dictionaries=dictionaries),
+                              core.Rejected)]
+    patterns = {(sl["setlinfo"].get("_synthetic") or {}).get("pattern") for sl in rejected}
+    assert rejected and patterns == {"bad_record"}
