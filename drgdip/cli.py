@@ -348,5 +348,69 @@ def regroup(
         console.print(table)
 
 
+@dip_app.command("import-catalogue")
+def dip_import_catalogue(
+    file: Annotated[Path, typer.Argument(help="catalogue document (drgdip dip build-catalogue)")],
+    region: Annotated[str, typer.Option(help="treatment region the catalogue applies to")],
+    valid_from: Annotated[str, typer.Option("--from", help="first discharge date, YYYY-MM-DD")],
+    valid_to: Annotated[str | None, typer.Option("--to", help="last discharge date (open if omitted)")] = None,
+    db: Db = None,
+) -> None:
+    """Register a DIP catalogue with the grouper: cases get a DIP group from that date."""
+    from datetime import date
+
+    from pydantic import ValidationError
+
+    from services.grouper.service import import_catalogue
+    from shared import migrate
+    from shared.db import create_engine
+
+    async def run() -> str:
+        engine = create_engine(_grouper_settings(db, None).db)
+        try:
+            await migrate.upgrade(engine, "grouper")
+            start, end = date.fromisoformat(valid_from), date.fromisoformat(valid_to) if valid_to else None
+            return (await import_catalogue(engine, file.read_bytes(), region, start, end)).version_label
+        finally:
+            await engine.dispose()
+
+    try:
+        label = asyncio.run(run())
+    except (ValidationError, ValueError, OSError) as e:
+        typer.echo(f"error: {file}: {str(e).splitlines()[0]}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"registered DIP catalogue {label} for region {region} from {valid_from}"
+               + (f" to {valid_to}" if valid_to else ""))
+
+
+@dip_app.command("import-policy")
+def dip_import_policy(
+    file: Annotated[Path, typer.Argument(help="DIP policy JSON (drgdip.dip-policy/1)")],
+    catalogue: Annotated[Path, typer.Option(help="the catalogue document the policy prices with")],
+    db: Db = None,
+) -> None:
+    """Store a DIP policy version with its catalogue in the pricer's database."""
+    from services.pricer.policy import PolicyError
+    from services.pricer.service import import_dip_policy
+    from shared import migrate
+    from shared.db import create_engine
+    from shared.settings import PricerSettings, load_settings
+
+    async def run() -> str:
+        engine = create_engine(load_settings(PricerSettings, db=db).db)
+        try:
+            await migrate.upgrade(engine, "pricer")
+            p = await import_dip_policy(engine, file.read_bytes(), catalogue.read_bytes())
+            return f"imported DIP policy {p.policy_id} v{p.version} ({p.region}, from {p.valid_from})"
+        finally:
+            await engine.dispose()
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except (PolicyError, OSError) as e:
+        typer.echo(f"error: {file}: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
 if __name__ == "__main__":
     app()

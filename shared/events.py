@@ -84,6 +84,9 @@ class CaseGrouped(_Payload):
     status: str
     drg_name: str | None = None
     grouping_version: int = 1
+    # DIP (§5), when a catalogue is in force for the treatment region: catalogue_id,
+    # catalogue_version, group, kind, treatment_type, trace, and `case` (the DipCase inputs)
+    dip: dict[str, Any] | None = None
 
 
 class CaseFlag(BaseModel):

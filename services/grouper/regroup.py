@@ -17,7 +17,14 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.grouper.core import Scheme
-from services.grouper.service import cases, engine_input, results, store_result
+from services.grouper.service import (
+    CatalogueBook,
+    cases,
+    dip_grouping,
+    engine_input,
+    results,
+    store_result,
+)
 from shared.events import CaseReceived
 from shared.messaging import Outbox
 
@@ -48,6 +55,7 @@ async def regroup(engine: AsyncEngine, outbox: Outbox, scheme: Scheme, *, code_m
     async with engine.connect() as conn:
         rows = (await conn.execute(q.order_by(cases.c.case_id))).all()
     migration = Migration(scheme.id)
+    catalogues = CatalogueBook()
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
         async with engine.begin() as conn:
@@ -57,10 +65,16 @@ async def regroup(engine: AsyncEngine, outbox: Outbox, scheme: Scheme, *, code_m
                     select(results.c.drg).where(results.c.case_id == row.case_id,
                                                 results.c.list_version == row.list_version)
                     .order_by(results.c.grouping_version.desc()).limit(1))
-                payload = CaseReceived.model_validate(orjson.loads(row.payload))
-                ev = await store_result(conn, case_id=row.case_id, facts=payload.facts, scheme=scheme,
+                received = orjson.loads(row.payload)
+                payload = CaseReceived.model_validate(received)
+                f = payload.facts
+                # the DIP group rides along as in the live stage, so a DIP period stays DIP
+                catalogue = await catalogues.in_force(conn, f.treatment_region or f.region, f.discharge_date)
+                ev = await store_result(conn, case_id=row.case_id, facts=f, scheme=scheme,
                                         code_mode=code_mode, correlation_id=row.correlation_id,
-                                        case=engine_input(payload))
+                                        case=engine_input(payload),
+                                        dip=None if catalogue is None else dip_grouping(
+                                            catalogue, row.case_id, received))
                 events.append(ev)
                 migration.moves[(before or "-", ev.payload["drg"])] += 1
                 migration.cases += 1

@@ -23,13 +23,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     func,
     insert,
+    or_,
     select,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.grouper.core import RegistryError, Scheme, SchemeError, SchemeRegistry, load_scheme
+from services.pricer.dip import Catalogue, assign, dip_case_from_payload
 from shared.errors import ApiError
 from shared.events import CASE_RECEIVED, CaseFacts, CaseGrouped, CaseReceived, Envelope
 from shared.messaging import Outbox
@@ -61,6 +64,7 @@ results = Table(
     Column("status", String(16), nullable=False),
     Column("trace", Text, nullable=True),
     Column("grouped_at", DateTime(timezone=True), nullable=False),
+    Column("dip_group", Text, nullable=True),
 )
 registrations = Table(
     "grouper_schemes", metadata,
@@ -72,7 +76,70 @@ registrations = Table(
     Column("imported_at", DateTime(timezone=True), nullable=False),
 )
 
+dip_catalogues = Table(
+    "grouper_dip_catalogues", metadata,
+    Column("catalogue_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("valid_from", Date, primary_key=True),
+    Column("valid_to", Date, nullable=True),
+    Column("document", Text, nullable=False),  # `Catalogue.to_document()`, as imported
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+)
+
 NO_SCHEME = "NO_SCHEME"
+
+
+# --- DIP (§5): the catalogue in force is applied alongside CHS-DRG ------------------------------
+
+async def import_catalogue(engine: AsyncEngine, document_bytes: bytes, region: str,
+                           valid_from: date, valid_to: date | None = None) -> Catalogue:
+    """Register a DIP catalogue document for a region from a date (re-import replaces it)."""
+    catalogue = Catalogue.from_document(orjson.loads(document_bytes))
+    if valid_to is not None and valid_to < valid_from:
+        raise ValueError(f"valid_to {valid_to} is before valid_from {valid_from}")
+    c = dip_catalogues.c
+    async with engine.begin() as conn:
+        await conn.execute(delete(dip_catalogues).where(
+            c.catalogue_id == catalogue.catalogue_id, c.version == catalogue.version,
+            c.region == region, c.valid_from == valid_from))
+        await conn.execute(insert(dip_catalogues).values(
+            catalogue_id=catalogue.catalogue_id, version=catalogue.version, region=region,
+            valid_from=valid_from, valid_to=valid_to, document=document_bytes.decode(),
+            imported_at=datetime.now(UTC)))
+    return catalogue
+
+
+class CatalogueBook:
+    """Parsed DIP catalogues by (id, version); which one is in force is read per case."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[str, int], Catalogue] = {}
+
+    async def in_force(self, conn: AsyncConnection, region: str, day: date | None) -> Catalogue | None:
+        """The catalogue registered for `region` on `day` (latest start, then version, wins)."""
+        if day is None:
+            return None
+        c = dip_catalogues.c
+        row = (await conn.execute(select(c.catalogue_id, c.version, c.document).where(
+            c.region == region, c.valid_from <= day, or_(c.valid_to.is_(None), c.valid_to >= day))
+            .order_by(c.valid_from.desc(), c.version.desc()).limit(1))).first()
+        if row is None:
+            return None
+        key = (row.catalogue_id, row.version)
+        if key not in self._parsed:
+            self._parsed[key] = Catalogue.from_document(orjson.loads(row.document))
+        return self._parsed[key]
+
+
+def dip_grouping(catalogue: Catalogue, case_id: str, received: dict[str, Any]) -> dict[str, Any]:
+    """The `case-grouped` `dip` field: the case's one DIP group, its trace and the DIP inputs
+    the pricer needs (`DipCase`), from the stored `case-received` payload."""
+    dip_case = dip_case_from_payload(case_id, received, {})
+    a = assign(catalogue, dip_case)
+    return {"catalogue_id": catalogue.catalogue_id, "catalogue_version": catalogue.version,
+            "group": a.code, "kind": a.kind, "treatment_type": a.treatment_type.value,
+            "trace": list(a.trace), "case": dip_case.model_dump(mode="json")}
 
 
 class SchemeBook:
@@ -120,14 +187,21 @@ def engine_input(p: CaseReceived) -> dict[str, Any]:
 
 
 async def store_result(conn: AsyncConnection, *, case_id: str, facts: CaseFacts, scheme: Scheme | None,
-                       code_mode: str, correlation_id: str, case: dict[str, Any]) -> Envelope:
-    """Group, store the result with its trace, and return the `case-grouped` event to publish."""
+                       code_mode: str, correlation_id: str, case: dict[str, Any],
+                       dip: dict[str, Any] | None = None) -> Envelope:
+    """Group, store the result with its trace, and return the `case-grouped` event to publish.
+
+    `dip` (from `dip_grouping`) is the DIP group of the catalogue in force, if any: stored in
+    `dip_group`, its trace under "dip" in the stored trace, and carried on the event."""
     if scheme is None:
         mdc, adrg, drg, status, name, trace, scheme_id = "0000", "00", "0000", NO_SCHEME, None, None, "-"
     else:
         r = scheme.group(case, code_mode=code_mode, trace=True)
         mdc, adrg, drg, status, name, scheme_id = r.mdc, r.adrg, r.drg, r.status, r.drg_name, scheme.id
         trace = r.trace.to_dict() if r.trace is not None else None
+    if dip is not None:
+        trace = (trace or {}) | {"dip": {k: dip[k] for k in (
+            "catalogue_id", "catalogue_version", "group", "kind", "treatment_type", "trace")}}
     previous = await conn.scalar(
         select(func.max(results.c.grouping_version))
         .where(results.c.case_id == case_id, results.c.list_version == facts.list_version))
@@ -136,10 +210,10 @@ async def store_result(conn: AsyncConnection, *, case_id: str, facts: CaseFacts,
         case_id=case_id, list_version=facts.list_version, grouping_version=version,
         scheme_id=scheme_id, code_mode=code_mode, mdc=mdc, adrg=adrg, drg=drg, status=status,
         trace=orjson.dumps(trace).decode() if trace is not None else None,
-        grouped_at=datetime.now(UTC)))
+        grouped_at=datetime.now(UTC), dip_group=dip["group"] if dip is not None else None))
     payload = CaseGrouped(facts=facts, scheme_id=scheme_id, code_mode=code_mode,  # type: ignore[arg-type]
                           mdc=mdc, adrg=adrg, drg=drg, status=status, drg_name=name,
-                          grouping_version=version)
+                          grouping_version=version, dip=dip)
     return Envelope.new(payload, case_id=case_id, correlation_id=correlation_id, producer=NAME)
 
 
@@ -162,6 +236,7 @@ class DraftCase(BaseModel):
 def build(ctx: Context) -> Stage:
     settings = ctx.settings if isinstance(ctx.settings, GrouperSettings) else GrouperSettings()
     book = SchemeBook(settings.default_scheme)
+    catalogues = CatalogueBook()
     outbox = Outbox(NAME, metadata)
 
     async def on_start() -> None:
@@ -177,14 +252,18 @@ def build(ctx: Context) -> Stage:
         p: CaseReceived = env.typed_payload()
         f = p.facts
         case = engine_input(p)
+        received = p.model_dump(mode="json")
         await conn.execute(insert(cases).values(
             case_id=env.case_id, list_version=f.list_version, region=f.region,
             discharge_date=f.discharge_date, correlation_id=env.correlation_id,
-            payload=orjson.dumps(p.model_dump(mode="json")).decode()))
+            payload=orjson.dumps(received).decode()))
         scheme = book.scheme_for(f.region, f.discharge_date)
+        # DIP is applied by where care was given (§5, §7), as the pricer chooses its policy
+        catalogue = await catalogues.in_force(conn, f.treatment_region or f.region, f.discharge_date)
+        dip = None if catalogue is None else dip_grouping(catalogue, env.case_id, received)
         return [await store_result(conn, case_id=env.case_id, facts=f, scheme=scheme,
                                    code_mode=settings.code_mode, correlation_id=env.correlation_id,
-                                   case=case)]
+                                   case=case, dip=dip)]
 
     router = APIRouter(tags=["grouper"])
 

@@ -79,6 +79,7 @@ from services.pricer.dip import (
     build_catalogue,
     compare,
     dip_case_from_list,
+    dip_case_from_payload,
     price_dip_case,
 )
 from services.pricer.pricing import Price, PricedCase, price_case
@@ -215,26 +216,6 @@ def stored_cases(db: str | None, first_year: int, last_year: int,
 
     return [dip_case_from_payload(row.case_id, orjson.loads(row.payload), levels)
             for row in asyncio.run(fetch())]
-
-
-def dip_case_from_payload(case_id: str, payload: Mapping[str, Any],
-                          levels: Mapping[str, int]) -> DipCase:
-    """A DipCase from a stored `case-received` payload (facts, diagnoses, procedures, …).
-
-    The region is the treatment region when the list says it was elsewhere; the insured
-    region (`facts.region`) is not where care was given, so it is not used (None = ours)."""
-    f = payload["facts"]
-    diagnoses = list(payload.get("diagnoses") or [])
-    return DipCase(
-        case_id=case_id, year=date.fromisoformat(f["discharge_date"]).year,
-        region=f.get("treatment_region"), hospital_code=f["hospital_code"],
-        hospital_level=levels.get(f["hospital_code"]),
-        principal_diagnosis=diagnoses[0] if diagnoses else "",
-        secondary_diagnoses=tuple(diagnoses[1:]), procedures=tuple(payload.get("procedures") or ()),
-        total_cost=f.get("total_cost") or "0", patient_share=f.get("patient_share") or "0",
-        los=payload.get("los"), age=payload.get("age"), insurance_type=f.get("insurance_type"),
-        withdrawn=bool(f.get("withdrawn")), discharge_date=f["discharge_date"],
-    )
 
 
 # --------------------------------------------------------------------------- build-catalogue

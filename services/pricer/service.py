@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -41,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.pricer.calibration import HistoricalCase
+from services.pricer.dip import Catalogue, DipCase, DipPolicy, price_dip_case, settlement_policy
 from services.pricer.policy import Policy, PolicyError, parse_policy
 from services.pricer.pricing import (
     DRG_PRICED,
@@ -120,6 +122,23 @@ results = Table(
     Column("region", String(32), nullable=True),
     Column("los", Integer, nullable=True),
     Column("case_input", Text, nullable=True),  # the PricedCase: simulations re-price from it
+    Column("method", String(8), nullable=True),  # drg | dip: how the case was paid
+    Column("dip_group", Text, nullable=True),
+)
+dip_policies = Table(
+    "pricer_dip_policies", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("policy_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date, nullable=True),
+    Column("document", Text, nullable=False),  # verbatim, as imported
+    Column("catalogue_id", String(64), nullable=False),
+    Column("catalogue_version", Integer, nullable=False),
+    Column("catalogue", Text, nullable=False),  # the catalogue document it prices with
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_by", String(100), nullable=False),
 )
 advances = Table(
     "pricer_advances", metadata,
@@ -207,6 +226,93 @@ async def import_policy(engine: AsyncEngine, document: bytes, who: str = "cli") 
     async with engine.begin() as conn:
         policy, _stored = await store_policy(conn, document, who)
     return policy
+
+
+# --- DIP policies (§7): each version stored with the catalogue it prices with -------------------
+
+def _parse_dip(policy_bytes: bytes, catalogue_bytes: bytes) -> tuple[DipPolicy, Catalogue]:
+    try:
+        policy = DipPolicy.model_validate_json(policy_bytes)
+    except ValidationError as e:
+        raise PolicyError([(".".join(str(x) for x in err["loc"]) or "policy", err["msg"])
+                           for err in e.errors()]) from None
+    try:
+        catalogue = Catalogue.from_document(orjson.loads(catalogue_bytes))
+    except (ValidationError, ValueError) as e:
+        raise PolicyError([("catalogue", str(e).splitlines()[0])]) from None
+    return policy, catalogue
+
+
+async def import_dip_policy(engine: AsyncEngine, policy_bytes: bytes, catalogue_bytes: bytes,
+                            who: str = "cli") -> DipPolicy:
+    """Store a DIP policy version with its catalogue (one transaction, audited).
+
+    The same version with the same policy and catalogue is a no-op; with another content, or
+    a version older than the latest stored one, it raises `PolicyConflict`.
+    """
+    policy, catalogue = _parse_dip(policy_bytes, catalogue_bytes)
+    d = dip_policies.c
+    async with engine.begin() as conn:
+        stored = (await conn.execute(select(d.version, d.document, d.catalogue)
+                                     .where(d.policy_id == policy.policy_id)
+                                     .order_by(d.version.desc()))).all()
+        same = next((r for r in stored if r.version == policy.version), None)
+        if same is not None:
+            if _parse_dip(same.document.encode(), same.catalogue.encode()) == (policy, catalogue):
+                return policy
+            raise PolicyConflict([("version", f"DIP policy {policy.policy_id} version "
+                                              f"{policy.version} is already stored with another "
+                                              "content: bump the version")])
+        if stored and stored[0].version > policy.version:
+            raise PolicyConflict([("version", f"DIP policy {policy.policy_id} is at version "
+                                              f"{stored[0].version}: a new version must be higher")])
+        now = datetime.now(UTC)
+        await conn.execute(insert(dip_policies).values(
+            policy_id=policy.policy_id, version=policy.version, region=policy.region,
+            valid_from=policy.valid_from, valid_to=policy.valid_to, document=policy_bytes.decode(),
+            catalogue_id=catalogue.catalogue_id, catalogue_version=catalogue.version,
+            catalogue=catalogue_bytes.decode(), imported_at=now, imported_by=who))
+        await conn.execute(insert(policy_audit).values(
+            policy_id=policy.policy_id, version=policy.version, action="import", who=who, at=now,
+            what=orjson.dumps({
+                "method": "dip", "region": policy.region, "valid_from": policy.valid_from.isoformat(),
+                "valid_to": policy.valid_to.isoformat() if policy.valid_to else None,
+                "catalogue": catalogue.version_label, "groups": len(catalogue.groups),
+                "sha256": hashlib.sha256(policy_bytes).hexdigest(),
+                "catalogue_sha256": hashlib.sha256(catalogue_bytes).hexdigest()}).decode()))
+    return policy
+
+
+class DipBook:
+    """Parsed DIP policies with their catalogues, by (policy id, version)."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[str, int], tuple[DipPolicy, Catalogue]] = {}
+
+    async def _get(self, conn: AsyncConnection, policy_id: str, version: int) -> tuple[DipPolicy, Catalogue]:
+        key = (policy_id, version)
+        if key not in self._parsed:
+            d = dip_policies.c
+            row = (await conn.execute(select(d.document, d.catalogue).where(
+                d.policy_id == policy_id, d.version == version))).one()
+            self._parsed[key] = _parse_dip(row.document.encode(), row.catalogue.encode())
+        return self._parsed[key]
+
+    async def in_force(self, conn: AsyncConnection, region: str,
+                       day: date | None) -> tuple[DipPolicy, Catalogue] | None:
+        """The DIP policy of `region` in force on `day` (latest start, then version, wins)."""
+        if day is None:
+            return None
+        d = dip_policies.c
+        row = (await conn.execute(select(d.policy_id, d.version).where(
+            d.region == region, d.valid_from <= day, or_(d.valid_to.is_(None), d.valid_to >= day))
+            .order_by(d.valid_from.desc(), d.version.desc()).limit(1))).first()
+        return None if row is None else await self._get(conn, row.policy_id, row.version)
+
+    async def latest(self, conn: AsyncConnection, policy_id: str) -> tuple[DipPolicy, Catalogue] | None:
+        version = await conn.scalar(select(func.max(dip_policies.c.version))
+                                    .where(dip_policies.c.policy_id == policy_id))
+        return None if version is None else await self._get(conn, policy_id, version)
 
 
 class PolicyBook:
@@ -374,7 +480,11 @@ async def _store_statements(conn: AsyncConnection, items: list[Statement],
 async def _policy_for_settlement(conn: AsyncConnection, policy_id: str) -> Policy:
     policy = await PolicyBook().latest(conn, policy_id)
     if policy is None:
-        raise SettlementError(f"policy_id: no policy {policy_id!r} is stored")
+        # a DIP policy settles through the same engine, its scores standing in for weights
+        dip = await DipBook().latest(conn, policy_id)
+        if dip is None:
+            raise SettlementError(f"policy_id: no policy {policy_id!r} is stored")
+        return settlement_policy(*dip)
     return policy
 
 
@@ -469,6 +579,7 @@ def build(ctx: Context) -> Stage:
     settings = ctx.settings if isinstance(ctx.settings, PricerSettings) else PricerSettings()
     outbox = Outbox(NAME, metadata)
     book = PolicyBook()
+    dip_book = DipBook()
 
     async def on_start() -> None:
         if settings.policy_file is not None:
@@ -478,6 +589,11 @@ def build(ctx: Context) -> Stage:
         g: CaseGrouped = env.typed_payload()
         f = g.facts
         case = priced_case(env.case_id, g)
+        # the payment method is the treatment region's on the discharge date (§7): DIP when a
+        # DIP policy is in force and the grouper assigned a group of its catalogue, else DRG
+        dip = None if f.withdrawn else await dip_book.in_force(conn, case.where_treated, case.discharge_date)
+        if dip is not None and g.dip is not None and g.dip.get("catalogue_id") == dip[1].catalogue_id:
+            return [await store_dip(conn, env, g, case, *dip)]
         # off-site cases are priced by the treatment region's policy (§7)
         policy = None if f.withdrawn else select_policy(
             await book.candidates(conn, case.where_treated, case.discharge_date), case)
@@ -498,11 +614,36 @@ def build(ctx: Context) -> Stage:
             weights_version=p.weights_version if p else None,
             hospital_code=f.hospital_code, treatment_region=case.where_treated,
             discharge_date=f.discharge_date, total_cost=case.total_cost, region=f.region, los=case.los,
-            case_input=case.model_dump_json(),
+            case_input=case.model_dump_json(), method="drg" if p is not None else None,
             breakdown=orjson.dumps(breakdown).decode() if p is not None else None, **figures))
         payload = CasePriced(facts=f, drg=g.drg, status=status, breakdown=breakdown, **figures)
         return [Envelope.new(payload, case_id=env.case_id, correlation_id=env.correlation_id,
                              producer=NAME)]
+
+    async def store_dip(conn: AsyncConnection, env: Envelope, g: CaseGrouped, case: PricedCase,
+                        policy: DipPolicy, catalogue: Catalogue) -> Envelope:
+        """Price by DIP at the provisional point value; the row and event have the DRG shape
+        (`DipPrice.to_price()`, so settlement treats both alike) plus the DIP figures."""
+        assert g.dip is not None
+        f = g.facts
+        dp = price_dip_case(catalogue, policy, DipCase.model_validate(g.dip["case"]))
+        p = dp.to_price()
+        breakdown = p.to_dict() | {"dip": dp.to_dict()}
+        figures: dict[str, Any] = dict(
+            policy_id=p.policy_id, coefficient=p.coefficient, case_type=p.case_type.value,
+            payment=p.total_payment, fund_payment=p.fund_payment)
+        status = legacy_status(p)
+        await conn.execute(insert(results).values(
+            case_id=env.case_id, list_version=f.list_version, grouping_version=g.grouping_version,
+            drg=g.drg, status=status, priced_at=datetime.now(UTC), policy_version=p.policy_version,
+            weights_version=p.weights_version, hospital_code=f.hospital_code,
+            treatment_region=case.where_treated, discharge_date=f.discharge_date,
+            total_cost=case.total_cost, region=f.region, los=case.los,
+            case_input=case.model_dump_json(), method="dip", dip_group=dp.group,
+            breakdown=orjson.dumps(breakdown).decode(), **figures))
+        payload = CasePriced(facts=f, drg=g.drg, status=status, breakdown=breakdown, **figures)
+        return Envelope.new(payload, case_id=env.case_id, correlation_id=env.correlation_id,
+                            producer=NAME)
 
     router = APIRouter(tags=["pricer"])
 
