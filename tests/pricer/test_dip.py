@@ -350,9 +350,9 @@ def test_synthetic_region(region_cases):
     from services.grouper.core import load_scheme
 
     table = TreatmentTable(or_procedures=frozenset(load_scheme(SCHEME).or_procedures))
-    # With min_cases 15 only about 6 % of the synthetic cases fall in core groups: the
-    # generator spreads ~6,000 cases over ~1,500 diagnosis subcategories. min_cases 2 is the
-    # threshold at which most cases are core on this data.
+    # With min_cases 15 only about 12 % of these 6,000 synthetic cases fall in core groups: a
+    # core group needs 15 stays of one diagnosis–treatment combination, which a region of this
+    # size rarely has (about half are core from 60,000 cases). min_cases 2 makes most core here.
     at_15 = build_catalogue(region_cases, region="R", year=2025, treatment=table)
     assert at_15.report.core_case_share < D("0.15")
     cat = build_catalogue(region_cases, region="R", year=2025, min_cases=2, treatment=table)
