@@ -408,3 +408,25 @@ def test_dip_clearing_spends_the_budget_exactly(cases, budget_fen, reserve):
     if reserve == "0":
         assert c.total_drg_amount == budget
     assert all(h.drg_amount >= 0 and h.cleared >= 0 for h in c.hospitals)
+
+
+@pytest.mark.slow
+def test_a_region_sized_history_puts_most_cases_in_core_groups():
+    """90,000 stays over three years (a small city): with the default threshold of 15 cases,
+    most stays fall in core groups, and every stay gets exactly one group."""
+    if not SCHEME.is_dir():
+        pytest.skip(f"scheme not found at {SCHEME}")
+    from drgdip.generate import generate_region
+    from services.grouper.core import load_scheme
+    from services.ingest.national import ListRejected
+
+    cases = []
+    for lst in generate_region(SCHEME, hospitals=20, cases=90_000, seed=3):
+        try:
+            cases.append(dip_case_from_list(lst))
+        except ListRejected:  # the generator's deliberately broken lists
+            continue
+    table = TreatmentTable(or_procedures=frozenset(load_scheme(SCHEME).or_procedures))
+    cat = build_catalogue(cases, region="R", year=2025, treatment=table)  # min_cases 15
+    assert cat.report.core_case_share > D("0.5")
+    assert all(assign(cat, c).code in cat.groups for c in cases)
