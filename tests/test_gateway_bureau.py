@@ -32,3 +32,34 @@ async def test_policies_are_managed_by_the_bureau_admin_and_audited(tmp_path: Pa
         assert await count(rt.engine, "pricer_policy_audit", "who LIKE 'token:%'") == 1
     finally:
         await rt.stop()
+
+
+async def test_dip_catalogues_and_policies_are_registered_through_the_gateway(tmp_path: Path) -> None:
+    from drgdip.generate import generate_region
+    from services.pricer.dip import build_catalogue, dip_case_from_list
+
+    history = [dip_case_from_list(doc, region="350500") for doc in generate_region(
+        SHARED / "schemes" / "chs-drg-1.1", hospitals=3, cases=200, seed=5, end_year=2023)]
+    catalogue = build_catalogue(history, region="350500", year=2024, min_cases=3).to_document()
+    dip_policy = {"format": "drgdip.dip-policy/1", "policy_id": "dip-2024", "version": 1, "region": "350500",
+                  "valid_from": "2024-01-01", "points": {"provisional_point_value": "80"}}
+    rt = build_runtime("all", db=f"sqlite+aiosqlite:///{tmp_path / 'd.db'}", schemes_dir=SHARED / "schemes",
+                       log_level="WARNING")
+    await rt.start()
+    try:
+        where = {"region": "350500", "valid_from": "2024-01-01"}
+        async with await api_client(rt) as admin, await api_client(rt, "bureau-analyst") as analyst:
+            assert (await analyst.post("/api/v1/dip/catalogues", params=where, json=catalogue)).status_code == 403
+            r = await admin.post("/api/v1/dip/catalogues", params=where, json=catalogue)
+            assert r.status_code == 201 and r.json()["groups"] > 0, r.text
+            bad = await admin.post("/api/v1/dip/catalogues", params=where, json={"not": "a catalogue"})
+            assert bad.status_code == 422 and bad.json()["error"]["field"] == "body"
+            r = await admin.post("/api/v1/dip/policies", json={"policy": dip_policy, "catalogue": catalogue})
+            assert r.status_code == 201, r.text
+            wrong = await admin.post("/api/v1/dip/policies", json={"policy": dip_policy | {"points": 3},
+                                                                   "catalogue": catalogue})
+            assert wrong.status_code == 422 and wrong.json()["error"]["field"].startswith("points")
+        assert await count(rt.engine, "grouper_dip_catalogues") == 1
+        assert await count(rt.engine, "pricer_policy_audit", "who LIKE 'token:%'") == 1
+    finally:
+        await rt.stop()

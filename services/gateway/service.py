@@ -197,6 +197,25 @@ def build(ctx: Context) -> Stage:
         headers = forward_headers(who) | {"x-drgdip-actor": f"token:{who.token_id}"}
         return await _relay(client("pricer"), "POST", "/policies", await request.body(), headers)
 
+    @router.post("/dip/catalogues", status_code=201, openapi_extra=_body({"type": "object"}))
+    async def register_dip_catalogue(request: Request, region: str = Query(min_length=1, max_length=32),
+                                     valid_from: str = Query(min_length=10, max_length=10),
+                                     valid_to: str | None = Query(None, min_length=10, max_length=10),
+                                     who: Principal = Depends(caller)) -> Response:
+        """Register a DIP catalogue (built by `drgdip dip build-catalogue`) for a region and period."""
+        who.require("bureau-admin")
+        return await _relay(client("grouper"), "POST", "/dip/catalogues", await request.body(),
+                            forward_headers(who), params=dict(request.query_params))
+
+    @router.post("/dip/policies", status_code=201, openapi_extra=_body(
+        {"type": "object", "required": ["policy", "catalogue"],
+         "properties": {"policy": {"type": "object"}, "catalogue": {"type": "object"}}}))
+    async def upload_dip_policy(request: Request, who: Principal = Depends(caller)) -> Response:
+        """Import a DIP policy version with its catalogue (bureau-admin; audited)."""
+        who.require("bureau-admin")
+        headers = forward_headers(who) | {"x-drgdip-actor": f"token:{who.token_id}"}
+        return await _relay(client("pricer"), "POST", "/dip/policies", await request.body(), headers)
+
     @router.get("/statements")
     async def list_statements(request: Request, hospital: str = Query(min_length=1, max_length=32),
                               period: str | None = Query(None, max_length=16),

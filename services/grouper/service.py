@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     BigInteger,
@@ -285,6 +285,17 @@ def build(ctx: Context) -> Stage:
             out["trace"] = r.trace.to_dict()
             out["explanation"] = r.trace.render()
         return out
+
+    @router.post("/dip/catalogues", status_code=201)
+    async def register_catalogue(request: Request, region: str = Query(min_length=1, max_length=32),
+                                 valid_from: date = Query(), valid_to: date | None = Query(None)) -> dict:
+        """Register a DIP catalogue document for a region from a date (bureau only, via the gateway)."""
+        try:
+            catalogue = await import_catalogue(ctx.engine, await request.body(), region, valid_from, valid_to)
+        except (ValueError, TypeError) as e:  # not JSON, or not a catalogue document
+            raise ApiError(422, "INVALID_CATALOGUE", f"body: {e}"[:500], "body") from None
+        return {"catalogue_id": catalogue.catalogue_id, "version": catalogue.version, "region": region,
+                "groups": len(catalogue.groups)}
 
     @router.get("/schemes")
     async def list_schemes() -> list[dict]:

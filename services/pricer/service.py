@@ -662,6 +662,21 @@ def build(ctx: Context) -> Stage:
                 "weights_version": policy.weights.version, "weights": len(policy.weights.table),
                 "stored": stored}
 
+    @router.post("/dip/policies", status_code=201)
+    async def upload_dip_policy(body: dict[str, Any], request: Request) -> dict:
+        """Import a DIP policy version with the catalogue it prices with: {"policy", "catalogue"}."""
+        for key in ("policy", "catalogue"):
+            if not isinstance(body.get(key), dict):
+                raise ApiError(422, "INVALID_POLICY", f"{key}: required (a JSON object)", key)
+        try:
+            dip = await import_dip_policy(ctx.engine, orjson.dumps(body["policy"]), orjson.dumps(body["catalogue"]),
+                                          who=request.headers.get(ACTOR_HEADER) or "api")
+        except PolicyError as e:
+            raise _policy_error(e) from None
+        except (ValueError, TypeError) as e:  # the catalogue document
+            raise ApiError(422, "INVALID_CATALOGUE", f"catalogue: {e}"[:500], "catalogue") from None
+        return {"policy_id": dip.policy_id, "version": dip.version, "region": dip.region}
+
     @router.get("/policies")
     async def list_policies() -> dict:
         v = policy_versions.c
