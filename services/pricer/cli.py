@@ -88,8 +88,16 @@ def progress_bar(err: Console, what: str) -> Progress:
 
 
 def read_models(path: Path, model: type[M], err: Console,
-                 progress: Progress | None = None) -> Iterator[M]:
+                progress: Progress | None = None) -> Iterator[M]:
     """Valid lines of a JSONL file as `model`; bad lines reported on stderr and skipped."""
+    return read_jsonl(path, model.model_validate, err, progress)
+
+
+def read_jsonl(path: Path, convert: Callable[[dict[str, Any]], T], err: Console,
+               progress: Progress | None = None, skip: tuple[type[Exception], ...] = ()) -> Iterator[T]:
+    """`convert(object)` for each valid line of a JSONL file; a line that is not a JSON object,
+    or that `convert` rejects (a ValueError, pydantic's included, or one of `skip`), is
+    reported on stderr and skipped."""
     task = progress.add_task("read", total=path.stat().st_size) if progress else None
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
@@ -101,13 +109,15 @@ def read_models(path: Path, model: type[M], err: Console,
                 obj = orjson.loads(raw)
                 if not isinstance(obj, dict):
                     raise ValueError(f"not a JSON object ({type(obj).__name__})")
-                yield model.model_validate(obj)
+                yield convert(obj)
             except ValidationError as e:
                 first = e.errors()[0]
                 where = ".".join(str(x) for x in first["loc"]) or "(line)"
                 err.print(f"[yellow]line {lineno}: {where}: {first['msg']}; skipped[/]",
                           highlight=False)
-            except (orjson.JSONDecodeError, ValueError) as e:
+            except ValueError as e:  # orjson's decode error is one too
+                err.print(f"[yellow]line {lineno}: {e}; skipped[/]", highlight=False)
+            except skip as e:
                 err.print(f"[yellow]line {lineno}: {e}; skipped[/]", highlight=False)
 
 

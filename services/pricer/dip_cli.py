@@ -64,6 +64,7 @@ from services.pricer.cli import (
     load_policy_or_exit,
     parse_amount,
     progress_bar,
+    read_jsonl,
     require_file,
     stderr,
     write_csv,
@@ -94,24 +95,10 @@ dip_app = typer.Typer(help="DIP (按病种分值付费): build a catalogue from 
 
 def _read_lists(path: Path, convert: Callable[[dict[str, Any]], T], err: Console,
                 progress: Progress | None = None) -> Iterator[T]:
-    """`convert(list)` for each valid line of a JSONL file of settlement lists; a line that is
-    not a JSON object, or that `convert` rejects, is reported on stderr and skipped."""
+    """`convert(list)` for each valid line of a JSONL file of settlement lists."""
     from services.ingest.national import ListRejected
 
-    task = progress.add_task("read", total=path.stat().st_size) if progress else None
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if progress is not None and task is not None:
-                progress.advance(task, len(raw))
-            if not raw.strip():
-                continue
-            try:
-                obj = orjson.loads(raw)
-                if not isinstance(obj, dict):
-                    raise ValueError(f"not a JSON object ({type(obj).__name__})")
-                yield convert(obj)
-            except (ListRejected, ValidationError, ValueError) as e:
-                err.print(f"[yellow]line {lineno}: {e}; skipped[/]", highlight=False)
+    return read_jsonl(path, convert, err, progress, skip=(ListRejected,))
 
 
 def _hospital_levels(path: Path | None, err: Console) -> dict[str, int]:
