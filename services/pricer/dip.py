@@ -770,13 +770,10 @@ class DipPolicy(_Model):
     notes: str = ""
 
     def level_of(self, hospital_code: str, case_level: int | None) -> int | None:
-        return case_level if case_level is not None else self.hospitals.levels.get(hospital_code)
+        return self.hospitals.level_of(hospital_code, case_level)
 
     def coefficient_for(self, hospital_code: str, level: int | None) -> Decimal | None:
-        own = self.hospitals.coefficients.get(hospital_code)
-        if own is not None:
-            return own
-        return self.hospitals.level_coefficients.get(level) if level is not None else None
+        return self.hospitals.coefficient_for(hospital_code, level)
 
 
 class DipCaseType(StrEnum):

@@ -190,6 +190,17 @@ class Hospitals(_Model):
     levels: dict[str, Level] = Field(default_factory=dict)
     coefficients: dict[str, Ratio] = Field(default_factory=dict)
 
+    def level_of(self, hospital_code: str, case_level: int | None) -> int | None:
+        """The case's own level if given, else the level registered for the hospital."""
+        return case_level if case_level is not None else self.levels.get(hospital_code)
+
+    def coefficient_for(self, hospital_code: str, level: int | None) -> Decimal | None:
+        """A hospital's own coefficient if set, else its level's coefficient."""
+        own = self.coefficients.get(hospital_code)
+        if own is not None:
+            return own
+        return self.level_coefficients.get(level) if level is not None else None
+
 
 class HighTier(_Model):
     rw_up_to: Weight | None
@@ -363,15 +374,10 @@ class Policy(_Model):
         return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
 
     def level_of(self, hospital_code: str, case_level: int | None) -> int | None:
-        """The case's own level if given, else the level registered in the policy."""
-        return case_level if case_level is not None else self.hospitals.levels.get(hospital_code)
+        return self.hospitals.level_of(hospital_code, case_level)
 
     def coefficient_for(self, hospital_code: str, level: int | None) -> Decimal | None:
-        """A hospital's own coefficient if set, else its level's coefficient."""
-        own = self.hospitals.coefficients.get(hospital_code)
-        if own is not None:
-            return own
-        return self.hospitals.level_coefficients.get(level) if level is not None else None
+        return self.hospitals.coefficient_for(hospital_code, level)
 
     def rate_for(self, insurance_type: str | None, level: int | None) -> Decimal | None:
         """Yuan per RW for an insurance type and level ('default' entries fill the gaps)."""
