@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from drgdip.generate_cli import generate_command
 from services.grouper.cli import group_command, scheme_app
@@ -18,6 +20,7 @@ from services.pricer.cli import (
     simulate_command,
 )
 from services.pricer.dip_cli import compare_command, dip_app
+from shared.settings import ServiceSettings
 
 app = typer.Typer(help="drgdip: DRG/DIP payment for medical-insurance bureaus and hospitals.",
                   no_args_is_help=True, add_completion=False)
@@ -39,6 +42,7 @@ app.add_typer(policy_app, name="policy")
 token_app = typer.Typer(help="API tokens: one per hospital, and separate bureau roles.")
 app.add_typer(token_app, name="token")
 
+T = TypeVar("T")
 SERVICES = ["all", "ingest", "grouper", "pricer", "review", "gateway"]
 Bus = Annotated[str | None, typer.Option(help="memory:// or kafka://HOST:PORT (env DRGDIP_BUS)")]
 Db = Annotated[str | None, typer.Option(help="sqlite+aiosqlite:///FILE or postgresql+asyncpg://… (env DRGDIP_DB)")]
@@ -73,32 +77,30 @@ def policy_import(file: Path, db: Db = None) -> None:
     """Store a pricing policy JSON in the pricer's database."""
     from services.pricer.policy import PolicyError
     from services.pricer.service import import_policy
-    from shared import migrate
-    from shared.db import create_engine
-    from shared.settings import PricerSettings, load_settings
-
-    async def run() -> None:
-        engine = create_engine(load_settings(PricerSettings, db=db).db)
-        try:
-            await migrate.upgrade(engine, "pricer")
-            p = await import_policy(engine, file.read_bytes())
-            typer.echo(f"imported policy {p.policy_id} v{p.version} ({p.region}, from {p.valid_from}, "
-                       f"{len(p.weights.table)} weights)")
-        finally:
-            await engine.dispose()
+    from shared.settings import PricerSettings
 
     try:
-        asyncio.run(run())
+        p = _on_database(PricerSettings, "pricer", db, lambda e: import_policy(e, file.read_bytes()))
     except PolicyError as e:
         typer.echo(f"error: {file}: {e}", err=True)
         raise typer.Exit(2) from None
+    typer.echo(f"imported policy {p.policy_id} v{p.version} ({p.region}, from {p.valid_from}, "
+               f"{len(p.weights.table)} weights)")
 
 
-def _gateway_engine(db: str | None):  # type: ignore[no-untyped-def]
-    from shared.db import create_engine
-    from shared.settings import GatewaySettings, load_settings
+def _on_database(settings: type[ServiceSettings], service: str, db: str | None,
+                 work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run `work(engine)` on a service's database (`--db` or its settings), schema upgraded."""
+    from shared.migrate import run_on_database
+    from shared.settings import load_settings
 
-    return create_engine(load_settings(GatewaySettings, db=db).db)
+    return run_on_database(load_settings(settings, db=db).db, service, work)
+
+
+def _on_gateway(db: str | None, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    from shared.settings import GatewaySettings
+
+    return _on_database(GatewaySettings, "gateway", db, work)
 
 
 @token_app.command("create")
@@ -110,18 +112,9 @@ def token_create(
 ) -> None:
     """Issue a token. It is printed once; only its hash is stored."""
     from services.gateway.auth import create_token
-    from shared import migrate
-
-    async def run() -> tuple[str, str]:
-        engine = _gateway_engine(db)
-        try:
-            await migrate.upgrade(engine, "gateway")
-            return await create_token(engine, role, hospital, label)
-        finally:
-            await engine.dispose()
 
     try:
-        token_id, token = asyncio.run(run())
+        token_id, token = _on_gateway(db, lambda e: create_token(e, role, hospital, label))
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -134,14 +127,7 @@ def token_revoke(token_id: str, db: Db = None) -> None:
     """Revoke a token by its id (from `drgdip token list`)."""
     from services.gateway.auth import revoke_token
 
-    async def run() -> bool:
-        engine = _gateway_engine(db)
-        try:
-            return await revoke_token(engine, token_id)
-        finally:
-            await engine.dispose()
-
-    if not asyncio.run(run()):
+    if not _on_gateway(db, lambda e: revoke_token(e, token_id)):
         typer.echo(f"error: no active token {token_id}", err=True)
         raise typer.Exit(2)
     typer.echo(f"revoked {token_id}")
@@ -152,14 +138,7 @@ def token_list(db: Db = None) -> None:
     """Show the tokens (ids, roles, hospitals; never the tokens themselves)."""
     from services.gateway.auth import list_tokens
 
-    async def run() -> list[dict]:
-        engine = _gateway_engine(db)
-        try:
-            return await list_tokens(engine)
-        finally:
-            await engine.dispose()
-
-    for t in asyncio.run(run()):
+    for t in _on_gateway(db, list_tokens):
         state = f"revoked {t['revoked_at']:%Y-%m-%d}" if t["revoked_at"] else "active"
         typer.echo(f"{t['token_id']}  {t['role']:<16} {t['hospital_code'] or '-':<12} {state}  {t['label'] or ''}")
 

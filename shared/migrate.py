@@ -6,7 +6,10 @@ A service's `migrations/env.py` is two lines that call `run_env()`; its versions
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command, context
 from alembic.config import Config
@@ -26,6 +29,24 @@ def _config(service: str, connection) -> Config:  # type: ignore[no-untyped-def]
 async def upgrade(engine: AsyncEngine, service: str, revision: str = "head") -> None:
     async with engine.begin() as conn:
         await conn.run_sync(lambda sync_conn: command.upgrade(_config(service, sync_conn), revision))
+
+
+T = TypeVar("T")
+
+
+def run_on_database(url: str, service: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """For commands: run `work(engine)` on a service's database, its schema upgraded first."""
+    from shared.db import create_engine
+
+    async def run() -> T:
+        engine = create_engine(url)
+        try:
+            await upgrade(engine, service)
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 def run_env() -> None:

@@ -255,21 +255,10 @@ def _stored_history(db: str | None, region: str, first: int, last: int) -> list[
 
 def _run_on_pricer_db(db: str | None, work: Callable[[Any], Awaitable[T]]) -> T:
     """Run `work(engine)` against the pricer's database (schema upgraded first)."""
-    import asyncio
-
-    from shared import migrate
-    from shared.db import create_engine
+    from shared.migrate import run_on_database
     from shared.settings import PricerSettings, load_settings
 
-    async def run() -> T:
-        engine = create_engine(load_settings(PricerSettings, db=db).db)
-        try:
-            await migrate.upgrade(engine, "pricer")
-            return await work(engine)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    return run_on_database(load_settings(PricerSettings, db=db).db, "pricer", work)
 
 
 def advance_command(
