@@ -156,31 +156,25 @@ def import_lists(
 
     from services.ingest import qc
     from services.ingest.service import NAME, Intake, file_chunks, import_stream
-    from shared import migrate
-    from shared.db import create_engine
     from shared.messaging import Outbox
+    from shared.migrate import run_on_database
     from shared.settings import IngestSettings, load_settings
 
     fmt = format or ("csv" if file.suffix.lower() == ".csv" else "jsonl")
     settings = load_settings(IngestSettings, db=db, dictionary_scheme=dictionary_scheme)
     total = sum(1 for _ in file.open("rb")) - (1 if fmt == "csv" else 0)
 
-    async def run() -> dict:
+    async def run(engine: AsyncEngine) -> dict:
         from sqlalchemy import MetaData
 
-        engine = create_engine(settings.db)
-        try:
-            await migrate.upgrade(engine, NAME)
-            dictionaries = qc.load_dictionaries(settings.dictionary_scheme) if settings.dictionary_scheme else None
-            intake = Intake(engine, Outbox(NAME, MetaData()), settings, dictionaries)
-            with Progress(console=Console(stderr=True)) as progress:
-                task = progress.add_task(f"importing {file.name}", total=total)
-                return await import_stream(intake, file_chunks(file), fmt, None,
-                                           progress=lambda n: progress.advance(task, n))
-        finally:
-            await engine.dispose()
+        dictionaries = qc.load_dictionaries(settings.dictionary_scheme) if settings.dictionary_scheme else None
+        intake = Intake(engine, Outbox(NAME, MetaData()), settings, dictionaries)
+        with Progress(console=Console(stderr=True)) as progress:
+            task = progress.add_task(f"importing {file.name}", total=total)
+            return await import_stream(intake, file_chunks(file), fmt, None,
+                                       progress=lambda n: progress.advance(task, n))
 
-    summary = asyncio.run(run())
+    summary = run_on_database(settings.db, NAME, run)
     typer.echo(f"job {summary['job_id']}: {summary['lines']} lines, {summary['accepted']} accepted, "
                f"{summary['duplicate']} duplicates, {summary['rejected']} rejected")
     for r in summary["rejections"][:20]:
@@ -215,12 +209,6 @@ def demo(
         pass
 
 
-def _grouper_settings(db: str | None, schemes_dir: Path | None):  # type: ignore[no-untyped-def]
-    from shared.settings import GrouperSettings, load_settings
-
-    return load_settings(GrouperSettings, db=db, schemes_dir=schemes_dir)
-
-
 @scheme_app.command("import")
 def scheme_import(
     folder: Annotated[Path, typer.Argument(help="scheme folder (with scheme.json)")],
@@ -236,8 +224,7 @@ def scheme_import(
 
     from services.grouper.core import SchemeError, load_scheme
     from services.grouper.service import registrations
-    from shared import migrate
-    from shared.db import create_engine
+    from shared.settings import GrouperSettings
 
     try:
         scheme = load_scheme(folder)
@@ -246,21 +233,16 @@ def scheme_import(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
 
-    async def run() -> None:
-        engine = create_engine(_grouper_settings(db, None).db)
-        try:
-            await migrate.upgrade(engine, "grouper")
-            async with engine.begin() as conn:
-                await conn.execute(delete(registrations).where(
-                    registrations.c.scheme_id == scheme.id, registrations.c.region == region,
-                    registrations.c.valid_from == start))
-                await conn.execute(insert(registrations).values(
-                    scheme_id=scheme.id, region=region, valid_from=start, valid_to=end,
-                    path=str(folder.resolve()), imported_at=datetime.now(UTC)))
-        finally:
-            await engine.dispose()
+    async def run(engine: AsyncEngine) -> None:
+        async with engine.begin() as conn:
+            await conn.execute(delete(registrations).where(
+                registrations.c.scheme_id == scheme.id, registrations.c.region == region,
+                registrations.c.valid_from == start))
+            await conn.execute(insert(registrations).values(
+                scheme_id=scheme.id, region=region, valid_from=start, valid_to=end,
+                path=str(folder.resolve()), imported_at=datetime.now(UTC)))
 
-    asyncio.run(run())
+    _on_database(GrouperSettings, "grouper", db, run)
     typer.echo(f"registered {scheme.id} for region {region} from {start}" + (f" to {end}" if end else ""))
     typer.echo("restart the grouper (or its replicas) to put the registration in force")
 
@@ -285,37 +267,32 @@ def regroup(
 
     from services.grouper.regroup import regroup as run_regroup
     from services.grouper.service import NAME, SchemeBook, registrations
-    from shared import migrate
-    from shared.db import create_engine
     from shared.messaging import Outbox
+    from shared.migrate import run_on_database
+    from shared.settings import GrouperSettings, load_settings
 
-    settings = _grouper_settings(db, schemes_dir)
+    settings = load_settings(GrouperSettings, db=db, schemes_dir=schemes_dir)
     console = Console()
 
-    async def run():  # type: ignore[no-untyped-def]
-        engine = create_engine(settings.db)
-        try:
-            await migrate.upgrade(engine, NAME)
-            book = SchemeBook(settings.default_scheme)
-            if settings.schemes_dir:
-                book.load_folder(settings.schemes_dir)
-            async with engine.connect() as conn:
-                for reg in (await conn.execute(select(registrations))).all():
-                    if reg.scheme_id == scheme:
-                        book.load(reg.path)
-            if scheme not in book.schemes:
-                raise typer.BadParameter(f"scheme {scheme!r} not found: pass --schemes-dir or import it")
-            with Progress(console=Console(stderr=True)) as progress:
-                task = progress.add_task(f"regrouping with {scheme}", total=None)
-                return await run_regroup(
-                    engine, Outbox(NAME, MetaData()), book.schemes[scheme], code_mode=code_mode,
-                    date_from=date.fromisoformat(date_from) if date_from else None,
-                    date_to=date.fromisoformat(date_to) if date_to else None,
-                    progress=lambda done, total: progress.update(task, completed=done, total=total))
-        finally:
-            await engine.dispose()
+    async def run(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+        book = SchemeBook(settings.default_scheme)
+        if settings.schemes_dir:
+            book.load_folder(settings.schemes_dir)
+        async with engine.connect() as conn:
+            for reg in (await conn.execute(select(registrations))).all():
+                if reg.scheme_id == scheme:
+                    book.load(reg.path)
+        if scheme not in book.schemes:
+            raise typer.BadParameter(f"scheme {scheme!r} not found: pass --schemes-dir or import it")
+        with Progress(console=Console(stderr=True)) as progress:
+            task = progress.add_task(f"regrouping with {scheme}", total=None)
+            return await run_regroup(
+                engine, Outbox(NAME, MetaData()), book.schemes[scheme], code_mode=code_mode,
+                date_from=date.fromisoformat(date_from) if date_from else None,
+                date_to=date.fromisoformat(date_to) if date_to else None,
+                progress=lambda done, total: progress.update(task, completed=done, total=total))
 
-    m = asyncio.run(run())
+    m = run_on_database(settings.db, NAME, run)
     console.print(f"regrouped {m.cases} cases with {m.scheme_id}: {m.moved} changed DRG "
                   f"({m.moved / m.cases:.1%})" if m.cases else "no stored case in that period")
     table = Table(title="DRG migration (cases that changed group)")
@@ -341,20 +318,14 @@ def dip_import_catalogue(
     from pydantic import ValidationError
 
     from services.grouper.service import import_catalogue
-    from shared import migrate
-    from shared.db import create_engine
+    from shared.settings import GrouperSettings
 
-    async def run() -> str:
-        engine = create_engine(_grouper_settings(db, None).db)
-        try:
-            await migrate.upgrade(engine, "grouper")
-            start, end = date.fromisoformat(valid_from), date.fromisoformat(valid_to) if valid_to else None
-            return (await import_catalogue(engine, file.read_bytes(), region, start, end)).version_label
-        finally:
-            await engine.dispose()
+    async def run(engine: AsyncEngine) -> str:
+        start, end = date.fromisoformat(valid_from), date.fromisoformat(valid_to) if valid_to else None
+        return (await import_catalogue(engine, file.read_bytes(), region, start, end)).version_label
 
     try:
-        label = asyncio.run(run())
+        label = _on_database(GrouperSettings, "grouper", db, run)
     except (ValidationError, ValueError, OSError) as e:
         typer.echo(f"error: {file}: {str(e).splitlines()[0]}", err=True)
         raise typer.Exit(2) from None
@@ -371,21 +342,14 @@ def dip_import_policy(
     """Store a DIP policy version with its catalogue in the pricer's database."""
     from services.pricer.policy import PolicyError
     from services.pricer.service import import_dip_policy
-    from shared import migrate
-    from shared.db import create_engine
-    from shared.settings import PricerSettings, load_settings
+    from shared.settings import PricerSettings
 
-    async def run() -> str:
-        engine = create_engine(load_settings(PricerSettings, db=db).db)
-        try:
-            await migrate.upgrade(engine, "pricer")
-            p = await import_dip_policy(engine, file.read_bytes(), catalogue.read_bytes())
-            return f"imported DIP policy {p.policy_id} v{p.version} ({p.region}, from {p.valid_from})"
-        finally:
-            await engine.dispose()
+    async def run(engine: AsyncEngine) -> str:
+        p = await import_dip_policy(engine, file.read_bytes(), catalogue.read_bytes())
+        return f"imported DIP policy {p.policy_id} v{p.version} ({p.region}, from {p.valid_from})"
 
     try:
-        typer.echo(asyncio.run(run()))
+        typer.echo(_on_database(PricerSettings, "pricer", db, run))
     except (PolicyError, OSError) as e:
         typer.echo(f"error: {file}: {e}", err=True)
         raise typer.Exit(2) from None
