@@ -147,9 +147,11 @@ class Envelope(BaseModel):
         cls, payload: _Payload, *, case_id: str, correlation_id: str, producer: str
     ) -> Envelope:
         event_type = next(t for t, p in PAYLOADS.items() if isinstance(payload, p))
-        return cls(
+        # every field is made here from a validated payload: nothing to validate again
+        return cls.model_construct(
             event_id=str(uuid.uuid4()),
             event_type=event_type,
+            schema_version=SCHEMA_VERSION,
             occurred_at=datetime.now(UTC),
             case_id=case_id,
             correlation_id=correlation_id,
@@ -162,7 +164,8 @@ class Envelope(BaseModel):
         return PAYLOADS[self.event_type].model_validate(self.payload)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        # the payload is JSON-ready already (see `new`); orjson writes the datetime in ISO 8601
+        return orjson.dumps({name: getattr(self, name) for name in _ENVELOPE_FIELDS})
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
@@ -171,3 +174,6 @@ class Envelope(BaseModel):
         if env.event_type not in PAYLOADS:
             raise ValueError(f"unknown event_type {env.event_type!r}")
         return env
+
+
+_ENVELOPE_FIELDS = tuple(Envelope.model_fields)

@@ -97,7 +97,8 @@ class Runtime:
                     service=s.name, bus=self.bus, engine=self.engine, outbox=s.outbox,
                     topics=topics, handler=handler, metrics=metrics,
                     max_attempts=settings.max_attempts, retry_backoff_ms=settings.retry_backoff_ms,
-                    fetch_max_records=settings.fetch_max_records, instance_id=settings.instance_id,
+                    fetch_max_records=settings.fetch_max_records,
+                    fetch_linger_ms=settings.fetch_linger_ms, instance_id=settings.instance_id,
                     namespace=settings.namespace,
                 ))
             if s.router is not None:

@@ -30,7 +30,12 @@ class ServiceSettings(BaseSettings):
     partitions: int = Field(6, ge=1, le=256, description="partitions per topic when creating topics")
     max_attempts: int = Field(5, ge=1, le=100, description="tries before a message is dead-lettered")
     retry_backoff_ms: int = Field(200, ge=0, le=60_000)
-    fetch_max_records: int = Field(200, ge=1, le=10_000)
+    fetch_max_records: int = Field(1000, ge=1, le=10_000, description="events a stage applies in one transaction")
+    fetch_linger_ms: int = Field(
+        50, ge=0, le=10_000,
+        description="how long a stage waits for more events after a short fetch: bigger batches, "
+                    "fewer transactions (0: apply at once)",
+    )
     relay_interval_ms: int = Field(200, ge=10, le=60_000)
     instance_id: str | None = Field(None, description="static group membership id (Kafka)")
     namespace: str = Field(

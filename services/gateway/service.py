@@ -7,6 +7,7 @@ four stage events.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -26,14 +27,13 @@ from sqlalchemy import (
     Table,
     Text,
     func,
-    insert,
     select,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.gateway import readmodel
 from services.gateway.auth import BUREAU_ROLES, Principal, authenticate
+from shared.db import insert_many, update_many
 from shared.errors import ApiError
 from shared.events import TOPICS, Envelope
 from shared.messaging import Outbox
@@ -115,6 +115,38 @@ async def _relay(client: httpx.AsyncClient, method: str, path: str, content: byt
     return Response(r.content, status_code=r.status_code, media_type="application/json")
 
 
+async def apply_events(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[Envelope]:
+    """Fold stage events into the read model: one timeline row each, one case row per case."""
+    facts = [env.typed_payload().facts for env in envs]  # validates: a malformed event is dead-lettered
+    await insert_many(conn, timeline, [dict(
+        case_id=env.case_id, event_id=env.event_id, event_type=env.event_type, list_version=f.list_version,
+        occurred_at=env.occurred_at, producer=env.producer) for env, f in zip(envs, facts, strict=True)])
+    stored = {row.case_id: row for row in (await conn.execute(
+        select(cases).where(cases.c.case_id.in_({env.case_id for env in envs})))).all()}
+    views: dict[str, dict[str, Any]] = {cid: _row_view(row) for cid, row in stored.items()}
+    hospitals: dict[str, str] = {}
+    for env, f in zip(envs, facts, strict=True):
+        view = readmodel.apply(views.get(env.case_id), env.event_type, f.list_version, _stage_result(env))
+        if view is not None:
+            views[env.case_id] = view
+            hospitals[env.case_id] = f.hospital_code
+    now = datetime.now(UTC)
+    new: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    for cid in hospitals:  # the cases an event changed
+        view = views[cid]
+        values: dict[str, Any] = {
+            s: (orjson.dumps(view[s]).decode() if view[s] is not None else None) for s in STAGES}
+        values.update(case_id=cid, list_version=view["list_version"], status=view["status"], updated_at=now)
+        if cid in stored:
+            changed.append(values)
+        else:
+            new.append(values | {"hospital_code": hospitals[cid]})
+    await insert_many(conn, cases, new)
+    await update_many(conn, cases, "case_id", changed)
+    return []
+
+
 def build(ctx: Context) -> Stage:
     settings = ctx.settings if isinstance(ctx.settings, GatewaySettings) else GatewaySettings()
     outbox = Outbox(NAME, metadata)
@@ -125,28 +157,6 @@ def build(ctx: Context) -> Stage:
             clients[name] = ctx.http({"ingest": settings.ingest_url, "grouper": settings.grouper_url,
                                       "pricer": settings.pricer_url}[name])
         return clients[name]
-
-    async def handle(conn: AsyncConnection, env: Envelope) -> list[Envelope]:
-        facts = env.typed_payload().facts  # validates: a malformed event is dead-lettered
-        list_version = facts.list_version
-        await conn.execute(insert(timeline).values(
-            case_id=env.case_id, event_id=env.event_id, event_type=env.event_type,
-            list_version=list_version, occurred_at=env.occurred_at, producer=env.producer))
-        row = (await conn.execute(select(cases).where(cases.c.case_id == env.case_id))).first()
-        view = readmodel.apply(_row_view(row) if row else None, env.event_type, list_version,
-                               _stage_result(env))
-        if view is None:
-            return []
-        values: dict[str, Any] = {
-            s: (orjson.dumps(view[s]).decode() if view[s] is not None else None) for s in STAGES}
-        values.update(list_version=view["list_version"], status=view["status"],
-                      updated_at=datetime.now(UTC))
-        if row is None:
-            await conn.execute(insert(cases).values(
-                case_id=env.case_id, hospital_code=facts.hospital_code, **values))
-        else:
-            await conn.execute(update(cases).where(cases.c.case_id == env.case_id).values(**values))
-        return []
 
     async def caller(authorization: str | None = Header(None)) -> Principal:
         return await authenticate(ctx.engine, authorization)
@@ -287,4 +297,4 @@ def build(ctx: Context) -> Stage:
         by_status = {r[0]: r[1] for r in rows}
         return {"cases": sum(by_status.values()), "by_status": by_status}
 
-    return Stage(NAME, metadata, outbox, router=router, subscriptions=[(TOPICS, handle)])
+    return Stage(NAME, metadata, outbox, router=router, subscriptions=[(TOPICS, apply_events)])

@@ -17,15 +17,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.grouper.core import Scheme
-from services.grouper.service import (
-    CatalogueBook,
-    cases,
-    dip_grouping,
-    engine_input,
-    results,
-    store_result,
-)
-from shared.events import CaseReceived
+from services.grouper.service import CatalogueBook, ToGroup, cases, group_and_store, results
 from shared.messaging import Outbox
 
 
@@ -56,28 +48,23 @@ async def regroup(engine: AsyncEngine, outbox: Outbox, scheme: Scheme, *, code_m
         rows = (await conn.execute(q.order_by(cases.c.case_id))).all()
     migration = Migration(scheme.id)
     catalogues = CatalogueBook()
+    r = results.c
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
         async with engine.begin() as conn:
-            events = []
-            for row in chunk:
-                before = await conn.scalar(
-                    select(results.c.drg).where(results.c.case_id == row.case_id,
-                                                results.c.list_version == row.list_version)
-                    .order_by(results.c.grouping_version.desc()).limit(1))
-                received = orjson.loads(row.payload)
-                payload = CaseReceived.model_validate(received)
-                f = payload.facts
-                # the DIP group rides along as in the live stage, so a DIP period stays DIP
-                catalogue = await catalogues.in_force(conn, f.treatment_region or f.region, f.discharge_date)
-                ev = await store_result(conn, case_id=row.case_id, facts=f, scheme=scheme,
-                                        code_mode=code_mode, correlation_id=row.correlation_id,
-                                        case=engine_input(payload),
-                                        dip=None if catalogue is None else dip_grouping(
-                                            catalogue, row.case_id, received))
-                events.append(ev)
-                migration.moves[(before or "-", ev.payload["drg"])] += 1
-                migration.cases += 1
+            before: dict[tuple[str, int], str] = {}
+            for row in (await conn.execute(
+                    select(r.case_id, r.list_version, r.drg)
+                    .where(r.case_id.in_([x.case_id for x in chunk])).order_by(r.grouping_version))).all():
+                before[(row.case_id, row.list_version)] = row.drg  # the latest grouping wins
+            # the DIP group rides along as in the live stage, so a DIP period stays DIP
+            events = await group_and_store(
+                conn, [ToGroup.from_json(x.case_id, x.correlation_id, orjson.loads(x.payload)) for x in chunk],
+                scheme_for=lambda _facts: scheme, code_mode=code_mode,
+                catalogues=await catalogues.load(conn))
+            for row, ev in zip(chunk, events, strict=True):
+                migration.moves[(before.get((row.case_id, row.list_version), "-"), ev.payload["drg"])] += 1
+            migration.cases += len(chunk)
             await outbox.add(conn, events)
         if progress:
             progress(migration.cases, len(rows))

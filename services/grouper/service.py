@@ -6,6 +6,8 @@ chooses the scheme (region + discharge date) and announces `case-grouped`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -26,13 +28,13 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    or_,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.grouper.core import RegistryError, Scheme, SchemeError, SchemeRegistry, load_scheme
 from services.pricer.dip import Catalogue, assign, dip_case_from_payload
+from shared.db import insert_many
 from shared.errors import ApiError
 from shared.events import CASE_RECEIVED, CaseFacts, CaseGrouped, CaseReceived, Envelope
 from shared.messaging import Outbox
@@ -111,25 +113,40 @@ async def import_catalogue(engine: AsyncEngine, document_bytes: bytes, region: s
 
 
 class CatalogueBook:
-    """Parsed DIP catalogues by (id, version); which one is in force is read per case."""
+    """Parsed DIP catalogues by (id, version); which one is in force is looked up per batch."""
 
     def __init__(self) -> None:
         self._parsed: dict[tuple[str, int], Catalogue] = {}
 
-    async def in_force(self, conn: AsyncConnection, region: str, day: date | None) -> Catalogue | None:
+    async def load(self, conn: AsyncConnection) -> CataloguesInForce:
+        """The registrations as they stand (one small query; documents parsed once per version)."""
+        c = dip_catalogues.c
+        rows = (await conn.execute(select(c.catalogue_id, c.version, c.region, c.valid_from,
+                                          c.valid_to))).all()
+        for key in {(r.catalogue_id, r.version) for r in rows} - self._parsed.keys():
+            doc = (await conn.execute(select(c.document).where(
+                c.catalogue_id == key[0], c.version == key[1]).limit(1))).scalar_one()
+            self._parsed[key] = Catalogue.from_document(orjson.loads(doc))
+        by_region: dict[str, list[Any]] = {}
+        # latest start, then highest version, first
+        for r in sorted(rows, key=lambda r: (r.valid_from, r.version), reverse=True):
+            by_region.setdefault(r.region, []).append(r)
+        return CataloguesInForce(by_region, self._parsed)
+
+
+@dataclass(frozen=True)
+class CataloguesInForce:
+    by_region: dict[str, list[Any]]
+    parsed: dict[tuple[str, int], Catalogue]
+
+    def on(self, region: str, day: date | None) -> Catalogue | None:
         """The catalogue registered for `region` on `day` (latest start, then version, wins)."""
         if day is None:
             return None
-        c = dip_catalogues.c
-        row = (await conn.execute(select(c.catalogue_id, c.version, c.document).where(
-            c.region == region, c.valid_from <= day, or_(c.valid_to.is_(None), c.valid_to >= day))
-            .order_by(c.valid_from.desc(), c.version.desc()).limit(1))).first()
-        if row is None:
-            return None
-        key = (row.catalogue_id, row.version)
-        if key not in self._parsed:
-            self._parsed[key] = Catalogue.from_document(orjson.loads(row.document))
-        return self._parsed[key]
+        for r in self.by_region.get(region, ()):
+            if r.valid_from <= day and (r.valid_to is None or r.valid_to >= day):
+                return self.parsed[(r.catalogue_id, r.version)]
+        return None
 
 
 def dip_grouping(catalogue: Catalogue, case_id: str, received: dict[str, Any]) -> dict[str, Any]:
@@ -186,35 +203,66 @@ def engine_input(p: CaseReceived) -> dict[str, Any]:
             "diagnoses": p.diagnoses, "procedures": p.procedures}
 
 
-async def store_result(conn: AsyncConnection, *, case_id: str, facts: CaseFacts, scheme: Scheme | None,
-                       code_mode: str, correlation_id: str, case: dict[str, Any],
-                       dip: dict[str, Any] | None = None) -> Envelope:
-    """Group, store the result with its trace, and return the `case-grouped` event to publish.
+@dataclass(frozen=True)
+class ToGroup:
+    """One list version to group: its `case-received` payload (as JSON and as the model)."""
 
-    `dip` (from `dip_grouping`) is the DIP group of the catalogue in force, if any: stored in
-    `dip_group`, its trace under "dip" in the stored trace, and carried on the event."""
-    if scheme is None:
-        mdc, adrg, drg, status, name, trace, scheme_id = "0000", "00", "0000", NO_SCHEME, None, None, "-"
-    else:
-        r = scheme.group(case, code_mode=code_mode, trace=True)
-        mdc, adrg, drg, status, name, scheme_id = r.mdc, r.adrg, r.drg, r.status, r.drg_name, scheme.id
-        trace = r.trace.to_dict() if r.trace is not None else None
-    if dip is not None:
-        trace = (trace or {}) | {"dip": {k: dip[k] for k in (
-            "catalogue_id", "catalogue_version", "group", "kind", "treatment_type", "trace")}}
-    previous = await conn.scalar(
-        select(func.max(results.c.grouping_version))
-        .where(results.c.case_id == case_id, results.c.list_version == facts.list_version))
-    version = (previous or 0) + 1
-    await conn.execute(insert(results).values(
-        case_id=case_id, list_version=facts.list_version, grouping_version=version,
-        scheme_id=scheme_id, code_mode=code_mode, mdc=mdc, adrg=adrg, drg=drg, status=status,
-        trace=orjson.dumps(trace).decode() if trace is not None else None,
-        grouped_at=datetime.now(UTC), dip_group=dip["group"] if dip is not None else None))
-    payload = CaseGrouped(facts=facts, scheme_id=scheme_id, code_mode=code_mode,  # type: ignore[arg-type]
-                          mdc=mdc, adrg=adrg, drg=drg, status=status, drg_name=name,
-                          grouping_version=version, dip=dip)
-    return Envelope.new(payload, case_id=case_id, correlation_id=correlation_id, producer=NAME)
+    case_id: str
+    correlation_id: str
+    received: dict[str, Any]
+    payload: CaseReceived
+
+    @classmethod
+    def from_json(cls, case_id: str, correlation_id: str, received: dict[str, Any]) -> ToGroup:
+        return cls(case_id, correlation_id, received, CaseReceived.model_validate(received))
+
+
+async def group_and_store(conn: AsyncConnection, items: Sequence[ToGroup], *,
+                          scheme_for: Callable[[CaseFacts], Scheme | None], code_mode: str,
+                          catalogues: CataloguesInForce) -> list[Envelope]:
+    """Group each list version, store each result with its trace as a new grouping version,
+    and return the `case-grouped` events to publish (in the order of `items`).
+
+    The DIP group of the catalogue in force where care was given (§5, §7), if any, rides
+    along: stored in `dip_group`, its trace under "dip" in the stored trace, and carried on
+    the event (the pricer uses it when a DIP policy is in force)."""
+    r = results.c
+    keys = {(i.case_id, i.payload.facts.list_version) for i in items}
+    latest: dict[tuple[str, int], int] = {(row.case_id, row.list_version): row.v for row in (
+        await conn.execute(select(r.case_id, r.list_version, func.max(r.grouping_version).label("v"))
+                           .where(r.case_id.in_({k[0] for k in keys}))
+                           .group_by(r.case_id, r.list_version))).all()}
+    rows: list[dict[str, Any]] = []
+    events: list[Envelope] = []
+    now = datetime.now(UTC)
+    for item in items:
+        f = item.payload.facts
+        scheme = scheme_for(f)
+        if scheme is None:
+            mdc, adrg, drg, status, name, trace, scheme_id = "0000", "00", "0000", NO_SCHEME, None, None, "-"
+        else:
+            g = scheme.group(engine_input(item.payload), code_mode=code_mode, trace=True)
+            mdc, adrg, drg, status, name, scheme_id = g.mdc, g.adrg, g.drg, g.status, g.drg_name, scheme.id
+            trace = g.trace.to_dict() if g.trace is not None else None
+        catalogue = catalogues.on(f.treatment_region or f.region, f.discharge_date)
+        dip = None if catalogue is None else dip_grouping(catalogue, item.case_id, item.received)
+        if dip is not None:
+            trace = (trace or {}) | {"dip": {k: dip[k] for k in (
+                "catalogue_id", "catalogue_version", "group", "kind", "treatment_type", "trace")}}
+        key = (item.case_id, f.list_version)
+        version = latest[key] = latest.get(key, 0) + 1
+        rows.append(dict(
+            case_id=item.case_id, list_version=f.list_version, grouping_version=version,
+            scheme_id=scheme_id, code_mode=code_mode, mdc=mdc, adrg=adrg, drg=drg, status=status,
+            trace=orjson.dumps(trace).decode() if trace is not None else None,
+            grouped_at=now, dip_group=dip["group"] if dip is not None else None))
+        payload = CaseGrouped(facts=f, scheme_id=scheme_id, code_mode=code_mode,  # type: ignore[arg-type]
+                              mdc=mdc, adrg=adrg, drg=drg, status=status, drg_name=name,
+                              grouping_version=version, dip=dip)
+        events.append(Envelope.new(payload, case_id=item.case_id, correlation_id=item.correlation_id,
+                                   producer=NAME))
+    await insert_many(conn, results, rows)
+    return events
 
 
 class DraftCase(BaseModel):
@@ -248,22 +296,17 @@ def build(ctx: Context) -> Stage:
         if not book.schemes:
             raise SchemeError("no grouping scheme loaded: set DRGDIP_SCHEMES_DIR or import one")
 
-    async def handle(conn: AsyncConnection, env: Envelope) -> list[Envelope]:
-        p: CaseReceived = env.typed_payload()
-        f = p.facts
-        case = engine_input(p)
-        received = p.model_dump(mode="json")
-        await conn.execute(insert(cases).values(
-            case_id=env.case_id, list_version=f.list_version, region=f.region,
-            discharge_date=f.discharge_date, correlation_id=env.correlation_id,
-            payload=orjson.dumps(received).decode()))
-        scheme = book.scheme_for(f.region, f.discharge_date)
-        # DIP is applied by where care was given (§5, §7), as the pricer chooses its policy
-        catalogue = await catalogues.in_force(conn, f.treatment_region or f.region, f.discharge_date)
-        dip = None if catalogue is None else dip_grouping(catalogue, env.case_id, received)
-        return [await store_result(conn, case_id=env.case_id, facts=f, scheme=scheme,
-                                   code_mode=settings.code_mode, correlation_id=env.correlation_id,
-                                   case=case, dip=dip)]
+    def scheme_for(f: CaseFacts) -> Scheme | None:
+        return book.scheme_for(f.region, f.discharge_date)
+
+    async def handle(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[Envelope]:
+        items = [ToGroup.from_json(e.case_id, e.correlation_id, e.payload) for e in envs]
+        await insert_many(conn, cases, [dict(
+            case_id=i.case_id, list_version=i.payload.facts.list_version, region=i.payload.facts.region,
+            discharge_date=i.payload.facts.discharge_date, correlation_id=i.correlation_id,
+            payload=orjson.dumps(i.received).decode()) for i in items])
+        return await group_and_store(conn, items, scheme_for=scheme_for, code_mode=settings.code_mode,
+                                     catalogues=await catalogues.load(conn))
 
     router = APIRouter(tags=["grouper"])
 

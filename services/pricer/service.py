@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -36,7 +37,6 @@ from sqlalchemy import (
     Text,
     func,
     insert,
-    or_,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -60,6 +60,7 @@ from services.pricer.settlement import (
     hospital_totals,
     monthly_presettlement,
 )
+from shared.db import insert_many
 from shared.errors import ApiError
 from shared.events import CASE_GROUPED, CaseGrouped, CasePriced, Envelope
 from shared.messaging import Outbox
@@ -164,6 +165,7 @@ statements = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+T = TypeVar("T")
 NO_POLICY = "NO_POLICY"
 PRICED = "PRICED"
 
@@ -283,6 +285,27 @@ async def import_dip_policy(engine: AsyncEngine, policy_bytes: bytes, catalogue_
     return policy
 
 
+class InForce(Generic[T]):
+    """Stored policy versions by region and validity: which are in force on a day."""
+
+    def __init__(self, entries: list[tuple[str, date, date | None, int, T]]) -> None:
+        self._by_region: dict[str, list[tuple[date, date | None, int, T]]] = {}
+        # latest start, then highest version, first
+        for region, start, end, version, item in sorted(entries, key=lambda e: (e[1], e[3]), reverse=True):
+            self._by_region.setdefault(region, []).append((start, end, version, item))
+
+    def all_on(self, region: str, day: date | None) -> list[T]:
+        """Every version of `region` in force on `day`, the latest start (then version) first."""
+        if day is None:
+            return []
+        return [item for start, end, _v, item in self._by_region.get(region, ())
+                if start <= day and (end is None or end >= day)]
+
+    def on(self, region: str, day: date | None) -> T | None:
+        found = self.all_on(region, day)
+        return found[0] if found else None
+
+
 class DipBook:
     """Parsed DIP policies with their catalogues, by (policy id, version)."""
 
@@ -298,16 +321,12 @@ class DipBook:
             self._parsed[key] = _parse_dip(row.document.encode(), row.catalogue.encode())
         return self._parsed[key]
 
-    async def in_force(self, conn: AsyncConnection, region: str,
-                       day: date | None) -> tuple[DipPolicy, Catalogue] | None:
-        """The DIP policy of `region` in force on `day` (latest start, then version, wins)."""
-        if day is None:
-            return None
+    async def load(self, conn: AsyncConnection) -> InForce[tuple[DipPolicy, Catalogue]]:
+        """Every stored DIP policy version by region (one small query per batch of cases)."""
         d = dip_policies.c
-        row = (await conn.execute(select(d.policy_id, d.version).where(
-            d.region == region, d.valid_from <= day, or_(d.valid_to.is_(None), d.valid_to >= day))
-            .order_by(d.valid_from.desc(), d.version.desc()).limit(1))).first()
-        return None if row is None else await self._get(conn, row.policy_id, row.version)
+        rows = (await conn.execute(select(d.policy_id, d.version, d.region, d.valid_from, d.valid_to))).all()
+        return InForce([(r.region, r.valid_from, r.valid_to, r.version,
+                         await self._get(conn, r.policy_id, r.version)) for r in rows])
 
     async def latest(self, conn: AsyncConnection, policy_id: str) -> tuple[DipPolicy, Catalogue] | None:
         version = await conn.scalar(select(func.max(dip_policies.c.version))
@@ -321,14 +340,12 @@ class PolicyBook:
     def __init__(self) -> None:
         self._parsed: dict[tuple[str, int], Policy] = {}
 
-    async def candidates(self, conn: AsyncConnection, region: str, day: date | None) -> list[Policy]:
-        """Every stored policy version of `region` in force on `day`."""
-        if day is None:
-            return []
+    async def load(self, conn: AsyncConnection) -> InForce[Policy]:
+        """Every stored policy version by region (one small query per batch of cases)."""
         v = policy_versions.c
-        rows = (await conn.execute(select(v.policy_id, v.version).where(
-            v.region == region, v.valid_from <= day, or_(v.valid_to.is_(None), v.valid_to >= day)))).all()
-        return [await self.get(conn, r.policy_id, r.version) for r in rows]
+        rows = (await conn.execute(select(v.policy_id, v.version, v.region, v.valid_from, v.valid_to))).all()
+        return InForce([(r.region, r.valid_from, r.valid_to, r.version,
+                         await self.get(conn, r.policy_id, r.version)) for r in rows])
 
     async def get(self, conn: AsyncConnection, policy_id: str, version: int) -> Policy:
         key = (policy_id, version)
@@ -560,6 +577,60 @@ async def run_annual_clearing(engine: AsyncEngine, policy_id: str, year: str,
     return clearing
 
 
+# --- pricing a grouped case -------------------------------------------------------------------
+
+_RESULT_COLUMNS = tuple(c.name for c in results.columns if c.name != "id")
+
+
+def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
+                  dip_policies_: InForce[tuple[DipPolicy, Catalogue]]) -> tuple[dict[str, Any], CasePriced]:
+    """The `pricer_results` row and the `case-priced` payload of a grouped case.
+
+    The payment method is the treatment region's on the discharge date (§7): DIP when a DIP
+    policy is in force and the grouper assigned a group of its catalogue, else DRG; off-site
+    cases are priced by the treatment region's policy. A withdrawn list (4102) is kept in
+    history and left out of settlement.
+    """
+    f = g.facts
+    case = priced_case(case_id, g)
+    dip = None if f.withdrawn else dip_policies_.on(case.where_treated, case.discharge_date)
+    p: Price | None
+    breakdown: dict[str, Any]
+    extra: dict[str, Any] = {}
+    if dip is not None and g.dip is not None and g.dip.get("catalogue_id") == dip[1].catalogue_id:
+        # priced by DIP at the provisional point value; the row and event have the DRG shape
+        # (`DipPrice.to_price()`, so settlement treats both alike) plus the DIP figures
+        dp = price_dip_case(dip[1], dip[0], DipCase.model_validate(g.dip["case"]))
+        p = dp.to_price()
+        breakdown = p.to_dict() | {"dip": dp.to_dict()}
+        extra = dict(method="dip", dip_group=dp.group)
+        figures: dict[str, Any] = dict(
+            policy_id=p.policy_id, coefficient=p.coefficient, case_type=p.case_type.value,
+            payment=p.total_payment, fund_payment=p.fund_payment)
+    else:
+        policy = None if f.withdrawn else select_policy(
+            policies.all_on(case.where_treated, case.discharge_date), case)
+        p = None if policy is None else price_case(policy, case)
+        breakdown = p.to_dict() if p is not None else {}
+        extra = dict(method="drg") if p is not None else {}
+        # the columns of `pricer_results` and the fields of `case-priced` share these names;
+        # payment includes the add-on, so fund payment = payment − patient share (§7)
+        figures = {} if p is None else dict(
+            policy_id=p.policy_id, weight=p.rw, base_rate=p.base_rate, coefficient=p.coefficient,
+            payment_standard=p.payment_standard, case_type=p.case_type.value,
+            payment=p.total_payment, fund_payment=p.fund_payment)
+    status = "WITHDRAWN" if f.withdrawn else legacy_status(p)
+    row = dict.fromkeys(_RESULT_COLUMNS) | dict(
+        case_id=case_id, list_version=f.list_version, grouping_version=g.grouping_version,
+        drg=g.drg, status=status, priced_at=datetime.now(UTC),
+        policy_version=p.policy_version if p else None, weights_version=p.weights_version if p else None,
+        hospital_code=f.hospital_code, treatment_region=case.where_treated,
+        discharge_date=f.discharge_date, total_cost=case.total_cost, region=f.region, los=case.los,
+        case_input=case.model_dump_json(),
+        breakdown=orjson.dumps(breakdown).decode() if p is not None else None) | extra | figures
+    return row, CasePriced(facts=f, drg=g.drg, status=status, breakdown=breakdown, **figures)
+
+
 # --- the stage ----------------------------------------------------------------------------------
 
 def _policy_error(e: PolicyError) -> ApiError:
@@ -585,65 +656,18 @@ def build(ctx: Context) -> Stage:
         if settings.policy_file is not None:
             await import_policy(ctx.engine, Path(settings.policy_file).read_bytes(), who="settings")
 
-    async def handle(conn: AsyncConnection, env: Envelope) -> list[Envelope]:
-        g: CaseGrouped = env.typed_payload()
-        f = g.facts
-        case = priced_case(env.case_id, g)
-        # the payment method is the treatment region's on the discharge date (§7): DIP when a
-        # DIP policy is in force and the grouper assigned a group of its catalogue, else DRG
-        dip = None if f.withdrawn else await dip_book.in_force(conn, case.where_treated, case.discharge_date)
-        if dip is not None and g.dip is not None and g.dip.get("catalogue_id") == dip[1].catalogue_id:
-            return [await store_dip(conn, env, g, case, *dip)]
-        # off-site cases are priced by the treatment region's policy (§7)
-        policy = None if f.withdrawn else select_policy(
-            await book.candidates(conn, case.where_treated, case.discharge_date), case)
-        p = None if policy is None else price_case(policy, case)
-        # a withdrawn list (4102) is kept in history and left out of settlement
-        status = "WITHDRAWN" if f.withdrawn else legacy_status(p)
-        breakdown = p.to_dict() if p is not None else {}
-        # the columns of `pricer_results` and the fields of `case-priced` share these names;
-        # payment includes the add-on, so fund payment = payment − patient share (§7)
-        figures: dict[str, Any] = {} if p is None else dict(
-            policy_id=p.policy_id, weight=p.rw, base_rate=p.base_rate, coefficient=p.coefficient,
-            payment_standard=p.payment_standard, case_type=p.case_type.value,
-            payment=p.total_payment, fund_payment=p.fund_payment)
-        await conn.execute(insert(results).values(
-            case_id=env.case_id, list_version=f.list_version, grouping_version=g.grouping_version,
-            drg=g.drg, status=status, priced_at=datetime.now(UTC),
-            policy_version=p.policy_version if p else None,
-            weights_version=p.weights_version if p else None,
-            hospital_code=f.hospital_code, treatment_region=case.where_treated,
-            discharge_date=f.discharge_date, total_cost=case.total_cost, region=f.region, los=case.los,
-            case_input=case.model_dump_json(), method="drg" if p is not None else None,
-            breakdown=orjson.dumps(breakdown).decode() if p is not None else None, **figures))
-        payload = CasePriced(facts=f, drg=g.drg, status=status, breakdown=breakdown, **figures)
-        return [Envelope.new(payload, case_id=env.case_id, correlation_id=env.correlation_id,
-                             producer=NAME)]
-
-    async def store_dip(conn: AsyncConnection, env: Envelope, g: CaseGrouped, case: PricedCase,
-                        policy: DipPolicy, catalogue: Catalogue) -> Envelope:
-        """Price by DIP at the provisional point value; the row and event have the DRG shape
-        (`DipPrice.to_price()`, so settlement treats both alike) plus the DIP figures."""
-        assert g.dip is not None
-        f = g.facts
-        dp = price_dip_case(catalogue, policy, DipCase.model_validate(g.dip["case"]))
-        p = dp.to_price()
-        breakdown = p.to_dict() | {"dip": dp.to_dict()}
-        figures: dict[str, Any] = dict(
-            policy_id=p.policy_id, coefficient=p.coefficient, case_type=p.case_type.value,
-            payment=p.total_payment, fund_payment=p.fund_payment)
-        status = legacy_status(p)
-        await conn.execute(insert(results).values(
-            case_id=env.case_id, list_version=f.list_version, grouping_version=g.grouping_version,
-            drg=g.drg, status=status, priced_at=datetime.now(UTC), policy_version=p.policy_version,
-            weights_version=p.weights_version, hospital_code=f.hospital_code,
-            treatment_region=case.where_treated, discharge_date=f.discharge_date,
-            total_cost=case.total_cost, region=f.region, los=case.los,
-            case_input=case.model_dump_json(), method="dip", dip_group=dp.group,
-            breakdown=orjson.dumps(breakdown).decode(), **figures))
-        payload = CasePriced(facts=f, drg=g.drg, status=status, breakdown=breakdown, **figures)
-        return Envelope.new(payload, case_id=env.case_id, correlation_id=env.correlation_id,
-                            producer=NAME)
+    async def handle(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[Envelope]:
+        policies, dip_policies_ = await book.load(conn), await dip_book.load(conn)
+        rows: list[dict[str, Any]] = []
+        events: list[Envelope] = []
+        for env in envs:
+            g: CaseGrouped = env.typed_payload()
+            row, payload = price_grouped(env.case_id, g, policies, dip_policies_)
+            rows.append(row)
+            events.append(Envelope.new(payload, case_id=env.case_id, correlation_id=env.correlation_id,
+                                       producer=NAME))
+        await insert_many(conn, results, rows)
+        return events
 
     router = APIRouter(tags=["pricer"])
 

@@ -9,7 +9,7 @@ scheme dictionaries).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from .validation import CHECKS
@@ -213,10 +213,13 @@ class Trace:
 
 
 def _plain(v: Any) -> Any:
+    """JSON-ready copy: dataclasses as dicts, sequences as lists (asdict's deep copy is slow)."""
     if is_dataclass(v) and not isinstance(v, type):
-        return asdict(v)
+        return {f.name: _plain(getattr(v, f.name)) for f in fields(v)}
     if isinstance(v, list | tuple):
         return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
     return v
 
 

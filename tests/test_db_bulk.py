@@ -1,0 +1,102 @@
+"""The bulk write helpers store exactly what SQLAlchemy's own INSERT/UPDATE would, on SQLite and
+on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
+
+from shared.db import create_engine, insert_many, update_many
+
+metadata = MetaData()
+things = Table(
+    "bulk_things", metadata,
+    Column("id", String(10), primary_key=True),
+    Column("n", Integer, nullable=True),
+    Column("day", Date, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=True),
+    Column("amount", Numeric(14, 2), nullable=True),
+    Column("raw", LargeBinary, nullable=True),
+    Column("note", Text, nullable=True),
+)
+AT = datetime(2024, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
+ROWS = [
+    {"id": f"r{i}", "n": i, "day": date(2024, 1, 1 + i), "at": AT, "amount": Decimal("12345.67") + i,
+     "raw": bytes([i, 0, 255]), "note": None if i % 2 else f"说明 {i}"}
+    for i in range(5)
+]
+
+
+async def _both_ways(url: str) -> tuple[list[tuple], list[tuple]]:
+    """The rows as read back after writing them with the helpers and with SQLAlchemy Core."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        out = []
+        for helpers in (True, False):
+            async with engine.begin() as conn:
+                await conn.execute(things.delete())
+                changes = [{"id": "r1", "note": "改", "amount": Decimal("0.01"), "day": None},
+                           {"id": "r3", "note": None, "amount": Decimal("-5.50"), "day": date(2025, 12, 31)}]
+                if helpers:
+                    await insert_many(conn, things, ROWS)
+                    await update_many(conn, things, "id", changes)
+                else:
+                    await conn.execute(insert(things), ROWS)
+                    for c in changes:
+                        await conn.execute(update(things).where(things.c.id == c["id"])
+                                           .values({k: v for k, v in c.items() if k != "id"}))
+            async with engine.connect() as conn:
+                out.append([tuple(r) for r in (await conn.execute(select(things).order_by(things.c.id))).all()])
+        return out[0], out[1]
+    finally:
+        await engine.dispose()
+
+
+def _check(with_helpers: list[tuple], with_core: list[tuple]) -> None:
+    assert with_helpers == with_core
+    by_id = {r[0]: r for r in with_helpers}
+    assert len(by_id) == 5
+    assert by_id["r1"][4] == Decimal("0.01") and by_id["r1"][6] == "改" and by_id["r1"][2] is None
+    assert by_id["r3"][2] == date(2025, 12, 31) and by_id["r3"][6] is None
+    assert by_id["r4"][5] == bytes([4, 0, 255]) and by_id["r0"][6] == "说明 0"
+
+
+async def test_bulk_helpers_write_what_core_writes_on_sqlite(tmp_path: Path) -> None:
+    _check(*await _both_ways(f"sqlite+aiosqlite:///{tmp_path / 'bulk.db'}"))
+
+
+@pytest.mark.postgres
+async def test_bulk_helpers_write_what_core_writes_on_postgres(new_pg_database) -> None:
+    _check(*await _both_ways(new_pg_database("bulk")))
+
+
+async def test_rows_must_share_their_keys(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bulk.db'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        with pytest.raises(KeyError):
+            async with engine.begin() as conn:
+                await insert_many(conn, things, [{"id": "a", "n": 1}, {"id": "b"}])
+    finally:
+        await engine.dispose()
