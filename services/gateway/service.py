@@ -35,7 +35,7 @@ from services.gateway import readmodel
 from services.gateway.auth import BUREAU_ROLES, Principal, authenticate
 from shared.db import insert_many, update_many
 from shared.errors import ApiError
-from shared.events import TOPICS, Envelope
+from shared.events import TOPICS, CaseFacts, Envelope
 from shared.messaging import Outbox
 from shared.runtime import Context, Stage
 from shared.settings import GatewaySettings
@@ -87,14 +87,20 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def _stage_result(env: Envelope) -> dict[str, Any]:
-    """What the read model keeps of an event: its payload without the carried case facts."""
+def _stage_result(env: Envelope, facts: CaseFacts) -> str:
+    """What the read model keeps of an event (JSON): its payload without the carried facts."""
     result = {k: v for k, v in env.payload.items() if k != "facts"}
-    if env.payload.get("facts", {}).get("withdrawn"):
+    if facts.withdrawn:
         result["withdrawn"] = True
     result["event_id"] = env.event_id
     result["occurred_at"] = env.occurred_at.isoformat()
-    return result
+    return orjson.dumps(result).decode()
+
+
+def _stored_view(row: Any) -> dict[str, Any]:
+    """A stored case row as a read-model view (stage results left as their JSON text)."""
+    return {"list_version": row.list_version, "status": row.status,
+            "withdrawn": row.status == "withdrawn", **{s: getattr(row, s) for s in STAGES}}
 
 
 def _row_view(row: Any) -> dict[str, Any]:
@@ -117,16 +123,17 @@ async def _relay(client: httpx.AsyncClient, method: str, path: str, content: byt
 
 async def apply_events(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[Envelope]:
     """Fold stage events into the read model: one timeline row each, one case row per case."""
-    facts = [env.typed_payload().facts for env in envs]  # validates: a malformed event is dead-lettered
+    facts = [env.facts() for env in envs]  # validates: a malformed event is dead-lettered
     await insert_many(conn, timeline, [dict(
         case_id=env.case_id, event_id=env.event_id, event_type=env.event_type, list_version=f.list_version,
         occurred_at=env.occurred_at, producer=env.producer) for env, f in zip(envs, facts, strict=True)])
     stored = {row.case_id: row for row in (await conn.execute(
         select(cases).where(cases.c.case_id.in_({env.case_id for env in envs})))).all()}
-    views: dict[str, dict[str, Any]] = {cid: _row_view(row) for cid, row in stored.items()}
+    views: dict[str, dict[str, Any]] = {cid: _stored_view(row) for cid, row in stored.items()}
     hospitals: dict[str, str] = {}
     for env, f in zip(envs, facts, strict=True):
-        view = readmodel.apply(views.get(env.case_id), env.event_type, f.list_version, _stage_result(env))
+        view = readmodel.apply(views.get(env.case_id), env.event_type, f.list_version,
+                               _stage_result(env, f), f.withdrawn)
         if view is not None:
             views[env.case_id] = view
             hospitals[env.case_id] = f.hospital_code
@@ -135,9 +142,8 @@ async def apply_events(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[
     changed: list[dict[str, Any]] = []
     for cid in hospitals:  # the cases an event changed
         view = views[cid]
-        values: dict[str, Any] = {
-            s: (orjson.dumps(view[s]).decode() if view[s] is not None else None) for s in STAGES}
-        values.update(case_id=cid, list_version=view["list_version"], status=view["status"], updated_at=now)
+        values = {s: view[s] for s in STAGES} | dict(
+            case_id=cid, list_version=view["list_version"], status=view["status"], updated_at=now)
         if cid in stored:
             changed.append(values)
         else:

@@ -238,24 +238,24 @@ async def group_and_store(conn: AsyncConnection, items: Sequence[ToGroup], *,
     for item in items:
         f = item.payload.facts
         scheme = scheme_for(f)
+        trace: str | None = None
         if scheme is None:
-            mdc, adrg, drg, status, name, trace, scheme_id = "0000", "00", "0000", NO_SCHEME, None, None, "-"
+            mdc, adrg, drg, status, name, scheme_id = "0000", "00", "0000", NO_SCHEME, None, "-"
         else:
             g = scheme.group(engine_input(item.payload), code_mode=code_mode, trace=True)
             mdc, adrg, drg, status, name, scheme_id = g.mdc, g.adrg, g.drg, g.status, g.drg_name, scheme.id
-            trace = g.trace.to_dict() if g.trace is not None else None
+            trace = g.trace.to_json().decode() if g.trace is not None else None
         catalogue = catalogues.on(f.treatment_region or f.region, f.discharge_date)
         dip = None if catalogue is None else dip_grouping(catalogue, item.case_id, item.received)
         if dip is not None:
-            trace = (trace or {}) | {"dip": {k: dip[k] for k in (
-                "catalogue_id", "catalogue_version", "group", "kind", "treatment_type", "trace")}}
+            trace = orjson.dumps((orjson.loads(trace) if trace else {}) | {"dip": {k: dip[k] for k in (
+                "catalogue_id", "catalogue_version", "group", "kind", "treatment_type", "trace")}}).decode()
         key = (item.case_id, f.list_version)
         version = latest[key] = latest.get(key, 0) + 1
         rows.append(dict(
             case_id=item.case_id, list_version=f.list_version, grouping_version=version,
             scheme_id=scheme_id, code_mode=code_mode, mdc=mdc, adrg=adrg, drg=drg, status=status,
-            trace=orjson.dumps(trace).decode() if trace is not None else None,
-            grouped_at=now, dip_group=dip["group"] if dip is not None else None))
+            trace=trace, grouped_at=now, dip_group=dip["group"] if dip is not None else None))
         payload = CaseGrouped(facts=f, scheme_id=scheme_id, code_mode=code_mode,  # type: ignore[arg-type]
                               mdc=mdc, adrg=adrg, drg=drg, status=status, drg_name=name,
                               grouping_version=version, dip=dip)

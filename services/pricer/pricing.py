@@ -68,6 +68,8 @@ PAID = DRG_PRICED | {CaseType.OUT_OF_SCOPE}
 def _input_decimal(value: Any) -> Decimal:
     # Case input is read tolerantly (HIS exports write amounts as JSON numbers); str() keeps a
     # float's shortest repr, so 1234.56 stays 1234.56. Policies are read strictly instead.
+    if type(value) is Decimal and value.is_finite() and value >= 0:  # from a validated event
+        return to_fen(value)
     if value is None or value == "":
         return ZERO
     if isinstance(value, bool):

@@ -1,7 +1,10 @@
 """In-process bus for the embedded mode: one append-only log per topic, offsets per group.
 
 It keeps Kafka's semantics that the stages rely on (consumer groups, commit after work,
-redelivery of uncommitted messages to a restarted subscriber) without a broker.
+redelivery of uncommitted messages to a restarted subscriber) without a broker. Like a
+broker's retention, messages every subscribed group has committed are dropped once there are
+`retain` of them, so a long import does not keep every event in memory; a topic nobody
+subscribes to (the dead letters) keeps everything.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from shared.bus.base import Bus, Message, Record, Subscriber
 
 
 class MemoryBus(Bus):
-    def __init__(self) -> None:
+    def __init__(self, retain: int = 20_000) -> None:
         self._logs: dict[str, list[Message]] = defaultdict(list)
+        self._base: dict[str, int] = defaultdict(int)  # offset of the first message kept
         self._committed: dict[tuple[str, str], int] = defaultdict(int)  # (group, topic) -> next
+        self._groups: dict[str, set[str]] = defaultdict(set)  # topic -> groups that subscribed
         self._waiters: set[asyncio.Event] = set()  # one per subscriber, so no wake-up is lost
+        self.retain = retain
 
     async def start(self) -> None:
         return None
@@ -31,7 +37,7 @@ class MemoryBus(Bus):
     async def publish(self, records: Sequence[Record]) -> None:
         for r in records:
             log = self._logs[r.topic]
-            log.append(Message(r.topic, 0, len(log), r.key, r.value, r.headers))
+            log.append(Message(r.topic, 0, self._base[r.topic] + len(log), r.key, r.value, r.headers))
         if records:
             for w in self._waiters:
                 w.set()
@@ -42,8 +48,18 @@ class MemoryBus(Bus):
         return _MemorySubscriber(self, group_id, tuple(topics))
 
     def log(self, topic: str) -> list[Message]:
-        """Everything ever published to `topic` (for tests and the dead-letter view)."""
+        """What `topic` still holds (for tests and the dead-letter view)."""
         return list(self._logs[topic])
+
+    def _read(self, topic: str, position: int, n: int) -> list[Message]:
+        start = max(position - self._base[topic], 0)
+        return self._logs[topic][start:start + n]
+
+    def _committed_by_all(self, topic: str) -> None:
+        done = min(self._committed[(g, topic)] for g in self._groups[topic]) - self._base[topic]
+        if done >= self.retain:
+            del self._logs[topic][:done]
+            self._base[topic] += done
 
 
 class _MemorySubscriber(Subscriber):
@@ -55,6 +71,8 @@ class _MemorySubscriber(Subscriber):
     async def start(self) -> None:
         # A (re)started member resumes from the group's committed offsets, like Kafka.
         self._position = {t: self._bus._committed[(self._group, t)] for t in self._topics}
+        for t in self._topics:
+            self._bus._groups[t].add(self._group)
         self._bus._waiters.add(self._changed)
 
     async def stop(self) -> None:
@@ -77,10 +95,9 @@ class _MemorySubscriber(Subscriber):
     def _take(self, max_records: int) -> list[Message]:
         out: list[Message] = []
         for t in self._topics:
-            log = self._bus._logs[t]
-            start = self._position[t]
-            chunk = log[start : start + max_records - len(out)]
-            self._position[t] = start + len(chunk)
+            chunk = self._bus._read(t, self._position[t], max_records - len(out))
+            if chunk:
+                self._position[t] = chunk[-1].offset + 1
             out.extend(chunk)
             if len(out) >= max_records:
                 break
@@ -90,3 +107,5 @@ class _MemorySubscriber(Subscriber):
         for m in messages:
             key = (self._group, m.topic)
             self._bus._committed[key] = max(self._bus._committed[key], m.offset + 1)
+        for t in {m.topic for m in messages}:
+            self._bus._committed_by_all(t)

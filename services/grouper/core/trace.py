@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
+import orjson
+
 from .validation import CHECKS
 
 
@@ -120,15 +122,12 @@ class Trace:
     failure: str | None = None
     names: Names | None = field(default=None, repr=False, compare=False)
 
+    def to_json(self) -> bytes:
+        """The machine-readable trace as JSON (every field but the name tables)."""
+        return orjson.dumps(self, option=orjson.OPT_PASSTHROUGH_DATACLASS, default=_json_ready)
+
     def to_dict(self) -> dict[str, Any]:
-        # Not asdict(self): it would deep-copy the (large) name tables.
-        d = {
-            f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "names"
-        }
-        if self.cc is not None:
-            d["cc"]["has_mcc"] = self.cc.has_mcc
-            d["cc"]["has_cc"] = self.cc.has_cc
-        return d
+        return orjson.loads(self.to_json())  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ rendering
 
@@ -212,15 +211,21 @@ class Trace:
         return out
 
 
-def _plain(v: Any) -> Any:
-    """JSON-ready copy: dataclasses as dicts, sequences as lists (asdict's deep copy is slow)."""
-    if is_dataclass(v) and not isinstance(v, type):
-        return {f.name: _plain(getattr(v, f.name)) for f in fields(v)}
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _json_ready(v: Any) -> dict[str, Any]:
+    """orjson's fallback for the trace's dataclasses: their fields, one level at a time (orjson
+    does the rest), without the name tables; the CC analysis also says what it counted."""
+    names = _FIELDS.get(type(v))
+    if names is None:
+        if not is_dataclass(v):
+            raise TypeError(f"{type(v).__name__} is not JSON serialisable")
+        names = _FIELDS[type(v)] = tuple(f.name for f in fields(v) if f.name != "names")
+    d = {n: getattr(v, n) for n in names}
+    if isinstance(v, CcAnalysis):
+        d["has_mcc"], d["has_cc"] = v.has_mcc, v.has_cc
+    return d
 
 
 def _named(code: str | None, names: Mapping[str, str]) -> str:
