@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/bench_pipeline.py [--cases 20000] [--hospitals 20] [--scheme-dir DIR]
 
-Generates a synthetic region (3 years, seeded) into a JSON Lines file, starts all five stages in
-one process (in-process bus, one SQLite file, as `drgdip demo`), bulk-imports the file through
-ingest's `Intake` and polls each stage's table. A stage's time is from the start of the import
+Generates a synthetic region (3 years, seeded) into a JSON Lines file, calibrates weights on it
+with the pure core and imports a point-method policy for each of the three years (so that every
+case of the region is priced for real), starts all five stages in one process (in-process bus,
+one SQLite file, as `drgdip demo`), bulk-imports the file through ingest's `Intake` and polls
+each stage's table. A stage's time is from the start of the import
 until its table holds every accepted case (ingest_lists, grouper_results, pricer_results,
 review_results; for the gateway, read-model rows reviewed or withdrawn); its rate is accepted
 cases / that time. The stages overlap, so each figure is the pipeline's rate up to that stage.
@@ -25,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,9 +38,20 @@ import orjson  # noqa: E402
 from rich.console import Console  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from drgdip.demo import YEARS, embedded_runtime, pipeline_idle, resolve_scheme, stage  # noqa: E402
-from drgdip.generate import RegionGenerator  # noqa: E402
+from drgdip.demo import (  # noqa: E402
+    REGION,
+    YEAR_WEIGHTS,
+    YEARS,
+    embedded_runtime,
+    pipeline_idle,
+    points_policy,
+    resolve_scheme,
+    stage,
+)
+from drgdip.generate import RegionGenerator, grouping_case  # noqa: E402
 from services.grouper.core import load_scheme  # noqa: E402
+from services.pricer.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
+from services.pricer.service import import_policy  # noqa: E402
 from shared.runtime import Runtime  # noqa: E402
 
 STAGES = ("ingest", "grouper", "pricer", "review", "gateway")
@@ -68,17 +82,30 @@ async def run(scheme_dir: Path, cases: int, hospitals: int, seed: int, workdir: 
     scheme = load_scheme(scheme_dir)
     data = workdir / "region.jsonl"
     t = time.perf_counter()
+    gen = RegionGenerator(scheme, hospitals=hospitals, cases=cases, seed=seed, years=YEARS)
+    group = scheme.grouper("raw")
+    history: list[HistoricalCase] = []
     with data.open("wb", buffering=1 << 20) as fh:
-        for sl in RegionGenerator(scheme, hospitals=hospitals, cases=cases, seed=seed, years=YEARS):
+        for i, sl in enumerate(gen):
             fh.write(orjson.dumps(sl) + b"\n")
+            s = sl["setlinfo"]
+            history.append(HistoricalCase(
+                case_id=str(i), year=int(s["setl_end_date"][:4]), drg=group(grouping_case(sl)).drg,
+                cost=s["medfee_sumamt"], los=int(s["act_ipt_days"] or 0), hospital_code=s["fixmedins_code"]))
     generated = time.perf_counter() - t
     print(f"generated {cases:,} lists ({scheme.id}, {hospitals} hospitals) in {generated:.1f} s "
           f"({cases / generated:,.0f} lists/s)")
+    calibration = calibrate(history, CalibrationParams(region=REGION, year=gen.end_year + 1,
+                                                       year_weights=YEAR_WEIGHTS))
+    policies = [points_policy(scheme, calibration, gen.hospitals, year, Decimal("10"))
+                for year in range(gen.end_year - YEARS + 1, gen.end_year + 1)]
 
     from services.ingest.service import file_chunks, import_stream
 
     runtime = embedded_runtime(scheme, scheme_dir, workdir / "drgdip.db")
     await runtime.start()
+    for policy in policies:
+        await import_policy(runtime.engine, orjson.dumps(policy.to_document()), who="bench")
     reached: dict[str, float] = {}
     try:
         started = time.perf_counter()
@@ -104,12 +131,17 @@ async def run(scheme_dir: Path, cases: int, hospitals: int, seed: int, workdir: 
         while not await pipeline_idle(runtime):  # review's re-announcements may still be in flight
             await asyncio.sleep(0.5)
         idle = time.perf_counter() - started
+        from services.pricer.service import results as priced
+        async with runtime.engine.connect() as conn:
+            statuses = dict((await conn.execute(
+                select(priced.c.status, func.count()).group_by(priced.c.status))).tuples().all())
     finally:
         await runtime.stop()
 
     assert accepted is not None
     print(f"imported {summary['lines']:,} lists: {summary['accepted']:,} accepted, "
           f"{summary['rejected']:,} rejected by QC, {summary['duplicate']:,} duplicates")
+    print("priced: " + ", ".join(f"{n:,} {status}" for status, n in sorted(statuses.items())))
     print(f"{'stage':<10}{'done after s':>14}{'cases/s':>12}")
     print(f"{'import':<10}{reached['import']:>14.1f}{summary['lines'] / reached['import']:>12,.0f}  (lists stored and checked)")
     for name in STAGES:

@@ -34,6 +34,8 @@ def create_engine(url: str) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            # a stage touches many tables per batch: keep their pages in memory (256 MiB)
+            cur.execute("PRAGMA cache_size=-262144")
             cur.close()
             # transactions are begun explicitly below, as BEGIN IMMEDIATE
             dbapi_conn.isolation_level = None

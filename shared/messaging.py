@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
@@ -127,8 +128,8 @@ class OutboxRelay:
                 return 0
             await self.bus.publish([Record(self.namespace + r.topic, r.key, r.value) for r in rows])
             await conn.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
-        for r in rows:
-            self.metrics.published.labels(r.topic).inc()
+        for topic, n in Counter(r.topic for r in rows).items():
+            self.metrics.published.labels(topic).inc(n)
         return len(rows)
 
     async def backlog(self) -> int:
@@ -234,9 +235,11 @@ class EventConsumer:
                 return
         self.outbox.wakeup.set()
         per_event = (time.perf_counter() - started) / len(envs)
-        for msg, _env in envs:
-            self.metrics.consumed.labels(msg.topic).inc()
-            self.metrics.processing.labels(msg.topic).observe(per_event)
+        for topic, n in Counter(msg.topic for msg, _env in envs).items():
+            self.metrics.consumed.labels(topic).inc(n)
+            processing = self.metrics.processing.labels(topic)
+            for _ in range(n):
+                processing.observe(per_event)
 
     async def process(self, msg: Message) -> None:
         """Apply one message; returns once it is applied, skipped as a duplicate or dead-lettered."""
