@@ -159,11 +159,6 @@ class Envelope(BaseModel):
             payload=payload.model_dump(mode="json"),
         )
 
-    def facts(self) -> CaseFacts:
-        """Only the case facts the payload carries; raises `pydantic.ValidationError` if they
-        are missing or malformed (for consumers that keep the rest of the payload as it is)."""
-        return CaseFacts.model_validate(self.payload.get("facts"))
-
     def typed_payload(self) -> Any:
         """The payload as its pydantic model; raises `pydantic.ValidationError` if malformed."""
         return PAYLOADS[self.event_type].model_validate(self.payload)

@@ -17,6 +17,7 @@ import orjson
 import structlog
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -35,7 +36,7 @@ from services.gateway import readmodel
 from services.gateway.auth import BUREAU_ROLES, Principal, authenticate
 from shared.db import insert_many, update_many
 from shared.errors import ApiError
-from shared.events import TOPICS, CaseFacts, Envelope
+from shared.events import TOPICS, Envelope
 from shared.messaging import Outbox
 from shared.runtime import Context, Stage
 from shared.settings import GatewaySettings
@@ -87,7 +88,16 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def _stage_result(env: Envelope, facts: CaseFacts) -> str:
+class CaseRef(BaseModel):
+    """The case facts the read model files an event by (the rest of the payload is kept as is)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    hospital_code: str
+    list_version: int = 1
+    withdrawn: bool = False
+
+
+def _stage_result(env: Envelope, facts: CaseRef) -> str:
     """What the read model keeps of an event (JSON): its payload without the carried facts."""
     result = {k: v for k, v in env.payload.items() if k != "facts"}
     if facts.withdrawn:
@@ -123,7 +133,7 @@ async def _relay(client: httpx.AsyncClient, method: str, path: str, content: byt
 
 async def apply_events(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[Envelope]:
     """Fold stage events into the read model: one timeline row each, one case row per case."""
-    facts = [env.facts() for env in envs]  # validates: a malformed event is dead-lettered
+    facts = [CaseRef.model_validate(env.payload.get("facts")) for env in envs]  # malformed: dead-lettered
     await insert_many(conn, timeline, [dict(
         case_id=env.case_id, event_id=env.event_id, event_type=env.event_type, list_version=f.list_version,
         occurred_at=env.occurred_at, producer=env.producer) for env, f in zip(envs, facts, strict=True)])

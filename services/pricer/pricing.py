@@ -37,7 +37,7 @@ Rounding: each yuan figure is rounded half-up to the fen once, from the exact pr
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -170,12 +170,15 @@ class Price:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: decimals as strings, None kept as null."""
-        d = asdict(self)
+        d = {name: getattr(self, name) for name in _PRICE_FIELDS}  # flat: no need for asdict's deep copy
         d["case_type"] = self.case_type.value
         d["notes"] = list(self.notes)
         d["total_payment"] = self.total_payment
         d["fund_payment"] = self.fund_payment
         return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in d.items()}
+
+
+_PRICE_FIELDS = tuple(f.name for f in fields(Price))
 
 
 def select_policy(policies: Iterable[Policy], case: PricedCase) -> Policy | None:
