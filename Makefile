@@ -3,6 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 SHARED  ?= ../shared
+CASES   ?= 20000
 
 .PHONY: setup demo test bench lint clean
 
@@ -23,6 +24,7 @@ test: setup
 bench: setup
 	$(BIN)/python bench/bench_grouper.py --shared $(SHARED)
 	$(BIN)/python bench/bench_intake.py --shared $(SHARED)
+	$(BIN)/python bench/bench_pipeline.py --scheme-dir $(SHARED)/schemes/chs-drg-1.1 --cases $(CASES)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -133,8 +133,8 @@ async def run(scheme_dir: Path, cases: int, hospitals: int, seed: int, workdir: 
         idle = time.perf_counter() - started
         from services.pricer.service import results as priced
         async with runtime.engine.connect() as conn:
-            statuses = dict((await conn.execute(
-                select(priced.c.status, func.count()).group_by(priced.c.status))).tuples().all())
+            statuses: dict[str, int] = dict((await conn.execute(
+                select(priced.c.status, func.count()).group_by(priced.c.status))).all())
     finally:
         await runtime.stop()
 
