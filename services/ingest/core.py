@@ -13,6 +13,7 @@ Formats a list arrives in:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -131,7 +132,14 @@ def case_id_for(hospital_code: str, setl_id: str) -> str:
 
 def person_key(psn_no: str, secret: str) -> str:
     """A keyed hash of the person number: links a person's stays without revealing who it is."""
-    return hmac.new(secret.encode(), psn_no.encode(), hashlib.sha256).hexdigest()[:32]
+    mac = _keyed(secret).copy()  # copying the keyed state skips deriving the key pads per list
+    mac.update(psn_no.encode())
+    return mac.hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: str) -> hmac.HMAC:
+    return hmac.new(secret.encode(), digestmod=hashlib.sha256)
 
 
 def case_received(f: nat.CaseFields, *, list_version: int, psn_key: str,

@@ -56,7 +56,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from services.ingest.national import (
     LIST_INTERFACES,
@@ -68,7 +68,6 @@ from services.ingest.national import (
     Problem,
     SettlementList,
     Severity,
-    principal_first,
 )
 
 Category = Literal["completeness", "accuracy"]
@@ -231,12 +230,49 @@ PRINCIPAL_RULES: tuple[PrincipalRule, ...] = (
     PrincipalRule(CodeRange("R00", "R99"), "QC-DX-004", "症状、体征和异常所见"),
 )
 
+class _Ranged(Protocol):
+    @property
+    def codes(self) -> CodeRange: ...
+
+
+_R = TypeVar("_R", bound=_Ranged)
+
+
+class _RuleIndex(Generic[_R]):
+    """Which rules of a table cover a code, worked out once per code: codes repeat across lists,
+    and testing every range of the sex table for every diagnosis was most of QC's time."""
+
+    def __init__(self, rules: tuple[_R, ...]) -> None:
+        self.rules = rules
+        self._seen: dict[str, tuple[_R, ...]] = {}
+
+    def covering(self, code: str) -> tuple[_R, ...]:
+        found = self._seen.get(code)
+        if found is None:
+            found = tuple(r for r in self.rules if code in r.codes)
+            if len(self._seen) < 100_000:  # bounded: codes come from the senders
+                self._seen[code] = found
+        return found
+
+
+_INDEXES: dict[int, _RuleIndex[Any]] = {id(t): _RuleIndex(t) for t in (SEX_RULES, AGE_RULES, PRINCIPAL_RULES)}
+
+
+def _covering(rules: Sequence[_R], code: str) -> Sequence[_R]:
+    """The rules of `rules` (in order) whose code range holds `code`."""
+    index = _INDEXES.get(id(rules))
+    if index is not None and index.rules is rules:  # a built-in table (its index keeps it alive)
+        return index.covering(code)  # type: ignore[no-any-return]
+    return [r for r in rules if code in r.codes]
+
+
 FEE_CATEGORIES: Mapping[str, str] = {
     "01": "床位费", "02": "诊察费", "03": "检查费", "04": "化验费", "05": "治疗费",
     "06": "手术费", "07": "护理费", "08": "卫生材料费", "09": "西药费", "10": "中药饮片费",
     "11": "中成药费", "12": "一般诊疗费", "13": "挂号费", "14": "其他费",
 }
 FEE_TOLERANCE = Decimal("0.01")
+_ZERO = Decimal("0.00")
 SEX_CODES = frozenset({"0", "1", "2", "9"})
 DISCHARGE_WAYS = frozenset({"1", "2", "3", "4", "5", "9"})
 NEWBORN_DAYS = 28
@@ -361,8 +397,8 @@ def sex_specific_diagnoses(sl: SettlementList, ctx: QcContext) -> Iterator[Probl
         return
     sex = int(g)
     for i, d in _western(sl):
-        for rule in ctx.sex_rules:
-            if d.diag_code in rule.codes and rule.sex != sex:
+        for rule in _covering(ctx.sex_rules, d.diag_code):
+            if rule.sex != sex:
                 who_zh, who_en = ("女性", "female") if rule.sex == FEMALE else ("男性", "male")
                 yield _p("QC-SEX-001", _dx(i), f"{d.diag_code}（{rule.label_zh}）仅适用于{who_zh}",
                          f"{d.diag_code} is {who_en}-only")
@@ -375,8 +411,8 @@ def age_specific_diagnoses(sl: SettlementList, ctx: QcContext) -> Iterator[Probl
     if age is None:
         return
     for i, d in _western(sl):
-        for rule in ctx.age_rules:
-            if d.diag_code in rule.codes and not rule.min_age <= age < rule.max_age:
+        for rule in _covering(ctx.age_rules, d.diag_code):
+            if not rule.min_age <= age < rule.max_age:
                 yield _p("QC-AGE-001", _dx(i), f"{d.diag_code}（{rule.label_zh}）用于{age}岁患者",
                          f"{d.diag_code} at age {age}", severity=rule.severity)
                 break
@@ -453,7 +489,7 @@ def fee_categories_sum(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     total = sl.setlinfo.medfee_sumamt
     if total is None or not sl.iteminfo:
         return
-    summed = sum((i.amt for i in sl.iteminfo if i.amt is not None), Decimal("0.00"))
+    summed = sum((i.amt for i in sl.iteminfo if i.amt is not None), _ZERO)
     if abs(summed - total) > FEE_TOLERANCE:
         yield _p("QC-FEE-002", "setlinfo.medfee_sumamt", f"分类合计{summed}，总额{total}",
                  f"categories sum to {summed}, total is {total}")
@@ -491,16 +527,14 @@ def duplicate_diagnoses(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]
 
 def principal_allowed(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     """QC-DX-003 / 004: the principal is no external cause (error) or symptom code (warning)."""
-    ordered = principal_first(sl)
-    if not ordered:
+    western = _western(sl)
+    if not western:
         return
-    principal = ordered[0]
-    index = next(i for i, d in enumerate(sl.diseinfo) if d is principal)
-    for rule in ctx.principal_rules:
-        if principal.diag_code in rule.codes:
-            yield _p(rule.code, _dx(index), f"{principal.diag_code}（{rule.label_zh}）",
-                     principal.diag_code)
-            break
+    # the principal as `principal_first` picks it (the first flagged, else the first), with its index
+    index, principal = next(((i, d) for i, d in western if d.maindiag_flag == PRINCIPAL_FLAG), western[0])
+    for rule in _covering(ctx.principal_rules, principal.diag_code)[:1]:
+        yield _p(rule.code, _dx(index), f"{principal.diag_code}（{rule.label_zh}）",
+                 principal.diag_code)
 
 
 def duplicate_procedures(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:

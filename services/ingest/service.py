@@ -30,11 +30,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
     bindparam,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -42,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.ingest import core, csvformat, qc, quality
 from services.ingest import national as nat
+from shared.db import insert_many, update_many
 from shared.errors import ApiError
 from shared.events import CaseReceived, Envelope
 from shared.messaging import Outbox
@@ -91,6 +90,9 @@ jobs = Table(
     Column("format", String(8), nullable=False),
     Column("summary", Text, nullable=True),
 )
+
+
+_BY_CASE_IDS = select(lists).where(lists.c.case_id.in_(bindparam("case_ids", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -152,11 +154,17 @@ class Intake:
     async def store(self, items: Sequence[Received]) -> list[int]:
         """Transaction 1: the bytes, verbatim, before anything else happens."""
         now = datetime.now(UTC)
+        rows = [{"received_at": now, "format": i.format, "caller_hospital": i.caller_hospital, "raw": i.raw,
+                 "status": "pending", "job_id": i.job_id, "correlation_id": i.correlation_id} for i in items]
         async with self.engine.begin() as conn:
-            result = await conn.execute(insert(raw_table).returning(raw_table.c.id, sort_by_parameter_order=True), [
-                {"received_at": now, "format": i.format, "caller_hospital": i.caller_hospital, "raw": i.raw,
-                 "status": "pending", "job_id": i.job_id, "correlation_id": i.correlation_id}
-                for i in items])
+            if conn.dialect.name == "sqlite":
+                # SQLite does not promise RETURNING's order, so `sort_by_parameter_order` would make
+                # SQLAlchemy insert row by row. Holding the write lock, a multi-row INSERT numbers
+                # its rows in order (each page after the last), so the sorted ids are in order too.
+                result = await conn.execute(insert(raw_table).returning(raw_table.c.id), rows)
+                return sorted(int(r[0]) for r in result.all())
+            result = await conn.execute(
+                insert(raw_table).returning(raw_table.c.id, sort_by_parameter_order=True), rows)
             return [int(r[0]) for r in result.all()]
 
     async def recover(self) -> int:
@@ -197,14 +205,16 @@ class Intake:
 
     async def _latest_versions(self, conn: AsyncConnection,
                                keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-        if not keys:
-            return {}
-        conds = [and_(lists.c.hospital_code == h, lists.c.setl_id == s) for h, s in set(keys)]
+        wanted = set(keys)
+        # by the indexed case id (one cached statement); a case id names its key, but the
+        # hospital-setl_id split of an id is ambiguous, so the rows are matched on the key
+        case_ids = sorted({core.case_id_for(*key) for key in wanted})
         latest: dict[tuple[str, str], Any] = {}
-        for start in range(0, len(conds), 200):
-            for r in (await conn.execute(select(lists).where(or_(*conds[start:start + 200])))).all():
+        for start in range(0, len(case_ids), 500):
+            chunk = case_ids[start:start + 500]
+            for r in (await conn.execute(_BY_CASE_IDS, {"case_ids": chunk})).all():
                 key = (r.hospital_code, r.setl_id)
-                if key not in latest or r.list_version > latest[key].list_version:
+                if key in wanted and (key not in latest or r.list_version > latest[key].list_version):
                     latest[key] = r
         return latest
 
@@ -271,30 +281,27 @@ class _Writes:
              hospital: str | None = None, discharge: date | None = None, case_id: str | None = None,
              version: int | None = None) -> None:
         self.raw_updates.append({
-            "b_id": raw_id, "b_status": status, "b_problems": _problems_json(problems) if problems else None,
-            "b_hospital": hospital, "b_discharge": discharge, "b_case": case_id, "b_version": version})
+            "id": raw_id, "status": status, "problems": _problems_json(problems) if problems else None,
+            "hospital_code": hospital, "discharge_date": discharge, "case_id": case_id, "list_version": version})
 
     def add_version(self, row: Any, key: tuple[str, str], status: str, digest: str, payload: CaseReceived,
                     warnings: Sequence[nat.Problem]) -> None:
         case_id = core.case_id_for(*key)
-        event = payload.model_dump_json()
+        envelope = Envelope.new(payload, case_id=case_id, correlation_id=row.correlation_id, producer=NAME)
+        # the payload as JSON once: the same text as `payload.model_dump_json()` (tested), which
+        # would serialise the model a second time
+        event = orjson.dumps(envelope.payload).decode()
         self.versions.append({
             "case_id": case_id, "hospital_code": key[0], "setl_id": key[1],
             "list_version": payload.facts.list_version, "status": status, "raw_id": row.id,
             "content_sha256": digest, "event": event, "warnings": _problems_json(warnings),
             "received_at": datetime.now(UTC)})
         self.latest[key] = _Latest(key[0], key[1], payload.facts.list_version, status, digest, event)
-        self.events.append(Envelope.new(payload, case_id=case_id, correlation_id=row.correlation_id,
-                                        producer=NAME))
+        self.events.append(envelope)
 
     async def flush(self, conn: AsyncConnection, outbox: Outbox) -> None:
-        if self.raw_updates:
-            await conn.execute(update(raw_table).where(raw_table.c.id == bindparam("b_id")).values(
-                status=bindparam("b_status"), problems=bindparam("b_problems"),
-                hospital_code=bindparam("b_hospital"), discharge_date=bindparam("b_discharge"),
-                case_id=bindparam("b_case"), list_version=bindparam("b_version")), self.raw_updates)
-        if self.versions:
-            await conn.execute(insert(lists), self.versions)
+        await update_many(conn, raw_table, "id", self.raw_updates)
+        await insert_many(conn, lists, self.versions)
         await outbox.add(conn, self.events)
 
 

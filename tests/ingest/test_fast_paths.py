@@ -1,0 +1,342 @@
+"""Ingest's fast paths give exactly what the straightforward code gave.
+
+- Canonical values ("1286.83", "A05", "44") are read by pydantic's core without calling the
+  Python readers (`national._CanonicalFirst`): the models must still read every document into
+  the same values, or reject it with the same errors (type, field path, message), as models
+  whose fields all go through the Python readers (the reference, built here from the real ones).
+- QC looks up which sex/age/principal rules cover a code once per code (`qc._covering`).
+- The `case-received` payload is serialised once (`_Writes.add_version`).
+- The person key reuses the keyed HMAC state (`core.person_key`).
+- SQLite numbers a batch of received lists in order (`Intake.store`), and the latest version
+  of a list is found by its case id even when two keys share one (`Intake._latest_versions`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import hmac
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, get_args, get_origin
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+)
+from sqlalchemy import select
+
+from services.ingest import core, qc
+from services.ingest import national as nat
+from shared.events import CASE_RECEIVED, CaseFacts, CaseReceived, Envelope
+
+SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[2] / ".." / "shared")
+HSA = SHARED / "testdata" / "hsa"
+SCHEME = SHARED / "schemes" / "chs-drg-1.1"
+EXAMPLES = {name: json.loads((HSA / f"{name}.json").read_text(encoding="utf-8"))
+            for name in ("4101-01", "4101-03", "4101-05", "4101A-02", "4101A-04", "4101A-06")}
+
+
+# ----------------------------------------------------------------------------- the reference
+
+
+def _reference_annotation(annotation: Any, made: dict[type, type[BaseModel]]) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _reference(annotation, made)
+    if get_origin(annotation) is list:
+        return list[_reference_annotation(get_args(annotation)[0], made)]  # type: ignore[misc]
+    return annotation
+
+
+def _reference(model: type[BaseModel], made: dict[type, type[BaseModel]]) -> type[BaseModel]:
+    """`model` with every field read by its Python reader (BeforeValidator), as before."""
+    if model not in made:
+        fields: dict[str, Any] = {}
+        for name, info in model.model_fields.items():
+            meta = [BeforeValidator(m.read) if isinstance(m, nat._CanonicalFirst) else m for m in info.metadata]
+            annotation = _reference_annotation(info.annotation, made)
+            typ = Annotated[(annotation, *meta)] if meta else annotation  # type: ignore[valid-type]
+            if info.default_factory is not None:
+                fields[name] = (typ, Field(default_factory=info.default_factory))  # type: ignore[arg-type]
+            else:
+                fields[name] = (typ, ... if info.is_required() else info.default)
+        made[model] = create_model(f"Reference{model.__name__}", __config__=ConfigDict(extra="allow", frozen=True),
+                                   __doc__=model.__doc__,
+                                   **fields)
+    return made[model]
+
+
+_MADE: dict[type, type[BaseModel]] = {}
+MODELS: dict[type[BaseModel], type[BaseModel]] = {
+    m: _reference(m, _MADE) for m in (nat.SettlementList, nat.ListMessage, nat.StatusMessage)}
+
+
+def _plain(value: Any) -> Any:
+    """A comparable picture of a read value: types and Decimal exponents included."""
+    if isinstance(value, BaseModel):
+        return ("model", {k: _plain(v) for k, v in value.__dict__.items()}, _plain(value.model_extra),
+                sorted(value.model_fields_set))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return (type(value).__name__, repr(value))
+
+
+def _read(model: type[BaseModel], doc: object) -> Any:
+    try:
+        return _plain(model.model_validate(doc))
+    except ValidationError as e:
+        # (a message may name the model: the reference's name is ours with a prefix)
+        return [(x["type"], x["loc"], x["msg"].replace("Reference", "")) for x in e.errors(include_url=False)]
+
+
+def assert_same_reading(model: type[BaseModel], doc: object) -> None:
+    assert _read(model, doc) == _read(MODELS[model], doc)
+
+
+# ----------------------------------------------------------------------------- values
+
+PY_SPACE = [c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace()]
+ODD = ["", " ", "\u3000", "a", " a", "a ", " a ", "a b", "a\nb", "\na", "a\n", "\x1cA", "A\x1f", "\x85x",
+       "x\u200b", "\u200bx", "0", "00", "44", "044", "+1", "-1", "1.0", "1.00", "1.", ".5", "1e3", "１２",
+       "١٢", "٠.٠٠", "12.5", "12.50", "12.500", "12.505", "0.00", "-0.00", "000000000001.00",
+       "999999999999.99", "1234567890123.00", "1_000.00", "NaN", "inf", "9" * 12, "9" * 13,
+       "x" * 65, "中文", "😀", "\ud800", "A05", "N73.501"]
+ODD += [f"{c}x" for c in PY_SPACE] + [f"x{c}" for c in PY_SPACE] + PY_SPACE
+scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.decimals(allow_nan=False)
+           | st.text(max_size=16) | st.sampled_from(ODD)
+           | st.from_regex(r"[0-9]{1,13}(\.[0-9]{1,3})?", fullmatch=True))
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=12)
+
+
+class StrSubclass(str):
+    pass
+
+
+@pytest.mark.parametrize("field", ["gend", "age", "medfee_sumamt"])
+def test_canonical_fields_read_odd_values_as_the_python_readers(field: str) -> None:
+    values: list[Any] = [*ODD, StrSubclass("A05"), StrSubclass(" a "), 5, 5.0, 5.5, -3, True, 10**30, 1e300,
+              Decimal("1.234"), Decimal("12.50"), [], {}, None]
+    for value in values:
+        assert_same_reading(nat.SettlementList, {"setlinfo": {"setl_id": "S", "psn_no": "P",
+                                                              "fixmedins_code": "H", field: value},
+                                                 "diseinfo": [{"diag_code": "A00.000"}]})
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(["gend", "age", "nwb_age", "medfee_sumamt", "psn_selfpay", "insuplc",
+                                        "adm_time", "setl_id", "extension"]), scalars, max_size=5),
+       st.lists(st.dictionaries(st.sampled_from(["med_chrgitm", "amt", "oth_amt", "x"]), scalars, max_size=4),
+                max_size=3))
+def test_fields_read_any_value_as_the_python_readers(setl: dict[str, Any], items: list[Any]) -> None:
+    doc = {"setlinfo": {"setl_id": "S", "psn_no": "P", "fixmedins_code": "H"} | setl,
+           "diseinfo": [{"diag_code": "A00.000"}], "iteminfo": items}
+    assert_same_reading(nat.SettlementList, doc)
+
+
+def test_the_blank_class_is_exactly_what_strip_removes() -> None:
+    assert all(ord(c) < 0x3001 for c in PY_SPACE)  # national._SPACE looks no further
+    for c in map(chr, range(0x3001)):
+        assert (c + "a" + c).strip() == ("a" if c.isspace() else c + "a" + c)
+
+
+# ----------------------------------------------------------------------------- whole documents
+
+
+def _generated(n: int) -> Iterator[dict[str, Any]]:
+    from drgdip.generate import generate_region
+
+    return generate_region(SCHEME, hospitals=5, cases=n, seed=3)
+
+
+def test_generated_and_example_lists_read_the_same() -> None:
+    docs = [*_generated(300), *(m["input"] for m in EXAMPLES.values())]
+    for doc in docs:
+        assert_same_reading(nat.SettlementList, doc)
+        # the fast path actually ran: nothing to fall back on in these lists
+        assert isinstance(nat.parse_settlement_list(doc), nat.SettlementList)
+    for msg in EXAMPLES.values():
+        assert_same_reading(nat.ListMessage, msg)
+    assert_same_reading(nat.StatusMessage, json.loads((HSA / "4102-01.json").read_text(encoding="utf-8")))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(EXAMPLES)),
+       st.lists(st.tuples(st.sampled_from(["setlinfo", "diseinfo", "iteminfo", "oprninfo", "payinfo", "input",
+                                           "header"]),
+                          st.text(max_size=12) | st.sampled_from(["gend", "age", "nwb_age", "medfee_sumamt",
+                                                                  "amt", "diag_code", "infno", "fixmedins_code"]),
+                          json_values), min_size=1, max_size=6))
+def test_mutated_messages_read_the_same(name: str, mutations: list[tuple[str, str, Any]]) -> None:
+    msg = copy.deepcopy(EXAMPLES[name])
+    for node, key, value in mutations:
+        if node == "header":
+            msg[key] = value
+        elif node == "input":
+            msg["input"][key] = value
+        elif node == "setlinfo":
+            msg["input"]["setlinfo"][key] = value
+        elif isinstance(msg["input"].get(node), list) and msg["input"][node] and isinstance(msg["input"][node][0], dict):
+            msg["input"][node][0][key] = value
+    assert_same_reading(nat.ListMessage, msg)
+    assert_same_reading(nat.SettlementList, msg["input"])
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(json_values)
+def test_any_json_reads_the_same(doc: object) -> None:
+    for model in MODELS:
+        assert_same_reading(model, doc)
+
+
+def test_json_schema_is_that_of_the_annotated_types() -> None:
+    for model, reference in MODELS.items():
+        theirs = json.loads(json.dumps(reference.model_json_schema()).replace("Reference", ""))
+        assert model.model_json_schema() == theirs
+
+
+# ----------------------------------------------------------------------------- QC, events, keys
+
+
+codes = st.text(max_size=8) | st.from_regex(r"[A-Za-z][0-9]{2}(\.[0-9x]{1,4})?", fullmatch=True) | st.sampled_from(
+    ["O00", "O99.9", "D07.3", "D07.4", "d07.6", "D07.7", "N40", "N51.x", "N52", "P00", "P96.9", "V01", "Y98",
+     "Y99", "R00", "r99", "Z32", "Z39.0", "", "C51", "C58.x00"])
+
+
+@settings(max_examples=500)
+@given(codes)
+def test_rules_covering_a_code_are_those_whose_range_holds_it(code: str) -> None:
+    tables: tuple[Sequence[Any], ...] = (qc.SEX_RULES, qc.AGE_RULES, qc.PRINCIPAL_RULES)
+    for table in tables:
+        expected = [r for r in table if code in r.codes]
+        assert list(qc._covering(table, code)) == expected
+        assert list(qc._covering(table, code)) == expected  # and again, remembered
+        assert list(qc._covering(list(table), code)) == expected  # another table object: not indexed
+
+
+def _principal_allowed_as_before(sl: nat.SettlementList, ctx: qc.QcContext) -> Iterator[qc.Problem]:
+    ordered = nat.principal_first(sl)
+    if not ordered:
+        return
+    principal = ordered[0]
+    index = next(i for i, d in enumerate(sl.diseinfo) if d is principal)
+    for rule in ctx.principal_rules:
+        if principal.diag_code in rule.codes:
+            yield qc._p(rule.code, qc._dx(index), f"{principal.diag_code}（{rule.label_zh}）", principal.diag_code)
+            break
+
+
+@settings(max_examples=300)
+@given(st.lists(st.fixed_dictionaries({"diag_code": codes.filter(lambda c: c.strip() != ""),
+                                       "diag_type": st.sampled_from(["1", "2", "3", ""]),
+                                       "maindiag_flag": st.sampled_from(["1", "0", ""])}), min_size=1, max_size=5))
+def test_principal_check_finds_the_principal_as_before(diagnoses: list[dict[str, str]]) -> None:
+    doc = copy.deepcopy(EXAMPLES["4101-01"]["input"]) | {"diseinfo": diagnoses}
+    try:
+        sl = nat.parse_settlement_list(doc)
+    except nat.ListRejected:
+        return
+    ctx = qc.QcContext(qc.Dictionaries(frozenset(), frozenset()), "4101", qc.REQUIRED_FIELDS, qc.SEX_RULES,
+                       qc.AGE_RULES, qc.PRINCIPAL_RULES)
+    assert list(qc.principal_allowed(sl, ctx)) == list(_principal_allowed_as_before(sl, ctx))
+
+
+texts = st.text(max_size=10)
+amounts = st.decimals(min_value=0, max_value=Decimal("999999999999.99"), places=2)
+payloads = st.builds(
+    CaseReceived,
+    facts=st.builds(CaseFacts, hospital_code=texts, setl_id=texts, list_version=st.integers(1, 9), region=texts,
+                    psn_key=texts, admission_date=st.none() | st.dates(), discharge_date=st.none() | st.dates(),
+                    insurance_type=st.none() | texts, total_cost=st.none() | amounts,
+                    fees=st.dictionaries(texts, amounts, max_size=3), patient_share=st.none() | amounts,
+                    treatment_region=st.none() | texts, planned_readmission=st.booleans(),
+                    withdrawn=st.booleans()),
+    sex=st.none() | st.integers(0, 99), age=st.none() | st.integers(0, 150), age_days=st.none() | st.integers(0, 366),
+    birth_weight=st.none() | st.integers(0, 20000), dept=st.none() | texts, los=st.none() | st.integers(0, 36500),
+    leaving_type=st.none() | st.integers(0, 99), diagnoses=st.lists(texts, max_size=3),
+    procedures=st.lists(texts, max_size=3))
+
+
+@settings(max_examples=300)
+@given(payloads)
+def test_event_column_is_the_payload_json(payload: CaseReceived) -> None:
+    envelope = Envelope.new(payload, case_id="c", correlation_id="r", producer="ingest")
+    assert orjson.dumps(envelope.payload).decode() == payload.model_dump_json()
+
+
+def test_person_key_is_the_keyed_hash() -> None:
+    for secret in ("", "secret", "密钥" * 40):
+        for psn in ("", "P0001", "患者"):
+            expected = hmac.new(secret.encode(), psn.encode(), hashlib.sha256).hexdigest()[:32]
+            assert core.person_key(psn, secret) == expected
+
+
+# ----------------------------------------------------------------------------- the database
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> Any:
+    from drgdip.stages import build_runtime
+
+    rt = build_runtime("ingest", db=f"sqlite+aiosqlite:///{tmp_path / 'i.db'}", log_level="WARNING")
+    await rt.start()
+    try:
+        yield rt
+    finally:
+        await rt.stop()
+
+
+async def published(rt: Any, n: int) -> None:
+    """Wait for the relay to publish `n` events (stopping while it relays can hang the runtime)."""
+    for _ in range(200):
+        if len(rt.bus.log(CASE_RECEIVED)) >= n:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{n} events not published")
+
+
+async def test_store_returns_the_ids_in_the_order_of_the_lists(runtime: Any) -> None:
+    from services.ingest.service import Received, raw_table
+
+    intake = runtime.stages[0].service
+    items = [Received("native", f'{{"n": {i}}}'.encode(), correlation_id=f"c{i}") for i in range(1200)]
+    first = await intake.store(items[:5])
+    ids = await intake.store(items[5:])  # more than one INSERT page
+    assert first + ids == sorted(first + ids)
+    async with intake.engine.connect() as conn:
+        stored = dict((await conn.execute(select(raw_table.c.id, raw_table.c.raw))).all())
+    assert [stored[i] for i in first + ids] == [i.raw for i in items]
+
+
+async def test_keys_sharing_a_case_id_keep_their_own_versions(runtime: Any) -> None:
+    from services.ingest.service import Received
+
+    intake = runtime.stages[0].service
+    doc = EXAMPLES["4101-01"]["input"]
+
+    def variant(hospital: str, setl_id: str, note: str) -> Received:
+        d = copy.deepcopy(doc)
+        d["setlinfo"] |= {"fixmedins_code": hospital, "setl_id": setl_id, "psn_name": note}
+        return Received("native", orjson.dumps(d))
+
+    # both keys have the case id "A-B-C"
+    first = await intake.receive([variant("A-B", "C", "1"), variant("A", "B-C", "1")])
+    assert [(o.status, o.case_id, o.list_version) for o in first] == [("accepted", "A-B-C", 1)] * 2
+    again = await intake.receive([variant("A", "B-C", "2"), variant("A-B", "C", "1")])
+    assert [(o.status, o.list_version) for o in again] == [("accepted", 2), ("duplicate", 1)]
+    await published(runtime, 3)
