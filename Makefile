@@ -24,6 +24,7 @@ test: setup
 bench: setup
 	$(BIN)/python bench/bench_grouper.py --shared $(SHARED)
 	$(BIN)/python bench/bench_intake.py --shared $(SHARED)
+	$(BIN)/python bench/bench_cores.py --scheme-dir $(SHARED)/schemes/chs-drg-1.1
 	$(BIN)/python bench/bench_pipeline.py --scheme-dir $(SHARED)/schemes/chs-drg-1.1 --cases $(CASES)
 
 lint: setup
