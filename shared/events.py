@@ -7,6 +7,8 @@ so a newer producer never breaks an older consumer. The message key on the bus i
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -130,6 +132,17 @@ PAYLOADS: dict[str, type[_Payload]] = {
 SCHEMA_VERSION = 1
 
 
+def new_event_id() -> str:
+    """A UUIDv7 (RFC 9562): a millisecond timestamp, then random bits. Ids made later sort later,
+    so the inbox indexes that every consumed event id goes into grow at their end instead of
+    everywhere (which kept rewriting pages all over the database)."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")  # 80 random bits: 12 + 62 are used
+    value = ((ms & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 68) << 64
+             | 0b10 << 62 | rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -149,7 +162,7 @@ class Envelope(BaseModel):
         event_type = next(t for t, p in PAYLOADS.items() if isinstance(payload, p))
         # every field is made here from a validated payload: nothing to validate again
         return cls.model_construct(
-            event_id=str(uuid.uuid4()),
+            event_id=new_event_id(),
             event_type=event_type,
             schema_version=SCHEMA_VERSION,
             occurred_at=datetime.now(UTC),
