@@ -77,7 +77,7 @@ def _priced(raw: list[tuple[int, int, int, int, int]]) -> list[Envelope]:
                          case_id=_case_id(*s[:3]), correlation_id="c", producer="test") for s in raw]
 
 
-@settings(max_examples=40)
+@settings(max_examples=40, deadline=None)  # each example runs two databases
 @given(stays, cuts)
 def test_review_in_batches_flags_what_review_one_by_one_flags(tmp_path_factory: Any, raw: list, sizes: list) -> None:
     events = _priced(raw)
@@ -133,7 +133,7 @@ def _stage_events(raw: list[tuple[int, int, int, int, int]], order: list[int]) -
     return out
 
 
-@settings(max_examples=40)
+@settings(max_examples=40, deadline=None)  # each example runs two databases
 @given(stays, st.lists(st.integers(0, 13), min_size=1, max_size=20), cuts)
 def test_read_model_in_batches_is_the_read_model_one_by_one(tmp_path_factory: Any, raw: list, order: list,
                                                             sizes: list) -> None:
