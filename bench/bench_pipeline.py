@@ -15,8 +15,10 @@ The scheme folder defaults to $DRGDIP_SCHEME_DIR, else <shared>/schemes/chs-drg-
 <shared> = $DRGDIP_SHARED or <repo>/../shared.
 
 The 200,000-case run (`--cases 200000`) is the figure to quote for a prefecture-sized region:
-run it before a release and note the result. Not measured yet; at the rate of the 3,000- and
-20,000-case runs (about 100 cases/s end to end on 2 cores, SQLite) expect 35-40 minutes.
+run it before a release and note the result. Measured on the 2-core development machine
+(2026-11-23): 20,000 lists ~700 cases/s; 200,000 lists 516 cases/s end to end (6.4 min,
+1 GB resident; before time-ordered event ids). `bench_cores.py` gives the floor of the
+one-process pipeline: what the pure cores alone cost per case.
 """
 
 from __future__ import annotations
