@@ -34,8 +34,9 @@ from services.grouper.core import load_scheme  # noqa: E402
 from services.grouper.service import engine_input  # noqa: E402
 from services.ingest import core, qc  # noqa: E402
 from services.pricer.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
-from services.pricer.service import InForce, price_grouped  # noqa: E402
+from services.pricer.service import price_grouped  # noqa: E402
 from shared.events import CaseGrouped  # noqa: E402
+from shared.periods import InForce  # noqa: E402
 
 
 def timed(items: Sequence[Any], work: Callable[[Any], Any]) -> tuple[list[Any], float]:

@@ -16,8 +16,8 @@ The scheme folder defaults to $DRGDIP_SCHEME_DIR, else <shared>/schemes/chs-drg-
 
 The 200,000-case run (`--cases 200000`) is the figure to quote for a prefecture-sized region:
 run it before a release and note the result. Measured on the 2-core development machine
-(2026-11-23): 20,000 lists ~700 cases/s; 200,000 lists 516 cases/s end to end (6.4 min,
-1 GB resident; before time-ordered event ids). `bench_cores.py` gives the floor of the
+(2026-11-23): 20,000 lists ~700 cases/s; 200,000 lists 599 cases/s end to end (5.5 min,
+1 GB resident). `bench_cores.py` gives the floor of the
 one-process pipeline: what the pure cores alone cost per case.
 """
 

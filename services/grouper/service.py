@@ -38,6 +38,7 @@ from shared.db import insert_many
 from shared.errors import ApiError
 from shared.events import CASE_RECEIVED, CaseFacts, CaseGrouped, CaseReceived, Envelope
 from shared.messaging import Outbox
+from shared.periods import InForce
 from shared.runtime import Context, Stage
 from shared.settings import GrouperSettings
 
@@ -118,7 +119,7 @@ class CatalogueBook:
     def __init__(self) -> None:
         self._parsed: dict[tuple[str, int], Catalogue] = {}
 
-    async def load(self, conn: AsyncConnection) -> CataloguesInForce:
+    async def load(self, conn: AsyncConnection) -> InForce[Catalogue]:
         """The registrations as they stand (one small query; documents parsed once per version)."""
         c = dip_catalogues.c
         rows = (await conn.execute(select(c.catalogue_id, c.version, c.region, c.valid_from,
@@ -127,26 +128,8 @@ class CatalogueBook:
             doc = (await conn.execute(select(c.document).where(
                 c.catalogue_id == key[0], c.version == key[1]).limit(1))).scalar_one()
             self._parsed[key] = Catalogue.from_document(orjson.loads(doc))
-        by_region: dict[str, list[Any]] = {}
-        # latest start, then highest version, first
-        for r in sorted(rows, key=lambda r: (r.valid_from, r.version), reverse=True):
-            by_region.setdefault(r.region, []).append(r)
-        return CataloguesInForce(by_region, self._parsed)
-
-
-@dataclass(frozen=True)
-class CataloguesInForce:
-    by_region: dict[str, list[Any]]
-    parsed: dict[tuple[str, int], Catalogue]
-
-    def on(self, region: str, day: date | None) -> Catalogue | None:
-        """The catalogue registered for `region` on `day` (latest start, then version, wins)."""
-        if day is None:
-            return None
-        for r in self.by_region.get(region, ()):
-            if r.valid_from <= day and (r.valid_to is None or r.valid_to >= day):
-                return self.parsed[(r.catalogue_id, r.version)]
-        return None
+        return InForce([(r.region, r.valid_from, r.valid_to, r.version, self._parsed[(r.catalogue_id, r.version)])
+                        for r in rows])
 
 
 def dip_grouping(catalogue: Catalogue, case_id: str, received: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +202,7 @@ class ToGroup:
 
 async def group_and_store(conn: AsyncConnection, items: Sequence[ToGroup], *,
                           scheme_for: Callable[[CaseFacts], Scheme | None], code_mode: str,
-                          catalogues: CataloguesInForce) -> list[Envelope]:
+                          catalogues: InForce[Catalogue]) -> list[Envelope]:
     """Group each list version, store each result with its trace as a new grouping version,
     and return the `case-grouped` events to publish (in the order of `items`).
 

@@ -19,7 +19,7 @@ from dataclasses import fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -64,6 +64,7 @@ from shared.db import insert_many
 from shared.errors import ApiError
 from shared.events import CASE_GROUPED, CaseGrouped, CasePriced, Envelope
 from shared.messaging import Outbox
+from shared.periods import InForce
 from shared.runtime import Context, Stage
 from shared.settings import PricerSettings
 
@@ -165,7 +166,6 @@ statements = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-T = TypeVar("T")
 NO_POLICY = "NO_POLICY"
 PRICED = "PRICED"
 
@@ -283,27 +283,6 @@ async def import_dip_policy(engine: AsyncEngine, policy_bytes: bytes, catalogue_
                 "sha256": hashlib.sha256(policy_bytes).hexdigest(),
                 "catalogue_sha256": hashlib.sha256(catalogue_bytes).hexdigest()}).decode()))
     return policy
-
-
-class InForce(Generic[T]):
-    """Stored policy versions by region and validity: which are in force on a day."""
-
-    def __init__(self, entries: list[tuple[str, date, date | None, int, T]]) -> None:
-        self._by_region: dict[str, list[tuple[date, date | None, int, T]]] = {}
-        # latest start, then highest version, first
-        for region, start, end, version, item in sorted(entries, key=lambda e: (e[1], e[3]), reverse=True):
-            self._by_region.setdefault(region, []).append((start, end, version, item))
-
-    def all_on(self, region: str, day: date | None) -> list[T]:
-        """Every version of `region` in force on `day`, the latest start (then version) first."""
-        if day is None:
-            return []
-        return [item for start, end, _v, item in self._by_region.get(region, ())
-                if start <= day and (end is None or end >= day)]
-
-    def on(self, region: str, day: date | None) -> T | None:
-        found = self.all_on(region, day)
-        return found[0] if found else None
 
 
 class DipBook:
