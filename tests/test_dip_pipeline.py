@@ -184,3 +184,27 @@ def test_the_cli_imports_a_catalogue_and_a_dip_policy(tmp_path: Path, catalogue:
             await engine.dispose()
 
     assert asyncio.run(counts()) == (1, 1)
+
+
+async def test_draft_check_gives_the_dip_group_the_pipeline_assigns(pipeline) -> None:  # type: ignore[no-untyped-def]
+    from services.grouper.service import cases as grouper_cases
+
+    rt, client = pipeline
+    sl = next(with_money(x) for x in lists(24) if x["setlinfo"]["dscg_time"][:10] >= SWITCH.isoformat())
+    assert (await client.post("/api/v1/settlement-lists", json=sl)).status_code == 202
+
+    async def grouped() -> bool:
+        return await count(rt.engine, "grouper_results") == 1
+
+    await wait_until(grouped, 30, "the case grouped")
+    async with rt.engine.connect() as conn:
+        stored = (await conn.execute(select(grouper_results))).one()
+        received = orjson.loads((await conn.execute(select(grouper_cases.c.payload))).scalar_one())
+    draft = {k: received[k] for k in ("sex", "age", "diagnoses", "procedures")}
+    day = received["facts"]["discharge_date"]
+    r = await client.post("/api/v1/group", json=draft | {"region": REGION, "discharge_date": day})
+    assert r.status_code == 200, r.text
+    assert r.json()["drg"] == stored.drg
+    assert r.json()["dip"]["group"] == stored.dip_group and r.json()["dip"]["trace"]
+    before = await client.post("/api/v1/group", json=draft | {"region": REGION, "discharge_date": "2024-06-30"})
+    assert before.status_code == 200 and "dip" not in before.json()  # no catalogue in force yet

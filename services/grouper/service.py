@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.grouper.core import RegistryError, Scheme, SchemeError, SchemeRegistry, load_scheme
-from services.pricer.dip import Catalogue, assign, dip_case_from_payload
+from services.pricer.dip import Catalogue, DipCase, assign, dip_case_from_payload
 from shared.db import insert_many
 from shared.errors import ApiError
 from shared.events import CASE_RECEIVED, CaseFacts, CaseGrouped, CaseReceived, Envelope
@@ -310,6 +310,19 @@ def build(ctx: Context) -> Stage:
         if trace and r.trace is not None:
             out["trace"] = r.trace.to_dict()
             out["explanation"] = r.trace.render()
+        # where a DIP catalogue is in force, the case's DIP group too (as the live stage assigns it)
+        day = draft.discharge_date
+        async with ctx.engine.connect() as conn:
+            catalogue = (await catalogues.load(conn)).on(draft.region, day)
+        if catalogue is not None and day is not None:
+            a = assign(catalogue, DipCase(
+                case_id="draft", year=day.year, discharge_date=day, region=draft.region,
+                principal_diagnosis=draft.diagnoses[0] if draft.diagnoses else "",
+                secondary_diagnoses=tuple(draft.diagnoses[1:]), procedures=tuple(draft.procedures),
+                total_cost="0"))
+            out["dip"] = {"catalogue_id": catalogue.catalogue_id, "catalogue_version": catalogue.version,
+                          "group": a.code, "kind": a.kind, "treatment_type": a.treatment_type.value,
+                          "trace": list(a.trace)}
         return out
 
     @router.post("/dip/catalogues", status_code=201)
