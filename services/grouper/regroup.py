@@ -17,7 +17,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.grouper.core import Scheme
-from services.grouper.service import CatalogueBook, ToGroup, cases, group_and_store, results
+from services.grouper.service import ToGroup, cases, catalogue_book, group_and_store, results
 from shared.messaging import Outbox
 
 
@@ -47,7 +47,7 @@ async def regroup(engine: AsyncEngine, outbox: Outbox, scheme: Scheme, *, code_m
     async with engine.connect() as conn:
         rows = (await conn.execute(q.order_by(cases.c.case_id))).all()
     migration = Migration(scheme.id)
-    catalogues = CatalogueBook()
+    catalogues = catalogue_book()
     r = results.c
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
@@ -61,7 +61,7 @@ async def regroup(engine: AsyncEngine, outbox: Outbox, scheme: Scheme, *, code_m
             events = await group_and_store(
                 conn, [ToGroup.from_json(x.case_id, x.correlation_id, orjson.loads(x.payload)) for x in chunk],
                 scheme_for=lambda _facts: scheme, code_mode=code_mode,
-                catalogues=await catalogues.load(conn))
+                catalogues=await catalogues.in_force(conn))
             for row, ev in zip(chunk, events, strict=True):
                 migration.moves[(before.get((row.case_id, row.list_version), "-"), ev.payload["drg"])] += 1
             migration.cases += len(chunk)

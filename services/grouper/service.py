@@ -38,7 +38,7 @@ from shared.db import insert_many
 from shared.errors import ApiError
 from shared.events import CASE_RECEIVED, CaseFacts, CaseGrouped, CaseReceived, Envelope
 from shared.messaging import Outbox
-from shared.periods import InForce
+from shared.periods import InForce, Versions
 from shared.runtime import Context, Stage
 from shared.settings import GrouperSettings
 
@@ -113,23 +113,9 @@ async def import_catalogue(engine: AsyncEngine, document_bytes: bytes, region: s
     return catalogue
 
 
-class CatalogueBook:
-    """Parsed DIP catalogues by (id, version); which one is in force is looked up per batch."""
-
-    def __init__(self) -> None:
-        self._parsed: dict[tuple[str, int], Catalogue] = {}
-
-    async def load(self, conn: AsyncConnection) -> InForce[Catalogue]:
-        """The registrations as they stand (one small query; documents parsed once per version)."""
-        c = dip_catalogues.c
-        rows = (await conn.execute(select(c.catalogue_id, c.version, c.region, c.valid_from,
-                                          c.valid_to))).all()
-        for key in {(r.catalogue_id, r.version) for r in rows} - self._parsed.keys():
-            doc = (await conn.execute(select(c.document).where(
-                c.catalogue_id == key[0], c.version == key[1]).limit(1))).scalar_one()
-            self._parsed[key] = Catalogue.from_document(orjson.loads(doc))
-        return InForce([(r.region, r.valid_from, r.valid_to, r.version, self._parsed[(r.catalogue_id, r.version)])
-                        for r in rows])
+def catalogue_book() -> Versions[Catalogue]:
+    """Registered DIP catalogues, each version parsed once; which is in force is read per batch."""
+    return Versions(dip_catalogues, "catalogue_id", lambda row: Catalogue.from_document(orjson.loads(row.document)))
 
 
 def dip_grouping(catalogue: Catalogue, case_id: str, received: dict[str, Any]) -> dict[str, Any]:
@@ -267,7 +253,7 @@ class DraftCase(BaseModel):
 def build(ctx: Context) -> Stage:
     settings = ctx.settings if isinstance(ctx.settings, GrouperSettings) else GrouperSettings()
     book = SchemeBook(settings.default_scheme)
-    catalogues = CatalogueBook()
+    catalogues = catalogue_book()
     outbox = Outbox(NAME, metadata)
 
     async def on_start() -> None:
@@ -289,7 +275,7 @@ def build(ctx: Context) -> Stage:
             discharge_date=i.payload.facts.discharge_date, correlation_id=i.correlation_id,
             payload=orjson.dumps(i.received).decode()) for i in items])
         return await group_and_store(conn, items, scheme_for=scheme_for, code_mode=settings.code_mode,
-                                     catalogues=await catalogues.load(conn))
+                                     catalogues=await catalogues.in_force(conn))
 
     router = APIRouter(tags=["grouper"])
 
@@ -313,7 +299,7 @@ def build(ctx: Context) -> Stage:
         # where a DIP catalogue is in force, the case's DIP group too (as the live stage assigns it)
         day = draft.discharge_date
         async with ctx.engine.connect() as conn:
-            catalogue = (await catalogues.load(conn)).on(draft.region, day)
+            catalogue = (await catalogues.in_force(conn)).on(draft.region, day)
         if catalogue is not None and day is not None:
             a = assign(catalogue, DipCase(
                 case_id="draft", year=day.year, discharge_date=day, region=draft.region,

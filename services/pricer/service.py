@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -64,7 +64,7 @@ from shared.db import insert_many
 from shared.errors import ApiError
 from shared.events import CASE_GROUPED, CaseGrouped, CasePriced, Envelope
 from shared.messaging import Outbox
-from shared.periods import InForce
+from shared.periods import InForce, Versions
 from shared.runtime import Context, Stage
 from shared.settings import PricerSettings
 
@@ -190,6 +190,23 @@ def _what(policy: Policy, document: bytes) -> str:
     }).decode()
 
 
+def _is_new_version(kind: str, policy_id: str, version: int, stored: Sequence[Any],
+                    same_content: Callable[[Any], bool]) -> bool:
+    """Whether `version` is to be stored, given the stored versions (latest first): False when
+    it is stored with the same content (re-importing is a no-op); `PolicyConflict` when it is
+    stored with another content or older than the latest stored version."""
+    row = next((r for r in stored if r.version == version), None)
+    if row is not None:
+        if same_content(row):
+            return False
+        raise PolicyConflict([("version", f"{kind} {policy_id} version {version} is already stored "
+                                          "with another content: bump the version")])
+    if stored and stored[0].version > version:
+        raise PolicyConflict([("version", f"{kind} {policy_id} is at version {stored[0].version}: "
+                                          "a new version must be higher")])
+    return True
+
+
 async def store_policy(conn: AsyncConnection, document: bytes, who: str = "cli") -> tuple[Policy, bool]:
     """Validate and store a policy version with its audit row; (policy, stored).
 
@@ -202,15 +219,9 @@ async def store_policy(conn: AsyncConnection, document: bytes, who: str = "cli")
         select(policy_versions.c.version, policy_versions.c.document)
         .where(policy_versions.c.policy_id == policy.policy_id)
         .order_by(policy_versions.c.version.desc()))).all()
-    same = next((r for r in stored if r.version == policy.version), None)
-    if same is not None:
-        if parse_policy(same.document) == policy:
-            return policy, False
-        raise PolicyConflict([("version", f"policy {policy.policy_id} version {policy.version} is "
-                                          "already stored with another content: bump the version")])
-    if stored and stored[0].version > policy.version:
-        raise PolicyConflict([("version", f"policy {policy.policy_id} is at version "
-                                          f"{stored[0].version}: a new version must be higher")])
+    if not _is_new_version("policy", policy.policy_id, policy.version, stored,
+                           lambda row: parse_policy(row.document) == policy):
+        return policy, False
     now = datetime.now(UTC)
     await conn.execute(insert(policy_versions).values(
         policy_id=policy.policy_id, version=policy.version, region=policy.region,
@@ -258,16 +269,9 @@ async def import_dip_policy(engine: AsyncEngine, policy_bytes: bytes, catalogue_
         stored = (await conn.execute(select(d.version, d.document, d.catalogue)
                                      .where(d.policy_id == policy.policy_id)
                                      .order_by(d.version.desc()))).all()
-        same = next((r for r in stored if r.version == policy.version), None)
-        if same is not None:
-            if _parse_dip(same.document.encode(), same.catalogue.encode()) == (policy, catalogue):
-                return policy
-            raise PolicyConflict([("version", f"DIP policy {policy.policy_id} version "
-                                              f"{policy.version} is already stored with another "
-                                              "content: bump the version")])
-        if stored and stored[0].version > policy.version:
-            raise PolicyConflict([("version", f"DIP policy {policy.policy_id} is at version "
-                                              f"{stored[0].version}: a new version must be higher")])
+        if not _is_new_version("DIP policy", policy.policy_id, policy.version, stored, lambda row: _parse_dip(
+                row.document.encode(), row.catalogue.encode()) == (policy, catalogue)):
+            return policy
         now = datetime.now(UTC)
         await conn.execute(insert(dip_policies).values(
             policy_id=policy.policy_id, version=policy.version, region=policy.region,
@@ -285,61 +289,15 @@ async def import_dip_policy(engine: AsyncEngine, policy_bytes: bytes, catalogue_
     return policy
 
 
-class DipBook:
-    """Parsed DIP policies with their catalogues, by (policy id, version)."""
-
-    def __init__(self) -> None:
-        self._parsed: dict[tuple[str, int], tuple[DipPolicy, Catalogue]] = {}
-
-    async def _get(self, conn: AsyncConnection, policy_id: str, version: int) -> tuple[DipPolicy, Catalogue]:
-        key = (policy_id, version)
-        if key not in self._parsed:
-            d = dip_policies.c
-            row = (await conn.execute(select(d.document, d.catalogue).where(
-                d.policy_id == policy_id, d.version == version))).one()
-            self._parsed[key] = _parse_dip(row.document.encode(), row.catalogue.encode())
-        return self._parsed[key]
-
-    async def load(self, conn: AsyncConnection) -> InForce[tuple[DipPolicy, Catalogue]]:
-        """Every stored DIP policy version by region (one small query per batch of cases)."""
-        d = dip_policies.c
-        rows = (await conn.execute(select(d.policy_id, d.version, d.region, d.valid_from, d.valid_to))).all()
-        return InForce([(r.region, r.valid_from, r.valid_to, r.version,
-                         await self._get(conn, r.policy_id, r.version)) for r in rows])
-
-    async def latest(self, conn: AsyncConnection, policy_id: str) -> tuple[DipPolicy, Catalogue] | None:
-        version = await conn.scalar(select(func.max(dip_policies.c.version))
-                                    .where(dip_policies.c.policy_id == policy_id))
-        return None if version is None else await self._get(conn, policy_id, version)
+def policy_book() -> Versions[Policy]:
+    """Stored DRG policy versions, each parsed once."""
+    return Versions(policy_versions, "policy_id", lambda row: parse_policy(row.document))
 
 
-class PolicyBook:
-    """Parsed policies by (id, version): documents are immutable, so parsing once is enough."""
-
-    def __init__(self) -> None:
-        self._parsed: dict[tuple[str, int], Policy] = {}
-
-    async def load(self, conn: AsyncConnection) -> InForce[Policy]:
-        """Every stored policy version by region (one small query per batch of cases)."""
-        v = policy_versions.c
-        rows = (await conn.execute(select(v.policy_id, v.version, v.region, v.valid_from, v.valid_to))).all()
-        return InForce([(r.region, r.valid_from, r.valid_to, r.version,
-                         await self.get(conn, r.policy_id, r.version)) for r in rows])
-
-    async def get(self, conn: AsyncConnection, policy_id: str, version: int) -> Policy:
-        key = (policy_id, version)
-        if key not in self._parsed:
-            doc = await conn.scalar(select(policy_versions.c.document).where(
-                policy_versions.c.policy_id == policy_id, policy_versions.c.version == version))
-            if doc is None:
-                raise KeyError(key)
-            self._parsed[key] = parse_policy(doc)
-        return self._parsed[key]
-
-    async def latest(self, conn: AsyncConnection, policy_id: str) -> Policy | None:
-        version = await conn.scalar(select(func.max(policy_versions.c.version))
-                                    .where(policy_versions.c.policy_id == policy_id))
-        return None if version is None else await self.get(conn, policy_id, version)
+def dip_book() -> Versions[tuple[DipPolicy, Catalogue]]:
+    """Stored DIP policy versions with the catalogue each prices with, each parsed once."""
+    return Versions(dip_policies, "policy_id",
+                    lambda row: _parse_dip(row.document.encode(), row.catalogue.encode()))
 
 
 # --- pricing ------------------------------------------------------------------------------------
@@ -474,10 +432,10 @@ async def _store_statements(conn: AsyncConnection, items: list[Statement],
 
 
 async def _policy_for_settlement(conn: AsyncConnection, policy_id: str) -> Policy:
-    policy = await PolicyBook().latest(conn, policy_id)
+    policy = await policy_book().latest(conn, policy_id)
     if policy is None:
         # a DIP policy settles through the same engine, its scores standing in for weights
-        dip = await DipBook().latest(conn, policy_id)
+        dip = await dip_book().latest(conn, policy_id)
         if dip is None:
             raise SettlementError(f"policy_id: no policy {policy_id!r} is stored")
         return settlement_policy(*dip)
@@ -628,20 +586,20 @@ def _statement_row(row: Any) -> dict[str, Any]:
 def build(ctx: Context) -> Stage:
     settings = ctx.settings if isinstance(ctx.settings, PricerSettings) else PricerSettings()
     outbox = Outbox(NAME, metadata)
-    book = PolicyBook()
-    dip_book = DipBook()
+    policies_ = policy_book()
+    dip_policies_ = dip_book()
 
     async def on_start() -> None:
         if settings.policy_file is not None:
             await import_policy(ctx.engine, Path(settings.policy_file).read_bytes(), who="settings")
 
     async def handle(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[Envelope]:
-        policies, dip_policies_ = await book.load(conn), await dip_book.load(conn)
+        policies, dips = await policies_.in_force(conn), await dip_policies_.in_force(conn)
         rows: list[dict[str, Any]] = []
         events: list[Envelope] = []
         for env in envs:
             g: CaseGrouped = env.typed_payload()
-            row, payload = price_grouped(env.case_id, g, policies, dip_policies_)
+            row, payload = price_grouped(env.case_id, g, policies, dips)
             rows.append(row)
             events.append(Envelope.new(payload, case_id=env.case_id, correlation_id=env.correlation_id,
                                        producer=NAME))
