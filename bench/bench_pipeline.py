@@ -65,7 +65,7 @@ async def stage_counts(runtime: Runtime) -> dict[str, int]:
     from services.grouper.service import results as grouped
     from services.ingest.service import lists
     from services.pricer.service import results as priced
-    from services.review.service import results as reviewed
+    from services.review.repository import results as reviewed
 
     queries = {
         "ingest": select(func.count()).select_from(lists),

@@ -75,9 +75,9 @@ def serve(
 @policy_app.command("import")
 def policy_import(file: Path, db: Db = None) -> None:
     """Store a pricing policy JSON in the pricer's database."""
+    from services.pricer.config import PricerSettings
     from services.pricer.policy import PolicyError
     from services.pricer.service import import_policy
-    from shared.settings import PricerSettings
 
     try:
         p = _on_database(PricerSettings, "pricer", db, lambda e: import_policy(e, file.read_bytes()))
@@ -98,7 +98,7 @@ def _on_database(settings: type[ServiceSettings], service: str, db: str | None,
 
 
 def _on_gateway(db: str | None, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    from shared.settings import GatewaySettings
+    from services.gateway.config import GatewaySettings
 
     return _on_database(GatewaySettings, "gateway", db, work)
 
@@ -155,10 +155,11 @@ def import_lists(
     from rich.progress import Progress
 
     from services.ingest import qc
+    from services.ingest.config import IngestSettings
     from services.ingest.service import NAME, Intake, file_chunks, import_stream
     from shared.messaging import Outbox
     from shared.migrate import run_on_database
-    from shared.settings import IngestSettings, load_settings
+    from shared.settings import load_settings
 
     fmt = format or ("csv" if file.suffix.lower() == ".csv" else "jsonl")
     settings = load_settings(IngestSettings, db=db, dictionary_scheme=dictionary_scheme)
@@ -222,9 +223,9 @@ def scheme_import(
 
     from sqlalchemy import delete, insert
 
+    from services.grouper.config import GrouperSettings
     from services.grouper.core import SchemeError, load_scheme
     from services.grouper.service import registrations
-    from shared.settings import GrouperSettings
 
     try:
         scheme = load_scheme(folder)
@@ -265,11 +266,12 @@ def regroup(
     from rich.table import Table
     from sqlalchemy import MetaData, select
 
+    from services.grouper.config import GrouperSettings
     from services.grouper.regroup import regroup as run_regroup
     from services.grouper.service import NAME, SchemeBook, registrations
     from shared.messaging import Outbox
     from shared.migrate import run_on_database
-    from shared.settings import GrouperSettings, load_settings
+    from shared.settings import load_settings
 
     settings = load_settings(GrouperSettings, db=db, schemes_dir=schemes_dir)
     console = Console()
@@ -317,8 +319,8 @@ def dip_import_catalogue(
 
     from pydantic import ValidationError
 
+    from services.grouper.config import GrouperSettings
     from services.grouper.service import import_catalogue
-    from shared.settings import GrouperSettings
 
     async def run(engine: AsyncEngine) -> str:
         start, end = date.fromisoformat(valid_from), date.fromisoformat(valid_to) if valid_to else None
@@ -340,9 +342,9 @@ def dip_import_policy(
     db: Db = None,
 ) -> None:
     """Store a DIP policy version with its catalogue in the pricer's database."""
+    from services.pricer.config import PricerSettings
     from services.pricer.policy import PolicyError
     from services.pricer.service import import_dip_policy
-    from shared.settings import PricerSettings
 
     async def run(engine: AsyncEngine) -> str:
         p = await import_dip_policy(engine, file.read_bytes(), catalogue.read_bytes())

@@ -176,7 +176,7 @@ async def pipeline_idle(runtime: Runtime) -> bool:
     published = {t: len(bus.log(t)) for c in runtime.consumers for t in c.topics}
     async with runtime.engine.connect() as conn:
         for c in runtime.consumers:
-            inbox = c.outbox.inbox
+            inbox = c.inbox.table
             for t in c.topics:
                 done = await conn.scalar(select(func.count()).select_from(inbox).where(inbox.c.topic == t))
                 dead = sum(1 for m in bus.log(dead_letter_topic(t))
@@ -362,7 +362,7 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
     from services.grouper.regroup import regroup
     from services.ingest.service import file_chunks, import_stream
     from services.pricer.service import results as priced_rows
-    from services.review.service import results as review_rows
+    from services.review.repository import results as review_rows
 
     data, last_year, progress = options.data_dir, options.end_year, steps.progress
 

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
+from services.gateway.config import GatewaySettings
 from services.gateway.service import build as gateway
+from services.grouper.config import GrouperSettings
 from services.grouper.service import build as grouper
+from services.ingest.config import IngestSettings
 from services.ingest.service import build as ingest
+from services.pricer.config import PricerSettings
 from services.pricer.service import build as pricer
-from services.review.service import build as review
+from services.review.app import build as review
+from services.review.config import ReviewSettings
 from shared.runtime import Runtime, StageFactory
-from shared.settings import (
-    SETTINGS_BY_SERVICE,
-    GatewaySettings,
-    GrouperSettings,
-    IngestSettings,
-    PricerSettings,
-    ReviewSettings,
-    load_settings,
-)
+from shared.settings import ServiceSettings, load_settings
 
+SETTINGS_BY_SERVICE: dict[str, type[ServiceSettings]] = {
+    "ingest": IngestSettings, "grouper": GrouperSettings, "pricer": PricerSettings,
+    "review": ReviewSettings, "gateway": GatewaySettings,
+}
 FACTORIES: dict[str, StageFactory] = {
     "ingest": ingest, "grouper": grouper, "pricer": pricer, "review": review, "gateway": gateway,
 }

@@ -7,7 +7,7 @@
 # Environment knobs:
 #   KAFKA_VERSION=4.1.1     Kafka broker version (verified: 4.1.1 and 3.9.1)
 #   DRGDIP_KEEP_RUN_DIR=1   keep the temporary run dir (server logs) after the run
-#   SKIP_RUFF=1             do not run `ruff check .` and mypy
+#   SKIP_RUFF=1             do not run `ruff check .`, mypy and lint-imports
 # Exported to pytest: DRGDIP_TEST_KAFKA, DRGDIP_TEST_PG, DRGDIP_TEST_REQUIRE_SERVERS=1.
 set -Eeuo pipefail
 
@@ -232,6 +232,8 @@ if [ "${SKIP_RUFF:-0}" != 1 ]; then
   .venv/bin/ruff check . || ruff_rc=$?
   log "mypy shared services drgdip"
   .venv/bin/mypy shared services drgdip || ruff_rc=$?
+  log "lint-imports (services apart, domain packages pure)"
+  .venv/bin/lint-imports || ruff_rc=$?
   [ "$ruff_rc" -eq 0 ] || log "lint or type check failed (rc=$ruff_rc); running the tests anyway"
 fi
 

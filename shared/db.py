@@ -8,13 +8,29 @@ own database. Stages use SQLAlchemy Core: one transaction per consumed message o
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, bindparam, event, insert, text, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Numeric,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -48,6 +64,54 @@ def create_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A `Decimal` with `scale` places, stored exactly: NUMERIC on PostgreSQL, and on SQLite (whose
+    NUMERIC is a float on disk) an integer count of 10^-scale (fen for money). Values are rounded
+    half up to `scale` places on the way in, as NUMERIC does."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int) -> None:
+        super().__init__(precision, scale)
+        self.precision, self.scale = precision, scale
+        self._unit = Decimal(1).scaleb(-scale)
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return value
+        return int(Decimal(value).quantize(self._unit, rounding=ROUND_HALF_UP).scaleb(self.scale))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-self.scale)
+        return Decimal(value)
+
+
+def money() -> ExactDecimal:
+    """The column type of an amount in yuan (to the fen): up to 10^12 yuan."""
+    return ExactDecimal(16, 2)
+
+
+def latest_per_case(table: Table, version: str, *, key: str = "case_id",
+                    where: ColumnElement[bool] | None = None) -> Select[Any]:
+    """SELECT the rows of `table` with the highest `version` for each `key` (the newest list
+    version, grouping version or stored row of every case); `where` narrows the cases first."""
+    k, v = table.c[key], table.c[version]
+    newest = select(k.label("k"), func.max(v).label("v")).group_by(k)
+    if where is not None:
+        newest = newest.where(where)
+    sub = newest.subquery()
+    return select(table).join(sub, and_(k == sub.c.k, v == sub.c.v))
 
 
 async def ping(engine: AsyncEngine, timeout: float = 2.0) -> bool:

@@ -1,35 +1,81 @@
-"""One error shape for every API: `{"error": {"code", "message", "field"}}` with a 4xx status.
+"""One error family for every API and command.
 
-Domain errors carry a stable code; request validation errors name the field path. Nothing a
-client sends can produce a 500.
+A `DomainError` carries a stable `code`, an HTTP `status`, a message, the field at fault and
+`details`: always a list of `{field, code, message}` (a detail may add keys such as
+`message_zh`). One handler turns it into `{"error": {code, message, field, details}}` with its
+status. Domain code raises these (pure: no web framework here); the service edge maps them once.
+Nothing a client sends can produce a 500.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 details: list[dict] | None = None) -> None:
+class DomainError(Exception):
+    """A request the rules refuse: the caller can fix it (4xx), or an upstream is down (503)."""
+
+    status: ClassVar[int] = 422
+    default_code: ClassVar[str] = "INVALID"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None,
+                 details: Sequence[Mapping[str, Any]] = (), status: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
-        self.details = details or []
+        self.message = message
+        self.code = code or self.default_code
+        self.field = field
+        if status is not None:
+            self.status = status  # type: ignore[misc]
+        self.details: list[dict[str, Any]] = [dict(d) for d in details] or (
+            [detail(field, self.code, message)] if field else [])
 
-    def body(self) -> dict:
-        err: dict = {"code": self.code, "message": self.message, "field": self.field}
-        if self.details:
-            err["details"] = self.details
-        return {"error": err}
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "field": self.field,
+                          "details": self.details}}
+
+
+def detail(field: str | None, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """One entry of `details`."""
+    return {"field": field, "code": code, "message": message, **extra}
+
+
+class Invalid(DomainError):
+    """The input breaks a rule (422)."""
+
+
+class NotFound(DomainError):
+    status = 404
+    default_code = "NOT_FOUND"
+
+
+class Conflict(DomainError):
+    """The input is well formed but clashes with what is stored (409)."""
+
+    status = 409
+    default_code = "CONFLICT"
+
+
+class Unauthorized(DomainError):
+    status = 401
+    default_code = "UNAUTHORIZED"
+
+
+class Forbidden(DomainError):
+    status = 403
+    default_code = "FORBIDDEN"
+
+
+class Unavailable(DomainError):
+    """Something this request needs is not answering (503): try again later."""
+
+    status = 503
+    default_code = "UNAVAILABLE"
 
 
 def field_path(loc: tuple | list) -> str:
+    """pydantic's error location as a field path: `("body", "diseinfo", 0, "diag_code")` ->
+    `diseinfo[0].diag_code`."""
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
     out = ""
     for p in parts:
@@ -37,25 +83,15 @@ def field_path(loc: tuple | list) -> str:
     return out or (str(loc[0]) if loc else "request")  # the whole body (or query) is at fault
 
 
-def validation_details(errors: Sequence[Any]) -> list[dict]:
-    return [{"field": field_path(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
+def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """pydantic's errors as `details` entries (its error type is the code)."""
+    return [detail(field_path(e.get("loc", ())), str(e.get("type", "invalid")), str(e.get("msg", "")))
             for e in errors]
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        details = validation_details(exc.errors())
-        first = details[0] if details else {"field": None, "message": "invalid request"}
-        err = ApiError(422, "INVALID_FIELD", f"{first['field']}: {first['message']}", first["field"], details)
-        return JSONResponse(err.body(), status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED", 403: "FORBIDDEN"}.get(
-            exc.status_code, "HTTP_ERROR")
-        return JSONResponse(ApiError(exc.status_code, code, str(exc.detail)).body(), status_code=exc.status_code)
+def invalid_from_validation(errors: Sequence[Any], code: str = "INVALID_FIELD") -> Invalid:
+    """A pydantic `ValidationError.errors()` as one `Invalid` naming the first field at fault."""
+    details = validation_details(errors)
+    first = details[0] if details else detail("request", code, "invalid request")
+    return Invalid(f"{first['field']}: {first['message']}", code=code, field=first["field"],
+                   details=details)

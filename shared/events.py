@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
+from shared.dip import DipGrouping
+
 CASE_RECEIVED = "case-received"
 CASE_GROUPED = "case-grouped"
 CASE_PRICED = "case-priced"
@@ -86,9 +88,7 @@ class CaseGrouped(_Payload):
     status: str
     drg_name: str | None = None
     grouping_version: int = 1
-    # DIP (§5), when a catalogue is in force for the treatment region: catalogue_id,
-    # catalogue_version, group, kind, treatment_type, trace, and `case` (the DipCase inputs)
-    dip: dict[str, Any] | None = None
+    dip: DipGrouping | None = None  # DIP (§5), when a catalogue is in force where care was given
 
 
 class CaseFlag(BaseModel):

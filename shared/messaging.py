@@ -80,10 +80,11 @@ def _table(metadata: MetaData, name: str, columns: Callable[[], list[Column]]) -
 
 
 class Outbox:
+    """The events a service's transactions cause, stored with them and published by the relay."""
+
     def __init__(self, service: str, metadata: MetaData) -> None:
-        # the tables belong to the service's metadata; a second runtime in one process reuses them
+        # the table belongs to the service's metadata; a second runtime in one process reuses it
         self.table = _table(metadata, f"{service}_outbox", outbox_columns)
-        self.inbox = _table(metadata, f"{service}_inbox", inbox_columns)
         self.wakeup = asyncio.Event()
 
     async def add(self, conn: AsyncConnection, events: Sequence[Envelope]) -> None:
@@ -94,16 +95,24 @@ class Outbox:
             {"event_id": e.event_id, "topic": e.event_type, "key": e.case_id, "value": e.to_bytes(),
              "created_at": now} for e in events])
 
+
+
+class Inbox:
+    """The ids of the events a service has applied: a redelivered event is applied once."""
+
+    def __init__(self, service: str, metadata: MetaData) -> None:
+        self.table = _table(metadata, f"{service}_inbox", inbox_columns)
+
     async def claim(self, conn: AsyncConnection, events: Sequence[tuple[str, str]]) -> set[str]:
         """Record `(event_id, topic)` pairs as processed; returns the ids not seen before."""
         wanted = dict(events)  # a redelivery may repeat an event inside one batch
         seen = set((await conn.execute(
-            select(self.inbox.c.event_id).where(self.inbox.c.event_id.in_(list(wanted)))
+            select(self.table.c.event_id).where(self.table.c.event_id.in_(list(wanted)))
         )).scalars())
         fresh = {e: t for e, t in wanted.items() if e not in seen}
         if fresh:
             now = datetime.now(UTC)
-            await insert_many(conn, self.inbox, [
+            await insert_many(conn, self.table, [
                 {"event_id": e, "topic": t, "processed_at": now} for e, t in fresh.items()])
         return set(fresh)
 
@@ -165,12 +174,12 @@ class PoisonMessage(Exception):
 class EventConsumer:
     """The consume loop of one stage: fetch, apply each event once, commit, dead-letter poison."""
 
-    def __init__(self, *, service: str, bus: Bus, engine: AsyncEngine, outbox: Outbox,
+    def __init__(self, *, service: str, bus: Bus, engine: AsyncEngine, outbox: Outbox, inbox: Inbox,
                  topics: Sequence[str], handler: Handler, metrics: ServiceMetrics,
                  max_attempts: int = 5, retry_backoff_ms: int = 200,
                  fetch_max_records: int = 1000, fetch_linger_ms: int = 0,
                  instance_id: str | None = None, namespace: str = "") -> None:
-        self.service, self.bus, self.engine, self.outbox = service, bus, engine, outbox
+        self.service, self.bus, self.engine, self.outbox, self.inbox = service, bus, engine, outbox, inbox
         self.topics = tuple(namespace + t for t in topics)
         self.group_id = namespace + service
         self.handler, self.metrics = handler, metrics
@@ -215,7 +224,7 @@ class EventConsumer:
         while True:
             try:
                 async with self.engine.begin() as conn:
-                    fresh = await self.outbox.claim(conn, [(e.event_id, m.topic) for m, e in envs])
+                    fresh = await self.inbox.claim(conn, [(e.event_id, m.topic) for m, e in envs])
                     todo: list[Envelope] = []
                     for _msg, env in envs:
                         if env.event_id in fresh:
@@ -254,7 +263,7 @@ class EventConsumer:
             started = time.perf_counter()
             try:
                 async with self.engine.begin() as conn:
-                    if await self.outbox.claim(conn, [(env.event_id, msg.topic)]):
+                    if await self.inbox.claim(conn, [(env.event_id, msg.topic)]):
                         await self.outbox.add(conn, await self.handler(conn, [env]))
                 self.outbox.wakeup.set()
                 self.metrics.consumed.labels(msg.topic).inc()

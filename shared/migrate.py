@@ -60,3 +60,18 @@ def run_env() -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+def schema_diff(sync_connection, service: str, metadata) -> list:  # type: ignore[no-untyped-def]
+    """What Alembic's autogenerate finds between the database (built by `service`'s migrations)
+    and the service's runtime tables: an empty list when they agree. Other services' tables
+    in the same database are left out."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    def mine(name, type_, _parent_names) -> bool:  # type: ignore[no-untyped-def]
+        return type_ != "table" or bool(name) and name.startswith(f"{service}_")
+
+    mc = MigrationContext.configure(sync_connection, opts={
+        "compare_type": True, "include_name": mine, "version_table": f"alembic_version_{service}"})
+    return list(compare_metadata(mc, metadata))

@@ -25,11 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import db as dbmod
 from shared import migrate
 from shared.bus import Bus, bus_from_url
-from shared.errors import install_error_handlers
 from shared.events import ALL_TOPICS
-from shared.messaging import EventConsumer, Handler, Outbox, OutboxRelay
+from shared.messaging import EventConsumer, Handler, Inbox, Outbox, OutboxRelay
 from shared.observability import ServiceMetrics, configure_logging, get_logger
 from shared.settings import ServiceSettings
+from shared.web import install_error_handlers
 
 log = get_logger("drgdip.runtime")
 
@@ -86,6 +86,9 @@ class Runtime:
         self._clients: list[httpx.AsyncClient] = []
         ctx = Context(settings, self.engine, self.bus, self._http)
         self.stages = [f(ctx) for f in factories]
+        # what routes reach through `shared.web` dependencies (`Conn`, `stage_service`)
+        self.app.state.engine = self.engine
+        self.app.state.services = {s.name: s.service for s in self.stages}
         self.relays: list[OutboxRelay] = []
         self.consumers: list[EventConsumer] = []
         self._tasks: list[asyncio.Task] = []
@@ -93,9 +96,10 @@ class Runtime:
             metrics = ServiceMetrics.create(s.name)
             self.relays.append(OutboxRelay(self.engine, s.outbox, self.bus, metrics,
                                            settings.relay_interval_ms, namespace=settings.namespace))
+            inbox = Inbox(s.name, s.metadata)
             for topics, handler in s.subscriptions:
                 self.consumers.append(EventConsumer(
-                    service=s.name, bus=self.bus, engine=self.engine, outbox=s.outbox,
+                    service=s.name, bus=self.bus, engine=self.engine, outbox=s.outbox, inbox=inbox,
                     topics=topics, handler=handler, metrics=metrics,
                     max_attempts=settings.max_attempts, retry_backoff_ms=settings.retry_backoff_ms,
                     fetch_max_records=settings.fetch_max_records,

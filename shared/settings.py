@@ -1,4 +1,5 @@
-"""Settings, one class per service, read from `DRGDIP_*` environment variables.
+"""Settings read from `DRGDIP_*` environment variables: what every service needs. Each service
+adds its own in `services/<name>/config.py`.
 
 Bad values stop the service at start-up with pydantic's message naming the variable.
 The same names are used by the CLI flags, docker-compose.yml and the k8s manifests.
@@ -6,13 +7,10 @@ The same names are used by the CLI flags, docker-compose.yml and the k8s manifes
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-SERVICES = ("ingest", "grouper", "pricer", "review", "gateway")
 
 
 class ServiceSettings(BaseSettings):
@@ -60,47 +58,6 @@ class ServiceSettings(BaseSettings):
         if not (v.startswith("sqlite+aiosqlite://") or v.startswith("postgresql+asyncpg://")):
             raise ValueError("must be sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST:PORT/DB")
         return v
-
-
-class IngestSettings(ServiceSettings):
-    dictionary_scheme: Path | None = Field(
-        None, description="scheme folder whose diagnoses.tsv/procedures.tsv the code checks use")
-    psn_key_secret: str = Field(
-        "drgdip-dev-secret",
-        min_length=8,
-        description="key for hashing person numbers; set a private value in production",
-    )
-
-
-class GrouperSettings(ServiceSettings):
-    schemes_dir: Path | None = Field(
-        None, description="folder of scheme folders to import at start (e.g. ../shared/schemes)"
-    )
-    default_scheme: str = Field("chs-drg-1.1", description="scheme for regions with no registration")
-    code_mode: Literal["raw", "mapped"] = "raw"
-
-
-class PricerSettings(ServiceSettings):
-    policy_file: Path | None = Field(None, description="pricing policy JSON imported at start")
-
-
-class ReviewSettings(ServiceSettings):
-    pass
-
-
-class GatewaySettings(ServiceSettings):
-    ingest_url: str = Field("http://127.0.0.1:8001", description="ingest service base URL")
-    grouper_url: str = Field("http://127.0.0.1:8002", description="grouper service base URL")
-    pricer_url: str = Field("http://127.0.0.1:8003", description="pricer service base URL")
-
-
-SETTINGS_BY_SERVICE: dict[str, type[ServiceSettings]] = {
-    "ingest": IngestSettings,
-    "grouper": GrouperSettings,
-    "pricer": PricerSettings,
-    "review": ReviewSettings,
-    "gateway": GatewaySettings,
-}
 
 
 S = TypeVar("S", bound=ServiceSettings)

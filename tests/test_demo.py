@@ -27,7 +27,7 @@ from services.gateway.service import cases as read_model
 from services.ingest.core import case_id_for
 from services.pricer.policy import to_fen
 from services.pricer.service import statements
-from services.review.service import results as reviews
+from services.review.repository import results as reviews
 from shared.db import create_engine
 
 NATIONAL = SHARED / "schemes" / "chs-drg-1.1"

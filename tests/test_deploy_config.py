@@ -7,7 +7,8 @@ import re
 import pytest
 from helpers import REPO
 
-from shared.settings import SETTINGS_BY_SERVICE, env_names
+from drgdip.stages import SETTINGS_BY_SERVICE
+from shared.settings import env_names
 
 KNOWN = set().union(*(env_names(cls) for cls in SETTINGS_BY_SERVICE.values()))
 
@@ -31,7 +32,7 @@ def test_each_service_is_deployed_with_its_database(service: str) -> None:
 def test_settings_fail_fast_on_bad_values() -> None:
     from pydantic import ValidationError
 
-    from shared.settings import GrouperSettings
+    from services.grouper.config import GrouperSettings
 
     with pytest.raises(ValidationError, match="bus"):
         GrouperSettings(bus="amqp://x")

@@ -22,7 +22,7 @@ from drgdip.generate import generate_region
 from drgdip.stages import build_runtime
 from services.grouper.service import import_catalogue
 from services.grouper.service import results as grouper_results
-from services.pricer.dip import Catalogue, build_catalogue, dip_case_from_list
+from services.pricer.dip import build_catalogue, dip_case_from_list
 from services.pricer.policy import PolicyError
 from services.pricer.service import (
     PolicyConflict,
@@ -31,6 +31,7 @@ from services.pricer.service import (
     run_annual_clearing,
     run_monthly_presettlement,
 )
+from shared.dip import Catalogue
 
 REGION = "350500"
 SWITCH = date(2024, 7, 1)

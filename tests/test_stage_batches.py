@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from services.gateway import service as gateway
-from services.review import service as review
+from services.review import handlers as review_handlers
+from services.review import repository as review
 from shared.db import create_engine
 from shared.events import CaseFacts, CaseFlagged, CaseGrouped, CasePriced, CaseReceived, Envelope
 
@@ -84,8 +85,8 @@ def test_review_in_batches_flags_what_review_one_by_one_flags(tmp_path_factory: 
     tmp = tmp_path_factory.mktemp("review")
 
     async def both() -> None:
-        one = await _run(tmp / "one.db", review.metadata, review.review_batch, [[e] for e in events])
-        many = await _run(tmp / "many.db", review.metadata, review.review_batch, _chunks(events, sizes))
+        one = await _run(tmp / "one.db", review.metadata, review_handlers.on_case_priced, [[e] for e in events])
+        many = await _run(tmp / "many.db", review.metadata, review_handlers.on_case_priced, _chunks(events, sizes))
         assert await _rows(tmp / "one.db", review.results, "reviewed_at") == \
             await _rows(tmp / "many.db", review.results, "reviewed_at")
         assert await _rows(tmp / "one.db", review.stays) == await _rows(tmp / "many.db", review.stays)
@@ -102,7 +103,7 @@ def test_a_readmission_is_flagged_when_both_stays_arrive_in_one_batch(tmp_path: 
     later, earlier = _priced([(0, 0, 10, 2, 1), (0, 0, 0, 5, 1)])  # later stay first
 
     async def run() -> None:
-        out = await _run(tmp_path / "r.db", review.metadata, review.review_batch, [[later, earlier]])
+        out = await _run(tmp_path / "r.db", review.metadata, review_handlers.on_case_priced, [[later, earlier]])
         flags = (await _rows(tmp_path / "r.db", review.results))[later.case_id]
         assert [f["related_case_id"] for f in orjson.loads(flags["flags"])] == [earlier.case_id]
         assert flags["review_version"] == 2  # reviewed clean first, then flagged when the earlier came

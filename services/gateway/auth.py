@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, DateTime, MetaData, String, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.errors import ApiError
+from shared.errors import DomainError
 
 HOSPITAL = "hospital"
 BUREAU_ROLES = ("bureau-analyst", "bureau-reviewer", "bureau-admin")
@@ -39,13 +39,12 @@ class Principal:
 
     def require(self, *roles: str) -> None:
         if self.role not in roles:
-            raise ApiError(403, "FORBIDDEN", f"this needs one of the roles {', '.join(roles)}")
+            raise DomainError(f"this needs one of the roles {', '.join(roles)}", code="FORBIDDEN", status=403)
 
     def require_hospital(self, hospital_code: str, field: str) -> None:
         """A hospital may act only for itself."""
         if self.role == HOSPITAL and self.hospital_code != hospital_code:
-            raise ApiError(403, "HOSPITAL_MISMATCH",
-                           f"this token belongs to hospital {self.hospital_code}, not {hospital_code}", field)
+            raise DomainError(f"this token belongs to hospital {self.hospital_code}, not {hospital_code}", code="HOSPITAL_MISMATCH", status=403, field=field)
 
 
 def hash_token(token: str) -> str:
@@ -101,10 +100,10 @@ async def list_tokens(engine: AsyncEngine) -> list[dict]:
 
 async def authenticate(engine: AsyncEngine, authorization: str | None) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
-        raise ApiError(401, "UNAUTHORIZED", "send an Authorization: Bearer <token> header")
+        raise DomainError("send an Authorization: Bearer <token> header", code="UNAUTHORIZED", status=401)
     token = authorization[7:].strip()
     async with engine.connect() as conn:
         row = (await conn.execute(select(_tokens).where(_tokens.c.token_hash == hash_token(token)))).first()
     if row is None or row.revoked_at is not None:
-        raise ApiError(401, "UNAUTHORIZED", "unknown or revoked token")
+        raise DomainError("unknown or revoked token", code="UNAUTHORIZED", status=401)
     return Principal(row.token_id, row.role, row.hospital_code)

@@ -34,12 +34,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.gateway import readmodel
 from services.gateway.auth import BUREAU_ROLES, Principal, authenticate
+from services.gateway.config import GatewaySettings
 from shared.db import insert_many, update_many
-from shared.errors import ApiError
+from shared.errors import DomainError
 from shared.events import TOPICS, Envelope
 from shared.messaging import Outbox
 from shared.runtime import Context, Stage
-from shared.settings import GatewaySettings
 
 NAME = "gateway"
 metadata = MetaData()
@@ -127,7 +127,7 @@ async def _relay(client: httpx.AsyncClient, method: str, path: str, content: byt
         r = await client.request(method, path, content=content, headers=headers, params=params,
                                  timeout=None if path.endswith(":import") else 30)
     except httpx.HTTPError as e:
-        raise ApiError(503, "UPSTREAM_UNAVAILABLE", f"{path} is unavailable: {type(e).__name__}") from None
+        raise DomainError(f"{path} is unavailable: {type(e).__name__}", code="UPSTREAM_UNAVAILABLE", status=503) from None
     return Response(r.content, status_code=r.status_code, media_type="application/json")
 
 
@@ -248,7 +248,7 @@ def build(ctx: Context) -> Stage:
                               who: Principal = Depends(caller)) -> Response:
         """A hospital's settlement statements (pre-settlement, clearing), every version."""
         if not who.may_see(hospital):
-            raise ApiError(403, "FORBIDDEN", "a hospital sees only its own statements", "hospital")
+            raise DomainError("a hospital sees only its own statements", code="FORBIDDEN", status=403, field="hospital")
         return await _relay(client("pricer"), "GET", "/statements", b"", forward_headers(who),
                             params=dict(request.query_params))
 
@@ -274,7 +274,7 @@ def build(ctx: Context) -> Stage:
             row = (await conn.execute(select(cases).where(cases.c.case_id == case_id))).first()
             if row is None or not who.may_see(row.hospital_code):
                 # another hospital's case is reported as missing: its existence is not shared
-                raise ApiError(404, "CASE_NOT_FOUND", f"no case {case_id!r}", "case_id")
+                raise DomainError(f"no case {case_id!r}", code="CASE_NOT_FOUND", status=404, field="case_id")
             events = (await conn.execute(
                 select(timeline).where(timeline.c.case_id == case_id).order_by(timeline.c.occurred_at)
             )).all()

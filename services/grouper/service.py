@@ -32,15 +32,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.grouper.config import GrouperSettings
 from services.grouper.core import RegistryError, Scheme, SchemeError, SchemeRegistry, load_scheme
-from services.pricer.dip import Catalogue, DipCase, assign, dip_case_from_payload
 from shared.db import insert_many
-from shared.errors import ApiError
+from shared.dip import Catalogue, DipCase, DipGrouping, assign, dip_case_from_received
+from shared.errors import DomainError
 from shared.events import CASE_RECEIVED, CaseFacts, CaseGrouped, CaseReceived, Envelope
 from shared.messaging import Outbox
 from shared.periods import InForce, Versions
 from shared.runtime import Context, Stage
-from shared.settings import GrouperSettings
 
 NAME = "grouper"
 metadata = MetaData()
@@ -118,14 +118,10 @@ def catalogue_book() -> Versions[Catalogue]:
     return Versions(dip_catalogues, "catalogue_id", lambda row: Catalogue.from_document(orjson.loads(row.document)))
 
 
-def dip_grouping(catalogue: Catalogue, case_id: str, received: dict[str, Any]) -> dict[str, Any]:
+def dip_grouping(catalogue: Catalogue, case_id: str, received: CaseReceived) -> DipGrouping:
     """The `case-grouped` `dip` field: the case's one DIP group, its trace and the DIP inputs
-    the pricer needs (`DipCase`), from the stored `case-received` payload."""
-    dip_case = dip_case_from_payload(case_id, received, {})
-    a = assign(catalogue, dip_case)
-    return {"catalogue_id": catalogue.catalogue_id, "catalogue_version": catalogue.version,
-            "group": a.code, "kind": a.kind, "treatment_type": a.treatment_type.value,
-            "trace": list(a.trace), "case": dip_case.model_dump(mode="json")}
+    the pricer needs (`DipCase`), from the `case-received` payload."""
+    return DipGrouping.of(catalogue, dip_case_from_received(case_id, received, {}))
 
 
 class SchemeBook:
@@ -215,16 +211,16 @@ async def group_and_store(conn: AsyncConnection, items: Sequence[ToGroup], *,
             mdc, adrg, drg, status, name, scheme_id = g.mdc, g.adrg, g.drg, g.status, g.drg_name, scheme.id
             trace = g.trace.to_json().decode() if g.trace is not None else None
         catalogue = catalogues.on(f.treatment_region or f.region, f.discharge_date)
-        dip = None if catalogue is None else dip_grouping(catalogue, item.case_id, item.received)
+        dip = None if catalogue is None else dip_grouping(catalogue, item.case_id, item.payload)
         if dip is not None:
-            trace = orjson.dumps((orjson.loads(trace) if trace else {}) | {"dip": {k: dip[k] for k in (
-                "catalogue_id", "catalogue_version", "group", "kind", "treatment_type", "trace")}}).decode()
+            trace = orjson.dumps((orjson.loads(trace) if trace else {}) | {
+                "dip": dip.model_dump(mode="json", exclude={"case"})}).decode()
         key = (item.case_id, f.list_version)
         version = latest[key] = latest.get(key, 0) + 1
         rows.append(dict(
             case_id=item.case_id, list_version=f.list_version, grouping_version=version,
             scheme_id=scheme_id, code_mode=code_mode, mdc=mdc, adrg=adrg, drg=drg, status=status,
-            trace=trace, grouped_at=now, dip_group=dip["group"] if dip is not None else None))
+            trace=trace, grouped_at=now, dip_group=dip.group if dip is not None else None))
         payload = CaseGrouped(facts=f, scheme_id=scheme_id, code_mode=code_mode,  # type: ignore[arg-type]
                               mdc=mdc, adrg=adrg, drg=drg, status=status, drg_name=name,
                               grouping_version=version, dip=dip)
@@ -284,13 +280,11 @@ def build(ctx: Context) -> Stage:
         if draft.scheme is not None:
             scheme = book.schemes.get(draft.scheme)
             if scheme is None:
-                raise ApiError(404, "UNKNOWN_SCHEME", f"no scheme {draft.scheme!r} is loaded", "scheme")
+                raise DomainError(f"no scheme {draft.scheme!r} is loaded", code="UNKNOWN_SCHEME", status=404, field="scheme")
         else:
             scheme = book.scheme_for(draft.region, draft.discharge_date)
             if scheme is None:
-                raise ApiError(422, "NO_SCHEME_IN_FORCE",
-                               f"no scheme in force for region {draft.region} on {draft.discharge_date}",
-                               "discharge_date")
+                raise DomainError(f"no scheme in force for region {draft.region} on {draft.discharge_date}", code="NO_SCHEME_IN_FORCE", status=422, field="discharge_date")
         r = scheme.group(draft.model_dump(), code_mode=draft.code_mode or settings.code_mode, trace=trace)
         out = {"scheme_id": scheme.id, **r.to_dict(), "drg_name": r.drg_name}
         if trace and r.trace is not None:
@@ -318,7 +312,7 @@ def build(ctx: Context) -> Stage:
         try:
             catalogue = await import_catalogue(ctx.engine, await request.body(), region, valid_from, valid_to)
         except (ValueError, TypeError) as e:  # not JSON, or not a catalogue document
-            raise ApiError(422, "INVALID_CATALOGUE", f"body: {e}"[:500], "body") from None
+            raise DomainError(f"body: {e}"[:500], code="INVALID_CATALOGUE", status=422, field="body") from None
         return {"catalogue_id": catalogue.catalogue_id, "version": catalogue.version, "region": region,
                 "groups": len(catalogue.groups)}
 

@@ -40,12 +40,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.ingest import core, csvformat, qc, quality
 from services.ingest import national as nat
+from services.ingest.config import IngestSettings
 from shared.db import insert_many, update_many
-from shared.errors import ApiError
+from shared.errors import DomainError
 from shared.events import CaseReceived, Envelope
 from shared.messaging import Outbox
 from shared.runtime import Context, Stage
-from shared.settings import IngestSettings
 
 NAME = "ingest"
 CHUNK = 500  # lists per transaction in bulk imports
@@ -354,8 +354,7 @@ def build(ctx: Context) -> Stage:
         if outcome.status == "rejected":
             first = outcome.problems[0]
             status, code = (403, "HOSPITAL_MISMATCH") if outcome.forbidden else (422, "LIST_REJECTED")
-            raise ApiError(status, code, f"{first.field}: {first.message_en}", first.field,
-                           [p.as_dict() for p in outcome.problems])
+            raise DomainError(f"{first.field}: {first.message_en}", code=code, status=status, field=first.field, details=[p.as_dict() for p in outcome.problems])
         return JSONResponse(outcome.to_dict(), status_code=202 if outcome.status == "accepted" else 200)
 
     @router.post("/hsa/{infno}")
@@ -375,7 +374,7 @@ def build(ctx: Context) -> Stage:
                           x_drgdip_hospital: str | None = Header(None)) -> dict:
         """A streamed bulk upload: JSON Lines of native lists, or CSV (`format=csv`)."""
         if format not in ("jsonl", "csv"):
-            raise ApiError(422, "INVALID_FIELD", "format must be jsonl or csv", "format")
+            raise DomainError("format must be jsonl or csv", code="INVALID_FIELD", status=422, field="format")
         summary = await import_stream(intake, request.stream(), format, x_drgdip_hospital)
         return summary
 
@@ -388,7 +387,7 @@ def build(ctx: Context) -> Stage:
                 .join(raw_table, raw_table.c.id == lists.c.raw_id)
                 .where(lists.c.case_id == case_id).order_by(lists.c.list_version))).all()
         if not rows or (x_drgdip_hospital is not None and rows[0].hospital_code != x_drgdip_hospital):
-            raise ApiError(404, "CASE_NOT_FOUND", f"no list {case_id!r}", "case_id")
+            raise DomainError(f"no list {case_id!r}", code="CASE_NOT_FOUND", status=404, field="case_id")
         return {"case_id": case_id, "versions": [
             {"list_version": r.list_version, "status": r.status, "received_at": r.received_at.isoformat(),
              "format": r.format, "warnings": orjson.loads(r.warnings), "raw": r.raw.decode("utf-8", "replace")}

@@ -255,8 +255,9 @@ def _stored_history(db: str | None, region: str, first: int, last: int) -> list[
 
 def _run_on_pricer_db(db: str | None, work: Callable[[Any], Awaitable[T]]) -> T:
     """Run `work(engine)` against the pricer's database (schema upgraded first)."""
+    from services.pricer.config import PricerSettings
     from shared.migrate import run_on_database
-    from shared.settings import PricerSettings, load_settings
+    from shared.settings import load_settings
 
     return run_on_database(load_settings(PricerSettings, db=db).db, "pricer", work)
 

@@ -71,19 +71,22 @@ from services.pricer.cli import (
     write_json,
 )
 from services.pricer.dip import (
-    DEFAULT_TREATMENT_TABLE,
-    Catalogue,
-    DipCase,
     DipPolicy,
-    TreatmentTable,
-    assign,
     build_catalogue,
     compare,
     dip_case_from_list,
-    dip_case_from_payload,
     price_dip_case,
 )
 from services.pricer.pricing import Price, PricedCase, price_case
+from shared.dip import (
+    DEFAULT_TREATMENT_TABLE,
+    Catalogue,
+    DipCase,
+    TreatmentTable,
+    assign,
+    dip_case_from_received,
+)
+from shared.events import CaseReceived
 
 T = TypeVar("T")
 
@@ -179,9 +182,10 @@ def stored_cases(db: str | None, first_year: int, last_year: int,
 
     from sqlalchemy import and_, func, select
 
+    from services.grouper.config import GrouperSettings
     from services.grouper.service import cases as grouper_cases
     from shared.db import create_engine
-    from shared.settings import GrouperSettings, load_settings
+    from shared.settings import load_settings
 
     g = grouper_cases.c
     latest = (select(g.case_id, func.max(g.list_version).label("list_version"))
@@ -201,7 +205,7 @@ def stored_cases(db: str | None, first_year: int, last_year: int,
         finally:
             await engine.dispose()
 
-    return [dip_case_from_payload(row.case_id, orjson.loads(row.payload), levels)
+    return [dip_case_from_received(row.case_id, CaseReceived.model_validate_json(row.payload), levels)
             for row in asyncio.run(fetch())]
 
 

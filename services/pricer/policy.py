@@ -71,50 +71,58 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 import orjson
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from shared.money import (
+    FEN as FEN,
+)
+from shared.money import (
+    Money as Money,
+)
+from shared.money import (
+    PointValue as PointValue,
+)
+from shared.money import (
+    Ratio as Ratio,
+)
+from shared.money import (
+    Weight as Weight,
+)
+from shared.money import (
+    strict_decimal as strict_decimal,
+)
+from shared.money import (
+    to_fen as to_fen,
+)
+from shared.money import (
+    to_point_value as to_point_value,
+)
+from shared.money import (
+    to_points as to_points,
+)
+from shared.money import (
+    to_weight as to_weight,
+)
+
 POLICY_FORMAT: Literal["drgdip.pricing-policy/1"] = "drgdip.pricing-policy/1"
-FEN = Decimal("0.01")
-WEIGHT_PLACES = Decimal("0.0001")
-POINT_PLACES = Decimal("0.0001")
-POINT_VALUE_PLACES = Decimal("0.000001")
 LEVELS = (1, 2, 3)
 
 # Insurance types as hospitals send them (hi_type) or as words.
 INSURANCE_TYPES = {"310": "employee", "employee": "employee", "职工": "employee",
                    "390": "resident", "resident": "resident", "居民": "resident"}
-
-
-def to_fen(amount: Decimal) -> Decimal:
-    """Yuan rounded half-up to the fen (§13)."""
-    return amount.quantize(FEN, rounding=ROUND_HALF_UP)
-
-
-def to_weight(value: Decimal) -> Decimal:
-    return value.quantize(WEIGHT_PLACES, rounding=ROUND_HALF_UP)
-
-
-def to_points(value: Decimal) -> Decimal:
-    return value.quantize(POINT_PLACES, rounding=ROUND_HALF_UP)
-
-
-def to_point_value(value: Decimal) -> Decimal:
-    return value.quantize(POINT_VALUE_PLACES, rounding=ROUND_HALF_UP)
 
 
 def insurance_kind(code: str | None) -> str | None:
@@ -136,35 +144,6 @@ class PolicyError(ValueError):
         return self.errors[0][0] if self.errors else ""
 
 
-# --- decimal field types ------------------------------------------------------------------------
-
-def _strict_decimal(value: Any) -> Decimal:
-    # A JSON float has already lost its exact value (0.1 is not 0.1), so policies must say "0.1".
-    if isinstance(value, bool) or isinstance(value, float):
-        raise ValueError("write numbers as decimal strings, not JSON floats")
-    if isinstance(value, Decimal):
-        d = value
-    elif isinstance(value, int | str):
-        try:
-            d = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise ValueError(f"{value!r} is not a decimal number") from None
-    else:
-        raise ValueError(f"expected a decimal string, got {type(value).__name__}")
-    if not d.is_finite():
-        raise ValueError("must be a finite number")
-    if d < 0:
-        raise ValueError("must not be negative")
-    return d
-
-
-_DecimalStr = PlainSerializer(lambda d: str(d), return_type=str)
-Ratio = Annotated[Decimal, BeforeValidator(_strict_decimal), _DecimalStr]
-Money = Annotated[Decimal, BeforeValidator(_strict_decimal), AfterValidator(to_fen), _DecimalStr]
-Weight = Annotated[Decimal, BeforeValidator(_strict_decimal), AfterValidator(to_weight), _DecimalStr]
-PointValue = Annotated[
-    Decimal, BeforeValidator(_strict_decimal), AfterValidator(to_point_value), _DecimalStr
-]
 Level = Annotated[int, Field(ge=1, le=3)]
 
 

@@ -39,13 +39,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from services.pricer.policy import Policy, to_fen, to_points
+from shared.money import Amount as Amount
 
 GROUPED_STATUSES = frozenset({"SUCCESS", "QY"})  # grouper's GROUPED_STATUSES, as strings
 ZERO = Decimal("0")
@@ -65,25 +66,6 @@ DRG_PRICED = frozenset({CaseType.NORMAL, CaseType.HIGH_OUTLIER, CaseType.LOW_OUT
 PAID = DRG_PRICED | {CaseType.OUT_OF_SCOPE}
 
 
-def _input_decimal(value: Any) -> Decimal:
-    # Case input is read tolerantly (HIS exports write amounts as JSON numbers); str() keeps a
-    # float's shortest repr, so 1234.56 stays 1234.56. Policies are read strictly instead.
-    if type(value) is Decimal and value.is_finite() and value >= 0:  # from a validated event
-        return to_fen(value)
-    if value is None or value == "":
-        return ZERO
-    if isinstance(value, bool):
-        raise ValueError("expected an amount")
-    try:
-        d = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not a decimal amount") from None
-    if not d.is_finite() or d < 0:
-        raise ValueError("must be a non-negative amount")
-    return to_fen(d)
-
-
-Amount = Annotated[Decimal, BeforeValidator(_input_decimal)]
 
 
 class PricedCase(BaseModel):

@@ -42,7 +42,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.pricer.calibration import HistoricalCase
-from services.pricer.dip import Catalogue, DipCase, DipPolicy, price_dip_case, settlement_policy
+from services.pricer.config import PricerSettings
+from services.pricer.dip import DipPolicy, price_dip_case, settlement_policy
 from services.pricer.policy import Policy, PolicyError, parse_policy
 from services.pricer.pricing import (
     DRG_PRICED,
@@ -61,12 +62,12 @@ from services.pricer.settlement import (
     monthly_presettlement,
 )
 from shared.db import insert_many
-from shared.errors import ApiError
+from shared.dip import Catalogue
+from shared.errors import DomainError
 from shared.events import CASE_GROUPED, CaseGrouped, CasePriced, Envelope
 from shared.messaging import Outbox
 from shared.periods import InForce, Versions
 from shared.runtime import Context, Stage
-from shared.settings import PricerSettings
 
 NAME = "pricer"
 ACTOR_HEADER = "x-drgdip-actor"  # who changes a policy over HTTP (set by the gateway)
@@ -534,10 +535,10 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
     p: Price | None
     breakdown: dict[str, Any]
     extra: dict[str, Any] = {}
-    if dip is not None and g.dip is not None and g.dip.get("catalogue_id") == dip[1].catalogue_id:
+    if dip is not None and g.dip is not None and g.dip.catalogue_id == dip[1].catalogue_id:
         # priced by DIP at the provisional point value; the row and event have the DRG shape
         # (`DipPrice.to_price()`, so settlement treats both alike) plus the DIP figures
-        dp = price_dip_case(dip[1], dip[0], DipCase.model_validate(g.dip["case"]))
+        dp = price_dip_case(dip[1], dip[0], g.dip.case)
         p = dp.to_price()
         breakdown = p.to_dict() | {"dip": dp.to_dict()}
         extra = dict(method="dip", dip_group=dp.group)
@@ -570,10 +571,9 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
 
 # --- the stage ----------------------------------------------------------------------------------
 
-def _policy_error(e: PolicyError) -> ApiError:
+def _policy_error(e: PolicyError) -> DomainError:
     status, code = (409, "POLICY_VERSION_CONFLICT") if isinstance(e, PolicyConflict) else (422, "INVALID_POLICY")
-    return ApiError(status, code, str(e), e.path,
-                    [{"field": path, "message": msg} for path, msg in e.errors])
+    return DomainError(str(e), code=code, status=status, field=e.path, details=[{"field": path, "code": code, "message": msg} for path, msg in e.errors])
 
 
 def _statement_row(row: Any) -> dict[str, Any]:
@@ -628,14 +628,14 @@ def build(ctx: Context) -> Stage:
         """Import a DIP policy version with the catalogue it prices with: {"policy", "catalogue"}."""
         for key in ("policy", "catalogue"):
             if not isinstance(body.get(key), dict):
-                raise ApiError(422, "INVALID_POLICY", f"{key}: required (a JSON object)", key)
+                raise DomainError(f"{key}: required (a JSON object)", code="INVALID_POLICY", status=422, field=key)
         try:
             dip = await import_dip_policy(ctx.engine, orjson.dumps(body["policy"]), orjson.dumps(body["catalogue"]),
                                           who=request.headers.get(ACTOR_HEADER) or "api")
         except PolicyError as e:
             raise _policy_error(e) from None
         except (ValueError, TypeError) as e:  # the catalogue document
-            raise ApiError(422, "INVALID_CATALOGUE", f"catalogue: {e}"[:500], "catalogue") from None
+            raise DomainError(f"catalogue: {e}"[:500], code="INVALID_CATALOGUE", status=422, field="catalogue") from None
         return {"policy_id": dip.policy_id, "version": dip.version, "region": dip.region}
 
     @router.get("/policies")

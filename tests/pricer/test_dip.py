@@ -17,22 +17,14 @@ from pricer_testkit import case as drg_case
 from pricer_testkit import make_policy
 
 from services.pricer.dip import (
-    AuxiliaryRules,
-    Catalogue,
-    DipCase,
     DipCaseType,
     DipPoints,
     DipPolicy,
-    TreatmentTable,
-    TreatmentType,
-    assign,
     budget_point_value,
     build_catalogue,
     catalogue_budget_point_value,
     clear_dip_year,
     compare,
-    diagnosis_category,
-    diagnosis_subcategory,
     dip_case_from_list,
     price_dip_case,
     price_dip_many,
@@ -41,6 +33,16 @@ from services.pricer.dip import (
 )
 from services.pricer.policy import Hospitals, Settlement
 from services.pricer.pricing import price_many
+from shared.dip import (
+    AuxiliaryRules,
+    Catalogue,
+    DipCase,
+    TreatmentTable,
+    TreatmentType,
+    assign,
+    diagnosis_category,
+    diagnosis_subcategory,
+)
 
 D = Decimal
 SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[2] / ".." / "shared")

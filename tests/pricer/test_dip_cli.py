@@ -17,8 +17,9 @@ import typer
 from pricer_testkit import policy_doc
 from typer.testing import CliRunner
 
-from services.pricer.dip import Catalogue, DipCase, DipPoints, DipPolicy, dip_case_from_list
+from services.pricer.dip import DipPoints, DipPolicy, dip_case_from_list
 from services.pricer.dip_cli import compare_command, dip_app, stored_cases
+from shared.dip import Catalogue, DipCase
 
 D = Decimal
 SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[2] / ".." / "shared")
