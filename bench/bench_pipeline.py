@@ -61,7 +61,7 @@ STAGES = ("ingest", "grouper", "pricer", "review", "gateway")
 
 async def stage_counts(runtime: Runtime) -> dict[str, int]:
     """Rows per stage table, in one connection (the embedded SQLite engine has only one)."""
-    from services.gateway.service import cases as read_model
+    from services.gateway.repository import cases as read_model
     from services.grouper.service import results as grouped
     from services.ingest.service import lists
     from services.pricer.service import results as priced

@@ -11,6 +11,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from drgdip.generate_cli import generate_command
+from services.gateway.cli import token_app
 from services.grouper.cli import group_command, scheme_app
 from services.pricer.cli import (
     advance_command,
@@ -39,7 +40,6 @@ app.command("simulate", help="模拟运行: DRG payment against fee-for-service,
     simulate_command)
 policy_app = typer.Typer(help="Pricing policies (rates, coefficients, weights per region and period).")
 app.add_typer(policy_app, name="policy")
-token_app = typer.Typer(help="API tokens: one per hospital, and separate bureau roles.")
 app.add_typer(token_app, name="token")
 
 T = TypeVar("T")
@@ -95,52 +95,6 @@ def _on_database(settings: type[ServiceSettings], service: str, db: str | None,
     from shared.settings import load_settings
 
     return run_on_database(load_settings(settings, db=db).db, service, work)
-
-
-def _on_gateway(db: str | None, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    from services.gateway.config import GatewaySettings
-
-    return _on_database(GatewaySettings, "gateway", db, work)
-
-
-@token_app.command("create")
-def token_create(
-    hospital: Annotated[str | None, typer.Option(help="hospital code (fixmedins_code) the token acts for")] = None,
-    role: Annotated[str, typer.Option(help="hospital, bureau-analyst, bureau-reviewer or bureau-admin")] = "hospital",
-    label: Annotated[str | None, typer.Option(help="who holds it, for the token list")] = None,
-    db: Db = None,
-) -> None:
-    """Issue a token. It is printed once; only its hash is stored."""
-    from services.gateway.auth import create_token
-
-    try:
-        token_id, token = _on_gateway(db, lambda e: create_token(e, role, hospital, label))
-    except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"token {token_id} ({role}{' ' + hospital if hospital else ''}); keep it secret, it is not shown again:")
-    typer.echo(token)
-
-
-@token_app.command("revoke")
-def token_revoke(token_id: str, db: Db = None) -> None:
-    """Revoke a token by its id (from `drgdip token list`)."""
-    from services.gateway.auth import revoke_token
-
-    if not _on_gateway(db, lambda e: revoke_token(e, token_id)):
-        typer.echo(f"error: no active token {token_id}", err=True)
-        raise typer.Exit(2)
-    typer.echo(f"revoked {token_id}")
-
-
-@token_app.command("list")
-def token_list(db: Db = None) -> None:
-    """Show the tokens (ids, roles, hospitals; never the tokens themselves)."""
-    from services.gateway.auth import list_tokens
-
-    for t in _on_gateway(db, list_tokens):
-        state = f"revoked {t['revoked_at']:%Y-%m-%d}" if t["revoked_at"] else "active"
-        typer.echo(f"{t['token_id']}  {t['role']:<16} {t['hospital_code'] or '-':<12} {state}  {t['label'] or ''}")
 
 
 @app.command("import")

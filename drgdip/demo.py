@@ -163,7 +163,7 @@ async def count_rows(runtime: Runtime, table: Any, *where: Any) -> int:
 
 async def reviewed_cases(runtime: Runtime) -> int:
     """Cases the read model holds as finished: reviewed, or withdrawn (4102)."""
-    from services.gateway.service import cases
+    from services.gateway.repository import cases
 
     return await count_rows(runtime, cases, cases.c.status.in_(("reviewed", "withdrawn")))
 
@@ -448,9 +448,10 @@ async def serve(runtime: Runtime, options: DemoOptions, out: Console) -> None:
     """Serve the gateway of the running pipeline until Ctrl-C."""
     import uvicorn
 
-    from services.gateway.auth import create_token
+    from services.gateway.repository import create_token
 
-    _id, token = await create_token(runtime.engine, "bureau-admin", label="demo")
+    async with runtime.engine.begin() as conn:
+        _id, token = await create_token(conn, "bureau-admin", label="demo")
     base = f"http://{options.host}:{options.port}"
     out.print(f"\n[bold]Serving the region on {base}[/] (Ctrl-C to stop)")
     out.print(f"  API docs      {base}/docs")

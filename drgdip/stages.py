@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
+from services.gateway.app import build as gateway
 from services.gateway.config import GatewaySettings
-from services.gateway.service import build as gateway
 from services.grouper.config import GrouperSettings
 from services.grouper.service import build as grouper
 from services.ingest.config import IngestSettings

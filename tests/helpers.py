@@ -150,9 +150,10 @@ async def distinct_cases(engine: AsyncEngine, table: str) -> int:
 
 async def bearer(engine: AsyncEngine, role: str = "bureau-admin", hospital: str | None = None) -> dict[str, str]:
     """Authorization headers with a fresh token (the gateway's tables must exist)."""
-    from services.gateway.auth import create_token
+    from services.gateway.repository import create_token
 
-    _id, token = await create_token(engine, role, hospital)
+    async with engine.begin() as conn:
+        _id, token = await create_token(conn, role, hospital)
     return {"authorization": f"Bearer {token}"}
 
 

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from drgdip.cli import app
 from drgdip.demo import DemoOptions, DemoResult, run_demo
-from services.gateway.service import cases as read_model
+from services.gateway.repository import cases as read_model
 from services.ingest.core import case_id_for
 from services.pricer.policy import to_fen
 from services.pricer.service import statements

@@ -217,18 +217,20 @@ async def test_a_hospital_submits_and_reads_only_its_own_lists(embedded) -> None
 
 
 async def test_requests_without_a_valid_token_are_refused(embedded) -> None:
-    from services.gateway.auth import create_token, revoke_token
+    from services.gateway.repository import create_token, revoke_token
 
     rt, _client = embedded
     anonymous = httpx.AsyncClient(transport=httpx.ASGITransport(app=rt.app), base_url="http://test")
     try:
         r = await anonymous.get("/api/v1/summary")
         assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHORIZED"
-        token_id, token = await create_token(rt.engine, "bureau-analyst")
+        async with rt.engine.begin() as conn:
+            token_id, token = await create_token(conn, "bureau-analyst")
         auth = {"authorization": f"Bearer {token}"}
         assert (await anonymous.get("/api/v1/summary", headers=auth)).status_code == 200
         assert (await anonymous.post("/api/v1/settlement-lists", json=lists(1)[0], headers=auth)).status_code == 403
-        assert await revoke_token(rt.engine, token_id)
+        async with rt.engine.begin() as conn:
+            assert await revoke_token(conn, token_id)
         assert (await anonymous.get("/api/v1/summary", headers=auth)).status_code == 401
     finally:
         await anonymous.aclose()

@@ -1,7 +1,7 @@
 """A stage applies a fetched batch of events at once; the result must be the one of applying the
-same events one at a time (the consumer falls back to that when a batch fails). Checked for the
-two stages whose result depends on earlier events: review (readmissions across stays of one
-person, in either arrival order) and the gateway's read model (list versions, stage order)."""
+same events one at a time (the consumer falls back to that when a batch fails). Checked here for
+review (readmissions across stays of one person, in either arrival order); the gateway's read
+model is checked in tests/gateway/integration/test_gateway_read_model_batches.py."""
 
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from services.gateway import service as gateway
 from services.review import handlers as review_handlers
 from services.review import repository as review
 from shared.db import create_engine
-from shared.events import CaseFacts, CaseFlagged, CaseGrouped, CasePriced, CaseReceived, Envelope
+from shared.events import CaseFacts, CaseFlagged, CasePriced, Envelope
 
 DAY0 = date(2024, 3, 1)
 
@@ -110,42 +109,3 @@ def test_a_readmission_is_flagged_when_both_stays_arrive_in_one_batch(tmp_path: 
         assert [e.case_id for e in out] == [later.case_id, earlier.case_id, later.case_id]
 
     asyncio.run(run())
-
-
-def _stage_events(raw: list[tuple[int, int, int, int, int]], order: list[int]) -> list[Envelope]:
-    """Each stay's four stage events, interleaved across stays by `order`."""
-    per_case: list[list[Envelope]] = []
-    for s in raw:
-        f, cid = _facts(*s), _case_id(*s[:3])
-        payloads = [CaseReceived(facts=f, sex=1, age=40, diagnoses=["J18.900"]),
-                    CaseGrouped(facts=f, scheme_id="s", mdc="MDCE", adrg="ES2", drg="ES23", status="SUCCESS"),
-                    CasePriced(facts=f, drg="ES23", status="PRICED"),
-                    CaseFlagged(facts=f, drg="ES23")]
-        per_case.append([Envelope.new(p, case_id=cid, correlation_id="c", producer="test") for p in payloads])
-    out: list[Envelope] = []
-    i = 0
-    while any(per_case):
-        queue = per_case[order[i % len(order)] % len(per_case)]
-        if queue:
-            out.append(queue.pop(0))
-        else:
-            out.append(next(q for q in per_case if q).pop(0))
-        i += 1
-    return out
-
-
-@settings(max_examples=40, deadline=None)  # each example runs two databases
-@given(stays, st.lists(st.integers(0, 13), min_size=1, max_size=20), cuts)
-def test_read_model_in_batches_is_the_read_model_one_by_one(tmp_path_factory: Any, raw: list, order: list,
-                                                            sizes: list) -> None:
-    events = _stage_events(raw, order)
-    tmp = tmp_path_factory.mktemp("gateway")
-
-    async def both() -> None:
-        await _run(tmp / "one.db", gateway.metadata, gateway.apply_events, [[e] for e in events])
-        await _run(tmp / "many.db", gateway.metadata, gateway.apply_events, _chunks(events, sizes))
-        one = await _rows(tmp / "one.db", gateway.cases, "updated_at")
-        assert one == await _rows(tmp / "many.db", gateway.cases, "updated_at")
-        assert {r["status"] for r in one.values()} <= {"received", "grouped", "priced", "reviewed"}
-
-    asyncio.run(both())

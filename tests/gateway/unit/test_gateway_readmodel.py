@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.gateway.readmodel import apply
+from services.gateway.domain.readmodel import apply
 from shared.events import CASE_FLAGGED, CASE_GROUPED, CASE_PRICED, CASE_RECEIVED
 
 

@@ -1,0 +1,180 @@
+"""The gateway's tables and every query on them. Takes the caller's connection; never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.gateway.domain.auth import Principal, issue_token
+from services.gateway.domain.readmodel import ORDER, CaseRef, Filed
+from shared.db import insert_many, update_many
+from shared.events import Envelope
+
+NAME = "gateway"
+metadata = MetaData()
+cases = Table(
+    "gateway_cases", metadata,
+    Column("case_id", String(100), primary_key=True),
+    Column("hospital_code", String(32), nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("received", Text, nullable=True),
+    Column("grouped", Text, nullable=True),
+    Column("priced", Text, nullable=True),
+    Column("reviewed", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_gateway_cases_hospital", "hospital_code", "status"),
+)
+timeline = Table(
+    "gateway_timeline", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("case_id", String(100), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("event_type", String(32), nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("producer", String(32), nullable=False),
+    Index("ix_gateway_timeline_case", "case_id"),
+)
+tokens = Table(
+    "gateway_tokens", metadata,
+    Column("token_id", String(16), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("role", String(32), nullable=False),
+    Column("hospital_code", String(32), nullable=True),
+    Column("label", String(128), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+# Created with the tokens (migration gateway_0002) for an audit of token and admin actions;
+# nothing writes it yet (issue 12).
+audit = Table(
+    "gateway_audit", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("token_id", String(16), nullable=True),
+    Column("role", String(32), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(128), nullable=True),
+    Column("detail", Text, nullable=True),
+)
+
+
+# ---------------------------------------------------------------- the read model (consumer)
+
+async def add_timeline(conn: AsyncConnection, envs: Sequence[Envelope], refs: Sequence[CaseRef]) -> None:
+    """One timeline row per event."""
+    await insert_many(conn, timeline, [dict(
+        case_id=env.case_id, event_id=env.event_id, event_type=env.event_type, list_version=ref.list_version,
+        occurred_at=env.occurred_at, producer=env.producer) for env, ref in zip(envs, refs, strict=True)])
+
+
+async def load_views(conn: AsyncConnection, case_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+    """The stored views of these cases (stage results left as their JSON text)."""
+    rows = (await conn.execute(select(cases).where(cases.c.case_id.in_(case_ids)))).all()
+    return {r.case_id: {"list_version": r.list_version, "status": r.status,
+                        "withdrawn": r.status == "withdrawn", **{s: getattr(r, s) for s in ORDER}}
+            for r in rows}
+
+
+async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: Collection[str]) -> None:
+    """Store the changed views: new cases inserted, stored ones updated (one statement each)."""
+    now = datetime.now(UTC)
+    new: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    for cid, f in filed.items():
+        values = {s: f.view[s] for s in ORDER} | dict(
+            case_id=cid, list_version=f.view["list_version"], status=f.view["status"], updated_at=now)
+        if cid in stored:
+            changed.append(values)
+        else:
+            new.append(values | {"hospital_code": f.hospital_code})
+    await insert_many(conn, cases, new)
+    await update_many(conn, cases, "case_id", changed)
+
+
+# ---------------------------------------------------------------- the read model (queries)
+
+async def find_case(conn: AsyncConnection, case_id: str) -> Row | None:
+    return (await conn.execute(select(cases).where(cases.c.case_id == case_id))).first()
+
+
+async def case_timeline(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]:
+    """A case's events in the order they occurred."""
+    rows = (await conn.execute(
+        select(timeline).where(timeline.c.case_id == case_id).order_by(timeline.c.occurred_at))).all()
+    return [{"event_type": e.event_type, "event_id": e.event_id, "list_version": e.list_version,
+             "producer": e.producer, "occurred_at": e.occurred_at.isoformat()} for e in rows]
+
+
+async def list_cases(conn: AsyncConnection, hospital_code: str | None, status: str | None,
+                     limit: int, offset: int) -> list[dict[str, Any]]:
+    q = select(cases.c.case_id, cases.c.hospital_code, cases.c.status, cases.c.list_version)
+    if hospital_code:
+        q = q.where(cases.c.hospital_code == hospital_code)
+    if status:
+        q = q.where(cases.c.status == status)
+    rows = (await conn.execute(q.order_by(cases.c.case_id).limit(limit).offset(offset))).all()
+    return [dict(r._mapping) for r in rows]
+
+
+async def count_by_status(conn: AsyncConnection, hospital_code: str | None = None) -> dict[str, int]:
+    """Cases per status, of one hospital or (None) of all."""
+    q = select(cases.c.status, func.count()).group_by(cases.c.status)
+    if hospital_code is not None:
+        q = q.where(cases.c.hospital_code == hospital_code)
+    return {r[0]: r[1] for r in (await conn.execute(q)).all()}
+
+
+# ---------------------------------------------------------------- tokens
+
+async def create_token(conn: AsyncConnection, role: str, hospital_code: str | None = None,
+                       label: str | None = None) -> tuple[str, str]:
+    """Issue a token; returns (token_id, token). The token itself is never stored."""
+    t = issue_token(role, hospital_code)
+    await conn.execute(insert(tokens).values(
+        token_id=t.token_id, token_hash=t.token_hash, role=t.role, hospital_code=t.hospital_code,
+        label=label, created_at=datetime.now(UTC)))
+    return t.token_id, t.token
+
+
+async def revoke_token(conn: AsyncConnection, token_id: str) -> bool:
+    """Revoke an active token; False when there is none with this id."""
+    result = await conn.execute(update(tokens).where(
+        tokens.c.token_id == token_id, tokens.c.revoked_at.is_(None)).values(revoked_at=datetime.now(UTC)))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def list_tokens(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Every token's id, role, hospital, label and dates (never the token or its hash)."""
+    rows = (await conn.execute(select(
+        tokens.c.token_id, tokens.c.role, tokens.c.hospital_code, tokens.c.label,
+        tokens.c.created_at, tokens.c.revoked_at).order_by(tokens.c.created_at))).all()
+    return [dict(r._mapping) for r in rows]
+
+
+async def active_principal(conn: AsyncConnection, token_hash: str) -> Principal | None:
+    """Who holds the token with this hash; None when it is unknown or revoked."""
+    row = (await conn.execute(select(tokens).where(tokens.c.token_hash == token_hash))).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    return Principal(row.token_id, row.role, row.hospital_code)
