@@ -30,8 +30,7 @@ from rich.console import Console  # noqa: E402
 
 from drgdip.demo import REGION, YEAR_WEIGHTS, YEARS, points_policy, resolve_scheme  # noqa: E402
 from drgdip.generate import RegionGenerator  # noqa: E402
-from services.grouper.core import load_scheme  # noqa: E402
-from services.grouper.service import engine_input  # noqa: E402
+from services.grouper.domain import engine_input, load_scheme  # noqa: E402
 from services.ingest import core, qc  # noqa: E402
 from services.pricer.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
 from services.pricer.service import price_grouped  # noqa: E402

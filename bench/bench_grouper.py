@@ -24,7 +24,7 @@ if str(REPO) not in sys.path:  # allow running as a plain script from anywhere
 
 import orjson  # noqa: E402
 
-from services.grouper.core import GroupStatus, load_scheme  # noqa: E402
+from services.grouper.domain import GroupStatus, load_scheme  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

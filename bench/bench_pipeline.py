@@ -51,7 +51,7 @@ from drgdip.demo import (  # noqa: E402
     stage,
 )
 from drgdip.generate import RegionGenerator, grouping_case  # noqa: E402
-from services.grouper.core import load_scheme  # noqa: E402
+from services.grouper.domain import load_scheme  # noqa: E402
 from services.pricer.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
 from services.pricer.service import import_policy  # noqa: E402
 from shared.runtime import Runtime  # noqa: E402
@@ -62,7 +62,7 @@ STAGES = ("ingest", "grouper", "pricer", "review", "gateway")
 async def stage_counts(runtime: Runtime) -> dict[str, int]:
     """Rows per stage table, in one connection (the embedded SQLite engine has only one)."""
     from services.gateway.repository import cases as read_model
-    from services.grouper.service import results as grouped
+    from services.grouper.repository import results as grouped
     from services.ingest.service import lists
     from services.pricer.service import results as priced
     from services.review.repository import results as reviewed

@@ -12,7 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from drgdip.generate_cli import generate_command
 from services.gateway.cli import token_app
-from services.grouper.cli import group_command, scheme_app
+from services.grouper.cli import (
+    group_command,
+    import_catalogue_command,
+    regroup_command,
+    scheme_app,
+)
 from services.pricer.cli import (
     advance_command,
     calibrate_command,
@@ -31,6 +36,8 @@ app.command("generate", help="Generate a synthetic region's settlement lists (JS
 app.command("price", help="What-if: price grouped cases under a policy file (nothing stored).")(price_command)
 app.command("calibrate", help="Compute DRG weights and a base rate from grouped history.")(calibrate_command)
 app.add_typer(dip_app, name="dip", help="DIP (按病种分值付费): build a catalogue from history, group lists.")
+dip_app.command("import-catalogue")(import_catalogue_command)
+app.command("regroup")(regroup_command)
 app.command("compare", help="Price the same lists under DRG and under DIP; differences per group and hospital.")(
     compare_command)
 app.command("advance", help="Record a prepayment (预付金) netted at the annual clearing.")(advance_command)
@@ -162,131 +169,6 @@ def demo(
         asyncio.run(run_demo(options))
     except KeyboardInterrupt:
         pass
-
-
-@scheme_app.command("import")
-def scheme_import(
-    folder: Annotated[Path, typer.Argument(help="scheme folder (with scheme.json)")],
-    region: Annotated[str, typer.Option(help="region (insured area) the scheme applies to")],
-    valid_from: Annotated[str, typer.Option("--from", help="first discharge date, YYYY-MM-DD")],
-    valid_to: Annotated[str | None, typer.Option("--to", help="last discharge date (open if omitted)")] = None,
-    db: Db = None,
-) -> None:
-    """Register a scheme for a region from a date: cases are grouped by the scheme in force."""
-    from datetime import UTC, date, datetime
-
-    from sqlalchemy import delete, insert
-
-    from services.grouper.config import GrouperSettings
-    from services.grouper.core import SchemeError, load_scheme
-    from services.grouper.service import registrations
-
-    try:
-        scheme = load_scheme(folder)
-        start, end = date.fromisoformat(valid_from), date.fromisoformat(valid_to) if valid_to else None
-    except (SchemeError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-
-    async def run(engine: AsyncEngine) -> None:
-        async with engine.begin() as conn:
-            await conn.execute(delete(registrations).where(
-                registrations.c.scheme_id == scheme.id, registrations.c.region == region,
-                registrations.c.valid_from == start))
-            await conn.execute(insert(registrations).values(
-                scheme_id=scheme.id, region=region, valid_from=start, valid_to=end,
-                path=str(folder.resolve()), imported_at=datetime.now(UTC)))
-
-    _on_database(GrouperSettings, "grouper", db, run)
-    typer.echo(f"registered {scheme.id} for region {region} from {start}" + (f" to {end}" if end else ""))
-    typer.echo("restart the grouper (or its replicas) to put the registration in force")
-
-
-@app.command()
-def regroup(
-    scheme: Annotated[str, typer.Option(help="id of the scheme to regroup with")],
-    date_from: Annotated[str | None, typer.Option("--from", help="first discharge date, YYYY-MM-DD")] = None,
-    date_to: Annotated[str | None, typer.Option("--to", help="last discharge date, YYYY-MM-DD")] = None,
-    code_mode: Annotated[str, typer.Option(help="raw or mapped")] = "raw",
-    schemes_dir: Annotated[Path | None, typer.Option(help="folder of scheme folders (env DRGDIP_SCHEMES_DIR)")] = None,
-    db: Db = None,
-    top: Annotated[int, typer.Option(help="rows of the migration table to show")] = 30,
-) -> None:
-    """Regroup stored cases under another scheme and show which DRGs cases moved between."""
-    from datetime import date
-
-    from rich.console import Console
-    from rich.progress import Progress
-    from rich.table import Table
-    from sqlalchemy import MetaData, select
-
-    from services.grouper.config import GrouperSettings
-    from services.grouper.regroup import regroup as run_regroup
-    from services.grouper.service import NAME, SchemeBook, registrations
-    from shared.messaging import Outbox
-    from shared.migrate import run_on_database
-    from shared.settings import load_settings
-
-    settings = load_settings(GrouperSettings, db=db, schemes_dir=schemes_dir)
-    console = Console()
-
-    async def run(engine: AsyncEngine):  # type: ignore[no-untyped-def]
-        book = SchemeBook(settings.default_scheme)
-        if settings.schemes_dir:
-            book.load_folder(settings.schemes_dir)
-        async with engine.connect() as conn:
-            for reg in (await conn.execute(select(registrations))).all():
-                if reg.scheme_id == scheme:
-                    book.load(reg.path)
-        if scheme not in book.schemes:
-            raise typer.BadParameter(f"scheme {scheme!r} not found: pass --schemes-dir or import it")
-        with Progress(console=Console(stderr=True)) as progress:
-            task = progress.add_task(f"regrouping with {scheme}", total=None)
-            return await run_regroup(
-                engine, Outbox(NAME, MetaData()), book.schemes[scheme], code_mode=code_mode,
-                date_from=date.fromisoformat(date_from) if date_from else None,
-                date_to=date.fromisoformat(date_to) if date_to else None,
-                progress=lambda done, total: progress.update(task, completed=done, total=total))
-
-    m = run_on_database(settings.db, NAME, run)
-    console.print(f"regrouped {m.cases} cases with {m.scheme_id}: {m.moved} changed DRG "
-                  f"({m.moved / m.cases:.1%})" if m.cases else "no stored case in that period")
-    table = Table(title="DRG migration (cases that changed group)")
-    for col in ("from", "to", "cases"):
-        table.add_column(col, justify="right" if col == "cases" else "left")
-    for (a, b), n in sorted(((k, v) for k, v in m.moves.items() if k[0] != k[1]), key=lambda kv: -kv[1])[:top]:
-        table.add_row(a, b, str(n))
-    if m.moved:
-        console.print(table)
-
-
-@dip_app.command("import-catalogue")
-def dip_import_catalogue(
-    file: Annotated[Path, typer.Argument(help="catalogue document (drgdip dip build-catalogue)")],
-    region: Annotated[str, typer.Option(help="treatment region the catalogue applies to")],
-    valid_from: Annotated[str, typer.Option("--from", help="first discharge date, YYYY-MM-DD")],
-    valid_to: Annotated[str | None, typer.Option("--to", help="last discharge date (open if omitted)")] = None,
-    db: Db = None,
-) -> None:
-    """Register a DIP catalogue with the grouper: cases get a DIP group from that date."""
-    from datetime import date
-
-    from pydantic import ValidationError
-
-    from services.grouper.config import GrouperSettings
-    from services.grouper.service import import_catalogue
-
-    async def run(engine: AsyncEngine) -> str:
-        start, end = date.fromisoformat(valid_from), date.fromisoformat(valid_to) if valid_to else None
-        return (await import_catalogue(engine, file.read_bytes(), region, start, end)).version_label
-
-    try:
-        label = _on_database(GrouperSettings, "grouper", db, run)
-    except (ValidationError, ValueError, OSError) as e:
-        typer.echo(f"error: {file}: {str(e).splitlines()[0]}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"registered DIP catalogue {label} for region {region} from {valid_from}"
-               + (f" to {valid_to}" if valid_to else ""))
 
 
 @dip_app.command("import-policy")

@@ -50,7 +50,7 @@ from rich.table import Table
 from sqlalchemy import and_, func, select
 
 from drgdip.generate import PREFECTURE, Hospital, RegionGenerator
-from services.grouper.core import Scheme, load_scheme
+from services.grouper.domain import Scheme, load_scheme
 from services.pricer.calibration import (
     CalibrationParams,
     CalibrationReport,
@@ -238,7 +238,7 @@ class GroupedCase:
 
 async def stored_grouped_cases(runtime: Runtime) -> list[GroupedCase]:
     """Every case in the grouper's store: its latest list version and that version's latest grouping."""
-    from services.grouper.service import cases, results
+    from services.grouper.repository import cases, results
 
     latest_list = (select(cases.c.case_id, func.max(cases.c.list_version).label("v"))
                    .group_by(cases.c.case_id).subquery())
@@ -359,7 +359,7 @@ async def run_demo(options: DemoOptions, *, console: Console | None = None, out:
 async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: Scheme, sample: bool,
                                 gen: RegionGenerator, steps: Steps, files: dict[str, Path],
                                 err: Console) -> DemoResult:
-    from services.grouper.regroup import regroup
+    from services.grouper.handlers import regroup
     from services.ingest.service import file_chunks, import_stream
     from services.pricer.service import results as priced_rows
     from services.review.repository import results as review_rows
@@ -410,8 +410,9 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
     # 5. import it and re-price the last year in the pipeline (regrouping re-announces the cases)
     await import_policy(runtime.engine, files["policy"].read_bytes(), who="demo")
     with steps.step(f"re-pricing {last_year} under the policy", len(covered)) as task:
-        await regroup(runtime.engine, stage(runtime, "grouper").outbox, scheme,
-                      date_from=date(last_year, 1, 1), date_to=date(last_year, 12, 31))
+        async with runtime.engine.begin() as conn:
+            await regroup(conn, stage(runtime, "grouper").outbox, scheme,
+                          date_from=date(last_year, 1, 1), date_to=date(last_year, 12, 31))
 
         async def priced() -> int:
             return await count_rows(runtime, select(priced_rows.c.case_id).distinct()

@@ -36,7 +36,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from services.grouper.core import Scheme, load_scheme
+from services.grouper.domain import Scheme, load_scheme
 
 # --------------------------------------------------------------------------- parameters
 # Shares of seeded patterns and outliers, per fresh case. They are documented here so the

@@ -6,8 +6,8 @@ from pydantic_settings import SettingsConfigDict
 
 from services.gateway.app import build as gateway
 from services.gateway.config import GatewaySettings
+from services.grouper.app import build as grouper
 from services.grouper.config import GrouperSettings
-from services.grouper.service import build as grouper
 from services.ingest.config import IngestSettings
 from services.ingest.service import build as ingest
 from services.pricer.config import PricerSettings

@@ -20,8 +20,9 @@ from sqlalchemy import select
 
 from drgdip.generate import generate_region
 from drgdip.stages import build_runtime
-from services.grouper.service import import_catalogue
-from services.grouper.service import results as grouper_results
+from services.grouper import repository as grouper_repository
+from services.grouper.domain import catalogue_registration
+from services.grouper.repository import results as grouper_results
 from services.pricer.dip import build_catalogue, dip_case_from_list
 from services.pricer.policy import PolicyError
 from services.pricer.service import (
@@ -68,7 +69,8 @@ async def pipeline(tmp_path: Path, catalogue: Catalogue):  # type: ignore[no-unt
     await rt.start()
     client = await api_client(rt)
     document = orjson.dumps(catalogue.to_document())
-    await import_catalogue(rt.engine, document, REGION, SWITCH, None)
+    async with rt.engine.begin() as conn:
+        await grouper_repository.register_catalogue(conn, catalogue_registration(document, REGION, SWITCH, None))
     await import_dip_policy(rt.engine, orjson.dumps(dip_policy()), document)
     try:
         yield rt, client
@@ -188,7 +190,7 @@ def test_the_cli_imports_a_catalogue_and_a_dip_policy(tmp_path: Path, catalogue:
 
 
 async def test_draft_check_gives_the_dip_group_the_pipeline_assigns(pipeline) -> None:  # type: ignore[no-untyped-def]
-    from services.grouper.service import cases as grouper_cases
+    from services.grouper.repository import cases as grouper_cases
 
     rt, client = pipeline
     sl = next(with_money(x) for x in lists(24) if x["setlinfo"]["dscg_time"][:10] >= SWITCH.isoformat())

@@ -23,7 +23,7 @@ from drgdip.generate import (
     generate_stats,
     grouping_case,
 )
-from services.grouper.core import load_scheme
+from services.grouper.domain import load_scheme
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DRGDIP_SHARED", REPO.parent / "shared"))

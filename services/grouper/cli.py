@@ -1,18 +1,21 @@
-"""Command-line front end of the grouper: `drgdip group ...` and `drgdip scheme ...`.
+"""Command-line front end of the grouper: `drgdip group`, `drgdip scheme ...`, `drgdip regroup`
+and `drgdip dip import-catalogue`.
 
-The main CLI mounts `group_command` with `app.command("group")(group_command)` and
-`scheme_app` with `app.add_typer(scheme_app, name="scheme")`. `app` bundles both for
-standalone use.
+The main CLI mounts `group_command` with `app.command("group")(group_command)`, `scheme_app`
+with `app.add_typer(scheme_app, name="scheme")`, `regroup_command` as "regroup" and
+`import_catalogue_command` as "import-catalogue" of its `dip` group. `app` bundles them for
+standalone use. A command that touches the database runs in one transaction.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from datetime import date
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -20,8 +23,22 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from services.grouper.core import GROUPED_STATUSES, SchemeError, diff_schemes, load_scheme
-from services.grouper.core.diff import SchemeDiff
+from services.grouper.config import GrouperSettings
+from services.grouper.domain import (
+    GROUPED_STATUSES,
+    CatalogueError,
+    SchemeBook,
+    SchemeError,
+    catalogue_registration,
+    diff_schemes,
+    load_scheme,
+)
+from services.grouper.domain.diff import SchemeDiff
+from shared.jsonl import read_jsonl
+from shared.settings import load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 class CodeMode(StrEnum):
@@ -38,32 +55,24 @@ def _stderr() -> Console:
     return Console(stderr=True)
 
 
-def _read_jsonl(path: Path, err: Console, progress=None, task=None) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, object) for each valid JSON object line; report bad lines."""
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if progress is not None:
-                progress.advance(task, len(raw))
-            if not raw.strip():
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as e:
-                err.print(f"[yellow]line {lineno}: invalid JSON ({e}); skipped[/]", highlight=False)
-                yield lineno, None
-                continue
-            if not isinstance(obj, dict):
-                err.print(
-                    f"[yellow]line {lineno}: not a JSON object ({type(obj).__name__}); skipped[/]",
-                    highlight=False,
-                )
-                yield lineno, None
-                continue
-            yield lineno, obj
+class _Skipped:
+    """`read_jsonl`'s `on_error`: reports each bad line on stderr and counts them."""
+
+    def __init__(self, err: Console) -> None:
+        self.err, self.count = err, 0
+
+    def __call__(self, lineno: int, reason: str) -> None:
+        what = reason if reason.startswith("not a JSON object") else f"invalid JSON ({reason})"
+        self.err.print(f"[yellow]line {lineno}: {what}; skipped[/]", highlight=False)
+        self.count += 1
+
+
+def _as_is(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj
 
 
 def group_command(
-    scheme: Annotated[Path, typer.Option("--scheme", help="scheme folder (with scheme.json)")],
+    scheme_path: Annotated[Path, typer.Option("--scheme-path", help="scheme folder (with scheme.json)")],
     input: Annotated[Path, typer.Option("--input", help="cases, one JSON object per line")],
     output: Annotated[Path, typer.Option("--output", help="results, one JSON object per line")],
     code_mode: Annotated[
@@ -74,7 +83,7 @@ def group_command(
     """Group a JSONL file of cases into MDC / ADRG / DRG."""
     err = _stderr()
     try:
-        sch = load_scheme(scheme)
+        sch = load_scheme(scheme_path)
     except SchemeError as e:
         err.print(f"[red]scheme error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
@@ -85,7 +94,7 @@ def group_command(
     mode = code_mode.value
     group = sch.grouper(mode)
     statuses: Counter[str] = Counter()
-    bad = 0
+    skipped = _Skipped(err)
     show_bar = err.is_terminal and input.stat().st_size >= _PROGRESS_MIN_BYTES
     progress = (
         Progress(
@@ -101,16 +110,13 @@ def group_command(
     )
     started = time.perf_counter()
     with output.open("wb") as out:
+        on_bytes = None
         if progress is not None:
             progress.start()
             task = progress.add_task("group", total=input.stat().st_size)
-        else:
-            task = None
+            on_bytes = partial(progress.advance, task)
         try:
-            for _lineno, case in _read_jsonl(input, err, progress, task):
-                if case is None:
-                    bad += 1
-                    continue
+            for case in read_jsonl(input, _as_is, skipped, on_bytes=on_bytes):
                 result = sch.group(case, code_mode=mode, trace=True) if trace else group(case)
                 row = {"id": case.get("id"), **result.to_dict()}
                 out.write(orjson.dumps(row))
@@ -120,7 +126,7 @@ def group_command(
             if progress is not None:
                 progress.stop()
     elapsed = time.perf_counter() - started
-    _print_summary(err, statuses, bad, elapsed)
+    _print_summary(err, statuses, skipped.count, elapsed)
 
 
 def _print_summary(err: Console, statuses: Counter[str], bad: int, elapsed: float) -> None:
@@ -148,13 +154,13 @@ scheme_app = typer.Typer(help="Inspect and compare grouping schemes.", no_args_i
 
 @scheme_app.command("check")
 def check_command(
-    directory: Annotated[Path, typer.Argument(help="scheme folder")],
+    scheme_path: Annotated[Path, typer.Argument(help="scheme folder")],
 ) -> None:
     """Load and validate a scheme; print its counts."""
     console = Console()
     started = time.perf_counter()
     try:
-        sch = load_scheme(directory)
+        sch = load_scheme(scheme_path)
     except SchemeError as e:
         _stderr().print(f"[red]invalid scheme:[/] {e}", highlight=False)
         raise typer.Exit(1) from None
@@ -191,7 +197,7 @@ def diff_command(
         raise typer.Exit(1) from None
     case_iter = None
     if cases is not None:
-        case_iter = (obj for _n, obj in _read_jsonl(cases, err) if obj is not None)
+        case_iter = read_jsonl(cases, _as_is, _Skipped(err))
     d = diff_schemes(sa, sb, case_iter)
     print_diff(Console(), d)
 
@@ -277,10 +283,133 @@ def _list_change_text(c, max_codes: int) -> str:
     return f"{name}: {' '.join(parts)}"
 
 
+# --------------------------------------------------------------------------- the grouper's store
+# (the database and its migrations are imported by the commands that use them: `drgdip --help`
+# and `drgdip group` stay quick to start)
+
+Db = Annotated[str | None, typer.Option(help="sqlite+aiosqlite:///FILE or postgresql+asyncpg://… (env DRGDIP_DB)")]
+
+
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+@scheme_app.command("import")
+def scheme_import_command(
+    scheme_path: Annotated[Path, typer.Argument(help="scheme folder (with scheme.json)")],
+    region: Annotated[str, typer.Option(help="region (insured area) the scheme applies to")],
+    valid_from: Annotated[str, typer.Option("--from", help="first discharge date, YYYY-MM-DD")],
+    valid_to: Annotated[str | None, typer.Option("--to", help="last discharge date (open if omitted)")] = None,
+    db: Db = None,
+) -> None:
+    """Register a scheme for a region from a date: cases are grouped by the scheme in force."""
+    from services.grouper import repository
+    from shared.migrate import run_on_database
+
+    try:
+        scheme = load_scheme(scheme_path)
+        start, end = date.fromisoformat(valid_from), _day(valid_to)
+    except (SchemeError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    registration = repository.Registration(scheme.id, region, start, end, str(scheme_path.resolve()))
+
+    async def run(engine: AsyncEngine) -> None:
+        async with engine.begin() as conn:
+            await repository.register_scheme(conn, registration)
+
+    run_on_database(load_settings(GrouperSettings, db=db).db, repository.NAME, run)
+    typer.echo(f"registered {scheme.id} for region {region} from {start}" + (f" to {end}" if end else ""))
+    typer.echo("restart the grouper (or its replicas) to put the registration in force")
+
+
+def regroup_command(
+    scheme: Annotated[str, typer.Option(help="id of the scheme to regroup with")],
+    date_from: Annotated[str | None, typer.Option("--from", help="first discharge date, YYYY-MM-DD")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="last discharge date, YYYY-MM-DD")] = None,
+    code_mode: Annotated[str, typer.Option(help="raw or mapped")] = "raw",
+    schemes_dir: Annotated[Path | None, typer.Option(help="folder of scheme folders (env DRGDIP_SCHEMES_DIR)")] = None,
+    db: Db = None,
+    top: Annotated[int, typer.Option(help="rows of the migration table to show")] = 30,
+) -> None:
+    """Regroup stored cases under another scheme and show which DRGs cases moved between."""
+    from sqlalchemy import MetaData
+
+    from services.grouper import handlers, repository
+    from shared.messaging import Outbox
+    from shared.migrate import run_on_database
+
+    settings = load_settings(GrouperSettings, db=db, schemes_dir=schemes_dir)
+    first, last = _day(date_from), _day(date_to)
+    console = Console()
+
+    async def run(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+        async with engine.begin() as conn:
+            book = SchemeBook(settings.default_scheme)
+            if settings.schemes_dir:
+                book.load_folder(settings.schemes_dir)
+            for reg in await repository.scheme_registrations(conn):
+                if reg.scheme_id == scheme:
+                    book.load(reg.path)
+            if scheme not in book.schemes:
+                raise typer.BadParameter(f"scheme {scheme!r} not found: pass --schemes-dir or import it")
+            with Progress(console=Console(stderr=True)) as progress:
+                task = progress.add_task(f"regrouping with {scheme}", total=None)
+                return await handlers.regroup(
+                    conn, Outbox(repository.NAME, MetaData()), book.schemes[scheme], code_mode=code_mode,
+                    date_from=first, date_to=last,
+                    progress=lambda done, total: progress.update(task, completed=done, total=total))
+
+    m = run_on_database(settings.db, repository.NAME, run)
+    console.print(f"regrouped {m.cases} cases with {m.scheme_id}: {m.moved} changed DRG "
+                  f"({m.moved / m.cases:.1%})" if m.cases else "no stored case in that period")
+    table = Table(title="DRG migration (cases that changed group)")
+    for col in ("from", "to", "cases"):
+        table.add_column(col, justify="right" if col == "cases" else "left")
+    for (a, b), n in sorted(((k, v) for k, v in m.moves.items() if k[0] != k[1]), key=lambda kv: -kv[1])[:top]:
+        table.add_row(a, b, str(n))
+    if m.moved:
+        console.print(table)
+
+
+def import_catalogue_command(
+    file: Annotated[Path, typer.Argument(help="catalogue document (drgdip dip build-catalogue)")],
+    region: Annotated[str, typer.Option(help="treatment region the catalogue applies to")],
+    valid_from: Annotated[str, typer.Option("--from", help="first discharge date, YYYY-MM-DD")],
+    valid_to: Annotated[str | None, typer.Option("--to", help="last discharge date (open if omitted)")] = None,
+    db: Db = None,
+) -> None:
+    """Register a DIP catalogue with the grouper: cases get a DIP group from that date."""
+    from services.grouper import repository
+    from shared.migrate import run_on_database
+
+    try:
+        start, end = date.fromisoformat(valid_from), _day(valid_to)
+        registration = catalogue_registration(file.read_bytes(), region, start, end)
+    except CatalogueError as e:
+        typer.echo(f"error: {file}: {e.reason.splitlines()[0]}", err=True)
+        raise typer.Exit(2) from None
+    except (ValueError, OSError) as e:
+        typer.echo(f"error: {file}: {str(e).splitlines()[0]}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run(engine: AsyncEngine) -> None:
+        async with engine.begin() as conn:
+            await repository.register_catalogue(conn, registration)
+
+    run_on_database(load_settings(GrouperSettings, db=db).db, repository.NAME, run)
+    typer.echo(f"registered DIP catalogue {registration.catalogue.version_label} for region {region} "
+               f"from {valid_from}" + (f" to {valid_to}" if valid_to else ""))
+
+
 # Standalone app (`python -m services.grouper.cli`); the main CLI mounts the pieces itself.
 app = typer.Typer(no_args_is_help=True)
 app.command("group")(group_command)
 app.add_typer(scheme_app, name="scheme")
+app.command("regroup")(regroup_command)
+dip_app = typer.Typer(no_args_is_help=True)
+dip_app.command("import-catalogue")(import_catalogue_command)
+app.add_typer(dip_app, name="dip")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -183,7 +183,7 @@ def stored_cases(db: str | None, first_year: int, last_year: int,
     from sqlalchemy import and_, func, select
 
     from services.grouper.config import GrouperSettings
-    from services.grouper.service import cases as grouper_cases
+    from services.grouper.repository import cases as grouper_cases
     from shared.db import create_engine
     from shared.settings import load_settings
 
@@ -357,7 +357,7 @@ def compare_command(
     code_mode: Annotated[str, typer.Option("--code-mode", help="raw or mapped (DRG grouping)")] = "raw",
 ) -> None:
     """Price the same lists by DRG and by DIP; payments compared per hospital, DIP group, DRG."""
-    from services.grouper.core import SchemeError, load_scheme
+    from services.grouper.domain import SchemeError, load_scheme
 
     err = stderr()
     drg_pol = load_policy_or_exit(drg_policy, err)

@@ -349,7 +349,7 @@ def region_cases() -> list[DipCase]:
 
 
 def test_synthetic_region(region_cases):
-    from services.grouper.core import load_scheme
+    from services.grouper.domain import load_scheme
 
     table = TreatmentTable(or_procedures=frozenset(load_scheme(SCHEME).or_procedures))
     # With min_cases 15 only about 12 % of these 6,000 synthetic cases fall in core groups: a
@@ -419,7 +419,7 @@ def test_a_region_sized_history_puts_most_cases_in_core_groups():
     if not SCHEME.is_dir():
         pytest.skip(f"scheme not found at {SCHEME}")
     from drgdip.generate import generate_region
-    from services.grouper.core import load_scheme
+    from services.grouper.domain import load_scheme
     from services.ingest.national import ListRejected
 
     cases = []

@@ -99,7 +99,7 @@ def _fill_grouper_db(url: str, lists: list[dict[str, Any]]) -> dict[str, Decimal
     expected cost per case."""
     from sqlalchemy import insert
 
-    from services.grouper.service import cases
+    from services.grouper.repository import cases
     from services.ingest import core
     from services.ingest.national import case_fields, parse_settlement_list
     from shared import migrate
@@ -167,7 +167,7 @@ def test_build_catalogue_from_the_grouper_store(region: Region, tmp_path: Path) 
 
 
 def test_compare_totals_are_the_per_case_prices(region: Region, tmp_path: Path) -> None:
-    from services.grouper.core import load_scheme
+    from services.grouper.domain import load_scheme
 
     cat_dir = tmp_path / "cat"
     invoke("dip", "build-catalogue", "--region", "R", "--years", "2022-2024", "--min-cases", 2,

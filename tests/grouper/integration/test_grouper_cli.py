@@ -30,7 +30,7 @@ def test_group_command_writes_one_line_per_case_and_skips_bad_lines(tmp_path):
     out = tmp_path / "out.jsonl"
     res = _runner().invoke(
         _app(),
-        ["group", "--scheme", str(scheme_dir("chs-drg-1.1")), "--input", str(src), "--output", str(out)],
+        ["group", "--scheme-path", str(scheme_dir("chs-drg-1.1")), "--input", str(src), "--output", str(out)],
     )
     assert res.exit_code == 0, res.output
     rows = [orjson.loads(x) for x in out.read_bytes().splitlines()]
@@ -53,7 +53,7 @@ def test_group_command_trace_and_mapped(tmp_path):
     out = tmp_path / "out.jsonl"
     res = _runner().invoke(
         _app(),
-        ["group", "--scheme", str(scheme_dir("quanzhou-2023")), "--input", str(src),
+        ["group", "--scheme-path", str(scheme_dir("quanzhou-2023")), "--input", str(src),
          "--output", str(out), "--code-mode", "mapped", "--trace"],
     )
     assert res.exit_code == 0, res.output
@@ -68,7 +68,7 @@ def test_failures_are_summarised_by_status(tmp_path):
     src.write_text('{"id": "a", "sex": 5, "diagnoses": ["D1"]}\n{"id": "b", "diagnoses": ["D2"], "sex": 1, "age": 30}\n', "utf-8")
     res = _runner().invoke(
         _app(),
-        ["group", "--scheme", str(write_scheme(tmp_path / "s")), "--input", str(src),
+        ["group", "--scheme-path", str(write_scheme(tmp_path / "s")), "--input", str(src),
          "--output", str(tmp_path / "o.jsonl")],
     )
     assert res.exit_code == 0

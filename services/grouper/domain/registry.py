@@ -46,14 +46,16 @@ class SchemeRegistry:
         """Register a scheme for a region; rejects a period overlapping another one."""
         if valid_to is not None and valid_to < valid_from:
             raise RegistryError(
-                f"{scheme.id} in {region}: valid_to {valid_to} is before valid_from {valid_from}"
+                f"{scheme.id} in {region}: valid_to {valid_to} is before valid_from {valid_from}",
+                code="INVALID_PERIOD", status=422,
             )
         entry = RegistryEntry(scheme, region, valid_from, valid_to)
         for other in self._entries.get(region, ()):
             if entry.overlaps(other):
                 raise RegistryError(
                     f"{scheme.id} in {region} ({_period(entry)}) overlaps "
-                    f"{other.scheme.id} ({_period(other)})"
+                    f"{other.scheme.id} ({_period(other)})",
+                    code="OVERLAPPING_PERIODS", status=409,
                 )
         self._entries.setdefault(region, []).append(entry)
         self._entries[region].sort(key=lambda e: e.valid_from)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from grouper_testkit import case, minimal_scheme_data, rule_scheme_data, write_scheme
 
-from services.grouper.core import CONDITIONS, GroupStatus, condition, load_scheme
-from services.grouper.core.rules import LIST
+from services.grouper.domain import CONDITIONS, GroupStatus, condition, load_scheme
+from services.grouper.domain.rules import LIST
 
 
 def matches(tmp_path, rule, cases, lists=None, evaluation=None) -> list[bool]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from grouper_testkit import oracle_cases, scheme_dir
 
-from services.grouper.core import GroupStatus, load_scheme
+from services.grouper.domain import GroupStatus, load_scheme
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import time
 import pytest
 from grouper_testkit import SCHEME_IDS, minimal_scheme_data, scheme_dir, write_scheme
 
-from services.grouper.core import SchemeError, load_scheme
+from services.grouper.domain import SchemeError, load_scheme
 
 
 def test_minimal_scheme_loads(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from grouper_testkit import SCHEME_IDS, oracle_cases, scheme_dir
 
-from services.grouper.core import Scheme, load_scheme
+from services.grouper.domain import Scheme, load_scheme
 
 MODES = (("raw", "expected"), ("mapped", "expected_mapped"))
 

@@ -7,7 +7,7 @@ from grouper_testkit import scheme_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.grouper.core import GroupStatus, load_scheme
+from services.grouper.domain import GroupStatus, load_scheme
 
 _SCHEMES = {}
 

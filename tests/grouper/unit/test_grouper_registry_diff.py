@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 from grouper_testkit import oracle_cases, scheme_dir
 
-from services.grouper.core import RegistryError, SchemeRegistry, diff_schemes, load_scheme
+from services.grouper.domain import RegistryError, SchemeRegistry, diff_schemes, load_scheme
 
 
 @pytest.fixture(scope="module")

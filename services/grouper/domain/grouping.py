@@ -1,0 +1,121 @@
+"""Grouping received cases as the live stage does (docs/domain.md §4, §5, §7).
+
+Pure: given the scheme in force, the DIP catalogue in force and a `case-received` payload,
+`group_case` decides the stored result (with its trace) and the `case-grouped` payload;
+`group_cases` does it for a batch, numbering the grouping versions from the stored ones.
+The handler loads what is stored, calls these and stores the result.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import orjson
+
+from shared.dip import Catalogue, DipGrouping, dip_case_from_received
+from shared.events import CaseFacts, CaseGrouped, CaseReceived
+
+from .scheme import Scheme
+
+NO_SCHEME = "NO_SCHEME"
+
+
+def engine_input(p: CaseReceived) -> dict[str, Any]:
+    """What the grouping engine reads of a `case-received` payload."""
+    return {"sex": p.sex, "age": p.age, "age_days": p.age_days, "birth_weight": p.birth_weight,
+            "diagnoses": p.diagnoses, "procedures": p.procedures}
+
+
+@dataclass(frozen=True)
+class ToGroup:
+    """One list version to group: its `case-received` payload (as JSON and as the model)."""
+
+    case_id: str
+    correlation_id: str
+    received: dict[str, Any]
+    payload: CaseReceived
+
+    @classmethod
+    def from_json(cls, case_id: str, correlation_id: str, received: dict[str, Any]) -> ToGroup:
+        return cls(case_id, correlation_id, received, CaseReceived.model_validate(received))
+
+
+def dip_grouping(catalogue: Catalogue, case_id: str, received: CaseReceived) -> DipGrouping:
+    """The `case-grouped` `dip` field: the case's one DIP group, its trace and the DIP inputs
+    the pricer needs (`DipCase`), from the `case-received` payload."""
+    return DipGrouping.of(catalogue, dip_case_from_received(case_id, received, {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    """One list version grouped: `event` is the `case-grouped` payload (it holds every value of
+    the stored result but the trace); `trace` the stored trace as JSON (the DIP trace under
+    "dip" when a catalogue was in force)."""
+
+    case_id: str
+    correlation_id: str
+    event: CaseGrouped
+    trace: str | None
+
+
+def group_case(item: ToGroup, scheme: Scheme | None, catalogue: Catalogue | None, *,
+               code_mode: str, grouping_version: int) -> Grouping:
+    """Group one list version with `scheme` (None: no scheme in force, status NO_SCHEME) and,
+    where a DIP catalogue is in force, give it its DIP group too (§5)."""
+    f = item.payload.facts
+    trace: str | None = None
+    if scheme is None:
+        mdc, adrg, drg, status, name, scheme_id = "0000", "00", "0000", NO_SCHEME, None, "-"
+    else:
+        g = scheme.group(engine_input(item.payload), code_mode=code_mode, trace=True)
+        mdc, adrg, drg, status, name, scheme_id = g.mdc, g.adrg, g.drg, g.status, g.drg_name, scheme.id
+        trace = g.trace.to_json().decode() if g.trace is not None else None
+    dip = None if catalogue is None else dip_grouping(catalogue, item.case_id, item.payload)
+    if dip is not None:
+        trace = orjson.dumps((orjson.loads(trace) if trace else {}) | {
+            "dip": dip.model_dump(mode="json", exclude={"case"})}).decode()
+    event = CaseGrouped(facts=f, scheme_id=scheme_id, code_mode=code_mode,  # type: ignore[arg-type]
+                        mdc=mdc, adrg=adrg, drg=drg, status=status, drg_name=name,
+                        grouping_version=grouping_version, dip=dip)
+    return Grouping(item.case_id, item.correlation_id, event, trace)
+
+
+def group_cases(items: Sequence[ToGroup], *, scheme_for: Callable[[CaseFacts], Scheme | None],
+                catalogue_on: Callable[[str, date | None], Catalogue | None], code_mode: str,
+                latest: Mapping[tuple[str, int], int]) -> list[Grouping]:
+    """Group each list version (in the order of `items`) as a new grouping version: one above
+    `latest` (the stored highest grouping version per case and list version), counting the
+    versions this batch makes. The DIP catalogue is the one in force where care was given."""
+    versions = dict(latest)
+    out = []
+    for item in items:
+        f = item.payload.facts
+        key = (item.case_id, f.list_version)
+        version = versions[key] = versions.get(key, 0) + 1
+        out.append(group_case(item, scheme_for(f), catalogue_on(f.treatment_region or f.region,
+                                                                f.discharge_date),
+                              code_mode=code_mode, grouping_version=version))
+    return out
+
+
+@dataclass
+class Migration:
+    """What a regroup did: how many cases moved from which DRG to which."""
+
+    scheme_id: str
+    cases: int = 0
+    moves: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    @property
+    def moved(self) -> int:
+        return sum(n for (a, b), n in self.moves.items() if a != b)
+
+    def record(self, before: Mapping[tuple[str, int], str], groupings: Sequence[Grouping]) -> None:
+        """Count a regrouped batch; `before`: the DRG each (case, list version) had ("-": none)."""
+        for g in groupings:
+            self.moves[(before.get((g.case_id, g.event.facts.list_version), "-"), g.event.drg)] += 1
+        self.cases += len(groupings)

@@ -1,0 +1,41 @@
+"""The grouper's HTTP routes: the draft check, DIP catalogue registration, the loaded schemes."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from services.grouper import repository
+from services.grouper.domain import DraftCase, catalogue_registration, check_draft
+from services.grouper.handlers import GrouperService
+from shared.web import Conn, stage_service
+
+router = APIRouter(tags=["grouper"])
+Grouper = Annotated[GrouperService, Depends(stage_service(repository.NAME))]
+
+
+@router.post("/group")
+async def group_one(draft: DraftCase, grouper: Grouper, conn: Conn, trace: bool = True) -> dict:
+    """Group a case before it is submitted (nothing stored); where a DIP catalogue is in force,
+    its DIP group too, as the live stage assigns it."""
+    catalogue = (await grouper.catalogues.in_force(conn)).on(draft.region, draft.discharge_date)
+    return check_draft(grouper.book, draft, catalogue, code_mode=grouper.settings.code_mode, trace=trace)
+
+
+@router.post("/dip/catalogues", status_code=201)
+async def register_catalogue(request: Request, conn: Conn,
+                             region: str = Query(min_length=1, max_length=32),
+                             valid_from: date = Query(), valid_to: date | None = Query(None)) -> dict:
+    """Register a DIP catalogue document for a region from a date (bureau only, via the gateway)."""
+    reg = catalogue_registration(await request.body(), region, valid_from, valid_to)
+    await repository.register_catalogue(conn, reg)
+    return {"catalogue_id": reg.catalogue.catalogue_id, "version": reg.catalogue.version,
+            "region": region, "groups": len(reg.catalogue.groups)}
+
+
+@router.get("/schemes")
+async def list_schemes(grouper: Grouper) -> list[dict]:
+    book = grouper.book
+    return [{"id": s.id, "title": s.title, "path": book.paths[s.id]} for s in book.schemes.values()]

@@ -1,0 +1,102 @@
+"""The grouper's event consumer, and the grouping path it shares with a regroup.
+
+Every received list version is stored, grouped with the scheme in force for its region and
+discharge date (with its DIP group where a catalogue is in force, §5) and announced as
+`case-grouped`. A regroup takes the stored cases through the same path with another scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.grouper import repository
+from services.grouper.config import GrouperSettings
+from services.grouper.domain import (
+    Grouping,
+    Migration,
+    Scheme,
+    SchemeBook,
+    SchemeError,
+    ToGroup,
+    group_cases,
+)
+from shared.dip import Catalogue
+from shared.events import CaseFacts, Envelope
+from shared.messaging import Outbox
+from shared.periods import InForce
+
+
+class GrouperService:
+    """The grouper stage's own object (`Stage.service`): its settings, the schemes it knows and
+    the registered DIP catalogues (each version parsed once)."""
+
+    def __init__(self, settings: GrouperSettings) -> None:
+        self.settings = settings
+        self.book = SchemeBook(settings.default_scheme)
+        self.catalogues = repository.catalogue_book()
+
+    async def load_schemes(self, conn: AsyncConnection) -> None:
+        """The schemes of `schemes_dir` and the registered ones, with their registrations."""
+        if self.settings.schemes_dir is not None:
+            self.book.load_folder(self.settings.schemes_dir)
+        for reg in await repository.scheme_registrations(conn):
+            self.book.register(self.book.load(reg.path), reg.region, reg.valid_from, reg.valid_to)
+        if not self.book.schemes:
+            raise SchemeError("no grouping scheme loaded: set DRGDIP_SCHEMES_DIR or import one")
+
+    def scheme_for(self, f: CaseFacts) -> Scheme | None:
+        return self.book.scheme_for(f.region, f.discharge_date)
+
+
+async def on_case_received(grouper: GrouperService, conn: AsyncConnection,
+                           envs: Sequence[Envelope]) -> list[Envelope]:
+    """Store and group a batch of received list versions (each table read and written once)."""
+    items = [ToGroup.from_json(e.case_id, e.correlation_id, e.payload) for e in envs]
+    await repository.insert_received(conn, items)
+    groupings = await group_and_store(conn, items, scheme_for=grouper.scheme_for,
+                                      code_mode=grouper.settings.code_mode,
+                                      catalogues=await grouper.catalogues.in_force(conn))
+    return announcements(groupings)
+
+
+async def group_and_store(conn: AsyncConnection, items: Sequence[ToGroup], *,
+                          scheme_for: Callable[[CaseFacts], Scheme | None], code_mode: str,
+                          catalogues: InForce[Catalogue]) -> list[Grouping]:
+    """Group each list version as a new grouping version and store each result with its trace
+    (in the order of `items`)."""
+    latest = await repository.latest_grouping_versions(conn, {i.case_id for i in items})
+    groupings = group_cases(items, scheme_for=scheme_for, catalogue_on=catalogues.on,
+                            code_mode=code_mode, latest=latest)
+    await repository.insert_results(conn, groupings)
+    return groupings
+
+
+def announcements(groupings: Sequence[Grouping]) -> list[Envelope]:
+    """The `case-grouped` events to publish, one per grouping, in order."""
+    return [Envelope.new(g.event, case_id=g.case_id, correlation_id=g.correlation_id,
+                         producer=repository.NAME) for g in groupings]
+
+
+async def regroup(conn: AsyncConnection, outbox: Outbox, scheme: Scheme, *, code_mode: str = "raw",
+                  date_from: date | None = None, date_to: date | None = None, batch: int = 500,
+                  progress: Callable[[int, int], None] | None = None) -> Migration:
+    """Regroup the latest list version of every stored case discharged in [date_from, date_to]
+    under `scheme`: each gets a new grouping version and a new `case-grouped` event (through the
+    outbox, so the running grouper publishes it and the pricer re-prices). The DIP group rides
+    along as in the live stage, so a DIP period stays DIP. Returns the DRG migration table."""
+    stored = await repository.latest_lists(conn, date_from, date_to)
+    migration = Migration(scheme.id)
+    catalogues = await repository.catalogue_book().in_force(conn)
+    for start in range(0, len(stored), batch):
+        chunk = [s.to_group() for s in stored[start:start + batch]]
+        before = await repository.latest_drgs(conn, [i.case_id for i in chunk])
+        groupings = await group_and_store(conn, chunk, scheme_for=lambda _facts: scheme,
+                                          code_mode=code_mode, catalogues=catalogues)
+        migration.record(before, groupings)
+        await outbox.add(conn, announcements(groupings))
+        if progress:
+            progress(migration.cases, len(stored))
+    return migration
