@@ -33,7 +33,7 @@ from drgdip.generate import RegionGenerator  # noqa: E402
 from services.grouper.core import load_scheme  # noqa: E402
 from services.grouper.service import engine_input  # noqa: E402
 from services.ingest import core, qc  # noqa: E402
-from services.pricer.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
+from services.pricer.domain.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
 from services.pricer.service import price_grouped  # noqa: E402
 from shared.events import CaseGrouped  # noqa: E402
 from shared.periods import InForce  # noqa: E402

@@ -52,7 +52,7 @@ from drgdip.demo import (  # noqa: E402
 )
 from drgdip.generate import RegionGenerator, grouping_case  # noqa: E402
 from services.grouper.core import load_scheme  # noqa: E402
-from services.pricer.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
+from services.pricer.domain.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
 from services.pricer.service import import_policy  # noqa: E402
 from shared.runtime import Runtime  # noqa: E402
 

@@ -17,7 +17,7 @@ in the data folder) and walks the bureau's year (docs/domain.md §6–§9, §12)
    (unless --no-serve) serve the gateway on the same runtime.
 
 The stored grouped cases are read with the pricer's own types: `HistoricalCase` for the
-calibration and `priced_case` (what the pricer prices a `case-grouped` event with) for the
+calibration and `case_to_price` (what the pricer prices a `case-grouped` event with) for the
 simulation, so the simulation prices exactly what settlement later clears.
 """
 
@@ -51,31 +51,32 @@ from sqlalchemy import and_, func, select
 
 from drgdip.generate import PREFECTURE, Hospital, RegionGenerator
 from services.grouper.core import Scheme, load_scheme
-from services.pricer.calibration import (
+from services.pricer.domain.calibration import (
     CalibrationParams,
     CalibrationReport,
     HistoricalCase,
     calibrate,
 )
 from services.pricer.cli import write_csv, write_json
-from services.pricer.policy import Policy, parse_policy, to_fen
-from services.pricer.pricing import (
+from services.pricer.domain.policy import Policy, parse_policy
+from services.pricer.domain.pricing import (
     DRG_PRICED,
     GROUPED_STATUSES,
-    PricedCase,
+    CaseToPrice,
     price_many,
     select_policy,
 )
 from services.pricer.service import (
     import_policy,
-    priced_case,
+    case_to_price,
     run_annual_clearing,
     run_monthly_presettlement,
 )
-from services.pricer.settlement import Clearing, Statement
-from services.pricer.simulation import SimulationReport, simulate
+from services.pricer.domain.settlement import Clearing, Statement
+from services.pricer.domain.simulation import SimulationReport, simulate
 from shared.bus.memory import MemoryBus
 from shared.events import CaseGrouped, CaseReceived, dead_letter_topic
+from shared.money import to_fen
 from shared.runtime import Runtime
 
 SAMPLE_SCHEME = Path(__file__).resolve().parent / "sample_scheme"
@@ -231,9 +232,9 @@ class GroupedCase:
             "drg": self.event.drg, "adrg": self.event.adrg, "group_status": self.event.status,
             "cost": f.total_cost, "los": self.los, "withdrawn": f.withdrawn})
 
-    def priced(self) -> PricedCase:
+    def priced(self) -> CaseToPrice:
         """Pricing input, built exactly as the pricer builds it from the `case-grouped` event."""
-        return priced_case(self.case_id, self.event)
+        return case_to_price(self.case_id, self.event)
 
 
 async def stored_grouped_cases(runtime: Runtime) -> list[GroupedCase]:

@@ -23,7 +23,7 @@ from drgdip.stages import build_runtime
 from services.grouper.service import import_catalogue
 from services.grouper.service import results as grouper_results
 from services.pricer.dip import build_catalogue, dip_case_from_list
-from services.pricer.policy import PolicyError
+from services.pricer.domain.policy import PolicyError
 from services.pricer.service import (
     PolicyConflict,
     import_dip_policy,

@@ -8,7 +8,7 @@ input may be strings or JSON numbers; every amount written is a decimal string.
 
 drgdip price --policy POLICY.json --input CASES.jsonl --output OUT.jsonl
     What-if repricing of cases under one policy (docs/domain.md §7).
-    Input fields (`PricedCase`): case_id (or id), hospital_code, hospital_level (1|2|3,
+    Input fields (`CaseToPrice`): case_id (or id), hospital_code, hospital_level (1|2|3,
     optional: else the policy's hospitals.levels), region (insured region), treatment_region
     (optional, 就医地), insurance_type (or hi_type: employee/310, resident/390), drg,
     group_status (or status; SUCCESS/QY are priced), los, total_cost, fees ({category: amount},
@@ -60,11 +60,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from services.pricer.calibration import CalibrationParams, HistoricalCase, calibrate
-from services.pricer.policy import Policy, PolicyError, load_policy
-from services.pricer.pricing import PricedCase, price_case
+from services.pricer.domain.calibration import CalibrationParams, HistoricalCase, calibrate
+from services.pricer.domain.policy import Policy, PolicyError, load_policy
+from services.pricer.domain.pricing import CaseToPrice, price_case
 from services.pricer.service import load_history, load_priced_cases
-from services.pricer.simulation import simulate
+from services.pricer.domain.simulation import simulate
 
 T = TypeVar("T")
 
@@ -176,7 +176,7 @@ def price_command(
     types: Counter[str] = Counter()
     payment = Decimal("0")
     with output.open("wb") as out, progress_bar(err, "pricing") as progress:
-        for case in read_models(input, PricedCase, err, progress):
+        for case in read_models(input, CaseToPrice, err, progress):
             price = price_case(pol, case)
             out.write(orjson.dumps(price.to_dict()) + b"\n")
             types[price.case_type.value] += 1
@@ -336,7 +336,7 @@ def simulate_command(
     if input is not None:
         require_file(input, err)
         with progress_bar(err, "reading") as progress:
-            cases = list(read_models(input, PricedCase, err, progress))
+            cases = list(read_models(input, CaseToPrice, err, progress))
     elif region is None or year is None:
         raise typer.BadParameter("give --input, or --region and --year for the stored cases",
                                  param_hint="--input")

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from pricer_testkit import BASE_DOC, make_policy, policy_doc
 
-from services.pricer.policy import PolicyError, load_policy, parse_policy
+from services.pricer.domain.policy import PolicyError, load_policy, parse_policy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "services" / "pricer" / "policy.example.json"
 

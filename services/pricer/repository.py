@@ -49,7 +49,7 @@ from services.pricer.pricing import (
     DRG_PRICED,
     CaseType,
     Price,
-    PricedCase,
+    CaseToPrice,
     price_case,
     select_policy,
 )
@@ -124,7 +124,7 @@ results = Table(
     Column("breakdown", Text, nullable=True),  # Price.to_dict(): every figure used
     Column("region", String(32), nullable=True),
     Column("los", Integer, nullable=True),
-    Column("case_input", Text, nullable=True),  # the PricedCase: simulations re-price from it
+    Column("case_input", Text, nullable=True),  # the CaseToPrice: simulations re-price from it
     Column("method", String(8), nullable=True),  # drg | dip: how the case was paid
     Column("dip_group", Text, nullable=True),
 )
@@ -303,7 +303,7 @@ def dip_book() -> Versions[tuple[DipPolicy, Catalogue]]:
 
 # --- pricing ------------------------------------------------------------------------------------
 
-def priced_case(case_id: str, g: CaseGrouped) -> PricedCase:
+def case_to_price(case_id: str, g: CaseGrouped) -> CaseToPrice:
     """The pricing input from a `case-grouped` event.
 
     LOS is the number of days between admission and discharge (the list's own LOS was checked
@@ -311,7 +311,7 @@ def priced_case(case_id: str, g: CaseGrouped) -> PricedCase:
     """
     f = g.facts
     los = (f.discharge_date - f.admission_date).days if f.discharge_date and f.admission_date else None
-    return PricedCase(
+    return CaseToPrice(
         case_id=case_id, hospital_code=f.hospital_code, region=f.region,
         treatment_region=f.treatment_region, insurance_type=f.insurance_type, drg=g.drg,
         group_status=g.status, los=los, total_cost=f.total_cost, fees=dict(f.fees),
@@ -338,7 +338,7 @@ async def load_history(engine: AsyncEngine, region: str, first_year: int, last_y
             for x in rows]
 
 
-async def load_priced_cases(engine: AsyncEngine, region: str, year: int) -> list[PricedCase]:
+async def load_priced_cases(engine: AsyncEngine, region: str, year: int) -> list[CaseToPrice]:
     """The pricing inputs of the region's cases discharged in the year (latest row per case,
     withdrawn lists left out), for simulations and what-if runs (§9)."""
     r = results.c
@@ -346,7 +346,7 @@ async def load_priced_cases(engine: AsyncEngine, region: str, year: int) -> list
     rows = await _fetch(engine, select(r.case_input).where(
         r.id.in_(latest), r.region == region, r.case_input.is_not(None), r.status != "WITHDRAWN",
         r.discharge_date >= date(year, 1, 1), r.discharge_date <= date(year, 12, 31)))
-    return [PricedCase.model_validate_json(x.case_input) for x in rows]
+    return [CaseToPrice.model_validate_json(x.case_input) for x in rows]
 
 
 async def _fetch(engine: AsyncEngine, query: Any) -> list[Any]:
@@ -530,7 +530,7 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
     history and left out of settlement.
     """
     f = g.facts
-    case = priced_case(case_id, g)
+    case = case_to_price(case_id, g)
     dip = None if f.withdrawn else dip_policies_.on(case.where_treated, case.discharge_date)
     p: Price | None
     breakdown: dict[str, Any]

@@ -48,10 +48,10 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from services.pricer.policy import FEN, Policy, to_fen, to_point_value
-from services.pricer.pricing import DRG_PRICED, CaseType, Price
+from services.pricer.domain.policy import Policy
+from services.pricer.domain.pricing import DRG_PRICED, CaseType, Price
+from shared.money import FEN, ZERO, to_fen, to_point_value
 
-ZERO = Decimal("0")
 STATEMENT_FORMAT = "drgdip.settlement-statement/1"
 
 
