@@ -11,7 +11,13 @@ from decimal import Decimal
 
 from pricer_testkit import case, make_policy, points_policy
 
-from services.pricer.domain.pricing import CaseType, CaseToPrice, price_case, price_many, select_policy
+from services.pricer.domain.pricing import (
+    CaseToPrice,
+    CaseType,
+    price_case,
+    price_many,
+    select_policy,
+)
 
 D = Decimal
 
