@@ -1,15 +1,16 @@
 """Pricing a grouped case: which payment method and policy are in force, the DRG or DIP price,
 and the figures the stored result and the `case-priced` event carry (§7, §13).
 
-Pure: the policies in force come in as `InForce` look-ups; the caller stores the result and
-publishes the event.
+Pure: the policies in force come in as look-ups (`shared.periods.InForce`, read once per batch);
+the caller stores the result and publishes the event.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from services.pricer.dip import DipPolicy, price_dip_case
 from services.pricer.domain.policy import Policy
@@ -23,7 +24,18 @@ from services.pricer.domain.pricing import (
 )
 from shared.dip import Catalogue
 from shared.events import CaseGrouped, CasePriced
-from shared.periods import InForce
+
+T = TypeVar("T")
+
+
+class InForce(Protocol[T]):
+    """Which versions are in force in a region on a day (`shared.periods.InForce`; that module
+    also reads the database, so the domain names only the look-up it uses)."""
+
+    def all_on(self, region: str, day: date | None) -> list[T]: ...
+
+    def on(self, region: str, day: date | None) -> T | None: ...
+
 
 NO_POLICY = "NO_POLICY"
 PRICED = "PRICED"
