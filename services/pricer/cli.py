@@ -1,8 +1,9 @@
-"""Command-line front end of the payment core: `drgdip price`, `drgdip calibrate`, `drgdip simulate`.
+"""The pricer's commands: `drgdip price`, `calibrate`, `simulate`, `advance`, `settle`,
+`policy import` and `dip import-policy`.
 
 The main CLI mounts the plain functions: `app.command("price")(price_command)`, and the same
-for `calibrate_command` and `simulate_command`. None of them touches stored results: they read
-files and write files. Input files are JSON Lines (one object per line); blank lines are
+for the others. `price`, and `calibrate`/`simulate` given --input, read files and write files
+(nothing stored is touched). Input files are JSON Lines (one object per line); blank lines are
 ignored, bad lines are reported on stderr with their line number and skipped. Amounts in the
 input may be strings or JSON numbers; every amount written is a decimal string.
 
@@ -41,6 +42,11 @@ drgdip simulate --policy POLICY.json --input GROUPED.jsonl --out-dir DIR [--budg
     With --budget under the point method the point value is budget / Σ points.
     Writes DIR/simulation.json, DIR/simulation-hospitals.csv, DIR/simulation-drgs.csv,
     DIR/simulation-prices.jsonl and prints the per-hospital profit/loss table.
+
+drgdip policy import FILE [--db URL]; drgdip dip import-policy FILE --catalogue CAT [--db URL]
+drgdip advance ...; drgdip settle ...
+    Store a policy version, a prepayment or settlement statements in the pricer's database:
+    one transaction per command (`in_transaction`).
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ from services.pricer.domain.pricing import CaseToPrice, price_case
 from services.pricer.domain.simulation import simulate
 from shared import jsonl
 from shared.errors import DomainError
+from shared.money import ZERO
 
 T = TypeVar("T")
 
@@ -166,7 +173,7 @@ def price_command(
     pol = load_policy_or_exit(policy, err)
     require_file(input, err)
     types: Counter[str] = Counter()
-    payment = Decimal("0")
+    payment = ZERO
     with output.open("wb") as out, progress_bar(err, "pricing") as progress:
         for case in read_models(input, CaseToPrice, err, progress):
             price = price_case(pol, case)
