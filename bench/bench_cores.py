@@ -5,7 +5,7 @@
 Generates a synthetic region (as `bench_pipeline.py`), then times, per case, on one core:
 ingest's decision (parse, QC with the scheme's dictionaries, case fields), the `case-received`
 payload, grouping with the trace, the trace as JSON, and pricing under calibrated point policies
-(the pricer's row and `case-priced` payload included). Their sum is the floor of what the
+(the pricer's `case-priced` payload included). Their sum is the floor of what the
 embedded pipeline, which runs every stage in one Python process, spends per case before it
 stores or announces anything; 1 / floor bounds its throughput.
 """
@@ -32,8 +32,8 @@ from drgdip.demo import REGION, YEAR_WEIGHTS, YEARS, points_policy, resolve_sche
 from drgdip.generate import RegionGenerator  # noqa: E402
 from services.grouper.domain import engine_input, load_scheme  # noqa: E402
 from services.ingest import core, qc  # noqa: E402
-from services.pricer.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
-from services.pricer.service import price_grouped  # noqa: E402
+from services.pricer.domain.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
+from services.pricer.domain.grouped import price_grouped  # noqa: E402
 from shared.events import CaseGrouped  # noqa: E402
 from shared.periods import InForce  # noqa: E402
 
@@ -72,7 +72,7 @@ def run(scheme_dir: Path, cases: int, hospitals: int, seed: int) -> None:
         for year in range(gen.end_year - YEARS + 1, gen.end_year + 1))])
     events = [CaseGrouped(facts=p.facts, scheme_id=scheme.id, mdc=g.mdc, adrg=g.adrg, drg=g.drg,
                           status=g.status) for p, g in zip(received, grouped, strict=True)]
-    _, costs["pricer: price, row, case-priced payload"] = timed(
+    _, costs["pricer: price, case-priced payload"] = timed(
         list(enumerate(events)), lambda ie: price_grouped(str(ie[0]), ie[1], policies, InForce([])))
 
     print(f"{len(raw):,} generated lists ({scheme.id}), {len(accepted):,} accepted; microseconds per case:")

@@ -52,8 +52,8 @@ from drgdip.demo import (  # noqa: E402
 )
 from drgdip.generate import RegionGenerator, grouping_case  # noqa: E402
 from services.grouper.domain import load_scheme  # noqa: E402
-from services.pricer.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
-from services.pricer.service import import_policy  # noqa: E402
+from services.pricer.domain.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
+from services.pricer.handlers import import_policy  # noqa: E402
 from shared.runtime import Runtime  # noqa: E402
 
 STAGES = ("ingest", "grouper", "pricer", "review", "gateway")
@@ -64,7 +64,7 @@ async def stage_counts(runtime: Runtime) -> dict[str, int]:
     from services.gateway.repository import cases as read_model
     from services.grouper.repository import results as grouped
     from services.ingest.service import lists
-    from services.pricer.service import results as priced
+    from services.pricer.repository import results as priced
     from services.review.repository import results as reviewed
 
     queries = {
@@ -106,8 +106,9 @@ async def run(scheme_dir: Path, cases: int, hospitals: int, seed: int, workdir: 
 
     runtime = embedded_runtime(scheme, scheme_dir, workdir / "drgdip.db")
     await runtime.start()
-    for policy in policies:
-        await import_policy(runtime.engine, orjson.dumps(policy.to_document()), who="bench")
+    async with runtime.engine.begin() as conn:
+        for policy in policies:
+            await import_policy(conn, orjson.dumps(policy.to_document()), who="bench")
     reached: dict[str, float] = {}
     try:
         started = time.perf_counter()
@@ -133,7 +134,7 @@ async def run(scheme_dir: Path, cases: int, hospitals: int, seed: int, workdir: 
         while not await pipeline_idle(runtime):  # review's re-announcements may still be in flight
             await asyncio.sleep(0.5)
         idle = time.perf_counter() - started
-        from services.pricer.service import results as priced
+        from services.pricer.repository import results as priced
         async with runtime.engine.connect() as conn:
             statuses: dict[str, int] = dict((await conn.execute(
                 select(priced.c.status, func.count()).group_by(priced.c.status))).all())

@@ -21,6 +21,8 @@ from services.grouper.cli import (
 from services.pricer.cli import (
     advance_command,
     calibrate_command,
+    dip_import_policy_command,
+    policy_import_command,
     price_command,
     settle_command,
     simulate_command,
@@ -47,6 +49,7 @@ app.command("simulate", help="模拟运行: DRG payment against fee-for-service,
     simulate_command)
 policy_app = typer.Typer(help="Pricing policies (rates, coefficients, weights per region and period).")
 app.add_typer(policy_app, name="policy")
+policy_app.command("import")(policy_import_command)
 app.add_typer(token_app, name="token")
 
 T = TypeVar("T")
@@ -77,22 +80,6 @@ def serve(
     runtime = build_runtime(service, bus=bus, db=db, host=host, port=port, schemes_dir=schemes_dir)
     s = runtime.settings
     uvicorn.run(runtime.app, host=s.host, port=s.port, log_level="warning")
-
-
-@policy_app.command("import")
-def policy_import(file: Path, db: Db = None) -> None:
-    """Store a pricing policy JSON in the pricer's database."""
-    from services.pricer.config import PricerSettings
-    from services.pricer.policy import PolicyError
-    from services.pricer.service import import_policy
-
-    try:
-        p = _on_database(PricerSettings, "pricer", db, lambda e: import_policy(e, file.read_bytes()))
-    except PolicyError as e:
-        typer.echo(f"error: {file}: {e}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"imported policy {p.policy_id} v{p.version} ({p.region}, from {p.valid_from}, "
-               f"{len(p.weights.table)} weights)")
 
 
 def _on_database(settings: type[ServiceSettings], service: str, db: str | None,
@@ -171,26 +158,7 @@ def demo(
         pass
 
 
-@dip_app.command("import-policy")
-def dip_import_policy(
-    file: Annotated[Path, typer.Argument(help="DIP policy JSON (drgdip.dip-policy/1)")],
-    catalogue: Annotated[Path, typer.Option(help="the catalogue document the policy prices with")],
-    db: Db = None,
-) -> None:
-    """Store a DIP policy version with its catalogue in the pricer's database."""
-    from services.pricer.config import PricerSettings
-    from services.pricer.policy import PolicyError
-    from services.pricer.service import import_dip_policy
-
-    async def run(engine: AsyncEngine) -> str:
-        p = await import_dip_policy(engine, file.read_bytes(), catalogue.read_bytes())
-        return f"imported DIP policy {p.policy_id} v{p.version} ({p.region}, from {p.valid_from})"
-
-    try:
-        typer.echo(_on_database(PricerSettings, "pricer", db, run))
-    except (PolicyError, OSError) as e:
-        typer.echo(f"error: {file}: {e}", err=True)
-        raise typer.Exit(2) from None
+dip_app.command("import-policy")(dip_import_policy_command)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ in the data folder) and walks the bureau's year (docs/domain.md §6–§9, §12)
    (unless --no-serve) serve the gateway on the same runtime.
 
 The stored grouped cases are read with the pricer's own types: `HistoricalCase` for the
-calibration and `priced_case` (what the pricer prices a `case-grouped` event with) for the
+calibration and `case_to_price` (what the pricer prices a `case-grouped` event with) for the
 simulation, so the simulation prices exactly what settlement later clears.
 """
 
@@ -51,31 +51,28 @@ from sqlalchemy import and_, func, select
 
 from drgdip.generate import PREFECTURE, Hospital, RegionGenerator
 from services.grouper.domain import Scheme, load_scheme
-from services.pricer.calibration import (
+from services.pricer.cli import write_csv, write_json
+from services.pricer.domain.calibration import (
     CalibrationParams,
     CalibrationReport,
     HistoricalCase,
     calibrate,
 )
-from services.pricer.cli import write_csv, write_json
-from services.pricer.policy import Policy, parse_policy, to_fen
-from services.pricer.pricing import (
+from services.pricer.domain.grouped import case_to_price
+from services.pricer.domain.policy import Policy, parse_policy
+from services.pricer.domain.pricing import (
     DRG_PRICED,
     GROUPED_STATUSES,
-    PricedCase,
+    CaseToPrice,
     price_many,
     select_policy,
 )
-from services.pricer.service import (
-    import_policy,
-    priced_case,
-    run_annual_clearing,
-    run_monthly_presettlement,
-)
-from services.pricer.settlement import Clearing, Statement
-from services.pricer.simulation import SimulationReport, simulate
+from services.pricer.domain.settlement import Clearing, Statement
+from services.pricer.domain.simulation import SimulationReport, simulate
+from services.pricer.handlers import import_policy, run_annual_clearing, run_monthly_presettlement
 from shared.bus.memory import MemoryBus
 from shared.events import CaseGrouped, CaseReceived, dead_letter_topic
+from shared.money import to_fen
 from shared.runtime import Runtime
 
 SAMPLE_SCHEME = Path(__file__).resolve().parent / "sample_scheme"
@@ -231,9 +228,9 @@ class GroupedCase:
             "drg": self.event.drg, "adrg": self.event.adrg, "group_status": self.event.status,
             "cost": f.total_cost, "los": self.los, "withdrawn": f.withdrawn})
 
-    def priced(self) -> PricedCase:
+    def priced(self) -> CaseToPrice:
         """Pricing input, built exactly as the pricer builds it from the `case-grouped` event."""
-        return priced_case(self.case_id, self.event)
+        return case_to_price(self.case_id, self.event)
 
 
 async def stored_grouped_cases(runtime: Runtime) -> list[GroupedCase]:
@@ -361,7 +358,7 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
                                 err: Console) -> DemoResult:
     from services.grouper.handlers import regroup
     from services.ingest.service import file_chunks, import_stream
-    from services.pricer.service import results as priced_rows
+    from services.pricer.repository import results as priced_rows
     from services.review.repository import results as review_rows
 
     data, last_year, progress = options.data_dir, options.end_year, steps.progress
@@ -408,7 +405,8 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
         write_csv(data / "simulation-drgs.csv", simulation.drg_rows())
 
     # 5. import it and re-price the last year in the pipeline (regrouping re-announces the cases)
-    await import_policy(runtime.engine, files["policy"].read_bytes(), who="demo")
+    async with runtime.engine.begin() as conn:
+        await import_policy(conn, files["policy"].read_bytes(), who="demo")
     with steps.step(f"re-pricing {last_year} under the policy", len(covered)) as task:
         async with runtime.engine.begin() as conn:
             await regroup(conn, stage(runtime, "grouper").outbox, scheme,
@@ -425,10 +423,12 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
     with steps.step(f"pre-settling {last_year} month by month", 12, rate=False) as task:
         monthly: list[Statement] = []
         for month in range(1, 13):
-            monthly += await run_monthly_presettlement(runtime.engine, policy.policy_id, f"{last_year}-{month:02d}")
+            async with runtime.engine.begin() as conn:
+                monthly += await run_monthly_presettlement(conn, policy.policy_id, f"{last_year}-{month:02d}")
             progress.advance(task)
     with steps.step(f"clearing {last_year}"):
-        clearing = await run_annual_clearing(runtime.engine, policy.policy_id, str(last_year), budget)
+        async with runtime.engine.begin() as conn:
+            clearing = await run_annual_clearing(conn, policy.policy_id, str(last_year), budget)
     files["statements"] = data / f"statements-{last_year}.csv"
     write_csv(files["statements"], [row for s in [*monthly, *clearing.statements()] for row in s.csv_rows()])
     files["clearing"] = data / f"clearing-{last_year}.json"

@@ -10,8 +10,8 @@ from services.grouper.app import build as grouper
 from services.grouper.config import GrouperSettings
 from services.ingest.config import IngestSettings
 from services.ingest.service import build as ingest
+from services.pricer.app import build as pricer
 from services.pricer.config import PricerSettings
-from services.pricer.service import build as pricer
 from services.review.app import build as review
 from services.review.config import ReviewSettings
 from shared.runtime import Runtime, StageFactory

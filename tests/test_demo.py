@@ -25,10 +25,10 @@ from drgdip.cli import app
 from drgdip.demo import DemoOptions, DemoResult, run_demo
 from services.gateway.repository import cases as read_model
 from services.ingest.core import case_id_for
-from services.pricer.policy import to_fen
-from services.pricer.service import statements
+from services.pricer.repository import statements
 from services.review.repository import results as reviews
 from shared.db import create_engine
+from shared.money import to_fen
 
 NATIONAL = SHARED / "schemes" / "chs-drg-1.1"
 

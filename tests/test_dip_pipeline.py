@@ -24,18 +24,23 @@ from services.grouper import repository as grouper_repository
 from services.grouper.domain import catalogue_registration
 from services.grouper.repository import results as grouper_results
 from services.pricer.dip import build_catalogue, dip_case_from_list
-from services.pricer.policy import PolicyError
-from services.pricer.service import (
-    PolicyConflict,
+from services.pricer.domain.policy import PolicyConflict, PolicyError
+from services.pricer.handlers import (
     import_dip_policy,
-    results,
     run_annual_clearing,
     run_monthly_presettlement,
 )
+from services.pricer.repository import results
 from shared.dip import Catalogue
 
 REGION = "350500"
 SWITCH = date(2024, 7, 1)
+
+
+async def in_transaction(engine: Any, work: Any, *args: Any, **kwargs: Any) -> Any:
+    """`work(conn, ...)` in one transaction, as a command runs it."""
+    async with engine.begin() as conn:
+        return await work(conn, *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +76,7 @@ async def pipeline(tmp_path: Path, catalogue: Catalogue):  # type: ignore[no-unt
     document = orjson.dumps(catalogue.to_document())
     async with rt.engine.begin() as conn:
         await grouper_repository.register_catalogue(conn, catalogue_registration(document, REGION, SWITCH, None))
-    await import_dip_policy(rt.engine, orjson.dumps(dip_policy()), document)
+    await in_transaction(rt.engine, import_dip_policy, orjson.dumps(dip_policy()), document)
     try:
         yield rt, client
     finally:
@@ -129,9 +134,9 @@ async def test_cases_switch_from_drg_to_dip_on_the_date(pipeline, catalogue: Cat
 
     # DIP cases settle under the DIP policy id through the shared settlement engine
     month = min(str(rows[c].discharge_date)[:7] for c in after)
-    statements = await run_monthly_presettlement(rt.engine, "dip-2024", month)
+    statements = await in_transaction(rt.engine, run_monthly_presettlement, "dip-2024", month)
     assert statements and all(s.policy_id == "dip-2024" for s in statements)
-    clearing = await run_annual_clearing(rt.engine, "dip-2024", "2024", Decimal("1000000.00"))
+    clearing = await in_transaction(rt.engine, run_annual_clearing, "dip-2024", "2024", Decimal("1000000.00"))
     assert clearing.statements()
 
 
@@ -143,14 +148,14 @@ async def test_dip_policy_versions_are_immutable(tmp_path: Path, catalogue: Cata
     try:
         await migrate.upgrade(engine, "pricer")
         document = orjson.dumps(catalogue.to_document())
-        await import_dip_policy(engine, orjson.dumps(dip_policy()), document)
-        await import_dip_policy(engine, orjson.dumps(dip_policy()), document)  # same: no-op
+        await in_transaction(engine, import_dip_policy, orjson.dumps(dip_policy()), document)
+        await in_transaction(engine, import_dip_policy, orjson.dumps(dip_policy()), document)  # same: no-op
         assert await count(engine, "pricer_dip_policies") == 1
         changed = dip_policy() | {"notes": "changed"}
         with pytest.raises(PolicyConflict):
-            await import_dip_policy(engine, orjson.dumps(changed), document)
+            await in_transaction(engine, import_dip_policy, orjson.dumps(changed), document)
         with pytest.raises(PolicyError, match="points"):
-            await import_dip_policy(engine, orjson.dumps(dip_policy(2) | {"points": 3}), document)
+            await in_transaction(engine, import_dip_policy, orjson.dumps(dip_policy(2) | {"points": 3}), document)
     finally:
         await engine.dispose()
 

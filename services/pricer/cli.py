@@ -1,14 +1,15 @@
-"""Command-line front end of the payment core: `drgdip price`, `drgdip calibrate`, `drgdip simulate`.
+"""The pricer's commands: `drgdip price`, `calibrate`, `simulate`, `advance`, `settle`,
+`policy import` and `dip import-policy`.
 
 The main CLI mounts the plain functions: `app.command("price")(price_command)`, and the same
-for `calibrate_command` and `simulate_command`. None of them touches stored results: they read
-files and write files. Input files are JSON Lines (one object per line); blank lines are
+for the others. `price`, and `calibrate`/`simulate` given --input, read files and write files
+(nothing stored is touched). Input files are JSON Lines (one object per line); blank lines are
 ignored, bad lines are reported on stderr with their line number and skipped. Amounts in the
 input may be strings or JSON numbers; every amount written is a decimal string.
 
 drgdip price --policy POLICY.json --input CASES.jsonl --output OUT.jsonl
     What-if repricing of cases under one policy (docs/domain.md §7).
-    Input fields (`PricedCase`): case_id (or id), hospital_code, hospital_level (1|2|3,
+    Input fields (`CaseToPrice`): case_id (or id), hospital_code, hospital_level (1|2|3,
     optional: else the policy's hospitals.levels), region (insured region), treatment_region
     (optional, 就医地), insurance_type (or hi_type: employee/310, resident/390), drg,
     group_status (or status; SUCCESS/QY are priced), los, total_cost, fees ({category: amount},
@@ -41,6 +42,11 @@ drgdip simulate --policy POLICY.json --input GROUPED.jsonl --out-dir DIR [--budg
     With --budget under the point method the point value is budget / Σ points.
     Writes DIR/simulation.json, DIR/simulation-hospitals.csv, DIR/simulation-drgs.csv,
     DIR/simulation-prices.jsonl and prints the per-hospital profit/loss table.
+
+drgdip policy import FILE [--db URL]; drgdip dip import-policy FILE --catalogue CAT [--db URL]
+drgdip advance ...; drgdip settle ...
+    Store a policy version, a prepayment or settlement statements in the pricer's database:
+    one transaction per command (`in_transaction`).
 """
 
 from __future__ import annotations
@@ -55,16 +61,20 @@ from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.pricer.calibration import CalibrationParams, HistoricalCase, calibrate
-from services.pricer.policy import Policy, PolicyError, load_policy
-from services.pricer.pricing import PricedCase, price_case
-from services.pricer.service import load_history, load_priced_cases
-from services.pricer.simulation import simulate
+from services.pricer import handlers, repository
+from services.pricer.domain.calibration import CalibrationParams, HistoricalCase, calibrate
+from services.pricer.domain.policy import Policy, PolicyError, load_policy
+from services.pricer.domain.pricing import CaseToPrice, price_case
+from services.pricer.domain.simulation import simulate
+from shared import jsonl
+from shared.errors import DomainError
+from shared.money import ZERO
 
 T = TypeVar("T")
 
@@ -95,30 +105,19 @@ def read_models(path: Path, model: type[M], err: Console,
 
 def read_jsonl(path: Path, convert: Callable[[dict[str, Any]], T], err: Console,
                progress: Progress | None = None, skip: tuple[type[Exception], ...] = ()) -> Iterator[T]:
-    """`convert(object)` for each valid line of a JSONL file; a line that is not a JSON object,
-    or that `convert` rejects (a ValueError, pydantic's included, or one of `skip`), is
-    reported on stderr and skipped."""
+    """`shared.jsonl.read_jsonl` for a command: a line that is not a JSON object, or that
+    `convert` rejects (a ValueError, pydantic's included, or one of `skip`), is reported on
+    stderr and skipped; `progress` follows the bytes read."""
     task = progress.add_task("read", total=path.stat().st_size) if progress else None
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if progress is not None and task is not None:
-                progress.advance(task, len(raw))
-            if not raw.strip():
-                continue
-            try:
-                obj = orjson.loads(raw)
-                if not isinstance(obj, dict):
-                    raise ValueError(f"not a JSON object ({type(obj).__name__})")
-                yield convert(obj)
-            except ValidationError as e:
-                first = e.errors()[0]
-                where = ".".join(str(x) for x in first["loc"]) or "(line)"
-                err.print(f"[yellow]line {lineno}: {where}: {first['msg']}; skipped[/]",
-                          highlight=False)
-            except ValueError as e:  # orjson's decode error is one too
-                err.print(f"[yellow]line {lineno}: {e}; skipped[/]", highlight=False)
-            except skip as e:
-                err.print(f"[yellow]line {lineno}: {e}; skipped[/]", highlight=False)
+
+    def on_error(lineno: int, reason: str) -> None:
+        err.print(f"[yellow]line {lineno}: {reason}; skipped[/]", highlight=False)
+
+    def on_bytes(n: int) -> None:
+        if progress is not None and task is not None:
+            progress.advance(task, n)
+
+    return jsonl.read_jsonl(path, convert, on_error, on_bytes=on_bytes, skip=skip)
 
 
 def load_policy_or_exit(path: Path, err: Console) -> Policy:
@@ -174,9 +173,9 @@ def price_command(
     pol = load_policy_or_exit(policy, err)
     require_file(input, err)
     types: Counter[str] = Counter()
-    payment = Decimal("0")
+    payment = ZERO
     with output.open("wb") as out, progress_bar(err, "pricing") as progress:
-        for case in read_models(input, PricedCase, err, progress):
+        for case in read_models(input, CaseToPrice, err, progress):
             price = price_case(pol, case)
             out.write(orjson.dumps(price.to_dict()) + b"\n")
             types[price.case_type.value] += 1
@@ -250,16 +249,52 @@ def calibrate_command(
 
 
 def _stored_history(db: str | None, region: str, first: int, last: int) -> list[HistoricalCase]:
-    return _run_on_pricer_db(db, lambda engine: load_history(engine, region, first, last))
+    return in_transaction(db, lambda conn: repository.load_history(conn, region, first, last))
 
 
-def _run_on_pricer_db(db: str | None, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run `work(engine)` against the pricer's database (schema upgraded first)."""
+def in_transaction(db: str | None, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """Run `work(conn)` in one transaction on the pricer's database (`--db` or its settings),
+    its schema upgraded first: the command's one transaction."""
     from services.pricer.config import PricerSettings
     from shared.migrate import run_on_database
     from shared.settings import load_settings
 
-    return run_on_database(load_settings(PricerSettings, db=db).db, "pricer", work)
+    async def run(engine: AsyncEngine) -> T:
+        async with engine.begin() as conn:
+            return await work(conn)
+
+    return run_on_database(load_settings(PricerSettings, db=db).db, repository.NAME, run)
+
+
+Db = Annotated[str | None, typer.Option(help="sqlite+aiosqlite:///FILE or postgresql+asyncpg://… (env DRGDIP_DB)")]
+
+
+def policy_import_command(file: Path, db: Db = None) -> None:
+    """Store a pricing policy JSON in the pricer's database."""
+    try:
+        p, _stored = in_transaction(db, lambda conn: handlers.import_policy(conn, file.read_bytes()))
+    except DomainError as e:
+        typer.echo(f"error: {file}: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"imported policy {p.policy_id} v{p.version} ({p.region}, from {p.valid_from}, "
+               f"{len(p.weights.table)} weights)")
+
+
+def dip_import_policy_command(
+    file: Annotated[Path, typer.Argument(help="DIP policy JSON (drgdip.dip-policy/1)")],
+    catalogue: Annotated[Path, typer.Option(help="the catalogue document the policy prices with")],
+    db: Db = None,
+) -> None:
+    """Store a DIP policy version with its catalogue in the pricer's database."""
+    async def run(conn: AsyncConnection) -> str:
+        p = await handlers.import_dip_policy(conn, file.read_bytes(), catalogue.read_bytes())
+        return f"imported DIP policy {p.policy_id} v{p.version} ({p.region}, from {p.valid_from})"
+
+    try:
+        typer.echo(in_transaction(db, run))
+    except (DomainError, OSError) as e:
+        typer.echo(f"error: {file}: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 def advance_command(
@@ -270,13 +305,11 @@ def advance_command(
     db: Annotated[str | None, typer.Option("--db", help="the pricer's database (env DRGDIP_DB)")] = None,
 ) -> None:
     """Record a prepayment (预付金) to a hospital; the year's clearing nets it (§8)."""
-    from services.pricer.service import SettlementError, record_advance
-
     value = parse_amount(amount, "--amount")
     assert value is not None
     try:
-        _run_on_pricer_db(db, lambda e: record_advance(e, hospital, year, value, "cli", note))
-    except SettlementError as e:
+        in_transaction(db, lambda conn: handlers.record_advance(conn, hospital, year, value, "cli", note))
+    except DomainError as e:
         raise typer.BadParameter(str(e), param_hint="--amount") from None
     typer.echo(f"advance of {value} yuan to {hospital} recorded for {year}")
 
@@ -290,17 +323,15 @@ def settle_command(
     db: Annotated[str | None, typer.Option("--db", help="the pricer's database (env DRGDIP_DB)")] = None,
 ) -> None:
     """Pre-settle a month or clear a year (§8); each run stores a new statement version."""
-    from services.pricer.service import run_annual_clearing, run_monthly_presettlement
-
     err = stderr()
     if len(period) == 4:
         amount = parse_amount(budget, "--budget")
         if amount is None:
             raise typer.BadParameter("the annual clearing needs the year's budget", param_hint="--budget")
-        clearing = _run_on_pricer_db(db, lambda e: run_annual_clearing(e, policy_id, period, amount))
+        clearing = in_transaction(db, lambda conn: handlers.run_annual_clearing(conn, policy_id, period, amount))
         statements = clearing.statements()
     else:
-        statements = _run_on_pricer_db(db, lambda e: run_monthly_presettlement(e, policy_id, period))
+        statements = in_transaction(db, lambda conn: handlers.run_monthly_presettlement(conn, policy_id, period))
     if not statements:
         err.print(f"no priced case under {policy_id} in {period}")
         raise typer.Exit(1)
@@ -336,12 +367,12 @@ def simulate_command(
     if input is not None:
         require_file(input, err)
         with progress_bar(err, "reading") as progress:
-            cases = list(read_models(input, PricedCase, err, progress))
+            cases = list(read_models(input, CaseToPrice, err, progress))
     elif region is None or year is None:
         raise typer.BadParameter("give --input, or --region and --year for the stored cases",
                                  param_hint="--input")
     else:
-        cases = _run_on_pricer_db(db, lambda engine: load_priced_cases(engine, region, year))
+        cases = in_transaction(db, lambda conn: repository.load_cases_to_price(conn, region, year))
         err.print(f"{len(cases)} stored cases of {region} discharged in {year}")
     report = simulate(pol, cases, budget=parse_amount(budget, "--budget"))
     out_dir.mkdir(parents=True, exist_ok=True)

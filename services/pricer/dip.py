@@ -77,7 +77,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.pricer.calibration import (
+from services.pricer.domain.calibration import (
     CalibrationParams,
     coefficient_of_variation,
     quantile,
@@ -85,22 +85,16 @@ from services.pricer.calibration import (
     scope_exclusion,
     weighted_year_mean,
 )
-from services.pricer.policy import (
+from services.pricer.domain.policy import (
     Hospitals,
     PointSettings,
-    PointValue,
     Policy,
-    Ratio,
     Scope,
     Settlement,
     WeightsTable,
-    to_fen,
-    to_point_value,
-    to_points,
-    to_weight,
 )
-from services.pricer.pricing import CaseType, Price
-from services.pricer.settlement import (
+from services.pricer.domain.pricing import CaseType, Price
+from services.pricer.domain.settlement import (
     Clearing,
     HospitalTotals,
     HospitalYear,
@@ -128,7 +122,7 @@ from shared.dip import (
     diagnosis_subcategory,
     treatment_key,
 )
-from shared.money import ONE, ZERO
+from shared.money import ONE, ZERO, PointValue, Ratio, to_fen, to_point_value, to_points, to_weight
 
 DIP_POLICY_FORMAT: Literal["drgdip.dip-policy/1"] = "drgdip.dip-policy/1"
 

@@ -77,7 +77,7 @@ from services.pricer.dip import (
     dip_case_from_list,
     price_dip_case,
 )
-from services.pricer.pricing import Price, PricedCase, price_case
+from services.pricer.domain.pricing import CaseToPrice, Price, price_case
 from shared.dip import (
     DEFAULT_TREATMENT_TABLE,
     Catalogue,
@@ -341,7 +341,7 @@ def group_command(
 class _Both:
     """One list as each method needs it."""
 
-    drg: PricedCase
+    drg: CaseToPrice
     dip: DipCase
 
 
@@ -426,7 +426,7 @@ def _both_ways(doc: dict[str, Any], group: Callable[[dict[str, Any]], Any],
     r = group({"sex": f.sex, "age": f.age, "age_days": f.age_days,
                "birth_weight": f.birth_weight, "diagnoses": list(f.diagnoses),
                "procedures": list(f.procedures)})
-    drg = PricedCase(
+    drg = CaseToPrice(
         case_id=f.setl_id, hospital_code=f.hospital_code, hospital_level=dip.hospital_level,
         region=f.region, treatment_region=treatment_region, insurance_type=f.insurance_type,
         drg=r.drg, group_status=str(r.status), los=f.los, total_cost=f.total_cost or Decimal(0),

@@ -14,8 +14,8 @@ import copy
 from decimal import Decimal
 from typing import Any
 
-from services.pricer.policy import Policy, parse_policy
-from services.pricer.pricing import PricedCase
+from services.pricer.domain.policy import Policy, parse_policy
+from services.pricer.domain.pricing import CaseToPrice
 
 BASE_DOC: dict[str, Any] = {
     "policy_id": "test-2024",
@@ -57,13 +57,13 @@ def points_policy(**over: Any) -> Policy:
         {"method": "points", "points": {"scale": 100, "provisional_point_value": "95"}}, over))
 
 
-def case(**kw: Any) -> PricedCase:
+def case(**kw: Any) -> CaseToPrice:
     fields: dict[str, Any] = {
         "case_id": "c1", "hospital_code": "H3", "region": "R1", "insurance_type": "employee",
         "drg": "AB13", "group_status": "SUCCESS", "los": 8, "total_cost": "12000",
     }
     fields.update(kw)
-    return PricedCase.model_validate(fields)
+    return CaseToPrice.model_validate(fields)
 
 
 def d(text: str) -> Decimal:

@@ -31,8 +31,8 @@ from services.pricer.dip import (
     settlement_budget,
     settlement_point_value,
 )
-from services.pricer.policy import Hospitals, Settlement
-from services.pricer.pricing import price_many
+from services.pricer.domain.policy import Hospitals, Settlement
+from services.pricer.domain.pricing import price_many
 from shared.dip import (
     AuxiliaryRules,
     Catalogue,

@@ -86,36 +86,8 @@ from pydantic import (
     model_validator,
 )
 
-from shared.money import (
-    FEN as FEN,
-)
-from shared.money import (
-    Money as Money,
-)
-from shared.money import (
-    PointValue as PointValue,
-)
-from shared.money import (
-    Ratio as Ratio,
-)
-from shared.money import (
-    Weight as Weight,
-)
-from shared.money import (
-    strict_decimal as strict_decimal,
-)
-from shared.money import (
-    to_fen as to_fen,
-)
-from shared.money import (
-    to_point_value as to_point_value,
-)
-from shared.money import (
-    to_points as to_points,
-)
-from shared.money import (
-    to_weight as to_weight,
-)
+from shared.errors import Conflict, Invalid, detail
+from shared.money import Money, PointValue, Ratio, Weight, to_point_value
 
 POLICY_FORMAT: Literal["drgdip.pricing-policy/1"] = "drgdip.pricing-policy/1"
 LEVELS = (1, 2, 3)
@@ -132,16 +104,56 @@ def insurance_kind(code: str | None) -> str | None:
     return INSURANCE_TYPES.get(str(code).strip())
 
 
-class PolicyError(ValueError):
-    """A policy document is invalid. `str(e)` starts with the first field path ("a.b: ...")."""
+class PolicyError(Invalid):
+    """A policy document is invalid (422 `INVALID_POLICY`). `str(e)` starts with the first field
+    path ("a.b: ..."); `details` has one entry per bad field."""
 
-    def __init__(self, errors: list[tuple[str, str]]) -> None:
+    default_code = "INVALID_POLICY"
+
+    def __init__(self, errors: list[tuple[str, str]], *, code: str | None = None) -> None:
         self.errors = errors
-        super().__init__("; ".join(f"{path}: {msg}" for path, msg in errors))
+        code = code or self.default_code
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in errors), code=code,
+                         field=self.path or None,
+                         details=[detail(path, code, msg) for path, msg in errors])
 
     @property
     def path(self) -> str:
         return self.errors[0][0] if self.errors else ""
+
+
+class CatalogueError(PolicyError):
+    """The catalogue document a DIP policy prices with is not a catalogue (422 `INVALID_CATALOGUE`)."""
+
+    default_code = "INVALID_CATALOGUE"
+
+
+class PolicyConflict(Conflict):
+    """The policy version is stored with another content, or is older than the stored one
+    (409 `POLICY_VERSION_CONFLICT`)."""
+
+    default_code = "POLICY_VERSION_CONFLICT"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", field=field,
+                         details=[detail(field, self.default_code, message)])
+
+
+def check_new_version(kind: str, policy_id: str, version: int, latest: int | None,
+                      stored_same: bool | None) -> bool:
+    """Whether `version` of a policy is to be stored, given the latest stored version and, when
+    this version is stored already, whether with the same content: False for the same content
+    (re-importing is a no-op); `PolicyConflict` for another content, or a version older than
+    the latest stored one."""
+    if stored_same is not None:
+        if stored_same:
+            return False
+        raise PolicyConflict("version", f"{kind} {policy_id} version {version} is already stored "
+                                        "with another content: bump the version")
+    if latest is not None and latest > version:
+        raise PolicyConflict("version", f"{kind} {policy_id} is at version {latest}: "
+                                        "a new version must be higher")
+    return True
 
 
 Level = Annotated[int, Field(ge=1, le=3)]

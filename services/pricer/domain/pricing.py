@@ -45,11 +45,10 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from services.pricer.policy import Policy, to_fen, to_points
-from shared.money import Amount as Amount
+from services.pricer.domain.policy import Policy
+from shared.money import ZERO, Amount, to_fen, to_points
 
 GROUPED_STATUSES = frozenset({"SUCCESS", "QY"})  # grouper's GROUPED_STATUSES, as strings
-ZERO = Decimal("0")
 
 
 class CaseType(StrEnum):
@@ -68,7 +67,7 @@ PAID = DRG_PRICED | {CaseType.OUT_OF_SCOPE}
 
 
 
-class PricedCase(BaseModel):
+class CaseToPrice(BaseModel):
     """One grouped case as the pricer needs it (input of `price_case` and `drgdip price`)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
@@ -163,13 +162,13 @@ class Price:
 _PRICE_FIELDS = tuple(f.name for f in fields(Price))
 
 
-def select_policy(policies: Iterable[Policy], case: PricedCase) -> Policy | None:
+def select_policy(policies: Iterable[Policy], case: CaseToPrice) -> Policy | None:
     """The policy of the case's treatment region in force on its discharge date (latest wins)."""
     matching = [p for p in policies if p.covers(case.where_treated, case.discharge_date)]
     return max(matching, key=lambda p: (p.valid_from, p.version)) if matching else None
 
 
-def price_case(policy: Policy, case: PricedCase) -> Price:
+def price_case(policy: Policy, case: CaseToPrice) -> Price:
     """Price one case under `policy` (the treatment location's, for off-site cases)."""
     notes: list[str] = []
     if case.offsite:
@@ -275,7 +274,7 @@ def price_case(policy: Policy, case: PricedCase) -> Price:
                 add_on=add_on, add_on_points=add_on_points, **figures)
 
 
-def _add_on(policy: Policy, case: PricedCase, *, point_value: Decimal | None) -> tuple[Decimal, Decimal]:
+def _add_on(policy: Policy, case: CaseToPrice, *, point_value: Decimal | None) -> tuple[Decimal, Decimal]:
     """(yuan, points) paid on top for innovative drugs (§7 add-ons)."""
     rule = policy.add_ons.innovative_drugs
     amount = case.innovative_drug_amount * rule.pay_ratio
@@ -287,6 +286,6 @@ def _add_on(policy: Policy, case: PricedCase, *, point_value: Decimal | None) ->
     return to_fen(amount), ZERO
 
 
-def price_many(policy: Policy, cases: Sequence[PricedCase] | Iterable[PricedCase]) -> list[Price]:
+def price_many(policy: Policy, cases: Sequence[CaseToPrice] | Iterable[CaseToPrice]) -> list[Price]:
     """Price a batch under one policy (what-if repricing); order is kept."""
     return [price_case(policy, c) for c in cases]

@@ -42,16 +42,19 @@ Statements are versioned documents (`version`, never overwritten, §13) per hosp
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from services.pricer.policy import FEN, Policy, to_fen, to_point_value
-from services.pricer.pricing import DRG_PRICED, CaseType, Price
+from services.pricer.domain.policy import Policy
+from services.pricer.domain.pricing import DRG_PRICED, CaseType, Price
+from shared.errors import Invalid
+from shared.money import FEN, ZERO, to_fen, to_point_value
 
-ZERO = Decimal("0")
 STATEMENT_FORMAT = "drgdip.settlement-statement/1"
 
 
@@ -331,3 +334,41 @@ def annual_clearing(policy: Policy, year: str, hospitals: Iterable[HospitalYear]
         ))
     return Clearing(policy, year, version, budget, reserve, point_budget, total_points,
                     point_value, reserve_used, reserve - reserve_used, tuple(results))
+
+
+# --- settlement runs ----------------------------------------------------------------------------
+
+class SettlementError(Invalid):
+    """A settlement run or an advance cannot be done (unknown policy, bad period, nothing to clear)."""
+
+    default_code = "INVALID_SETTLEMENT"
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message, field=field)
+
+
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_YEAR = re.compile(r"^\d{4}$")
+
+
+def month_bounds(period: str) -> tuple[date, date]:
+    """[first day, first day of the next month) of a "YYYY-MM" period."""
+    m = _MONTH.match(period)
+    if not m:
+        raise SettlementError("period", f"{period!r} is not a YYYY-MM month")
+    year, month = int(m[1]), int(m[2])
+    return date(year, month, 1), date(year + month // 12, month % 12 + 1, 1)
+
+
+def year_bounds(year: str) -> tuple[date, date]:
+    """[1 January, 1 January of the next year) of a "YYYY" year."""
+    if not _YEAR.match(year):
+        raise SettlementError("year", f"{year!r} is not a YYYY year")
+    return date(int(year), 1, 1), date(int(year) + 1, 1, 1)
+
+
+def check_advance(amount: Decimal) -> Decimal:
+    """A prepayment advance (预付金, §8) is a positive amount in yuan, to the fen."""
+    if amount <= 0 or amount != amount.quantize(FEN):
+        raise SettlementError("amount", "a positive amount in yuan with at most 2 decimals")
+    return amount

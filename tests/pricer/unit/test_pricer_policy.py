@@ -9,9 +9,10 @@ import orjson
 import pytest
 from pricer_testkit import BASE_DOC, make_policy, policy_doc
 
-from services.pricer.policy import PolicyError, load_policy, parse_policy
+from services.pricer.domain.policy import PolicyError, load_policy, parse_policy
+from shared.errors import Invalid
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "services" / "pricer" / "policy.example.json"
+EXAMPLE = Path(__file__).resolve().parents[3] / "services" / "pricer" / "policy.example.json"
 
 
 def test_example_file_loads_and_round_trips():
@@ -91,9 +92,9 @@ def test_missing_fields_and_bad_json():
         parse_policy(b"{nope")
 
 
-def test_policy_error_is_a_value_error():
+def test_policy_error_is_invalid_input():
     # the pricer service and `drgdip policy import` catch it; callers may treat it as bad input
-    assert issubclass(PolicyError, ValueError)
+    assert issubclass(PolicyError, Invalid) and PolicyError([("a", "b")]).status == 422
 
 
 def test_covers_region_and_period():

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from services.pricer.calibration import (
+from services.pricer.domain.calibration import (
     CalibrationParams,
     HistoricalCase,
     base_rate_from_budget,

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from services.pricer.policy import Policy, to_fen, to_point_value, to_weight
-from services.pricer.pricing import DRG_PRICED, CaseType, Price, PricedCase, price_many
-
-ZERO = Decimal("0")
+from services.pricer.domain.policy import Policy
+from services.pricer.domain.pricing import DRG_PRICED, CaseToPrice, CaseType, Price, price_many
+from shared.money import ZERO, to_fen, to_point_value, to_weight
 
 
 @dataclass(frozen=True)
@@ -146,7 +145,7 @@ class SimulationReport:
         return "\n".join(out)
 
 
-def simulate(policy: Policy, cases: Iterable[PricedCase], *,
+def simulate(policy: Policy, cases: Iterable[CaseToPrice], *,
              budget: Decimal | None = None) -> SimulationReport:
     """Price `cases` under `policy` and compare with fee-for-service (§9)."""
     cases = list(cases)

@@ -11,7 +11,13 @@ from decimal import Decimal
 
 from pricer_testkit import case, make_policy, points_policy
 
-from services.pricer.pricing import CaseType, PricedCase, price_case, price_many, select_policy
+from services.pricer.domain.pricing import (
+    CaseToPrice,
+    CaseType,
+    price_case,
+    price_many,
+    select_policy,
+)
 
 D = Decimal
 
@@ -172,7 +178,7 @@ def test_to_dict_is_json_ready_with_decimal_strings():
 
 def test_input_is_read_tolerantly():
     # JSON numbers, aliases (id, status, hi_type) and unknown fields are accepted
-    c = PricedCase.model_validate({"id": "x9", "hospital_code": "H3", "status": "QY",
+    c = CaseToPrice.model_validate({"id": "x9", "hospital_code": "H3", "status": "QY",
                                    "hi_type": "310", "total_cost": 1234.56, "extra_field": 1})
     assert (c.case_id, c.group_status, c.insurance_type) == ("x9", "QY", "310")
     assert c.total_cost == D("1234.56")

@@ -43,10 +43,9 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from services.pricer.policy import to_fen, to_weight
-from services.pricer.pricing import GROUPED_STATUSES, Amount
+from services.pricer.domain.pricing import GROUPED_STATUSES
+from shared.money import ZERO, Amount, to_fen, to_weight
 
-ZERO = Decimal("0")
 EXCLUSION_RULES: dict[str, str] = {
     "other_region": "the case belongs to another region",
     "not_grouped": "not grouped (status not SUCCESS/QY, or no DRG)",

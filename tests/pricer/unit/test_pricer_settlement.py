@@ -10,8 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pricer_testkit import case, make_policy, points_policy
 
-from services.pricer.pricing import price_many
-from services.pricer.settlement import (
+from services.pricer.domain.pricing import price_many
+from services.pricer.domain.settlement import (
     HospitalTotals,
     HospitalYear,
     allocate_fen,

@@ -9,10 +9,10 @@ from typing import Any
 
 from pricer_testkit import case, make_policy, points_policy, policy_doc
 
-from services.pricer.calibration import CalibrationParams, HistoricalCase, calibrate
-from services.pricer.policy import parse_policy
-from services.pricer.pricing import PricedCase
-from services.pricer.simulation import simulate
+from services.pricer.domain.calibration import CalibrationParams, HistoricalCase, calibrate
+from services.pricer.domain.policy import parse_policy
+from services.pricer.domain.pricing import CaseToPrice
+from services.pricer.domain.simulation import simulate
 
 D = Decimal
 
@@ -96,7 +96,7 @@ def test_calibrated_then_simulated_synthetic_set():
                      overall_mean_cost=frag["overall_mean_cost"])
     doc["rates"] = {"default": {"default": frag["base_rate"]}}
     policy = parse_policy(doc)
-    cases = [PricedCase.model_validate({**r, "total_cost": r["cost"], "insurance_type": "310"})
+    cases = [CaseToPrice.model_validate({**r, "total_cost": r["cost"], "insurance_type": "310"})
              for r in newest]
     sim = simulate(policy, cases)
 

@@ -14,17 +14,23 @@ from helpers import HOSPITALS, SHARED, api_client, count, lists, policy, wait_un
 from sqlalchemy import select
 
 from drgdip.stages import build_runtime
-from services.pricer.policy import PolicyError
-from services.pricer.service import (
-    SettlementError,
+from services.pricer.domain.policy import PolicyError
+from services.pricer.domain.settlement import SettlementError
+from services.pricer.handlers import (
     import_policy,
     record_advance,
-    results,
     run_annual_clearing,
     run_monthly_presettlement,
 )
+from services.pricer.repository import results
 
 H1, H2 = HOSPITALS[0], HOSPITALS[1]
+
+
+async def in_transaction(engine: Any, work: Any, *args: Any, **kwargs: Any) -> Any:
+    """`work(conn, ...)` in one transaction, as a command runs it."""
+    async with engine.begin() as conn:
+        return await work(conn, *args, **kwargs)
 
 
 def outlier_policy(version: int = 1) -> dict[str, Any]:
@@ -184,7 +190,7 @@ async def test_a_bad_policy_is_rejected_with_the_field_and_nothing_is_stored(sta
     assert r.status_code == 422 and r.json()["error"]["code"] == "INVALID_POLICY"
 
     with pytest.raises(PolicyError) as e:  # what `drgdip policy import` calls
-        await import_policy(rt.engine, orjson.dumps(bad))
+        await in_transaction(rt.engine, import_policy, orjson.dumps(bad))
     assert e.value.path == "weights.table.AB11"
     assert await count(rt.engine, "pricer_policy_versions") == 1
     assert await count(rt.engine, "pricer_policy_audit") == 1
@@ -200,17 +206,17 @@ async def test_monthly_presettlement_and_annual_clearing_store_new_versions(star
                         discharge="2024-04-02"),  # another month
     ])
 
-    march = await run_monthly_presettlement(rt.engine, "test-2024", "2024-03")
+    march = await in_transaction(rt.engine, run_monthly_presettlement, "test-2024", "2024-03")
     by_hospital = {s.hospital_code: s for s in march}
     assert set(by_hospital) == {H1, H2} and {s.version for s in march} == {1}
     # H1: fund due 10000.00 − 1500.00 = 8500.00, pre-settled 95 % = 8075.00
     assert by_hospital[H1].amount("presettled") == Decimal("8075.00")
     # H2: 2 × 10000.00 − 1500.00 = 18500.00 × 0.95
     assert by_hospital[H2].amount("presettled") == Decimal("17575.00")
-    rerun = await run_monthly_presettlement(rt.engine, "test-2024", "2024-03")
+    rerun = await in_transaction(rt.engine, run_monthly_presettlement, "test-2024", "2024-03")
     assert {s.version for s in rerun} == {2}
 
-    clearing = await run_annual_clearing(rt.engine, "test-2024", "2024", Decimal("100000.00"))
+    clearing = await in_transaction(rt.engine, run_annual_clearing, "test-2024", "2024", Decimal("100000.00"))
     h1 = next(h for h in clearing.hospitals if h.hospital_code == H1)
     # rate method: A = 10000.00, C = 12000.00 → overspend 2000.00; the first 10 % of A
     # (1000.00) shared 50 % = 500.00 from the reserve (5 % of 100000.00 = 5000.00);
@@ -220,7 +226,7 @@ async def test_monthly_presettlement_and_annual_clearing_store_new_versions(star
     assert (h1.fund_amount, h1.presettled, h1.balance) == (
         Decimal("9000.00"), Decimal("8075.00"), Decimal("925.00"))
     assert clearing.version == 1
-    assert (await run_annual_clearing(rt.engine, "test-2024", "2024", Decimal("100000.00"))).version == 2
+    assert (await in_transaction(rt.engine, run_annual_clearing, "test-2024", "2024", Decimal("100000.00"))).version == 2
 
     r = await client.get("/statements", params={"hospital": H1, "period": "2024-03"})
     assert [(s["kind"], s["version"]) for s in r.json()["statements"]] == [
@@ -234,12 +240,12 @@ async def test_monthly_presettlement_and_annual_clearing_store_new_versions(star
     assert await count(rt.engine, "pricer_statements") == 2 * 2 + 2 * 2  # 2 hospitals × 2 runs × 2
 
     # a prepayment advance (预付金) of 600.00 to H1 is netted: 925.00 − 600.00 = 325.00
-    await record_advance(rt.engine, H1, "2024", Decimal("600.00"), who="test")
-    third = await run_annual_clearing(rt.engine, "test-2024", "2024", Decimal("100000.00"))
+    await in_transaction(rt.engine, record_advance, H1, "2024", Decimal("600.00"), who="test")
+    third = await in_transaction(rt.engine, run_annual_clearing, "test-2024", "2024", Decimal("100000.00"))
     h1 = next(h for h in third.hospitals if h.hospital_code == H1)
     assert (third.version, h1.advances, h1.balance) == (3, Decimal("600.00"), Decimal("325.00"))
     with pytest.raises(SettlementError, match="amount"):
-        await record_advance(rt.engine, H1, "2024", Decimal("-1.00"))
+        await in_transaction(rt.engine, record_advance, H1, "2024", Decimal("-1.00"))
 
 
 async def test_an_offsite_case_is_priced_by_the_treatment_regions_policy(start) -> None:

@@ -1,0 +1,33 @@
+"""Pricer's composition: its tables, outbox, routes, the events it consumes, and the policy file
+it imports at start (`DRGDIP_POLICY_FILE`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.pricer import handlers, repository
+from services.pricer.config import PricerSettings
+from services.pricer.endpoints import router
+from shared.events import CASE_GROUPED, Envelope
+from shared.messaging import Outbox
+from shared.runtime import Context, Stage
+
+
+def build(ctx: Context) -> Stage:
+    settings = ctx.settings if isinstance(ctx.settings, PricerSettings) else PricerSettings()
+    policies = repository.Policies()
+
+    async def on_start() -> None:
+        if settings.policy_file is not None:
+            document = settings.policy_file.read_bytes()
+            async with ctx.engine.begin() as conn:
+                await handlers.import_policy(conn, document, "settings", book=policies.drg)
+
+    async def on_case_grouped(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[Envelope]:
+        return await handlers.on_case_grouped(policies, conn, envs)
+
+    return Stage(repository.NAME, repository.metadata, Outbox(repository.NAME, repository.metadata),
+                 router=router, subscriptions=[((CASE_GROUPED,), on_case_grouped)],
+                 on_start=on_start, service=policies)

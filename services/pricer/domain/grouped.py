@@ -1,0 +1,145 @@
+"""Pricing a grouped case: which payment method and policy are in force, the DRG or DIP price,
+and the figures the stored result and the `case-priced` event carry (§7, §13).
+
+Pure: the policies in force come in as look-ups (`shared.periods.InForce`, read once per batch);
+the caller stores the result and publishes the event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import date
+from decimal import Decimal
+from typing import Any, Protocol, TypeVar
+
+from services.pricer.dip import DipPolicy, price_dip_case
+from services.pricer.domain.policy import Policy
+from services.pricer.domain.pricing import (
+    DRG_PRICED,
+    CaseToPrice,
+    CaseType,
+    Price,
+    price_case,
+    select_policy,
+)
+from shared.dip import Catalogue
+from shared.events import CaseGrouped, CasePriced
+
+T = TypeVar("T")
+
+
+class InForce(Protocol[T]):
+    """Which versions are in force in a region on a day (`shared.periods.InForce`; that module
+    also reads the database, so the domain names only the look-up it uses)."""
+
+    def all_on(self, region: str, day: date | None) -> list[T]: ...
+
+    def on(self, region: str, day: date | None) -> T | None: ...
+
+
+NO_POLICY = "NO_POLICY"
+PRICED = "PRICED"
+WITHDRAWN = "WITHDRAWN"
+
+
+def case_to_price(case_id: str, g: CaseGrouped) -> CaseToPrice:
+    """The pricing input from a `case-grouped` event.
+
+    LOS is the number of days between admission and discharge (the list's own LOS was checked
+    against the dates at intake); the innovative-drug amount is not carried (0: no add-on).
+    """
+    f = g.facts
+    los = (f.discharge_date - f.admission_date).days if f.discharge_date and f.admission_date else None
+    return CaseToPrice(
+        case_id=case_id, hospital_code=f.hospital_code, region=f.region,
+        treatment_region=f.treatment_region, insurance_type=f.insurance_type, drg=g.drg,
+        group_status=g.status, los=los, total_cost=f.total_cost, fees=dict(f.fees),
+        patient_share=f.patient_share, discharge_date=f.discharge_date,
+    )
+
+
+def legacy_status(price: Price | None) -> str:
+    """The `status` of `case-priced` (PRICED | NOT_GROUPED | NO_WEIGHT | NO_RATE | …)."""
+    if price is None:
+        return NO_POLICY
+    return PRICED if price.case_type in DRG_PRICED else price.case_type.value.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class PricingResult:
+    """A grouped case priced: what its `pricer_results` row and its `case-priced` event hold.
+
+    `figures` are the fields the row and the event share (policy id, weight, base rate,
+    coefficient, payment standard, case type, payment, fund payment), present when priced.
+    """
+
+    case: CaseToPrice
+    status: str
+    price: Price | None
+    method: str | None  # "drg" | "dip": how the case was paid; None when not priced
+    dip_group: str | None
+    breakdown: dict[str, Any]
+    figures: dict[str, Any]
+    event: CasePriced
+
+
+def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
+                  dip_policies: InForce[tuple[DipPolicy, Catalogue]]) -> PricingResult:
+    """Price a grouped case with the policy in force.
+
+    The payment method is the treatment region's on the discharge date (§7): DIP when a DIP
+    policy is in force and the grouper assigned a group of its catalogue, else DRG; off-site
+    cases are priced by the treatment region's policy. A withdrawn list (4102) is kept in
+    history and left out of settlement.
+    """
+    f = g.facts
+    case = case_to_price(case_id, g)
+    dip = None if f.withdrawn else dip_policies.on(case.where_treated, case.discharge_date)
+    p: Price | None
+    breakdown: dict[str, Any]
+    method: str | None = None
+    dip_group: str | None = None
+    if dip is not None and g.dip is not None and g.dip.catalogue_id == dip[1].catalogue_id:
+        # priced by DIP at the provisional point value; the row and event have the DRG shape
+        # (`DipPrice.to_price()`, so settlement treats both alike) plus the DIP figures
+        dp = price_dip_case(dip[1], dip[0], g.dip.case)
+        p = dp.to_price()
+        breakdown = p.to_dict() | {"dip": dp.to_dict()}
+        method, dip_group = "dip", dp.group
+        figures: dict[str, Any] = dict(
+            policy_id=p.policy_id, coefficient=p.coefficient, case_type=p.case_type.value,
+            payment=p.total_payment, fund_payment=p.fund_payment)
+    else:
+        policy = None if f.withdrawn else select_policy(
+            policies.all_on(case.where_treated, case.discharge_date), case)
+        p = None if policy is None else price_case(policy, case)
+        breakdown = p.to_dict() if p is not None else {}
+        method = "drg" if p is not None else None
+        # the columns of `pricer_results` and the fields of `case-priced` share these names;
+        # payment includes the add-on, so fund payment = payment − patient share (§7)
+        figures = {} if p is None else dict(
+            policy_id=p.policy_id, weight=p.rw, base_rate=p.base_rate, coefficient=p.coefficient,
+            payment_standard=p.payment_standard, case_type=p.case_type.value,
+            payment=p.total_payment, fund_payment=p.fund_payment)
+    status = WITHDRAWN if f.withdrawn else legacy_status(p)
+    return PricingResult(case, status, p, method, dip_group, breakdown, figures,
+                         CasePriced(facts=f, drg=g.drg, status=status, breakdown=breakdown, **figures))
+
+
+_PRICE_TEXT = {"case_id", "hospital_code", "drg", "policy_id", "weights_version", "method"}
+_PRICE_OTHER = {"policy_version", "hospital_level", "offsite", "special_review"}
+
+
+def price_from_dict(d: dict[str, Any]) -> Price:
+    """Read back a stored `Price.to_dict()` (decimals were written as strings)."""
+    values: dict[str, Any] = {}
+    for f in fields(Price):
+        v = d.get(f.name)
+        if f.name == "case_type":
+            v = CaseType(d["case_type"])
+        elif f.name == "notes":
+            v = tuple(v or ())
+        elif f.name not in _PRICE_TEXT | _PRICE_OTHER and v is not None:
+            v = Decimal(v)
+        values[f.name] = v
+    return Price(**values)

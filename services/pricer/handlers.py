@@ -1,0 +1,140 @@
+"""What the pricer does on an event, a request or a command: load via the repository, decide via
+the domain, save via the repository. Each takes the caller's connection (the edge owns the one
+transaction) and never commits.
+
+- `on_case_grouped`: every grouped case is priced with the policy in force and announced as
+  `case-priced`.
+- `import_policy`, `import_dip_policy`: store a policy version (audited); re-importing the same
+  content is a no-op, so a service can import its configured file at every start.
+- `run_monthly_presettlement`, `run_annual_clearing`, `record_advance`: settlement (§8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.pricer import repository
+from services.pricer.dip import DipPolicy
+from services.pricer.domain.dip_policy import parse_dip_policy, policy_for_settlement
+from services.pricer.domain.grouped import price_grouped
+from services.pricer.domain.policy import Policy, check_new_version, parse_policy
+from services.pricer.domain.settlement import (
+    Clearing,
+    HospitalYear,
+    SettlementError,
+    Statement,
+    annual_clearing,
+    check_advance,
+    hospital_totals,
+    month_bounds,
+    monthly_presettlement,
+    year_bounds,
+)
+from shared.events import CaseGrouped, Envelope
+from shared.money import ZERO
+from shared.periods import Versions
+
+
+async def on_case_grouped(policies: repository.Policies, conn: AsyncConnection,
+                          envs: Sequence[Envelope]) -> list[Envelope]:
+    """Price a batch of grouped cases (the policies are read once per batch, the results
+    written with one statement)."""
+    drg, dip = await policies.in_force(conn)
+    now = datetime.now(UTC)
+    rows = []
+    events = []
+    for env in envs:
+        g: CaseGrouped = env.typed_payload()
+        result = price_grouped(env.case_id, g, drg, dip)
+        rows.append(repository.result_row(env.case_id, g, result, now))
+        events.append(Envelope.new(result.event, case_id=env.case_id,
+                                   correlation_id=env.correlation_id, producer=repository.NAME))
+    await repository.save_results(conn, rows)
+    return events
+
+
+# --- policies -----------------------------------------------------------------------------------
+
+async def import_policy(conn: AsyncConnection, document: bytes, who: str = "cli",
+                        book: Versions[Policy] | None = None) -> tuple[Policy, bool]:
+    """Validate and store a policy version with its audit row; (policy, stored).
+
+    The same version with the same content is a no-op (stored = False); with another content,
+    or a version older than the latest stored one, it raises `PolicyConflict`; an invalid
+    document raises `PolicyError` naming the field.
+    """
+    policy = parse_policy(document)
+    book = book or repository.policy_book()
+    stored = await repository.stored_versions(conn, repository.policy_versions, policy.policy_id)
+    same = (await book.get(conn, policy.policy_id, policy.version) == policy
+            if policy.version in stored else None)
+    if not check_new_version("policy", policy.policy_id, policy.version,
+                             stored[0] if stored else None, same):
+        return policy, False
+    await repository.insert_policy(conn, policy, document, who)
+    return policy, True
+
+
+async def import_dip_policy(conn: AsyncConnection, policy_bytes: bytes, catalogue_bytes: bytes,
+                            who: str = "cli") -> DipPolicy:
+    """Store a DIP policy version with its catalogue (audited), as `import_policy` does."""
+    policy, catalogue = parse_dip_policy(policy_bytes, catalogue_bytes)
+    stored = await repository.stored_versions(conn, repository.dip_policies, policy.policy_id)
+    same = (await repository.dip_book().get(conn, policy.policy_id, policy.version) == (policy, catalogue)
+            if policy.version in stored else None)
+    if check_new_version("DIP policy", policy.policy_id, policy.version,
+                         stored[0] if stored else None, same):
+        await repository.insert_dip_policy(conn, policy, catalogue, policy_bytes, catalogue_bytes, who)
+    return policy
+
+
+# --- settlement ---------------------------------------------------------------------------------
+
+async def run_monthly_presettlement(conn: AsyncConnection, policy_id: str, period: str) -> list[Statement]:
+    """Pre-settle a month (§8) from the stored priced cases; stores a new statement version.
+
+    Uses the latest stored version of the policy for the settlement parameters; the cases keep
+    the prices (and versions) they were priced with.
+    """
+    start, end = month_bounds(period)
+    policy = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id))
+    totals = hospital_totals(await repository.period_prices(conn, policy_id, start, end))
+    version = await repository.next_statement_version(conn, "monthly", period, policy_id)
+    out = monthly_presettlement(policy, period, totals.values(), version=version)
+    await repository.save_statements(conn, out)
+    return out
+
+
+async def record_advance(conn: AsyncConnection, hospital_code: str, year: str, amount: Decimal,
+                         who: str = "cli", note: str | None = None) -> None:
+    """A prepayment (预付金, §8) advanced to a hospital; the year's clearing nets it."""
+    await repository.insert_advance(conn, hospital_code, year, check_advance(amount), who, note)
+
+
+async def run_annual_clearing(conn: AsyncConnection, policy_id: str, year: str,
+                              budget: Decimal) -> Clearing:
+    """Clear a year (§8) from the stored priced cases; stores a new annual statement version.
+
+    Pre-settled amounts are the latest monthly statements of the year; the prepayment advances
+    granted for the year are netted from each hospital's balance.
+    """
+    start, end = year_bounds(year)
+    policy = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id))
+    totals = hospital_totals(await repository.period_prices(conn, policy_id, start, end))
+    paid = await repository.presettled(conn, policy_id, year)
+    advanced = await repository.advances_of_year(conn, year)
+    version = await repository.next_statement_version(conn, "annual", year, policy_id)
+    try:
+        clearing = annual_clearing(
+            policy, year, [HospitalYear(t, presettled=paid.get(h, ZERO),
+                                        advances=Decimal(advanced.get(h, 0)))
+                           for h, t in totals.items()], budget, version=version)
+    except ValueError as e:  # e.g. no points to clear
+        raise SettlementError(None, str(e)) from None
+    summary = {k: v for k, v in clearing.to_dict().items() if k != "hospitals"}
+    await repository.save_statements(conn, clearing.statements(), summary)
+    return clearing

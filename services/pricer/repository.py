@@ -1,0 +1,384 @@
+"""The pricer's tables and every query on them. Takes the caller's connection; never commits.
+
+Every stored figure names the policy id, policy version and weights version that produced it,
+and a recomputation is a new row, never an update (docs/domain.md §13): a case re-grouped or
+re-priced under a new policy version gets a new `pricer_results` row, a settlement re-run gets
+new statement versions. Amounts are stored exactly (`shared.db.money`, `ExactDecimal`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.pricer.dip import DipPolicy
+from services.pricer.domain.calibration import HistoricalCase
+from services.pricer.domain.dip_policy import parse_dip_policy
+from services.pricer.domain.grouped import WITHDRAWN, PricingResult, price_from_dict
+from services.pricer.domain.policy import Policy, parse_policy
+from services.pricer.domain.pricing import CaseToPrice, Price
+from services.pricer.domain.settlement import Statement
+from shared.db import ExactDecimal, insert_many, latest_per_case, money
+from shared.dip import Catalogue
+from shared.events import CaseGrouped
+from shared.money import ZERO
+from shared.periods import InForce, Versions
+
+NAME = "pricer"
+metadata = MetaData()
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+policy_versions = Table(
+    "pricer_policy_versions", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("policy_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date, nullable=True),
+    Column("method", String(8), nullable=False),
+    Column("scheme_id", String(64), nullable=False),
+    Column("weights_version", String(64), nullable=False),
+    Column("document", Text, nullable=False),  # verbatim, as imported
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_by", String(100), nullable=False),
+    UniqueConstraint("policy_id", "version", name="uq_pricer_policy_versions"),
+    Index("ix_pricer_policy_versions_region", "region", "valid_from"),
+)
+policy_audit = Table(
+    "pricer_policy_audit", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("policy_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("who", String(100), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("what", Text, nullable=False),  # JSON: what the version is and changes
+)
+results = Table(
+    "pricer_results", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("case_id", String(100), nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("grouping_version", Integer, nullable=False),
+    Column("drg", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("policy_id", String(64), nullable=True),
+    Column("weight", ExactDecimal(10, 4), nullable=True),
+    Column("base_rate", money(), nullable=True),
+    Column("coefficient", ExactDecimal(8, 4), nullable=True),
+    Column("payment_standard", money(), nullable=True),
+    Column("priced_at", DateTime(timezone=True), nullable=False),
+    Column("policy_version", Integer, nullable=True),
+    Column("weights_version", String(64), nullable=True),
+    Column("case_type", String(16), nullable=True),
+    Column("hospital_code", String(32), nullable=True),
+    Column("treatment_region", String(32), nullable=True),
+    Column("discharge_date", Date, nullable=True),
+    Column("total_cost", money(), nullable=True),
+    Column("payment", money(), nullable=True),
+    Column("fund_payment", money(), nullable=True),
+    Column("breakdown", Text, nullable=True),  # Price.to_dict(): every figure used
+    Column("region", String(32), nullable=True),
+    Column("los", Integer, nullable=True),
+    Column("case_input", Text, nullable=True),  # the CaseToPrice: simulations re-price from it
+    Column("method", String(8), nullable=True),  # drg | dip: how the case was paid
+    Column("dip_group", Text, nullable=True),
+    UniqueConstraint("case_id", "list_version", "grouping_version", "policy_id", "policy_version",
+                     name="uq_pricer_results_version"),
+    Index("ix_pricer_results_case", "case_id"),
+    Index("ix_pricer_results_settlement", "policy_id", "discharge_date"),
+    Index("ix_pricer_results_history", "region", "discharge_date"),
+)
+dip_policies = Table(
+    "pricer_dip_policies", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("policy_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date, nullable=True),
+    Column("document", Text, nullable=False),  # verbatim, as imported
+    Column("catalogue_id", String(64), nullable=False),
+    Column("catalogue_version", Integer, nullable=False),
+    Column("catalogue", Text, nullable=False),  # the catalogue document it prices with
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_by", String(100), nullable=False),
+    UniqueConstraint("policy_id", "version", name="uq_pricer_dip_policies_version"),
+    Index("ix_pricer_dip_policies_region", "region", "valid_from"),
+)
+advances = Table(
+    "pricer_advances", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("hospital_code", String(32), nullable=False),
+    Column("year", String(4), nullable=False),
+    Column("amount", money(), nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+    Column("granted_by", String(100), nullable=False),
+    Column("note", Text, nullable=True),
+    Index("ix_pricer_advances_year", "year", "hospital_code"),
+)
+statements = Table(
+    "pricer_statements", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),  # monthly | annual
+    Column("hospital_code", String(32), nullable=False),
+    Column("period", String(7), nullable=False),  # "2024-03" | "2024"
+    Column("version", Integer, nullable=False),
+    Column("policy_id", String(64), nullable=False),
+    Column("policy_version", Integer, nullable=False),
+    Column("weights_version", String(64), nullable=False),
+    Column("document", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("kind", "hospital_code", "period", "policy_id", "version",
+                     name="uq_pricer_statements_version"),
+    Index("ix_pricer_statements_hospital", "hospital_code", "period"),
+)
+
+
+# --- policies -----------------------------------------------------------------------------------
+
+def policy_book() -> Versions[Policy]:
+    """Stored DRG policy versions, each parsed once."""
+    return Versions(policy_versions, "policy_id", lambda row: parse_policy(row.document))
+
+
+def dip_book() -> Versions[tuple[DipPolicy, Catalogue]]:
+    """Stored DIP policy versions with the catalogue each prices with, each parsed once."""
+    return Versions(dip_policies, "policy_id",
+                    lambda row: parse_dip_policy(row.document.encode(), row.catalogue.encode()))
+
+
+class Policies:
+    """The pricer's stage object: its stored DRG and DIP policy versions, each parsed once for
+    the life of the process (a stored version never changes)."""
+
+    def __init__(self) -> None:
+        self.drg = policy_book()
+        self.dip = dip_book()
+
+    async def in_force(self, conn: AsyncConnection) -> tuple[InForce[Policy], InForce[tuple[DipPolicy, Catalogue]]]:
+        return await self.drg.in_force(conn), await self.dip.in_force(conn)
+
+
+async def stored_versions(conn: AsyncConnection, table: Table, policy_id: str) -> list[int]:
+    """The versions of a policy stored in `table` (`policy_versions` or `dip_policies`), latest first."""
+    return list((await conn.execute(select(table.c.version).where(table.c.policy_id == policy_id)
+                                    .order_by(table.c.version.desc()))).scalars())
+
+
+def _what(policy: Policy, document: bytes) -> str:
+    return orjson.dumps({
+        "region": policy.region, "valid_from": policy.valid_from.isoformat(),
+        "valid_to": policy.valid_to.isoformat() if policy.valid_to else None,
+        "method": policy.method, "scheme_id": policy.scheme_id,
+        "weights_version": policy.weights.version, "weights": len(policy.weights.table),
+        "notes": policy.notes, "sha256": hashlib.sha256(document).hexdigest(),
+    }).decode()
+
+
+async def insert_policy(conn: AsyncConnection, policy: Policy, document: bytes, who: str) -> None:
+    """Store a DRG policy version (verbatim) with its audit row."""
+    now = datetime.now(UTC)
+    await conn.execute(insert(policy_versions).values(
+        policy_id=policy.policy_id, version=policy.version, region=policy.region,
+        valid_from=policy.valid_from, valid_to=policy.valid_to, method=policy.method,
+        scheme_id=policy.scheme_id, weights_version=policy.weights.version,
+        document=document.decode(), imported_at=now, imported_by=who))
+    await conn.execute(insert(policy_audit).values(
+        policy_id=policy.policy_id, version=policy.version, action="import", who=who, at=now,
+        what=_what(policy, document)))
+
+
+async def insert_dip_policy(conn: AsyncConnection, policy: DipPolicy, catalogue: Catalogue,
+                            policy_bytes: bytes, catalogue_bytes: bytes, who: str) -> None:
+    """Store a DIP policy version with the catalogue it prices with, and its audit row."""
+    now = datetime.now(UTC)
+    await conn.execute(insert(dip_policies).values(
+        policy_id=policy.policy_id, version=policy.version, region=policy.region,
+        valid_from=policy.valid_from, valid_to=policy.valid_to, document=policy_bytes.decode(),
+        catalogue_id=catalogue.catalogue_id, catalogue_version=catalogue.version,
+        catalogue=catalogue_bytes.decode(), imported_at=now, imported_by=who))
+    await conn.execute(insert(policy_audit).values(
+        policy_id=policy.policy_id, version=policy.version, action="import", who=who, at=now,
+        what=orjson.dumps({
+            "method": "dip", "region": policy.region, "valid_from": policy.valid_from.isoformat(),
+            "valid_to": policy.valid_to.isoformat() if policy.valid_to else None,
+            "catalogue": catalogue.version_label, "groups": len(catalogue.groups),
+            "sha256": hashlib.sha256(policy_bytes).hexdigest(),
+            "catalogue_sha256": hashlib.sha256(catalogue_bytes).hexdigest()}).decode()))
+
+
+async def list_policies(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Every stored DRG policy version (without its document), by id and version."""
+    v = policy_versions.c
+    rows = (await conn.execute(select(
+        v.policy_id, v.version, v.region, v.valid_from, v.valid_to, v.method,
+        v.weights_version, v.imported_at, v.imported_by).order_by(v.policy_id, v.version))).all()
+    return [{**r._asdict(), "valid_from": r.valid_from.isoformat(),
+             "valid_to": r.valid_to.isoformat() if r.valid_to else None,
+             "imported_at": r.imported_at.isoformat()} for r in rows]
+
+
+async def latest_policy(conn: AsyncConnection, policy_id: str) -> Policy | tuple[DipPolicy, Catalogue] | None:
+    """The latest stored version of a DRG policy, else of a DIP policy (with its catalogue)."""
+    policy = await policy_book().latest(conn, policy_id)
+    return policy if policy is not None else await dip_book().latest(conn, policy_id)
+
+
+# --- priced cases -------------------------------------------------------------------------------
+
+_RESULT_COLUMNS = tuple(c.name for c in results.columns if c.name != "id")
+
+
+def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: datetime) -> dict[str, Any]:
+    """The `pricer_results` row of a priced case."""
+    f, case, p = g.facts, r.case, r.price
+    return dict.fromkeys(_RESULT_COLUMNS) | dict(
+        case_id=case_id, list_version=f.list_version, grouping_version=g.grouping_version,
+        drg=g.drg, status=r.status, priced_at=priced_at,
+        policy_version=p.policy_version if p else None, weights_version=p.weights_version if p else None,
+        hospital_code=f.hospital_code, treatment_region=case.where_treated,
+        discharge_date=f.discharge_date, total_cost=case.total_cost, region=f.region, los=case.los,
+        case_input=case.model_dump_json(),
+        breakdown=orjson.dumps(r.breakdown).decode() if p is not None else None,
+        method=r.method, dip_group=r.dip_group) | r.figures
+
+
+async def save_results(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Store priced cases (new rows: a re-pricing never updates one)."""
+    await insert_many(conn, results, rows)
+
+
+def _latest_results(*columns: Any) -> Any:
+    # each case's current row is its latest (latest list, grouping or policy version)
+    return latest_per_case(results, "id").with_only_columns(*columns)
+
+
+async def load_history(conn: AsyncConnection, region: str, first_year: int, last_year: int) -> list[HistoricalCase]:
+    """Each case's latest priced row discharged in the years, as calibration input (§6).
+
+    A withdrawn list is kept and marked (calibration excludes it and says so); a case the
+    grouper could not group is passed on with its status, also to be excluded and counted.
+    """
+    r = results.c
+    rows = (await conn.execute(_latest_results(
+        r.case_id, r.hospital_code, r.drg, r.status, r.total_cost, r.los, r.discharge_date
+    ).where(r.region == region, r.total_cost.is_not(None),
+            r.discharge_date >= date(first_year, 1, 1), r.discharge_date <= date(last_year, 12, 31)))).all()
+    return [HistoricalCase(case_id=x.case_id, year=x.discharge_date.year, region=region,
+                           hospital_code=x.hospital_code, drg=x.drg,
+                           group_status="FAIL" if x.status == "NOT_GROUPED" else "SUCCESS",
+                           cost=x.total_cost, los=x.los, withdrawn=x.status == WITHDRAWN)
+            for x in rows]
+
+
+async def load_cases_to_price(conn: AsyncConnection, region: str, year: int) -> list[CaseToPrice]:
+    """The pricing inputs of the region's cases discharged in the year (latest row per case,
+    withdrawn lists left out), for simulations and what-if runs (§9)."""
+    r = results.c
+    rows = (await conn.execute(_latest_results(r.case_input).where(
+        r.region == region, r.case_input.is_not(None), r.status != WITHDRAWN,
+        r.discharge_date >= date(year, 1, 1), r.discharge_date <= date(year, 12, 31)))).scalars()
+    return [CaseToPrice.model_validate_json(x) for x in rows]
+
+
+# --- settlement ---------------------------------------------------------------------------------
+
+async def period_prices(conn: AsyncConnection, policy_id: str, start: date, end: date) -> list[Price]:
+    """The current price of every case discharged in [start, end) under `policy_id`.
+
+    A case's current price is its latest row (latest list, grouping or policy version); cases
+    whose current price is under another policy belong to that policy's settlement.
+    """
+    r = results.c
+    rows = (await conn.execute(_latest_results(r.breakdown).where(
+        r.policy_id == policy_id, r.breakdown.is_not(None),
+        r.discharge_date >= start, r.discharge_date < end))).scalars().all()
+    return [price_from_dict(orjson.loads(b)) for b in rows]
+
+
+async def next_statement_version(conn: AsyncConnection, kind: str, period: str, policy_id: str) -> int:
+    s = statements.c
+    prev = await conn.scalar(select(func.max(s.version)).where(
+        s.kind == kind, s.period == period, s.policy_id == policy_id))
+    return (prev or 0) + 1
+
+
+async def save_statements(conn: AsyncConnection, items: Sequence[Statement],
+                          extra: dict[str, Any] | None = None) -> None:
+    """Store statement versions (`extra`: the clearing's summary, kept in each document)."""
+    now = datetime.now(UTC)
+    await insert_many(conn, statements, [dict(
+        kind=st.kind, hospital_code=st.hospital_code, period=st.period, version=st.version,
+        policy_id=st.policy_id, policy_version=st.policy_version,
+        weights_version=st.weights_version,
+        document=orjson.dumps(st.to_dict() | ({"clearing": extra} if extra else {})).decode(),
+        created_at=now) for st in items])
+
+
+async def presettled(conn: AsyncConnection, policy_id: str, year: str) -> dict[str, Decimal]:
+    """Σ pre-settled per hospital over the year's months, from each month's latest version."""
+    s = statements.c
+    rows = (await conn.execute(select(s.hospital_code, s.period, s.version, s.document).where(
+        s.kind == "monthly", s.policy_id == policy_id, s.period.like(f"{year}-%")))).all()
+    latest: dict[tuple[str, str], Any] = {}
+    for row in rows:
+        key = (row.hospital_code, row.period)
+        if key not in latest or row.version > latest[key].version:
+            latest[key] = row
+    out: dict[str, Decimal] = {}
+    for (hospital, _period), row in latest.items():
+        paid = Decimal(orjson.loads(row.document)["lines"]["presettled"])
+        out[hospital] = out.get(hospital, ZERO) + paid
+    return out
+
+
+async def insert_advance(conn: AsyncConnection, hospital_code: str, year: str, amount: Decimal,
+                         who: str, note: str | None) -> None:
+    await conn.execute(insert(advances).values(
+        hospital_code=hospital_code, year=year, amount=amount, granted_at=datetime.now(UTC),
+        granted_by=who, note=note))
+
+
+async def advances_of_year(conn: AsyncConnection, year: str) -> dict[str, Decimal]:
+    """Σ prepayment advances granted per hospital for the year."""
+    a = advances.c
+    return {r.hospital_code: r.total for r in (await conn.execute(
+        select(a.hospital_code, func.sum(a.amount).label("total"))
+        .where(a.year == year).group_by(a.hospital_code))).all()}
+
+
+async def list_statements(conn: AsyncConnection, hospital: str, period: str | None) -> list[dict[str, Any]]:
+    """Every stored settlement statement version of a hospital (optionally one period)."""
+    s = statements.c
+    q = select(statements).where(s.hospital_code == hospital)
+    if period:
+        q = q.where(s.period == period)
+    rows = (await conn.execute(q.order_by(s.period, s.kind, s.version))).all()
+    return [{"kind": row.kind, "hospital_code": row.hospital_code, "period": row.period,
+             "version": row.version, "policy_id": row.policy_id,
+             "policy_version": row.policy_version, "weights_version": row.weights_version,
+             "created_at": row.created_at.isoformat(), "document": orjson.loads(row.document)}
+            for row in rows]
