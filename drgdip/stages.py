@@ -8,8 +8,8 @@ from services.gateway.config import GatewaySettings
 from services.gateway.service import build as gateway
 from services.grouper.config import GrouperSettings
 from services.grouper.service import build as grouper
+from services.ingest.app import build as ingest
 from services.ingest.config import IngestSettings
-from services.ingest.service import build as ingest
 from services.pricer.config import PricerSettings
 from services.pricer.service import build as pricer
 from services.review.app import build as review

@@ -10,7 +10,7 @@ import pytest
 from drgdip.stages import build_runtime
 from shared import migrate
 
-SERVICES = ["review"]  # each service joins as its tables are made the one definition
+SERVICES = ["review", "ingest"]  # each service joins as its tables are made the one definition
 
 
 async def _diff(url: str, service: str) -> list:

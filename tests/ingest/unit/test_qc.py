@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ingest import qc
-from services.ingest.national import ListRejected, SettlementList, parse_settlement_list
+from services.ingest.domain import qc
+from services.ingest.domain.national import ListRejected, SettlementList, parse_settlement_list
 
-SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[2] / ".." / "shared")
+SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[3] / ".." / "shared")
 HSA = SHARED / "testdata" / "hsa"
 DICTS = qc.load_dictionaries(SHARED / "schemes" / "chs-drg-1.1")
 

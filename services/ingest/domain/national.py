@@ -19,7 +19,7 @@ Every failure is ONE exception type, `ListRejected`, carrying all the problems f
 with a field path. Paths are relative to the list (the `input` node): `setlinfo.gend`,
 `diseinfo[2].diag_code`; envelope fields keep their own names (`msgid`, `infno`); the input
 node itself is `input` and a message that is not an object is `message`. QC problems
-(`services.ingest.qc`) use the same paths, so both can be reported in one reply.
+(`services.ingest.domain.qc`) use the same paths, so both can be reported in one reply.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ from pydantic import (
     ValidationError,
 )
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+
+from shared.errors import Invalid, detail
+from shared.money import ZERO
 
 Severity = Literal["error", "warning"]
 ListKind = Literal["4101", "4101A"]
@@ -85,12 +88,28 @@ class Problem:
                 "message_en": self.message_en, "severity": self.severity}
 
 
-class ListRejected(Exception):
-    """The only exception the parsers raise: the list (or message) cannot be accepted."""
+class ListRejected(Invalid):
+    """The only exception the parsers raise: the list (or message) cannot be accepted.
 
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("; ".join(f"{p.field}: {p.message_en}" for p in problems))
+    As an API error (422 `LIST_REJECTED`; 403 `HOSPITAL_MISMATCH` when the list is `forbidden`
+    to the caller) it names the first problem; `details` has every problem, with its zh and en
+    messages and its severity.
+    """
+
+    default_code = "LIST_REJECTED"
+
+    def __init__(self, problems: list[Problem], *, forbidden: bool = False) -> None:
+        first = problems[0] if problems else Problem("input", "NAT-INVALID", *PARSE_CODES["NAT-INVALID"])
+        super().__init__(
+            f"{first.field}: {first.message_en}", field=first.field,
+            code="HOSPITAL_MISMATCH" if forbidden else None, status=403 if forbidden else None,
+            details=[detail(p.field, p.code, p.message_en, message_zh=p.message_zh,
+                            message_en=p.message_en, severity=p.severity) for p in problems])
         self.problems = problems
+        self.forbidden = forbidden
+
+    def __str__(self) -> str:
+        return "; ".join(f"{p.field}: {p.message_en}" for p in self.problems)
 
 
 # Parse-level problem codes (stable; QC codes live in qc.py).
@@ -175,7 +194,6 @@ def _opt_int(v: object) -> int | None:
 
 _MONEY_RE = re.compile(r"[+-]?\d+(\.\d+)?")
 _MONEY_FAST = re.compile(r"\d{1,12}\.\d\d")
-_ZERO = Decimal("0.00")
 
 
 def to_money(v: object) -> Decimal | None:
@@ -645,7 +663,7 @@ def _opt_str_or_none(v: object) -> str | None:
 # --------------------------------------------------------------------------- native form
 
 
-# The service's own simplified list (services/ingest/core.py `SettlementList`) → national names.
+# The service's own simplified (native) list form → national names.
 _NATIVE_SETLINFO: dict[str, str] = {
     "hospital_code": "fixmedins_code", "setl_id": "setl_id", "psn_no": "psn_no",
     "region": "insuplc", "sex": "gend", "age": "age", "birth_weight": "nwb_bir_wt",
@@ -678,10 +696,10 @@ def _native_path(path: str, fee_keys: Sequence[str]) -> str:
 def parse_native(doc: object) -> SettlementList:
     """Read the service's native (simplified) list form as a national `SettlementList`.
 
-    Native fields: those of `services.ingest.core.SettlementList` (hospital_code, setl_id,
+    Native fields (the flat CSV layout's too, `csvformat`): hospital_code, setl_id,
     psn_no, region, sex, age, age_days, birth_weight, dept, los, leaving_type,
     admission_date, discharge_date, diagnoses (principal first), procedures (main first),
-    total_cost, insurance_type) plus the optional `fees` ({med_chrgitm: amount}),
+    total_cost, insurance_type, plus the optional `fees` ({med_chrgitm: amount}),
     `patient_share` and `planned_readmission` (bool). `age_days` becomes `nwb_age` only for
     patients under one year (the national list has no age in days for older patients).
     Unknown fields are kept in `setlinfo`'s extras. Problem paths use the native names.
@@ -783,7 +801,7 @@ def main_first(sl: SettlementList) -> list[OprnInfo]:
 
 def _sum(values: Iterable[Decimal | None]) -> Decimal | None:
     present = [v for v in values if v is not None]
-    return sum(present, _ZERO) if present else None
+    return sum(present, ZERO) if present else None
 
 
 def case_fields(sl: SettlementList, *, header: HsaHeader | None = None) -> CaseFields:
@@ -816,7 +834,7 @@ def case_fields(sl: SettlementList, *, header: HsaHeader | None = None) -> CaseF
     fees: dict[str, Decimal] = {}
     for item in sl.iteminfo:
         if item.med_chrgitm is not None and item.amt is not None:
-            fees[item.med_chrgitm] = fees.get(item.med_chrgitm, _ZERO) + item.amt
+            fees[item.med_chrgitm] = fees.get(item.med_chrgitm, ZERO) + item.amt
     total = s.medfee_sumamt
     if total is None and sl.iteminfo:
         total = _sum(i.amt for i in sl.iteminfo)
