@@ -211,8 +211,9 @@ def test_load_dictionaries(tmp_path: Path) -> None:
     assert d.diagnoses == frozenset({"A00.000", " B01 "})  # verbatim cells
     assert d.procedures == frozenset({"00.0100"})
     (tmp_path / "procedures.tsv").write_text("code\tname\nbroken\n", encoding="utf-8")
-    with pytest.raises(qc.DictionaryError):
+    with pytest.raises(qc.DictionaryError) as info:
         qc.load_dictionaries(tmp_path)
+    assert (info.value.status, info.value.code) == (422, "INVALID_DICTIONARY")
 
 
 def test_shared_dictionaries_loaded() -> None:
