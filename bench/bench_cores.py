@@ -31,7 +31,7 @@ from rich.console import Console  # noqa: E402
 from drgdip.demo import REGION, YEAR_WEIGHTS, YEARS, points_policy, resolve_scheme  # noqa: E402
 from drgdip.generate import RegionGenerator  # noqa: E402
 from services.grouper.domain import engine_input, load_scheme  # noqa: E402
-from services.ingest import core, qc  # noqa: E402
+from services.ingest.domain import intake, qc  # noqa: E402
 from services.pricer.domain.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
 from services.pricer.domain.grouped import price_grouped  # noqa: E402
 from shared.events import CaseGrouped  # noqa: E402
@@ -53,10 +53,10 @@ def run(scheme_dir: Path, cases: int, hospitals: int, seed: int) -> None:
     costs: dict[str, float] = {}
 
     decisions, costs["ingest: parse, QC, case fields"] = timed(
-        raw, lambda r: core.evaluate("native", orjson.loads(r), caller_hospital=None, dictionaries=dictionaries))
-    accepted = [d for d in decisions if isinstance(d, core.Accepted)]
-    received, costs["ingest: case-received payload"] = timed(accepted, lambda d: core.case_received(
-        d.fields, list_version=1, psn_key=core.person_key(d.fields.psn_no, "bench"),
+        raw, lambda r: intake.evaluate("native", orjson.loads(r), caller_hospital=None, dictionaries=dictionaries))
+    accepted = [d for d in decisions if isinstance(d, intake.Accepted)]
+    received, costs["ingest: case-received payload"] = timed(accepted, lambda d: intake.case_received(
+        d.fields, list_version=1, psn_key=intake.person_key(d.fields.psn_no, "bench"),
         treatment_region=d.treatment_region))
     grouped, costs["grouper: group with trace"] = timed(
         received, lambda p: scheme.group(engine_input(p), code_mode="raw", trace=True))

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 async def run(shared: Path, n: int, workdir: Path) -> None:
     from drgdip.generate import generate_region
     from drgdip.stages import build_runtime
-    from services.ingest.service import file_chunks, import_stream
+    from services.ingest.handlers import file_chunks, import_stream
     from shared.events import CASE_RECEIVED
 
     scheme = shared / "schemes" / "chs-drg-1.1"

@@ -63,7 +63,7 @@ async def stage_counts(runtime: Runtime) -> dict[str, int]:
     """Rows per stage table, in one connection (the embedded SQLite engine has only one)."""
     from services.gateway.repository import cases as read_model
     from services.grouper.repository import results as grouped
-    from services.ingest.service import lists
+    from services.ingest.repository import lists
     from services.pricer.repository import results as priced
     from services.review.repository import results as reviewed
 
@@ -102,7 +102,7 @@ async def run(scheme_dir: Path, cases: int, hospitals: int, seed: int, workdir: 
     policies = [points_policy(scheme, calibration, gen.hospitals, year, Decimal("10"))
                 for year in range(gen.end_year - YEARS + 1, gen.end_year + 1)]
 
-    from services.ingest.service import file_chunks, import_stream
+    from services.ingest.handlers import file_chunks, import_stream
 
     runtime = embedded_runtime(scheme, scheme_dir, workdir / "drgdip.db")
     await runtime.start()

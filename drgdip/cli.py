@@ -18,6 +18,7 @@ from services.grouper.cli import (
     regroup_command,
     scheme_app,
 )
+from services.ingest.cli import import_command
 from services.pricer.cli import (
     advance_command,
     calibrate_command,
@@ -91,44 +92,7 @@ def _on_database(settings: type[ServiceSettings], service: str, db: str | None,
     return run_on_database(load_settings(settings, db=db).db, service, work)
 
 
-@app.command("import")
-def import_lists(
-    file: Annotated[Path, typer.Argument(help="JSON Lines of native lists, or CSV (flat layout)")],
-    format: Annotated[str, typer.Option(help="jsonl or csv (default: by the file's extension)")] = "",
-    dictionary_scheme: Annotated[Path | None, typer.Option(help="scheme folder for the code checks")] = None,
-    db: Db = None,
-) -> None:
-    """Bulk-import history into ingest's store; the running suite carries it downstream."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from services.ingest import qc
-    from services.ingest.config import IngestSettings
-    from services.ingest.service import NAME, Intake, file_chunks, import_stream
-    from shared.messaging import Outbox
-    from shared.migrate import run_on_database
-    from shared.settings import load_settings
-
-    fmt = format or ("csv" if file.suffix.lower() == ".csv" else "jsonl")
-    settings = load_settings(IngestSettings, db=db, dictionary_scheme=dictionary_scheme)
-    total = sum(1 for _ in file.open("rb")) - (1 if fmt == "csv" else 0)
-
-    async def run(engine: AsyncEngine) -> dict:
-        from sqlalchemy import MetaData
-
-        dictionaries = qc.load_dictionaries(settings.dictionary_scheme) if settings.dictionary_scheme else None
-        intake = Intake(engine, Outbox(NAME, MetaData()), settings, dictionaries)
-        with Progress(console=Console(stderr=True)) as progress:
-            task = progress.add_task(f"importing {file.name}", total=total)
-            return await import_stream(intake, file_chunks(file), fmt, None,
-                                       progress=lambda n: progress.advance(task, n))
-
-    summary = run_on_database(settings.db, NAME, run)
-    typer.echo(f"job {summary['job_id']}: {summary['lines']} lines, {summary['accepted']} accepted, "
-               f"{summary['duplicate']} duplicates, {summary['rejected']} rejected")
-    for r in summary["rejections"][:20]:
-        first = r["problems"][0]
-        typer.echo(f"  line {r['line']}: {first['field']}: {first['message_en']} ({first['code']})")
+app.command("import")(import_command)
 
 
 @app.command()

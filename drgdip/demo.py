@@ -357,7 +357,7 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
                                 gen: RegionGenerator, steps: Steps, files: dict[str, Path],
                                 err: Console) -> DemoResult:
     from services.grouper.handlers import regroup
-    from services.ingest.service import file_chunks, import_stream
+    from services.ingest.handlers import file_chunks, import_stream
     from services.pricer.repository import results as priced_rows
     from services.review.repository import results as review_rows
 

@@ -1136,7 +1136,7 @@ def _skewed(n: int, u: float) -> int:
 
 def _sex_specific(code: str) -> bool:
     """A diagnosis intake QC accepts for one sex only (pregnancy, genital organs, …)."""
-    from services.ingest.qc import SEX_RULES
+    from services.ingest.domain.qc import SEX_RULES
 
     return any(code in rule.codes for rule in SEX_RULES)
 

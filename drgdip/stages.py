@@ -8,8 +8,8 @@ from services.gateway.app import build as gateway
 from services.gateway.config import GatewaySettings
 from services.grouper.app import build as grouper
 from services.grouper.config import GrouperSettings
+from services.ingest.app import build as ingest
 from services.ingest.config import IngestSettings
-from services.ingest.service import build as ingest
 from services.pricer.app import build as pricer
 from services.pricer.config import PricerSettings
 from services.review.app import build as review

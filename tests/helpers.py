@@ -85,15 +85,15 @@ def national_list(sl: dict[str, Any]) -> dict[str, Any]:
 
 def simple_lists(n: int, seed: int = 7) -> list[dict[str, Any]]:
     """`n` lists in the demo's simple form, built from the reference cases, that pass intake QC."""
-    from services.ingest import core
+    from services.ingest.domain import intake
 
     out: list[dict[str, Any]] = []
     size = n
     while len(out) < n:
         size *= 2
         out = [sl for sl in settlement_lists(cases_file(), size, seed)
-               if isinstance(core.evaluate("native", national_list(sl), caller_hospital=None,
-                                           dictionaries=None), core.Accepted)]
+               if isinstance(intake.evaluate("native", national_list(sl), caller_hospital=None,
+                                           dictionaries=None), intake.Accepted)]
     return out[:n]
 
 

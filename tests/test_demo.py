@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from drgdip.cli import app
 from drgdip.demo import DemoOptions, DemoResult, run_demo
 from services.gateway.repository import cases as read_model
-from services.ingest.core import case_id_for
+from services.ingest.domain.intake import case_id_for
 from services.pricer.repository import statements
 from services.review.repository import results as reviews
 from shared.db import create_engine

@@ -226,11 +226,11 @@ def test_cli_writes_jsonl_and_summary(tmp_path: Path) -> None:
 
 def test_the_output_passes_intake_qc_apart_from_the_deliberately_bad_records(
         national_lists: list[dict[str, Any]]) -> None:
-    from services.ingest import core, qc
+    from services.ingest.domain import intake, qc
 
     dictionaries = qc.load_dictionaries(NATIONAL)
     rejected = [sl for sl in national_lists
-                if isinstance(core.evaluate("native", sl, caller_hospital=None, dictionaries=dictionaries),
-                              core.Rejected)]
+                if isinstance(intake.evaluate("native", sl, caller_hospital=None, dictionaries=dictionaries),
+                              intake.Rejected)]
     patterns = {(sl["setlinfo"].get("_synthetic") or {}).get("pattern") for sl in rejected}
     assert rejected and patterns == {"bad_record"}

@@ -10,7 +10,7 @@ import pytest
 from drgdip.stages import build_runtime
 from shared import migrate
 
-SERVICES = ["review", "gateway", "grouper", "pricer"]  # each joins as its tables are made the one definition
+SERVICES = ["ingest", "grouper", "pricer", "review", "gateway"]
 
 
 async def _diff(url: str, service: str) -> list:

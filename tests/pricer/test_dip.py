@@ -337,7 +337,7 @@ def region_cases() -> list[DipCase]:
     if not SCHEME.is_dir():
         pytest.skip(f"scheme not found at {SCHEME}")
     from drgdip.generate import generate_region
-    from services.ingest.national import ListRejected
+    from services.ingest.domain.national import ListRejected
 
     out = []
     for lst in generate_region(SCHEME, hospitals=12, cases=6000, seed=7):
@@ -420,7 +420,7 @@ def test_a_region_sized_history_puts_most_cases_in_core_groups():
         pytest.skip(f"scheme not found at {SCHEME}")
     from drgdip.generate import generate_region
     from services.grouper.domain import load_scheme
-    from services.ingest.national import ListRejected
+    from services.ingest.domain.national import ListRejected
 
     cases = []
     for lst in generate_region(SCHEME, hospitals=20, cases=90_000, seed=3):

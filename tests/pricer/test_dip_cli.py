@@ -44,7 +44,7 @@ def region(tmp_path_factory: pytest.TempPathFactory) -> Region:
     if not SCHEME.is_dir():
         pytest.skip(f"scheme not found at {SCHEME}")
     from drgdip.generate import RegionGenerator
-    from services.ingest.national import ListRejected
+    from services.ingest.domain.national import ListRejected
 
     gen = RegionGenerator(SCHEME, hospitals=8, cases=2000, seed=11)  # 2022–2024
     lists = list(gen)
@@ -100,8 +100,8 @@ def _fill_grouper_db(url: str, lists: list[dict[str, Any]]) -> dict[str, Decimal
     from sqlalchemy import insert
 
     from services.grouper.repository import cases
-    from services.ingest import core
-    from services.ingest.national import case_fields, parse_settlement_list
+    from services.ingest.domain import intake
+    from services.ingest.domain.national import case_fields, parse_settlement_list
     from shared import migrate
     from shared.db import create_engine
 
@@ -114,7 +114,7 @@ def _fill_grouper_db(url: str, lists: list[dict[str, Any]]) -> dict[str, Decimal
         if i == 1:
             versions.append((2, f, True))
         for version, fields, withdrawn in versions:
-            payload = core.case_received(fields, list_version=version, psn_key="k",
+            payload = intake.case_received(fields, list_version=version, psn_key="k",
                                          withdrawn=withdrawn)
             rows.append(dict(case_id=f"{f.hospital_code}-{f.setl_id}", list_version=version,
                              region=f.region, discharge_date=f.discharge_date, correlation_id="t",
@@ -135,7 +135,7 @@ def _fill_grouper_db(url: str, lists: list[dict[str, Any]]) -> dict[str, Decimal
 
 
 def test_build_catalogue_from_the_grouper_store(region: Region, tmp_path: Path) -> None:
-    from services.ingest.national import ListRejected, parse_settlement_list
+    from services.ingest.domain.national import ListRejected, parse_settlement_list
 
     def parses(doc: dict[str, Any]) -> bool:
         try:

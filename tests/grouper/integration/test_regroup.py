@@ -62,9 +62,9 @@ async def test_regroup_with_quanzhou_publishes_new_versions_and_reports_moves(tm
 
 
 def _drg(scheme, sl: dict) -> str:  # type: ignore[no-untyped-def]
-    from services.ingest import core
+    from services.ingest.domain import intake
 
-    fields = core.evaluate("native", sl, caller_hospital=None, dictionaries=None).fields  # type: ignore[union-attr]
+    fields = intake.evaluate("native", sl, caller_hospital=None, dictionaries=None).fields  # type: ignore[union-attr]
     return scheme.group({"sex": fields.sex, "age": fields.age, "age_days": fields.age_days,
                          "birth_weight": fields.birth_weight, "diagnoses": list(fields.diagnoses),
                          "procedures": list(fields.procedures)}).drg

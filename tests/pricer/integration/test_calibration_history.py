@@ -22,10 +22,12 @@ async def test_calibrate_reads_the_stored_history_and_gives_rw_near_one(tmp_path
     try:
         lists = list(generate_region(SHARED / "schemes" / "chs-drg-1.1", hospitals=6, cases=1500, seed=4,
                                      end_year=2023))
-        from services.ingest.service import Received
+        from services.ingest.domain.intake import Received
 
         intake = next(s for s in rt.stages if s.name == "ingest").service
-        outcomes = await intake.receive([Received("native", orjson.dumps(sl)) for sl in lists])
+        async with rt.engine.begin() as conn:
+            outcomes = await intake.receive(conn, [Received("native", orjson.dumps(sl)) for sl in lists])
+        intake.announce()
         accepted = sum(o.status == "accepted" for o in outcomes)
 
         async def priced() -> bool:

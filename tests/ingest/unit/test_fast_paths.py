@@ -5,15 +5,14 @@
   the same values, or reject it with the same errors (type, field path, message), as models
   whose fields all go through the Python readers (the reference, built here from the real ones).
 - QC looks up which sex/age/principal rules cover a code once per code (`qc._covering`).
-- The `case-received` payload is serialised once (`_Writes.add_version`).
-- The person key reuses the keyed HMAC state (`core.person_key`).
-- SQLite numbers a batch of received lists in order (`Intake.store`), and the latest version
-  of a list is found by its case id even when two keys share one (`Intake._latest_versions`).
+- The `case-received` payload is serialised once (`intake.Changes.add_version`).
+- The person key reuses the keyed HMAC state (`intake.person_key`).
+
+The database's fast paths are tested in `tests/ingest/integration/test_intake_store.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import hmac
@@ -37,13 +36,12 @@ from pydantic import (
     ValidationError,
     create_model,
 )
-from sqlalchemy import select
 
-from services.ingest import core, qc
-from services.ingest import national as nat
-from shared.events import CASE_RECEIVED, CaseFacts, CaseReceived, Envelope
+from services.ingest.domain import intake, qc
+from services.ingest.domain import national as nat
+from shared.events import CaseFacts, CaseReceived, Envelope
 
-SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[2] / ".." / "shared")
+SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[3] / ".." / "shared")
 HSA = SHARED / "testdata" / "hsa"
 SCHEME = SHARED / "schemes" / "chs-drg-1.1"
 EXAMPLES = {name: json.loads((HSA / f"{name}.json").read_text(encoding="utf-8"))
@@ -283,60 +281,4 @@ def test_person_key_is_the_keyed_hash() -> None:
     for secret in ("", "secret", "密钥" * 40):
         for psn in ("", "P0001", "患者"):
             expected = hmac.new(secret.encode(), psn.encode(), hashlib.sha256).hexdigest()[:32]
-            assert core.person_key(psn, secret) == expected
-
-
-# ----------------------------------------------------------------------------- the database
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path) -> Any:
-    from drgdip.stages import build_runtime
-
-    rt = build_runtime("ingest", db=f"sqlite+aiosqlite:///{tmp_path / 'i.db'}", log_level="WARNING")
-    await rt.start()
-    try:
-        yield rt
-    finally:
-        await rt.stop()
-
-
-async def published(rt: Any, n: int) -> None:
-    """Wait for the relay to publish `n` events (stopping while it relays can hang the runtime)."""
-    for _ in range(200):
-        if len(rt.bus.log(CASE_RECEIVED)) >= n:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{n} events not published")
-
-
-async def test_store_returns_the_ids_in_the_order_of_the_lists(runtime: Any) -> None:
-    from services.ingest.service import Received, raw_table
-
-    intake = runtime.stages[0].service
-    items = [Received("native", f'{{"n": {i}}}'.encode(), correlation_id=f"c{i}") for i in range(1200)]
-    first = await intake.store(items[:5])
-    ids = await intake.store(items[5:])  # more than one INSERT page
-    assert first + ids == sorted(first + ids)
-    async with intake.engine.connect() as conn:
-        stored = dict((await conn.execute(select(raw_table.c.id, raw_table.c.raw))).all())
-    assert [stored[i] for i in first + ids] == [i.raw for i in items]
-
-
-async def test_keys_sharing_a_case_id_keep_their_own_versions(runtime: Any) -> None:
-    from services.ingest.service import Received
-
-    intake = runtime.stages[0].service
-    doc = EXAMPLES["4101-01"]["input"]
-
-    def variant(hospital: str, setl_id: str, note: str) -> Received:
-        d = copy.deepcopy(doc)
-        d["setlinfo"] |= {"fixmedins_code": hospital, "setl_id": setl_id, "psn_name": note}
-        return Received("native", orjson.dumps(d))
-
-    # both keys have the case id "A-B-C"
-    first = await intake.receive([variant("A-B", "C", "1"), variant("A", "B-C", "1")])
-    assert [(o.status, o.case_id, o.list_version) for o in first] == [("accepted", "A-B-C", 1)] * 2
-    again = await intake.receive([variant("A", "B-C", "2"), variant("A-B", "C", "1")])
-    assert [(o.status, o.list_version) for o in again] == [("accepted", 2), ("duplicate", 1)]
-    await published(runtime, 3)
+            assert intake.person_key(psn, secret) == expected

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.ingest.national import (
+from services.ingest.domain.national import (
     CaseFields,
     HsaEnvelope,
     ListRejected,
@@ -31,7 +31,7 @@ from services.ingest.national import (
     to_money,
 )
 
-SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[2] / ".." / "shared")
+SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[3] / ".." / "shared")
 HSA = SHARED / "testdata" / "hsa"
 
 
@@ -394,3 +394,19 @@ def test_mutated_examples_parse_or_are_rejected(mutations: list[tuple[str, objec
 
 
 _EXAMPLES = {name: example(name) for name in EXPECTED}
+
+
+def test_a_rejected_list_is_an_api_error_naming_every_problem() -> None:
+    from shared.errors import DomainError
+
+    problems = rejected(parse_settlement_list, {"setlinfo": {"setl_id": "S1"}, "diseinfo": []})
+    err = ListRejected(problems)
+    assert isinstance(err, DomainError)
+    assert (err.status, err.code, err.field) == (422, "LIST_REJECTED", problems[0].field)
+    assert err.message == f"{problems[0].field}: {problems[0].message_en}"
+    assert str(err) == "; ".join(f"{p.field}: {p.message_en}" for p in problems)
+    assert [(d["field"], d["code"], d["message"], d["message_zh"], d["message_en"], d["severity"])
+            for d in err.body()["error"]["details"]] == [
+        (p.field, p.code, p.message_en, p.message_zh, p.message_en, p.severity) for p in problems]
+    forbidden = ListRejected(problems[:1], forbidden=True)
+    assert (forbidden.status, forbidden.code) == (403, "HOSPITAL_MISMATCH")

@@ -24,8 +24,10 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import NamedTuple
 
-from services.ingest.national import Problem
-from services.ingest.qc import RULES, required_field_count
+import orjson
+
+from services.ingest.domain.national import Problem
+from services.ingest.domain.qc import RULES, required_field_count
 
 CST = timezone(timedelta(hours=8), "CST")
 DEFAULT_DEADLINE_DAYS = 30
@@ -66,6 +68,23 @@ class QualityScore:
     completeness: Decimal
     pass_rate: Decimal
     accuracy: Decimal
+
+
+def stored_records(rows: Iterable[tuple[str, date | None, datetime, str | None]],
+                   month: str | None = None) -> list[ListRecord]:
+    """Decided lists as ingest stores them (hospital, discharge date, received at, problems as
+    JSON) as records to score: a list without a discharge date is not scored; `month`
+    ("YYYY-MM") keeps that month's lists only."""
+    records = []
+    for hospital, discharge, received_at, problems in rows:
+        if discharge is None:
+            continue
+        m = f"{discharge:%Y-%m}"
+        if month and m != month:
+            continue
+        found = [Problem(**p) for p in orjson.loads(problems)] if problems else []
+        records.append(ListRecord(hospital, m, discharge, received_at, found))
+    return records
 
 
 def ratio(part: int, whole: int) -> Decimal:

@@ -58,7 +58,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from services.ingest.national import (
+from services.ingest.domain.national import (
     LIST_INTERFACES,
     MAIN_PROCEDURE_TYPE,
     PRINCIPAL_FLAG,
@@ -69,6 +69,8 @@ from services.ingest.national import (
     SettlementList,
     Severity,
 )
+from shared.errors import Invalid
+from shared.money import ZERO, to_fen
 
 Category = Literal["completeness", "accuracy"]
 
@@ -272,7 +274,6 @@ FEE_CATEGORIES: Mapping[str, str] = {
     "11": "中成药费", "12": "一般诊疗费", "13": "挂号费", "14": "其他费",
 }
 FEE_TOLERANCE = Decimal("0.01")
-_ZERO = Decimal("0.00")
 SEX_CODES = frozenset({"0", "1", "2", "9"})
 DISCHARGE_WAYS = frozenset({"1", "2", "3", "4", "5", "9"})
 NEWBORN_DAYS = 28
@@ -282,8 +283,10 @@ NEWBORN_WEIGHT_RANGE = (100, 9999)  # grams [common]
 # --------------------------------------------------------------------------- dictionaries
 
 
-class DictionaryError(ValueError):
+class DictionaryError(Invalid):
     """A dictionary file is missing or malformed (configuration, not a list problem)."""
+
+    default_code = "INVALID_DICTIONARY"
 
 
 @dataclass(frozen=True)
@@ -489,7 +492,7 @@ def fee_categories_sum(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     total = sl.setlinfo.medfee_sumamt
     if total is None or not sl.iteminfo:
         return
-    summed = sum((i.amt for i in sl.iteminfo if i.amt is not None), _ZERO)
+    summed = to_fen(sum((i.amt for i in sl.iteminfo if i.amt is not None), ZERO))  # "0.00" if none
     if abs(summed - total) > FEE_TOLERANCE:
         yield _p("QC-FEE-002", "setlinfo.medfee_sumamt", f"分类合计{summed}，总额{total}",
                  f"categories sum to {summed}, total is {total}")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from services.ingest.national import Problem
-from services.ingest.qc import required_field_count
-from services.ingest.quality import (
+from services.ingest.domain.national import Problem
+from services.ingest.domain.qc import required_field_count
+from services.ingest.domain.quality import (
     DEFAULT_DEADLINE_DAYS,
     ListRecord,
     QualityScore,

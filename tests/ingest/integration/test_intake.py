@@ -110,7 +110,7 @@ async def test_withdrawal_creates_a_withdrawn_version_and_keeps_history(runtime)
 
 
 async def test_a_list_stored_before_a_crash_is_published_exactly_once_after_restart(tmp_path: Path) -> None:
-    from services.ingest.service import raw_table
+    from services.ingest.repository import raw_table
 
     db = f"sqlite+aiosqlite:///{tmp_path / 'd.db'}"
     policy_file = tmp_path / "policy.json"

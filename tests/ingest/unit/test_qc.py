@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ingest import qc
-from services.ingest.national import ListRejected, SettlementList, parse_settlement_list
+from services.ingest.domain import qc
+from services.ingest.domain.national import ListRejected, SettlementList, parse_settlement_list
 
-SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[2] / ".." / "shared")
+SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[3] / ".." / "shared")
 HSA = SHARED / "testdata" / "hsa"
 DICTS = qc.load_dictionaries(SHARED / "schemes" / "chs-drg-1.1")
 
@@ -211,8 +211,9 @@ def test_load_dictionaries(tmp_path: Path) -> None:
     assert d.diagnoses == frozenset({"A00.000", " B01 "})  # verbatim cells
     assert d.procedures == frozenset({"00.0100"})
     (tmp_path / "procedures.tsv").write_text("code\tname\nbroken\n", encoding="utf-8")
-    with pytest.raises(qc.DictionaryError):
+    with pytest.raises(qc.DictionaryError) as info:
         qc.load_dictionaries(tmp_path)
+    assert (info.value.status, info.value.code) == (422, "INVALID_DICTIONARY")
 
 
 def test_shared_dictionaries_loaded() -> None:

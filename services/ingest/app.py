@@ -1,0 +1,24 @@
+"""Ingest's composition: its tables, outbox, routes, and the lists left pending finished at start."""
+
+from __future__ import annotations
+
+from services.ingest import repository
+from services.ingest.config import IngestSettings
+from services.ingest.domain.qc import load_dictionaries
+from services.ingest.endpoints import router
+from services.ingest.handlers import Intake
+from shared.messaging import Outbox
+from shared.runtime import Context, Stage
+
+
+def build(ctx: Context) -> Stage:
+    settings = ctx.settings if isinstance(ctx.settings, IngestSettings) else IngestSettings()
+    outbox = Outbox(repository.NAME, repository.metadata)
+    dictionaries = load_dictionaries(settings.dictionary_scheme) if settings.dictionary_scheme else None
+    intake = Intake(ctx.engine, outbox, settings, dictionaries)
+
+    async def recover() -> None:
+        await intake.recover()
+
+    return Stage(repository.NAME, repository.metadata, outbox, router=router, on_start=recover,
+                 service=intake)

@@ -1,0 +1,190 @@
+"""Ingest's tables and every query on them. Takes the caller's connection; never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.ingest.domain.intake import Changes, Key, Latest, Received, Stored, case_id_for
+from services.ingest.domain.national import Problem
+from shared.db import insert_many, latest_per_case, update_many
+
+NAME = "ingest"
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+metadata = MetaData()
+raw_table = Table(
+    "ingest_raw", metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("format", String(8), nullable=False),
+    Column("caller_hospital", String(32), nullable=True),
+    Column("raw", LargeBinary, nullable=False),
+    Column("status", String(12), nullable=False),  # pending | accepted | duplicate | rejected
+    Column("hospital_code", String(32), nullable=True),
+    Column("discharge_date", Date, nullable=True),
+    Column("problems", Text, nullable=True),
+    Column("case_id", String(100), nullable=True),
+    Column("list_version", Integer, nullable=True),
+    Column("job_id", String(32), nullable=True),
+    Column("correlation_id", String(64), nullable=False),
+    Index("ix_ingest_raw_status", "status"),
+    Index("ix_ingest_raw_hospital", "hospital_code", "discharge_date"),
+)
+lists = Table(
+    "ingest_lists", metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("case_id", String(100), nullable=False),
+    Column("hospital_code", String(32), nullable=False),
+    Column("setl_id", String(64), nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("status", String(12), nullable=False),  # active | withdrawn
+    Column("raw_id", BigInteger, nullable=False),
+    Column("content_sha256", String(64), nullable=False),
+    Column("event", Text, nullable=False),  # the case-received payload of this version
+    Column("warnings", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("hospital_code", "setl_id", "list_version", name="uq_ingest_lists_version"),
+    Index("ix_ingest_lists_case", "case_id"),
+)
+jobs = Table(
+    "ingest_jobs", metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("caller_hospital", String(32), nullable=True),
+    Column("format", String(8), nullable=False),
+    Column("summary", Text, nullable=True),
+)
+
+# the newest version of each case id among a batch's (one cached statement: the ids expand)
+_LATEST_BY_CASE_IDS = latest_per_case(
+    lists, "list_version", where=lists.c.case_id.in_(bindparam("case_ids", expanding=True)))
+_LOOKUP_CHUNK = 500
+
+
+def _problems_json(problems: Sequence[Problem]) -> str:
+    return orjson.dumps([p.as_dict() for p in problems]).decode()
+
+
+async def store_raw(conn: AsyncConnection, items: Sequence[Received]) -> list[int]:
+    """Store received lists verbatim (status pending); their ids, in the order of `items`."""
+    now = datetime.now(UTC)
+    rows = [{"received_at": now, "format": i.format, "caller_hospital": i.caller_hospital, "raw": i.raw,
+             "status": "pending", "job_id": i.job_id, "correlation_id": i.correlation_id} for i in items]
+    if conn.dialect.name == "sqlite":
+        # SQLite does not promise RETURNING's order, so `sort_by_parameter_order` would make
+        # SQLAlchemy insert row by row. Holding the write lock, a multi-row INSERT numbers
+        # its rows in order (each page after the last), so the sorted ids are in order too.
+        result = await conn.execute(insert(raw_table).returning(raw_table.c.id), rows)
+        return sorted(int(r[0]) for r in result.all())
+    result = await conn.execute(
+        insert(raw_table).returning(raw_table.c.id, sort_by_parameter_order=True), rows)
+    return [int(r[0]) for r in result.all()]
+
+
+async def pending(conn: AsyncConnection) -> list[Stored]:
+    """Lists stored but never decided (a crash in between), oldest first."""
+    return [Stored(r.id, r.format, r.raw, r.caller_hospital, r.correlation_id)
+            for r in (await conn.execute(
+                select(raw_table).where(raw_table.c.status == "pending").order_by(raw_table.c.id))).all()]
+
+
+def _latest(r: Any) -> Latest:
+    return Latest(r.hospital_code, r.setl_id, r.list_version, r.status, r.content_sha256, r.event)
+
+
+async def latest_versions(conn: AsyncConnection, keys: Iterable[Key]) -> dict[Key, Latest]:
+    """The newest stored version of each of these lists (absent: never received)."""
+    wanted = set(keys)
+    # by the indexed case id; a case id names its key, but the hospital-setl_id split of an id
+    # is ambiguous ("A-B"+"C" and "A"+"B-C"), so the rows are matched on the key
+    case_ids = sorted({case_id_for(*key) for key in wanted})
+    latest: dict[Key, Latest] = {}
+    shared_ids: set[str] = set()
+    for start in range(0, len(case_ids), _LOOKUP_CHUNK):
+        chunk = case_ids[start:start + _LOOKUP_CHUNK]
+        for r in (await conn.execute(_LATEST_BY_CASE_IDS, {"case_ids": chunk})).all():
+            key = (r.hospital_code, r.setl_id)
+            if key in wanted:
+                latest[key] = _latest(r)
+            shared_ids.add(r.case_id)
+    # a key whose case id's newest version is another key's: its own newest, one by one (rare)
+    for key in sorted(k for k in wanted - latest.keys() if case_id_for(*k) in shared_ids):
+        row = (await conn.execute(latest_per_case(
+            lists, "list_version", key="setl_id",
+            where=and_(lists.c.hospital_code == key[0], lists.c.setl_id == key[1])))).first()
+        if row is not None:
+            latest[key] = _latest(row)
+    return latest
+
+
+async def save(conn: AsyncConnection, changes: Changes) -> None:
+    """Store what a batch of decisions changed: one statement per table and kind of write."""
+    now = datetime.now(UTC)
+    await update_many(conn, raw_table, "id", [
+        {"id": r.id, "status": r.status, "problems": _problems_json(r.problems) if r.problems else None,
+         "hospital_code": r.hospital_code, "discharge_date": r.discharge_date, "case_id": r.case_id,
+         "list_version": r.list_version} for r in changes.raw])
+    await insert_many(conn, lists, [
+        {"case_id": v.envelope.case_id, "hospital_code": v.key[0], "setl_id": v.key[1],
+         "list_version": v.list_version, "status": v.status,
+         "raw_id": v.raw_id, "content_sha256": v.content_sha256, "event": v.event,
+         "warnings": _problems_json(v.warnings), "received_at": now} for v in changes.versions])
+
+
+async def start_job(conn: AsyncConnection, job_id: str, caller_hospital: str | None, fmt: str) -> None:
+    await conn.execute(insert(jobs).values(job_id=job_id, created_at=datetime.now(UTC),
+                                           caller_hospital=caller_hospital, format=fmt))
+
+
+async def finish_job(conn: AsyncConnection, job_id: str, summary: dict[str, Any]) -> None:
+    await conn.execute(update(jobs).where(jobs.c.job_id == job_id).values(
+        finished_at=datetime.now(UTC), summary=orjson.dumps(summary).decode()))
+
+
+async def versions(conn: AsyncConnection, case_id: str) -> Sequence[Any]:
+    """Every stored version of a case, oldest first, with the bytes it arrived as."""
+    return (await conn.execute(
+        select(lists.c.list_version, lists.c.status, lists.c.hospital_code, lists.c.received_at,
+               lists.c.warnings, raw_table.c.format, raw_table.c.raw)
+        .join(raw_table, raw_table.c.id == lists.c.raw_id)
+        .where(lists.c.case_id == case_id).order_by(lists.c.list_version))).all()
+
+
+async def decided_lists(conn: AsyncConnection, hospital: str | None) -> Sequence[Any]:
+    """(hospital_code, discharge_date, received_at, problems) of every decided list that names
+    its hospital (what quality scores count), of one hospital or all."""
+    q = select(raw_table.c.hospital_code, raw_table.c.discharge_date, raw_table.c.received_at,
+               raw_table.c.problems).where(raw_table.c.status.in_(("accepted", "rejected", "duplicate")),
+                                           raw_table.c.hospital_code.is_not(None))
+    if hospital:
+        q = q.where(raw_table.c.hospital_code == hospital)
+    return (await conn.execute(q)).all()
+
+
+async def count_lists(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(select(func.count()).select_from(lists)) or 0)
