@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.pricer.calibration import HistoricalCase
 from services.pricer.config import PricerSettings
-from services.pricer.dip import DipPolicy, price_dip_case, settlement_policy
+from services.pricer.domain.dip_pricing import DipPolicy, price_dip_case, settlement_policy
 from services.pricer.policy import Policy, PolicyError, parse_policy
 from services.pricer.pricing import (
     DRG_PRICED,

@@ -18,11 +18,12 @@ import pytest
 from helpers import HOSPITALS, SHARED, api_client, case_id, count, lists, policy, wait_until
 from sqlalchemy import select
 
+from drgdip.dip_cli import dip_case_from_list
 from drgdip.generate import generate_region
 from drgdip.stages import build_runtime
 from services.grouper.service import import_catalogue
 from services.grouper.service import results as grouper_results
-from services.pricer.dip import build_catalogue, dip_case_from_list
+from services.pricer.domain.dip_catalogue import build_catalogue
 from services.pricer.policy import PolicyError
 from services.pricer.service import (
     PolicyConflict,

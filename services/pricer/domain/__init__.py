@@ -1,0 +1,1 @@
+"""The pricer's domain core (pure): policies, pricing, calibration, settlement, simulation and DIP."""
