@@ -1,10 +1,10 @@
-"""DIP catalogue building and scores (按病种分值付费, docs/domain.md §5–§7): from a region's
-history to a versioned `shared.dip.Catalogue`, and what a case scores under one.
+"""DIP catalogue building and scores (按病种分值付费, docs/domain.md §5–§7): from a
+region's history to a versioned `shared.dip.Catalogue`, and what a case scores under one.
 
-Pure: standard library and pydantic, plus the DRG calibration's helpers (quantiles, IQR fences,
-1:2:7 year-weighted means, scope exclusions) and the money rounding of `shared.money`. The
-catalogue document, treatment typing and group assignment are the contract in `shared/dip.py`;
-pricing, settlement and the DRG/DIP comparison are in `dip_pricing.py`.
+Pure: standard library, pydantic and orjson, plus the DRG calibration's helpers (quantiles,
+IQR fences, 1:2:7 year-weighted means, scope exclusions) and the money rounding of
+`shared.money`. The catalogue document, treatment typing and group assignment are the contract
+in `shared/dip.py`; pricing, settlement and the DRG/DIP comparison are in `dip_pricing.py`.
 
 Scores (§6)
 -----------
@@ -278,7 +278,7 @@ def build_catalogue(
 
 
 
-# --- a case's score under a catalogue --------------------------------------------------------
+# --- a case's score under a catalogue -------------------------------------------------------------
 
 def auxiliary_coefficient(catalogue: Catalogue, group: CatalogueGroup, case: DipCase) -> Decimal:
     """Product of the applied auxiliary dimensions' coefficients (1 where none applies)."""
@@ -298,7 +298,7 @@ def base_score(catalogue: Catalogue, case: DipCase) -> tuple[DipAssignment, Deci
 
 
 
-# --- budget point value ----------------------------------------------------------------------
+# --- budget point value ---------------------------------------------------------------------------
 
 def budget_point_value(costs_by_year: Mapping[int, Decimal], scores_by_year: Mapping[int, Decimal],
                        year_weights: Mapping[int, int]) -> Decimal:

@@ -1,5 +1,5 @@
-"""DIP pricing (按病种分值付费, docs/domain.md §7–§8): the DIP policy, a case's price, point
-values, clearing through the DRG settlement engine, and the DRG/DIP comparison.
+"""DIP pricing (按病种分值付费, docs/domain.md §7–§8): the DIP policy, a case's price,
+point values, clearing through the DRG settlement engine, and the DRG/DIP comparison.
 
 Pure: standard library and pydantic, plus the DRG pricer's own models (hospitals, scope and
 settlement sections of a policy, `pricing.Price`, the settlement engine) and the money rounding
@@ -98,7 +98,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# --- policy -------------------------------------------------------------------------------------
+# --- policy ---------------------------------------------------------------------------------------
 
 class Deviation(_Model):
     """Deviation-case thresholds (§7 DIP), as multiples of the same-level group mean."""
@@ -148,7 +148,7 @@ def parse_dip_policy(document: bytes | str) -> DipPolicy:
                              details=validation_details(errors)) from None
 
 
-# --- pricing ------------------------------------------------------------------------------------
+# --- pricing --------------------------------------------------------------------------------------
 
 class DipCaseType(StrEnum):
     NORMAL = "normal"
@@ -288,7 +288,7 @@ def price_dip_many(catalogue: Catalogue, policy: DipPolicy, cases: Iterable[DipC
     return [price_dip_case(catalogue, policy, c, point_value=point_value) for c in cases]
 
 
-# --- point values ------------------------------------------------------------------------------
+# --- point values ---------------------------------------------------------------------------------
 
 def settlement_budget(fund_available: Decimal, reimbursement_ratio: Decimal) -> Decimal:
     """The cost budget the fund can pay for: fund available / reimbursement ratio, to the fen."""
@@ -306,7 +306,7 @@ def settlement_point_value(fund_available: Decimal, reimbursement_ratio: Decimal
     return to_point_value(fund_available / reimbursement_ratio / total_points)
 
 
-# --- settlement: the DRG engine -----------------------------------------------------------------
+# --- settlement: the DRG engine -------------------------------------------------------------------
 
 def settlement_policy(policy: DipPolicy, catalogue: Catalogue, *,
                       point_value: Decimal | None = None) -> Policy:
@@ -354,7 +354,7 @@ def clear_dip_year(policy: DipPolicy, catalogue: Catalogue, year: str,
                            version=version)
 
 
-# --- DRG vs DIP ---------------------------------------------------------------------------------
+# --- DRG vs DIP -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ComparisonRow:

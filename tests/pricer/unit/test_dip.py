@@ -15,16 +15,21 @@ from pricer_testkit import case as drg_case
 from pricer_testkit import make_policy
 
 from services.pricer.domain.dip_catalogue import (
+    CatalogueError,
     budget_point_value,
     build_catalogue,
     catalogue_budget_point_value,
+    load_catalogue,
 )
 from services.pricer.domain.dip_pricing import (
     DipCaseType,
     DipPoints,
     DipPolicy,
+    DipPolicyError,
+    DipPricingError,
     clear_dip_year,
     compare,
+    parse_dip_policy,
     price_dip_case,
     price_dip_many,
     settlement_budget,
@@ -289,6 +294,24 @@ def test_point_values():
     #   = 63.3333436… → 63.333344 (≈ M / 100 = 63.3333: the scores are M_g / M × 100)
     assert catalogue_budget_point_value(catalogue(), HISTORY) == D("63.333344")
 
+
+def test_dip_errors_are_invalid_with_stable_codes():
+    # callers (the DIP commands, the pricer's routes) get `shared.errors.Invalid` (422)
+    with pytest.raises(CatalogueError, match="no cases left") as e:
+        build_catalogue([dc("x", 2030, "I21.000", "1")], region="R1", year=2024)
+    assert (e.value.code, e.value.status) == ("NO_CASES_IN_SCOPE", 422)
+    with pytest.raises(CatalogueError) as e:
+        load_catalogue(b'{"format": "drgdip.dip-catalogue/1"}')
+    assert e.value.code == "INVALID_CATALOGUE" and e.value.details
+    assert load_catalogue(orjson.dumps(catalogue().to_document())) == catalogue()
+    with pytest.raises(DipPolicyError) as p:
+        parse_dip_policy(policy().model_dump_json().replace('"version":1', '"version":0'))
+    assert (p.value.code, p.value.field) == ("INVALID_POLICY", "version")
+    with pytest.raises(DipPricingError) as q:
+        price_dip_case(catalogue(), policy(points=DipPoints()), dc("n", 2024, "I21.000", "1"))
+    assert q.value.code == "NO_POINT_VALUE"
+    with pytest.raises(DipPricingError):
+        settlement_point_value(D(1), D(1), D(0))
 
 def test_clearing_spends_the_budget_through_the_drg_engine():
     cat = catalogue()
