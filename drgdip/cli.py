@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from drgdip.dip_cli import compare_command, dip_app
 from drgdip.generate_cli import generate_command
 from services.gateway.cli import token_app
 from services.grouper.cli import (
@@ -28,7 +29,6 @@ from services.pricer.cli import (
     settle_command,
     simulate_command,
 )
-from services.pricer.dip_cli import compare_command, dip_app
 from shared.settings import ServiceSettings
 
 app = typer.Typer(help="drgdip: DRG/DIP payment for medical-insurance bureaus and hospitals.",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -31,6 +31,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from shared.periods import InForce
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -178,3 +180,40 @@ async def update_many(conn: AsyncConnection, table: Table, key: str, rows: Seque
     if rows:
         columns = tuple(c for c in rows[0] if c != key)
         await _execute_many(conn, _prepare(conn.dialect, table, columns, key), rows, key)
+
+
+# --- versioned documents valid per region and period ---------------------------------------------
+
+T = TypeVar("T")
+
+
+class Versions(Generic[T]):
+    """The stored versions of documents valid per region and period (one table), each parsed
+    once: a stored version never changes, so its parsed form is kept for the process."""
+
+    def __init__(self, table: Table, id_column: str, parse: Callable[[Any], T]) -> None:
+        """`table` has `version`, `region`, `valid_from`, `valid_to` and the `id_column`;
+        `parse` makes the document from a whole row."""
+        self.table, self.id, self.parse = table, table.c[id_column], parse
+        self._parsed: dict[tuple[str, int], T] = {}
+
+    async def get(self, conn: AsyncConnection, doc_id: str, version: int) -> T:
+        key = (doc_id, version)
+        if key not in self._parsed:
+            row = (await conn.execute(select(self.table).where(
+                self.id == doc_id, self.table.c.version == version).limit(1))).first()
+            if row is None:
+                raise KeyError(key)
+            self._parsed[key] = self.parse(row)
+        return self._parsed[key]
+
+    async def in_force(self, conn: AsyncConnection) -> InForce[T]:
+        """Every stored version by region and period (one small query, e.g. per batch of cases)."""
+        c = self.table.c
+        rows = (await conn.execute(select(self.id, c.version, c.region, c.valid_from, c.valid_to))).all()
+        return InForce([(r.region, r.valid_from, r.valid_to, r.version, await self.get(conn, r[0], r.version))
+                        for r in rows])
+
+    async def latest(self, conn: AsyncConnection, doc_id: str) -> T | None:
+        version = await conn.scalar(select(func.max(self.table.c.version)).where(self.id == doc_id))
+        return None if version is None else await self.get(conn, doc_id, version)

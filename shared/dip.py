@@ -61,8 +61,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+import orjson
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.errors import Invalid, validation_details
 from shared.money import ZERO, Amount, Coefficient, Money, Ratio, Score
 
 if TYPE_CHECKING:  # shared.events carries `DipGrouping`; this module reads its CaseReceived
@@ -398,6 +400,23 @@ class Catalogue(_Model):
             "cv": "" if g.cv is None else str(g.cv),
             "auxiliary": ";".join(a.dimension for a in g.auxiliary if a.applied),
         } for g in self.groups.values()]
+
+
+class CatalogueError(Invalid):
+    """A catalogue document is invalid, or a catalogue cannot be built (422)."""
+
+    default_code = "INVALID_CATALOGUE"
+
+
+def load_catalogue(document: bytes | str, field: str = "catalogue") -> Catalogue:
+    """A catalogue from its JSON document (`Catalogue.to_document`); raises `CatalogueError`
+    whose message is the parser's (its first line names what is wrong)."""
+    try:
+        return Catalogue.from_document(orjson.loads(document))
+    except ValidationError as e:
+        raise CatalogueError(str(e), field=field, details=validation_details(e.errors())) from None
+    except (ValueError, TypeError) as e:  # not JSON (orjson's error is a ValueError), not an object
+        raise CatalogueError(str(e), field=field) from None
 
 
 # --- grouping -----------------------------------------------------------------------------------

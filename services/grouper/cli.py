@@ -26,7 +26,6 @@ from rich.table import Table
 from services.grouper.config import GrouperSettings
 from services.grouper.domain import (
     GROUPED_STATUSES,
-    CatalogueError,
     SchemeBook,
     SchemeError,
     catalogue_registration,
@@ -34,6 +33,7 @@ from services.grouper.domain import (
     load_scheme,
 )
 from services.grouper.domain.diff import SchemeDiff
+from shared.dip import CatalogueError
 from shared.jsonl import read_jsonl
 from shared.settings import load_settings
 
@@ -387,7 +387,7 @@ def import_catalogue_command(
         start, end = date.fromisoformat(valid_from), _day(valid_to)
         registration = catalogue_registration(file.read_bytes(), region, start, end)
     except CatalogueError as e:
-        typer.echo(f"error: {file}: {e.reason.splitlines()[0]}", err=True)
+        typer.echo(f"error: {file}: {e.message.removeprefix('body: ').splitlines()[0]}", err=True)
         raise typer.Exit(2) from None
     except (ValueError, OSError) as e:
         typer.echo(f"error: {file}: {str(e).splitlines()[0]}", err=True)

@@ -28,10 +28,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.grouper.domain import CatalogueRegistration, Grouping, ToGroup
-from shared.db import insert_many, latest_per_case
+from shared.db import Versions, insert_many, latest_per_case
 from shared.dip import Catalogue
 from shared.events import CaseReceived
-from shared.periods import Versions
 
 NAME = "grouper"
 metadata = MetaData()

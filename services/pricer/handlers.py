@@ -18,8 +18,8 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.pricer import repository
-from services.pricer.dip import DipPolicy
-from services.pricer.domain.dip_policy import parse_dip_policy, policy_for_settlement
+from services.pricer.domain.dip_policy import policy_for_settlement, read_dip_policy
+from services.pricer.domain.dip_pricing import DipPolicy
 from services.pricer.domain.grouped import price_grouped
 from services.pricer.domain.policy import Policy, check_new_version, parse_policy
 from services.pricer.domain.settlement import (
@@ -34,9 +34,9 @@ from services.pricer.domain.settlement import (
     monthly_presettlement,
     year_bounds,
 )
+from shared.db import Versions
 from shared.events import CaseGrouped, Envelope
 from shared.money import ZERO
-from shared.periods import Versions
 
 
 async def on_case_grouped(policies: repository.Policies, conn: AsyncConnection,
@@ -82,7 +82,7 @@ async def import_policy(conn: AsyncConnection, document: bytes, who: str = "cli"
 async def import_dip_policy(conn: AsyncConnection, policy_bytes: bytes, catalogue_bytes: bytes,
                             who: str = "cli") -> DipPolicy:
     """Store a DIP policy version with its catalogue (audited), as `import_policy` does."""
-    policy, catalogue = parse_dip_policy(policy_bytes, catalogue_bytes)
+    policy, catalogue = read_dip_policy(policy_bytes, catalogue_bytes)
     stored = await repository.stored_versions(conn, repository.dip_policies, policy.policy_id)
     same = (await repository.dip_book().get(conn, policy.policy_id, policy.version) == (policy, catalogue)
             if policy.version in stored else None)

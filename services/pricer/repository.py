@@ -33,18 +33,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.pricer.dip import DipPolicy
 from services.pricer.domain.calibration import HistoricalCase
-from services.pricer.domain.dip_policy import parse_dip_policy
+from services.pricer.domain.dip_policy import read_dip_policy
+from services.pricer.domain.dip_pricing import DipPolicy
 from services.pricer.domain.grouped import WITHDRAWN, PricingResult, price_from_dict
 from services.pricer.domain.policy import Policy, parse_policy
 from services.pricer.domain.pricing import CaseToPrice, Price
 from services.pricer.domain.settlement import Statement
-from shared.db import ExactDecimal, insert_many, latest_per_case, money
+from shared.db import ExactDecimal, Versions, insert_many, latest_per_case, money
 from shared.dip import Catalogue
 from shared.events import CaseGrouped
 from shared.money import ZERO
-from shared.periods import InForce, Versions
+from shared.periods import InForce
 
 NAME = "pricer"
 metadata = MetaData()
@@ -167,7 +167,7 @@ def policy_book() -> Versions[Policy]:
 def dip_book() -> Versions[tuple[DipPolicy, Catalogue]]:
     """Stored DIP policy versions with the catalogue each prices with, each parsed once."""
     return Versions(dip_policies, "policy_id",
-                    lambda row: parse_dip_policy(row.document.encode(), row.catalogue.encode()))
+                    lambda row: read_dip_policy(row.document.encode(), row.catalogue.encode()))
 
 
 class Policies:

@@ -6,7 +6,7 @@ No database, web or bus here, so that the service, the CLI and benchmarks share 
 """
 
 from .book import SchemeBook
-from .catalogues import CatalogueError, CatalogueRegistration, catalogue_registration
+from .catalogues import CatalogueRegistration, catalogue_registration
 from .diff import SchemeDiff, diff_schemes
 from .draft import DraftCase, check_draft
 from .engine import GROUPED_STATUSES, GroupResult, GroupStatus
@@ -33,7 +33,6 @@ __all__ = [
     "DEFAULT_VALIDATION",
     "GROUPED_STATUSES",
     "NO_SCHEME",
-    "CatalogueError",
     "CatalogueRegistration",
     "DraftCase",
     "GroupResult",

@@ -9,21 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-import orjson
-
-from shared.dip import Catalogue
-from shared.errors import Invalid
+from shared.dip import Catalogue, CatalogueError, load_catalogue
 
 
-class CatalogueError(Invalid):
-    """Not JSON, not a catalogue document, or a period that ends before it starts (422,
-    `INVALID_CATALOGUE`, field "body"); `reason`: what was wrong, without the field."""
-
-    default_code = "INVALID_CATALOGUE"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"body: {reason}"[:500], field="body")
-        self.reason = reason
+def _invalid(reason: str) -> CatalogueError:
+    """What the bureau is told: "body: <reason>" (field "body")."""
+    return CatalogueError(f"body: {reason}"[:500], field="body")
 
 
 @dataclass(frozen=True)
@@ -40,12 +31,14 @@ class CatalogueRegistration:
 
 def catalogue_registration(document: bytes, region: str, valid_from: date,
                            valid_to: date | None = None) -> CatalogueRegistration:
-    """Read a catalogue document for registration; raises `CatalogueError`."""
+    """Read a catalogue document for registration; raises `CatalogueError` (field "body")."""
     try:
-        catalogue = Catalogue.from_document(orjson.loads(document))
+        catalogue = load_catalogue(document, field="body")
         text = document.decode()
-    except (ValueError, TypeError) as e:  # not JSON (or UTF-8), or not a catalogue document
-        raise CatalogueError(str(e)) from e
+    except CatalogueError as e:
+        raise _invalid(e.message) from None
+    except ValueError as e:  # not UTF-8
+        raise _invalid(str(e)) from None
     if valid_to is not None and valid_to < valid_from:
-        raise CatalogueError(f"valid_to {valid_to} is before valid_from {valid_from}")
+        raise _invalid(f"valid_to {valid_to} is before valid_from {valid_from}")
     return CatalogueRegistration(catalogue, text, region, valid_from, valid_to)

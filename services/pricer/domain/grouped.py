@@ -8,11 +8,10 @@ the caller stores the result and publishes the event.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import date
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from services.pricer.dip import DipPolicy, price_dip_case
+from services.pricer.domain.dip_pricing import DipPolicy, price_dip_case
 from services.pricer.domain.policy import Policy
 from services.pricer.domain.pricing import (
     DRG_PRICED,
@@ -24,18 +23,7 @@ from services.pricer.domain.pricing import (
 )
 from shared.dip import Catalogue
 from shared.events import CaseGrouped, CasePriced
-
-T = TypeVar("T")
-
-
-class InForce(Protocol[T]):
-    """Which versions are in force in a region on a day (`shared.periods.InForce`; that module
-    also reads the database, so the domain names only the look-up it uses)."""
-
-    def all_on(self, region: str, day: date | None) -> list[T]: ...
-
-    def on(self, region: str, day: date | None) -> T | None: ...
-
+from shared.periods import InForce
 
 NO_POLICY = "NO_POLICY"
 PRICED = "PRICED"

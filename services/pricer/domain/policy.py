@@ -121,11 +121,18 @@ class PolicyError(Invalid):
     def path(self) -> str:
         return self.errors[0][0] if self.errors else ""
 
-
-class CatalogueError(PolicyError):
-    """The catalogue document a DIP policy prices with is not a catalogue (422 `INVALID_CATALOGUE`)."""
-
-    default_code = "INVALID_CATALOGUE"
+    @classmethod
+    def from_validation(cls, e: ValidationError) -> PolicyError:
+        """Every field pydantic found at fault in a policy document (DRG or DIP)."""
+        errors = []
+        for err in e.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            path = _path(err["loc"])
+            # model-level checks put their own field path in front of the message
+            if ": " in msg and not err["loc"]:
+                path, msg = msg.split(": ", 1)
+            errors.append((path, msg))
+        return cls(errors)
 
 
 class PolicyConflict(Conflict):
@@ -415,15 +422,7 @@ def parse_policy(document: Mapping[str, Any] | bytes | str) -> Policy:
     try:
         return Policy.model_validate(dict(document))
     except ValidationError as e:
-        errors = []
-        for err in e.errors():
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            path = _path(err["loc"])
-            # model-level checks put their own field path in front of the message
-            if ": " in msg and not err["loc"]:
-                path, msg = msg.split(": ", 1)
-            errors.append((path, msg))
-        raise PolicyError(errors) from None
+        raise PolicyError.from_validation(e) from None
 
 
 def load_policy(path: Path) -> Policy:

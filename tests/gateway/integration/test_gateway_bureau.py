@@ -35,8 +35,9 @@ async def test_policies_are_managed_by_the_bureau_admin_and_audited(tmp_path: Pa
 
 
 async def test_dip_catalogues_and_policies_are_registered_through_the_gateway(tmp_path: Path) -> None:
+    from drgdip.dip_cli import dip_case_from_list
     from drgdip.generate import generate_region
-    from services.pricer.dip import build_catalogue, dip_case_from_list
+    from services.pricer.domain.dip_catalogue import build_catalogue
 
     history = [dip_case_from_list(doc, region="350500") for doc in generate_region(
         SHARED / "schemes" / "chs-drg-1.1", hospitals=3, cases=200, seed=5, end_year=2023)]

@@ -11,7 +11,6 @@ from grouper_testkit import oracle_cases, scheme_dir
 
 from services.grouper.domain import (
     NO_SCHEME,
-    CatalogueError,
     RegistryError,
     SchemeError,
     SchemeRegistry,
@@ -20,6 +19,7 @@ from services.grouper.domain import (
     group_cases,
     load_scheme,
 )
+from shared.dip import CatalogueError
 from shared.errors import DomainError
 
 

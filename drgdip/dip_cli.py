@@ -1,11 +1,17 @@
-"""Command-line front end of DIP (docs/domain.md §5–§7): `drgdip dip …` and `drgdip compare`.
+"""DIP commands (docs/domain.md §5–§7): `drgdip dip …` and `drgdip compare`.
+
+They combine several services offline, so they live here and not in a service: the lists are
+parsed with the ingest service's national parser (`dip_case_from_list`), the stored history is
+read through the grouper's public repository function, DRG grouping uses the grouper's scheme,
+and catalogues, scores and prices come from the pricer's domain (`services.pricer.domain`).
 
 The main CLI mounts `dip_app` (`app.add_typer(dip_app, name="dip")`) and the plain function
 `compare_command` (`app.command("compare")(compare_command)`). Conventions are the DRG CLI's
-(`services/pricer/cli.py`): inputs are JSON Lines, blank lines ignored, bad lines reported on
-stderr with their line number and skipped; every amount written is a decimal string. Here the
-lines are national settlement lists (the 4101 `input` node, as `drgdip generate` writes them),
-read with `dip.dip_case_from_list`; a list the national parser rejects is a bad line.
+(`services/pricer/cli.py`): inputs are JSON Lines (`shared.jsonl.read_jsonl`), blank lines
+ignored, bad lines reported on stderr with their line number and skipped; every amount written
+is a decimal string. Here the lines are national settlement lists (the 4101 `input` node, as
+`drgdip generate` writes them), read with `dip_case_from_list`; a list the national parser
+rejects is a bad line.
 
 drgdip dip build-catalogue --region R --years 2022-2024 (--input LISTS.jsonl | --db URL) --out-dir DIR
         [--min-cases 15] [--scale 100] [--year-weights 1,2,7] [--primary-care FILE]
@@ -15,9 +21,9 @@ drgdip dip build-catalogue --region R --years 2022-2024 (--input LISTS.jsonl | -
     `Catalogue.to_document`), DIR/dip-catalogue-report.json (exclusions, groups and cases by
     kind, core share, RIV …) and DIR/dip-groups.csv (one row per group), and prints the summary.
     --input: every list is a case treated in R. --db (default without --input: env DRGDIP_DB):
-    the grouper's database,
-    table `grouper_cases`: the latest list version of each case discharged in the data years;
-    withdrawn lists are excluded (and counted); a case whose `treatment_region` is another
+    the grouper's database, read with `services.grouper.repository.latest_received`: the
+    latest list version of each case discharged in the data years; withdrawn lists are
+    excluded (and counted); a case whose `treatment_region` is another
     region is excluded as `other_region`. The stored payload has no hospital level, so pass
     --hospitals: JSON {code: level}, or the generator's `<output>.hospitals.json` (a list of
     {code, level, …}); with --input it fills in lists without `hi_setl_lv`.
@@ -31,11 +37,13 @@ drgdip dip group --catalogue FILE --input LISTS.jsonl --output OUT.jsonl [--trac
 
 drgdip compare --drg-policy POLICY.json --dip-policy DIP_POLICY.json --catalogue FILE
         --scheme SCHEME_DIR --input LISTS.jsonl --out-dir DIR [--point-value PV] [--code-mode raw]
-    Prices the same lists under DRG and under DIP and compares the payments (§7; `dip.compare`).
+    Prices the same lists under DRG and under DIP and compares the payments (§7;
+    `dip_pricing.compare`).
     DRG side: each list is grouped on the fly with the scheme (`grouper.core.load_scheme`)
     and priced with `pricing.price_case` as treated in the DRG policy's region; DIP side:
-    `dip.price_dip_case` at --point-value, else the DIP policy's provisional point value.
-    A case one method does not price counts at its cost (paid by item), as in `dip.compare`.
+    `dip_pricing.price_dip_case` at --point-value, else the DIP policy's provisional point
+    value. A case one method does not price counts at its cost (paid by item), as in
+    `dip_pricing.compare`.
     Writes DIR/comparison.json (total, per hospital, per DIP group, per DRG),
     DIR/comparison-hospitals.csv, DIR/comparison-dip-groups.csv, DIR/comparison-drgs.csv and
     DIR/comparison-cases.jsonl (one line per case: both groups, case types and payments, the
@@ -51,11 +59,10 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -64,29 +71,36 @@ from services.pricer.cli import (
     load_policy_or_exit,
     parse_amount,
     progress_bar,
-    read_jsonl,
     require_file,
     stderr,
     write_csv,
     write_json,
 )
-from services.pricer.dip import (
+from services.pricer.domain.dip_catalogue import build_catalogue
+from services.pricer.domain.dip_pricing import (
     DipPolicy,
-    build_catalogue,
     compare,
-    dip_case_from_list,
+    parse_dip_policy,
     price_dip_case,
 )
+from services.pricer.domain.policy import PolicyError
 from services.pricer.domain.pricing import CaseToPrice, Price, price_case
 from shared.dip import (
     DEFAULT_TREATMENT_TABLE,
     Catalogue,
+    CatalogueError,
     DipCase,
     TreatmentTable,
     assign,
     dip_case_from_received,
+    load_catalogue,
 )
 from shared.events import CaseReceived
+from shared.jsonl import read_jsonl
+from shared.money import ZERO
+
+if TYPE_CHECKING:
+    pass
 
 T = TypeVar("T")
 
@@ -96,12 +110,45 @@ dip_app = typer.Typer(help="DIP (按病种分值付费): build a catalogue from 
 
 # --------------------------------------------------------------------------- reading
 
+def dip_case_from_list(doc: Mapping[str, Any], *, region: str | None = None) -> DipCase:
+    """A DipCase from a national settlement list (4101 `input`); raises `ListRejected`.
+
+    ``region`` is the treatment region (the bureau's own); the list's ``insuplc`` is the
+    insured place, which differs for off-site patients, so it is not used as the region.
+    """
+    from services.ingest.domain.national import case_fields, parse_settlement_list
+
+    sl = parse_settlement_list(doc)
+    f = case_fields(sl)
+    level = sl.setlinfo.hi_setl_lv
+    return DipCase(
+        case_id=f.setl_id, year=f.discharge_date.year, region=region,
+        hospital_code=f.hospital_code,
+        hospital_level=int(level) if level in ("1", "2", "3") else None,
+        principal_diagnosis=f.diagnoses[0] if f.diagnoses else "",
+        secondary_diagnoses=f.diagnoses[1:], procedures=f.procedures,
+        total_cost=f.total_cost or ZERO, patient_share=f.patient_share or ZERO, los=f.los,
+        age=f.age, insurance_type=f.insurance_type, discharge_date=f.discharge_date,
+    )
+
+
 def _read_lists(path: Path, convert: Callable[[dict[str, Any]], T], err: Console,
                 progress: Progress | None = None) -> Iterator[T]:
-    """`convert(list)` for each valid line of a JSONL file of settlement lists."""
-    from services.ingest.national import ListRejected
+    """`convert(list)` for each valid line of a JSONL file of settlement lists; bad lines
+    (not JSON, or rejected by the national parser) reported on stderr and skipped."""
+    from services.ingest.domain.national import ListRejected
 
-    return read_jsonl(path, convert, err, progress, skip=(ListRejected,))
+    def skipped(lineno: int, reason: str) -> None:
+        err.print(f"[yellow]line {lineno}: {reason}; skipped[/]", highlight=False)
+
+    on_bytes = None
+    if progress is not None:
+        task = progress.add_task("read", total=path.stat().st_size)
+
+        def on_bytes(n: int) -> None:
+            progress.advance(task, n)
+
+    return read_jsonl(path, convert, skipped, on_bytes=on_bytes, skip=(ListRejected,))
 
 
 def _hospital_levels(path: Path | None, err: Console) -> dict[str, int]:
@@ -180,33 +227,21 @@ def stored_cases(db: str | None, first_year: int, last_year: int,
     of each case; withdrawn lists kept and marked, for the catalogue to exclude and count)."""
     import asyncio
 
-    from sqlalchemy import and_, func, select
-
     from services.grouper.config import GrouperSettings
-    from services.grouper.repository import cases as grouper_cases
+    from services.grouper.repository import latest_received
     from shared.db import create_engine
     from shared.settings import load_settings
 
-    g = grouper_cases.c
-    latest = (select(g.case_id, func.max(g.list_version).label("list_version"))
-              .group_by(g.case_id).subquery())
-    query = (select(g.case_id, g.payload)
-             .join(latest, and_(g.case_id == latest.c.case_id,
-                                g.list_version == latest.c.list_version))
-             .where(g.discharge_date >= date(first_year, 1, 1),
-                    g.discharge_date <= date(last_year, 12, 31))
-             .order_by(g.case_id))
-
-    async def fetch() -> list[Any]:
+    async def fetch() -> list[tuple[str, CaseReceived]]:
         engine = create_engine(load_settings(GrouperSettings, db=db).db)
         try:
-            async with engine.connect() as conn:
-                return list((await conn.execute(query)).all())
+            async with engine.begin() as conn:  # the command's one transaction
+                return await latest_received(conn, date(first_year, 1, 1), date(last_year, 12, 31))
         finally:
             await engine.dispose()
 
-    return [dip_case_from_received(row.case_id, CaseReceived.model_validate_json(row.payload), levels)
-            for row in asyncio.run(fetch())]
+    return [dip_case_from_received(case_id, received, levels)
+            for case_id, received in asyncio.run(fetch())]
 
 
 # --------------------------------------------------------------------------- build-catalogue
@@ -257,7 +292,7 @@ def build_catalogue_command(
         catalogue = build_catalogue(
             cases, region=region, year=last + 1, min_cases=min_cases, year_weights=weights,
             scale=scale, primary_care=primary, treatment=treatment, version=version)
-    except ValueError as e:
+    except CatalogueError as e:
         err.print(f"[red]catalogue not built:[/] {e}", highlight=False)
         raise typer.Exit(1) from None
 
@@ -302,8 +337,8 @@ def catalogue_summary(catalogue: Catalogue) -> str:
 def _load_catalogue_or_exit(path: Path, err: Console) -> Catalogue:
     require_file(path, err)
     try:
-        return Catalogue.from_document(orjson.loads(path.read_bytes()))
-    except (orjson.JSONDecodeError, ValidationError) as e:
+        return load_catalogue(path.read_bytes())
+    except CatalogueError as e:
         err.print(f"[red]invalid catalogue {path}:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
 
@@ -419,7 +454,7 @@ def compare_command(
 def _both_ways(doc: dict[str, Any], group: Callable[[dict[str, Any]], Any],
                treatment_region: str) -> _Both:
     """The DRG input (grouped now, as the grouper service would) and the DIP case of a list."""
-    from services.ingest.national import case_fields, parse_settlement_list
+    from services.ingest.domain.national import case_fields, parse_settlement_list
 
     f = case_fields(parse_settlement_list(doc))
     dip = dip_case_from_list(doc)
@@ -429,8 +464,8 @@ def _both_ways(doc: dict[str, Any], group: Callable[[dict[str, Any]], Any],
     drg = CaseToPrice(
         case_id=f.setl_id, hospital_code=f.hospital_code, hospital_level=dip.hospital_level,
         region=f.region, treatment_region=treatment_region, insurance_type=f.insurance_type,
-        drg=r.drg, group_status=str(r.status), los=f.los, total_cost=f.total_cost or Decimal(0),
-        fees=dict(f.fees), patient_share=f.patient_share or Decimal(0),
+        drg=r.drg, group_status=str(r.status), los=f.los, total_cost=f.total_cost or ZERO,
+        fees=dict(f.fees), patient_share=f.patient_share or ZERO,
         discharge_date=f.discharge_date)
     return _Both(drg=drg, dip=dip)
 
@@ -438,8 +473,8 @@ def _both_ways(doc: dict[str, Any], group: Callable[[dict[str, Any]], Any],
 def _load_dip_policy_or_exit(path: Path, err: Console) -> DipPolicy:
     require_file(path, err)
     try:
-        return DipPolicy.model_validate_json(path.read_bytes())
-    except ValidationError as e:
+        return parse_dip_policy(path.read_bytes())
+    except PolicyError as e:
         err.print(f"[red]invalid DIP policy {path}:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
 

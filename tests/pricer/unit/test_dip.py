@@ -1,12 +1,10 @@
 """DIP core (§5–§8): treatment typing, catalogue thresholds, scores, auxiliary coefficients,
 deviation cases, point values, primary-care groups, clearing through the DRG settlement engine,
-DRG vs DIP comparison, and a synthetic region end to end."""
+DRG vs DIP comparison. (A synthetic region end to end: tests/pipeline/test_dip_region.py.)"""
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,37 +14,40 @@ from hypothesis import strategies as st
 from pricer_testkit import case as drg_case
 from pricer_testkit import make_policy
 
-from services.pricer.dip import (
-    DipCaseType,
-    DipPoints,
-    DipPolicy,
+from services.pricer.domain.dip_catalogue import (
     budget_point_value,
     build_catalogue,
     catalogue_budget_point_value,
+)
+from services.pricer.domain.dip_pricing import (
+    DipCaseType,
+    DipPoints,
+    DipPolicy,
+    DipPricingError,
     clear_dip_year,
     compare,
-    dip_case_from_list,
+    parse_dip_policy,
     price_dip_case,
     price_dip_many,
     settlement_budget,
     settlement_point_value,
 )
-from services.pricer.domain.policy import Hospitals, Settlement
+from services.pricer.domain.policy import Hospitals, PolicyError, Settlement
 from services.pricer.domain.pricing import price_many
 from shared.dip import (
     AuxiliaryRules,
     Catalogue,
+    CatalogueError,
     DipCase,
     TreatmentTable,
     TreatmentType,
     assign,
     diagnosis_category,
     diagnosis_subcategory,
+    load_catalogue,
 )
 
 D = Decimal
-SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[2] / ".." / "shared")
-SCHEME = SHARED / "schemes" / "chs-drg-1.1"
 
 
 def dc(case_id: str, year: int, dx: str, cost: str, *, procs: tuple[str, ...] = (),
@@ -293,6 +294,24 @@ def test_point_values():
     assert catalogue_budget_point_value(catalogue(), HISTORY) == D("63.333344")
 
 
+def test_dip_errors_are_invalid_with_stable_codes():
+    # callers (the DIP commands, the pricer's routes) get `shared.errors.Invalid` (422)
+    with pytest.raises(CatalogueError, match="no cases left") as e:
+        build_catalogue([dc("x", 2030, "I21.000", "1")], region="R1", year=2024)
+    assert (e.value.code, e.value.status) == ("NO_CASES_IN_SCOPE", 422)
+    with pytest.raises(CatalogueError) as e:
+        load_catalogue(b'{"format": "drgdip.dip-catalogue/1"}')
+    assert e.value.code == "INVALID_CATALOGUE" and e.value.details
+    assert load_catalogue(orjson.dumps(catalogue().to_document())) == catalogue()
+    with pytest.raises(PolicyError) as p:
+        parse_dip_policy(policy().model_dump_json().replace('"version":1', '"version":0'))
+    assert (p.value.code, p.value.field) == ("INVALID_POLICY", "version")
+    with pytest.raises(DipPricingError) as q:
+        price_dip_case(catalogue(), policy(points=DipPoints()), dc("n", 2024, "I21.000", "1"))
+    assert q.value.code == "NO_POINT_VALUE"
+    with pytest.raises(DipPricingError):
+        settlement_point_value(D(1), D(1), D(0))
+
 def test_clearing_spends_the_budget_through_the_drg_engine():
     cat = catalogue()
     pol = policy(settlement=Settlement(reserve_share=D("0")))
@@ -330,55 +349,6 @@ def test_compare_drg_and_dip_for_the_same_cases():
     assert cmp.to_dict()["hospitals"][0]["difference"] == "-18789.48"
 
 
-# --- synthetic region ---------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def region_cases() -> list[DipCase]:
-    if not SCHEME.is_dir():
-        pytest.skip(f"scheme not found at {SCHEME}")
-    from drgdip.generate import generate_region
-    from services.ingest.domain.national import ListRejected
-
-    out = []
-    for lst in generate_region(SCHEME, hospitals=12, cases=6000, seed=7):
-        try:
-            out.append(dip_case_from_list(lst))
-        except ListRejected:  # the generator's deliberately broken lists
-            continue
-    return out
-
-
-def test_synthetic_region(region_cases):
-    from services.grouper.domain import load_scheme
-
-    table = TreatmentTable(or_procedures=frozenset(load_scheme(SCHEME).or_procedures))
-    # With min_cases 15 only about 12 % of these 6,000 synthetic cases fall in core groups: a
-    # core group needs 15 stays of one diagnosis–treatment combination, which a region of this
-    # size rarely has (about half are core from 60,000 cases). min_cases 2 makes most core here.
-    at_15 = build_catalogue(region_cases, region="R", year=2025, treatment=table)
-    assert at_15.report.core_case_share < D("0.15")
-    cat = build_catalogue(region_cases, region="R", year=2025, min_cases=2, treatment=table)
-    assert cat.report.core_case_share > D("0.5")
-    assert cat.report.cases_by_kind["core"] + cat.report.cases_by_kind["comprehensive"] == \
-        cat.report.cases_in_scope
-
-    # every case gets exactly one group, and it is in the catalogue with a score
-    assignments = [assign(cat, c) for c in region_cases]
-    assert len(assignments) == len(region_cases)
-    assert all(a.code in cat.groups and cat.groups[a.code].kind == a.kind for a in assignments)
-
-    pv = catalogue_budget_point_value(cat, region_cases)
-    pol = policy(region="R", hospitals=Hospitals(), points=DipPoints(provisional_point_value=pv),
-                 settlement=Settlement(reserve_share=D("0")))
-    latest = [c for c in region_cases if c.year == 2024]
-    prices = price_dip_many(cat, pol, latest)
-    assert all(p.priced for p in prices)
-    budget = settlement_budget(sum((c.total_cost for c in latest), D(0)) * D("0.7"), D("0.75"))
-    clearing = clear_dip_year(pol, cat, "2024", prices, budget)
-    assert clearing.total_drg_amount == budget
-    assert all(h.drg_amount >= 0 for h in clearing.hospitals)
-
-
 # --- property: DIP clearing spends the budget exactly -------------------------------------------
 
 _PROPERTY_CATALOGUE = catalogue()
@@ -410,25 +380,3 @@ def test_dip_clearing_spends_the_budget_exactly(cases, budget_fen, reserve):
     if reserve == "0":
         assert c.total_drg_amount == budget
     assert all(h.drg_amount >= 0 and h.cleared >= 0 for h in c.hospitals)
-
-
-@pytest.mark.slow
-def test_a_region_sized_history_puts_most_cases_in_core_groups():
-    """90,000 stays over three years (a small city): with the default threshold of 15 cases,
-    most stays fall in core groups, and every stay gets exactly one group."""
-    if not SCHEME.is_dir():
-        pytest.skip(f"scheme not found at {SCHEME}")
-    from drgdip.generate import generate_region
-    from services.grouper.domain import load_scheme
-    from services.ingest.domain.national import ListRejected
-
-    cases = []
-    for lst in generate_region(SCHEME, hospitals=20, cases=90_000, seed=3):
-        try:
-            cases.append(dip_case_from_list(lst))
-        except ListRejected:  # the generator's deliberately broken lists
-            continue
-    table = TreatmentTable(or_procedures=frozenset(load_scheme(SCHEME).or_procedures))
-    cat = build_catalogue(cases, region="R", year=2025, treatment=table)  # min_cases 15
-    assert cat.report.core_case_share > D("0.5")
-    assert all(assign(cat, c).code in cat.groups for c in cases)

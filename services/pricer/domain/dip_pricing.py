@@ -1,43 +1,14 @@
-"""DIP (按病种分值付费): catalogue, grouping, scores, pricing, clearing (docs/domain.md §5–§8).
+"""DIP pricing (按病种分值付费, docs/domain.md §7–§8): the DIP policy, a case's price,
+point values, clearing through the DRG settlement engine, and the DRG/DIP comparison.
 
-Pure: standard library and pydantic, plus the DRG pricer's own helpers (money rounding, the
-calibration's quantiles/IQR fences/1:2:7 means, the settlement engine). DIP and DRG are two
-ways to price the same cases, so they share every formula they have in common.
-
-Scores (§6)
------------
-Scope exclusions (one reason per case, counted): ``other_region``, ``outside_years``,
-``withdrawn``, ``per_diem``, ``los_short`` (LOS ≤ 2), ``los_long`` (LOS ≥ 60), ``no_diagnosis``.
-Core/comprehensive membership is decided on the in-scope cases (before cost trimming).
-Cost trimming per group as the DRG calibration (`calibration.py` step 2): keep costs in
-[Q1 − 0.5·IQR, Q3 + 1.5·IQR], type-7 quartiles, groups below ``trim_min_cases`` not trimmed.
-
-    M_g     = Σ_y w_y · mean_{g,y} / Σ_{y: n_{g,y}>0} w_y      (1:2:7 oldest→newest)
-    M       = the same over all kept cases (each case once)
-    score_g = M_g / M × scale                                   (scale 100 or 1000; 4 decimals)
-    CV_g    = sample sd / mean of the kept costs of g (pooled)
-Means are stored to the fen, scores and coefficients to 4 decimals; each is computed from the
-exact (unrounded) means.
-
-Auxiliary coefficients (§5 辅助目录), per group and dimension, over the group's kept cases:
-
-* **severity**: CCI of the *secondary* diagnoses with `CHARLSON_TABLE` (Charlson 1987 weights
-  on the Quan 2005 ICD-10 codes, matched by the longest code prefix; each condition family
-  counts once at its highest weight: diabetes 1 vs with complications 2, mild liver 1 vs
-  moderate/severe 3, malignancy 2 vs metastatic 6). Grades by CCI: 0 → "0", 1–2 → "1",
-  3–4 → "2", ≥ 5 → "3" (`AuxiliaryRules.severity_bands`).
-* **age**: "child" if age < 14, "elderly" if age ≥ 65, else "adult"; no age → "unknown".
-
-    coefficient_s = M_s / M_g                (M as above, over the sub-type's kept cases)
-    reduction     = 1 − Σ_s Σ_i (x_i − x̄_s)² / Σ_i (x_i − x̄_g)²
-
-A dimension is **applied** to a group only when reduction ≥ ``min_variance_reduction``
-(default 0.10); sub-types with fewer than ``min_subtype_cases`` kept cases keep 1. A case's
-auxiliary coefficient is the product over the applied dimensions.
+Pure: standard library and pydantic, plus the DRG pricer's own models (hospitals, scope and
+settlement sections of a policy, `pricing.Price`, the settlement engine) and the money rounding
+of `shared.money`. DIP and DRG are two ways to price the same cases, so they share every
+formula they have in common. Catalogues and scores are built in `dip_catalogue.py`.
 
 Pricing (§7 DIP)
 ----------------
-    base score  = to_points(score_g × auxiliary)
+    base score  = to_points(score_g × auxiliary)          (`dip_catalogue.base_score`)
     mean        = the group's mean cost at the case's hospital level in the newest data year
                   ("last year"; kept cases); else all levels that year; else M_g.
                   Primary-care groups (基层病种) always use the all-levels mean.
@@ -52,9 +23,7 @@ Pricing (§7 DIP)
 Out-of-scope cases (per-diem stays, LOS ≥ scope.max_los) are paid by item or per bed-day
 as the DRG pricer does, and flagged for special review.
 
-Point values (§7), 6 decimals:
-    budget point value     = Σ_y w_y · C_y / Σ_y w_y · S_y   (C_y total in-scope cost of year y,
-                             S_y Σ base scores of its cases)
+Point values (§7), 6 decimals (the budget point value of history: `dip_catalogue`):
     settlement point value = (fund available / reimbursement ratio) / Σ points
 
 Clearing (§8): DIP prices become `pricing.Price` rows (very low → low outlier, very high → high
@@ -62,33 +31,28 @@ outlier) and go through the DRG engine unchanged: `settlement.hospital_totals` a
 `settlement.annual_clearing` under a point-method `Policy` made from the DIP policy
 (`settlement_policy`). With budget B = fund available / reimbursement ratio, the point budget
 B − reserve is split by largest remainder, so Σ hospital amounts + reserve = B to the fen.
+
+Errors for callers are `shared.errors.Invalid` subclasses with a stable code: `PolicyError`
+(an invalid DIP policy document, as for DRG) and `DipPricingError` (no point value, no points, …).
 """
 
 from __future__ import annotations
 
-import statistics
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.pricer.domain.calibration import (
-    CalibrationParams,
-    coefficient_of_variation,
-    quantile,
-    reduction_in_variance,
-    scope_exclusion,
-    weighted_year_mean,
-)
+from services.pricer.domain.dip_catalogue import base_score
 from services.pricer.domain.policy import (
     Hospitals,
     PointSettings,
     Policy,
+    PolicyError,
     Scope,
     Settlement,
     WeightsTable,
@@ -103,245 +67,33 @@ from services.pricer.domain.settlement import (
     hospital_totals,
     monthly_presettlement,
 )
-from shared.dip import (
-    DEFAULT_TREATMENT_TABLE,
-    FALLBACK_CATEGORY,
-    AuxiliaryRules,
-    AuxiliaryTable,
-    Catalogue,
-    CatalogueGroup,
-    CatalogueReport,
-    DipAssignment,
-    DipCase,
-    TreatmentTable,
-    TreatmentType,
-    assign,
-    comprehensive_code,
-    core_code,
-    diagnosis_category,
-    diagnosis_subcategory,
-    treatment_key,
+from shared.dip import Catalogue, CatalogueGroup, DipCase
+from shared.errors import Invalid
+from shared.money import (
+    ONE,
+    ZERO,
+    PointValue,
+    Ratio,
+    to_fen,
+    to_point_value,
+    to_points,
+    to_weight,
 )
-from shared.money import ONE, ZERO, PointValue, Ratio, to_fen, to_point_value, to_points, to_weight
 
 DIP_POLICY_FORMAT: Literal["drgdip.dip-policy/1"] = "drgdip.dip-policy/1"
+
+
+class DipPricingError(Invalid):
+    """A DIP price or point value cannot be computed from what was given (422)."""
+
+    default_code = "DIP_NOT_PRICEABLE"
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def dip_case_from_list(doc: Mapping[str, Any], *, region: str | None = None) -> DipCase:
-    """A DipCase from a national settlement list (4101 `input`); raises `ListRejected`.
-
-    ``region`` is the treatment region (the bureau's own); the list's ``insuplc`` is the
-    insured place, which differs for off-site patients, so it is not used as the region.
-    """
-    from services.ingest.national import case_fields, parse_settlement_list
-
-    sl = parse_settlement_list(doc)
-    f = case_fields(sl)
-    level = sl.setlinfo.hi_setl_lv
-    return DipCase(
-        case_id=f.setl_id, year=f.discharge_date.year, region=region,
-        hospital_code=f.hospital_code,
-        hospital_level=int(level) if level in ("1", "2", "3") else None,
-        principal_diagnosis=f.diagnoses[0] if f.diagnoses else "",
-        secondary_diagnoses=f.diagnoses[1:], procedures=f.procedures,
-        total_cost=f.total_cost or ZERO, patient_share=f.patient_share or ZERO, los=f.los,
-        age=f.age, insurance_type=f.insurance_type, discharge_date=f.discharge_date,
-    )
-
-
-_EXCLUSIONS = ("other_region", "outside_years", "withdrawn", "per_diem", "los_short",
-               "los_long", "no_diagnosis")
-
-
-def _exclusion(case: DipCase, p: CalibrationParams) -> str | None:
-    # the DRG exclusions minus "not_grouped" (every case has a DIP group), plus "no_diagnosis"
-    return scope_exclusion(p, region=case.region, year=case.year, withdrawn=case.withdrawn,
-                           per_diem=case.per_diem, los=case.los) or (
-        "no_diagnosis" if not case.principal_diagnosis.strip() else None)
-
-
-def _trim(cases: Sequence[DipCase], p: CalibrationParams) -> list[DipCase]:
-    """Keep costs inside the IQR fences (calibration step 2; small groups untouched)."""
-    if len(cases) < p.trim_min_cases:
-        return list(cases)
-    costs = sorted(c.total_cost for c in cases)
-    q1, q3 = quantile(costs, Decimal("0.25")), quantile(costs, Decimal("0.75"))
-    low, high = q1 - p.iqr_low * (q3 - q1), q3 + p.iqr_high * (q3 - q1)
-    return [c for c in cases if low <= c.total_cost <= high]
-
-
-def _by_year(cases: Iterable[DipCase]) -> dict[int, list[Decimal]]:
-    out: dict[int, list[Decimal]] = defaultdict(list)
-    for c in cases:
-        out[c.year].append(c.total_cost)
-    return out
-
-
-def _auxiliary(kept: Sequence[DipCase], group_mean: Decimal, rules: AuxiliaryRules,
-               year_weight: Mapping[int, int]) -> tuple[AuxiliaryTable, ...]:
-    out = []
-    for dimension in rules.dimensions:
-        subtypes: dict[str, list[DipCase]] = defaultdict(list)
-        for c in kept:
-            subtypes[rules.subtype(dimension, c)].append(c)
-        costs = [c.total_cost for c in kept]
-        # variance reduction of the split = RIV of the sub-types inside the group
-        riv = reduction_in_variance({s: [c.total_cost for c in cs] for s, cs in subtypes.items()})
-        reduction = riv if riv is not None and len(costs) >= 2 else ZERO
-        applied = len(subtypes) > 1 and reduction >= rules.min_variance_reduction and group_mean > 0
-        coefficients = {}
-        if applied:
-            coefficients = {
-                s: to_weight(weighted_year_mean(_by_year(cs), year_weight) / group_mean)
-                for s, cs in sorted(subtypes.items()) if len(cs) >= rules.min_subtype_cases
-            }
-            applied = bool(coefficients)
-        out.append(AuxiliaryTable(
-            dimension=dimension, variance_reduction=max(reduction, ZERO), applied=applied,
-            cases={s: len(cs) for s, cs in sorted(subtypes.items())}, coefficients=coefficients))
-    return tuple(out)
-
-
-def build_catalogue(
-    cases: Iterable[DipCase], *, region: str, year: int, min_cases: int = 15,
-    year_weights: tuple[int, ...] = (1, 2, 7), scale: int = 100,
-    primary_care: Iterable[str] = (), treatment: TreatmentTable = DEFAULT_TREATMENT_TABLE,
-    auxiliary: AuxiliaryRules | None = None, trimming: CalibrationParams | None = None,
-    catalogue_id: str | None = None, version: int = 1,
-) -> Catalogue:
-    """Build the DIP catalogue and scores from history (§5, §6; see the module docstring).
-
-    Data years are the ``len(year_weights)`` years before ``year``, weighted oldest→newest.
-    ``primary_care`` lists group codes (`core_code` / `comprehensive_code`) marked 基层病种.
-    ``trimming`` supplies the LOS limits and IQR fences (its region/year/weights are ignored).
-    """
-    if min_cases < 1 or scale < 1:
-        raise ValueError("min_cases and scale must be at least 1")
-    rules = auxiliary or AuxiliaryRules()
-    base = trimming or CalibrationParams(region=region, year=year)
-    p = CalibrationParams(region=region, year=year, year_weights=year_weights,
-                          los_short_max=base.los_short_max, los_long_min=base.los_long_min,
-                          iqr_low=base.iqr_low, iqr_high=base.iqr_high,
-                          trim_min_cases=base.trim_min_cases)
-    year_weight = dict(zip(p.data_years, p.year_weights, strict=True))
-    newest = p.data_years[-1]
-
-    # scope exclusions, then the combination counts that decide core vs comprehensive
-    exclusions: Counter[str] = Counter({k: 0 for k in _EXCLUSIONS})
-    in_scope: list[DipCase] = []
-    cases_in = 0
-    for c in cases:
-        cases_in += 1
-        reason = _exclusion(c, p)
-        if reason is None:
-            in_scope.append(c)
-        else:
-            exclusions[reason] += 1
-    if not in_scope:
-        raise ValueError("no cases left to build a catalogue on after the exclusions")
-    keys = {id(c): (diagnosis_subcategory(c.principal_diagnosis), treatment_key(c.procedures))
-            for c in in_scope}
-    counts = Counter(keys.values())
-    members: dict[str, list[DipCase]] = defaultdict(list)
-    meta: dict[str, dict[str, Any]] = {}
-    by_type: dict[TreatmentType, list[DipCase]] = defaultdict(list)
-    for c in in_scope:
-        sub, procs = keys[id(c)]
-        ttype = treatment.treatment_type(procs)
-        by_type[ttype].append(c)
-        if counts[(sub, procs)] >= min_cases:
-            code = core_code(sub, procs)
-            meta.setdefault(code, dict(kind="core", diagnosis=sub, procedures=procs,
-                                       treatment_type=ttype))
-        else:
-            cat = diagnosis_category(c.principal_diagnosis)
-            code = comprehensive_code(cat, ttype)
-            meta.setdefault(code, dict(kind="comprehensive", diagnosis=cat, treatment_type=ttype))
-        members[code].append(c)
-
-    kept = {code: _trim(group, p) for code, group in members.items()}
-    everything = [c for group in kept.values() for c in group]
-    overall = weighted_year_mean(_by_year(everything), year_weight)
-    primary = set(primary_care)
-
-    def entry(code: str, group: Sequence[DipCase], kept_cases: list[DipCase],
-              **info: Any) -> CatalogueGroup:
-        note = ""
-        if kept_cases:
-            mean = weighted_year_mean(_by_year(kept_cases), year_weight)
-        else:
-            mean, note = overall, "no history: scored at the overall mean"
-        last = [c for c in kept_cases if c.year == newest]
-        levels: dict[str, list[Decimal]] = defaultdict(list)
-        for c in last:
-            levels["all"].append(c.total_cost)
-            if c.hospital_level is not None:
-                levels[str(c.hospital_level)].append(c.total_cost)
-        return CatalogueGroup(
-            code=code, primary_care=code in primary, cases=len(group), kept=len(kept_cases),
-            cases_by_year=dict(sorted(Counter(c.year for c in group).items())),
-            mean_cost=to_fen(mean), score=mean / overall * scale,
-            cv=coefficient_of_variation([c.total_cost for c in kept_cases]),
-            level_mean_costs={lv: to_fen(statistics.mean(v)) for lv, v in sorted(levels.items())},
-            auxiliary=_auxiliary(kept_cases, mean, rules, year_weight) if kept_cases else (),
-            note=note, **info)
-
-    groups = {code: entry(code, members[code], kept[code], **meta[code])
-              for code in sorted(members)}
-    for ttype in TreatmentType:
-        # fallback pools: every in-scope case of the treatment type (see the docstring)
-        pool = by_type.get(ttype, [])
-        code = comprehensive_code(FALLBACK_CATEGORY, ttype)
-        groups[code] = entry(code, pool, _trim(pool, p), kind="comprehensive",
-                             diagnosis=FALLBACK_CATEGORY, treatment_type=ttype, fallback=True)
-
-    core_cases = sum(len(members[c]) for c, m in meta.items() if m["kind"] == "core")
-    report = CatalogueReport(
-        cases_in=cases_in, cases_in_scope=len(in_scope), exclusions=dict(exclusions),
-        trimmed=len(in_scope) - len(everything),
-        groups_by_kind={
-            "core": sum(1 for m in meta.values() if m["kind"] == "core"),
-            "comprehensive": sum(1 for m in meta.values() if m["kind"] == "comprehensive"),
-            "fallback": len(TreatmentType)},
-        cases_by_kind={"core": core_cases, "comprehensive": len(in_scope) - core_cases},
-        core_case_share=Decimal(core_cases) / len(in_scope),
-        riv=reduction_in_variance({code: [c.total_cost for c in g] for code, g in kept.items() if g}),
-        primary_care_groups=sum(1 for g in groups.values() if g.primary_care),
-        primary_care_unknown=tuple(sorted(primary - set(groups))),
-        auxiliary_applied={d: sum(1 for g in groups.values() for a in g.auxiliary
-                                  if a.dimension == d and a.applied) for d in rules.dimensions},
-    )
-    return Catalogue(
-        catalogue_id=catalogue_id or f"{region}-{year}-dip", version=version, region=region,
-        year=year, data_years=p.data_years, year_weights=p.year_weights, min_cases=min_cases,
-        scale=scale, overall_mean_cost=to_fen(overall), treatment=treatment,
-        auxiliary_rules=rules, groups=groups, report=report)
-
-
-# --- grouping -----------------------------------------------------------------------------------
-
-def auxiliary_coefficient(catalogue: Catalogue, group: CatalogueGroup, case: DipCase) -> Decimal:
-    """Product of the applied auxiliary dimensions' coefficients (1 where none applies)."""
-    out = ONE
-    for table in group.auxiliary:
-        if table.applied:
-            out *= table.coefficients.get(catalogue.auxiliary_rules.subtype(table.dimension, case), ONE)
-    return out
-
-
-def base_score(catalogue: Catalogue, case: DipCase) -> tuple[DipAssignment, Decimal, Decimal]:
-    """(assignment, auxiliary coefficient, base score = to_points(score_g × auxiliary))."""
-    a = assign(catalogue, case)
-    group = catalogue.groups[a.code]
-    aux = auxiliary_coefficient(catalogue, group, case)
-    return a, aux, to_points(group.score * aux)
-
-
-# --- policy and pricing -------------------------------------------------------------------------
+# --- policy ---------------------------------------------------------------------------------------
 
 class Deviation(_Model):
     """Deviation-case thresholds (§7 DIP), as multiples of the same-level group mean."""
@@ -378,6 +130,17 @@ class DipPolicy(_Model):
     def coefficient_for(self, hospital_code: str, level: int | None) -> Decimal | None:
         return self.hospitals.coefficient_for(hospital_code, level)
 
+
+def parse_dip_policy(document: bytes | str) -> DipPolicy:
+    """A DIP policy from its JSON document; raises `PolicyError` naming every field at fault
+    (the same error as a DRG policy's)."""
+    try:
+        return DipPolicy.model_validate_json(document)
+    except ValidationError as e:
+        raise PolicyError.from_validation(e) from None
+
+
+# --- pricing --------------------------------------------------------------------------------------
 
 class DipCaseType(StrEnum):
     NORMAL = "normal"
@@ -465,7 +228,8 @@ def price_dip_case(catalogue: Catalogue, policy: DipPolicy, case: DipCase, *,
     """Price one case by DIP (§7; formulas in the module docstring)."""
     pv = point_value if point_value is not None else policy.points.provisional_point_value
     if pv is None:
-        raise ValueError("no point value: pass one or set points.provisional_point_value")
+        raise DipPricingError("no point value: pass one or set points.provisional_point_value",
+                              code="NO_POINT_VALUE", field="points.provisional_point_value")
     pv = to_point_value(pv)
     a, aux, base = base_score(catalogue, case)
     group = catalogue.groups[a.code]
@@ -516,35 +280,13 @@ def price_dip_many(catalogue: Catalogue, policy: DipPolicy, cases: Iterable[DipC
     return [price_dip_case(catalogue, policy, c, point_value=point_value) for c in cases]
 
 
-# --- point values -------------------------------------------------------------------------------
-
-def budget_point_value(costs_by_year: Mapping[int, Decimal], scores_by_year: Mapping[int, Decimal],
-                       year_weights: Mapping[int, int]) -> Decimal:
-    """预算点值 = Σ_y w_y · C_y / Σ_y w_y · S_y (§7 DIP), 6 decimals."""
-    num = sum((w * costs_by_year.get(y, ZERO) for y, w in year_weights.items()), ZERO)
-    den = sum((w * scores_by_year.get(y, ZERO) for y, w in year_weights.items()), ZERO)
-    if den <= 0:
-        raise ValueError("Σ weighted scores must be positive")
-    return to_point_value(num / den)
-
-
-def catalogue_budget_point_value(catalogue: Catalogue, history: Iterable[DipCase]) -> Decimal:
-    """The budget point value of the catalogue's own data years (in-scope cases, base scores)."""
-    p = CalibrationParams(region=catalogue.region, year=catalogue.year,
-                          year_weights=catalogue.year_weights)
-    costs: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    scores: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    for c in history:
-        if _exclusion(c, p) is None:
-            costs[c.year] += c.total_cost
-            scores[c.year] += base_score(catalogue, c)[2]
-    return budget_point_value(costs, scores, dict(zip(p.data_years, p.year_weights, strict=True)))
-
+# --- point values ---------------------------------------------------------------------------------
 
 def settlement_budget(fund_available: Decimal, reimbursement_ratio: Decimal) -> Decimal:
     """The cost budget the fund can pay for: fund available / reimbursement ratio, to the fen."""
     if reimbursement_ratio <= 0:
-        raise ValueError("the reimbursement ratio must be positive")
+        raise DipPricingError("the reimbursement ratio must be positive",
+                              code="INVALID_REIMBURSEMENT_RATIO", field="reimbursement_ratio")
     return to_fen(fund_available / reimbursement_ratio)
 
 
@@ -552,11 +294,11 @@ def settlement_point_value(fund_available: Decimal, reimbursement_ratio: Decimal
                            total_points: Decimal) -> Decimal:
     """结算点值 = (fund available / reimbursement ratio) / Σ points (§7 DIP), 6 decimals."""
     if total_points <= 0:
-        raise ValueError("Σ points must be positive")
+        raise DipPricingError("Σ points must be positive", code="NO_POINTS")
     return to_point_value(fund_available / reimbursement_ratio / total_points)
 
 
-# --- settlement: the DRG engine -----------------------------------------------------------------
+# --- settlement: the DRG engine -------------------------------------------------------------------
 
 def settlement_policy(policy: DipPolicy, catalogue: Catalogue, *,
                       point_value: Decimal | None = None) -> Policy:
@@ -604,7 +346,7 @@ def clear_dip_year(policy: DipPolicy, catalogue: Catalogue, year: str,
                            version=version)
 
 
-# --- DRG vs DIP ---------------------------------------------------------------------------------
+# --- DRG vs DIP -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ComparisonRow:

@@ -18,12 +18,13 @@ import pytest
 from helpers import HOSPITALS, SHARED, api_client, case_id, count, lists, policy, wait_until
 from sqlalchemy import select
 
+from drgdip.dip_cli import dip_case_from_list
 from drgdip.generate import generate_region
 from drgdip.stages import build_runtime
 from services.grouper import repository as grouper_repository
 from services.grouper.domain import catalogue_registration
 from services.grouper.repository import results as grouper_results
-from services.pricer.dip import build_catalogue, dip_case_from_list
+from services.pricer.domain.dip_catalogue import build_catalogue
 from services.pricer.domain.policy import PolicyConflict, PolicyError
 from services.pricer.handlers import (
     import_dip_policy,
