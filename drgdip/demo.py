@@ -408,9 +408,8 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
     async with runtime.engine.begin() as conn:
         await import_policy(conn, files["policy"].read_bytes(), who="demo")
     with steps.step(f"re-pricing {last_year} under the policy", len(covered)) as task:
-        async with runtime.engine.begin() as conn:
-            await regroup(conn, stage(runtime, "grouper").outbox, scheme,
-                          date_from=date(last_year, 1, 1), date_to=date(last_year, 12, 31))
+        await regroup(runtime.engine, stage(runtime, "grouper").outbox, scheme,
+                      date_from=date(last_year, 1, 1), date_to=date(last_year, 12, 31))
 
         async def priced() -> int:
             return await count_rows(runtime, select(priced_rows.c.case_id).distinct()

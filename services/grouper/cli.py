@@ -344,21 +344,22 @@ def regroup_command(
     console = Console()
 
     async def run(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+        book = SchemeBook(settings.default_scheme)
+        if settings.schemes_dir:
+            book.load_folder(settings.schemes_dir)
         async with engine.begin() as conn:
-            book = SchemeBook(settings.default_scheme)
-            if settings.schemes_dir:
-                book.load_folder(settings.schemes_dir)
-            for reg in await repository.scheme_registrations(conn):
-                if reg.scheme_id == scheme:
-                    book.load(reg.path)
-            if scheme not in book.schemes:
-                raise typer.BadParameter(f"scheme {scheme!r} not found: pass --schemes-dir or import it")
-            with Progress(console=Console(stderr=True)) as progress:
-                task = progress.add_task(f"regrouping with {scheme}", total=None)
-                return await handlers.regroup(
-                    conn, Outbox(repository.NAME, MetaData()), book.schemes[scheme], code_mode=code_mode,
-                    date_from=first, date_to=last,
-                    progress=lambda done, total: progress.update(task, completed=done, total=total))
+            registered = await repository.scheme_registrations(conn)
+        for reg in registered:
+            if reg.scheme_id == scheme:
+                book.load(reg.path)
+        if scheme not in book.schemes:
+            raise typer.BadParameter(f"scheme {scheme!r} not found: pass --schemes-dir or import it")
+        with Progress(console=Console(stderr=True)) as progress:
+            task = progress.add_task(f"regrouping with {scheme}", total=None)
+            return await handlers.regroup(  # one transaction per batch of cases
+                engine, Outbox(repository.NAME, MetaData()), book.schemes[scheme], code_mode=code_mode,
+                date_from=first, date_to=last,
+                progress=lambda done, total: progress.update(task, completed=done, total=total))
 
     m = run_on_database(settings.db, repository.NAME, run)
     console.print(f"regrouped {m.cases} cases with {m.scheme_id}: {m.moved} changed DRG "

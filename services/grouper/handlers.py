@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.grouper import repository
 from services.grouper.config import GrouperSettings
@@ -80,23 +80,29 @@ def announcements(groupings: Sequence[Grouping]) -> list[Envelope]:
                          producer=repository.NAME) for g in groupings]
 
 
-async def regroup(conn: AsyncConnection, outbox: Outbox, scheme: Scheme, *, code_mode: str = "raw",
+async def regroup(engine: AsyncEngine, outbox: Outbox, scheme: Scheme, *, code_mode: str = "raw",
                   date_from: date | None = None, date_to: date | None = None, batch: int = 500,
                   progress: Callable[[int, int], None] | None = None) -> Migration:
     """Regroup the latest list version of every stored case discharged in [date_from, date_to]
     under `scheme`: each gets a new grouping version and a new `case-grouped` event (through the
     outbox, so the running grouper publishes it and the pricer re-prices). The DIP group rides
-    along as in the live stage, so a DIP period stays DIP. Returns the DRG migration table."""
-    stored = await repository.latest_lists(conn, date_from, date_to)
+    along as in the live stage, so a DIP period stays DIP. Returns the DRG migration table.
+
+    One transaction per `batch` cases, so that regrouping a province's year never holds the
+    database (the live stages keep working); each batch is regrouped and announced whole."""
+    async with engine.begin() as conn:
+        stored = await repository.latest_lists(conn, date_from, date_to)
+        catalogues = await repository.catalogue_book().in_force(conn)
     migration = Migration(scheme.id)
-    catalogues = await repository.catalogue_book().in_force(conn)
     for start in range(0, len(stored), batch):
         chunk = [s.to_group() for s in stored[start:start + batch]]
-        before = await repository.latest_drgs(conn, [i.case_id for i in chunk])
-        groupings = await group_and_store(conn, chunk, scheme_for=lambda _facts: scheme,
-                                          code_mode=code_mode, catalogues=catalogues)
+        async with engine.begin() as conn:
+            before = await repository.latest_drgs(conn, [i.case_id for i in chunk])
+            groupings = await group_and_store(conn, chunk, scheme_for=lambda _facts: scheme,
+                                              code_mode=code_mode, catalogues=catalogues)
+            await outbox.add(conn, announcements(groupings))
+        outbox.wakeup.set()
         migration.record(before, groupings)
-        await outbox.add(conn, announcements(groupings))
         if progress:
             progress(migration.cases, len(stored))
     return migration

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest import repository
 from services.ingest.domain import national as nat
@@ -21,7 +20,7 @@ from services.ingest.domain import quality
 from services.ingest.domain.intake import Outcome, Received, problem
 from services.ingest.handlers import Intake, import_stream
 from shared.errors import Invalid, NotFound
-from shared.web import Conn, Engine, stage_service
+from shared.web import Conn, stage_service
 
 router = APIRouter(tags=["ingest"])
 Ingest = Annotated[Intake, Depends(stage_service("ingest"))]
@@ -31,35 +30,32 @@ CorrelationId = Annotated[str | None, Header(alias="x-correlation-id")]
 NATIONAL_INTERFACES = ("4101", "4101A", "4102")
 
 
-async def _receive_one(intake: Intake, engine: AsyncEngine, fmt: str, request: Request, caller: str | None,
+async def _receive_one(intake: Intake, fmt: str, request: Request, caller: str | None,
                        correlation_id: str | None) -> Outcome:
     body = await request.body()
     item = (Received(fmt, body, caller, correlation_id) if correlation_id
             else Received(fmt, body, caller))
-    async with engine.begin() as conn:  # the request's one transaction
-        outcome = (await intake.receive(conn, [item]))[0]
-    intake.announce()
-    return outcome
+    return (await intake.receive([item]))[0]
 
 
 @router.post("/settlement-lists", status_code=202)
-async def submit(request: Request, intake: Ingest, engine: Engine, caller: CallerHospital = None,
+async def submit(request: Request, intake: Ingest, caller: CallerHospital = None,
                  correlation_id: CorrelationId = None) -> JSONResponse:
     """One list in the native form (the 4101 `input` node)."""
-    outcome = await _receive_one(intake, engine, "native", request, caller, correlation_id)
+    outcome = await _receive_one(intake, "native", request, caller, correlation_id)
     if outcome.status == "rejected":
         raise outcome.rejection()
     return JSONResponse(outcome.to_dict(), status_code=202 if outcome.status == "accepted" else 200)
 
 
 @router.post("/hsa/{infno}")
-async def national(infno: str, request: Request, intake: Ingest, engine: Engine,
+async def national(infno: str, request: Request, intake: Ingest,
                    caller: CallerHospital = None, correlation_id: CorrelationId = None) -> dict:
     """The national interfaces 4101, 4101A and 4102, answered in the national shape."""
     if infno not in NATIONAL_INTERFACES:
         return nat.failure_reply([problem("infno", "NAT-INFNO", f"不支持的交易编号 {infno}",
                                           f"unsupported interface {infno}")])
-    outcome = await _receive_one(intake, engine, infno, request, caller, correlation_id)
+    outcome = await _receive_one(intake, infno, request, caller, correlation_id)
     if outcome.status == "rejected":
         return nat.failure_reply(outcome.problems)
     return nat.success_reply(outcome.case_id or "", [p for p in outcome.problems if p.severity == "warning"])

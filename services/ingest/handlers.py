@@ -1,12 +1,11 @@
 """What ingest does with received lists: store them verbatim first, decide each, record the
 accepted ones as versions and add their `case-received` events to the outbox.
 
-`Intake` is the stage object the routes, `drgdip import` and the demo share. `Intake.receive`
-works in the caller's transaction (one per request, one per chunk of a bulk import): the raw
-bytes, the decisions, the versions and the events are committed together, and the caller wakes
-the outbox relay (`Intake.announce`) once they are. Lists stored as `pending` but never decided
-(a crash of an older release between its two transactions) are finished at start-up
-(`Intake.recover`).
+`Intake` is the stage object the routes, `drgdip import` and the demo share. Receiving is two
+transactions on purpose (one list per request, or one chunk of a bulk import): the verbatim
+bytes are committed first, before anything else happens, then the lists are decided and their
+versions and `case-received` events recorded together. A list whose deciding failed or was cut
+short by a crash stays stored as `pending` and is finished at start-up (`Intake.recover`).
 """
 
 from __future__ import annotations
@@ -43,11 +42,17 @@ class Intake:
                  dictionaries: qc.Dictionaries | None) -> None:
         self.engine, self.outbox, self.settings, self.dictionaries = engine, outbox, settings, dictionaries
 
-    async def receive(self, conn: AsyncConnection, items: Sequence[Received]) -> list[Outcome]:
-        """Store `items` verbatim, then decide and record them, in the caller's transaction."""
-        ids = await repository.store_raw(conn, items)
-        return await self.process(conn, [Stored(i, r.format, r.raw, r.caller_hospital, r.correlation_id)
-                                         for i, r in zip(ids, items, strict=True)])
+    async def receive(self, items: Sequence[Received]) -> list[Outcome]:
+        """Store `items` verbatim (committed), then decide and record them (committed), and wake
+        the outbox relay."""
+        async with self.engine.begin() as conn:
+            ids = await repository.store_raw(conn, items)
+        async with self.engine.begin() as conn:
+            outcomes = await self.process(conn, [
+                Stored(i, r.format, r.raw, r.caller_hospital, r.correlation_id)
+                for i, r in zip(ids, items, strict=True)])
+        self.announce()
+        return outcomes
 
     async def process(self, conn: AsyncConnection, rows: Sequence[Stored]) -> list[Outcome]:
         """Decide stored lists and record the changes with their events: each table is read
@@ -88,9 +93,7 @@ async def import_stream(intake: Intake, chunks: AsyncIterator[bytes], fmt: str, 
     pending: list[tuple[int, Received]] = []
 
     async def flush() -> None:
-        async with intake.engine.begin() as conn:
-            outcomes = await intake.receive(conn, [r for _n, r in pending])
-        intake.announce()
+        outcomes = await intake.receive([r for _n, r in pending])
         for (line, _r), o in zip(pending, outcomes, strict=True):
             counts[o.status] += 1
             if o.status == "rejected":

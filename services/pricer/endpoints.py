@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
 from services.pricer import handlers, repository
@@ -40,8 +40,10 @@ async def upload_dip_policy(body: dict[str, Any], request: Request, conn: Conn) 
     for key in ("policy", "catalogue"):
         if not isinstance(body.get(key), dict):
             raise PolicyError([(key, "required (a JSON object)")])
-    dip = await handlers.import_dip_policy(conn, orjson.dumps(body["policy"]),
-                                           orjson.dumps(body["catalogue"]), _actor(request))
+    # the standard library writes any JSON number back (orjson refuses integers past 64 bits:
+    # such a document is then refused by the parsers with the field at fault)
+    dip = await handlers.import_dip_policy(conn, json.dumps(body["policy"]).encode(),
+                                           json.dumps(body["catalogue"]).encode(), _actor(request))
     return {"policy_id": dip.policy_id, "version": dip.version, "region": dip.region}
 
 

@@ -54,7 +54,7 @@ def region_cases() -> list[DipCase]:
 
 
 def test_synthetic_region(region_cases):
-    from services.grouper.core import load_scheme
+    from services.grouper.domain import load_scheme
 
     table = TreatmentTable(or_procedures=frozenset(load_scheme(SCHEME).or_procedures))
     # With min_cases 15 only about 12 % of these 6,000 synthetic cases fall in core groups: a
@@ -89,9 +89,8 @@ def test_a_region_sized_history_puts_most_cases_in_core_groups():
     most stays fall in core groups, and every stay gets exactly one group."""
     if not SCHEME.is_dir():
         pytest.skip(f"scheme not found at {SCHEME}")
-    from services.grouper.core import load_scheme
-
     from drgdip.generate import generate_region
+    from services.grouper.domain import load_scheme
     from services.ingest.domain.national import ListRejected
 
     cases = []

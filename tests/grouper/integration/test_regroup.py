@@ -38,9 +38,8 @@ async def test_regroup_with_quanzhou_publishes_new_versions_and_reports_moves(tm
     quanzhou = load_scheme(SHARED / "schemes" / "quanzhou-2023")
     seen: list[tuple[int, int]] = []
     rt = runtime()  # the tables exist; regroup works on the stored cases
-    async with rt.engine.begin() as conn:  # the command's one transaction
-        migration = await regroup(conn, Outbox("grouper", MetaData()), quanzhou, batch=60,
-                                  progress=lambda done, total: seen.append((done, total)))
+    migration = await regroup(rt.engine, Outbox("grouper", MetaData()), quanzhou, batch=60,
+                              progress=lambda done, total: seen.append((done, total)))
     assert migration.cases == 150 and seen[-1] == (150, 150) and len(seen) == 3
     expected_moves = sum(1 for sl in batch if _drg(quanzhou, sl) != _drg(load_scheme(SHARED / "schemes" / "chs-drg-1.1"), sl))
     assert migration.moved == expected_moves

@@ -25,9 +25,7 @@ async def test_calibrate_reads_the_stored_history_and_gives_rw_near_one(tmp_path
         from services.ingest.domain.intake import Received
 
         intake = next(s for s in rt.stages if s.name == "ingest").service
-        async with rt.engine.begin() as conn:
-            outcomes = await intake.receive(conn, [Received("native", orjson.dumps(sl)) for sl in lists])
-        intake.announce()
+        outcomes = await intake.receive([Received("native", orjson.dumps(sl)) for sl in lists])
         accepted = sum(o.status == "accepted" for o in outcomes)
 
         async def priced() -> bool:
