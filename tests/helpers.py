@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -12,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from paths import REPO, SHARED  # noqa: F401  (tests import them from here too)
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("DRGDIP_SHARED", REPO.parent / "shared")).resolve()
 STAGE_TABLES = {"ingest": "ingest_lists", "grouper": "grouper_results", "pricer": "pricer_results",
                 "review": "review_results"}
 

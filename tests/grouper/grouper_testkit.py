@@ -4,14 +4,13 @@ written to a temporary folder in code (so validation and condition tests need no
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import orjson
+from paths import SHARED
 
 # DRGDIP_SHARED overrides; default: <repo>/../shared, computed from this file's location.
-SHARED = Path(os.environ.get("DRGDIP_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 SCHEME_IDS = ("chs-drg-1.1", "chs-drg-1.0", "quanzhou-2023")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import dataclasses
-import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 import typer
+from paths import SHARED
 from typer.testing import CliRunner
 
 from drgdip.dip_cli import compare_command, dip_app, dip_case_from_list, stored_cases
@@ -22,7 +22,6 @@ from services.pricer.domain.dip_pricing import DipPoints, DipPolicy
 from shared.dip import Catalogue, DipCase
 
 D = Decimal
-SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[2] / ".." / "shared")
 SCHEME = SHARED / "schemes" / "chs-drg-1.1"
 
 

@@ -4,12 +4,11 @@ priced and cleared by the pricer's DIP domain. (Moved from tests/pricer/test_dip
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import SHARED
 
 from drgdip.dip_cli import dip_case_from_list
 from services.pricer.domain.dip_catalogue import build_catalogue, catalogue_budget_point_value
@@ -24,7 +23,6 @@ from services.pricer.domain.policy import Hospitals, Settlement
 from shared.dip import DipCase, TreatmentTable, assign
 
 D = Decimal
-SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[2] / ".." / "shared")
 SCHEME = SHARED / "schemes" / "chs-drg-1.1"
 
 

@@ -10,19 +10,18 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from paths import SHARED
 from sqlalchemy import select
 
 from services.ingest import repository
 from services.ingest.domain.intake import Received
 from shared.events import CASE_RECEIVED
 
-SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[3] / ".." / "shared")
 HSA = SHARED / "testdata" / "hsa"
 EXAMPLES = {name: json.loads((HSA / f"{name}.json").read_text(encoding="utf-8")) for name in ("4101-01",)}
 

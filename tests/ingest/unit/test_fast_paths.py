@@ -17,17 +17,16 @@ import copy
 import hashlib
 import hmac
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
-from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paths import SHARED
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -41,7 +40,6 @@ from services.ingest.domain import intake, qc
 from services.ingest.domain import national as nat
 from shared.events import CaseFacts, CaseReceived, Envelope
 
-SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[3] / ".." / "shared")
 HSA = SHARED / "testdata" / "hsa"
 SCHEME = SHARED / "schemes" / "chs-drg-1.1"
 EXAMPLES = {name: json.loads((HSA / f"{name}.json").read_text(encoding="utf-8"))

@@ -4,13 +4,12 @@ duplicate, a withdrawal (all or nothing), a rejection."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
+
+from paths import SHARED
 
 from services.ingest.domain import intake
 from services.ingest.domain.intake import Changes, Stored
 
-SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[3] / ".." / "shared")
 HSA = SHARED / "testdata" / "hsa"
 
 

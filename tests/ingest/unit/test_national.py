@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paths import SHARED
 
 from services.ingest.domain.national import (
     CaseFields,
@@ -31,7 +30,6 @@ from services.ingest.domain.national import (
     to_money,
 )
 
-SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[3] / ".." / "shared")
 HSA = SHARED / "testdata" / "hsa"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paths import SHARED
 
 from services.ingest.domain import qc
 from services.ingest.domain.national import ListRejected, SettlementList, parse_settlement_list
 
-SHARED = Path(os.environ.get("DRGDIP_SHARED") or Path(__file__).resolve().parents[3] / ".." / "shared")
 HSA = SHARED / "testdata" / "hsa"
 DICTS = qc.load_dictionaries(SHARED / "schemes" / "chs-drg-1.1")
 

@@ -4,7 +4,6 @@ national 1.1 scheme and the sample scheme, seeded patterns."""
 from __future__ import annotations
 
 import itertools
-import os
 from collections import Counter
 from datetime import datetime
 from decimal import Decimal
@@ -13,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from paths import REPO, SHARED
 from typer.testing import CliRunner
 
 from drgdip.generate import (
@@ -25,8 +25,6 @@ from drgdip.generate import (
 )
 from services.grouper.domain import load_scheme
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DRGDIP_SHARED", REPO.parent / "shared"))
 NATIONAL = SHARED / "schemes" / "chs-drg-1.1"
 SAMPLE = REPO / "drgdip" / "sample_scheme"
 EXAMPLE_4101 = SHARED / "testdata" / "hsa" / "4101-01.json"
