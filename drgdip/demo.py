@@ -47,7 +47,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 
 from drgdip.generate import PREFECTURE, Hospital, RegionGenerator
 from services.grouper.domain import Scheme, load_scheme
@@ -71,7 +71,7 @@ from services.pricer.domain.settlement import Clearing, Statement
 from services.pricer.domain.simulation import SimulationReport, simulate
 from services.pricer.handlers import import_policy, run_annual_clearing, run_monthly_presettlement
 from shared.bus.memory import MemoryBus
-from shared.events import CaseGrouped, CaseReceived, dead_letter_topic
+from shared.events import CaseGrouped, dead_letter_topic
 from shared.money import to_fen
 from shared.runtime import Runtime
 
@@ -153,16 +153,13 @@ def stage(runtime: Runtime, name: str) -> Any:
     return next(s for s in runtime.stages if s.name == name)
 
 
-async def count_rows(runtime: Runtime, table: Any, *where: Any) -> int:
-    async with runtime.engine.connect() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(table).where(*where)) or 0)
-
-
 async def reviewed_cases(runtime: Runtime) -> int:
     """Cases the read model holds as finished: reviewed, or withdrawn (4102)."""
-    from services.gateway.repository import cases
+    from services.gateway.repository import count_by_status
 
-    return await count_rows(runtime, cases, cases.c.status.in_(("reviewed", "withdrawn")))
+    async with runtime.engine.connect() as conn:
+        by_status = await count_by_status(conn)
+    return by_status.get("reviewed", 0) + by_status.get("withdrawn", 0)
 
 
 async def pipeline_idle(runtime: Runtime) -> bool:
@@ -235,30 +232,11 @@ class GroupedCase:
 
 async def stored_grouped_cases(runtime: Runtime) -> list[GroupedCase]:
     """Every case in the grouper's store: its latest list version and that version's latest grouping."""
-    from services.grouper.repository import cases, results
+    from services.grouper.repository import latest_groupings
 
-    latest_list = (select(cases.c.case_id, func.max(cases.c.list_version).label("v"))
-                   .group_by(cases.c.case_id).subquery())
-    latest_grouping = (select(results.c.case_id, results.c.list_version,
-                              func.max(results.c.grouping_version).label("g"))
-                       .group_by(results.c.case_id, results.c.list_version).subquery())
-    q = (select(cases.c.case_id, cases.c.payload, results.c.scheme_id, results.c.code_mode, results.c.mdc,
-                results.c.adrg, results.c.drg, results.c.status, results.c.grouping_version)
-         .join(latest_list, and_(cases.c.case_id == latest_list.c.case_id, cases.c.list_version == latest_list.c.v))
-         .join(results, and_(results.c.case_id == cases.c.case_id, results.c.list_version == cases.c.list_version))
-         .join(latest_grouping, and_(results.c.case_id == latest_grouping.c.case_id,
-                                     results.c.list_version == latest_grouping.c.list_version,
-                                     results.c.grouping_version == latest_grouping.c.g))
-         .order_by(cases.c.case_id))
     async with runtime.engine.connect() as conn:
-        rows = (await conn.execute(q)).all()
-    out = []
-    for r in rows:
-        received = CaseReceived.model_validate_json(r.payload)
-        grouped = CaseGrouped(facts=received.facts, scheme_id=r.scheme_id, code_mode=r.code_mode, mdc=r.mdc,
-                              adrg=r.adrg, drg=r.drg, status=r.status, grouping_version=r.grouping_version)
-        out.append(GroupedCase(r.case_id, grouped, received.los))
-    return out
+        stored = await latest_groupings(conn)
+    return [GroupedCase(case_id, grouped, received.los) for case_id, received, grouped in stored]
 
 
 # --------------------------------------------------------------------------- payment
@@ -358,8 +336,8 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
                                 err: Console) -> DemoResult:
     from services.grouper.handlers import regroup
     from services.ingest.handlers import file_chunks, import_stream
-    from services.pricer.repository import results as priced_rows
-    from services.review.repository import results as review_rows
+    from services.pricer.repository import count_priced_cases
+    from services.review.repository import count_flagged
 
     data, last_year, progress = options.data_dir, options.end_year, steps.progress
 
@@ -412,8 +390,8 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
                       date_from=date(last_year, 1, 1), date_to=date(last_year, 12, 31))
 
         async def priced() -> int:
-            return await count_rows(runtime, select(priced_rows.c.case_id).distinct()
-                                    .where(priced_rows.c.policy_id == policy.policy_id).subquery())
+            async with runtime.engine.connect() as conn:
+                return await count_priced_cases(conn, policy.policy_id)
         await wait_for(priced, len(covered), options.timeout, "re-priced cases",
                        lambda n: progress.update(task, completed=n))
         await wait_idle(runtime, options.timeout)
@@ -435,7 +413,8 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
 
     live = [c for c in stored if not c.event.facts.withdrawn]
     grouped = sum(c.event.status in GROUPED_STATUSES for c in live)
-    flagged = await count_rows(runtime, review_rows, review_rows.c.flags != "[]")
+    async with runtime.engine.connect() as conn:
+        flagged = await count_flagged(conn)
     files["database"] = data / "drgdip.db"
     return DemoResult(
         scheme=scheme, sample=sample, data_dir=data, db_url=str(runtime.settings.db), lists_file=files["lists"],

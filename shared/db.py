@@ -104,16 +104,18 @@ def money() -> ExactDecimal:
     return ExactDecimal(16, 2)
 
 
-def latest_per_case(table: Table, version: str, *, key: str = "case_id",
+def latest_per_case(table: Table, version: str, *, key: str | Sequence[str] = "case_id",
                     where: ColumnElement[bool] | None = None) -> Select[Any]:
     """SELECT the rows of `table` with the highest `version` for each `key` (the newest list
-    version, grouping version or stored row of every case); `where` narrows the cases first."""
-    k, v = table.c[key], table.c[version]
-    newest = select(k.label("k"), func.max(v).label("v")).group_by(k)
+    version, grouping version or stored row of every case; `key` may be several columns, e.g.
+    the newest grouping of each list version); `where` narrows the cases first."""
+    keys = [table.c[k] for k in ((key,) if isinstance(key, str) else key)]
+    v = table.c[version]
+    newest = select(*(k.label(f"k{i}") for i, k in enumerate(keys)), func.max(v).label("v")).group_by(*keys)
     if where is not None:
         newest = newest.where(where)
     sub = newest.subquery()
-    return select(table).join(sub, and_(k == sub.c.k, v == sub.c.v))
+    return select(table).join(sub, and_(v == sub.c.v, *(k == sub.c[f"k{i}"] for i, k in enumerate(keys))))
 
 
 async def ping(engine: AsyncEngine, timeout: float = 2.0) -> bool:

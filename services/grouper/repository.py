@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     delete,
     func,
     insert,
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.grouper.domain import CatalogueRegistration, Grouping, ToGroup
 from shared.db import Versions, insert_many, latest_per_case
 from shared.dip import Catalogue
-from shared.events import CaseReceived
+from shared.events import CaseGrouped, CaseReceived
 
 NAME = "grouper"
 metadata = MetaData()
@@ -161,6 +162,26 @@ async def latest_drgs(conn: AsyncConnection, case_ids: Collection[str]) -> dict[
                                    .where(r.case_id.in_(case_ids)).order_by(r.grouping_version))).all():
         drgs[(row.case_id, row.list_version)] = row.drg  # the latest grouping wins
     return drgs
+
+
+async def latest_groupings(conn: AsyncConnection) -> list[tuple[str, CaseReceived, CaseGrouped]]:
+    """Public, for offline commands of other parts: every stored case by case id, with its
+    latest list version and that version's latest grouping (without the DIP part)."""
+    lists = latest_per_case(cases, "list_version").subquery()
+    grouped = latest_per_case(results, "grouping_version", key=("case_id", "list_version")).subquery()
+    rows = (await conn.execute(
+        select(lists.c.case_id, lists.c.payload, grouped.c.scheme_id, grouped.c.code_mode, grouped.c.mdc,
+               grouped.c.adrg, grouped.c.drg, grouped.c.status, grouped.c.grouping_version)
+        .join(grouped, and_(grouped.c.case_id == lists.c.case_id,
+                            grouped.c.list_version == lists.c.list_version))
+        .order_by(lists.c.case_id))).all()
+    out = []
+    for r in rows:
+        received = CaseReceived.model_validate_json(r.payload)
+        out.append((r.case_id, received, CaseGrouped(
+            facts=received.facts, scheme_id=r.scheme_id, code_mode=r.code_mode, mdc=r.mdc, adrg=r.adrg,
+            drg=r.drg, status=r.status, grouping_version=r.grouping_version)))
+    return out
 
 
 # --- scheme registrations ------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from services.pricer.domain.policy import Policy, check_new_version, parse_polic
 from services.pricer.domain.settlement import (
     Clearing,
     HospitalYear,
-    SettlementError,
     Statement,
     annual_clearing,
     check_advance,
@@ -128,13 +127,9 @@ async def run_annual_clearing(conn: AsyncConnection, policy_id: str, year: str,
     paid = await repository.presettled(conn, policy_id, year)
     advanced = await repository.advances_of_year(conn, year)
     version = await repository.next_statement_version(conn, "annual", year, policy_id)
-    try:
-        clearing = annual_clearing(
-            policy, year, [HospitalYear(t, presettled=paid.get(h, ZERO),
-                                        advances=Decimal(advanced.get(h, 0)))
-                           for h, t in totals.items()], budget, version=version)
-    except ValueError as e:  # e.g. no points to clear
-        raise SettlementError(None, str(e)) from None
+    clearing = annual_clearing(
+        policy, year, [HospitalYear(t, presettled=paid.get(h, ZERO), advances=Decimal(advanced.get(h, 0)))
+                       for h, t in totals.items()], budget, version=version)
     summary = {k: v for k, v in clearing.to_dict().items() if k != "hospitals"}
     await repository.save_statements(conn, clearing.statements(), summary)
     return clearing

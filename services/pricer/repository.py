@@ -382,3 +382,9 @@ async def list_statements(conn: AsyncConnection, hospital: str, period: str | No
              "policy_version": row.policy_version, "weights_version": row.weights_version,
              "created_at": row.created_at.isoformat(), "document": orjson.loads(row.document)}
             for row in rows]
+
+
+async def count_priced_cases(conn: AsyncConnection, policy_id: str) -> int:
+    """Cases with at least one price under `policy_id` (any version)."""
+    return int(await conn.scalar(select(func.count(func.distinct(results.c.case_id)))
+                                 .where(results.c.policy_id == policy_id)) or 0)

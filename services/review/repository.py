@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     or_,
     select,
 )
@@ -98,3 +99,9 @@ async def save(conn: AsyncConnection, changed: Mapping[str, Reviewed], known: Kn
     await update_many(conn, stays, "case_id", old_stays)
     await insert_many(conn, results, new_results)
     await update_many(conn, results, "case_id", old_results)
+
+
+async def count_flagged(conn: AsyncConnection) -> int:
+    """Cases whose latest review raised at least one flag."""
+    return int(await conn.scalar(select(func.count()).select_from(results)
+                                 .where(results.c.flags != "[]")) or 0)

@@ -293,7 +293,7 @@ def annual_clearing(policy: Policy, year: str, hospitals: Iterable[HospitalYear]
     total_points = sum((h.totals.points for h in rows), ZERO)
     if policy.method == "points":
         if total_points == 0 and point_budget != 0:
-            raise ValueError("no points to clear: Σ points is 0")
+            raise SettlementError(None, "no points to clear: Σ points is 0")
         amounts = allocate_fen(point_budget, {h.totals.hospital_code: h.totals.points for h in rows})
         point_value = to_point_value(point_budget / total_points) if total_points else None
     else:
