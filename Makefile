@@ -16,7 +16,7 @@ $(BIN)/drgdip: pyproject.toml
 setup: $(BIN)/drgdip
 
 demo: setup
-	$(BIN)/drgdip demo --scheme-dir $(SHARED)/schemes/chs-drg-1.1
+	$(BIN)/drgdip demo --scheme-path $(SHARED)/schemes/chs-drg-1.1
 
 test: setup
 	bash scripts/test.sh
@@ -24,8 +24,8 @@ test: setup
 bench: setup
 	$(BIN)/python bench/bench_grouper.py --shared $(SHARED)
 	$(BIN)/python bench/bench_intake.py --shared $(SHARED)
-	$(BIN)/python bench/bench_cores.py --scheme-dir $(SHARED)/schemes/chs-drg-1.1
-	$(BIN)/python bench/bench_pipeline.py --scheme-dir $(SHARED)/schemes/chs-drg-1.1 --cases $(CASES)
+	$(BIN)/python bench/bench_cores.py --scheme-path $(SHARED)/schemes/chs-drg-1.1
+	$(BIN)/python bench/bench_pipeline.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --cases $(CASES)
 
 lint: setup
 	$(BIN)/ruff check .

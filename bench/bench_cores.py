@@ -1,6 +1,6 @@
 """What one case costs in each stage's pure core, without database, bus or events around it.
 
-    .venv/bin/python bench/bench_cores.py [--cases 10000] [--scheme-dir DIR]
+    .venv/bin/python bench/bench_cores.py [--cases 10000] [--scheme-path DIR]
 
 Generates a synthetic region (as `bench_pipeline.py`), then times, per case, on one core:
 ingest's decision (parse, QC with the scheme's dictionaries, case fields), the `case-received`
@@ -45,9 +45,9 @@ def timed(items: Sequence[Any], work: Callable[[Any], Any]) -> tuple[list[Any], 
     return out, (time.perf_counter() - started) / max(len(items), 1)
 
 
-def run(scheme_dir: Path, cases: int, hospitals: int, seed: int) -> None:
-    scheme = load_scheme(scheme_dir)
-    dictionaries = qc.load_dictionaries(scheme_dir)
+def run(scheme_path: Path, cases: int, hospitals: int, seed: int) -> None:
+    scheme = load_scheme(scheme_path)
+    dictionaries = qc.load_dictionaries(scheme_path)
     gen = RegionGenerator(scheme, hospitals=hospitals, cases=cases, seed=seed, years=YEARS)
     raw = [orjson.dumps(sl) for sl in gen]
     costs: dict[str, float] = {}
@@ -88,13 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=10_000)
     p.add_argument("--hospitals", type=int, default=20)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--scheme-dir", type=Path, default=None,
-                   help="scheme folder (default: $DRGDIP_SCHEME_DIR, else <shared>/schemes/chs-drg-1.1)")
+    p.add_argument("--scheme-path", type=Path, default=None,
+                   help="one scheme folder (default: <shared>/schemes/chs-drg-1.1)")
     args = p.parse_args(argv)
-    option = args.scheme_dir or (None if os.environ.get("DRGDIP_SCHEME_DIR")
-                                 else default_shared / "schemes" / "chs-drg-1.1")
-    scheme_dir, _sample = resolve_scheme(option, Console(stderr=True))
-    run(scheme_dir, args.cases, args.hospitals, args.seed)
+    option = args.scheme_path or default_shared / "schemes" / "chs-drg-1.1"
+    scheme_path, _sample = resolve_scheme(option, Console(stderr=True))
+    run(scheme_path, args.cases, args.hospitals, args.seed)
     return 0
 
 

@@ -1,6 +1,6 @@
 """End-to-end throughput of the embedded pipeline: cases/s per stage and overall.
 
-    .venv/bin/python bench/bench_pipeline.py [--cases 20000] [--hospitals 20] [--scheme-dir DIR]
+    .venv/bin/python bench/bench_pipeline.py [--cases 20000] [--hospitals 20] [--scheme-path DIR]
 
 Generates a synthetic region (3 years, seeded) into a JSON Lines file, calibrates weights on it
 with the pure core and imports a point-method policy for each of the three years (so that every
@@ -11,7 +11,7 @@ until its table holds every accepted case (ingest_lists, grouper_results, pricer
 review_results; for the gateway, read-model rows reviewed or withdrawn); its rate is accepted
 cases / that time. The stages overlap, so each figure is the pipeline's rate up to that stage.
 
-The scheme folder defaults to $DRGDIP_SCHEME_DIR, else <shared>/schemes/chs-drg-1.1 with
+The scheme folder defaults to $DRGDIP_SCHEME_PATH, else <shared>/schemes/chs-drg-1.1 with
 <shared> = $DRGDIP_SHARED or <repo>/../shared.
 
 The 200,000-case run (`--cases 200000`) is the figure to quote for a prefecture-sized region:
@@ -79,9 +79,9 @@ async def stage_counts(runtime: Runtime) -> dict[str, int]:
         return {name: int(await conn.scalar(q) or 0) for name, q in queries.items()}
 
 
-async def run(scheme_dir: Path, cases: int, hospitals: int, seed: int, workdir: Path, timeout: float) -> None:
+async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir: Path, timeout: float) -> None:
     console = Console(stderr=True)
-    scheme = load_scheme(scheme_dir)
+    scheme = load_scheme(scheme_path)
     data = workdir / "region.jsonl"
     t = time.perf_counter()
     gen = RegionGenerator(scheme, hospitals=hospitals, cases=cases, seed=seed, years=YEARS)
@@ -104,7 +104,7 @@ async def run(scheme_dir: Path, cases: int, hospitals: int, seed: int, workdir: 
 
     from services.ingest.handlers import file_chunks, import_stream
 
-    runtime = embedded_runtime(scheme, scheme_dir, workdir / "drgdip.db")
+    runtime = embedded_runtime(scheme, scheme_path, workdir / "drgdip.db")
     await runtime.start()
     async with runtime.engine.begin() as conn:
         for policy in policies:
@@ -158,15 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=20_000, help="settlement lists to generate and import")
     p.add_argument("--hospitals", type=int, default=20)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--scheme-dir", type=Path, default=None,
-                   help="scheme folder (default: $DRGDIP_SCHEME_DIR, else <shared>/schemes/chs-drg-1.1)")
+    p.add_argument("--scheme-path", type=Path, default=None,
+                   help="one scheme folder (default: <shared>/schemes/chs-drg-1.1)")
     p.add_argument("--timeout", type=float, default=7200, help="seconds before giving up")
     args = p.parse_args(argv)
-    option = args.scheme_dir or (None if os.environ.get("DRGDIP_SCHEME_DIR")
-                                 else default_shared / "schemes" / "chs-drg-1.1")
-    scheme_dir, _sample = resolve_scheme(option, Console(stderr=True))
+    option = args.scheme_path or default_shared / "schemes" / "chs-drg-1.1"
+    scheme_path, _sample = resolve_scheme(option, Console(stderr=True))
     with tempfile.TemporaryDirectory(prefix="drgdip-bench-") as tmp:
-        asyncio.run(run(scheme_dir, args.cases, args.hospitals, args.seed, Path(tmp), args.timeout))
+        asyncio.run(run(scheme_path, args.cases, args.hospitals, args.seed, Path(tmp), args.timeout))
     return 0
 
 

@@ -101,9 +101,10 @@ def demo(
     hospitals: Annotated[int, typer.Option(min=1, help="hospitals in the region")] = 20,
     seed: Annotated[int, typer.Option(help="same seed, same region")] = 1,
     data_dir: Annotated[Path, typer.Option(help="where the database and the reports are written")] = Path("var/demo"),
-    scheme_dir: Annotated[Path | None, typer.Option(
-        help="grouping scheme folder, e.g. ../shared/schemes/chs-drg-1.1 (env DRGDIP_SCHEME_DIR; "
-             "else the bundled sample scheme, not for payment)")] = None,
+    scheme_path: Annotated[Path | None, typer.Option(
+        envvar="DRGDIP_SCHEME_PATH",
+        help="one grouping scheme folder, e.g. ../shared/schemes/chs-drg-1.1 (else the bundled "
+             "sample scheme, not for payment)")] = None,
     port: Annotated[int, typer.Option(help="port the gateway is served on at the end")] = 8000,
     serve: Annotated[bool, typer.Option(help="serve the gateway when done (Ctrl-C stops)")] = True,
     shared: Annotated[Path | None, typer.Option(hidden=True, help="old form: <shared>/schemes/chs-drg-1.1")] = None,
@@ -112,10 +113,10 @@ def demo(
     reviewed; weights calibrated, a point-method policy simulated, a year settled and cleared."""
     from drgdip.demo import DemoOptions, run_demo
 
-    if scheme_dir is None and shared is not None:
-        scheme_dir = shared / "schemes" / "chs-drg-1.1"
+    if scheme_path is None and shared is not None:
+        scheme_path = shared / "schemes" / "chs-drg-1.1"
     options = DemoOptions(cases=cases, hospitals=hospitals, seed=seed, data_dir=data_dir,
-                          scheme_dir=scheme_dir, serve=serve, port=port)
+                          scheme_path=scheme_path, serve=serve, port=port)
     try:
         asyncio.run(run_demo(options))
     except KeyboardInterrupt:

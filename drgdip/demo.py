@@ -24,7 +24,6 @@ simulation, so the simulation prices exactly what settlement later clears.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -91,7 +90,7 @@ class DemoOptions:
     hospitals: int = 20
     seed: int = 1
     data_dir: Path = Path("var/demo")
-    scheme_dir: Path | None = None  # None: $DRGDIP_SCHEME_DIR, else the sample scheme
+    scheme_path: Path | None = None  # None: the sample scheme
     end_year: int = 2024
     serve: bool = True
     host: str = "127.0.0.1"
@@ -123,30 +122,30 @@ class DemoResult:
 
 
 def resolve_scheme(option: Path | None, console: Console) -> tuple[Path, bool]:
-    """The scheme folder: --scheme-dir, else $DRGDIP_SCHEME_DIR, else the bundled sample.
+    """The scheme folder given (--scheme-path or DRGDIP_SCHEME_PATH), else the bundled sample.
 
     A folder that is given but holds no scheme falls back to the sample too, loudly: a demo
     should run anywhere, but nobody may mistake the sample for the national scheme.
     """
-    given = option or (Path(os.environ["DRGDIP_SCHEME_DIR"]) if os.environ.get("DRGDIP_SCHEME_DIR") else None)
+    given = option
     if given is not None and (given / "scheme.json").is_file():
         return given, False
-    why = f"no scheme at {given}" if given is not None else "no --scheme-dir nor DRGDIP_SCHEME_DIR given"
+    why = f"no scheme at {given}" if given is not None else "no --scheme-path nor DRGDIP_SCHEME_PATH given"
     console.print(f"[bold yellow]{why}: using the bundled SAMPLE scheme ({SAMPLE_SCHEME.name}). "
-                  "It is a sample, NOT FOR PAYMENT: pass --scheme-dir …/schemes/chs-drg-1.1 for the "
+                  "It is a sample, NOT FOR PAYMENT: pass --scheme-path …/schemes/chs-drg-1.1 for the "
                   "national CHS-DRG 1.1.[/]")
     return SAMPLE_SCHEME, True
 
 
 # --------------------------------------------------------------------------- the pipeline
 
-def embedded_runtime(scheme: Scheme, scheme_dir: Path, db_path: Path) -> Runtime:
+def embedded_runtime(scheme: Scheme, scheme_path: Path, db_path: Path) -> Runtime:
     """All five stages in one process on one SQLite file, grouping with `scheme` by default."""
     from drgdip.stages import build_runtime
 
     return build_runtime("all", bus="memory://", db=f"sqlite+aiosqlite:///{db_path}",
-                         schemes_dir=scheme_dir.resolve().parent, default_scheme=scheme.id,
-                         dictionary_scheme=scheme_dir, log_level="WARNING")
+                         schemes_dir=scheme_path.resolve().parent, default_scheme=scheme.id,
+                         dictionary_scheme=scheme_path, log_level="WARNING")
 
 
 def stage(runtime: Runtime, name: str) -> Any:
@@ -290,8 +289,8 @@ async def run_demo(options: DemoOptions, *, console: Console | None = None, out:
     """Run the whole demo; serves the gateway at the end when `options.serve`."""
     err = console or Console(stderr=True)
     out = out or Console(width=None if Console().is_terminal else 150)
-    scheme_dir, sample = resolve_scheme(options.scheme_dir, err)
-    scheme = load_scheme(scheme_dir)
+    scheme_path, sample = resolve_scheme(options.scheme_path, err)
+    scheme = load_scheme(scheme_path)
     data = options.data_dir
     data.mkdir(parents=True, exist_ok=True)
     for old in data.glob("drgdip.db*"):  # every run starts from an empty region
@@ -301,7 +300,7 @@ async def run_demo(options: DemoOptions, *, console: Console | None = None, out:
     steps = Steps(err)
     files: dict[str, Path] = {}
 
-    runtime = embedded_runtime(scheme, scheme_dir, db_path)
+    runtime = embedded_runtime(scheme, scheme_path, db_path)
     with steps.progress:
         with steps.step(f"generating {YEARS} years of lists", options.cases) as task:
             gen = RegionGenerator(scheme, hospitals=options.hospitals, cases=options.cases, seed=options.seed,

@@ -1150,14 +1150,14 @@ def _certno(area: str, birth: date, seq: int) -> str:
 # --------------------------------------------------------------------------- public API
 
 
-def generate_region(scheme_dir: Path, *, hospitals: int, years: int = 3, cases: int, seed: int,
+def generate_region(scheme_path: Path, *, hospitals: int, years: int = 3, cases: int, seed: int,
                     end_year: int = 2024) -> Iterator[dict[str, Any]]:
     """Stream `cases` synthetic settlement lists (4101 `input` nodes) for a region.
 
     Same arguments, same output. Use `RegionGenerator` directly to also get the hospitals
     and the running `stats`.
     """
-    return iter(RegionGenerator(scheme_dir, hospitals=hospitals, years=years, cases=cases,
+    return iter(RegionGenerator(scheme_path, hospitals=hospitals, years=years, cases=cases,
                                 seed=seed, end_year=end_year))
 
 

@@ -39,7 +39,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
         pytest.skip(f"national scheme not found at {NATIONAL}")
     quiet = Console(file=io.StringIO(), width=150)
     options = DemoOptions(cases=1500, hospitals=6, seed=3, data_dir=tmp_path_factory.mktemp("demo"),
-                          scheme_dir=NATIONAL, serve=False, timeout=300)
+                          scheme_path=NATIONAL, serve=False, timeout=300)
     return asyncio.run(run_demo(options, console=quiet, out=quiet))
 
 
@@ -101,9 +101,9 @@ async def test_every_seeded_readmission_pair_is_flagged(demo: DemoResult) -> Non
 
 
 def test_demo_falls_back_to_the_sample_scheme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DRGDIP_SCHEME_DIR", raising=False)
+    monkeypatch.delenv("DRGDIP_SCHEME_PATH", raising=False)
     r = CliRunner().invoke(app, ["demo", "--cases", "400", "--hospitals", "3", "--no-serve",
-                                 "--data-dir", str(tmp_path / "demo"), "--scheme-dir", str(tmp_path / "missing")])
+                                 "--data-dir", str(tmp_path / "demo"), "--scheme-path", str(tmp_path / "missing")])
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
     assert "SAMPLE scheme" in text and "NOT FOR PAYMENT" in text

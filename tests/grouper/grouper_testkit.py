@@ -14,7 +14,7 @@ from paths import SHARED
 SCHEME_IDS = ("chs-drg-1.1", "chs-drg-1.0", "quanzhou-2023")
 
 
-def scheme_dir(scheme_id: str) -> Path:
+def scheme_path(scheme_id: str) -> Path:
     return SHARED / "schemes" / scheme_id
 
 

@@ -316,10 +316,10 @@ def _read_codes(path: Path) -> frozenset[str]:
     return frozenset(codes)
 
 
-def load_dictionaries(scheme_dir: Path) -> Dictionaries:
+def load_dictionaries(scheme_path: Path) -> Dictionaries:
     """Load diagnoses.tsv and procedures.tsv of a scheme directory (`code\\tname`, 1 header)."""
-    return Dictionaries(_read_codes(scheme_dir / "diagnoses.tsv"),
-                        _read_codes(scheme_dir / "procedures.tsv"))
+    return Dictionaries(_read_codes(scheme_path / "diagnoses.tsv"),
+                        _read_codes(scheme_path / "procedures.tsv"))
 
 
 # --------------------------------------------------------------------------- rules

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import typer
-from grouper_testkit import SHARED, oracle_cases, scheme_dir, write_scheme
+from grouper_testkit import SHARED, oracle_cases, scheme_path, write_scheme
 from typer.testing import CliRunner
 
 from services.grouper.cli import group_command, scheme_app
@@ -30,7 +30,7 @@ def test_group_command_writes_one_line_per_case_and_skips_bad_lines(tmp_path):
     out = tmp_path / "out.jsonl"
     res = _runner().invoke(
         _app(),
-        ["group", "--scheme-path", str(scheme_dir("chs-drg-1.1")), "--input", str(src), "--output", str(out)],
+        ["group", "--scheme-path", str(scheme_path("chs-drg-1.1")), "--input", str(src), "--output", str(out)],
     )
     assert res.exit_code == 0, res.output
     rows = [orjson.loads(x) for x in out.read_bytes().splitlines()]
@@ -53,7 +53,7 @@ def test_group_command_trace_and_mapped(tmp_path):
     out = tmp_path / "out.jsonl"
     res = _runner().invoke(
         _app(),
-        ["group", "--scheme-path", str(scheme_dir("quanzhou-2023")), "--input", str(src),
+        ["group", "--scheme-path", str(scheme_path("quanzhou-2023")), "--input", str(src),
          "--output", str(out), "--code-mode", "mapped", "--trace"],
     )
     assert res.exit_code == 0, res.output
@@ -77,7 +77,7 @@ def test_failures_are_summarised_by_status(tmp_path):
 
 
 def test_scheme_check(tmp_path):
-    res = _runner().invoke(_app(), ["scheme", "check", str(scheme_dir("quanzhou-2023"))])
+    res = _runner().invoke(_app(), ["scheme", "check", str(scheme_path("quanzhou-2023"))])
     assert res.exit_code == 0, res.output
     assert "362" in res.output and "OK" in res.output
     broken = write_scheme(tmp_path / "s")
@@ -91,7 +91,7 @@ def test_scheme_diff_with_cases(tmp_path):
     src.write_bytes(b"\n".join(orjson.dumps(c) for c in oracle_cases("chs-drg-1.1")[:500]))
     res = _runner().invoke(
         _app(),
-        ["scheme", "diff", str(scheme_dir("chs-drg-1.1")), str(scheme_dir("quanzhou-2023")),
+        ["scheme", "diff", str(scheme_path("chs-drg-1.1")), str(scheme_path("quanzhou-2023")),
          "--cases", str(src)],
         env={"COLUMNS": "200"},
     )

@@ -4,7 +4,7 @@ traced path must agree with the fast path on every case."""
 from __future__ import annotations
 
 import pytest
-from grouper_testkit import SCHEME_IDS, oracle_cases, scheme_dir
+from grouper_testkit import SCHEME_IDS, oracle_cases, scheme_path
 
 from services.grouper.domain import Scheme, load_scheme
 
@@ -14,7 +14,7 @@ MODES = (("raw", "expected"), ("mapped", "expected_mapped"))
 @pytest.fixture(scope="module")
 def schemes() -> dict[str, Scheme]:
     """Each scheme loaded once for the module."""
-    return {sid: load_scheme(scheme_dir(sid)) for sid in SCHEME_IDS}
+    return {sid: load_scheme(scheme_path(sid)) for sid in SCHEME_IDS}
 
 
 @pytest.fixture(scope="module")

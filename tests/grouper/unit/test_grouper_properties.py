@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from grouper_testkit import scheme_dir
+from grouper_testkit import scheme_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +15,7 @@ _SCHEMES = {}
 def _scheme(sid):
     # Loaded once per process: hypothesis forbids function-scoped fixtures in @given.
     if sid not in _SCHEMES:
-        _SCHEMES[sid] = load_scheme(scheme_dir(sid))
+        _SCHEMES[sid] = load_scheme(scheme_path(sid))
     return _SCHEMES[sid]
 
 

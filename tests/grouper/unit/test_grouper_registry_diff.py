@@ -5,24 +5,24 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from grouper_testkit import oracle_cases, scheme_dir
+from grouper_testkit import oracle_cases, scheme_path
 
 from services.grouper.domain import RegistryError, SchemeRegistry, diff_schemes, load_scheme
 
 
 @pytest.fixture(scope="module")
 def national():
-    return load_scheme(scheme_dir("chs-drg-1.1"))
+    return load_scheme(scheme_path("chs-drg-1.1"))
 
 
 @pytest.fixture(scope="module")
 def quanzhou():
-    return load_scheme(scheme_dir("quanzhou-2023"))
+    return load_scheme(scheme_path("quanzhou-2023"))
 
 
 @pytest.fixture(scope="module")
 def v10():
-    return load_scheme(scheme_dir("chs-drg-1.0"))
+    return load_scheme(scheme_path("chs-drg-1.0"))
 
 
 def test_registry_selects_by_region_and_date(national, quanzhou, v10):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from grouper_testkit import oracle_cases, scheme_dir
+from grouper_testkit import oracle_cases, scheme_path
 
 from services.grouper.domain import GroupStatus, load_scheme
 
 
 @pytest.fixture(scope="module")
 def scheme():
-    return load_scheme(scheme_dir("chs-drg-1.1"))
+    return load_scheme(scheme_path("chs-drg-1.1"))
 
 
 @pytest.fixture(scope="module")

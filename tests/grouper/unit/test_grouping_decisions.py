@@ -7,7 +7,7 @@ from datetime import date
 
 import orjson
 import pytest
-from grouper_testkit import oracle_cases, scheme_dir
+from grouper_testkit import oracle_cases, scheme_path
 
 from services.grouper.domain import (
     NO_SCHEME,
@@ -33,7 +33,7 @@ def _item(case_id: str, c: dict, list_version: int = 1) -> ToGroup:
 
 
 def test_each_list_version_gets_the_next_grouping_version_and_the_reference_drg() -> None:
-    scheme = load_scheme(scheme_dir("chs-drg-1.1"))
+    scheme = load_scheme(scheme_path("chs-drg-1.1"))
     cases = [c for c in oracle_cases("chs-drg-1.1") if c["expected"]["status"] == "SUCCESS"][:3]
     items = [_item("a", cases[0]), _item("a", cases[1]), _item("a", cases[2], list_version=2)]
     out = group_cases(items, scheme_for=lambda _f: scheme, catalogue_on=lambda _r, _d: None,

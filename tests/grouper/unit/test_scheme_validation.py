@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from grouper_testkit import SCHEME_IDS, minimal_scheme_data, scheme_dir, write_scheme
+from grouper_testkit import SCHEME_IDS, minimal_scheme_data, scheme_path, write_scheme
 
 from services.grouper.domain import SchemeError, load_scheme
 
@@ -185,7 +185,7 @@ def test_json_file_of_wrong_shape(tmp_path):
 @pytest.mark.parametrize("scheme_id", SCHEME_IDS)
 def test_real_schemes_load_fast_with_documented_counts(scheme_id):
     started = time.perf_counter()
-    scheme = load_scheme(scheme_dir(scheme_id))
+    scheme = load_scheme(scheme_path(scheme_id))
     elapsed = time.perf_counter() - started
     assert elapsed < 2.0
     counts = scheme.counts()
