@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Integer,
     Numeric,
     Select,
     Table,
@@ -66,6 +67,10 @@ def create_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+# A table's own row id: BIGINT on PostgreSQL; INTEGER on SQLite, which autoincrements only that.
+ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class ExactDecimal(TypeDecorator[Decimal]):

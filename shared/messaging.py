@@ -17,10 +17,8 @@ from datetime import UTC, datetime
 import pydantic
 import structlog
 from sqlalchemy import (
-    BigInteger,
     Column,
     DateTime,
-    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -33,7 +31,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.bus import Bus, Message, Record
-from shared.db import insert_many
+from shared.db import ROW_ID, insert_many
 from shared.events import Envelope, dead_letter_topic
 from shared.observability import ServiceMetrics
 
@@ -46,12 +44,11 @@ A stage gets a whole fetched batch at once so that it can read and write each of
 with one statement per batch (that is what makes the embedded pipeline fast); applied to the
 events one by one it must give the same result as applied to them together."""
 
-_ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
 
 
 def outbox_columns() -> list[Column]:
     return [
-        Column("id", _ID, primary_key=True, autoincrement=True),
+        Column("id", ROW_ID, primary_key=True, autoincrement=True),
         Column("event_id", String(36), nullable=False),
         Column("topic", String(64), nullable=False),
         Column("key", String(128), nullable=False),

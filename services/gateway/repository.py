@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     DateTime,
     Index,
@@ -26,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.gateway.domain.auth import Principal, issue_token
 from services.gateway.domain.readmodel import ORDER, CaseRef, Filed
-from shared.db import insert_many, update_many
+from shared.db import ROW_ID, insert_many, update_many
 from shared.events import Envelope
 
 NAME = "gateway"
@@ -46,7 +45,7 @@ cases = Table(
 )
 timeline = Table(
     "gateway_timeline", metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
     Column("case_id", String(100), nullable=False),
     Column("event_id", String(36), nullable=False),
     Column("event_type", String(32), nullable=False),
@@ -69,7 +68,7 @@ tokens = Table(
 # nothing writes it yet (issue 12).
 audit = Table(
     "gateway_audit", metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("token_id", String(16), nullable=True),
     Column("role", String(32), nullable=True),

@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
     Column,
     Date,
     DateTime,
@@ -29,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.grouper.domain import CatalogueRegistration, Grouping, ToGroup
-from shared.db import Versions, insert_many, latest_per_case
+from shared.db import ROW_ID, Versions, insert_many, latest_per_case
 from shared.dip import Catalogue
 from shared.events import CaseGrouped, CaseReceived
 
@@ -47,7 +46,7 @@ cases = Table(
 )
 results = Table(
     "grouper_results", metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
     Column("case_id", String(100), nullable=False),
     Column("list_version", Integer, nullable=False),
     Column("grouping_version", Integer, nullable=False),

@@ -31,14 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ingest.domain.intake import Changes, Key, Latest, Received, Stored, case_id_for
 from services.ingest.domain.national import Problem
-from shared.db import insert_many, latest_per_case, update_many
+from shared.db import ROW_ID, insert_many, latest_per_case, update_many
 
 NAME = "ingest"
-_ID = BigInteger().with_variant(Integer(), "sqlite")
 metadata = MetaData()
 raw_table = Table(
     "ingest_raw", metadata,
-    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("format", String(8), nullable=False),
     Column("caller_hospital", String(32), nullable=True),
@@ -56,7 +55,7 @@ raw_table = Table(
 )
 lists = Table(
     "ingest_lists", metadata,
-    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
     Column("case_id", String(100), nullable=False),
     Column("hospital_code", String(32), nullable=False),
     Column("setl_id", String(64), nullable=False),

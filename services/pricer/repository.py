@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
     Column,
     Date,
     DateTime,
@@ -40,7 +39,7 @@ from services.pricer.domain.grouped import WITHDRAWN, PricingResult, price_from_
 from services.pricer.domain.policy import Policy, parse_policy
 from services.pricer.domain.pricing import CaseToPrice, Price
 from services.pricer.domain.settlement import Statement
-from shared.db import ExactDecimal, Versions, insert_many, latest_per_case, money
+from shared.db import ROW_ID, ExactDecimal, Versions, insert_many, latest_per_case, money
 from shared.dip import Catalogue
 from shared.events import CaseGrouped
 from shared.money import ZERO
@@ -48,10 +47,9 @@ from shared.periods import InForce
 
 NAME = "pricer"
 metadata = MetaData()
-_Id = BigInteger().with_variant(Integer(), "sqlite")
 policy_versions = Table(
     "pricer_policy_versions", metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
     Column("policy_id", String(64), nullable=False),
     Column("version", Integer, nullable=False),
     Column("region", String(32), nullable=False),
@@ -68,7 +66,7 @@ policy_versions = Table(
 )
 policy_audit = Table(
     "pricer_policy_audit", metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
     Column("policy_id", String(64), nullable=False),
     Column("version", Integer, nullable=False),
     Column("action", String(16), nullable=False),
@@ -78,7 +76,7 @@ policy_audit = Table(
 )
 results = Table(
     "pricer_results", metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
     Column("case_id", String(100), nullable=False),
     Column("list_version", Integer, nullable=False),
     Column("grouping_version", Integer, nullable=False),
@@ -113,7 +111,7 @@ results = Table(
 )
 dip_policies = Table(
     "pricer_dip_policies", metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
     Column("policy_id", String(64), nullable=False),
     Column("version", Integer, nullable=False),
     Column("region", String(32), nullable=False),
@@ -130,7 +128,7 @@ dip_policies = Table(
 )
 advances = Table(
     "pricer_advances", metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
     Column("hospital_code", String(32), nullable=False),
     Column("year", String(4), nullable=False),
     Column("amount", money(), nullable=False),
@@ -141,7 +139,7 @@ advances = Table(
 )
 statements = Table(
     "pricer_statements", metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
     Column("kind", String(8), nullable=False),  # monthly | annual
     Column("hospital_code", String(32), nullable=False),
     Column("period", String(7), nullable=False),  # "2024-03" | "2024"

@@ -15,6 +15,7 @@ import orjson
 import pytest
 import typer
 from paths import SHARED
+from pricer_testkit import policy_doc
 from typer.testing import CliRunner
 
 from drgdip.dip_cli import compare_command, dip_app, dip_case_from_list, stored_cases
@@ -23,27 +24,6 @@ from shared.dip import Catalogue, DipCase
 
 D = Decimal
 SCHEME = SHARED / "schemes" / "chs-drg-1.1"
-
-
-def policy_doc(**over: Any) -> dict[str, Any]:
-    """`pricer_testkit.policy_doc` (tests/pricer/, not on this folder's import path): its DRG
-    policy document (rate method, levels H1–H3) with `over` deep-merged in."""
-    doc: dict[str, Any] = {
-        "policy_id": "test-2024", "version": 1, "region": "R1", "valid_from": "2024-01-01",
-        "valid_to": "2024-12-31", "method": "rate", "scheme_id": "chs-drg-1.1",
-        "weights": {"version": "w-test-1", "table": {"AB11": "2.5", "AB13": "1.5", "AB15": "0.8"}},
-        "rates": {"employee": {"default": "10000.00"}, "resident": {"default": "8000.00"}},
-        "hospitals": {"levels": {"H3": 3, "H2": 2, "H1": 1}},
-        "group_mean_costs": {"AB11": "20000", "AB13": "12000", "AB15": "6000"},
-        "overall_mean_cost": "10000",
-    }
-    return _merge(doc, over)
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """The testkit's deep merge: nested objects merged, anything else replaced."""
-    return base | {k: _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict)
-                   else v for k, v in over.items()}
 
 
 app = typer.Typer()

@@ -5,16 +5,15 @@ priced and cleared by the pricer's DIP domain. (Moved from tests/pricer/test_dip
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from paths import SHARED
+from pricer_testkit import dip_policy as policy
 
 from drgdip.dip_cli import dip_case_from_list
 from services.pricer.domain.dip_catalogue import build_catalogue, catalogue_budget_point_value
 from services.pricer.domain.dip_pricing import (
     DipPoints,
-    DipPolicy,
     clear_dip_year,
     price_dip_many,
     settlement_budget,
@@ -26,13 +25,6 @@ D = Decimal
 SCHEME = SHARED / "schemes" / "chs-drg-1.1"
 
 
-def policy(**kw: Any) -> DipPolicy:
-    """The DIP policy of tests/pricer/unit/test_dip.py."""
-    fields: dict[str, Any] = dict(
-        policy_id="dip-test", version=1, region="R1", valid_from="2024-01-01",
-        hospitals=Hospitals(levels={"H3": 3, "H2": 2, "H1": 1}),
-        points=DipPoints(provisional_point_value=D("50")))
-    return DipPolicy(**{**fields, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pricer_testkit import case as drg_case
+from pricer_testkit import dip_policy as policy
 from pricer_testkit import make_policy
 
 from services.pricer.domain.dip_catalogue import (
@@ -22,7 +23,6 @@ from services.pricer.domain.dip_catalogue import (
 from services.pricer.domain.dip_pricing import (
     DipCaseType,
     DipPoints,
-    DipPolicy,
     DipPricingError,
     clear_dip_year,
     compare,
@@ -32,7 +32,7 @@ from services.pricer.domain.dip_pricing import (
     settlement_budget,
     settlement_point_value,
 )
-from services.pricer.domain.policy import Hospitals, PolicyError, Settlement
+from services.pricer.domain.policy import PolicyError, Settlement
 from services.pricer.domain.pricing import price_many
 from shared.dip import (
     AuxiliaryRules,
@@ -72,12 +72,6 @@ def catalogue(**kw: Any) -> Catalogue:
     return build_catalogue(HISTORY, region="R1", year=2024, **{"min_cases": 3, **kw})
 
 
-def policy(**kw: Any) -> DipPolicy:
-    fields: dict[str, Any] = dict(
-        policy_id="dip-test", version=1, region="R1", valid_from="2024-01-01",
-        hospitals=Hospitals(levels={"H3": 3, "H2": 2, "H1": 1}),
-        points=DipPoints(provisional_point_value=D("50")))
-    return DipPolicy(**{**fields, **kw})
 
 
 # --- codes and treatment types ------------------------------------------------------------------

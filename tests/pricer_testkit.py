@@ -1,4 +1,5 @@
-"""Factories for the pricer's pure-core tests: a small policy with round numbers, and cases.
+"""Factories for the pricer's tests (unit, integration, and DIP across services): a small DRG
+policy with round numbers, cases, and a DIP policy.
 
 The policy (rate method unless overridden):
     weights   AB11 2.5000, AB13 1.5000, AB15 0.8000
@@ -14,7 +15,8 @@ import copy
 from decimal import Decimal
 from typing import Any
 
-from services.pricer.domain.policy import Policy, parse_policy
+from services.pricer.domain.dip_pricing import DipPoints, DipPolicy
+from services.pricer.domain.policy import Hospitals, Policy, parse_policy
 from services.pricer.domain.pricing import CaseToPrice
 
 BASE_DOC: dict[str, Any] = {
@@ -68,3 +70,12 @@ def case(**kw: Any) -> CaseToPrice:
 
 def d(text: str) -> Decimal:
     return Decimal(text)
+
+
+def dip_policy(**kw: Any) -> DipPolicy:
+    """A DIP policy for region R1 (levels H1–H3), provisional point value 50 yuan."""
+    fields: dict[str, Any] = dict(
+        policy_id="dip-test", version=1, region="R1", valid_from="2024-01-01",
+        hospitals=Hospitals(levels={"H3": 3, "H2": 2, "H1": 1}),
+        points=DipPoints(provisional_point_value=Decimal("50")))
+    return DipPolicy(**{**fields, **kw})
