@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.review import repository
 from services.review.domain.review import PricedStay, review_cases
-from shared.events import CaseFlag, CaseFlagged, CasePriced, Envelope
+from shared.events import CaseFlagged, CasePriced, Envelope
 
 
 async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[Envelope]:
@@ -27,7 +27,7 @@ async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope]) -> lis
     changed, announcements = review_cases(known, priced)
     await repository.save(conn, changed, known)
     return [Envelope.new(CaseFlagged(facts=a.facts, drg=a.drg,
-                                     flags=[CaseFlag(**f.__dict__) for f in a.flags]),
+                                     flags=list(a.flags)),
                          case_id=a.case_id, correlation_id=a.correlation_id,
                          producer=repository.NAME)
             for a in announcements]

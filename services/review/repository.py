@@ -23,9 +23,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.review.domain.review import Reviewed
-from services.review.domain.rules import Flag, Stay
+from services.review.domain.rules import Stay
 from shared.db import insert_many, update_many
-from shared.events import CaseFacts
+from shared.events import CaseFacts, CaseFlag
 
 NAME = "review"
 metadata = MetaData()
@@ -71,13 +71,13 @@ async def load_known(conn: AsyncConnection, psn_keys: Collection[str], case_ids:
     for r in (await conn.execute(select(results).where(results.c.case_id.in_(known.stored)))).all():
         k = known[r.case_id]
         k.list_version, k.review_version = r.list_version, r.review_version
-        k.flags = [Flag(**d) for d in orjson.loads(r.flags)]
+        k.flags = [CaseFlag.model_validate(d) for d in orjson.loads(r.flags)]
         known.reviewed.add(r.case_id)
     return known
 
 
-def _flags_json(flags: list[Flag]) -> str:
-    return orjson.dumps([f.__dict__ for f in flags]).decode()
+def _flags_json(flags: list[CaseFlag]) -> str:
+    return orjson.dumps([f.model_dump() for f in flags]).decode()
 
 
 async def save(conn: AsyncConnection, changed: Mapping[str, Reviewed], known: Known) -> None:

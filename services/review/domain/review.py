@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from services.review.domain.rules import Flag, Stay, is_readmission, readmission_flags
-from shared.events import CaseFacts
+from services.review.domain.rules import Stay, is_readmission, readmission_flags
+from shared.events import CaseFacts, CaseFlag
 
 READMISSION_DAYS = 15  # docs/domain.md §11 default; becomes a per-region policy parameter
 
@@ -24,7 +24,7 @@ class Reviewed:
     facts: CaseFacts  # carried to re-announce the stay
     list_version: int | None = None
     review_version: int = 0
-    flags: list[Flag] = field(default_factory=list)
+    flags: list[CaseFlag] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Announcement:
     case_id: str
     facts: CaseFacts
     drg: str
-    flags: tuple[Flag, ...]
+    flags: tuple[CaseFlag, ...]
     correlation_id: str
 
     @classmethod

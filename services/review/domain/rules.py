@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from shared.events import CaseFlag
+
 READMISSION = "READMISSION_15D"
 
 
@@ -21,13 +23,6 @@ class Stay:
     discharge_date: date | None
 
 
-@dataclass(frozen=True)
-class Flag:
-    rule: str
-    message: str
-    related_case_id: str | None = None
-
-
 def is_readmission(earlier: Stay, later: Stay, days: int) -> bool:
     """`later` began within `days` days after `earlier` ended, at the same hospital."""
     if earlier.case_id == later.case_id or earlier.hospital_code != later.hospital_code:
@@ -38,10 +33,11 @@ def is_readmission(earlier: Stay, later: Stay, days: int) -> bool:
     return 0 <= gap <= days and later.admission_date >= (earlier.admission_date or later.admission_date)
 
 
-def readmission_flags(stay: Stay, others: list[Stay], days: int = 15) -> list[Flag]:
+def readmission_flags(stay: Stay, others: list[Stay], days: int = 15) -> list[CaseFlag]:
     """Flags on `stay` for each earlier stay of the same person it re-admits after."""
     return [
-        Flag(READMISSION, f"readmitted {(stay.admission_date - o.discharge_date).days} days after "  # type: ignore[operator]
-             f"discharge from case {o.case_id} (limit {days})", o.case_id)
+        CaseFlag(rule=READMISSION, related_case_id=o.case_id,
+                 message=f"readmitted {(stay.admission_date - o.discharge_date).days} days after "  # type: ignore[operator]
+                         f"discharge from case {o.case_id} (limit {days})")
         for o in others if is_readmission(o, stay, days)
     ]
