@@ -320,7 +320,7 @@ def scheme_import_command(
 
     run_on_database(load_settings(GrouperSettings, db=db).db, repository.NAME, run)
     typer.echo(f"registered {scheme.id} for region {region} from {start}" + (f" to {end}" if end else ""))
-    typer.echo("restart the grouper (or its replicas) to put the registration in force")
+    typer.echo("a running grouper puts it in force with its next batch of cases")
 
 
 def regroup_command(

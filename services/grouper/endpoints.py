@@ -20,6 +20,7 @@ Grouper = Annotated[GrouperService, Depends(stage_service(repository.NAME))]
 async def group_one(draft: DraftCase, grouper: Grouper, conn: Conn, trace: bool = True) -> dict:
     """Group a case before it is submitted (nothing stored); where a DIP catalogue is in force,
     its DIP group too, as the live stage assigns it."""
+    await grouper.refresh(conn)
     catalogue = (await grouper.catalogues.in_force(conn)).on(draft.region, draft.discharge_date)
     return check_draft(grouper.book, draft, catalogue, code_mode=grouper.settings.code_mode, trace=trace)
 

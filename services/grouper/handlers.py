@@ -17,6 +17,7 @@ from services.grouper.config import GrouperSettings
 from services.grouper.domain import (
     Grouping,
     Migration,
+    RegistryError,
     Scheme,
     SchemeBook,
     SchemeError,
@@ -26,7 +27,10 @@ from services.grouper.domain import (
 from shared.dip import Catalogue
 from shared.events import CaseFacts, Envelope
 from shared.messaging import Outbox
+from shared.observability import get_logger
 from shared.periods import InForce
+
+log = get_logger("drgdip.grouper")
 
 
 class GrouperService:
@@ -37,15 +41,35 @@ class GrouperService:
         self.settings = settings
         self.book = SchemeBook(settings.default_scheme)
         self.catalogues = repository.catalogue_book()
+        self._registrations: list[repository.Registration] | None = None
 
     async def load_schemes(self, conn: AsyncConnection) -> None:
         """The schemes of `schemes_dir` and the registered ones, with their registrations."""
         if self.settings.schemes_dir is not None:
             self.book.load_folder(self.settings.schemes_dir)
-        for reg in await repository.scheme_registrations(conn):
-            self.book.register(self.book.load(reg.path), reg.region, reg.valid_from, reg.valid_to)
+        await self.refresh(conn)
         if not self.book.schemes:
             raise SchemeError("no grouping scheme loaded: set DRGDIP_SCHEMES_DIR or import one")
+
+    async def refresh(self, conn: AsyncConnection) -> None:
+        """Put scheme registrations made since the last look in force (`drgdip scheme import`
+        while the grouper runs): one small query per batch; a changed set rebuilds the book."""
+        registrations = await repository.scheme_registrations(conn)
+        if registrations == self._registrations:
+            return
+        book = SchemeBook(self.settings.default_scheme)
+        book.schemes, book.paths = dict(self.book.schemes), dict(self.book.paths)
+        try:
+            for reg in registrations:
+                book.register(book.load(reg.path), reg.region, reg.valid_from, reg.valid_to)
+        except (SchemeError, RegistryError) as e:  # an unreadable folder, overlapping periods
+            if self._registrations is None:
+                raise  # at start: refuse to run on a registry that cannot be built
+            # while running: keep grouping under the registrations in force, say why once
+            log.error("scheme registrations not applied", error=e.message, code=e.code)
+            self._registrations = registrations
+            return
+        self.book, self._registrations = book, registrations
 
     def scheme_for(self, f: CaseFacts) -> Scheme | None:
         return self.book.scheme_for(f.region, f.discharge_date)
@@ -55,6 +79,7 @@ async def on_case_received(grouper: GrouperService, conn: AsyncConnection,
                            envs: Sequence[Envelope]) -> list[Envelope]:
     """Store and group a batch of received list versions (each table read and written once)."""
     items = [ToGroup.from_json(e.case_id, e.correlation_id, e.payload) for e in envs]
+    await grouper.refresh(conn)
     await repository.insert_received(conn, items)
     groupings = await group_and_store(conn, items, scheme_for=grouper.scheme_for,
                                       code_mode=grouper.settings.code_mode,

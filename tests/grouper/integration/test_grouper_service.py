@@ -123,3 +123,39 @@ async def test_regroup_command_prints_the_migration_table(tmp_path: Path) -> Non
     missing = await invoke(["regroup", "--scheme", "chs-drg-9.9", "--schemes-dir", str(SHARED / "schemes"),
                                   "--db", f"sqlite+aiosqlite:///{tmp_path / 'd.db'}"])
     assert missing.exit_code != 0 and "chs-drg-9.9" in missing.output
+
+
+async def test_a_scheme_registered_while_the_grouper_runs_is_in_force_for_the_next_cases(tmp_path: Path) -> None:
+    rt = _runtime(tmp_path)
+    await rt.start()
+    try:
+        base = simple_lists(1)[0] | {"region": "350500", "los": 4, "admission_date": "2024-06-01",
+                                     "discharge_date": "2024-06-05"}
+        async with await api_client(rt) as client:
+
+            async def submit_and_group(setl_id: str, reviewed: int) -> str:
+                sl = base | {"setl_id": setl_id}
+                r = await client.post("/api/v1/settlement-lists", json=national_list(sl))
+                assert r.status_code == 202, r.text
+
+                async def done() -> bool:
+                    return (await client.get("/api/v1/summary")).json()["by_status"].get("reviewed", 0) == reviewed
+
+                await wait_until(done, 60, f"{reviewed} reviewed cases")
+                return (await client.get(f"/api/v1/cases/{sl['hospital_code']}-{setl_id}")).json()["grouped"]["scheme_id"]
+
+            assert await submit_and_group("BEFORE", 1) == "chs-drg-1.1"  # the default scheme
+            result = await invoke(["scheme", "import", str(SHARED / "schemes" / "quanzhou-2023"),
+                                   "--region", "350500", "--from", "2024-01-01",
+                                   "--db", f"sqlite+aiosqlite:///{tmp_path / 'd.db'}"])
+            assert result.exit_code == 0, result.output
+            assert "next batch" in result.output  # no restart asked for
+            assert await submit_and_group("AFTER", 2) == "quanzhou-2023"
+            # the draft check sees it too
+            c = _case_with_cc()
+            draft = (await client.post("/api/v1/group", json={k: c[k] for k in (
+                "sex", "age", "age_days", "birth_weight", "diagnoses", "procedures")} | {
+                "region": "350500", "discharge_date": "2024-06-05"})).json()
+            assert draft["scheme_id"] == "quanzhou-2023", draft
+    finally:
+        await rt.stop()
