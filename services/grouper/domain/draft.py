@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.dip import Catalogue, DipCase, assign
 from shared.errors import Invalid, NotFound
@@ -33,6 +33,17 @@ class DraftCase(BaseModel):
     discharge_date: date | None = None
     scheme: str | None = Field(None, description="scheme id; default: the one in force")
     code_mode: Literal["raw", "mapped"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_settlement_list(cls, data: Any) -> Any:
+        # a whole settlement list has no case fields at its top level: grouping it would only
+        # say "sex missing"; tell the caller what this route takes instead
+        if isinstance(data, dict) and ("setlinfo" in data or "input" in data):
+            raise ValueError("this is a settlement list, not a case: submit it to "
+                             "/api/v1/settlement-lists (or /api/v1/hsa/4101), or send the case "
+                             "fields sex, age, diagnoses, procedures")
+        return data
 
 
 def draft_scheme(book: SchemeBook, draft: DraftCase) -> Scheme:

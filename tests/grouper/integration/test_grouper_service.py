@@ -159,3 +159,16 @@ async def test_a_scheme_registered_while_the_grouper_runs_is_in_force_for_the_ne
             assert draft["scheme_id"] == "quanzhou-2023", draft
     finally:
         await rt.stop()
+
+
+async def test_a_settlement_list_sent_to_the_draft_check_is_refused_with_what_to_send(tmp_path: Path) -> None:
+    rt = _runtime(tmp_path)
+    await rt.start()
+    try:
+        async with await api_client(rt) as client:
+            r = await client.post("/api/v1/group", json=national_list(simple_lists(1)[0]))
+        assert r.status_code == 422, r.text
+        err = r.json()["error"]
+        assert err["field"] == "body" and "settlement list" in err["message"], err
+    finally:
+        await rt.stop()
