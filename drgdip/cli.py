@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,6 +30,9 @@ from services.pricer.cli import (
     simulate_command,
 )
 from shared.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
 
 app = typer.Typer(help="drgdip: DRG/DIP payment for medical-insurance bureaus and hospitals.",
                   no_args_is_help=True, add_completion=False)
@@ -69,18 +72,53 @@ def serve(
     data_dir: Annotated[Path | None, typer.Option(help="embedded mode: folder of the SQLite file")] = None,
     schemes_dir: Annotated[Path | None, typer.Option(help="grouper: folder of schemes to load")] = None,
 ) -> None:
-    """Run one service, or all five in one process (embedded: in-process bus, one SQLite file)."""
-    import uvicorn
+    """Run one service, or all five in one process (embedded: in-process bus, one SQLite file).
 
-    from drgdip.stages import build_runtime
+    A setting the service cannot start with is one line on stderr naming it, exit code 2."""
+    from pydantic import ValidationError
+
+    from drgdip.stages import SETTINGS_BY_SERVICE, build_runtime
+    from shared.settings import SettingError, describe
 
     if service not in SERVICES:
         raise typer.BadParameter(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
     if data_dir is not None and db is None:
         db = f"sqlite+aiosqlite:///{data_dir / 'drgdip.db'}"
-    runtime = build_runtime(service, bus=bus, db=db, host=host, port=port, schemes_dir=schemes_dir)
+    try:
+        runtime = build_runtime(service, bus=bus, db=db, host=host, port=port, schemes_dir=schemes_dir)
+        asyncio.run(_serve(runtime))
+    except ValidationError as e:
+        message = describe(e, SETTINGS_BY_SERVICE.get(service, ServiceSettings))
+    except SettingError as e:
+        message = str(e)
+    except KeyboardInterrupt:
+        return
+    else:
+        return
+    typer.echo(f"drgdip serve {service}: {message}", err=True)
+    raise typer.Exit(2)
+
+
+async def _serve(runtime: Runtime) -> None:
+    """Start the runtime (a failure is raised here, not logged by the server as a traceback),
+    then serve until stopped (SIGTERM, Ctrl-C): the app's lifespan stops the runtime."""
+    import contextlib
+
+    import uvicorn
+
+    try:
+        await runtime.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await runtime.stop()
+        raise
     s = runtime.settings
-    uvicorn.run(runtime.app, host=s.host, port=s.port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(runtime.app, host=s.host, port=s.port, log_level="warning"))
+    try:
+        await server.serve()
+    finally:
+        if runtime.started:  # the server stopped before its lifespan did
+            await runtime.stop()
 
 
 def _on_database(settings: type[ServiceSettings], service: str, db: str | None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic_settings import SettingsConfigDict
 
 from services.gateway.app import build as gateway
@@ -30,6 +32,8 @@ class EmbeddedSettings(IngestSettings, GrouperSettings, PricerSettings, ReviewSe
     """All five services in one process: every service's settings in one object."""
 
     model_config = SettingsConfigDict(env_prefix="DRGDIP_", extra="ignore", frozen=True)
+    # no service credential in one process: the internal routes are not served at all
+    private_settings: ClassVar[tuple[str, ...]] = ("psn_key_secret",)
 
 
 def build_runtime(service: str, **overrides: object) -> Runtime:

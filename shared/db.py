@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from shared.periods import InForce
@@ -123,19 +124,47 @@ def latest_per_case(table: Table, version: str, *, key: str | Sequence[str] = "c
     return select(table).join(sub, and_(v == sub.c.v, *(k == sub.c[f"k{i}"] for i, k in enumerate(keys))))
 
 
-async def ping(engine: AsyncEngine, timeout: float = 2.0) -> bool:
-    """True when a trivial query succeeds within `timeout` seconds (used by /readyz)."""
-    import asyncio
+class Probe:
+    """How /readyz sees the database: each probe opens a connection of its own (no pool), so it
+    never queues behind the stages' pooled connections (on SQLite: one, held through a large
+    import) and an outage is still seen. A SQLite file is opened read-only: a missing file is an
+    outage, not a new empty database."""
 
-    async def _probe() -> None:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+    def __init__(self, engine: AsyncEngine, timeout: float = 2.0) -> None:
+        self.timeout = timeout
+        u = engine.url
+        self._engine: AsyncEngine | None = None
+        self._fallback = engine
+        self._sql = "SELECT 1"
+        if u.get_backend_name() == "sqlite":
+            if u.database and u.database != ":memory:":
+                path = Path(u.database).resolve().as_posix()
+                self._engine = create_async_engine(
+                    u.set(database=f"file:{path}?mode=ro", query={"uri": "true"}),
+                    poolclass=NullPool, connect_args={"timeout": timeout})
+                self._sql = "SELECT count(*) FROM sqlite_master"  # reads the file itself
+        else:
+            self._engine = create_async_engine(u, poolclass=NullPool, connect_args={"timeout": timeout})
 
-    try:
-        await asyncio.wait_for(_probe(), timeout)
-        return True
-    except Exception:
-        return False
+    async def ping(self) -> bool:
+        """True when a trivial query succeeds within the timeout."""
+        import asyncio
+
+        engine = self._engine or self._fallback  # an in-memory database: only its own pool
+
+        async def _probe() -> None:
+            async with engine.connect() as conn:
+                await conn.execute(text(self._sql))
+
+        try:
+            await asyncio.wait_for(_probe(), self.timeout)
+            return True
+        except Exception:
+            return False
+
+    async def dispose(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
 
 
 # --- bulk writes --------------------------------------------------------------------------------

@@ -2,6 +2,12 @@
 
 One `Runtime` runs one service (distributed mode) or all five over one bus and one database
 (embedded mode). The FastAPI lifespan starts and stops everything; nothing connects at import.
+
+Only the gateway's routes are public (`Stage.public`). In the embedded mode the other stages'
+routes live on `internal`, an app that is never served: the gateway reaches it in process. In the
+distributed mode each of the other services answers only requests that carry the service
+credential (`DRGDIP_SERVICE_TOKEN` in the `x-drgdip-service-token` header), which the clients
+made here send; /livez, /readyz and /metrics stay open everywhere.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +35,8 @@ from shared.bus import Bus, bus_from_url
 from shared.events import ALL_TOPICS
 from shared.messaging import EventConsumer, Handler, Inbox, Outbox, OutboxRelay
 from shared.observability import ServiceMetrics, configure_logging, get_logger
-from shared.settings import ServiceSettings
-from shared.web import install_error_handlers
+from shared.settings import DEVELOPMENT, ServiceSettings, SettingError
+from shared.web import SERVICE_TOKEN_HEADER, RequireServiceToken, install_error_handlers
 
 log = get_logger("drgdip.runtime")
 
@@ -46,6 +53,7 @@ class Stage:
     on_start: Callable[[], Awaitable[None]] | None = None
     on_stop: Callable[[], Awaitable[None]] | None = None
     service: Any = None  # the stage's own object (ingest's Intake) for commands and benchmarks
+    public: bool = False  # its routes are the public API (the gateway); others are internal
 
 
 @dataclass
@@ -78,17 +86,20 @@ class Runtime:
                  *, embedded: bool = False) -> None:
         self.settings = settings
         self.embedded = embedded
+        self.started = False
         self.engine = dbmod.create_engine(settings.db)
+        self.probe = dbmod.Probe(self.engine)
         self.bus = bus_from_url(settings.bus, client_id="drgdip")
-        self.app = FastAPI(title="drgdip", lifespan=self._lifespan)
-        install_error_handlers(self.app)
-        self.app.middleware("http")(_correlation)
         self._clients: list[httpx.AsyncClient] = []
         ctx = Context(settings, self.engine, self.bus, self._http)
         self.stages = [f(ctx) for f in factories]
-        # what routes reach through `shared.web` dependencies (`Conn`, `stage_service`)
-        self.app.state.engine = self.engine
-        self.app.state.services = {s.name: s.service for s in self.stages}
+        internal_only = not any(s.public for s in self.stages)
+        # the served app; a service that is internal only shows no API document to anyone
+        self.app = self._web_app(lifespan=self._lifespan, documented=not internal_only)
+        # embedded: the stages' internal routes, reached in process by the gateway, never served
+        self.internal = self._web_app(documented=False) if embedded else None
+        if not embedded and internal_only:
+            self.app.add_middleware(RequireServiceToken, token=settings.service_token.get_secret_value())
         self.relays: list[OutboxRelay] = []
         self.consumers: list[EventConsumer] = []
         self._tasks: list[asyncio.Task] = []
@@ -107,22 +118,45 @@ class Runtime:
                     namespace=settings.namespace,
                 ))
             if s.router is not None:
-                self.app.include_router(s.router)
+                (self.app if s.public or self.internal is None else self.internal).include_router(s.router)
         self._add_health_routes()
 
+    def _web_app(self, *, documented: bool, lifespan: Any = None) -> FastAPI:
+        docs: dict[str, Any] = {} if documented else {"openapi_url": None, "docs_url": None, "redoc_url": None}
+        app = FastAPI(title="drgdip", lifespan=lifespan, **docs)
+        install_error_handlers(app)
+        app.middleware("http")(_correlation)
+        # what routes reach through `shared.web` dependencies (`Conn`, `stage_service`)
+        app.state.engine = self.engine
+        app.state.services = {s.name: s.service for s in self.stages}
+        return app
+
     def _http(self, base_url: str) -> httpx.AsyncClient:
-        if self.embedded:  # the other service is mounted in this very app
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://embedded")
+        if self.internal is not None:  # the other service is in this process
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.internal),
+                                       base_url="http://embedded")
         else:
-            client = httpx.AsyncClient(base_url=base_url, timeout=30)
+            client = httpx.AsyncClient(base_url=base_url, timeout=30, headers={
+                SERVICE_TOKEN_HEADER: self.settings.service_token.get_secret_value()})
         self._clients.append(client)
         return client
 
     async def start(self) -> None:
+        self.started = True
         configure_logging(self.settings.log_level, self.settings.log_format)
+        # Alembic's own INFO lines ("Context impl SQLiteImpl.") are noise at every start
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        try:
+            async with self.engine.connect():
+                pass
+        except Exception as e:
+            raise SettingError("DRGDIP_DB", f"cannot open the database: {_first_line(e)}") from e
         for s in self.stages:
             await migrate.upgrade(self.engine, s.name)
-        await self.bus.start()
+        try:
+            await self.bus.start()
+        except Exception as e:
+            raise SettingError("DRGDIP_BUS", f"cannot reach the bus: {_first_line(e)}") from e
         await self.bus.ensure_topics([self.settings.namespace + t for t in ALL_TOPICS],
                                      self.settings.partitions)
         for s in self.stages:
@@ -136,8 +170,13 @@ class Runtime:
         for c in self.consumers:
             self._tasks.append(asyncio.create_task(c.run(), name=f"consumer-{c.service}"))
         log.info("started", stages=[s.name for s in self.stages], bus=self.settings.bus.split("://")[0])
+        if self.settings.environment == DEVELOPMENT:
+            for name in self.settings.public_secrets():
+                log.warning("public default secret: set a private value outside development "
+                            "(refused there)", setting=name)
 
     async def stop(self) -> None:
+        self.started = False
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -151,10 +190,12 @@ class Runtime:
             await c.aclose()
         await self.bus.stop()
         await self.engine.dispose()
+        await self.probe.dispose()
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
-        await self.start()
+        if not self.started:  # `drgdip serve` starts the runtime before it serves
+            await self.start()
         try:
             yield
         finally:
@@ -169,7 +210,8 @@ class Runtime:
 
         @app.get("/readyz", tags=["ops"])
         async def readyz() -> Response:
-            db_ok, bus_ok = await asyncio.gather(dbmod.ping(self.engine), self.bus.ping())
+            # the probe has a connection of its own: it never queues behind the stages' pool
+            db_ok, bus_ok = await asyncio.gather(self.probe.ping(), self.bus.ping())
             dead = [t.get_name() for t in self._tasks if t.done()]
             ok = db_ok and bus_ok and not dead
             body = {"status": "ok" if ok else "unavailable", "database": db_ok, "bus": bus_ok,
@@ -182,3 +224,8 @@ class Runtime:
                 with contextlib.suppress(Exception):
                     await r.backlog()
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__

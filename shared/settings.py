@@ -1,16 +1,36 @@
 """Settings read from `DRGDIP_*` environment variables: what every service needs. Each service
 adds its own in `services/<name>/config.py`.
 
-Bad values stop the service at start-up with pydantic's message naming the variable.
-The same names are used by the CLI flags, docker-compose.yml and the k8s manifests.
+Bad values stop the service at start-up with pydantic's message naming the variable
+(`describe` puts it on one line). The same names are used by the CLI flags, docker-compose.yml
+and the k8s manifests.
+
+Secrets (`private_settings`) ship with public defaults so that the development environment needs
+no setup; outside it (`DRGDIP_ENVIRONMENT=production`) a secret left unset, at its default or at a
+shipped placeholder (`change-me…`) stops the service at start-up.
 """
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from pathlib import PurePath
+from typing import Any, ClassVar, Final, Literal, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT: Final = "development"
+# The development value of the service credential; every secret's default is public.
+DEV_SERVICE_TOKEN = "drgdip-dev-service-token"
+PLACEHOLDER = "change-me"  # the values shipped in docker-compose.yml and deploy/k8s
+
+
+class SettingError(Exception):
+    """A setting the service cannot start with (a folder without schemes, an unreadable file,
+    a database or broker that does not answer): `drgdip serve` prints it on one line."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
 
 
 class ServiceSettings(BaseSettings):
@@ -42,6 +62,37 @@ class ServiceSettings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    environment: Literal["development", "production"] = Field(
+        DEVELOPMENT,
+        description="development: secrets may keep their public defaults (a warning at start); "
+                    "production: a secret at a public default stops the service at start",
+    )
+    service_token: SecretStr = Field(
+        SecretStr(DEV_SERVICE_TOKEN),
+        description="distributed mode: the credential the gateway sends to ingest, grouper and "
+                    "pricer (header x-drgdip-service-token); the same private value on every service",
+    )
+
+    # The secrets whose public default (or shipped placeholder) is refused outside development.
+    private_settings: ClassVar[tuple[str, ...]] = ("service_token",)
+
+    def public_secrets(self) -> list[str]:
+        """The environment names of the secrets left unset, at a public default or a placeholder."""
+        out = []
+        for name in self.private_settings:
+            value = _plain(getattr(self, name))
+            default = _plain(type(self).model_fields[name].default)
+            if not value.strip() or value == default or PLACEHOLDER in value:
+                out.append(env_name(type(self), name))
+        return out
+
+    @model_validator(mode="after")
+    def _private_secrets_outside_development(self) -> ServiceSettings:
+        if self.environment != DEVELOPMENT and (names := self.public_secrets()):
+            raise ValueError(
+                f"{', '.join(names)} unset or at a public default: set a private value "
+                f"(DRGDIP_ENVIRONMENT={self.environment})")
+        return self
 
     @field_validator("bus")
     @classmethod
@@ -70,5 +121,32 @@ def load_settings(cls: type[S], **overrides: object) -> S:
 
 def env_names(cls: type[ServiceSettings]) -> set[str]:
     """The environment variable names a settings class reads."""
-    prefix = cls.model_config.get("env_prefix", "")
-    return {(prefix + name).upper() for name in cls.model_fields}
+    return {env_name(cls, name) for name in cls.model_fields}
+
+
+def env_name(cls: type[ServiceSettings], field: str) -> str:
+    return (cls.model_config.get("env_prefix", "") + field).upper()
+
+
+def describe(error: ValidationError, cls: type[ServiceSettings] = ServiceSettings) -> str:
+    """A settings error on one line, each problem named by its environment variable."""
+    parts = []
+    for e in error.errors():
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if e["loc"]:
+            field = str(e["loc"][0])
+            secret = field in cls.private_settings or "secret" in field or "token" in field
+            shown = "" if secret or isinstance(e.get("input"), dict) else f" (got {_shown(e.get('input'))})"
+            parts.append(f"{env_name(cls, field)}: {msg}{shown}")
+        else:
+            parts.append(msg)
+    return "; ".join(parts)
+
+
+def _plain(value: Any) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value or "")
+
+
+def _shown(value: Any) -> str:
+    text = repr(str(value) if isinstance(value, PurePath) else value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -5,10 +5,13 @@
   returns (rolled back when it raises). Repositories take it and never commit.
 - `stage_service(name)`: the stage object a service's routes work with (its registry, stores and
   settings), as the composition root built it.
+- `RequireServiceToken`: in the distributed mode, what stands in front of every service but the
+  gateway: only a caller with the service credential (the gateway) gets past it.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -17,8 +20,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.errors import DomainError, invalid_from_validation
+from shared.errors import DomainError, Unauthorized, invalid_from_validation
+
+# The header the gateway sends its service credential in (DRGDIP_SERVICE_TOKEN).
+SERVICE_TOKEN_HEADER = "x-drgdip-service-token"
+# What a process serves to anyone: probes and metrics.
+OPS_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 
 _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED", 403: "FORBIDDEN",
                413: "TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
@@ -63,3 +72,25 @@ def stage_service(name: str) -> Callable[[Request], Any]:
         return request.app.state.services[name]
     _service.__name__ = f"{name}_service"
     return _service
+
+
+class RequireServiceToken:
+    """ASGI middleware: every request but the ops paths carries the service credential, or is
+    answered 401 `SERVICE_TOKEN_INVALID` (the same for a missing and a wrong one, compared in
+    constant time) before any route, or the 404 of a missing one, is reached."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        if not token:
+            raise ValueError("an empty service token")
+        self.app = app
+        self._token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPS_PATHS:
+            given = next((v for k, v in scope["headers"] if k == SERVICE_TOKEN_HEADER.encode()), b"")
+            if not hmac.compare_digest(given, self._token):
+                err = Unauthorized("this service answers the gateway only: missing or wrong service token",
+                                   code="SERVICE_TOKEN_INVALID", field=SERVICE_TOKEN_HEADER)
+                await JSONResponse(err.body(), status_code=err.status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -162,3 +162,11 @@ async def api_client(runtime: Any, role: str = "bureau-admin", hospital: str | N
     headers = await bearer(runtime.engine, role, hospital)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.app), base_url="http://test",
                              headers=headers)
+
+
+def internal_client(runtime: Any) -> Any:
+    """An in-process HTTP client of an embedded runtime's internal routes (the stages' own, which
+    only the gateway reaches: they are not served)."""
+    import httpx
+
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.internal), base_url="http://internal")

@@ -15,4 +15,4 @@ def build(ctx: Context) -> Stage:
     settings = ctx.settings if isinstance(ctx.settings, GatewaySettings) else GatewaySettings()
     return Stage(repository.NAME, repository.metadata, Outbox(repository.NAME, repository.metadata),
                  router=router, subscriptions=[(TOPICS, handlers.on_stage_events)],
-                 service=Upstreams(settings, ctx.http))
+                 service=Upstreams(settings, ctx.http), public=True)

@@ -27,6 +27,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.domain.auth import BUREAU_ROLES, Principal, bearer_token, hash_token
 from services.gateway.domain.readmodel import ORDER
 from shared.errors import Forbidden, NotFound, Unauthorized, Unavailable
+from shared.observability import get_logger
 from shared.web import Conn, Engine, stage_service
 
 # Request bodies the gateway passes on unparsed, described for the OpenAPI document (and fuzzers).
@@ -53,6 +54,9 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
+_log = get_logger("drgdip.gateway")
+
+
 class Upstreams:
     """The services the gateway forwards to: one HTTP client each, made when first used."""
 
@@ -76,6 +80,10 @@ class Upstreams:
                                                 timeout=None if path.endswith(":import") else 30)
         except httpx.HTTPError as e:
             raise Unavailable(f"{path} is unavailable: {type(e).__name__}", code="UPSTREAM_UNAVAILABLE") from None
+        if r.status_code == 401:  # the upstream refused the gateway itself: not the caller's fault
+            _log.error("upstream refused the service token: DRGDIP_SERVICE_TOKEN differs", upstream=name)
+            raise Unavailable(f"{path} is unavailable: the service refused the gateway",
+                              code="UPSTREAM_REFUSED")
         return Response(r.content, status_code=r.status_code, media_type="application/json")
 
 

@@ -6,10 +6,12 @@ from functools import partial
 
 from services.grouper import handlers, repository
 from services.grouper.config import GrouperSettings
+from services.grouper.domain.errors import SchemeError
 from services.grouper.endpoints import router
 from shared.events import CASE_RECEIVED
 from shared.messaging import Outbox
 from shared.runtime import Context, Stage
+from shared.settings import SettingError
 
 
 def build(ctx: Context) -> Stage:
@@ -18,7 +20,14 @@ def build(ctx: Context) -> Stage:
 
     async def on_start() -> None:
         async with ctx.engine.connect() as conn:
-            await grouper.load_schemes(conn)
+            try:
+                await grouper.load_schemes(conn)
+            except SchemeError as e:
+                if grouper.book.schemes or settings.schemes_dir is not None:
+                    raise SettingError("DRGDIP_SCHEMES_DIR", str(e)) from e
+                raise SettingError("DRGDIP_SCHEMES_DIR", "no grouping scheme: give a folder of schemes "
+                                   "(--schemes-dir, e.g. ../shared/schemes) or register one with "
+                                   "`drgdip scheme import`") from e
 
     return Stage(repository.NAME, repository.metadata, Outbox(repository.NAME, repository.metadata),
                  router=router, subscriptions=[((CASE_RECEIVED,), partial(handlers.on_case_received, grouper))],

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import DirectoryPath, Field
 
 from shared.settings import ServiceSettings
 
 
 class GrouperSettings(ServiceSettings):
-    schemes_dir: Path | None = Field(
+    schemes_dir: DirectoryPath | None = Field(
         None, description="folder of scheme folders to import at start (e.g. ../shared/schemes)"
     )
     default_scheme: str = Field("chs-drg-1.1", description="scheme for regions with no registration")

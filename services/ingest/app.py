@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from services.ingest import repository
 from services.ingest.config import IngestSettings
-from services.ingest.domain.qc import load_dictionaries
+from services.ingest.domain.qc import DictionaryError, load_dictionaries
 from services.ingest.endpoints import router
 from services.ingest.handlers import Intake
 from shared.messaging import Outbox
 from shared.runtime import Context, Stage
+from shared.settings import SettingError
 
 
 def build(ctx: Context) -> Stage:
     settings = ctx.settings if isinstance(ctx.settings, IngestSettings) else IngestSettings()
     outbox = Outbox(repository.NAME, repository.metadata)
-    dictionaries = load_dictionaries(settings.dictionary_scheme) if settings.dictionary_scheme else None
+    try:
+        dictionaries = load_dictionaries(settings.dictionary_scheme) if settings.dictionary_scheme else None
+    except DictionaryError as e:
+        raise SettingError("DRGDIP_DICTIONARY_SCHEME", str(e)) from e
     intake = Intake(ctx.engine, outbox, settings, dictionaries)
 
     async def recover() -> None:

@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.pricer import handlers, repository
 from services.pricer.config import PricerSettings
 from services.pricer.endpoints import router
+from shared.errors import DomainError
 from shared.events import CASE_GROUPED, Envelope
 from shared.messaging import Outbox
 from shared.runtime import Context, Stage
+from shared.settings import SettingError
 
 
 def build(ctx: Context) -> Stage:
@@ -23,7 +25,11 @@ def build(ctx: Context) -> Stage:
         if settings.policy_file is not None:
             document = settings.policy_file.read_bytes()
             async with ctx.engine.begin() as conn:
-                await handlers.import_policy(conn, document, "settings", book=policies.drg)
+                try:
+                    await handlers.import_policy(conn, document, "settings", book=policies.drg)
+                except DomainError as e:  # an invalid policy, or a conflict with a stored version
+                    where = f" at {e.field}" if e.field else ""
+                    raise SettingError("DRGDIP_POLICY_FILE", f"{e.code}{where}: {e.message}") from e
 
     async def on_case_grouped(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[Envelope]:
         return await handlers.on_case_grouped(policies, conn, envs)

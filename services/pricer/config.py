@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from pydantic import Field
+from pydantic import Field, FilePath
 
 from shared.settings import ServiceSettings
 
 
 class PricerSettings(ServiceSettings):
-    policy_file: Path | None = Field(None, description="pricing policy JSON imported at start")
+    policy_file: FilePath | None = Field(None, description="pricing policy JSON imported at start")

@@ -19,6 +19,8 @@ from processes import ServiceProcess
 from sqlalchemy import text
 
 from shared.db import create_engine
+from shared.settings import DEV_SERVICE_TOKEN
+from shared.web import SERVICE_TOKEN_HEADER
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
@@ -206,7 +208,8 @@ async def test_poison_message_goes_to_the_dead_letter_topic_and_the_grouper_keep
     try:
         topic = suite.namespace + CASE_RECEIVED
         await bus.publish([Record(topic, "poison", b"\xff\xfe not json")])
-        r = httpx.post(ingest.url + "/settlement-lists", json=lists(1)[0], timeout=10)
+        r = httpx.post(ingest.url + "/settlement-lists", json=lists(1)[0], timeout=10,
+                       headers={SERVICE_TOKEN_HEADER: DEV_SERVICE_TOKEN})  # as the gateway does
         assert r.status_code == 202, r.text
         engine = create_engine(suite.dbs["grouper"])
         try:

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import HOSPITALS, SHARED, api_client, count, lists, policy, wait_until
+from helpers import HOSPITALS, SHARED, api_client, count, internal_client, lists, policy, wait_until
 from sqlalchemy import select
 
 from drgdip.stages import build_runtime
@@ -147,14 +147,15 @@ async def test_a_new_policy_version_prices_later_cases_and_keeps_the_old_rows(st
     first = settlement_list(0, hospital=H1, cost="12000.00", patient_share="0.00")
     await submit_and_wait(rt, client, [first])
 
-    r = await client.post("/policies", json=outlier_policy(version=2),
+    pricer = internal_client(rt)  # the pricer's own routes, as the gateway reaches them
+    r = await pricer.post("/policies", json=outlier_policy(version=2),
                           headers={"x-drgdip-actor": "bureau-admin:alice"})
     assert r.status_code == 201, r.text
     assert (r.json()["version"], r.json()["stored"]) == (2, True)
-    again = await client.post("/policies", json=outlier_policy(version=2))
+    again = await pricer.post("/policies", json=outlier_policy(version=2))
     assert again.status_code == 200 and again.json()["stored"] is False  # same content: no-op
     changed = outlier_policy(version=2) | {"notes": "edited in place"}
-    conflict = await client.post("/policies", json=changed)
+    conflict = await pricer.post("/policies", json=changed)
     assert conflict.status_code == 409 and conflict.json()["error"]["field"] == "version"
 
     later = settlement_list(1, hospital=H1, cost="12000.00", patient_share="0.00")
@@ -168,7 +169,8 @@ async def test_a_new_policy_version_prices_later_cases_and_keeps_the_old_rows(st
     [row] = await priced_rows(rt, case_id(later))
     assert (row.policy_version, row.case_type) == (2, "high_outlier")
 
-    listed = (await client.get("/policies")).json()["policies"]
+    listed = (await pricer.get("/policies")).json()["policies"]
+    await pricer.aclose()
     assert [(p["version"], p["imported_by"]) for p in listed] == [
         (1, "settings"), (2, "bureau-admin:alice")]
     assert await count(rt.engine, "pricer_policy_audit") == 2
@@ -178,6 +180,7 @@ async def test_a_bad_policy_is_rejected_with_the_field_and_nothing_is_stored(sta
     rt, client = await start(policy())
     bad = policy() | {"version": 2}
     bad["weights"] = {"version": "w2", "table": {"AB11": 1.5}}  # a JSON float, not "1.5000"
+    client = internal_client(rt)  # the pricer's own route, as the gateway reaches it
     r = await client.post("/policies", json=bad)
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "INVALID_POLICY"
@@ -188,6 +191,7 @@ async def test_a_bad_policy_is_rejected_with_the_field_and_nothing_is_stored(sta
     assert r.status_code == 422 and r.json()["error"]["field"] == "method"
     r = await client.post("/policies", content=b"{not json")
     assert r.status_code == 422 and r.json()["error"]["code"] == "INVALID_POLICY"
+    await client.aclose()
 
     with pytest.raises(PolicyError) as e:  # what `drgdip policy import` calls
         await in_transaction(rt.engine, import_policy, orjson.dumps(bad))
@@ -228,10 +232,12 @@ async def test_monthly_presettlement_and_annual_clearing_store_new_versions(star
     assert clearing.version == 1
     assert (await in_transaction(rt.engine, run_annual_clearing, "test-2024", "2024", Decimal("100000.00"))).version == 2
 
-    r = await client.get("/statements", params={"hospital": H1, "period": "2024-03"})
+    pricer = internal_client(rt)
+    r = await pricer.get("/statements", params={"hospital": H1, "period": "2024-03"})
     assert [(s["kind"], s["version"]) for s in r.json()["statements"]] == [
         ("monthly", 1), ("monthly", 2)]
-    annual = (await client.get("/statements", params={"hospital": H1, "period": "2024"})).json()
+    annual = (await pricer.get("/statements", params={"hospital": H1, "period": "2024"})).json()
+    await pricer.aclose()
     docs = [s["document"] for s in annual["statements"]]
     assert [d["version"] for d in docs] == [1, 2]
     assert docs[0]["lines"]["balance"] == "925.00" and docs[0]["clearing"]["budget"] == "100000.00"
