@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import orjson
@@ -102,10 +103,11 @@ def token_revoke(token_id: str, db: Db = None) -> None:
 def token_list(db: Db = None) -> None:
     """Show the tokens (ids, roles, hospitals, expiry; never the tokens themselves)."""
     for t in _in_transaction(_settings(db), repository.list_tokens):
+        expires = t["expires_at"]
         if t["revoked_at"]:
             state = f"revoked {t['revoked_at']:%Y-%m-%d}"
-        elif t["expires_at"]:
-            state = f"expires {t['expires_at']:%Y-%m-%d}"
+        elif expires and expires <= datetime.now(UTC):
+            state = f"expired {expires:%Y-%m-%d}"
         else:
-            state = "active"
+            state = f"active, expires {expires:%Y-%m-%d}" if expires else "active"
         typer.echo(f"{t['token_id']}  {t['role']:<16} {t['hospital_code'] or '-':<12} {state}  {t['label'] or ''}")

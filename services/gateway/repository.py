@@ -179,7 +179,8 @@ async def list_tokens(conn: AsyncConnection) -> list[dict[str, Any]]:
     rows = (await conn.execute(select(
         tokens.c.token_id, tokens.c.role, tokens.c.hospital_code, tokens.c.label,
         tokens.c.created_at, tokens.c.revoked_at, tokens.c.expires_at).order_by(tokens.c.created_at))).all()
-    return [dict(r._mapping) for r in rows]
+    return [dict(r._mapping) | {k: _aware(r._mapping[k]) if r._mapping[k] else None
+                                for k in ("created_at", "revoked_at", "expires_at")} for r in rows]
 
 
 async def token_holder(conn: AsyncConnection, token_hash: str) -> tuple[Principal | None, str]:
