@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from services.gateway import handlers, repository
 from services.gateway.config import GatewaySettings
-from services.gateway.endpoints import Upstreams, router
+from services.gateway.endpoints import Gateway, router
 from shared.events import TOPICS
 from shared.messaging import Outbox
 from shared.runtime import Context, Stage
@@ -15,4 +15,4 @@ def build(ctx: Context) -> Stage:
     settings = ctx.settings if isinstance(ctx.settings, GatewaySettings) else GatewaySettings()
     return Stage(repository.NAME, repository.metadata, Outbox(repository.NAME, repository.metadata),
                  router=router, subscriptions=[(TOPICS, handlers.on_stage_events)],
-                 service=Upstreams(settings, ctx.http), public=True)
+                 service=Gateway.of(settings, ctx.http), public=True)

@@ -2,18 +2,24 @@
 
 The main CLI mounts `token_app` with `app.add_typer(token_app, name="token")`. Each command is
 one transaction on the gateway's database (`--db` or `DRGDIP_DB`), its schema upgraded first.
+Creating and revoking a token is audited (`gateway_audit`) with the operating-system user as
+the actor (`cli:<user>`).
 """
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
+import orjson
 import typer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.gateway import repository
 from services.gateway.config import GatewaySettings
+from services.gateway.domain import audit
 from services.gateway.domain.auth import TokenRequestError
 
 T = TypeVar("T")
@@ -22,39 +28,72 @@ Db = Annotated[str | None, typer.Option(help="sqlite+aiosqlite:///FILE or postgr
 token_app = typer.Typer(help="API tokens: one per hospital, and separate bureau roles.")
 
 
-def _in_transaction(db: str | None, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+def _settings(db: str | None) -> GatewaySettings:
+    from shared.settings import load_settings
+
+    return load_settings(GatewaySettings, db=db)
+
+
+def _in_transaction(settings: GatewaySettings, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
     """Run `work(conn)` in one transaction on the gateway's database (schema upgraded first)."""
     from shared.migrate import run_on_database
-    from shared.settings import load_settings
 
     async def run(engine: AsyncEngine) -> T:
         async with engine.begin() as conn:
             return await work(conn)
 
-    return run_on_database(load_settings(GatewaySettings, db=db).db, repository.NAME, run)
+    return run_on_database(settings.db, repository.NAME, run)
+
+
+def cli_actor() -> str:
+    """Who runs a command, as the audit records it."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in this environment
+        return "cli:unknown"
 
 
 @token_app.command("create")
 def token_create(
     hospital: Annotated[str | None, typer.Option(help="hospital code (fixmedins_code) the token acts for")] = None,
-    role: Annotated[str, typer.Option(help="hospital, bureau-analyst, bureau-reviewer or bureau-admin")] = "hospital",
+    role: Annotated[str, typer.Option(
+        help="hospital, bureau-analyst, bureau-reviewer, bureau-admin or bureau-auditor")] = "hospital",
     label: Annotated[str | None, typer.Option(help="who holds it, for the token list")] = None,
+    days: Annotated[int | None, typer.Option(
+        min=0, max=3650, help="days until it expires (default DRGDIP_TOKEN_DAYS; 0: never)")] = None,
     db: Db = None,
 ) -> None:
     """Issue a token. It is printed once; only its hash is stored."""
+    settings = _settings(db)
+    lifetime = settings.token_days if days is None else days
+
+    async def work(conn: AsyncConnection) -> tuple[str, str]:
+        token_id, token = await repository.create_token(conn, role, hospital, label, lifetime)
+        await repository.record(conn, audit.TOKEN_CREATED, actor=cli_actor(), subject=token_id,
+                                detail=orjson.dumps({"role": role, "hospital": hospital, "days": lifetime}).decode())
+        return token_id, token
+
     try:
-        token_id, token = _in_transaction(db, lambda c: repository.create_token(c, role, hospital, label))
+        token_id, token = _in_transaction(settings, work)
     except TokenRequestError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"token {token_id} ({role}{' ' + hospital if hospital else ''}); keep it secret, it is not shown again:")
+    expires = f", expires in {lifetime} days" if lifetime else ", never expires"
+    typer.echo(f"token {token_id} ({role}{' ' + hospital if hospital else ''}{expires}); "
+               "keep it secret, it is not shown again:")
     typer.echo(token)
 
 
 @token_app.command("revoke")
 def token_revoke(token_id: str, db: Db = None) -> None:
     """Revoke a token by its id (from `drgdip token list`)."""
-    if not _in_transaction(db, lambda c: repository.revoke_token(c, token_id)):
+    async def work(conn: AsyncConnection) -> bool:
+        if not await repository.revoke_token(conn, token_id):
+            return False
+        await repository.record(conn, audit.TOKEN_REVOKED, actor=cli_actor(), subject=token_id)
+        return True
+
+    if not _in_transaction(_settings(db), work):
         typer.echo(f"error: no active token {token_id}", err=True)
         raise typer.Exit(2)
     typer.echo(f"revoked {token_id}")
@@ -62,7 +101,13 @@ def token_revoke(token_id: str, db: Db = None) -> None:
 
 @token_app.command("list")
 def token_list(db: Db = None) -> None:
-    """Show the tokens (ids, roles, hospitals; never the tokens themselves)."""
-    for t in _in_transaction(db, repository.list_tokens):
-        state = f"revoked {t['revoked_at']:%Y-%m-%d}" if t["revoked_at"] else "active"
+    """Show the tokens (ids, roles, hospitals, expiry; never the tokens themselves)."""
+    for t in _in_transaction(_settings(db), repository.list_tokens):
+        expires = t["expires_at"]
+        if t["revoked_at"]:
+            state = f"revoked {t['revoked_at']:%Y-%m-%d}"
+        elif expires and expires <= datetime.now(UTC):
+            state = f"expired {expires:%Y-%m-%d}"
+        else:
+            state = f"active, expires {expires:%Y-%m-%d}" if expires else "active"
         typer.echo(f"{t['token_id']}  {t['role']:<16} {t['hospital_code'] or '-':<12} {state}  {t['label'] or ''}")

@@ -11,4 +11,11 @@ class GatewaySettings(ServiceSettings):
     ingest_url: str = Field("http://127.0.0.1:8001", description="ingest service base URL")
     grouper_url: str = Field("http://127.0.0.1:8002", description="grouper service base URL")
     pricer_url: str = Field("http://127.0.0.1:8003", description="pricer service base URL")
-
+    token_days: int = Field(
+        90, ge=0, le=3650,
+        description="default lifetime of a new API token in days (`drgdip token create --days`); 0: never expires")
+    auth_max_failures: int = Field(
+        10, ge=1, le=10_000,
+        description="refused authentications from one client (IP) within the window before it gets 429")
+    auth_failure_window_seconds: int = Field(
+        300, ge=1, le=86_400, description="the window the refused authentications are counted in")

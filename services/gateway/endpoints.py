@@ -2,17 +2,25 @@
 
 Submissions are passed to ingest, draft checks and DIP catalogues to the grouper, policies and
 statements to the pricer, over HTTP (in-process in the embedded mode); queries are answered
-from the gateway's own read model.
+from the gateway's own read model. Tokens and the audit of administrative actions are the
+gateway's own (bureau-admin).
 
 A route that forwards takes no `Conn`: the embedded SQLite engine has one pooled connection,
 which the upstream route needs while the gateway awaits it. The caller is authenticated in its
-own short read before (`Caller`); a route that takes both names `Caller` before `Conn`, since
+own short read before (`Caller`), and an audited change is recorded in a short transaction of its
+own once the upstream accepted it; a route that takes both names `Caller` before `Conn`, since
 dependencies are resolved in the order of the parameters.
+
+Query parameters: a hospital is always `hospital`; a parameter a route does not know is refused
+(422 `UNKNOWN_PARAMETER`) rather than silently ignored.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -21,14 +29,29 @@ import orjson
 import structlog
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway import repository
 from services.gateway.config import GatewaySettings
-from services.gateway.domain.auth import BUREAU_ROLES, Principal, bearer_token, hash_token
+from services.gateway.domain import audit
+from services.gateway.domain.auth import (
+    BUREAU_ROLES,
+    HOSPITAL,
+    Principal,
+    TokenExpired,
+    TooManyFailures,
+    bearer_token,
+    hash_token,
+    token_id_of,
+)
+from services.gateway.domain.masking import mask_document
 from services.gateway.domain.readmodel import ORDER
-from shared.errors import Forbidden, NotFound, Unauthorized, Unavailable
+from services.gateway.domain.throttle import FailureThrottle
+from shared.errors import Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from shared.observability import get_logger
 from shared.web import Conn, Engine, stage_service
+
+log = structlog.get_logger("drgdip.gateway")
 
 # Request bodies the gateway passes on unparsed, described for the OpenAPI document (and fuzzers).
 LIST_SCHEMA: dict[str, Any] = {
@@ -87,20 +110,75 @@ class Upstreams:
         return Response(r.content, status_code=r.status_code, media_type="application/json")
 
 
-async def caller(engine: Engine, authorization: str | None = Header(None)) -> Principal:
-    """Who sends the request, from its bearer token (read on a connection of its own)."""
-    token_hash = hash_token(bearer_token(authorization))
-    async with engine.connect() as conn:
-        who = await repository.active_principal(conn, token_hash)
+@dataclass(frozen=True)
+class Gateway:
+    """The gateway's stage object: its settings, the upstream services and the per-process
+    count of refused authentications per client."""
+
+    settings: GatewaySettings
+    upstreams: Upstreams
+    throttle: FailureThrottle
+
+    @classmethod
+    def of(cls, settings: GatewaySettings, http: Callable[[str], httpx.AsyncClient]) -> Gateway:
+        return cls(settings, Upstreams(settings, http),
+                   FailureThrottle(settings.auth_max_failures, settings.auth_failure_window_seconds))
+
+
+The = Annotated[Gateway, Depends(stage_service(repository.NAME))]
+
+
+def _upstreams(gw: The) -> Upstreams:
+    return gw.upstreams
+
+
+Upstream = Annotated[Upstreams, Depends(_upstreams)]
+
+
+def client_of(request: Request) -> str:
+    """The caller's address (the peer of the connection; a proxy in front must pass it on)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def caller(request: Request, engine: Engine, gw: The, authorization: str | None = Header(None)) -> Principal:
+    """Who sends the request, from its bearer token (read on a connection of its own).
+
+    A client refused `auth_max_failures` times within the window gets 429 with `Retry-After`
+    before its token is even looked at. Every refusal is logged with the client and the reason,
+    never with the token (its id at most)."""
+    client, now = client_of(request), time.monotonic()
+    if (wait := gw.throttle.retry_after(client, now)) is not None:
+        log.warning("authentication refused", client=client, reason="throttled", path=request.url.path)
+        raise TooManyFailures(wait)
+    token = ""
+    try:
+        token = bearer_token(authorization)
+        async with engine.connect() as conn:
+            who, why = await repository.token_holder(conn, hash_token(token))
+    except Unauthorized:
+        who, why = None, "missing"
     if who is None:
-        raise Unauthorized("unknown or revoked token")
+        gw.throttle.failed(client, now)
+        log.warning("authentication refused", client=client, reason=why, token_id=token_id_of(token),
+                    path=request.url.path)
+        if why == "expired":
+            raise TokenExpired("this token has expired; ask the bureau for a new one")
+        raise Unauthorized("send an Authorization: Bearer <token> header" if why == "missing"
+                           else "unknown or revoked token")
     return who
 
 
 Caller = Annotated[Principal, Depends(caller)]
-Upstream = Annotated[Upstreams, Depends(stage_service(repository.NAME))]
 
 router = APIRouter(prefix="/api/v1", tags=["gateway"])
+
+
+def _only(request: Request, *known: str) -> None:
+    """Refuse a query parameter the route does not know (it would otherwise be ignored)."""
+    for name in request.query_params:
+        if name not in known:
+            raise Invalid(f"unknown query parameter {name!r}; this route takes: {', '.join(known) or 'none'}",
+                          code="UNKNOWN_PARAMETER", field=name)
 
 
 def _headers(who: Principal) -> dict[str, str]:
@@ -114,7 +192,30 @@ def _headers(who: Principal) -> dict[str, str]:
 
 def _audited(who: Principal) -> dict[str, str]:
     """Headers for a change the upstream audits with the token that made it."""
-    return _headers(who) | {"x-drgdip-actor": f"token:{who.token_id}"}
+    return _headers(who) | {"x-drgdip-actor": who.actor}
+
+
+async def _record(engine: Any, request: Request, who: Principal, action: str, subject: str | None,
+                  detail: Any = None) -> None:
+    """Append an audit row in a transaction of its own (a forwarding route holds no connection)."""
+    async with engine.begin() as conn:
+        await _record_on(conn, request, who, action, subject, detail)
+
+
+async def _record_on(conn: Any, request: Request, who: Principal, action: str, subject: str | None,
+                     detail: Any = None) -> None:
+    text = detail if detail is None or isinstance(detail, str) else orjson.dumps(detail).decode()
+    await repository.record(conn, action, actor=who.actor, role=who.role, token_id=who.token_id,
+                            subject=subject, detail=text, client=client_of(request))
+
+
+def _answer(response: Response) -> dict[str, Any]:
+    """An upstream's JSON answer (an object; anything else as empty)."""
+    try:
+        doc = orjson.loads(bytes(response.body))
+    except orjson.JSONDecodeError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 async def _to_ingest(up: Upstreams, path: str, request: Request, who: Principal) -> Response:
@@ -145,35 +246,48 @@ async def import_lists(request: Request, up: Upstream, who: Caller) -> Response:
 
 
 @router.get("/policies")
-async def list_policies(up: Upstream, who: Caller) -> Response:
+async def list_policies(request: Request, up: Upstream, who: Caller) -> Response:
     """Pricing policy versions (bureau roles)."""
     who.require(*BUREAU_ROLES)
+    _only(request)
     return await up.relay("pricer", "GET", "/policies", b"", _headers(who))
 
 
 @router.post("/policies", status_code=201, openapi_extra=_body({"type": "object"}))
-async def upload_policy(request: Request, up: Upstream, who: Caller) -> Response:
+async def upload_policy(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
     """Import a pricing policy version (bureau-admin); every change is audited with who made it."""
     who.require("bureau-admin")
-    return await up.relay("pricer", "POST", "/policies", await request.body(), _audited(who))
+    r = await up.relay("pricer", "POST", "/policies", await request.body(), _audited(who))
+    if r.status_code < 300:
+        a = _answer(r)
+        await _record(engine, request, who, audit.POLICY_IMPORTED, f"{a.get('policy_id')} v{a.get('version')}", a)
+    return r
 
 
 @router.post("/dip/catalogues", status_code=201, openapi_extra=_body({"type": "object"}))
-async def register_dip_catalogue(request: Request, up: Upstream, who: Caller,
+async def register_dip_catalogue(request: Request, up: Upstream, who: Caller, engine: Engine,
                                  region: str = Query(min_length=1, max_length=32),
                                  valid_from: str = Query(min_length=10, max_length=10),
                                  valid_to: str | None = Query(None, min_length=10, max_length=10)) -> Response:
-    """Register a DIP catalogue (built by `drgdip dip build-catalogue`) for a region and period."""
+    """Register a DIP catalogue (built by `drgdip dip build-catalogue`) for a region and period (audited)."""
     who.require("bureau-admin")
-    return await up.relay("grouper", "POST", "/dip/catalogues", await request.body(), _headers(who),
-                          params=dict(request.query_params))
+    r = await up.relay("grouper", "POST", "/dip/catalogues", await request.body(), _headers(who),
+                       params=dict(request.query_params))
+    if r.status_code < 300:
+        await _record(engine, request, who, audit.DIP_CATALOGUE_REGISTERED,
+                      f"{region} {valid_from}..{valid_to or ''}", _answer(r))
+    return r
 
 
 @router.post("/dip/policies", status_code=201, openapi_extra=_body(DIP_POLICY_SCHEMA))
-async def upload_dip_policy(request: Request, up: Upstream, who: Caller) -> Response:
+async def upload_dip_policy(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
     """Import a DIP policy version with its catalogue (bureau-admin; audited)."""
     who.require("bureau-admin")
-    return await up.relay("pricer", "POST", "/dip/policies", await request.body(), _audited(who))
+    r = await up.relay("pricer", "POST", "/dip/policies", await request.body(), _audited(who))
+    if r.status_code < 300:
+        a = _answer(r)
+        await _record(engine, request, who, audit.DIP_POLICY_IMPORTED, f"{a.get('policy_id')} v{a.get('version')}", a)
+    return r
 
 
 @router.get("/statements")
@@ -181,6 +295,7 @@ async def list_statements(request: Request, up: Upstream, who: Caller,
                           hospital: str = Query(min_length=1, max_length=32),
                           period: str | None = Query(None, max_length=16)) -> Response:
     """A hospital's settlement statements (pre-settlement, clearing), every version."""
+    _only(request, "hospital", "period")
     if not who.may_see(hospital):
         raise Forbidden("a hospital sees only its own statements", field="hospital")
     return await up.relay("pricer", "GET", "/statements", b"", _headers(who),
@@ -188,14 +303,44 @@ async def list_statements(request: Request, up: Upstream, who: Caller,
 
 
 @router.get("/settlement-lists/{case_id}/versions")
-async def list_versions(case_id: str, request: Request, up: Upstream, who: Caller) -> Response:
-    """Every version of a list, verbatim as received."""
-    return await _to_ingest(up, f"/settlement-lists/{quote(case_id, safe='')}/versions", request, who)
+async def list_versions(case_id: str, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Every version of a list as received. Names and ID numbers are masked inside `raw`
+    except for the hospital that sent it and the bureau auditor (whose reads are audited)."""
+    _only(request)
+    r = await _to_ingest(up, f"/settlement-lists/{quote(case_id, safe='')}/versions", request, who)
+    if r.status_code != 200:
+        return r
+    answer = _answer(r)
+    if who.reads_personal_data:
+        if who.role != HOSPITAL:
+            await _record(engine, request, who, audit.PERSONAL_DATA_READ, case_id,
+                          {"route": "settlement-list versions", "versions": len(answer.get("versions") or [])})
+        return Response(orjson.dumps(answer | {"personal_data": "clear"}), media_type="application/json")
+    for v in answer.get("versions") or []:
+        v["raw"] = _masked_raw(v.get("raw"))
+    return Response(orjson.dumps(answer | {"personal_data": "masked"}), media_type="application/json")
+
+
+def _masked_raw(raw: Any) -> str | None:
+    """A verbatim list with its personal fields masked; None when it is not JSON (then nothing of
+    it can be shown safely)."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return orjson.dumps(mask_document(doc)).decode()
 
 
 @router.get("/quality")
-async def quality(request: Request, up: Upstream, who: Caller) -> Response:
+async def quality(request: Request, up: Upstream, who: Caller,
+                  month: str | None = Query(None, max_length=7),
+                  hospital: str | None = Query(None, min_length=1, max_length=32)) -> Response:
     """List quality per hospital and month: 时效性, 完整度, 合格率, 准确性."""
+    _only(request, "month", "hospital")
+    if hospital is not None and not who.may_see(hospital):
+        raise Forbidden("a hospital sees only its own quality scores", field="hospital")
     return await _to_ingest(up, "/quality", request, who)
 
 
@@ -207,7 +352,8 @@ async def check_draft(request: Request, up: Upstream, who: Caller) -> Response:
 
 
 @router.get("/cases/{case_id}")
-async def get_case(case_id: str, who: Caller, conn: Conn) -> dict:
+async def get_case(case_id: str, request: Request, who: Caller, conn: Conn) -> dict:
+    _only(request)
     row = await repository.find_case(conn, case_id)
     if row is None or not who.may_see(row.hospital_code):
         # another hospital's case is reported as missing: its existence is not shared
@@ -218,21 +364,112 @@ async def get_case(case_id: str, who: Caller, conn: Conn) -> dict:
         "hospital_code": row.hospital_code,
         "list_version": row.list_version,
         "status": row.status,
+        "flagged": row.flagged,
         **{s: orjson.loads(raw) if (raw := getattr(row, s)) else None for s in ORDER},
         "timeline": events,
     }
 
 
 @router.get("/cases")
-async def list_cases(who: Caller, conn: Conn, hospital_code: str | None = None, status: str | None = None,
+async def list_cases(request: Request, who: Caller, conn: Conn,
+                     hospital: str | None = Query(None, min_length=1, max_length=32),
+                     status: str | None = Query(None, max_length=16),
+                     flagged: bool | None = Query(None, description="true: only cases review flagged"),
                      limit: int = Query(100, ge=1, le=1000),
                      offset: int = Query(0, ge=0, le=100_000_000)) -> dict:
+    """Cases of the read model: a hospital's own, or (bureau) any hospital's."""
+    _only(request, "hospital", "status", "flagged", "limit", "offset")
+    if hospital is not None and not who.may_see(hospital):
+        raise Forbidden("a hospital sees only its own cases", field="hospital")
     if not who.is_bureau:
-        hospital_code = who.hospital_code
-    return {"cases": await repository.list_cases(conn, hospital_code, status, limit, offset)}
+        hospital = who.hospital_code
+    return {"cases": await repository.list_cases(conn, hospital, status, limit, offset, flagged)}
 
 
 @router.get("/summary")
-async def summary(who: Caller, conn: Conn) -> dict:
+async def summary(request: Request, who: Caller, conn: Conn) -> dict:
+    _only(request)
     by_status = await repository.count_by_status(conn, None if who.is_bureau else who.hospital_code)
     return {"cases": sum(by_status.values()), "by_status": by_status}
+
+
+# ---------------------------------------------------------------- tokens and the audit (bureau-admin)
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: str = Field(max_length=32)
+    hospital: str | None = Field(None, min_length=1, max_length=32)
+    label: str | None = Field(None, max_length=128)
+    days: int | None = Field(None, ge=0, le=3650, description="lifetime; default DRGDIP_TOKEN_DAYS, 0: never expires")
+
+
+@router.get("/tokens")
+async def list_tokens(request: Request, who: Caller, conn: Conn) -> dict:
+    """Every token's id, role, hospital, label and dates (never the token or its hash)."""
+    who.require("bureau-admin")
+    _only(request)
+    return {"tokens": await repository.list_tokens(conn)}
+
+
+@router.post("/tokens", status_code=201)
+async def create_token(body: TokenRequest, request: Request, gw: The, who: Caller, conn: Conn) -> dict:
+    """Issue a token; the answer is the only time it is shown (audited)."""
+    who.require("bureau-admin")
+    days = gw.settings.token_days if body.days is None else body.days
+    token_id, token = await repository.create_token(conn, body.role, body.hospital, body.label, days)
+    await _record_on(conn, request, who, audit.TOKEN_CREATED, token_id,
+                     {"role": body.role, "hospital": body.hospital, "days": days})
+    return {"token_id": token_id, "token": token, "role": body.role, "hospital": body.hospital, "days": days}
+
+
+@router.post("/tokens/{token_id}/revoke")
+async def revoke_token(token_id: str, request: Request, who: Caller, conn: Conn) -> dict:
+    """Revoke a token by its id (audited)."""
+    who.require("bureau-admin")
+    if not await repository.revoke_token(conn, token_id):
+        raise NotFound(f"no active token {token_id!r}", code="TOKEN_NOT_FOUND", field="token_id")
+    await _record_on(conn, request, who, audit.TOKEN_REVOKED, token_id)
+    return {"token_id": token_id, "revoked": True}
+
+
+AUDIT_FILTERS = ("action", "actor", "from", "to")
+
+
+async def _audit_rows(conn: Any, action: str | None, actor: str | None,
+                      since: datetime | None, until: datetime | None, limit: int | None, offset: int,
+                      ) -> list[dict[str, Any]]:
+    if action is not None and action not in audit.ACTIONS:
+        raise Invalid(f"action must be one of {', '.join(audit.ACTIONS)}", code="INVALID_FIELD", field="action")
+    return await repository.audit_rows(conn, action=action, actor=actor, since=since, until=until,
+                                       limit=limit, offset=offset)
+
+
+@router.get("/audit")
+async def list_audit(request: Request, who: Caller, conn: Conn,
+                     action: str | None = Query(None, max_length=64),
+                     actor: str | None = Query(None, max_length=128, description="token:<id> or cli:<user>"),
+                     since: datetime | None = Query(None, alias="from", description="ISO 8601, inclusive"),
+                     until: datetime | None = Query(None, alias="to", description="ISO 8601, exclusive"),
+                     limit: int = Query(1000, ge=1, le=10_000),
+                     offset: int = Query(0, ge=0, le=100_000_000)) -> dict:
+    """The audit of administrative actions, oldest first (bureau-admin)."""
+    who.require("bureau-admin")
+    _only(request, *AUDIT_FILTERS, "limit", "offset")
+    rows = await _audit_rows(conn, action, actor, since, until, limit, offset)
+    return {"entries": [r | {"at": r["at"].isoformat()} for r in rows]}
+
+
+@router.get("/audit.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}, "description": "the audit as CSV"}})
+async def export_audit(request: Request, who: Caller, conn: Conn,
+                       action: str | None = Query(None, max_length=64),
+                       actor: str | None = Query(None, max_length=128),
+                       since: datetime | None = Query(None, alias="from"),
+                       until: datetime | None = Query(None, alias="to")) -> Response:
+    """The audit as CSV, with the same filters (bureau-admin); the export is audited itself."""
+    who.require("bureau-admin")
+    _only(request, *AUDIT_FILTERS)
+    rows = await _audit_rows(conn, action, actor, since, until, None, 0)
+    await _record_on(conn, request, who, audit.AUDIT_READ, None, dict(request.query_params))
+    return Response(audit.to_csv(rows), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": 'attachment; filename="drgdip-audit.csv"'})

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     func,
     insert,
     select,
@@ -23,8 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.gateway.domain.auth import Principal, issue_token
-from services.gateway.domain.readmodel import ORDER, CaseRef, Filed
+from services.gateway.domain.auth import Principal, expiry, issue_token
+from services.gateway.domain.readmodel import ORDER, CaseRef, Filed, is_flagged
 from shared.db import ROW_ID, insert_many, update_many
 from shared.events import Envelope
 
@@ -41,6 +43,7 @@ cases = Table(
     Column("priced", Text, nullable=True),
     Column("reviewed", Text, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("flagged", Boolean, nullable=False, server_default=false()),  # review raised a flag
     Index("ix_gateway_cases_hospital", "hospital_code", "status"),
 )
 timeline = Table(
@@ -63,9 +66,9 @@ tokens = Table(
     Column("label", String(128), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),  # None: never expires
 )
-# Created with the tokens (migration gateway_0002) for an audit of token and admin actions;
-# nothing writes it yet (issue 12).
+# Append-only (services/gateway/domain/audit.py): rows are inserted, never updated or deleted.
 audit = Table(
     "gateway_audit", metadata,
     Column("id", ROW_ID, primary_key=True, autoincrement=True),
@@ -75,6 +78,9 @@ audit = Table(
     Column("action", String(64), nullable=False),
     Column("subject", String(128), nullable=True),
     Column("detail", Text, nullable=True),
+    Column("actor", String(128), nullable=True),  # token:<id> or cli:<user>
+    Column("client", String(64), nullable=True),  # the caller's address (API)
+    Index("ix_gateway_audit_at", "at"),
 )
 
 
@@ -102,7 +108,8 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
     changed: list[dict[str, Any]] = []
     for cid, f in filed.items():
         values = {s: f.view[s] for s in ORDER} | dict(
-            case_id=cid, list_version=f.view["list_version"], status=f.view["status"], updated_at=now)
+            case_id=cid, list_version=f.view["list_version"], status=f.view["status"], updated_at=now,
+            flagged=is_flagged(f.view))
         if cid in stored:
             changed.append(values)
         else:
@@ -126,12 +133,14 @@ async def case_timeline(conn: AsyncConnection, case_id: str) -> list[dict[str, A
 
 
 async def list_cases(conn: AsyncConnection, hospital_code: str | None, status: str | None,
-                     limit: int, offset: int) -> list[dict[str, Any]]:
-    q = select(cases.c.case_id, cases.c.hospital_code, cases.c.status, cases.c.list_version)
+                     limit: int, offset: int, flagged: bool | None = None) -> list[dict[str, Any]]:
+    q = select(cases.c.case_id, cases.c.hospital_code, cases.c.status, cases.c.list_version, cases.c.flagged)
     if hospital_code:
         q = q.where(cases.c.hospital_code == hospital_code)
     if status:
         q = q.where(cases.c.status == status)
+    if flagged is not None:
+        q = q.where(cases.c.flagged.is_(flagged))
     rows = (await conn.execute(q.order_by(cases.c.case_id).limit(limit).offset(offset))).all()
     return [dict(r._mapping) for r in rows]
 
@@ -147,12 +156,14 @@ async def count_by_status(conn: AsyncConnection, hospital_code: str | None = Non
 # ---------------------------------------------------------------- tokens
 
 async def create_token(conn: AsyncConnection, role: str, hospital_code: str | None = None,
-                       label: str | None = None) -> tuple[str, str]:
-    """Issue a token; returns (token_id, token). The token itself is never stored."""
+                       label: str | None = None, days: int | None = None) -> tuple[str, str]:
+    """Issue a token valid for `days` days (0 or None: no expiry); returns (token_id, token).
+    The token itself is never stored."""
     t = issue_token(role, hospital_code)
+    now = datetime.now(UTC)
     await conn.execute(insert(tokens).values(
         token_id=t.token_id, token_hash=t.token_hash, role=t.role, hospital_code=t.hospital_code,
-        label=label, created_at=datetime.now(UTC)))
+        label=label, created_at=now, expires_at=expiry(now, days)))
     return t.token_id, t.token
 
 
@@ -167,13 +178,55 @@ async def list_tokens(conn: AsyncConnection) -> list[dict[str, Any]]:
     """Every token's id, role, hospital, label and dates (never the token or its hash)."""
     rows = (await conn.execute(select(
         tokens.c.token_id, tokens.c.role, tokens.c.hospital_code, tokens.c.label,
-        tokens.c.created_at, tokens.c.revoked_at).order_by(tokens.c.created_at))).all()
-    return [dict(r._mapping) for r in rows]
+        tokens.c.created_at, tokens.c.revoked_at, tokens.c.expires_at).order_by(tokens.c.created_at))).all()
+    return [dict(r._mapping) | {k: _aware(r._mapping[k]) if r._mapping[k] else None
+                                for k in ("created_at", "revoked_at", "expires_at")} for r in rows]
 
 
-async def active_principal(conn: AsyncConnection, token_hash: str) -> Principal | None:
-    """Who holds the token with this hash; None when it is unknown or revoked."""
+async def token_holder(conn: AsyncConnection, token_hash: str) -> tuple[Principal | None, str]:
+    """Who holds the token with this hash, and "active"; else (None, why): "unknown", "revoked"
+    or "expired"."""
     row = (await conn.execute(select(tokens).where(tokens.c.token_hash == token_hash))).first()
-    if row is None or row.revoked_at is not None:
-        return None
-    return Principal(row.token_id, row.role, row.hospital_code)
+    if row is None:
+        return None, "unknown"
+    if row.revoked_at is not None:
+        return None, "revoked"
+    if row.expires_at is not None and _aware(row.expires_at) <= datetime.now(UTC):
+        return None, "expired"
+    return Principal(row.token_id, row.role, row.hospital_code), "active"
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite gives back naive datetimes (stored as UTC)."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- the audit (append-only)
+
+async def record(conn: AsyncConnection, action: str, *, actor: str, role: str | None = None,
+                 token_id: str | None = None, subject: str | None = None, detail: str | None = None,
+                 client: str | None = None) -> None:
+    """Append one audit row (never updated or deleted)."""
+    await conn.execute(insert(audit).values(
+        at=datetime.now(UTC), action=action, actor=actor[:128], role=role, token_id=token_id,
+        subject=subject[:128] if subject else subject, detail=detail, client=client[:64] if client else client))
+
+
+async def audit_rows(conn: AsyncConnection, *, action: str | None = None, actor: str | None = None,
+                     since: datetime | None = None, until: datetime | None = None,
+                     limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Audit rows, oldest first, filtered by action, actor and time (`since` inclusive, `until`
+    exclusive)."""
+    q = select(audit)
+    if action:
+        q = q.where(audit.c.action == action)
+    if actor:
+        q = q.where(audit.c.actor == actor)
+    if since:
+        q = q.where(audit.c.at >= since)
+    if until:
+        q = q.where(audit.c.at < until)
+    q = q.order_by(audit.c.at, audit.c.id).offset(offset)
+    if limit is not None:
+        q = q.limit(limit)
+    return [dict(r._mapping) | {"at": _aware(r.at)} for r in (await conn.execute(q)).all()]

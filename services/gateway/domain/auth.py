@@ -3,7 +3,9 @@
 A token is shown once when it is created and stored only as its SHA-256 hash. A hospital token
 is bound to one hospital code: it submits and reads that hospital's lists only. Bureau roles
 are separate: analysts read everything, reviewers decide special cases, admins manage tokens,
-schemes and policies.
+schemes and policies, auditors read everything with personal data in clear (each such read
+audited). A token may carry an expiry; an expired token is refused like a revoked one, with its
+own code.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from shared.errors import Forbidden, Invalid, Unauthorized
+from shared.errors import DomainError, Forbidden, Invalid, Unauthorized
 
 HOSPITAL = "hospital"
-BUREAU_ROLES = ("bureau-analyst", "bureau-reviewer", "bureau-admin")
+AUDITOR = "bureau-auditor"
+BUREAU_ROLES = ("bureau-analyst", "bureau-reviewer", "bureau-admin", AUDITOR)
 ROLES = (HOSPITAL, *BUREAU_ROLES)
 PREFIX = "drgdip_"
 
@@ -24,6 +28,21 @@ class TokenRequestError(Invalid):
     """A token asked for with an unknown role, or a hospital code where none belongs."""
 
     default_code = "INVALID_TOKEN_REQUEST"
+
+
+class TokenExpired(Unauthorized):
+    default_code = "TOKEN_EXPIRED"
+
+
+class TooManyFailures(DomainError):
+    """A client refused too often within the window (429); `Retry-After` says when to retry."""
+
+    status = 429
+    default_code = "TOO_MANY_FAILED_AUTHENTICATIONS"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many refused authentications from this client; retry after {retry_after} s")
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 @dataclass(frozen=True)
@@ -38,6 +57,17 @@ class Principal:
 
     def may_see(self, hospital_code: str) -> bool:
         return self.is_bureau or self.hospital_code == hospital_code
+
+    @property
+    def reads_personal_data(self) -> bool:
+        """Names and ID numbers in clear: a hospital (which is only ever shown the lists it sent)
+        or a bureau auditor (whose every such read is audited); masked for every other role."""
+        return self.role in (HOSPITAL, AUDITOR)
+
+    @property
+    def actor(self) -> str:
+        """Who made a change, as the audit records it."""
+        return f"token:{self.token_id}"
 
     def require(self, *roles: str) -> None:
         if self.role not in roles:
@@ -75,6 +105,23 @@ def issue_token(role: str, hospital_code: str | None = None) -> NewToken:
     token_id = secrets.token_hex(6)
     token = f"{PREFIX}{token_id}_{secrets.token_urlsafe(24)}"
     return NewToken(token_id, token, hash_token(token), role, hospital_code)
+
+
+def expiry(created_at: datetime, days: int | None) -> datetime | None:
+    """When a token made at `created_at` for `days` days expires; None (never) for 0 or None."""
+    if days is not None and days < 0:
+        raise TokenRequestError("days must be 0 (never expires) or more", field="days")
+    return created_at + timedelta(days=days) if days else None
+
+
+def token_id_of(token: str) -> str | None:
+    """The id part of a token as issued (`drgdip_<id>_<secret>`), for logs; None when the text is
+    not shaped like one (nothing of the secret is ever returned)."""
+    parts = token.split("_")
+    if len(parts) >= 3 and f"{parts[0]}_" == PREFIX and len(parts[1]) == 12 and all(
+            c in "0123456789abcdef" for c in parts[1]):
+        return parts[1]
+    return None
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -43,6 +43,14 @@ def status_of(view: dict[str, Any]) -> str:
     return reached[-1] if reached else "unknown"
 
 
+def is_flagged(view: dict[str, Any]) -> bool:
+    """Review raised at least one flag on the case's current list version."""
+    reviewed = view.get("reviewed")
+    if not reviewed:
+        return False
+    return bool(orjson.loads(reviewed).get("flags"))
+
+
 def apply(view: dict[str, Any] | None, event_type: str, list_version: int, result: Any,
           withdrawn: bool = False) -> dict[str, Any] | None:
     """The case view after an event; None when the event belongs to an older list version.

@@ -30,6 +30,7 @@ async def test_policies_are_managed_by_the_bureau_admin_and_audited(tmp_path: Pa
             assert (await hospital.get("/api/v1/statements", params={"hospital": "H1"})).status_code == 200
         assert await count(rt.engine, "pricer_policy_audit") == 1
         assert await count(rt.engine, "pricer_policy_audit", "who LIKE 'token:%'") == 1
+        assert await count(rt.engine, "gateway_audit", "action = 'policy.imported' AND actor LIKE 'token:%'") == 1
     finally:
         await rt.stop()
 
@@ -62,5 +63,10 @@ async def test_dip_catalogues_and_policies_are_registered_through_the_gateway(tm
             assert wrong.status_code == 422 and wrong.json()["error"]["field"].startswith("points")
         assert await count(rt.engine, "grouper_dip_catalogues") == 1
         assert await count(rt.engine, "pricer_policy_audit", "who LIKE 'token:%'") == 1
+        # the gateway's own audit: only what took effect
+        assert await count(rt.engine, "gateway_audit", "action = 'dip-catalogue.registered' "
+                                                       "AND subject = '350500 2024-01-01..'") == 1
+        assert await count(rt.engine, "gateway_audit", "action = 'dip-policy.imported' "
+                                                       "AND subject = 'dip-2024 v1'") == 1
     finally:
         await rt.stop()
