@@ -41,6 +41,8 @@ outliers.high_extra_coefficient       share of the cost above k_high × mean pai
 outliers.low_payment                  rate method: "by_item" (pay the actual cost) or "ratio"
                                       (standard × cost / mean). The point method always uses
                                       base points × cost / mean (§7)
+scope.min_los                         LOS ≤ this is out of DRG scope, paid by item (2; 0 = no
+                                      lower bound)
 scope.max_los                         LOS ≥ this is out of DRG scope → special review (60)
 scope.out_of_scope_payment            "by_item" (the actual cost) or "per_diem" (rate × LOS)
 scope.per_diem_rate                   yuan per bed-day, required for "per_diem"
@@ -63,7 +65,7 @@ points.provisional_point_value        yuan per point for monthly pre-settlement 
 notes                                 free text (what changed in this version and why)
 ====================================  ==========================================================
 
-Out-of-scope cases (per-diem stays and LOS ≥ scope.max_los) are not priced by DRG: they are paid
+Out-of-scope cases (per-diem stays, LOS ≤ scope.min_los and LOS ≥ scope.max_los) are not priced by DRG: they are paid
 by item or per bed-day as set here, and flagged for special review (特例单议, §10).
 """
 
@@ -128,9 +130,11 @@ class PolicyError(Invalid):
         for err in e.errors():
             msg = str(err["msg"]).removeprefix("Value error, ")
             path = _path(err["loc"])
-            # model-level checks put their own field path in front of the message
-            if ": " in msg and not err["loc"]:
-                path, msg = msg.split(": ", 1)
+            # model-level checks put their own field path (relative to the model) in front
+            # of the message
+            head, sep, rest = msg.partition(": ")
+            if sep and " " not in head:
+                path, msg = (f"{path}.{head}" if err["loc"] else head), rest
             errors.append((path, msg))
         return cls(errors)
 
@@ -236,6 +240,7 @@ class Outliers(_Model):
 class Scope(_Model):
     """What is out of DRG scope and how it is paid (§7, §10, §14)."""
 
+    min_los: int = Field(default=2, ge=0)
     max_los: int = Field(default=60, ge=1)
     out_of_scope_payment: Literal["by_item", "per_diem"] = "by_item"
     per_diem_rate: Money | None = None
@@ -244,7 +249,26 @@ class Scope(_Model):
     def _per_diem_needs_rate(self) -> Scope:
         if self.out_of_scope_payment == "per_diem" and self.per_diem_rate is None:
             raise ValueError("per_diem_rate is required when out_of_scope_payment is per_diem")
+        if self.min_los >= self.max_los - 1:
+            raise ValueError("min_los: must leave a LOS in scope (min_los < max_los − 1)")
         return self
+
+    def out_of_scope(self, los: int | None, per_diem: bool) -> str | None:
+        """Why a stay is out of DRG/DIP scope (§7 Scope), or None: a per-diem stay,
+        LOS ≤ min_los (0 switches the lower bound off) or LOS ≥ max_los. An unknown LOS is
+        in scope."""
+        if per_diem:
+            return "per-diem stay"
+        if self.short_stay(los, per_diem):
+            return f"LOS {los} ≤ {self.min_los}"
+        if los is not None and los >= self.max_los:
+            return f"LOS {los} ≥ {self.max_los}"
+        return None
+
+    def short_stay(self, los: int | None, per_diem: bool) -> bool:
+        """A stay under the lower LOS bound: out of scope, but no special-review case (§10 names
+        long stays, not short ones)."""
+        return not per_diem and los is not None and 0 < self.min_los and los <= self.min_los
 
 
 class InnovativeDrugs(_Model):
