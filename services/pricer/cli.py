@@ -68,7 +68,13 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.pricer import handlers, repository
-from services.pricer.domain.calibration import CalibrationParams, HistoricalCase, calibrate
+from services.pricer.domain.calibration import (
+    CalibrationParams,
+    ExpectedCasesError,
+    HistoricalCase,
+    calibrate,
+    parse_expected_cases,
+)
 from services.pricer.domain.policy import Policy, PolicyError, load_policy
 from services.pricer.domain.pricing import CaseToPrice, price_case
 from services.pricer.domain.simulation import simulate
@@ -211,11 +217,23 @@ def calibrate_command(
     weights_version: Annotated[
         str | None, typer.Option("--weights-version", help="id of the new weights table")
     ] = None,
+    expected_cases: Annotated[Path | None, typer.Option(
+        "--expected-cases",
+        help="expected cases per DRG for the base rate: `DRG,cases` lines or a JSON object "
+             "(default: the newest data year's cases)")] = None,
 ) -> None:
     """Calibrate weights (and the base rate from a budget) from the three years before `year` (§6)."""
     err = stderr()
     if input is not None:
         require_file(input, err)
+    expected = None
+    if expected_cases is not None:
+        require_file(expected_cases, err)
+        try:
+            expected = parse_expected_cases(expected_cases.read_text(encoding="utf-8-sig"))
+        except (ExpectedCasesError, UnicodeDecodeError) as e:
+            err.print(f"[red]invalid expected cases {expected_cases}:[/] {e}", highlight=False)
+            raise typer.Exit(2) from None
     try:
         weights = tuple(int(w) for w in year_weights.split(","))
         if not weights or any(w < 0 for w in weights):
@@ -226,7 +244,7 @@ def calibrate_command(
     params = CalibrationParams(
         region=region, year=year, budget=parse_amount(budget, "--budget"), year_weights=weights,
         sparse_min_cases=sparse_min_cases, sparse_fix=sparse_fix.value,
-        weights_version=weights_version,
+        weights_version=weights_version, expected_cases=expected,
     )
     if input is not None:
         with progress_bar(err, "reading") as progress:

@@ -1,4 +1,5 @@
-"""Policy elements of issue 12 (docs/domain.md §7): the lower LOS bound of the DRG/DIP scope."""
+"""Policy elements (docs/domain.md §7): the lower LOS bound of the DRG/DIP scope, the bureau's
+expected case volumes for the rate."""
 
 from __future__ import annotations
 
@@ -7,6 +8,13 @@ from decimal import Decimal as D
 import pytest
 from pricer_testkit import case, dip_policy, make_policy, points_policy
 
+from services.pricer.domain.calibration import (
+    CalibrationParams,
+    ExpectedCasesError,
+    HistoricalCase,
+    calibrate,
+    parse_expected_cases,
+)
 from services.pricer.domain.dip_catalogue import build_catalogue
 from services.pricer.domain.dip_pricing import DipCaseType, price_dip_case
 from services.pricer.domain.policy import PolicyError, Scope
@@ -84,3 +92,47 @@ def test_dip_min_los():
     assert short.to_price().case_type is CaseType.OUT_OF_SCOPE
     kept = price_dip_case(dip_catalogue, dip_policy(scope=Scope(min_los=0)), _dip_case(2))
     assert kept.case_type is DipCaseType.NORMAL
+
+
+# --- expected cases given by the bureau (§7 rate method) ----------------------------------------
+
+def test_expected_cases_file_formats():
+    assert parse_expected_cases("drg,expected_cases\nAB11,100\n\n# forecast\nAB15\t250 # up\n") == {
+        "AB11": 100, "AB15": 250}
+    assert parse_expected_cases('{"AB11": 100, "AB15": 0}') == {"AB11": 100, "AB15": 0}
+
+
+@pytest.mark.parametrize(("text", "field", "words"), [
+    ("drg,cases\nAB11,100\nAB15,1.5\n", "line 3", "whole number"),
+    ("AB11,100\nAB15,-1\n", "line 2", "whole number"),
+    ("AB11,100\nAB15\n", "line 2", "DRG,cases"),
+    ("AB11,100\nAB11,7\n", "line 2", "given twice"),
+    ("AB11,1,2\n", "line 1", "DRG,cases"),
+    ('{"AB11": "x"}', "AB11", "whole number"),
+    ('{"AB11": 2.0}', "AB11", "whole number"),
+    ("{nope", "(document)", "not valid JSON"),
+    ("# nothing\n", "(document)", "no DRG"),
+])
+def test_expected_cases_errors_name_the_line(text, field, words):
+    with pytest.raises(ExpectedCasesError) as e:
+        parse_expected_cases(text)
+    assert e.value.field == field and words in str(e.value)
+    assert e.value.code == "INVALID_EXPECTED_CASES" and e.value.status == 422
+
+
+def test_base_rate_with_the_bureaus_expected_cases():
+    # the weights don't move; r = budget / Σ(expected × RW) with the given volumes; a DRG the
+    # bureau leaves out counts 0, one without a weight is named in the summary
+    rows = [HistoricalCase(case_id=f"{drg}-{y}-{i}", year=y, drg=drg, cost=cost, los=5)
+            for y in (2021, 2022, 2023) for drg, cost in (("AB11", 200), ("AB15", 100))
+            for i in range(6)]
+    default = calibrate(rows, CalibrationParams(region="R1", year=2024, budget=D("90000")))
+    given = calibrate(rows, CalibrationParams(region="R1", year=2024, budget=D("90000"),
+                                              expected_cases={"AB11": 10, "ZZ99": 5}))
+    assert default.weights == given.weights
+    rw11, rw15 = given.weights["AB11"], given.weights["AB15"]
+    assert default.expected_rw_sum == 6 * rw11 + 6 * rw15  # the newest year's cases
+    assert given.expected_rw_sum == 10 * rw11
+    assert given.base_rate == (D("90000") / (10 * rw11)).quantize(D("0.01"))
+    assert "given by the bureau" in given.summary_text() and "ZZ99" in given.summary_text()
+    assert given.params.to_dict()["expected_cases"] == "given"
