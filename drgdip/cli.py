@@ -24,6 +24,7 @@ from services.pricer.cli import (
     advance_command,
     calibrate_command,
     dip_import_policy_command,
+    policy_from_calibration_command,
     policy_import_command,
     price_command,
     settle_command,
@@ -51,6 +52,7 @@ app.command("simulate", help="模拟运行: DRG payment against fee-for-service,
 policy_app = typer.Typer(help="Pricing policies (rates, coefficients, weights per region and period).")
 app.add_typer(policy_app, name="policy")
 policy_app.command("import")(policy_import_command)
+policy_app.command("from-calibration")(policy_from_calibration_command)
 app.add_typer(token_app, name="token")
 
 T = TypeVar("T")

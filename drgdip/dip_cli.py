@@ -78,6 +78,7 @@ from services.pricer.cli import (
     load_policy_or_exit,
     parse_amount,
     progress_bar,
+    read_hospital_levels,
     require_file,
     stderr,
     write_csv,
@@ -156,21 +157,6 @@ def _read_lists(path: Path, convert: Callable[[dict[str, Any]], T], err: Console
             progress.advance(task, n)
 
     return read_jsonl(path, convert, skipped, on_bytes=on_bytes, skip=(ListRejected,))
-
-
-def _hospital_levels(path: Path | None, err: Console) -> dict[str, int]:
-    """{code: level} from a JSON mapping or the generator's list of {code, level, …}."""
-    if path is None:
-        return {}
-    require_file(path, err)
-    doc = orjson.loads(path.read_bytes())
-    rows = doc.items() if isinstance(doc, dict) else ((h.get("code"), h.get("level")) for h in doc)
-    levels = {str(code): int(level) for code, level in rows if code and level in (1, 2, 3, "1", "2", "3")}
-    if not levels:
-        err.print(f"[red]no hospital level in {path}[/] (expected {{code: level}} or "
-                  "[{code, level, …}])", highlight=False)
-        raise typer.Exit(2)
-    return levels
 
 
 def _code_list(path: Path | None, err: Console) -> list[str]:
@@ -281,7 +267,7 @@ def build_catalogue_command(
     first, last = _parse_years(years)
     weights = _parse_weights(year_weights, last - first + 1)
     treatment = _treatment_table(or_procedures, err)
-    levels = _hospital_levels(hospitals, err)
+    levels = read_hospital_levels(hospitals, err)
     primary = _code_list(primary_care, err)
 
     if input is not None:
@@ -374,7 +360,7 @@ def point_value_command(
     cat = _load_catalogue_or_exit(catalogue, err)
     first, last = _parse_years(years) if years else (cat.data_years[0], cat.data_years[-1])
     weights = _parse_weights(year_weights or ",".join(map(str, cat.year_weights)), last - first + 1)
-    levels = _hospital_levels(hospitals, err)
+    levels = read_hospital_levels(hospitals, err)
     if input is not None:
         require_file(input, err)
         with progress_bar(err, "reading lists") as progress:

@@ -5,7 +5,8 @@ transaction) and never commits.
 - `on_case_grouped`: every grouped case is priced with the policy in force and announced as
   `case-priced`.
 - `import_policy`, `import_dip_policy`: store a policy version (audited); re-importing the same
-  content is a no-op, so a service can import its configured file at every start.
+  content is a no-op, so a service can import its configured file at every start; a policy of
+  another id for the same region and an overlapping period is refused (409 `POLICY_OVERLAP`).
 - `run_monthly_presettlement`, `run_annual_clearing`, `record_advance`: settlement (§8).
 """
 
@@ -21,7 +22,12 @@ from services.pricer import repository
 from services.pricer.domain.dip_policy import policy_for_settlement, read_dip_policy
 from services.pricer.domain.dip_pricing import DipPolicy
 from services.pricer.domain.grouped import price_grouped
-from services.pricer.domain.policy import Policy, check_new_version, parse_policy
+from services.pricer.domain.policy import (
+    Policy,
+    check_new_version,
+    check_no_overlap,
+    parse_policy,
+)
 from services.pricer.domain.settlement import (
     Clearing,
     HospitalYear,
@@ -74,6 +80,8 @@ async def import_policy(conn: AsyncConnection, document: bytes, who: str = "cli"
     if not check_new_version("policy", policy.policy_id, policy.version,
                              stored[0] if stored else None, same):
         return policy, False
+    check_no_overlap("policy", policy.policy_id, policy.region, policy.valid_from, policy.valid_to,
+                     await repository.stored_periods(conn, repository.policy_versions, policy.region))
     await repository.insert_policy(conn, policy, document, who)
     return policy, True
 
@@ -87,6 +95,9 @@ async def import_dip_policy(conn: AsyncConnection, policy_bytes: bytes, catalogu
             if policy.version in stored else None)
     if check_new_version("DIP policy", policy.policy_id, policy.version,
                          stored[0] if stored else None, same):
+        check_no_overlap("DIP policy", policy.policy_id, policy.region, policy.valid_from,
+                         policy.valid_to,
+                         await repository.stored_periods(conn, repository.dip_policies, policy.region))
         await repository.insert_dip_policy(conn, policy, catalogue, policy_bytes, catalogue_bytes, who)
     return policy
 

@@ -186,6 +186,15 @@ async def stored_versions(conn: AsyncConnection, table: Table, policy_id: str) -
                                     .order_by(table.c.version.desc()))).scalars())
 
 
+async def stored_periods(conn: AsyncConnection, table: Table, region: str) -> list[tuple[str, int, str, date, date | None]]:
+    """(policy_id, version, region, valid_from, valid_to) of every version stored in `table` for
+    the region."""
+    c = table.c
+    rows = (await conn.execute(select(c.policy_id, c.version, c.region, c.valid_from, c.valid_to)
+                               .where(c.region == region).order_by(c.valid_from, c.policy_id))).all()
+    return [(r.policy_id, r.version, r.region, r.valid_from, r.valid_to) for r in rows]
+
+
 def _what(policy: Policy, document: bytes) -> str:
     return orjson.dumps({
         "region": policy.region, "valid_from": policy.valid_from.isoformat(),
@@ -290,6 +299,15 @@ async def load_history(conn: AsyncConnection, region: str, first_year: int, last
                            group_status="FAIL" if x.status == "NOT_GROUPED" else "SUCCESS",
                            cost=x.total_cost, los=x.los, withdrawn=x.status == WITHDRAWN)
             for x in rows]
+
+
+async def priced_span(conn: AsyncConnection, region: str) -> tuple[int, int, int] | None:
+    """(cases, first year, last year) of the region's priced rows with a discharge date, or None."""
+    r = results.c
+    row = (await conn.execute(select(func.count(func.distinct(r.case_id)), func.min(r.discharge_date),
+                                     func.max(r.discharge_date))
+                              .where(r.region == region, r.discharge_date.is_not(None)))).one()
+    return None if not row[0] else (int(row[0]), row[1].year, row[2].year)
 
 
 async def load_cases_to_price(conn: AsyncConnection, region: str, year: int) -> list[CaseToPrice]:

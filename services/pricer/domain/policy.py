@@ -71,7 +71,7 @@ by item or per bed-day as set here, and flagged for special review (特例单议
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -165,6 +165,32 @@ def check_new_version(kind: str, policy_id: str, version: int, latest: int | Non
         raise PolicyConflict("version", f"{kind} {policy_id} is at version {latest}: "
                                         "a new version must be higher")
     return True
+
+
+class PolicyOverlap(Conflict):
+    """Another policy of the same kind is stored for the same region and an overlapping period
+    (409 `POLICY_OVERLAP`): only one of them could ever be used."""
+
+    default_code = "POLICY_OVERLAP"
+
+
+def check_no_overlap(kind: str, policy_id: str, region: str, valid_from: date,
+                     valid_to: date | None,
+                     stored: Sequence[tuple[str, int, str, date, date | None]]) -> None:
+    """Refuse a policy whose region and period overlap a stored policy of another id
+    (`stored`: (policy_id, version, region, valid_from, valid_to) of every stored version of the
+    kind); a new version of the same policy id replaces its predecessor and may overlap it."""
+    end = valid_to or date.max
+    clashes = [(pid, v, start, until) for pid, v, r, start, until in stored
+               if pid != policy_id and r == region and start <= end and valid_from <= (until or date.max)]
+    if not clashes:
+        return
+    pid, v, start, until = clashes[0]
+    message = (f"{kind} {policy_id} ({region}, {valid_from}–{valid_to or 'open'}) overlaps {pid} "
+               f"v{v} ({start}–{until or 'open'}) of the same region: only one policy can be in "
+               f"force on a day; import a new version of {pid}, or end it first (valid_to)")
+    raise PolicyOverlap(message, field="valid_from",
+                        details=[detail("valid_from", PolicyOverlap.default_code, message)])
 
 
 Level = Annotated[int, Field(ge=1, le=3)]
@@ -447,6 +473,59 @@ def parse_policy(document: Mapping[str, Any] | bytes | str) -> Policy:
         return Policy.model_validate(dict(document))
     except ValidationError as e:
         raise PolicyError.from_validation(e) from None
+
+
+def policy_from_calibration(
+    fragment: Mapping[str, Any], *, method: Literal["rate", "points"] = "rate",
+    policy_id: str | None = None, version: int = 1, scheme_id: str = "chs-drg-1.1",
+    rate: Decimal | None = None, point_value: Decimal | None = None,
+    levels: Mapping[str, int] | None = None, template: Policy | None = None,
+    valid_from: date | None = None, valid_to: date | None = None,
+) -> Policy:
+    """A policy from calibration output (`CalibrationReport.weights_document()`: weights, group
+    and overall mean costs, base rate, region, year), valid for the calibration's year.
+
+    Rate method: one rate for every insurance type and level, `rate` or the calibration's base
+    rate; point method: `point_value` is the provisional point value. The other sections
+    (hospitals, outliers, scope, add-ons, settlement, points scale) come from `template` when
+    given, else their defaults; `levels` ({hospital code: level}) are added to the hospitals'.
+    Raises `PolicyError` naming the field at fault.
+    """
+    missing = [k for k in ("weights", "group_mean_costs", "overall_mean_cost", "region", "year")
+               if k not in fragment]
+    if missing:
+        raise PolicyError([(k, "missing from the calibration output (weights-R-Y.json of "
+                               "`drgdip calibrate`)") for k in missing])
+    year = fragment["year"]
+    if not isinstance(year, int):
+        raise PolicyError([("year", "must be a year")])
+    doc: dict[str, Any] = template.to_document() if template is not None else {}
+    doc.update(
+        format=POLICY_FORMAT, policy_id=policy_id or f"{fragment['region']}-{year}-drg-{method}",
+        version=version, region=fragment["region"],
+        valid_from=(valid_from or date(year, 1, 1)).isoformat(),
+        valid_to=(valid_to or date(year, 12, 31)).isoformat(), method=method,
+        scheme_id=scheme_id, weights=fragment["weights"],
+        group_mean_costs=fragment["group_mean_costs"],
+        overall_mean_cost=fragment["overall_mean_cost"],
+        notes=f"from calibration {fragment['weights'].get('version', '?')}"
+        if isinstance(fragment["weights"], Mapping) else "from calibration")
+    if method == "rate":
+        chosen = rate if rate is not None else fragment.get("base_rate")
+        if chosen is None:
+            raise PolicyError([("rates", "the calibration has no base rate (calibrate with "
+                                         "--budget) and no rate was given (--rate)")])
+        doc["rates"] = {"default": {"default": str(chosen)}}
+    else:
+        if point_value is None:
+            raise PolicyError([("points.provisional_point_value",
+                                "required for the point method (--point-value)")])
+        doc["points"] = {**doc.get("points", {}), "provisional_point_value": str(point_value)}
+    if levels:
+        hospitals = dict(doc.get("hospitals", {}))
+        hospitals["levels"] = {**hospitals.get("levels", {}), **levels}
+        doc["hospitals"] = hospitals
+    return parse_policy(doc)
 
 
 def load_policy(path: Path) -> Policy:
