@@ -27,6 +27,7 @@ from services.pricer.cli import (
     policy_from_calibration_command,
     policy_import_command,
     price_command,
+    reprice_command,
     settle_command,
     simulate_command,
 )
@@ -47,6 +48,8 @@ app.command("compare", help="Price the same lists under DRG and under DIP; diffe
 app.command("advance", help="Record a prepayment (预付金) netted at the annual clearing.")(advance_command)
 app.command("settle", help="Monthly pre-settlement (--period YYYY-MM) or annual clearing (--period YYYY).")(
     settle_command)
+app.command("reprice", help="Re-price stored cases under the policies in force now (new price versions).")(
+    reprice_command)
 app.command("simulate", help="模拟运行: DRG payment against fee-for-service, per hospital and DRG.")(
     simulate_command)
 policy_app = typer.Typer(help="Pricing policies (rates, coefficients, weights per region and period).")

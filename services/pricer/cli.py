@@ -1,5 +1,5 @@
 """The pricer's commands: `drgdip price`, `calibrate`, `simulate`, `advance`, `settle`,
-`policy import` and `dip import-policy`.
+`reprice`, `policy import`, `policy from-calibration` and `dip import-policy`.
 
 The main CLI mounts the plain functions: `app.command("price")(price_command)`, and the same
 for the others. `price`, and `calibrate`/`simulate` given --input, read files and write files
@@ -26,8 +26,11 @@ drgdip price --policy POLICY.json --input CASES.jsonl --output OUT.jsonl
     Unpriced cases have null payment figures.
 
 drgdip calibrate --input GROUPED.jsonl --region R --year Y --budget AMOUNT --out-dir DIR
+        [--expected-cases FILE]
     Weights and base rate from grouped history (§6). Y is the year the weights apply to; the
     data are the years before it, weighted --year-weights (default 1,2,7 oldest→newest).
+    --expected-cases: the bureau's expected cases per DRG for the base rate (`DRG,cases`
+    lines or a JSON object; default the newest data year's cases).
     Input fields (`HistoricalCase`): case_id (or id), year (or discharge_date), region
     (optional; rows of other regions are excluded), hospital_code, drg, adrg (default: the
     DRG's first 3 characters), group_status (or status), cost (or total_cost), los,
@@ -44,6 +47,18 @@ drgdip simulate --policy POLICY.json --input GROUPED.jsonl --out-dir DIR [--budg
     DIR/simulation-prices.jsonl and prints the per-hospital profit/loss table.
 
 drgdip policy import FILE [--db URL]; drgdip dip import-policy FILE --catalogue CAT [--db URL]
+drgdip policy from-calibration --calibration DIR/weights-R-Y.json --out POLICY.json
+        [--method rate|points] [--rate AMOUNT] [--point-value PV] [--hospitals FILE]
+        [--template POLICY.json] [--policy-id ID] [--version N] [--scheme-id ID]
+        [--valid-from D] [--valid-to D]
+    A policy document from calibration output, valid for the calibration's year: its weights,
+    group and overall mean costs, and the base rate (or --rate) for every insurance type and
+    level, or --point-value under the point method; the other sections from --template.
+
+drgdip reprice --region R [--from D] [--to D] [--batch 500] [--db URL]
+    Stored cases treated in R re-priced under the policies in force now: a new price version
+    and a `case-priced` event for each case whose policy version changed; idempotent.
+
 drgdip advance ...; drgdip settle ...
     Store a policy version, a prepayment or settlement statements in the pricer's database:
     one transaction per command (`in_transaction`).
@@ -435,6 +450,46 @@ def _date(text: str | None, option: str) -> date | None:
         return date.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter("YYYY-MM-DD", param_hint=option) from None
+
+
+def reprice_command(
+    region: Annotated[str, typer.Option("--region", help="treatment region of the cases")],
+    date_from: Annotated[str | None, typer.Option("--from", help="first discharge date, YYYY-MM-DD")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="last discharge date, YYYY-MM-DD")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="cases per transaction")] = 500,
+    db: Db = None,
+) -> None:
+    """Re-price stored cases under the policies in force now (e.g. after `policy import`): new
+    price versions, announced downstream; running it again changes nothing."""
+    from services.pricer.config import PricerSettings
+    from shared.messaging import Outbox
+    from shared.migrate import run_on_database
+    from shared.settings import load_settings
+
+    first, last = _date(date_from, "--from"), _date(date_to, "--to")
+    err = stderr()
+
+    async def run(engine: AsyncEngine) -> handlers.Repricing:
+        with Progress(TextColumn("re-pricing"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      console=err, transient=True, disable=not err.is_terminal) as progress:
+            task = progress.add_task("reprice", total=None)
+            return await handlers.reprice(
+                engine, Outbox(repository.NAME, repository.metadata), repository.Policies(), region,
+                date_from=first, date_to=last, batch=batch,
+                progress=lambda done, total: progress.update(task, completed=done, total=total))
+
+    r = run_on_database(load_settings(PricerSettings, db=db).db, repository.NAME, run)
+    span = f"{first or 'the first'}–{last or 'the last'} discharge"
+    if not r.cases:
+        typer.echo(f"no priced case treated in {region} ({span}) is stored: the pipeline prices "
+                   "the lists it receives while it runs")
+        return
+    typer.echo(f"{r.cases} cases of {region} ({span}): {r.repriced} re-priced, "
+               f"{r.unchanged} unchanged" + (f", {r.not_repriceable} priced before re-pricing was "
+                                              "possible (regroup them to re-price)"
+                                              if r.not_repriceable else ""))
+    for label, n in sorted(r.by_policy.items()):
+        typer.echo(f"  {label}: {n}")
 
 
 def advance_command(
