@@ -5,8 +5,8 @@ through the outbox, idempotent."""
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
