@@ -24,8 +24,10 @@ from services.pricer.cli import (
     advance_command,
     calibrate_command,
     dip_import_policy_command,
+    policy_from_calibration_command,
     policy_import_command,
     price_command,
+    reprice_command,
     settle_command,
     simulate_command,
 )
@@ -49,11 +51,14 @@ app.command("compare", help="Price the same lists under DRG and under DIP; diffe
 app.command("advance", help="Record a prepayment (预付金) netted at the annual clearing.")(advance_command)
 app.command("settle", help="Monthly pre-settlement (--period YYYY-MM) or annual clearing (--period YYYY).")(
     settle_command)
+app.command("reprice", help="Re-price stored cases under the policies in force now (new price versions).")(
+    reprice_command)
 app.command("simulate", help="模拟运行: DRG payment against fee-for-service, per hospital and DRG.")(
     simulate_command)
 policy_app = typer.Typer(help="Pricing policies (rates, coefficients, weights per region and period).")
 app.add_typer(policy_app, name="policy")
 policy_app.command("import")(policy_import_command)
+policy_app.command("from-calibration")(policy_from_calibration_command)
 app.add_typer(token_app, name="token")
 
 T = TypeVar("T")

@@ -31,6 +31,13 @@ drgdip dip build-catalogue --region R --years 2022-2024 (--input LISTS.jsonl | -
     --or-procedures: the grouping scheme's OR list; its codes are surgeries, other codes of
     chapters 00–86 therapeutic (without it every code of 00–86 is a surgery).
 
+drgdip dip point-value --catalogue FILE [--years 2022-2024] [--year-weights 1,2,7]
+        (--input LISTS.jsonl | --db URL) [--hospitals FILE] [--out FILE.json]
+    The budget point value (预算点值, §7): Σ_y w_y · C_y / Σ_y w_y · S_y over the in-scope cases
+    of the data years (default: the catalogue's own, with its year weights), C_y their cost and
+    S_y their base scores under the catalogue. Prints the figure and its inputs per year (and
+    writes them as JSON with --out). Lists are read as for build-catalogue.
+
 drgdip dip group --catalogue FILE --input LISTS.jsonl --output OUT.jsonl [--trace]
     One output line per valid list: {id, dip_group, kind, treatment_type} (+ trace: the list
     of reasons the group was chosen). Every list gets exactly one group of the catalogue.
@@ -71,12 +78,13 @@ from services.pricer.cli import (
     load_policy_or_exit,
     parse_amount,
     progress_bar,
+    read_hospital_levels,
     require_file,
     stderr,
     write_csv,
     write_json,
 )
-from services.pricer.domain.dip_catalogue import build_catalogue
+from services.pricer.domain.dip_catalogue import budget_point_value_of, build_catalogue
 from services.pricer.domain.dip_pricing import (
     DipPolicy,
     compare,
@@ -149,21 +157,6 @@ def _read_lists(path: Path, convert: Callable[[dict[str, Any]], T], err: Console
             progress.advance(task, n)
 
     return read_jsonl(path, convert, skipped, on_bytes=on_bytes, skip=(ListRejected,))
-
-
-def _hospital_levels(path: Path | None, err: Console) -> dict[str, int]:
-    """{code: level} from a JSON mapping or the generator's list of {code, level, …}."""
-    if path is None:
-        return {}
-    require_file(path, err)
-    doc = orjson.loads(path.read_bytes())
-    rows = doc.items() if isinstance(doc, dict) else ((h.get("code"), h.get("level")) for h in doc)
-    levels = {str(code): int(level) for code, level in rows if code and level in (1, 2, 3, "1", "2", "3")}
-    if not levels:
-        err.print(f"[red]no hospital level in {path}[/] (expected {{code: level}} or "
-                  "[{code, level, …}])", highlight=False)
-        raise typer.Exit(2)
-    return levels
 
 
 def _code_list(path: Path | None, err: Console) -> list[str]:
@@ -274,7 +267,7 @@ def build_catalogue_command(
     first, last = _parse_years(years)
     weights = _parse_weights(year_weights, last - first + 1)
     treatment = _treatment_table(or_procedures, err)
-    levels = _hospital_levels(hospitals, err)
+    levels = read_hospital_levels(hospitals, err)
     primary = _code_list(primary_care, err)
 
     if input is not None:
@@ -341,6 +334,49 @@ def _load_catalogue_or_exit(path: Path, err: Console) -> Catalogue:
     except CatalogueError as e:
         err.print(f"[red]invalid catalogue {path}:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
+
+
+# --------------------------------------------------------------------------- point-value
+
+@dip_app.command("point-value")
+def point_value_command(
+    catalogue: Annotated[Path, typer.Option("--catalogue", help="DIP catalogue JSON")],
+    years: Annotated[str | None, typer.Option(
+        "--years", help="data years FIRST-LAST (default: the catalogue's)")] = None,
+    year_weights: Annotated[str | None, typer.Option(
+        "--year-weights", help="weights of the data years, oldest first (default: the catalogue's)")] = None,
+    input: Annotated[Path | None, typer.Option(
+        "--input", help="settlement lists (JSONL), all treated in the catalogue's region")] = None,
+    db: Annotated[str | None, typer.Option(
+        "--db", help="the grouper's database: its stored lists (env DRGDIP_DB)")] = None,
+    hospitals: Annotated[Path | None, typer.Option(
+        "--hospitals", help="hospital levels: JSON {code: level} or the generator's hospitals.json")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="also write the figure and its inputs as JSON")] = None,
+) -> None:
+    """The DIP budget point value (预算点值, §7) of a catalogue over history, with its inputs."""
+    err = stderr()
+    if input is not None and db is not None:
+        raise typer.BadParameter("give --input or --db, not both", param_hint="--input")
+    cat = _load_catalogue_or_exit(catalogue, err)
+    first, last = _parse_years(years) if years else (cat.data_years[0], cat.data_years[-1])
+    weights = _parse_weights(year_weights or ",".join(map(str, cat.year_weights)), last - first + 1)
+    levels = read_hospital_levels(hospitals, err)
+    if input is not None:
+        require_file(input, err)
+        with progress_bar(err, "reading lists") as progress:
+            cases = [_with_level(c, levels) for c in _read_lists(
+                input, lambda doc: dip_case_from_list(doc, region=cat.region), err, progress)]
+    else:
+        cases = stored_cases(db, first, last, levels)
+        err.print(f"{len(cases)} stored lists discharged in {first}–{last}", highlight=False)
+    try:
+        result = budget_point_value_of(cat, cases, dict(zip(range(first, last + 1), weights, strict=True)))
+    except CatalogueError as e:
+        err.print(f"[red]no point value:[/] {e} (no in-scope case in {first}–{last})", highlight=False)
+        raise typer.Exit(1) from None
+    if out is not None:
+        write_json(out, result.to_dict())
+    typer.echo(result.text())
 
 
 # --------------------------------------------------------------------------- group

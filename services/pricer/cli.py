@@ -1,5 +1,5 @@
 """The pricer's commands: `drgdip price`, `calibrate`, `simulate`, `advance`, `settle`,
-`policy import` and `dip import-policy`.
+`reprice`, `policy import`, `policy from-calibration` and `dip import-policy`.
 
 The main CLI mounts the plain functions: `app.command("price")(price_command)`, and the same
 for the others. `price`, and `calibrate`/`simulate` given --input, read files and write files
@@ -26,8 +26,11 @@ drgdip price --policy POLICY.json --input CASES.jsonl --output OUT.jsonl
     Unpriced cases have null payment figures.
 
 drgdip calibrate --input GROUPED.jsonl --region R --year Y --budget AMOUNT --out-dir DIR
+        [--expected-cases FILE]
     Weights and base rate from grouped history (§6). Y is the year the weights apply to; the
     data are the years before it, weighted --year-weights (default 1,2,7 oldest→newest).
+    --expected-cases: the bureau's expected cases per DRG for the base rate (`DRG,cases`
+    lines or a JSON object; default the newest data year's cases).
     Input fields (`HistoricalCase`): case_id (or id), year (or discharge_date), region
     (optional; rows of other regions are excluded), hospital_code, drg, adrg (default: the
     DRG's first 3 characters), group_status (or status), cost (or total_cost), los,
@@ -44,6 +47,18 @@ drgdip simulate --policy POLICY.json --input GROUPED.jsonl --out-dir DIR [--budg
     DIR/simulation-prices.jsonl and prints the per-hospital profit/loss table.
 
 drgdip policy import FILE [--db URL]; drgdip dip import-policy FILE --catalogue CAT [--db URL]
+drgdip policy from-calibration --calibration DIR/weights-R-Y.json --out POLICY.json
+        [--method rate|points] [--rate AMOUNT] [--point-value PV] [--hospitals FILE]
+        [--template POLICY.json] [--policy-id ID] [--version N] [--scheme-id ID]
+        [--valid-from D] [--valid-to D]
+    A policy document from calibration output, valid for the calibration's year: its weights,
+    group and overall mean costs, and the base rate (or --rate) for every insurance type and
+    level, or --point-value under the point method; the other sections from --template.
+
+drgdip reprice --region R [--from D] [--to D] [--batch 500] [--db URL]
+    Stored cases treated in R re-priced under the policies in force now: a new price version
+    and a `case-priced` event for each case whose policy version changed; idempotent.
+
 drgdip advance ...; drgdip settle ...
     Store a policy version, a prepayment or settlement statements in the pricer's database:
     one transaction per command (`in_transaction`).
@@ -54,6 +69,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
@@ -68,10 +84,21 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.pricer import handlers, repository
-from services.pricer.domain.calibration import CalibrationParams, HistoricalCase, calibrate
-from services.pricer.domain.policy import Policy, PolicyError, load_policy
+from services.pricer.domain.calibration import (
+    CalibrationParams,
+    ExpectedCasesError,
+    HistoricalCase,
+    calibrate,
+    parse_expected_cases,
+)
+from services.pricer.domain.policy import (
+    Policy,
+    PolicyError,
+    load_policy,
+    policy_from_calibration,
+)
 from services.pricer.domain.pricing import CaseToPrice, price_case
-from services.pricer.domain.simulation import simulate
+from services.pricer.domain.simulation import coverage_warning, simulate
 from shared import jsonl
 from shared.errors import DomainError
 from shared.money import ZERO
@@ -211,11 +238,23 @@ def calibrate_command(
     weights_version: Annotated[
         str | None, typer.Option("--weights-version", help="id of the new weights table")
     ] = None,
+    expected_cases: Annotated[Path | None, typer.Option(
+        "--expected-cases",
+        help="expected cases per DRG for the base rate: `DRG,cases` lines or a JSON object "
+             "(default: the newest data year's cases)")] = None,
 ) -> None:
     """Calibrate weights (and the base rate from a budget) from the three years before `year` (§6)."""
     err = stderr()
     if input is not None:
         require_file(input, err)
+    expected = None
+    if expected_cases is not None:
+        require_file(expected_cases, err)
+        try:
+            expected = parse_expected_cases(expected_cases.read_text(encoding="utf-8-sig"))
+        except (ExpectedCasesError, UnicodeDecodeError) as e:
+            err.print(f"[red]invalid expected cases {expected_cases}:[/] {e}", highlight=False)
+            raise typer.Exit(2) from None
     try:
         weights = tuple(int(w) for w in year_weights.split(","))
         if not weights or any(w < 0 for w in weights):
@@ -226,14 +265,23 @@ def calibrate_command(
     params = CalibrationParams(
         region=region, year=year, budget=parse_amount(budget, "--budget"), year_weights=weights,
         sparse_min_cases=sparse_min_cases, sparse_fix=sparse_fix.value,
-        weights_version=weights_version,
+        weights_version=weights_version, expected_cases=expected,
     )
     if input is not None:
         with progress_bar(err, "reading") as progress:
             cases = list(read_models(input, HistoricalCase, err, progress))
     else:
-        cases = _stored_history(db, region, year - len(weights), year - 1)
-        err.print(f"{len(cases)} stored cases of {region}, {year - len(weights)}–{year - 1}")
+        first, last = year - len(weights), year - 1
+        cases, span = in_transaction(db, lambda conn: _stored_history(conn, region, first, last))
+        err.print(f"{len(cases)} stored cases of {region}, {first}–{last} (the data years of "
+                  f"weights for {year})", highlight=False)
+        if not cases:
+            err.print(_why_no_history(region, year, first, last, span), highlight=False)
+            raise typer.Exit(1)
+        if span is not None and span[2] > last:
+            err.print(f"[yellow]note: stored cases reach {span[2]}; weights for {span[2] + 1} "
+                      f"(--year {span[2] + 1}) would use {span[2] - len(weights) + 1}–{span[2]}[/]",
+                      highlight=False)
     try:
         report = calibrate(cases, params)
     except ValueError as e:
@@ -248,8 +296,26 @@ def calibrate_command(
     typer.echo(f"written to {out_dir}")
 
 
-def _stored_history(db: str | None, region: str, first: int, last: int) -> list[HistoricalCase]:
-    return in_transaction(db, lambda conn: repository.load_history(conn, region, first, last))
+async def _stored_history(conn: AsyncConnection, region: str, first: int,
+                          last: int) -> tuple[list[HistoricalCase], tuple[int, int, int] | None]:
+    cases = await repository.load_history(conn, region, first, last)
+    return cases, await repository.priced_span(conn, region)
+
+
+def _why_no_history(region: str, year: int, first: int, last: int,
+                    span: tuple[int, int, int] | None) -> str:
+    """Why calibration found no stored case, and what to do."""
+    if span is None:
+        return (f"[red]no priced case of region {region} is stored.[/] Imported lists reach the "
+                "pricer only while the pipeline runs: start `drgdip serve all` (or the services) "
+                "on the same database, wait until the lists are grouped and priced, then "
+                "calibrate again; or calibrate from a file with --input GROUPED.jsonl")
+    n, lo, hi = span
+    hint = (f"; for weights from {hi - last + first}–{hi} use --year {hi + 1}"
+            if hi < first or lo > last else "")
+    return (f"[red]the {n} stored cases of {region} were discharged in {lo}–{hi}, none in "
+            f"{first}–{last}[/] (--year {year} is the year the weights apply to; the data are "
+            f"the years before it){hint}")
 
 
 def in_transaction(db: str | None, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -295,6 +361,135 @@ def dip_import_policy_command(
     except (DomainError, OSError) as e:
         typer.echo(f"error: {file}: {e}", err=True)
         raise typer.Exit(2) from None
+
+
+class Method(StrEnum):
+    rate = "rate"
+    points = "points"
+
+
+def read_hospital_levels(path: Path | None, err: Console) -> dict[str, int]:
+    """{code: level} from a JSON mapping or the generator's list of {code, level, …}."""
+    if path is None:
+        return {}
+    require_file(path, err)
+    try:
+        doc = orjson.loads(path.read_bytes())
+        rows = doc.items() if isinstance(doc, dict) else ((h.get("code"), h.get("level")) for h in doc)
+        levels = {str(code): int(level) for code, level in rows
+                  if code and level in (1, 2, 3, "1", "2", "3")}
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        levels = {}
+    if not levels:
+        err.print(f"[red]no hospital level in {path}[/] (expected {{code: level}} or "
+                  "[{code, level, …}])", highlight=False)
+        raise typer.Exit(2)
+    return levels
+
+
+def policy_from_calibration_command(
+    calibration: Annotated[Path, typer.Option(
+        "--calibration", help="weights-R-Y.json written by `drgdip calibrate`")],
+    out: Annotated[Path, typer.Option("--out", help="the policy document to write")],
+    method: Annotated[Method, typer.Option("--method", help="rate (费率法) or points (点数法)")] = Method.rate,
+    rate: Annotated[str | None, typer.Option(
+        "--rate", help="rate method: yuan per RW (default: the calibration's base rate)")] = None,
+    point_value: Annotated[str | None, typer.Option(
+        "--point-value", help="point method: the provisional point value, yuan per point")] = None,
+    policy_id: Annotated[str | None, typer.Option(
+        "--policy-id", help="default: REGION-YEAR-drg-METHOD")] = None,
+    version: Annotated[int, typer.Option("--version", min=1, help="policy version")] = 1,
+    scheme_id: Annotated[str, typer.Option("--scheme-id", help="the grouping scheme of the DRGs")] = "chs-drg-1.1",
+    hospitals: Annotated[Path | None, typer.Option(
+        "--hospitals", help="hospital levels: JSON {code: level} or the generator's hospitals.json")] = None,
+    template: Annotated[Path | None, typer.Option(
+        "--template", help="a policy whose other sections (coefficients, outliers, scope, "
+                           "settlement …) are kept")] = None,
+    valid_from: Annotated[str | None, typer.Option("--valid-from", help="default: Jan 1 of the year")] = None,
+    valid_to: Annotated[str | None, typer.Option("--valid-to", help="default: Dec 31 of the year")] = None,
+) -> None:
+    """Build a pricing policy from calibration output, ready for `drgdip policy import`."""
+    err = stderr()
+    require_file(calibration, err)
+    try:
+        fragment = orjson.loads(calibration.read_bytes())
+        if not isinstance(fragment, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        err.print(f"[red]invalid calibration output {calibration}:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    levels = read_hospital_levels(hospitals, err)
+    base = load_policy_or_exit(template, err) if template is not None else None
+    try:
+        policy = policy_from_calibration(
+            fragment, method=method.value, policy_id=policy_id, version=version,
+            scheme_id=scheme_id, rate=parse_amount(rate, "--rate"),
+            point_value=parse_amount(point_value, "--point-value"), levels=levels,
+            template=base, valid_from=_date(valid_from, "--valid-from"),
+            valid_to=_date(valid_to, "--valid-to"))
+    except PolicyError as e:
+        err.print(f"[red]no policy:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    write_json(out, policy.to_document())
+    if not policy.hospitals.levels and not policy.hospitals.coefficients:
+        err.print("[yellow]no hospital levels (--hospitals or --template): cases of hospitals "
+                  "without a level are not priced (no_rate)[/]", highlight=False)
+    how = (f"rate {policy.rate_for(None, None)} yuan per RW" if policy.method == "rate"
+           else f"provisional point value {policy.points.provisional_point_value}")
+    typer.echo(f"policy {policy.policy_id} v{policy.version}: {policy.region}, "
+               f"{policy.valid_from}–{policy.valid_to}, {policy.method}, {how}, "
+               f"{len(policy.weights.table)} weights ({policy.weights.version}), "
+               f"{len(policy.hospitals.levels)} hospital levels")
+    typer.echo(f"written to {out}; store it with `drgdip policy import {out}`")
+
+
+def _date(text: str | None, option: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter("YYYY-MM-DD", param_hint=option) from None
+
+
+def reprice_command(
+    region: Annotated[str, typer.Option("--region", help="treatment region of the cases")],
+    date_from: Annotated[str | None, typer.Option("--from", help="first discharge date, YYYY-MM-DD")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="last discharge date, YYYY-MM-DD")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="cases per transaction")] = 500,
+    db: Db = None,
+) -> None:
+    """Re-price stored cases under the policies in force now (e.g. after `policy import`): new
+    price versions, announced downstream; running it again changes nothing."""
+    from services.pricer.config import PricerSettings
+    from shared.messaging import Outbox
+    from shared.migrate import run_on_database
+    from shared.settings import load_settings
+
+    first, last = _date(date_from, "--from"), _date(date_to, "--to")
+    err = stderr()
+
+    async def run(engine: AsyncEngine) -> handlers.Repricing:
+        with Progress(TextColumn("re-pricing"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      console=err, transient=True, disable=not err.is_terminal) as progress:
+            task = progress.add_task("reprice", total=None)
+            return await handlers.reprice(
+                engine, Outbox(repository.NAME, repository.metadata), repository.Policies(), region,
+                date_from=first, date_to=last, batch=batch,
+                progress=lambda done, total: progress.update(task, completed=done, total=total))
+
+    r = run_on_database(load_settings(PricerSettings, db=db).db, repository.NAME, run)
+    span = f"{first or 'the first'}–{last or 'the last'} discharge"
+    if not r.cases:
+        typer.echo(f"no priced case treated in {region} ({span}) is stored: the pipeline prices "
+                   "the lists it receives while it runs")
+        return
+    typer.echo(f"{r.cases} cases of {region} ({span}): {r.repriced} re-priced, "
+               f"{r.unchanged} unchanged" + (f", {r.not_repriceable} priced before re-pricing was "
+                                              "possible (regroup them to re-price)"
+                                              if r.not_repriceable else ""))
+    for label, n in sorted(r.by_policy.items()):
+        typer.echo(f"  {label}: {n}")
 
 
 def advance_command(
@@ -374,6 +569,9 @@ def simulate_command(
     else:
         cases = in_transaction(db, lambda conn: repository.load_cases_to_price(conn, region, year))
         err.print(f"{len(cases)} stored cases of {region} discharged in {year}")
+    warning = coverage_warning(pol, cases)
+    if warning:
+        err.print(f"[yellow]warning: {warning}[/]", highlight=False)
     report = simulate(pol, cases, budget=parse_amount(budget, "--budget"))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "simulation.json", report.to_dict())

@@ -5,23 +5,33 @@ transaction) and never commits.
 - `on_case_grouped`: every grouped case is priced with the policy in force and announced as
   `case-priced`.
 - `import_policy`, `import_dip_policy`: store a policy version (audited); re-importing the same
-  content is a no-op, so a service can import its configured file at every start.
+  content is a no-op, so a service can import its configured file at every start; a policy of
+  another id for the same region and an overlapping period is refused (409 `POLICY_OVERLAP`).
+- `reprice`: stored cases re-priced under the policies in force now, as new price versions
+  announced as `case-priced` (the regroup pattern).
 - `run_monthly_presettlement`, `run_annual_clearing`, `record_advance`: settlement (§8).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.pricer import repository
 from services.pricer.domain.dip_policy import policy_for_settlement, read_dip_policy
 from services.pricer.domain.dip_pricing import DipPolicy
 from services.pricer.domain.grouped import price_grouped
-from services.pricer.domain.policy import Policy, check_new_version, parse_policy
+from services.pricer.domain.policy import (
+    Policy,
+    check_new_version,
+    check_no_overlap,
+    parse_policy,
+)
 from services.pricer.domain.settlement import (
     Clearing,
     HospitalYear,
@@ -34,7 +44,8 @@ from services.pricer.domain.settlement import (
     year_bounds,
 )
 from shared.db import Versions
-from shared.events import CaseGrouped, Envelope
+from shared.events import CaseGrouped, Envelope, new_event_id
+from shared.messaging import Outbox
 from shared.money import ZERO
 
 
@@ -49,11 +60,73 @@ async def on_case_grouped(policies: repository.Policies, conn: AsyncConnection,
     for env in envs:
         g: CaseGrouped = env.typed_payload()
         result = price_grouped(env.case_id, g, drg, dip)
-        rows.append(repository.result_row(env.case_id, g, result, now))
+        rows.append(repository.result_row(env.case_id, g, result, now, env.payload))
         events.append(Envelope.new(result.event, case_id=env.case_id,
                                    correlation_id=env.correlation_id, producer=repository.NAME))
     await repository.save_results(conn, rows)
     return events
+
+
+@dataclass
+class Repricing:
+    """What a re-pricing did: cases read, re-priced (a new price version each), unchanged (the
+    policy version in force already priced them), and not re-priceable (priced before the
+    grouped payload was kept: regroup them to re-price)."""
+
+    cases: int = 0
+    repriced: int = 0
+    unchanged: int = 0
+    not_repriceable: int = 0
+    by_policy: dict[str, int] = field(default_factory=dict)
+
+
+async def reprice(engine: AsyncEngine, outbox: Outbox, policies: repository.Policies, region: str,
+                  *, date_from: date | None = None, date_to: date | None = None, batch: int = 500,
+                  progress: Callable[[int, int], None] | None = None) -> Repricing:
+    """Re-price the stored cases treated in `region` and discharged in [date_from, date_to]
+    under the policies in force now (e.g. after `policy import`), through the live path
+    (`price_grouped`): each case whose price would come from another policy version gets a new
+    `pricer_results` row and a new `case-priced` event (through the outbox, so the running
+    pricer publishes it and review sees it). Idempotent: a price already stored for the case's
+    list, grouping and policy version is not stored again, so a second run changes nothing.
+
+    One transaction per `batch` cases, as a regroup, so the live stages keep working."""
+    async with engine.begin() as conn:
+        stored = await repository.latest_grouped(conn, region, date_from, date_to)
+        drg, dip = await policies.in_force(conn)
+    done = Repricing(cases=len(stored))
+    correlation_id = new_event_id()
+    for start in range(0, len(stored), batch):
+        chunk = stored[start:start + batch]
+        rows, events = [], []
+        now = datetime.now(UTC)
+        async with engine.begin() as conn:
+            seen = await repository.priced_keys(conn, [case_id for case_id, _ in chunk])
+            for case_id, payload in chunk:
+                if payload is None:
+                    done.not_repriceable += 1
+                    continue
+                grouped = orjson.loads(payload)
+                g = CaseGrouped.model_validate(grouped)
+                result = price_grouped(case_id, g, drg, dip)
+                p = result.price
+                key = (case_id, g.facts.list_version, g.grouping_version,
+                       p.policy_id if p else None, p.policy_version if p else None)
+                if key in seen:
+                    done.unchanged += 1
+                    continue
+                rows.append(repository.result_row(case_id, g, result, now, grouped))
+                events.append(Envelope.new(result.event, case_id=case_id,
+                                           correlation_id=correlation_id, producer=repository.NAME))
+                label = f"{p.policy_id} v{p.policy_version}" if p else result.status
+                done.by_policy[label] = done.by_policy.get(label, 0) + 1
+            await repository.save_results(conn, rows)
+            await outbox.add(conn, events)
+        outbox.wakeup.set()
+        done.repriced += len(rows)
+        if progress:
+            progress(min(start + batch, len(stored)), len(stored))
+    return done
 
 
 # --- policies -----------------------------------------------------------------------------------
@@ -74,6 +147,8 @@ async def import_policy(conn: AsyncConnection, document: bytes, who: str = "cli"
     if not check_new_version("policy", policy.policy_id, policy.version,
                              stored[0] if stored else None, same):
         return policy, False
+    check_no_overlap("policy", policy.policy_id, policy.region, policy.valid_from, policy.valid_to,
+                     await repository.stored_periods(conn, repository.policy_versions, policy.region))
     await repository.insert_policy(conn, policy, document, who)
     return policy, True
 
@@ -87,6 +162,9 @@ async def import_dip_policy(conn: AsyncConnection, policy_bytes: bytes, catalogu
             if policy.version in stored else None)
     if check_new_version("DIP policy", policy.policy_id, policy.version,
                          stored[0] if stored else None, same):
+        check_no_overlap("DIP policy", policy.policy_id, policy.region, policy.valid_from,
+                         policy.valid_to,
+                         await repository.stored_periods(conn, repository.dip_policies, policy.region))
         await repository.insert_dip_policy(conn, policy, catalogue, policy_bytes, catalogue_bytes, who)
     return policy
 

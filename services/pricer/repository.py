@@ -9,7 +9,7 @@ new statement versions. Amounts are stored exactly (`shared.db.money`, `ExactDec
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -103,6 +103,7 @@ results = Table(
     Column("case_input", Text, nullable=True),  # the CaseToPrice: simulations re-price from it
     Column("method", String(8), nullable=True),  # drg | dip: how the case was paid
     Column("dip_group", Text, nullable=True),
+    Column("grouped", Text, nullable=True),  # the `case-grouped` payload priced: for re-pricing
     UniqueConstraint("case_id", "list_version", "grouping_version", "policy_id", "policy_version",
                      name="uq_pricer_results_version"),
     Index("ix_pricer_results_case", "case_id"),
@@ -186,6 +187,15 @@ async def stored_versions(conn: AsyncConnection, table: Table, policy_id: str) -
                                     .order_by(table.c.version.desc()))).scalars())
 
 
+async def stored_periods(conn: AsyncConnection, table: Table, region: str) -> list[tuple[str, int, str, date, date | None]]:
+    """(policy_id, version, region, valid_from, valid_to) of every version stored in `table` for
+    the region."""
+    c = table.c
+    rows = (await conn.execute(select(c.policy_id, c.version, c.region, c.valid_from, c.valid_to)
+                               .where(c.region == region).order_by(c.valid_from, c.policy_id))).all()
+    return [(r.policy_id, r.version, r.region, r.valid_from, r.valid_to) for r in rows]
+
+
 def _what(policy: Policy, document: bytes) -> str:
     return orjson.dumps({
         "region": policy.region, "valid_from": policy.valid_from.isoformat(),
@@ -250,8 +260,10 @@ async def latest_policy(conn: AsyncConnection, policy_id: str) -> Policy | tuple
 _RESULT_COLUMNS = tuple(c.name for c in results.columns if c.name != "id")
 
 
-def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: datetime) -> dict[str, Any]:
-    """The `pricer_results` row of a priced case."""
+def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: datetime,
+               grouped: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The `pricer_results` row of a priced case; `grouped` is the `case-grouped` payload as
+    received (JSON-ready), kept so that the case can be re-priced."""
     f, case, p = g.facts, r.case, r.price
     return dict.fromkeys(_RESULT_COLUMNS) | dict(
         case_id=case_id, list_version=f.list_version, grouping_version=g.grouping_version,
@@ -261,7 +273,9 @@ def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: dateti
         discharge_date=f.discharge_date, total_cost=case.total_cost, region=f.region, los=case.los,
         case_input=case.model_dump_json(),
         breakdown=orjson.dumps(r.breakdown).decode() if p is not None else None,
-        method=r.method, dip_group=r.dip_group) | r.figures
+        method=r.method, dip_group=r.dip_group,
+        grouped=orjson.dumps(grouped if grouped is not None else g.model_dump(mode="json")).decode(),
+    ) | r.figures
 
 
 async def save_results(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
@@ -272,6 +286,29 @@ async def save_results(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) ->
 def _latest_results(*columns: Any) -> Any:
     # each case's current row is its latest (latest list, grouping or policy version)
     return latest_per_case(results, "id").with_only_columns(*columns)
+
+
+async def latest_grouped(conn: AsyncConnection, region: str, first: date | None,
+                         last: date | None) -> list[tuple[str, str | None]]:
+    """(case id, the `case-grouped` payload it was last priced from) of every case treated in
+    `region` and discharged in [first, last]; the payload is None for rows priced before it
+    was kept."""
+    r = results.c
+    q = _latest_results(r.case_id, r.grouped).where(r.treatment_region == region)
+    if first is not None:
+        q = q.where(r.discharge_date >= first)
+    if last is not None:
+        q = q.where(r.discharge_date <= last)
+    return [(x.case_id, x.grouped) for x in (await conn.execute(q.order_by(r.case_id))).all()]
+
+
+async def priced_keys(conn: AsyncConnection, case_ids: Sequence[str]) -> set[tuple[Any, ...]]:
+    """(case id, list version, grouping version, policy id, policy version) of every stored
+    price of the cases: a price already stored is not stored again."""
+    r = results.c
+    rows = (await conn.execute(select(r.case_id, r.list_version, r.grouping_version, r.policy_id,
+                                      r.policy_version).where(r.case_id.in_(list(case_ids))))).all()
+    return {tuple(x) for x in rows}
 
 
 async def load_history(conn: AsyncConnection, region: str, first_year: int, last_year: int) -> list[HistoricalCase]:
@@ -290,6 +327,15 @@ async def load_history(conn: AsyncConnection, region: str, first_year: int, last
                            group_status="FAIL" if x.status == "NOT_GROUPED" else "SUCCESS",
                            cost=x.total_cost, los=x.los, withdrawn=x.status == WITHDRAWN)
             for x in rows]
+
+
+async def priced_span(conn: AsyncConnection, region: str) -> tuple[int, int, int] | None:
+    """(cases, first year, last year) of the region's priced rows with a discharge date, or None."""
+    r = results.c
+    row = (await conn.execute(select(func.count(func.distinct(r.case_id)), func.min(r.discharge_date),
+                                     func.max(r.discharge_date))
+                              .where(r.region == region, r.discharge_date.is_not(None)))).one()
+    return None if not row[0] else (int(row[0]), row[1].year, row[2].year)
 
 
 async def load_cases_to_price(conn: AsyncConnection, region: str, year: int) -> list[CaseToPrice]:

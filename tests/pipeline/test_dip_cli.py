@@ -209,3 +209,35 @@ def test_compare_totals_are_the_per_case_prices(region: Region, tmp_path: Path) 
     assert D(total["dip_payment"]) == sum(e[2] for e in expected.values())
     assert any(c["drg_payment"] is not None for c in per_case)
     assert any(c["dip_payment"] is not None for c in per_case)
+
+
+def test_point_value_prints_the_figure_and_its_inputs(region: Region, tmp_path: Path) -> None:
+    from services.pricer.domain.dip_catalogue import catalogue_budget_point_value
+
+    cat_dir = tmp_path / "cat"
+    invoke("dip", "build-catalogue", "--region", "R", "--years", "2022-2024", "--min-cases", 2,
+           "--hospitals", region.hospitals_file, "--input", region.lists_file, "--out-dir", cat_dir)
+    cat_file = cat_dir / "dip-catalogue-R-2025.json"
+    catalogue = Catalogue.from_document(orjson.loads(cat_file.read_bytes()))
+    out = tmp_path / "pv.json"
+    result = invoke("dip", "point-value", "--catalogue", cat_file, "--input", region.lists_file,
+                    "--hospitals", region.hospitals_file, "--out", out)
+    doc = orjson.loads(out.read_bytes())
+    # the same figure as the domain's, over the catalogue's own data years and weights
+    levels = {h["code"]: h["level"] for h in orjson.loads(region.hospitals_file.read_bytes())}
+    cases = [c.model_copy(update={"region": "R", "hospital_level": c.hospital_level or levels.get(c.hospital_code)})
+             for c in region.valid]
+    pv = catalogue_budget_point_value(catalogue, cases)
+    assert D(doc["budget_point_value"]) == pv
+    assert f"budget point value: {pv}" in result.stdout
+    assert [(y["year"], y["weight"]) for y in doc["years"]] == [(2022, 1), (2023, 2), (2024, 7)]
+    num = sum(y["weight"] * D(y["cost"]) for y in doc["years"])
+    den = sum(y["weight"] * D(y["scores"]) for y in doc["years"])
+    assert abs(num / den - pv) < D("0.000001")
+    # other years and weights: the newest year alone
+    only = invoke("dip", "point-value", "--catalogue", cat_file, "--input", region.lists_file,
+                  "--years", "2024", "--year-weights", "1")
+    assert "2022" not in only.stdout.split("\n", 1)[1] and "budget point value:" in only.stdout
+    bad = runner.invoke(app, ["dip", "point-value", "--catalogue", str(cat_file), "--input",
+                              str(region.lists_file), "--years", "2023-2024"])
+    assert bad.exit_code == 2 and "3 weights for 2 data years" in bad.output

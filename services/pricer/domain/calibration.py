@@ -28,7 +28,9 @@ Steps, in order (each documented in the report: 剔除病案数据方案 [seed: 
    **RIV** = 1 − Σ_g Σ_i (x_i − x̄_g)² / Σ_i (x_i − x̄)² over all kept cases (pooled, unweighted).
 8. **Base rate from the budget** (§7): r = budget / Σ_g (expected cases_g × RW_g), to the fen.
    Expected cases default to each group's cases in the newest data year after the scope
-   exclusions (trimmed cost outliers are still cases to pay).
+   exclusions (trimmed cost outliers are still cases to pay); the bureau can give them
+   instead (`expected_cases`, read by `parse_expected_cases`): a group it does not list
+   counts 0.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
+import orjson
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from services.pricer.domain.pricing import GROUPED_STATUSES
+from shared.errors import Invalid
 from shared.money import ZERO, Amount, to_fen, to_weight
 
 EXCLUSION_RULES: dict[str, str] = {
@@ -125,6 +129,8 @@ class CalibrationParams:
             "iqr_low": str(self.iqr_low), "iqr_high": str(self.iqr_high),
             "trim_min_cases": self.trim_min_cases, "sparse_min_cases": self.sparse_min_cases,
             "sparse_fix": self.sparse_fix, "weights_version": self.version,
+            "expected_cases": ("given" if self.expected_cases is not None
+                               else f"cases of {self.data_years[-1]}"),
         }
 
 
@@ -283,8 +289,15 @@ class CalibrationReport:
                       for i in self.inversions),
             f"  overall mean cost {to_fen(self.overall_mean_cost)} yuan, RIV "
             f"{'n/a' if self.riv is None else self.riv}",
-            f"  Σ expected cases × RW = {self.expected_rw_sum}",
+            f"  Σ expected cases × RW = {self.expected_rw_sum} (expected cases: "
+            + ("given by the bureau" if p.expected_cases is not None
+               else f"the cases of {p.data_years[-1]}") + ")",
         ]
+        if p.expected_cases is not None:
+            unknown = sorted(set(p.expected_cases) - {g.drg for g in self.groups})
+            if unknown:
+                lines.append(f"  expected cases of DRGs without a weight (not counted): "
+                             f"{', '.join(unknown)}")
         if self.base_rate is not None:
             lines.append(f"  base rate = {p.budget} / {self.expected_rw_sum} = "
                          f"{self.base_rate} yuan per RW")
@@ -455,6 +468,57 @@ def calibrate(cases: Iterable[HistoricalCase], params: CalibrationParams) -> Cal
         overall_mean_cost=overall, groups=tuple(groups), inversions=tuple(inversions), riv=riv,
         expected_rw_sum=expected_rw_sum, base_rate=base_rate,
     )
+
+
+class ExpectedCasesError(Invalid):
+    """A bureau's expected-cases file is malformed (422 `INVALID_EXPECTED_CASES`); the field is
+    the line at fault ("line 3")."""
+
+    default_code = "INVALID_EXPECTED_CASES"
+
+
+def parse_expected_cases(text: str) -> dict[str, int]:
+    """Expected case volumes per DRG given by the bureau (a forecast, §7 rate method).
+
+    Either a JSON object {DRG: cases}, or one `DRG,cases` per line (comma or tab; an optional
+    header line whose count column is not a number, e.g. `drg,expected_cases`; blank lines and
+    `#` comments ignored). Counts are whole numbers ≥ 0; a DRG given twice is an error.
+    """
+    if text.lstrip().startswith("{"):
+        try:
+            doc = orjson.loads(text)
+        except ValueError as e:
+            raise ExpectedCasesError(f"not valid JSON: {e}", field="(document)") from None
+        rows = [(0, str(k), v) for k, v in doc.items()]
+    else:
+        rows = []
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            cells = [c.strip() for c in line.replace("\t", ",").split(",")]
+            if len(cells) != 2 or not cells[0]:
+                raise ExpectedCasesError(f"line {lineno}: expected `DRG,cases`, got {raw.strip()!r}",
+                                         field=f"line {lineno}")
+            if not rows and not cells[1].lstrip("-").isdigit():
+                continue  # a header
+            rows.append((lineno, cells[0], cells[1]))
+    out: dict[str, int] = {}
+    for lineno, drg, value in rows:
+        where = f"line {lineno}" if lineno else drg
+        try:
+            n = value if isinstance(value, int) and not isinstance(value, bool) else int(str(value))
+        except ValueError:
+            n = -1
+        if n < 0 or isinstance(value, bool | float):
+            raise ExpectedCasesError(f"{where}: the cases of {drg} must be a whole number ≥ 0, "
+                                     f"got {value!r}", field=where)
+        if drg in out:
+            raise ExpectedCasesError(f"{where}: {drg} is given twice", field=where)
+        out[drg] = n
+    if not out:
+        raise ExpectedCasesError("no DRG with expected cases", field="(document)")
+    return out
 
 
 def base_rate_from_budget(budget: Decimal, expected_rw_sum: Decimal) -> Decimal:

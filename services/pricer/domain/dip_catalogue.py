@@ -51,6 +51,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -288,14 +289,67 @@ def budget_point_value(costs_by_year: Mapping[int, Decimal], scores_by_year: Map
     return to_point_value(num / den)
 
 
-def catalogue_budget_point_value(catalogue: Catalogue, history: Iterable[DipCase]) -> Decimal:
-    """The budget point value of the catalogue's own data years (in-scope cases, base scores)."""
+@dataclass(frozen=True)
+class BudgetPointValue:
+    """The budget point value of a catalogue over history, with every input (§7 DIP)."""
+
+    catalogue: str  # version label
+    year_weights: dict[int, int]  # data year → weight
+    costs: dict[int, Decimal]  # C_y: total cost of the year's in-scope cases
+    scores: dict[int, Decimal]  # S_y: Σ base scores of those cases
+    cases: dict[int, int]  # in-scope cases per year
+    excluded: dict[str, int]  # cases left out, per reason
+    point_value: Decimal
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"catalogue": self.catalogue, "budget_point_value": str(self.point_value),
+                "years": [{"year": y, "weight": w, "cases": self.cases.get(y, 0),
+                           "cost": str(self.costs.get(y, ZERO)),
+                           "scores": str(self.scores.get(y, ZERO))}
+                          for y, w in self.year_weights.items()],
+                "excluded": dict(self.excluded)}
+
+    def text(self) -> str:
+        lines = [f"catalogue {self.catalogue}: budget point value = Σ w·C / Σ w·S (§7 DIP)"]
+        lines += [f"  {y}  weight {w}  cases {self.cases.get(y, 0):>7}  cost C {self.costs.get(y, ZERO)}"
+                  f"  scores S {self.scores.get(y, ZERO)}" for y, w in self.year_weights.items()]
+        excluded = ", ".join(f"{k} {n}" for k, n in sorted(self.excluded.items()) if n)
+        lines.append(f"  excluded: {excluded or 'none'}")
+        lines.append(f"budget point value: {self.point_value}")
+        return "\n".join(lines)
+
+
+def budget_point_value_of(catalogue: Catalogue, history: Iterable[DipCase],
+                          year_weights: Mapping[int, int] | None = None) -> BudgetPointValue:
+    """The budget point value over `history` (in-scope cases: the scope exclusions of the
+    catalogue build, §6) with its inputs; the years and weights default to the catalogue's data
+    years and year weights."""
     p = CalibrationParams(region=catalogue.region, year=catalogue.year,
                           year_weights=catalogue.year_weights)
+    weights = dict(year_weights) if year_weights is not None else dict(
+        zip(p.data_years, p.year_weights, strict=True))
+    years = sorted(weights)
+    # the exclusions count the years given, not the catalogue's
+    p = CalibrationParams(region=catalogue.region, year=years[-1] + 1,
+                          year_weights=tuple(weights.get(y, 0) for y in range(years[0], years[-1] + 1)))
     costs: dict[int, Decimal] = defaultdict(lambda: ZERO)
     scores: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    cases: Counter[int] = Counter()
+    excluded: Counter[str] = Counter()
     for c in history:
-        if _exclusion(c, p) is None:
-            costs[c.year] += c.total_cost
-            scores[c.year] += base_score(catalogue, c)[2]
-    return budget_point_value(costs, scores, dict(zip(p.data_years, p.year_weights, strict=True)))
+        reason = _exclusion(c, p)
+        if reason is None and c.year not in weights:
+            reason = "outside_years"
+        if reason is not None:
+            excluded[reason] += 1
+            continue
+        costs[c.year] += c.total_cost
+        scores[c.year] += base_score(catalogue, c)[2]
+        cases[c.year] += 1
+    return BudgetPointValue(catalogue.version_label, weights, dict(costs), dict(scores),
+                            dict(cases), dict(excluded), budget_point_value(costs, scores, weights))
+
+
+def catalogue_budget_point_value(catalogue: Catalogue, history: Iterable[DipCase]) -> Decimal:
+    """The budget point value of the catalogue's own data years (in-scope cases, base scores)."""
+    return budget_point_value_of(catalogue, history).point_value

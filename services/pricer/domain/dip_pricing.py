@@ -20,8 +20,9 @@ Pricing (§7 DIP)
     coefficient = the hospital's (or its level's) coefficient; 1 for primary-care groups
     points      = to_points(case score × coefficient)
     payment     = to_fen(case score × point value × coefficient)
-Out-of-scope cases (per-diem stays, LOS ≥ scope.max_los) are paid by item or per bed-day
-as the DRG pricer does, and flagged for special review.
+Out-of-scope cases (per-diem stays, LOS ≤ scope.min_los, LOS ≥ scope.max_los) are paid by
+item or per bed-day as the DRG pricer does; per-diem and long stays are flagged for special
+review.
 
 Point values (§7), 6 decimals (the budget point value of history: `dip_catalogue`):
     settlement point value = (fund available / reimbursement ratio) / Σ points
@@ -241,15 +242,16 @@ def price_dip_case(catalogue: Catalogue, policy: DipPolicy, case: DipCase, *,
         patient_share=case.patient_share, hospital_level=level, primary_care=group.primary_care,
         group_score=group.score, auxiliary=aux, base_score=base, trace=a.trace, point_value=pv)
 
-    if case.per_diem or (case.los is not None and case.los >= policy.scope.max_los):
-        note = "per-diem stay" if case.per_diem else f"LOS {case.los} ≥ {policy.scope.max_los}"
+    note = policy.scope.out_of_scope(case.los, case.per_diem)
+    if note is not None:
         if policy.scope.out_of_scope_payment == "per_diem":
             assert policy.scope.per_diem_rate is not None  # guaranteed by validation
             payment = to_fen(policy.scope.per_diem_rate * (case.los or 0))
         else:
             payment = case.total_cost
         return DipPrice(case_type=DipCaseType.OUT_OF_SCOPE, payment=payment,
-                        special_review=True, notes=(note,), **head)
+                        special_review=not policy.scope.short_stay(case.los, case.per_diem),
+                        notes=(note,), **head)
 
     coefficient = ONE if group.primary_care else policy.coefficient_for(case.hospital_code, level)
     if coefficient is None:

@@ -41,6 +41,8 @@ outliers.high_extra_coefficient       share of the cost above k_high × mean pai
 outliers.low_payment                  rate method: "by_item" (pay the actual cost) or "ratio"
                                       (standard × cost / mean). The point method always uses
                                       base points × cost / mean (§7)
+scope.min_los                         LOS ≤ this is out of DRG scope, paid by item (2; 0 = no
+                                      lower bound)
 scope.max_los                         LOS ≥ this is out of DRG scope → special review (60)
 scope.out_of_scope_payment            "by_item" (the actual cost) or "per_diem" (rate × LOS)
 scope.per_diem_rate                   yuan per bed-day, required for "per_diem"
@@ -63,13 +65,13 @@ points.provisional_point_value        yuan per point for monthly pre-settlement 
 notes                                 free text (what changed in this version and why)
 ====================================  ==========================================================
 
-Out-of-scope cases (per-diem stays and LOS ≥ scope.max_los) are not priced by DRG: they are paid
+Out-of-scope cases (per-diem stays, LOS ≤ scope.min_los and LOS ≥ scope.max_los) are not priced by DRG: they are paid
 by item or per bed-day as set here, and flagged for special review (特例单议, §10).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -128,9 +130,11 @@ class PolicyError(Invalid):
         for err in e.errors():
             msg = str(err["msg"]).removeprefix("Value error, ")
             path = _path(err["loc"])
-            # model-level checks put their own field path in front of the message
-            if ": " in msg and not err["loc"]:
-                path, msg = msg.split(": ", 1)
+            # model-level checks put their own field path (relative to the model) in front
+            # of the message
+            head, sep, rest = msg.partition(": ")
+            if sep and " " not in head:
+                path, msg = (f"{path}.{head}" if err["loc"] else head), rest
             errors.append((path, msg))
         return cls(errors)
 
@@ -161,6 +165,32 @@ def check_new_version(kind: str, policy_id: str, version: int, latest: int | Non
         raise PolicyConflict("version", f"{kind} {policy_id} is at version {latest}: "
                                         "a new version must be higher")
     return True
+
+
+class PolicyOverlap(Conflict):
+    """Another policy of the same kind is stored for the same region and an overlapping period
+    (409 `POLICY_OVERLAP`): only one of them could ever be used."""
+
+    default_code = "POLICY_OVERLAP"
+
+
+def check_no_overlap(kind: str, policy_id: str, region: str, valid_from: date,
+                     valid_to: date | None,
+                     stored: Sequence[tuple[str, int, str, date, date | None]]) -> None:
+    """Refuse a policy whose region and period overlap a stored policy of another id
+    (`stored`: (policy_id, version, region, valid_from, valid_to) of every stored version of the
+    kind); a new version of the same policy id replaces its predecessor and may overlap it."""
+    end = valid_to or date.max
+    clashes = [(pid, v, start, until) for pid, v, r, start, until in stored
+               if pid != policy_id and r == region and start <= end and valid_from <= (until or date.max)]
+    if not clashes:
+        return
+    pid, v, start, until = clashes[0]
+    message = (f"{kind} {policy_id} ({region}, {valid_from}–{valid_to or 'open'}) overlaps {pid} "
+               f"v{v} ({start}–{until or 'open'}) of the same region: only one policy can be in "
+               f"force on a day; import a new version of {pid}, or end it first (valid_to)")
+    raise PolicyOverlap(message, field="valid_from",
+                        details=[detail("valid_from", PolicyOverlap.default_code, message)])
 
 
 Level = Annotated[int, Field(ge=1, le=3)]
@@ -236,6 +266,7 @@ class Outliers(_Model):
 class Scope(_Model):
     """What is out of DRG scope and how it is paid (§7, §10, §14)."""
 
+    min_los: int = Field(default=2, ge=0)
     max_los: int = Field(default=60, ge=1)
     out_of_scope_payment: Literal["by_item", "per_diem"] = "by_item"
     per_diem_rate: Money | None = None
@@ -244,7 +275,26 @@ class Scope(_Model):
     def _per_diem_needs_rate(self) -> Scope:
         if self.out_of_scope_payment == "per_diem" and self.per_diem_rate is None:
             raise ValueError("per_diem_rate is required when out_of_scope_payment is per_diem")
+        if self.min_los >= self.max_los - 1:
+            raise ValueError("min_los: must leave a LOS in scope (min_los < max_los − 1)")
         return self
+
+    def out_of_scope(self, los: int | None, per_diem: bool) -> str | None:
+        """Why a stay is out of DRG/DIP scope (§7 Scope), or None: a per-diem stay,
+        LOS ≤ min_los (0 switches the lower bound off) or LOS ≥ max_los. An unknown LOS is
+        in scope."""
+        if per_diem:
+            return "per-diem stay"
+        if self.short_stay(los, per_diem):
+            return f"LOS {los} ≤ {self.min_los}"
+        if los is not None and los >= self.max_los:
+            return f"LOS {los} ≥ {self.max_los}"
+        return None
+
+    def short_stay(self, los: int | None, per_diem: bool) -> bool:
+        """A stay under the lower LOS bound: out of scope, but no special-review case (§10 names
+        long stays, not short ones)."""
+        return not per_diem and los is not None and 0 < self.min_los and los <= self.min_los
 
 
 class InnovativeDrugs(_Model):
@@ -423,6 +473,59 @@ def parse_policy(document: Mapping[str, Any] | bytes | str) -> Policy:
         return Policy.model_validate(dict(document))
     except ValidationError as e:
         raise PolicyError.from_validation(e) from None
+
+
+def policy_from_calibration(
+    fragment: Mapping[str, Any], *, method: Literal["rate", "points"] = "rate",
+    policy_id: str | None = None, version: int = 1, scheme_id: str = "chs-drg-1.1",
+    rate: Decimal | None = None, point_value: Decimal | None = None,
+    levels: Mapping[str, int] | None = None, template: Policy | None = None,
+    valid_from: date | None = None, valid_to: date | None = None,
+) -> Policy:
+    """A policy from calibration output (`CalibrationReport.weights_document()`: weights, group
+    and overall mean costs, base rate, region, year), valid for the calibration's year.
+
+    Rate method: one rate for every insurance type and level, `rate` or the calibration's base
+    rate; point method: `point_value` is the provisional point value. The other sections
+    (hospitals, outliers, scope, add-ons, settlement, points scale) come from `template` when
+    given, else their defaults; `levels` ({hospital code: level}) are added to the hospitals'.
+    Raises `PolicyError` naming the field at fault.
+    """
+    missing = [k for k in ("weights", "group_mean_costs", "overall_mean_cost", "region", "year")
+               if k not in fragment]
+    if missing:
+        raise PolicyError([(k, "missing from the calibration output (weights-R-Y.json of "
+                               "`drgdip calibrate`)") for k in missing])
+    year = fragment["year"]
+    if not isinstance(year, int):
+        raise PolicyError([("year", "must be a year")])
+    doc: dict[str, Any] = template.to_document() if template is not None else {}
+    doc.update(
+        format=POLICY_FORMAT, policy_id=policy_id or f"{fragment['region']}-{year}-drg-{method}",
+        version=version, region=fragment["region"],
+        valid_from=(valid_from or date(year, 1, 1)).isoformat(),
+        valid_to=(valid_to or date(year, 12, 31)).isoformat(), method=method,
+        scheme_id=scheme_id, weights=fragment["weights"],
+        group_mean_costs=fragment["group_mean_costs"],
+        overall_mean_cost=fragment["overall_mean_cost"],
+        notes=f"from calibration {fragment['weights'].get('version', '?')}"
+        if isinstance(fragment["weights"], Mapping) else "from calibration")
+    if method == "rate":
+        chosen = rate if rate is not None else fragment.get("base_rate")
+        if chosen is None:
+            raise PolicyError([("rates", "the calibration has no base rate (calibrate with "
+                                         "--budget) and no rate was given (--rate)")])
+        doc["rates"] = {"default": {"default": str(chosen)}}
+    else:
+        if point_value is None:
+            raise PolicyError([("points.provisional_point_value",
+                                "required for the point method (--point-value)")])
+        doc["points"] = {**doc.get("points", {}), "provisional_point_value": str(point_value)}
+    if levels:
+        hospitals = dict(doc.get("hospitals", {}))
+        hospitals["levels"] = {**hospitals.get("levels", {}), **levels}
+        doc["hospitals"] = hospitals
+    return parse_policy(doc)
 
 
 def load_policy(path: Path) -> Policy:

@@ -11,8 +11,9 @@ the policy's region is not the case's treatment region.
 Order of the checks, each giving a case type:
 
 1. `not_grouped`  group status is not SUCCESS/QY: not priced (payment None).
-2. `out_of_scope` a per-diem stay or LOS ≥ scope.max_los: paid by item or per bed-day,
-   flagged for special review (特例单议, §10). Not part of the points.
+2. `out_of_scope` a per-diem stay, LOS ≤ scope.min_los (default 2; 0 = off) or
+   LOS ≥ scope.max_los: paid by item or per bed-day (scope.out_of_scope_payment); per-diem
+   and long stays are flagged for special review (特例单议, §10). Not part of the points.
 3. `no_weight`    the DRG has no weight in the policy: not priced.
 4. `no_rate`      no rate/coefficient for the insurance type or hospital level: not priced.
 5. by cost against the group's region mean (§7), using the cost *without* the innovative-drug
@@ -188,9 +189,11 @@ def price_case(policy: Policy, case: CaseToPrice) -> Price:
     if case.group_status not in GROUPED_STATUSES:
         return done(CaseType.NOT_GROUPED)
 
-    if case.per_diem or (case.los is not None and case.los >= policy.scope.max_los):
-        # Out of DRG scope (§7, §10, §14): paid by item or per bed-day, reviewed case by case.
-        notes.append("per-diem stay" if case.per_diem else f"LOS {case.los} ≥ {policy.scope.max_los}")
+    why = policy.scope.out_of_scope(case.los, case.per_diem)
+    if why is not None:
+        # Out of DRG scope (§7, §10, §14): paid by item or per bed-day; per-diem and long stays
+        # are reviewed case by case, short stays (LOS ≤ scope.min_los) are not.
+        notes.append(why)
         if policy.scope.out_of_scope_payment == "per_diem":
             assert policy.scope.per_diem_rate is not None  # guaranteed by validation
             payment = to_fen(policy.scope.per_diem_rate * (case.los or 0))
@@ -198,7 +201,7 @@ def price_case(policy: Policy, case: CaseToPrice) -> Price:
         else:
             payment, add_on, add_on_points = case.total_cost, ZERO, ZERO  # by item: all items
         return done(CaseType.OUT_OF_SCOPE, payment=payment, add_on=add_on,
-                    add_on_points=add_on_points, special_review=True)
+                    add_on_points=add_on_points, special_review=not policy.scope.short_stay(case.los, case.per_diem))
 
     rw = policy.weights.table.get(case.drg)
     if rw is None:

@@ -164,3 +164,24 @@ def simulate(policy: Policy, cases: Iterable[CaseToPrice], *,
     total = totals[0] if totals else SimulationRow("total", 0, 0, 0, 0, 0, 0, ZERO, ZERO, ZERO)
     return SimulationReport(policy.policy_id, policy.version, policy.weights.version,
                             point_value, tuple(hospitals), tuple(drgs), total, prices)
+
+
+def coverage_warning(policy: Policy, cases: Iterable[CaseToPrice]) -> str | None:
+    """A warning when the policy does not cover some of the simulated cases (another treatment
+    region, or discharged outside its period, or with no discharge date): they are still priced
+    under it, as a what-if, but a bureau should know it is not the policy in force for them."""
+    cases = list(cases)
+    outside = [c for c in cases if not policy.covers(c.where_treated, c.discharge_date)]
+    if not outside:
+        return None
+    years = sorted({c.discharge_date.year for c in outside if c.discharge_date is not None})
+    regions = sorted({c.where_treated for c in outside} - {policy.region})
+    where = []
+    if years:
+        where.append("discharged in " + ", ".join(map(str, years)))
+    if regions:
+        where.append("treated in " + ", ".join(regions))
+    period = f"{policy.valid_from}–{policy.valid_to or 'open'}"
+    return (f"policy {policy.policy_id} v{policy.version} ({policy.region}, {period}) does not "
+            f"cover {len(outside)} of {len(cases)} cases ({'; '.join(where) or 'no discharge date'}): "
+            "they are priced under it as a what-if")

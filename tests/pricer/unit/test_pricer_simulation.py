@@ -110,7 +110,7 @@ def test_calibrated_then_simulated_synthetic_set():
     # the rate spends the budget at coefficient 1; the secondary (0.85) and primary (0.7)
     # hospitals are paid below it, so the DRG-priced total lands somewhat under the budget
     drg_paid = sum((p.total_payment or 0 for p in sim.prices if p.rw is not None), D(0))
-    assert D("0.85") < drg_paid / budget < D("1.0")
+    assert D("0.7") < drg_paid / budget < D("1.0")  # coefficients 0.7–1.0
     # reproducible: the same seed gives the same table
     assert simulate(policy, cases).hospital_rows() == sim.hospital_rows()
     assert "TOTAL" in sim.table_text()
