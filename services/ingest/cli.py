@@ -27,9 +27,9 @@ def import_command(
     from services.ingest.domain.qc import load_dictionaries
     from services.ingest.handlers import Intake, file_chunks, import_stream
     from services.ingest.repository import NAME
+    from shared.errors import DomainError
     from shared.messaging import Outbox
     from shared.migrate import run_on_database
-    from shared.errors import DomainError
     from shared.settings import load_settings
 
     fmt = format or ("csv" if file.suffix.lower() == ".csv" else "jsonl")
