@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 def import_command(
     file: Annotated[Path, typer.Argument(help="JSON Lines of native lists, or CSV (flat layout)")],
     format: Annotated[str, typer.Option(help="jsonl or csv (default: by the file's extension)")] = "",
+    encoding: Annotated[str | None, typer.Option(
+        help="the CSV's encoding: utf-8 or gb18030/gbk (default: detected)")] = None,
     dictionary_scheme: Annotated[Path | None, typer.Option(help="scheme folder for the code checks")] = None,
     db: Annotated[str | None, typer.Option(
         help="sqlite+aiosqlite:///FILE or postgresql+asyncpg://… (env DRGDIP_DB)")] = None,
@@ -25,6 +27,7 @@ def import_command(
     from services.ingest.domain.qc import load_dictionaries
     from services.ingest.handlers import Intake, file_chunks, import_stream
     from services.ingest.repository import NAME
+    from shared.errors import DomainError
     from shared.messaging import Outbox
     from shared.migrate import run_on_database
     from shared.settings import load_settings
@@ -41,9 +44,13 @@ def import_command(
             task = progress.add_task(f"importing {file.name}", total=total)
             # one transaction per chunk of lists (a long import never holds the database)
             return await import_stream(intake, file_chunks(file), fmt, None,
-                                       progress=lambda n: progress.advance(task, n))
+                                       progress=lambda n: progress.advance(task, n), encoding=encoding)
 
-    summary = run_on_database(settings.db, NAME, run)
+    try:
+        summary = run_on_database(settings.db, NAME, run)
+    except DomainError as e:  # e.g. an encoding that cannot be read: one line, no traceback
+        typer.echo(f"error: {e.field}: {e.message} ({e.code})" if e.field else f"error: {e.message}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"job {summary['job_id']}: {summary['lines']} lines, {summary['accepted']} accepted, "
                f"{summary['duplicate']} duplicates, {summary['rejected']} rejected")
     for r in summary["rejections"][:20]:

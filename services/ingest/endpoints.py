@@ -4,10 +4,15 @@ quality scores.
 The routes that receive lists open their one transaction themselves (`Engine`) instead of taking
 `Conn`: a rejected list is stored with its problems (it counts in the quality scores), so the
 transaction commits before the rejection is raised as the API error.
+
+Every input is bounded before it is used: a list's body (`max_list_bytes`, 413 beyond, never
+read whole nor stored), the headers and query parameters that reach a query (a NUL or an
+over-long value would fail in PostgreSQL, so they are refused here with their field).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import orjson
@@ -18,6 +23,7 @@ from services.ingest import repository
 from services.ingest.domain import national as nat
 from services.ingest.domain import quality
 from services.ingest.domain.intake import Outcome, Received, problem
+from services.ingest.domain.limits import TooLarge
 from services.ingest.handlers import Intake, import_stream
 from shared.errors import Invalid, NotFound
 from shared.web import Conn, stage_service
@@ -28,11 +34,36 @@ Ingest = Annotated[Intake, Depends(stage_service("ingest"))]
 CallerHospital = Annotated[str | None, Header(alias="x-drgdip-hospital")]
 CorrelationId = Annotated[str | None, Header(alias="x-correlation-id")]
 NATIONAL_INTERFACES = ("4101", "4101A", "4102")
+# what a hospital code, a correlation id or a case id may be: printable, no control characters
+_PRINTABLE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+")
+_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+def _checked(value: str | None, field: str, max_len: int) -> str | None:
+    """A header or query value that reaches the database: at most `max_len` printable characters."""
+    if value is not None and (len(value) > max_len or not _PRINTABLE.fullmatch(value)):
+        raise Invalid(f"{field} must be 1-{max_len} printable characters", code="INVALID_FIELD", field=field)
+    return value
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is known to be over `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the list is {declared} bytes, at most {limit}", field="body")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"the list is more than {limit} bytes", field="body")
+    return bytes(body)
 
 
 async def _receive_one(intake: Intake, fmt: str, request: Request, caller: str | None,
                        correlation_id: str | None) -> Outcome:
-    body = await request.body()
+    caller = _checked(caller, "x-drgdip-hospital", 32)
+    correlation_id = _checked(correlation_id, "x-correlation-id", 64)
+    body = await _body(request, intake.limits.list_bytes)
     item = (Received(fmt, body, caller, correlation_id) if correlation_id
             else Received(fmt, body, caller))
     return (await intake.receive([item]))[0]
@@ -63,16 +94,20 @@ async def national(infno: str, request: Request, intake: Ingest,
 
 @router.post("/settlement-lists:import")
 async def bulk_import(request: Request, intake: Ingest, format: str = "jsonl",
-                      caller: CallerHospital = None) -> dict:
-    """A streamed bulk upload: JSON Lines of native lists, or CSV (`format=csv`); one
-    transaction per chunk of lists (`import_stream`)."""
+                      encoding: str | None = None, caller: CallerHospital = None) -> dict:
+    """A streamed bulk upload: JSON Lines of native lists, or CSV (`format=csv`, in UTF-8 or
+    GB18030/GBK, detected or declared by `encoding`); one transaction per chunk of lists
+    (`import_stream`). Each line is bounded (`max_line_bytes`)."""
     if format not in ("jsonl", "csv"):
         raise Invalid("format must be jsonl or csv", code="INVALID_FIELD", field="format")
-    return await import_stream(intake, request.stream(), format, caller)
+    return await import_stream(intake, request.stream(), format,
+                               _checked(caller, "x-drgdip-hospital", 32), encoding=encoding)
 
 
 @router.get("/settlement-lists/{case_id}/versions")
 async def versions(case_id: str, conn: Conn, caller: CallerHospital = None) -> dict:
+    if len(case_id) > 100 or not _PRINTABLE.fullmatch(case_id):  # no such case id is ever stored
+        raise NotFound(f"no list {case_id!r}", code="CASE_NOT_FOUND", field="case_id")
     rows = await repository.versions(conn, case_id)
     if not rows or (caller is not None and rows[0].hospital_code != caller):
         raise NotFound(f"no list {case_id!r}", code="CASE_NOT_FOUND", field="case_id")
@@ -83,12 +118,16 @@ async def versions(case_id: str, conn: Conn, caller: CallerHospital = None) -> d
 
 
 @router.get("/quality")
-async def quality_scores(conn: Conn, month: str | None = None, hospital: str | None = None,
+async def quality_scores(conn: Conn, intake: Ingest, month: str | None = None, hospital: str | None = None,
                          caller: CallerHospital = None) -> dict:
-    """时效性, 完整度, 合格率, 准确性 per hospital and month of discharge."""
-    rows = await repository.decided_lists(conn, caller or hospital)
+    """时效性, 完整度, 合格率, 准确性 per hospital and month of discharge (时效性 from the lists'
+    own discharge and declaration dates)."""
+    if month is not None and not _MONTH.fullmatch(month):
+        raise Invalid("month must be YYYY-MM", code="INVALID_FIELD", field="month")
+    rows = await repository.decided_lists(conn, _checked(caller or hospital, "hospital", 32))
     scores = quality.score_quality(quality.stored_records(
-        ((r.hospital_code, r.discharge_date, r.received_at, r.problems) for r in rows), month))
+        ((r.hospital_code, r.discharge_date, r.declared_on, r.received_at, r.problems) for r in rows), month),
+        deadline_days=intake.settings.timeliness_deadline_days)
     return {"scores": [_score(s) for s in scores]}
 
 

@@ -50,6 +50,7 @@ raw_table = Table(
     Column("list_version", Integer, nullable=True),
     Column("job_id", String(32), nullable=True),
     Column("correlation_id", String(64), nullable=False),
+    Column("declared_on", Date, nullable=True),  # the list's own 申报时间 (dcla_time), for 时效性
     Index("ix_ingest_raw_status", "status"),
     Index("ix_ingest_raw_hospital", "hospital_code", "discharge_date"),
 )
@@ -147,7 +148,7 @@ async def save(conn: AsyncConnection, changes: Changes) -> None:
     await update_many(conn, raw_table, "id", [
         {"id": r.id, "status": r.status, "problems": _problems_json(r.problems) if r.problems else None,
          "hospital_code": r.hospital_code, "discharge_date": r.discharge_date, "case_id": r.case_id,
-         "list_version": r.list_version} for r in changes.raw])
+         "list_version": r.list_version, "declared_on": r.declared_on} for r in changes.raw])
     await insert_many(conn, lists, [
         {"case_id": v.envelope.case_id, "hospital_code": v.key[0], "setl_id": v.key[1],
          "list_version": v.list_version, "status": v.status,
@@ -175,10 +176,10 @@ async def versions(conn: AsyncConnection, case_id: str) -> Sequence[Any]:
 
 
 async def decided_lists(conn: AsyncConnection, hospital: str | None) -> Sequence[Any]:
-    """(hospital_code, discharge_date, received_at, problems) of every decided list that names
-    its hospital (what quality scores count), of one hospital or all."""
-    q = select(raw_table.c.hospital_code, raw_table.c.discharge_date, raw_table.c.received_at,
-               raw_table.c.problems).where(raw_table.c.status.in_(("accepted", "rejected", "duplicate")),
+    """(hospital_code, discharge_date, declared_on, received_at, problems) of every decided list
+    that names its hospital (what quality scores count), of one hospital or all."""
+    q = select(raw_table.c.hospital_code, raw_table.c.discharge_date, raw_table.c.declared_on,
+               raw_table.c.received_at, raw_table.c.problems).where(raw_table.c.status.in_(("accepted", "rejected", "duplicate")),
                                            raw_table.c.hospital_code.is_not(None))
     if hospital:
         q = q.where(raw_table.c.hospital_code == hospital)

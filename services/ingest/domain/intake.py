@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import orjson
 
+from services.ingest.domain import limits as lim
 from services.ingest.domain import national as nat
 from services.ingest.domain import qc
 from shared.events import CaseFacts, CaseReceived, Envelope
@@ -46,6 +47,7 @@ class Accepted:
     content_sha256: str  # of the list node as sent: the native and national forms of a list agree
     warnings: list[nat.Problem]
     treatment_region: str | None
+    declared: date | None = None  # the day the list says it was declared (uploaded): 时效性
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Rejected:
     hospital_code: str | None = None
     forbidden: bool = False  # the caller may not submit for this hospital
     discharge_date: date | None = None  # when readable: rejected lists count in quality scores
+    declared: date | None = None
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,13 @@ def problem(path: str, code: str, zh: str, en: str) -> nat.Problem:
 
 
 def evaluate(fmt: str, doc: Any, *, caller_hospital: str | None,
-             dictionaries: qc.Dictionaries | None) -> Decision:
-    """Parse, check the caller and run QC. `doc` is decoded JSON (or a flat CSV row dict)."""
+             dictionaries: qc.Dictionaries | None, limits: lim.Limits = lim.DEFAULT,
+             today: date | None = None) -> Decision:
+    """Bound, parse, check the caller and run QC. `doc` is decoded JSON (or a flat CSV row
+    dict); the list's dates are checked against `today` when given."""
+    out_of_bounds = lim.check_document(fmt, doc, limits)
+    if out_of_bounds:  # nothing of it is read further (its size is what the bounds prevent)
+        return Rejected(out_of_bounds)
     header: nat.HsaHeader | None = None
     kind: Literal["4101", "4101A"] = "4101A" if fmt == "4101A" else "4101"
     required = qc.REQUIRED_FIELDS
@@ -101,20 +109,31 @@ def evaluate(fmt: str, doc: Any, *, caller_hospital: str | None,
     if caller_hospital is not None and hospital != caller_hospital:
         return Rejected([_mismatch("setlinfo.fixmedins_code", hospital, caller_hospital)], hospital, True)
     rules = qc.ALL_RULES if dictionaries is not None else _WITHOUT_DICTIONARIES
+    window = qc.DateWindow(today, limits.earliest_year, limits.future_days) if today else None
     problems = qc.check(sl, dictionaries or qc.Dictionaries(frozenset(), frozenset()), kind=kind,
-                        rules=rules, required=required)
+                        rules=rules, required=required, window=window)
     errors = qc.blocking(problems)
     discharge = sl.setlinfo.dscg_time.date() if sl.setlinfo.dscg_time else None
+    declared = declared_day(sl, header)
     if errors:
-        return Rejected(errors + [p for p in problems if p not in errors], hospital, False, discharge)
+        return Rejected(errors + [p for p in problems if p not in errors], hospital, False, discharge,
+                        declared)
     try:
         fields = nat.case_fields(sl, header=header)
     except nat.ListRejected as e:
-        return Rejected(e.problems, hospital, False, discharge)
+        return Rejected(e.problems, hospital, False, discharge, declared)
     # the list as sent (keys sorted): a resubmission in the native or the national form agrees
     digest = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
     treated = (header.mdtrtarea_admvs if header else None) or hospital_region(fields.hospital_code)
-    return Accepted(fields, digest, problems, treated)
+    return Accepted(fields, digest, problems, treated, declared)
+
+
+def declared_day(sl: nat.SettlementList, header: nat.HsaHeader | None = None) -> date | None:
+    """The day a list was declared (uploaded), as the list itself says: its 申报时间
+    (`setlinfo.dcla_time`), else the national message's `inf_time`; None when it says neither
+    (then the day ingest received it counts)."""
+    when = sl.setlinfo.dcla_time or (header.inf_time if header else None)
+    return when.date() if when else None
 
 
 def hospital_region(fixmedins_code: str) -> str | None:
@@ -241,6 +260,7 @@ class RawDecided:
     discharge_date: date | None
     case_id: str | None
     list_version: int | None
+    declared_on: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,8 +296,9 @@ class Changes:
 
     def mark(self, raw_id: int, status: str, *, problems: Sequence[nat.Problem] = (),
              hospital: str | None = None, discharge: date | None = None, case_id: str | None = None,
-             version: int | None = None) -> None:
-        self.raw.append(RawDecided(raw_id, status, problems, hospital, discharge, case_id, version))
+             version: int | None = None, declared: date | None = None) -> None:
+        self.raw.append(RawDecided(raw_id, status, problems, hospital, discharge, case_id, version,
+                                   declared))
 
     def add_version(self, row: Stored, key: Key, status: str, digest: str, payload: CaseReceived,
                     warnings: Sequence[nat.Problem]) -> None:
@@ -291,15 +312,20 @@ class Changes:
         self.latest[key] = Latest(key[0], key[1], payload.facts.list_version, status, digest, event)
 
 
-def decide(row: Stored, dictionaries: qc.Dictionaries | None) -> Decision:
+def decide(row: Stored, dictionaries: qc.Dictionaries | None, limits: lim.Limits = lim.DEFAULT,
+           today: date | None = None) -> Decision:
     """A stored list's decision. An import stores each CSV row as its JSON object, so every
     format is JSON here."""
+    too_large = lim.check_size(row.raw, max(limits.list_bytes, limits.line_bytes))
+    if too_large:  # never stored by ingest itself; a bound lowered since, or a row written by hand
+        return Rejected(too_large)
     try:
         doc = orjson.loads(row.raw)
     except orjson.JSONDecodeError as e:
         return Rejected([problem("body", "MALFORMED_JSON", f"不是合法的 JSON：{e}",
                                  f"body is not valid JSON: {e}")])
-    return evaluate(row.format, doc, caller_hospital=row.caller_hospital, dictionaries=dictionaries)
+    return evaluate(row.format, doc, caller_hospital=row.caller_hospital, dictionaries=dictionaries,
+                    limits=limits, today=today)
 
 
 def keys_to_look_up(decisions: Iterable[Decision]) -> list[Key]:
@@ -335,7 +361,7 @@ def record(row: Stored, decision: Decision, changes: Changes, psn_key_secret: st
     """What one decided list changes (gathered in `changes`), and the answer to its sender."""
     if isinstance(decision, Rejected):
         changes.mark(row.id, "rejected", problems=decision.problems, hospital=decision.hospital_code,
-                     discharge=decision.discharge_date)
+                     discharge=decision.discharge_date, declared=decision.declared)
         return Outcome(row.id, "rejected", problems=tuple(decision.problems), forbidden=decision.forbidden)
 
     if isinstance(decision, Withdrawal):
@@ -366,12 +392,12 @@ def record(row: Stored, decision: Decision, changes: Changes, psn_key_secret: st
     if prev is not None and prev.content_sha256 == decision.content_sha256 and prev.status == "active":
         # an identical resubmission: the same case, no new version, no new event
         changes.mark(row.id, "duplicate", hospital=f.hospital_code, discharge=f.discharge_date,
-                     case_id=case_id, version=prev.list_version)
+                     case_id=case_id, version=prev.list_version, declared=decision.declared)
         return Outcome(row.id, "duplicate", case_id, prev.list_version, tuple(decision.warnings))
     version = (prev.list_version + 1) if prev is not None else 1
     payload = case_received(f, list_version=version, psn_key=person_key(f.psn_no, psn_key_secret),
                             treatment_region=decision.treatment_region)
     changes.add_version(row, key, "active", decision.content_sha256, payload, decision.warnings)
     changes.mark(row.id, "accepted", problems=decision.warnings, hospital=f.hospital_code,
-                 discharge=f.discharge_date, case_id=case_id, version=version)
+                 discharge=f.discharge_date, case_id=case_id, version=version, declared=decision.declared)
     return Outcome(row.id, "accepted", case_id, version, tuple(decision.warnings))

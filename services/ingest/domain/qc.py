@@ -26,6 +26,8 @@ counted. Category says which quality score a problem counts against (quality.py)
 | QC-DATE-002 | error   | accuracy     | `act_ipt_days` ≠ calendar days between admission and discharge |
 | QC-DATE-003 | error   | accuracy     | birth date (`brdy`) after admission |
 | QC-DATE-004 | error   | accuracy     | `setl_begn_date` after `setl_end_date` |
+| QC-DATE-005 | error   | accuracy     | a date of the list after today (+ a tolerance): `DateWindow` |
+| QC-DATE-006 | error   | accuracy     | a date of the stay before the earliest year: `DateWindow` |
 | QC-FEE-001  | error   | accuracy     | `med_chrgitm` not one of the 14 categories 01–14 |
 | QC-FEE-002  | error   | accuracy     | fee categories do not sum to `medfee_sumamt` (tolerance 0.01 yuan) |
 | QC-FEE-003  | warning | accuracy     | the same fee category on several lines |
@@ -54,6 +56,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -114,6 +117,8 @@ RULES: dict[str, RuleInfo] = {r.code: r for r in (
     _r("QC-DATE-003", "error", "accuracy", "出生日期晚于入院时间", "birth date after admission"),
     _r("QC-DATE-004", "error", "accuracy", "结算开始日期晚于结算结束日期",
        "settlement period starts after it ends"),
+    _r("QC-DATE-005", "error", "accuracy", "日期晚于当前日期", "date in the future"),
+    _r("QC-DATE-006", "error", "accuracy", "日期早于允许的最早年份", "date before the earliest year"),
     _r("QC-FEE-001", "error", "accuracy", "收费项目类别无效（应为01–14）",
        "invalid fee category (01–14)"),
     _r("QC-FEE-002", "error", "accuracy", "各收费类别金额之和与医疗费总额不符",
@@ -326,6 +331,16 @@ def load_dictionaries(scheme_path: Path) -> Dictionaries:
 
 
 @dataclass(frozen=True)
+class DateWindow:
+    """Where the dates of a list may lie: not after `today` + `future_days`, and the dates of
+    the stay and its settlement not before `earliest_year` (a birth date may be)."""
+
+    today: date
+    earliest_year: int = 2000
+    future_days: int = 1
+
+
+@dataclass(frozen=True)
 class QcContext:
     dictionaries: Dictionaries
     kind: ListKind
@@ -333,6 +348,7 @@ class QcContext:
     sex_rules: Sequence[SexRule]
     age_rules: Sequence[AgeRule]
     principal_rules: Sequence[PrincipalRule]
+    window: DateWindow | None = None
 
 
 Rule = Callable[[SettlementList, QcContext], Iterator[Problem]]
@@ -479,6 +495,28 @@ def settlement_period_ordered(sl: SettlementList, ctx: QcContext) -> Iterator[Pr
         yield _p("QC-DATE-004", "setlinfo.setl_end_date")
 
 
+_STAY_DATES = ("adm_time", "dscg_time", "setl_begn_date", "setl_end_date", "dcla_time")
+
+
+def dates_plausible(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
+    """QC-DATE-005 / 006: no date after today (+ tolerance); the stay's not before the floor year."""
+    w = ctx.window
+    if w is None:
+        return
+    latest = w.today + timedelta(days=w.future_days)
+    s = sl.setlinfo
+    for name in (*_STAY_DATES, "brdy"):
+        value = getattr(s, name)
+        if value is None:
+            continue
+        day = value.date() if isinstance(value, datetime) else value
+        if day > latest:
+            yield _p("QC-DATE-005", f"setlinfo.{name}", f"{day}", f"{day}")
+        elif name != "brdy" and day.year < w.earliest_year:
+            yield _p("QC-DATE-006", f"setlinfo.{name}", f"{day}早于{w.earliest_year}年",
+                     f"{day} is before {w.earliest_year}")
+
+
 def fee_categories_valid(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     """QC-FEE-001: each fee line's med_chrgitm is one of the 14 categories 01–14."""
     for i, item in enumerate(sl.iteminfo):
@@ -564,7 +602,7 @@ ALL_RULES: tuple[Rule, ...] = (
     diagnoses_in_dictionary, procedures_in_dictionary, sex_specific_diagnoses,
     age_specific_diagnoses, newborn_age_days, newborn_birth_weight, newborn_weight_plausible,
     admission_before_discharge, stay_length_consistent, birth_before_admission,
-    settlement_period_ordered, fee_categories_valid, fee_categories_sum, fee_categories_unique,
+    settlement_period_ordered, dates_plausible, fee_categories_valid, fee_categories_sum, fee_categories_unique,
     one_principal_diagnosis, duplicate_diagnoses, principal_allowed, duplicate_procedures,
     one_main_procedure,
 )
@@ -574,11 +612,12 @@ def check(sl: SettlementList, dictionaries: Dictionaries, *, kind: ListKind = "4
           required: Mapping[str, tuple[str, ...]] = REQUIRED_FIELDS,
           sex_rules: Sequence[SexRule] = SEX_RULES, age_rules: Sequence[AgeRule] = AGE_RULES,
           principal_rules: Sequence[PrincipalRule] = PRINCIPAL_RULES,
-          rules: Sequence[Rule] = ALL_RULES) -> list[Problem]:
-    """Run every rule; return EVERY problem found (errors block, warnings are counted)."""
+          rules: Sequence[Rule] = ALL_RULES, window: DateWindow | None = None) -> list[Problem]:
+    """Run every rule; return EVERY problem found (errors block, warnings are counted). The
+    dates are checked against `window` when given."""
     if kind not in LIST_INTERFACES:
         raise ValueError(f"kind must be one of {LIST_INTERFACES}, not {kind!r}")
-    ctx = QcContext(dictionaries, kind, required, sex_rules, age_rules, principal_rules)
+    ctx = QcContext(dictionaries, kind, required, sex_rules, age_rules, principal_rules, window)
     return [problem for rule in rules for problem in rule(sl, ctx)]
 
 

@@ -4,8 +4,11 @@ What for: the bureau scores each hospital's lists (domain.md §3 "Quality contro
 
 * timeliness (时效性): share of lists uploaded within `deadline_days` calendar days after
   discharge. domain.md gives no number; the default 30 follows the common rule that a list
-  is uploaded within 30 days of the discharge settlement. Days are counted in China
-  Standard Time (domain.md §13): an aware `uploaded_at` is converted, a naive one is CST.
+  is uploaded within 30 days of the discharge settlement. Both days are the list's own: its
+  discharge (`dscg_time`) and its declaration (申报时间 `dcla_time`, else the message's
+  `inf_time`), so imported history is scored as it was uploaded; only a list that carries
+  neither counts the day ingest received it. Days are counted in China Standard Time
+  (domain.md §13): an aware `uploaded_at` is converted, a naive one is CST.
 * completeness (完整度): share of required fields present, summed over the month's lists
   (each list brings `required_fields`; each QC-REQ / NAT-REQUIRED problem is one missing);
 * pass rate (合格率): share of lists with no blocking error (severity "error");
@@ -20,7 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import NamedTuple
 
@@ -70,20 +73,22 @@ class QualityScore:
     accuracy: Decimal
 
 
-def stored_records(rows: Iterable[tuple[str, date | None, datetime, str | None]],
+def stored_records(rows: Iterable[tuple[str, date | None, date | None, datetime, str | None]],
                    month: str | None = None) -> list[ListRecord]:
-    """Decided lists as ingest stores them (hospital, discharge date, received at, problems as
-    JSON) as records to score: a list without a discharge date is not scored; `month`
-    ("YYYY-MM") keeps that month's lists only."""
+    """Decided lists as ingest stores them (hospital, discharge date, declared day, received
+    at, problems as JSON) as records to score: uploaded on the declared day when the list gives
+    one (a naive datetime: CST), else when received; a list without a discharge date is not
+    scored; `month` ("YYYY-MM") keeps that month's lists only."""
     records = []
-    for hospital, discharge, received_at, problems in rows:
+    for hospital, discharge, declared, received_at, problems in rows:
         if discharge is None:
             continue
         m = f"{discharge:%Y-%m}"
         if month and m != month:
             continue
         found = [Problem(**p) for p in orjson.loads(problems)] if problems else []
-        records.append(ListRecord(hospital, m, discharge, received_at, found))
+        uploaded = datetime.combine(declared, time()) if declared is not None else received_at
+        records.append(ListRecord(hospital, m, discharge, uploaded, found))
     return records
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,11 @@ def example(name: str) -> Doc:
     return doc
 
 
+WINDOW = qc.DateWindow(date(2026, 1, 1), earliest_year=2000, future_days=1)
+
+
 def run(doc: Doc, kind: qc.ListKind = "4101") -> list[qc.Problem]:
-    return qc.check(parse_settlement_list(doc), DICTS, kind=kind)
+    return qc.check(parse_settlement_list(doc), DICTS, kind=kind, window=WINDOW)
 
 
 def codes(doc: Doc, kind: qc.ListKind = "4101") -> set[str]:
@@ -114,6 +118,10 @@ CASES: dict[str, tuple[Callable[[Doc], None], str, Callable[[Doc], None]]] = {
     "QC-DATE-003": (setl(brdy="2025-11-10"), "setlinfo.brdy", setl(brdy="2025-11-09")),
     "QC-DATE-004": (setl(setl_begn_date="2025-11-16"), "setlinfo.setl_end_date",
                     setl(setl_begn_date="2025-11-15")),
+    "QC-DATE-005": (setl(dcla_time="2026-01-03 09:00:00"), "setlinfo.dcla_time",
+                    setl(dcla_time="2026-01-02 09:00:00")),
+    "QC-DATE-006": (setl(setl_begn_date="1999-12-31"), "setlinfo.setl_begn_date",
+                    setl(setl_begn_date="2000-01-01")),
     "QC-FEE-001": (fee(13, med_chrgitm="15"), "iteminfo[13].med_chrgitm", fee(13, med_chrgitm="14")),
     "QC-FEE-002": (setl(medfee_sumamt="13927.64"), "setlinfo.medfee_sumamt",
                    setl(medfee_sumamt="13927.63")),

@@ -1,0 +1,149 @@
+"""The bounds of what a sender may send, checked before a list is parsed.
+
+What for: a list is read by pydantic and checked by QC in time proportional to its size, and
+what is derived from it (case ids, events) is written to text columns that cannot hold every
+character (PostgreSQL refuses NUL). So every received document is walked once first: its size,
+the length of every text value, the number of entries of every repeated node, its nesting, and
+the characters of identifiers are bounded. Pure: the standard library only.
+
+| code              | rule |
+|-------------------|------|
+| LIST_TOO_LARGE    | the list (a request body or an import line) is over `list_bytes` / `line_bytes` |
+| NAT-TOO-LONG      | a text value over `text_chars`, an identifier or code over `id_chars` |
+| NAT-TOO-MANY      | more diagnoses, procedures or entries of another node than allowed |
+| NAT-TOO-DEEP      | nested deeper than `MAX_DEPTH` (no national node is) |
+| NAT-CONTROL-CHAR  | a control character (C0, C1, DEL) or a bidirectional override (U+202A–E, U+2066–9, …) in an identifier or code; NUL or another C0 character (but tab and line breaks) in any text |
+
+Dates in a plausible window and exactly one principal diagnosis are QC rules (`qc.py`:
+QC-DATE-005/006, QC-DX-001): they need the parsed list.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from services.ingest.domain.national import Problem
+from shared.errors import DomainError
+
+MAX_DEPTH = 12  # a list is 4 levels deep; provincial extensions get some room
+
+# Identifier and code fields (national and native names): what becomes case ids, event facts
+# and keys downstream.
+IDENTIFIERS: frozenset[str] = frozenset({
+    "setl_id", "psn_no", "fixmedins_code", "mdtrt_id", "medcasno", "certno", "hi_no", "msgid",
+    "infno", "mdtrtarea_admvs", "insuplc_admdvs", "insuplc", "diag_code", "oprn_oprt_code",
+    "med_chrgitm", "dscg_caty", "adm_caty", "hi_type", "gend", "dscg_way", "fund_pay_type",
+    "maindiag_flag", "oprn_oprt_type", "diag_type", "stas_type", "ipt_med_type", "hi_paymtd",
+    # the native form
+    "hospital_code", "region", "dept", "insurance_type", "sex", "leaving_type",
+})
+# native arrays whose entries are codes, and the native object whose keys are codes
+_CODE_ARRAYS = frozenset({"diagnoses", "procedures"})
+_DIAGNOSES = frozenset({"diseinfo", "diagnoses"})
+_PROCEDURES = frozenset({"oprninfo", "procedures"})
+
+_BAD_IN_ID = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+_BAD_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+PROBLEMS: dict[str, tuple[str, str]] = {
+    "LIST_TOO_LARGE": ("结算清单过大", "the list is too large"),
+    "NAT-TOO-LONG": ("长度超出限制", "value too long"),
+    "NAT-TOO-MANY": ("条目数超出限制", "too many entries"),
+    "NAT-TOO-DEEP": ("嵌套层级过深", "nested too deeply"),
+    "NAT-CONTROL-CHAR": ("含有控制字符或双向控制符", "contains a control or bidirectional-override character"),
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds (IngestSettings makes them from `DRGDIP_*`; these defaults are its)."""
+
+    list_bytes: int = 1 << 20
+    line_bytes: int = 1 << 20
+    text_chars: int = 500
+    id_chars: int = 64
+    diagnoses: int = 100
+    procedures: int = 100
+    entries: int = 200
+    earliest_year: int = 2000
+    future_days: int = 1
+
+
+DEFAULT = Limits()
+
+
+class TooLarge(DomainError):
+    """A request body over its bound: not read further, not stored (413)."""
+
+    status = 413
+    default_code = "LIST_TOO_LARGE"
+
+
+def problem(path: str, code: str, detail_zh: str = "", detail_en: str = "") -> Problem:
+    zh, en = PROBLEMS[code]
+    return Problem(path, code, f"{zh}：{detail_zh}" if detail_zh else zh,
+                   f"{en}: {detail_en}" if detail_en else en)
+
+
+def too_large(path: str, size: int | None, limit: int) -> Problem:
+    """A list (or line) over `limit` bytes; `size` when known (a streamed one is not read whole)."""
+    zh, en = (f"{size}字节", f"{size} bytes") if size is not None else (f"超过{limit}字节", f"more than {limit}")
+    return problem(path, "LIST_TOO_LARGE", f"{zh}，上限{limit}字节", f"{en}, at most {limit}")
+
+
+def check_size(raw: bytes, limit: int, path: str = "body") -> list[Problem]:
+    return [too_large(path, len(raw), limit)] if len(raw) > limit else []
+
+
+def check_document(fmt: str, doc: Any, limits: Limits = DEFAULT) -> list[Problem]:
+    """Every bound `doc` (decoded JSON, or a flat CSV row) breaks, with its field path in the
+    form's own names (a list's fields relative to the list, as the parsers and QC name them)."""
+    found: list[Problem] = []
+    root_strip = "input." if fmt in ("4101", "4101A") else ""
+    _walk(doc, "", None, 0, limits, found)
+    if root_strip:
+        found = [Problem(p.field.removeprefix(root_strip), p.code, p.message_zh, p.message_en)
+                 for p in found]
+    return found
+
+
+def _walk(value: Any, path: str, key: str | None, depth: int, limits: Limits, found: list[Problem]) -> None:
+    if isinstance(value, str):
+        _check_text(value, path, key in IDENTIFIERS, limits, found)
+    elif isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            found.append(problem(path or "input", "NAT-TOO-DEEP"))
+            return
+        for k, v in value.items():
+            child = f"{path}.{k}" if path else str(k)
+            if key == "fees" and isinstance(k, str):  # native fees: {med_chrgitm: amount}
+                _check_text(k, child, True, limits, found)
+            _walk(v, child, k, depth + 1, limits, found)
+    elif isinstance(value, list):
+        bound = (limits.diagnoses if key in _DIAGNOSES else limits.procedures if key in _PROCEDURES
+                 else limits.entries)
+        if len(value) > bound:  # not walked further: reading it is what the bound prevents
+            found.append(problem(path or "input", "NAT-TOO-MANY", f"{len(value)}条，上限{bound}条",
+                                 f"{len(value)}, at most {bound}"))
+            return
+        if depth >= MAX_DEPTH:
+            found.append(problem(path or "input", "NAT-TOO-DEEP"))
+            return
+        codes = key in _CODE_ARRAYS
+        for i, v in enumerate(value):
+            child = f"{path}[{i}]"
+            if codes and isinstance(v, str):
+                _check_text(v, child, True, limits, found)
+            else:
+                _walk(v, child, None, depth + 1, limits, found)
+
+
+def _check_text(s: str, path: str, identifier: bool, limits: Limits, found: list[Problem]) -> None:
+    limit = limits.id_chars if identifier else limits.text_chars
+    if len(s) > limit:
+        found.append(problem(path, "NAT-TOO-LONG", f"{len(s)}个字符，上限{limit}个",
+                             f"{len(s)} characters, at most {limit}"))
+    elif (_BAD_IN_ID if identifier else _BAD_IN_TEXT).search(s):
+        found.append(problem(path, "NAT-CONTROL-CHAR"))
