@@ -19,6 +19,7 @@ from sqlalchemy import insert, select
 from drgdip.stages import build_runtime
 from services.ingest import repository
 from services.ingest.domain.intake import Received
+from shared.web import SERVICE_TOKEN_HEADER
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -53,8 +54,9 @@ async def runtime(db_url: str) -> AsyncIterator[Any]:
 
 
 def client(rt: Any) -> httpx.AsyncClient:
-    """Ingest's own routes, in process (the gateway relays to these)."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=rt.app), base_url="http://ingest")
+    """Ingest's own routes, in process, as the gateway calls them (with the service token)."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=rt.app), base_url="http://ingest",
+                             headers={SERVICE_TOKEN_HEADER: rt.settings.service_token.get_secret_value()})
 
 
 def with_setlinfo(doc: dict[str, Any], **fields: Any) -> dict[str, Any]:
