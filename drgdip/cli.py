@@ -76,6 +76,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="HTTP port (env DRGDIP_PORT)")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="embedded mode: folder of the SQLite file")] = None,
     schemes_dir: Annotated[Path | None, typer.Option(help="grouper: folder of schemes to load")] = None,
+    dictionary_scheme: Annotated[Path | None, typer.Option(
+        help="ingest: the scheme folder whose code dictionaries QC checks against "
+             "(env DRGDIP_DICTIONARY_SCHEME; without it unknown codes are not caught)")] = None,
 ) -> None:
     """Run one service, or all five in one process (embedded: in-process bus, one SQLite file).
 
@@ -90,7 +93,8 @@ def serve(
     if data_dir is not None and db is None:
         db = f"sqlite+aiosqlite:///{data_dir / 'drgdip.db'}"
     try:
-        runtime = build_runtime(service, bus=bus, db=db, host=host, port=port, schemes_dir=schemes_dir)
+        runtime = build_runtime(service, bus=bus, db=db, host=host, port=port, schemes_dir=schemes_dir,
+                                dictionary_scheme=dictionary_scheme)
         asyncio.run(_serve(runtime))
     except ValidationError as e:
         message = describe(e, SETTINGS_BY_SERVICE.get(service, ServiceSettings))

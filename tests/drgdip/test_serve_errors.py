@@ -26,6 +26,8 @@ def serve(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess
     (("ingest",), {"DRGDIP_ENVIRONMENT": "production"}, "DRGDIP_SERVICE_TOKEN"),
     (("all", "--schemes-dir", str(SHARED / "schemes")), {"DRGDIP_ENVIRONMENT": "production"},
      "DRGDIP_PSN_KEY_SECRET"),
+    (("all", "--schemes-dir", str(SHARED / "schemes"), "--dictionary-scheme", "no/such/scheme"), {},
+     "DRGDIP_DICTIONARY_SCHEME"),
 ])
 def test_a_bad_setting_is_one_line_naming_it(tmp_path: Path, args, env, setting) -> None:
     r = serve(tmp_path, *args, DRGDIP_DB=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", **env)
