@@ -66,6 +66,13 @@ class Forbidden(DomainError):
     default_code = "FORBIDDEN"
 
 
+class TooLarge(DomainError):
+    """A request body over its bound: not read further, not stored (413)."""
+
+    status = 413
+    default_code = "TOO_LARGE"
+
+
 class Unavailable(DomainError):
     """Something this request needs is not answering (503): try again later."""
 

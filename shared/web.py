@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.errors import DomainError, Unauthorized, invalid_from_validation
+from shared.errors import DomainError, TooLarge, Unauthorized, invalid_from_validation
 
 # The header the gateway sends its service credential in (DRGDIP_SERVICE_TOKEN).
 SERVICE_TOKEN_HEADER = "x-drgdip-service-token"
@@ -94,3 +94,17 @@ class RequireServiceToken:
                 await JSONResponse(err.body(), status_code=err.status)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+async def read_body(request: Request, limit: int, *, code: str = "TOO_LARGE", what: str = "the body") -> bytes:
+    """The request body, refused (413, field "body") as soon as it is known to be over `limit`
+    bytes: the declared length first, then while it streams in."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"{what} is {declared} bytes, at most {limit}", code=code, field="body")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"{what} is more than {limit} bytes", code=code, field="body")
+    return bytes(body)

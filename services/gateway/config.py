@@ -19,3 +19,7 @@ class GatewaySettings(ServiceSettings):
         description="refused authentications from one client (IP) within the window before it gets 429")
     auth_failure_window_seconds: int = Field(
         300, ge=1, le=86_400, description="the window the refused authentications are counted in")
+    max_body_bytes: int = Field(
+        16 << 20, ge=64 << 10, le=512 << 20,
+        description="largest request body the gateway reads (lists, policies, catalogues; 413 "
+                    "beyond); bulk imports stream through, their lines bounded by ingest")

@@ -18,7 +18,7 @@ Query parameters: a hospital is always `hospital`; a parameter a route does not 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -49,7 +49,7 @@ from services.gateway.domain.readmodel import ORDER
 from services.gateway.domain.throttle import FailureThrottle
 from shared.errors import Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from shared.observability import get_logger
-from shared.web import Conn, Engine, stage_service
+from shared.web import Conn, Engine, read_body, stage_service
 
 log = structlog.get_logger("drgdip.gateway")
 
@@ -95,7 +95,8 @@ class Upstreams:
                 {"ingest": s.ingest_url, "grouper": s.grouper_url, "pricer": s.pricer_url}[name])
         return self._clients[name]
 
-    async def relay(self, name: str, method: str, path: str, content: bytes, headers: dict[str, str],
+    async def relay(self, name: str, method: str, path: str, content: bytes | AsyncIterator[bytes],
+                    headers: dict[str, str],
                     params: dict[str, str] | None = None) -> Response:
         """The upstream's answer, status and body as they are."""
         try:
@@ -219,8 +220,12 @@ def _answer(response: Response) -> dict[str, Any]:
 
 
 async def _to_ingest(up: Upstreams, path: str, request: Request, who: Principal) -> Response:
-    return await up.relay("ingest", request.method, path, await request.body(), _headers(who),
+    return await up.relay("ingest", request.method, path, await _read(request, up), _headers(who),
                           params=dict(request.query_params))
+
+
+async def _read(request: Request, up: Upstreams) -> bytes:
+    return await read_body(request, up.settings.max_body_bytes)
 
 
 @router.post("/settlement-lists", status_code=202, openapi_extra=_body(LIST_SCHEMA))
@@ -242,7 +247,9 @@ async def national_interface(infno: str, request: Request, up: Upstream, who: Ca
 async def import_lists(request: Request, up: Upstream, who: Caller) -> Response:
     """Bulk upload of history: JSON Lines of native lists, or CSV with `?format=csv`."""
     who.require("hospital", "bureau-admin")
-    return await _to_ingest(up, "/settlement-lists:import", request, who)
+    # streamed through, never held whole: ingest bounds and checks each line as it arrives
+    return await up.relay("ingest", "POST", "/settlement-lists:import", request.stream(), _headers(who),
+                          params=dict(request.query_params))
 
 
 @router.get("/policies")
@@ -257,7 +264,7 @@ async def list_policies(request: Request, up: Upstream, who: Caller) -> Response
 async def upload_policy(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
     """Import a pricing policy version (bureau-admin); every change is audited with who made it."""
     who.require("bureau-admin")
-    r = await up.relay("pricer", "POST", "/policies", await request.body(), _audited(who))
+    r = await up.relay("pricer", "POST", "/policies", await _read(request, up), _audited(who))
     if r.status_code < 300:
         a = _answer(r)
         await _record(engine, request, who, audit.POLICY_IMPORTED, f"{a.get('policy_id')} v{a.get('version')}", a)
@@ -271,7 +278,7 @@ async def register_dip_catalogue(request: Request, up: Upstream, who: Caller, en
                                  valid_to: str | None = Query(None, min_length=10, max_length=10)) -> Response:
     """Register a DIP catalogue (built by `drgdip dip build-catalogue`) for a region and period (audited)."""
     who.require("bureau-admin")
-    r = await up.relay("grouper", "POST", "/dip/catalogues", await request.body(), _headers(who),
+    r = await up.relay("grouper", "POST", "/dip/catalogues", await _read(request, up), _headers(who),
                        params=dict(request.query_params))
     if r.status_code < 300:
         await _record(engine, request, who, audit.DIP_CATALOGUE_REGISTERED,
@@ -283,7 +290,7 @@ async def register_dip_catalogue(request: Request, up: Upstream, who: Caller, en
 async def upload_dip_policy(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
     """Import a DIP policy version with its catalogue (bureau-admin; audited)."""
     who.require("bureau-admin")
-    r = await up.relay("pricer", "POST", "/dip/policies", await request.body(), _audited(who))
+    r = await up.relay("pricer", "POST", "/dip/policies", await _read(request, up), _audited(who))
     if r.status_code < 300:
         a = _answer(r)
         await _record(engine, request, who, audit.DIP_POLICY_IMPORTED, f"{a.get('policy_id')} v{a.get('version')}", a)
@@ -347,7 +354,7 @@ async def quality(request: Request, up: Upstream, who: Caller,
 @router.post("/group")
 async def check_draft(request: Request, up: Upstream, who: Caller) -> Response:
     """Group a draft case synchronously (nothing is stored)."""
-    return await up.relay("grouper", "POST", "/group", await request.body(),
+    return await up.relay("grouper", "POST", "/group", await _read(request, up),
                           {"content-type": "application/json"})
 
 

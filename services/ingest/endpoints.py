@@ -23,10 +23,9 @@ from services.ingest import repository
 from services.ingest.domain import national as nat
 from services.ingest.domain import quality
 from services.ingest.domain.intake import Outcome, Received, problem
-from services.ingest.domain.limits import TooLarge
 from services.ingest.handlers import Intake, import_stream
 from shared.errors import Invalid, NotFound
-from shared.web import Conn, stage_service
+from shared.web import Conn, read_body, stage_service
 
 router = APIRouter(tags=["ingest"])
 Ingest = Annotated[Intake, Depends(stage_service("ingest"))]
@@ -46,24 +45,11 @@ def _checked(value: str | None, field: str, max_len: int) -> str | None:
     return value
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it is known to be over `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"the list is {declared} bytes, at most {limit}", field="body")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge(f"the list is more than {limit} bytes", field="body")
-    return bytes(body)
-
-
 async def _receive_one(intake: Intake, fmt: str, request: Request, caller: str | None,
                        correlation_id: str | None) -> Outcome:
     caller = _checked(caller, "x-drgdip-hospital", 32)
     correlation_id = _checked(correlation_id, "x-correlation-id", 64)
-    body = await _body(request, intake.limits.list_bytes)
+    body = await read_body(request, intake.limits.list_bytes, code="LIST_TOO_LARGE", what="the list")
     item = (Received(fmt, body, caller, correlation_id) if correlation_id
             else Received(fmt, body, caller))
     return (await intake.receive([item]))[0]

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.ingest.domain.national import Problem
-from shared.errors import DomainError
 
 MAX_DEPTH = 12  # a list is 4 levels deep; provincial extensions get some room
 
@@ -72,13 +71,6 @@ class Limits:
 
 
 DEFAULT = Limits()
-
-
-class TooLarge(DomainError):
-    """A request body over its bound: not read further, not stored (413)."""
-
-    status = 413
-    default_code = "LIST_TOO_LARGE"
 
 
 def problem(path: str, code: str, detail_zh: str = "", detail_en: str = "") -> Problem:
