@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,9 +70,15 @@ class Context:
 StageFactory = Callable[[Context], Stage]
 
 
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
 async def _correlation(request: Request, call_next):  # type: ignore[no-untyped-def]
-    """Bind the request's correlation id (given or new) to every log line it causes."""
-    cid = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+    """Bind the request's correlation id to every log line it causes (and pass it on to the
+    stages): the caller's when it is a plain id of at most 64 characters, else a new one (the
+    answer's `x-correlation-id` says which)."""
+    given = request.headers.get("x-correlation-id", "")
+    cid = given if _CORRELATION_ID.fullmatch(given) else str(uuid.uuid4())
     structlog.contextvars.bind_contextvars(correlation_id=cid)
     try:
         response = await call_next(request)

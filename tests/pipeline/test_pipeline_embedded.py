@@ -234,3 +234,14 @@ async def test_requests_without_a_valid_token_are_refused(embedded) -> None:
         assert (await anonymous.get("/api/v1/summary", headers=auth)).status_code == 401
     finally:
         await anonymous.aclose()
+
+
+async def test_a_correlation_id_that_is_not_a_plain_id_is_replaced_not_refused(embedded) -> None:
+    _rt, client = embedded
+    for given in ("x" * 100, "bad id\twith tab", ""):
+        r = await client.post("/api/v1/settlement-lists", json=lists(1, seed=len(given) + 11)[0],
+                              headers={"x-correlation-id": given})
+        assert r.status_code == 202, r.text
+        assert r.headers["x-correlation-id"] != given and len(r.headers["x-correlation-id"]) == 36
+    r = await client.get("/api/v1/summary", headers={"x-correlation-id": "his-batch:42"})
+    assert r.headers["x-correlation-id"] == "his-batch:42"
