@@ -79,6 +79,9 @@ def serve(
     dictionary_scheme: Annotated[Path | None, typer.Option(
         help="ingest: the scheme folder whose code dictionaries QC checks against "
              "(env DRGDIP_DICTIONARY_SCHEME; without it unknown codes are not caught)")] = None,
+    until_idle: Annotated[bool, typer.Option(
+        "--until-idle", help="`all` only: serve no HTTP; stop once every stored list has been "
+                             "grouped, priced and reviewed (after `drgdip import`)")] = False,
 ) -> None:
     """Run one service, or all five in one process (embedded: in-process bus, one SQLite file).
 
@@ -90,12 +93,14 @@ def serve(
 
     if service not in SERVICES:
         raise typer.BadParameter(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
+    if until_idle and service != "all":
+        raise typer.BadParameter("only the embedded mode (`all`) runs until idle", param_hint="--until-idle")
     if data_dir is not None and db is None:
         db = f"sqlite+aiosqlite:///{data_dir / 'drgdip.db'}"
     try:
         runtime = build_runtime(service, bus=bus, db=db, host=host, port=port, schemes_dir=schemes_dir,
                                 dictionary_scheme=dictionary_scheme)
-        asyncio.run(_serve(runtime))
+        asyncio.run(_run_until_idle(runtime) if until_idle else _serve(runtime))
     except ValidationError as e:
         message = describe(e, SETTINGS_BY_SERVICE.get(service, ServiceSettings))
     except SettingError as e:
@@ -128,6 +133,22 @@ async def _serve(runtime: Runtime) -> None:
     finally:
         if runtime.started:  # the server stopped before its lifespan did
             await runtime.stop()
+
+
+async def _run_until_idle(runtime: Runtime) -> None:
+    """Run the embedded pipeline until every stored list has moved through it, then stop."""
+    from drgdip.demo import reviewed_cases, wait_idle
+    from shared.bus.memory import MemoryBus
+    from shared.settings import SettingError
+
+    if not isinstance(runtime.bus, MemoryBus):
+        raise SettingError("DRGDIP_BUS", "--until-idle needs the embedded bus (memory://)")
+    await runtime.start()
+    try:
+        await wait_idle(runtime, float("inf"))
+        typer.echo(f"pipeline idle: {await reviewed_cases(runtime)} cases grouped, priced and reviewed")
+    finally:
+        await runtime.stop()
 
 
 def _on_database(settings: type[ServiceSettings], service: str, db: str | None,

@@ -352,6 +352,9 @@ def point_value_command(
     hospitals: Annotated[Path | None, typer.Option(
         "--hospitals", help="hospital levels: JSON {code: level} or the generator's hospitals.json")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="also write the figure and its inputs as JSON")] = None,
+    policy_out: Annotated[Path | None, typer.Option(
+        "--policy-out", help="also write a DIP policy at this point value for the catalogue's region and "
+                             "year (the hospitals' levels; other rules as the shipped example)")] = None,
 ) -> None:
     """The DIP budget point value (预算点值, §7) of a catalogue over history, with its inputs."""
     err = stderr()
@@ -377,6 +380,29 @@ def point_value_command(
     if out is not None:
         write_json(out, result.to_dict())
     typer.echo(result.text())
+    if policy_out is not None:
+        policy = dip_policy_document(cat, result.point_value, levels)
+        write_json(policy_out, policy)
+        typer.echo(f"DIP policy {policy['policy_id']} ({cat.region}, {cat.year}, point value "
+                   f"{result.point_value}) written to {policy_out}; store it with "
+                   f"`drgdip dip import-policy {policy_out} --catalogue {catalogue}`")
+
+
+DIP_POLICY_EXAMPLE = Path(__file__).resolve().parent.parent / "services" / "pricer" / "dip-policy.example.json"
+
+
+def dip_policy_document(cat: Catalogue, point_value: Decimal, levels: Mapping[str, int]) -> dict[str, Any]:
+    """A DIP policy for the catalogue's region and year at `point_value`: the shipped example's
+    deviation, scope and settlement rules, the given hospital levels."""
+    doc: dict[str, Any] = orjson.loads(DIP_POLICY_EXAMPLE.read_bytes())
+    doc.update(policy_id=f"{cat.region}-{cat.year}-dip", version=1, region=cat.region,
+               valid_from=f"{cat.year}-01-01", valid_to=f"{cat.year}-12-31",
+               notes=f"Built by `drgdip dip point-value` from catalogue {cat.version_label}: the budget point value "
+                     "as provisional point value; the other rules are the shipped example's.")
+    doc["hospitals"] = {"level_coefficients": doc["hospitals"]["level_coefficients"], "levels": dict(levels)}
+    doc["points"]["provisional_point_value"] = str(point_value)
+    parse_dip_policy(orjson.dumps(doc))  # what import-policy accepts
+    return doc
 
 
 # --------------------------------------------------------------------------- group

@@ -580,6 +580,9 @@ def simulate_command(
     with (out_dir / "simulation-prices.jsonl").open("wb") as fh:
         for p in report.prices:
             fh.write(orjson.dumps(p.to_dict()) + b"\n")
+    with (out_dir / "simulation-cases.jsonl").open("wb") as fh:  # the cases, as `drgdip price` reads them
+        for case in cases:
+            fh.write(orjson.dumps(case.model_dump(mode="json", exclude_defaults=True)) + b"\n")
 
     table = Table(title=f"simulation: {pol.policy_id} v{pol.version}, weights {pol.weights.version}")
     cols = ["hospital_code", "cases", "cmi", "drg_payment", "fee_for_service", "profit_loss",
