@@ -1,15 +1,20 @@
-"""Pricer's HTTP routes: policy versions (import, list) and settlement statements."""
+"""Pricer's HTTP routes: policy versions (import, list), settlement runs and statements, re-pricing."""
 
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.pricer import handlers, repository
 from services.pricer.domain.policy import PolicyError
-from shared.web import Conn, stage_service
+from shared.errors import Invalid
+from shared.messaging import Outbox
+from shared.money import Money
+from shared.web import Conn, Engine, stage_service
 
 ACTOR_HEADER = "x-drgdip-actor"  # who changes a policy over HTTP (set by the gateway)
 
@@ -56,3 +61,40 @@ async def list_policies(conn: Conn) -> dict:
 async def list_statements(hospital: str, conn: Conn, period: str | None = None) -> dict:
     """Every stored settlement statement version of a hospital (optionally one period)."""
     return {"statements": await repository.list_statements(conn, hospital, period)}
+
+
+class SettlementRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    policy_id: str = Field(min_length=1, max_length=64)
+    period: str = Field(pattern=r"^\d{4}(-(0[1-9]|1[0-2]))?$",
+                        description="YYYY-MM: monthly pre-settlement; YYYY: annual clearing")
+    budget: Money | None = Field(None, description="the year's budget, yuan (a decimal string); a year only")
+
+
+@router.post("/settlements", status_code=201)
+async def run_settlement(body: SettlementRequest, conn: Conn) -> dict:
+    """Pre-settle a month or clear a year (§8) in one transaction: a new statement version."""
+    run = await handlers.settle(conn, body.policy_id, body.period, body.budget)
+    return run.summary()
+
+
+class RepriceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    region: str = Field(min_length=1, max_length=32)
+    date_from: date | None = Field(None, alias="from", description="first discharge date")
+    date_to: date | None = Field(None, alias="to", description="last discharge date")
+
+
+@router.post("/cases:reprice")
+async def reprice(body: RepriceRequest, engine: Engine, policies: Policies) -> dict:
+    """Re-price the stored cases of a region under the policies in force now, as `drgdip reprice`
+    does: one transaction per batch, so the route holds no connection of its own (the embedded
+    SQLite engine has one, which every batch needs)."""
+    if body.date_from and body.date_to and body.date_to < body.date_from:
+        raise Invalid(f"to {body.date_to} is before from {body.date_from}", code="INVALID_PERIOD", field="to")
+    # the stage's relay publishes the new outbox rows (the table is the stage's own)
+    r = await handlers.reprice(engine, Outbox(repository.NAME, repository.metadata), policies, body.region,
+                               date_from=body.date_from, date_to=body.date_to)
+    return {"region": body.region, "from": body.date_from and body.date_from.isoformat(),
+            "to": body.date_to and body.date_to.isoformat(), "cases": r.cases, "repriced": r.repriced,
+            "unchanged": r.unchanged, "not_repriceable": r.not_repriceable, "by_policy": r.by_policy}
