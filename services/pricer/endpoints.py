@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -13,7 +14,6 @@ from services.pricer import handlers, repository
 from services.pricer.domain.policy import PolicyError
 from shared.errors import Invalid
 from shared.messaging import Outbox
-from shared.money import Money
 from shared.web import Conn, Engine, stage_service
 
 ACTOR_HEADER = "x-drgdip-actor"  # who changes a policy over HTTP (set by the gateway)
@@ -21,6 +21,10 @@ ACTOR_HEADER = "x-drgdip-actor"  # who changes a policy over HTTP (set by the ga
 Policies = Annotated[repository.Policies, Depends(stage_service(repository.NAME))]
 
 router = APIRouter(tags=["pricer"])
+
+# an identifier a route looks up or stores: no control or bidirectional-override character (PostgreSQL
+# refuses NUL; the others would disguise it in the audit)
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+$"
 
 
 def _actor(request: Request) -> str:
@@ -65,22 +69,25 @@ async def list_statements(hospital: str, conn: Conn, period: str | None = None) 
 
 class SettlementRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    policy_id: str = Field(min_length=1, max_length=64)
-    period: str = Field(pattern=r"^\d{4}(-(0[1-9]|1[0-2]))?$",
-                        description="YYYY-MM: monthly pre-settlement; YYYY: annual clearing")
-    budget: Money | None = Field(None, description="the year's budget, yuan (a decimal string); a year only")
+    policy_id: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
+    period: str = Field(pattern=r"^(19|20)\d{2}(-(0[1-9]|1[0-2]))?$",
+                        description="YYYY-MM: monthly pre-settlement; YYYY: annual clearing (1900-2099)")
+    # a decimal string to the fen, bounded so that every figure of the clearing stays exact
+    budget: str | None = Field(None, pattern=r"^\d{1,15}(\.\d{1,2})?$",
+                               description="the year's budget in yuan, e.g. \"120000000.00\"; a year only")
 
 
 @router.post("/settlements", status_code=201)
 async def run_settlement(body: SettlementRequest, conn: Conn) -> dict:
     """Pre-settle a month or clear a year (§8) in one transaction: a new statement version."""
-    run = await handlers.settle(conn, body.policy_id, body.period, body.budget)
+    budget = None if body.budget is None else Decimal(body.budget)
+    run = await handlers.settle(conn, body.policy_id, body.period, budget)
     return run.summary()
 
 
 class RepriceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    region: str = Field(min_length=1, max_length=32)
+    region: str = Field(min_length=1, max_length=32, pattern=PRINTABLE)
     date_from: date | None = Field(None, alias="from", description="first discharge date")
     date_to: date | None = Field(None, alias="to", description="last discharge date")
 

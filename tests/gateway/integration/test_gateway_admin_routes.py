@@ -76,6 +76,8 @@ async def test_a_loaded_scheme_is_registered_live_and_audited(tmp_path: Path) ->
             assert _error(await admin.post("/api/v1/schemes/registrations",
                                            json={k: v for k, v in reg.items() if k != "region"}))[::2] == (
                 422, "region")
+            assert _error(await admin.post("/api/v1/schemes/registrations",
+                                           json=reg | {"region": "3505\u0000"}))[::2] == (422, "region")
 
             entries = await _audit(admin, "scheme.registered")
             assert [e["subject"] for e in entries] == [
@@ -117,6 +119,8 @@ async def test_cases_are_repriced_and_settled_through_the_gateway_and_audited(tm
                                                                     "to": "2024-01-01"})) == (
                 422, "INVALID_PERIOD", "to")
             assert _error(await admin.post("/api/v1/reprice", json={}))[::2] == (422, "region")
+            assert _error(await admin.post("/api/v1/reprice", json={"region": "3505\u202e00"}))[::2] == (
+                422, "region")
             r = await admin.post("/api/v1/reprice", json={"region": "350500"})
             assert r.status_code == 200, r.text
             assert {k: r.json()[k] for k in ("cases", "repriced", "unchanged")} == {
@@ -139,8 +143,14 @@ async def test_cases_are_repriced_and_settled_through_the_gateway_and_audited(tm
                 422, "INVALID_SETTLEMENT", "policy_id")
             assert _error(await admin.post("/api/v1/settlements", json=run | {"period": "1999-01"})) == (
                 404, "NO_PRICED_CASES", "period")
-            assert _error(await admin.post("/api/v1/settlements", json=run | {"period": "2024", "budget": 1e6}
-                                           ))[::2] == (422, "budget")
+            for period, budget in (("2024", 1e6), ("2024", "1e30"), ("2024", "-5"), ("2024", "1.001")):
+                assert _error(await admin.post("/api/v1/settlements", json=run | {"period": period, "budget": budget}
+                                               ))[::2] == (422, "budget"), budget
+            for period in ("0000", "9999-12", "2024-1"):
+                assert _error(await admin.post("/api/v1/settlements", json=run | {"period": period}))[::2] == (
+                    422, "period"), period
+            assert _error(await admin.post("/api/v1/settlements", json=run | {"policy_id": "t\u0000"}))[::2] == (
+                422, "policy_id")
             monthly = await admin.post("/api/v1/settlements", json=run)
             assert monthly.status_code == 201, monthly.text
             m = monthly.json()
