@@ -67,6 +67,23 @@ HSA_SCHEMA: dict[str, Any] = {
     "properties": {"infno": {"type": "string"}, "msgid": {"type": "string"},
                    "fixmedins_code": {"type": "string"}, "input": {"type": "object"}},
 }
+SCHEME_REGISTRATION_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["scheme", "region", "valid_from"], "additionalProperties": False,
+    "properties": {"scheme": {"type": "string", "description": "id of a scheme the grouper has loaded"},
+                   "region": {"type": "string"}, "valid_from": {"type": "string", "format": "date"},
+                   "valid_to": {"type": ["string", "null"], "format": "date"}},
+}
+SETTLEMENT_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["policy_id", "period"], "additionalProperties": False,
+    "properties": {"policy_id": {"type": "string"},
+                   "period": {"type": "string", "description": "YYYY-MM: pre-settlement; YYYY: annual clearing"},
+                   "budget": {"type": ["string", "null"], "description": "the year's budget, yuan; a year only"}},
+}
+REPRICE_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["region"], "additionalProperties": False,
+    "properties": {"region": {"type": "string"}, "from": {"type": ["string", "null"], "format": "date"},
+                   "to": {"type": ["string", "null"], "format": "date"}},
+}
 DIP_POLICY_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["policy", "catalogue"],
     "properties": {"policy": {"type": "object"}, "catalogue": {"type": "object"}},
@@ -78,6 +95,10 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _log = get_logger("drgdip.gateway")
+
+
+# upstream routes that take as long as the data they go through: no timeout
+LONG_RUNNING = (":import", ":reprice", "/settlements")
 
 
 class Upstreams:
@@ -101,7 +122,7 @@ class Upstreams:
         """The upstream's answer, status and body as they are."""
         try:
             r = await self.client(name).request(method, path, content=content, headers=headers, params=params,
-                                                timeout=None if path.endswith(":import") else 30)
+                                                timeout=None if path.endswith(LONG_RUNNING) else 30)
         except httpx.HTTPError as e:
             raise Unavailable(f"{path} is unavailable: {type(e).__name__}", code="UPSTREAM_UNAVAILABLE") from None
         if r.status_code == 401:  # the upstream refused the gateway itself: not the caller's fault
@@ -294,6 +315,49 @@ async def upload_dip_policy(request: Request, up: Upstream, who: Caller, engine:
     if r.status_code < 300:
         a = _answer(r)
         await _record(engine, request, who, audit.DIP_POLICY_IMPORTED, f"{a.get('policy_id')} v{a.get('version')}", a)
+    return r
+
+
+@router.post("/schemes/registrations", status_code=201, openapi_extra=_body(SCHEME_REGISTRATION_SCHEMA))
+async def register_scheme(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Register a scheme the grouper has loaded for a region and period (bureau-admin; audited);
+    in force with the grouper's next batch."""
+    who.require("bureau-admin")
+    _only(request)
+    r = await up.relay("grouper", "POST", "/schemes/registrations", await _read(request, up), _headers(who))
+    if r.status_code < 300:
+        a = _answer(r)
+        await _record(engine, request, who, audit.SCHEME_REGISTERED,
+                      f"{a.get('scheme')} {a.get('region')} {a.get('valid_from')}..{a.get('valid_to') or ''}", a)
+    return r
+
+
+@router.post("/settlements", status_code=201, openapi_extra=_body(SETTLEMENT_SCHEMA))
+async def run_settlement(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Pre-settle a month or clear a year (bureau-admin; audited): a new statement version per
+    hospital, answered with the run's figures and its statements."""
+    who.require("bureau-admin")
+    _only(request)
+    r = await up.relay("pricer", "POST", "/settlements", await _read(request, up), _headers(who))
+    if r.status_code < 300:
+        a = _answer(r)
+        await _record(engine, request, who, audit.SETTLEMENT_RUN,
+                      f"{a.get('policy_id')} {a.get('period')} v{a.get('version')}",
+                      {k: v for k, v in a.items() if k != "statements"})
+    return r
+
+
+@router.post("/reprice", openapi_extra=_body(REPRICE_SCHEMA))
+async def reprice(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Re-price a region's stored cases under the policies in force now (bureau-admin; audited):
+    the counts of cases re-priced, unchanged and not re-priceable."""
+    who.require("bureau-admin")
+    _only(request)
+    r = await up.relay("pricer", "POST", "/cases:reprice", await _read(request, up), _headers(who))
+    if r.status_code < 300:
+        a = _answer(r)
+        await _record(engine, request, who, audit.REPRICED,
+                      f"{a.get('region')} {a.get('from') or ''}..{a.get('to') or ''}", a)
     return r
 
 

@@ -1,4 +1,5 @@
-"""The grouper's HTTP routes: the draft check, DIP catalogue registration, the loaded schemes."""
+"""The grouper's HTTP routes: the draft check, DIP catalogue and scheme registration, the loaded
+schemes."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.grouper import repository
+from services.grouper import handlers, repository
 from services.grouper.domain import DraftCase, catalogue_registration, check_draft
 from services.grouper.handlers import GrouperService
 from shared.web import Conn, stage_service
 
 router = APIRouter(tags=["grouper"])
 Grouper = Annotated[GrouperService, Depends(stage_service(repository.NAME))]
+
+# an identifier a route stores: no control or bidirectional-override character (PostgreSQL
+# refuses NUL; the others would disguise it in the audit)
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+$"
 
 
 @router.post("/group")
@@ -34,6 +40,27 @@ async def register_catalogue(request: Request, conn: Conn,
     await repository.register_catalogue(conn, reg)
     return {"catalogue_id": reg.catalogue.catalogue_id, "version": reg.catalogue.version,
             "region": region, "groups": len(reg.catalogue.groups)}
+
+
+class SchemeRegistration(BaseModel):
+    """A loaded scheme (by its id) in force in a region from `valid_from` to `valid_to`."""
+
+    model_config = ConfigDict(extra="forbid")
+    scheme: str = Field(min_length=1, max_length=64, pattern=PRINTABLE, description="id of a scheme the grouper has loaded")
+    region: str = Field(min_length=1, max_length=32, pattern=PRINTABLE)
+    valid_from: date
+    valid_to: date | None = None
+
+
+@router.post("/schemes/registrations", status_code=201)
+async def register_scheme(body: SchemeRegistration, grouper: Grouper, conn: Conn) -> dict:
+    """Register a scheme for a region and period (bureau only, via the gateway); in force with the
+    grouper's next batch."""
+    scheme, replaced = await handlers.register_scheme(grouper, conn, body.scheme, body.region,
+                                                      body.valid_from, body.valid_to)
+    return {"scheme": scheme.id, "title": scheme.title, "region": body.region,
+            "valid_from": body.valid_from.isoformat(),
+            "valid_to": body.valid_to.isoformat() if body.valid_to else None, "replaced": replaced}
 
 
 @router.get("/schemes")

@@ -21,10 +21,12 @@ from services.grouper.domain import (
     Scheme,
     SchemeBook,
     SchemeError,
+    SchemeRegistry,
     ToGroup,
     group_cases,
 )
 from shared.dip import Catalogue
+from shared.errors import NotFound
 from shared.events import CaseFacts, Envelope
 from shared.messaging import Outbox
 from shared.observability import get_logger
@@ -73,6 +75,42 @@ class GrouperService:
 
     def scheme_for(self, f: CaseFacts) -> Scheme | None:
         return self.book.scheme_for(f.region, f.discharge_date)
+
+
+async def register_scheme(grouper: GrouperService, conn: AsyncConnection, scheme_id: str, region: str,
+                          valid_from: date, valid_to: date | None) -> tuple[Scheme, bool]:
+    """Register a loaded scheme for a region and period; (scheme, replaced). The grouper puts it
+    in force with its next batch (`GrouperService.refresh`).
+
+    Refused: a scheme this grouper has not loaded (404 `UNKNOWN_SCHEME`), a period ending
+    before it starts (422 `INVALID_PERIOD`), a period overlapping another registration of the
+    region (409 `OVERLAPPING_PERIODS`). The same scheme, region and start replaces its
+    registration, as `drgdip scheme import` does."""
+    scheme = grouper.book.schemes.get(scheme_id)
+    if scheme is None:
+        known = ", ".join(sorted(grouper.book.schemes)) or "none"
+        raise NotFound(f"no scheme {scheme_id!r} is loaded (loaded: {known})", code="UNKNOWN_SCHEME",
+                       field="scheme")
+    try:
+        SchemeRegistry().add(scheme, region, valid_from, valid_to)  # the period on its own
+        replaced = False
+        for other in await repository.scheme_registrations(conn):
+            if other.region != region:
+                continue
+            if (other.scheme_id, other.valid_from) == (scheme_id, valid_from):
+                replaced = True
+                continue
+            # one registry per stored period: an older overlap among them is not this request's fault
+            registry = SchemeRegistry()
+            registry.add(grouper.book.schemes.get(other.scheme_id) or grouper.book.load(other.path),
+                         region, other.valid_from, other.valid_to)
+            registry.add(scheme, region, valid_from, valid_to)
+    except RegistryError as e:
+        raise RegistryError(e.message, code=e.code, status=e.status,
+                            field="valid_to" if e.code == "INVALID_PERIOD" else "valid_from") from None
+    await repository.register_scheme(conn, repository.Registration(
+        scheme_id, region, valid_from, valid_to, grouper.book.paths[scheme_id]))
+    return scheme, replaced
 
 
 async def on_case_received(grouper: GrouperService, conn: AsyncConnection,

@@ -1,21 +1,30 @@
-"""Pricer's HTTP routes: policy versions (import, list) and settlement statements."""
+"""Pricer's HTTP routes: policy versions (import, list), settlement runs and statements, re-pricing."""
 
 from __future__ import annotations
 
 import json
+from datetime import date
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.pricer import handlers, repository
 from services.pricer.domain.policy import PolicyError
-from shared.web import Conn, stage_service
+from shared.errors import Invalid
+from shared.messaging import Outbox
+from shared.web import Conn, Engine, stage_service
 
 ACTOR_HEADER = "x-drgdip-actor"  # who changes a policy over HTTP (set by the gateway)
 
 Policies = Annotated[repository.Policies, Depends(stage_service(repository.NAME))]
 
 router = APIRouter(tags=["pricer"])
+
+# an identifier a route looks up or stores: no control or bidirectional-override character (PostgreSQL
+# refuses NUL; the others would disguise it in the audit)
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+$"
 
 
 def _actor(request: Request) -> str:
@@ -56,3 +65,43 @@ async def list_policies(conn: Conn) -> dict:
 async def list_statements(hospital: str, conn: Conn, period: str | None = None) -> dict:
     """Every stored settlement statement version of a hospital (optionally one period)."""
     return {"statements": await repository.list_statements(conn, hospital, period)}
+
+
+class SettlementRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    policy_id: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
+    period: str = Field(pattern=r"^(19|20)\d{2}(-(0[1-9]|1[0-2]))?$",
+                        description="YYYY-MM: monthly pre-settlement; YYYY: annual clearing (1900-2099)")
+    # a decimal string to the fen, bounded so that every figure of the clearing stays exact
+    budget: str | None = Field(None, pattern=r"^\d{1,15}(\.\d{1,2})?$",
+                               description="the year's budget in yuan, e.g. \"120000000.00\"; a year only")
+
+
+@router.post("/settlements", status_code=201)
+async def run_settlement(body: SettlementRequest, conn: Conn) -> dict:
+    """Pre-settle a month or clear a year (§8) in one transaction: a new statement version."""
+    budget = None if body.budget is None else Decimal(body.budget)
+    run = await handlers.settle(conn, body.policy_id, body.period, budget)
+    return run.summary()
+
+
+class RepriceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    region: str = Field(min_length=1, max_length=32, pattern=PRINTABLE)
+    date_from: date | None = Field(None, alias="from", description="first discharge date")
+    date_to: date | None = Field(None, alias="to", description="last discharge date")
+
+
+@router.post("/cases:reprice")
+async def reprice(body: RepriceRequest, engine: Engine, policies: Policies) -> dict:
+    """Re-price the stored cases of a region under the policies in force now, as `drgdip reprice`
+    does: one transaction per batch, so the route holds no connection of its own (the embedded
+    SQLite engine has one, which every batch needs)."""
+    if body.date_from and body.date_to and body.date_to < body.date_from:
+        raise Invalid(f"to {body.date_to} is before from {body.date_from}", code="INVALID_PERIOD", field="to")
+    # the stage's relay publishes the new outbox rows (the table is the stage's own)
+    r = await handlers.reprice(engine, Outbox(repository.NAME, repository.metadata), policies, body.region,
+                               date_from=body.date_from, date_to=body.date_to)
+    return {"region": body.region, "from": body.date_from and body.date_from.isoformat(),
+            "to": body.date_to and body.date_to.isoformat(), "cases": r.cases, "repriced": r.repriced,
+            "unchanged": r.unchanged, "not_repriceable": r.not_repriceable, "by_policy": r.by_policy}

@@ -9,7 +9,7 @@ transaction) and never commits.
   another id for the same region and an overlapping period is refused (409 `POLICY_OVERLAP`).
 - `reprice`: stored cases re-priced under the policies in force now, as new price versions
   announced as `case-priced` (the regroup pattern).
-- `run_monthly_presettlement`, `run_annual_clearing`, `record_advance`: settlement (§8).
+- `run_monthly_presettlement`, `run_annual_clearing`, `settle`, `record_advance`: settlement (§8).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from services.pricer.domain.policy import (
 from services.pricer.domain.settlement import (
     Clearing,
     HospitalYear,
+    SettlementError,
     Statement,
     annual_clearing,
     check_advance,
@@ -44,6 +45,7 @@ from services.pricer.domain.settlement import (
     year_bounds,
 )
 from shared.db import Versions
+from shared.errors import NotFound
 from shared.events import CaseGrouped, Envelope, new_event_id
 from shared.messaging import Outbox
 from shared.money import ZERO
@@ -211,3 +213,41 @@ async def run_annual_clearing(conn: AsyncConnection, policy_id: str, year: str,
     summary = {k: v for k, v in clearing.to_dict().items() if k != "hospitals"}
     await repository.save_statements(conn, clearing.statements(), summary)
     return clearing
+
+
+@dataclass(frozen=True)
+class SettlementRun:
+    """What a settlement run stored: the statements, and for a year its clearing."""
+
+    statements: list[Statement]
+    clearing: Clearing | None = None
+
+    def summary(self) -> dict[str, object]:
+        """The run's key figures and its statements (amounts as decimal strings)."""
+        figure = "balance" if self.clearing is not None else "presettled"  # what the bureau pays
+        first = self.statements[0]
+        head: dict[str, object] = {
+            "kind": first.kind, "policy_id": first.policy_id, "policy_version": first.policy_version,
+            "period": first.period, "version": first.version, "hospitals": len(self.statements),
+            "figure": figure, "total": str(sum((st.amount(figure) for st in self.statements), ZERO))}
+        if self.clearing is not None:
+            head |= {k: v for k, v in self.clearing.to_dict().items() if k not in head and k != "hospitals"}
+        return head | {"statements": [st.to_dict() for st in self.statements]}
+
+
+async def settle(conn: AsyncConnection, policy_id: str, period: str, budget: Decimal | None) -> SettlementRun:
+    """Pre-settle a month ("YYYY-MM") or clear a year ("YYYY", with its budget), as `drgdip
+    settle` does. A period without any case priced under the policy is refused (404
+    `NO_PRICED_CASES`): nothing is stored."""
+    if len(period) == 4:
+        if budget is None:
+            raise SettlementError("budget", "the annual clearing needs the year's budget")
+        clearing = await run_annual_clearing(conn, policy_id, period, budget)
+        run = SettlementRun(clearing.statements(), clearing)
+    else:
+        if budget is not None:
+            raise SettlementError("budget", "a budget is given for an annual clearing (period YYYY) only")
+        run = SettlementRun(await run_monthly_presettlement(conn, policy_id, period))
+    if not run.statements:
+        raise NotFound(f"no case priced under {policy_id} in {period}", code="NO_PRICED_CASES", field="period")
+    return run
