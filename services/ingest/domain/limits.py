@@ -20,6 +20,7 @@ QC-DATE-005/006, QC-DX-001): they need the parsed list.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -109,7 +110,8 @@ def _walk(value: Any, path: str, key: str | None, depth: int, limits: Limits, fo
             found.append(problem(path or "input", "NAT-TOO-DEEP"))
             return
         for k, v in value.items():
-            child = f"{path}.{k}" if path else str(k)
+            name = _field_name(k)
+            child = f"{path}{name}" if name.startswith("[") else f"{path}.{name}" if path else name
             if key == "fees" and isinstance(k, str):  # native fees: {med_chrgitm: amount}
                 _check_text(k, child, True, limits, found)
             _walk(v, child, k, depth + 1, limits, found)
@@ -130,6 +132,16 @@ def _walk(value: Any, path: str, key: str | None, depth: int, limits: Limits, fo
                 _check_text(v, child, True, limits, found)
             else:
                 _walk(v, child, None, depth + 1, limits, found)
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def _field_name(key: Any) -> str:
+    """A key as it stands in a field path; any other key (empty, long, with control or other
+    characters) is quoted, so every field path is printable and names something."""
+    text = str(key)
+    return text if _PLAIN_KEY.fullmatch(text) else "[" + json.dumps(text[:64]) + "]"
 
 
 def _check_text(s: str, path: str, identifier: bool, limits: Limits, found: list[Problem]) -> None:

@@ -57,7 +57,7 @@ def test_free_text_may_hold_line_breaks_but_no_nul() -> None:
 def test_paths_are_named_in_the_form_the_list_came_in() -> None:
     flat = dict(simple_lists(1)[0], diagnoses=["I21.000", "I10\x00"], fees={"0\u202e1": "1.00"})
     assert [(p.field, p.code) for p in check_document("flat", flat)] == [
-        ("diagnoses[1]", "NAT-CONTROL-CHAR"), ("fees.0\u202e1", "NAT-CONTROL-CHAR")]
+        ("diagnoses[1]", "NAT-CONTROL-CHAR"), (r'fees["0\u202e1"]', "NAT-CONTROL-CHAR")]
     message = {"infno": "4101", "msgid": "M\x00", "input": national()}
     message["input"]["setlinfo"]["setl_id"] = "S" * 65
     assert [(p.field, p.code) for p in check_document("4101", message)] == [
