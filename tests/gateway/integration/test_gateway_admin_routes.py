@@ -1,4 +1,4 @@
-"""The bureau-admin's commands as routes (embedded runtime, SQLite): scheme registration,
+"""The bureau-admin's commands as routes (embedded runtime, SQLite and PostgreSQL): scheme registration,
 settlement runs and re-pricing, each refused to other roles and audited once it took effect."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from helpers import SHARED, api_client, count, lists, policy, wait_until
 
 from drgdip.stages import build_runtime
@@ -16,9 +17,15 @@ from drgdip.stages import build_runtime
 N = 12
 
 
-def _runtime(tmp_path: Path) -> Any:
-    return build_runtime("all", db=f"sqlite+aiosqlite:///{tmp_path / 'd.db'}", schemes_dir=SHARED / "schemes",
-                         log_level="WARNING")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'd.db'}"
+    return str(request.getfixturevalue("new_pg_database")("admin_routes"))
+
+
+def _runtime(db_url: str) -> Any:
+    return build_runtime("all", db=db_url, schemes_dir=SHARED / "schemes", log_level="WARNING")
 
 
 def _error(r: Any) -> tuple[int, str, str]:
@@ -38,8 +45,8 @@ async def _csv(admin: Any) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(r.text)))
 
 
-async def test_a_loaded_scheme_is_registered_live_and_audited(tmp_path: Path) -> None:
-    rt = _runtime(tmp_path)
+async def test_a_loaded_scheme_is_registered_live_and_audited(db_url: str) -> None:
+    rt = _runtime(db_url)
     await rt.start()
     try:
         reg = {"scheme": "quanzhou-2023", "region": "350500", "valid_from": "2024-01-01"}
@@ -92,10 +99,10 @@ async def test_a_loaded_scheme_is_registered_live_and_audited(tmp_path: Path) ->
         await rt.stop()
 
 
-async def test_cases_are_repriced_and_settled_through_the_gateway_and_audited(tmp_path: Path) -> None:
+async def test_cases_are_repriced_and_settled_through_the_gateway_and_audited(db_url: str) -> None:
     from services.ingest.domain.intake import Received
 
-    rt = _runtime(tmp_path)
+    rt = _runtime(db_url)
     await rt.start()
     try:
         sent = lists(N)
