@@ -28,6 +28,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -69,6 +70,11 @@ def create_engine(url: str) -> AsyncEngine:
         return engine
     return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
 
+
+# What a database that is not answering raises (restart, network, timeout): such work waits and
+# is tried again, never dead-lettered or rejected.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, OSError, TimeoutError)
 
 # A table's own row id: BIGINT on PostgreSQL; INTEGER on SQLite, which autoincrements only that.
 ROW_ID = BigInteger().with_variant(Integer(), "sqlite")

@@ -31,7 +31,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.bus import Bus, Message, Record
-from shared.db import ROW_ID, insert_many
+from shared.db import ROW_ID, TRANSIENT_ERRORS, insert_many
 from shared.events import Envelope, dead_letter_topic
 from shared.observability import ServiceMetrics
 
@@ -161,7 +161,6 @@ class OutboxRelay:
                 pass
 
 
-_TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, OSError, TimeoutError)
 
 
 class PoisonMessage(Exception):
@@ -231,7 +230,7 @@ class EventConsumer:
                 break
             except asyncio.CancelledError:
                 raise
-            except _TRANSIENT as e:
+            except TRANSIENT_ERRORS as e:
                 # the database is away: retry the whole batch, never dead-letter for that
                 log.warning("transient failure, retrying the batch", error=str(e))
                 await asyncio.sleep(max(self.backoff, 0.5))
@@ -274,7 +273,7 @@ class EventConsumer:
             except sa_exc.IntegrityError:
                 # a concurrent member applied the same event first: the inbox says so next time
                 continue
-            except _TRANSIENT as e:
+            except TRANSIENT_ERRORS as e:
                 # infrastructure away (database down): wait, never dead-letter for that
                 self.metrics.failed.labels(msg.topic).inc()
                 log.warning("transient failure, retrying", error=str(e), event_id=env.event_id)

@@ -170,3 +170,20 @@ def internal_client(runtime: Any) -> Any:
     import httpx
 
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.internal), base_url="http://internal")
+
+
+async def receive_and_price(runtime: Any, n: int) -> list[dict[str, Any]]:
+    """`n` lists handed straight to a started embedded runtime's ingest, once the pipeline has
+    priced them all (under whatever policy is in force, or none)."""
+    from services.ingest.domain.intake import Received
+
+    sent = lists(n)
+    intake = next(s for s in runtime.stages if s.name == "ingest").service
+    outcomes = await intake.receive([Received("native", orjson.dumps(sl)) for sl in sent])
+    assert all(o.status == "accepted" for o in outcomes)
+
+    async def priced() -> bool:
+        return await count(runtime.engine, "pricer_results") == n
+
+    await wait_until(priced, 120, f"{n} lists priced")
+    return sent

@@ -12,14 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.grouper import handlers, repository
 from services.grouper.domain import DraftCase, catalogue_registration, check_draft
 from services.grouper.handlers import GrouperService
+from shared.text import ID_PATTERN
 from shared.web import Conn, stage_service
 
 router = APIRouter(tags=["grouper"])
 Grouper = Annotated[GrouperService, Depends(stage_service(repository.NAME))]
 
-# an identifier a route stores: no control or bidirectional-override character (PostgreSQL
-# refuses NUL; the others would disguise it in the audit)
-PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+$"
 
 
 @router.post("/group")
@@ -46,8 +44,8 @@ class SchemeRegistration(BaseModel):
     """A loaded scheme (by its id) in force in a region from `valid_from` to `valid_to`."""
 
     model_config = ConfigDict(extra="forbid")
-    scheme: str = Field(min_length=1, max_length=64, pattern=PRINTABLE, description="id of a scheme the grouper has loaded")
-    region: str = Field(min_length=1, max_length=32, pattern=PRINTABLE)
+    scheme: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN, description="id of a scheme the grouper has loaded")
+    region: str = Field(min_length=1, max_length=32, pattern=ID_PATTERN)
     valid_from: date
     valid_to: date | None = None
 

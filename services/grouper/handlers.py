@@ -91,20 +91,16 @@ async def register_scheme(grouper: GrouperService, conn: AsyncConnection, scheme
         known = ", ".join(sorted(grouper.book.schemes)) or "none"
         raise NotFound(f"no scheme {scheme_id!r} is loaded (loaded: {known})", code="UNKNOWN_SCHEME",
                        field="scheme")
+    await grouper.refresh(conn)  # the registrations stored now, as the grouper holds them
+    replaced = False
     try:
         SchemeRegistry().add(scheme, region, valid_from, valid_to)  # the period on its own
-        replaced = False
-        for other in await repository.scheme_registrations(conn):
-            if other.region != region:
-                continue
-            if (other.scheme_id, other.valid_from) == (scheme_id, valid_from):
+        for other in grouper.book.registry.entries(region):
+            if (other.scheme.id, other.valid_from) == (scheme_id, valid_from):
                 replaced = True
                 continue
-            # one registry per stored period: an older overlap among them is not this request's fault
-            registry = SchemeRegistry()
-            registry.add(grouper.book.schemes.get(other.scheme_id) or grouper.book.load(other.path),
-                         region, other.valid_from, other.valid_to)
-            registry.add(scheme, region, valid_from, valid_to)
+            # one stored period at a time: an older overlap among them is not this request's fault
+            SchemeRegistry([other]).add(scheme, region, valid_from, valid_to)
     except RegistryError as e:
         raise RegistryError(e.message, code=e.code, status=e.status,
                             field="valid_to" if e.code == "INVALID_PERIOD" else "valid_from") from None

@@ -25,6 +25,7 @@ from services.ingest.domain import quality
 from services.ingest.domain.intake import Outcome, Received, problem
 from services.ingest.handlers import Intake, import_stream
 from shared.errors import Invalid, NotFound
+from shared.text import is_plain_id
 from shared.web import Conn, read_body, stage_service
 
 router = APIRouter(tags=["ingest"])
@@ -33,14 +34,12 @@ Ingest = Annotated[Intake, Depends(stage_service("ingest"))]
 CallerHospital = Annotated[str | None, Header(alias="x-drgdip-hospital")]
 CorrelationId = Annotated[str | None, Header(alias="x-correlation-id")]
 NATIONAL_INTERFACES = ("4101", "4101A", "4102")
-# what a hospital code, a correlation id or a case id may be: printable, no control characters
-_PRINTABLE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+")
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
 def _checked(value: str | None, field: str, max_len: int) -> str | None:
     """A header or query value that reaches the database: at most `max_len` printable characters."""
-    if value is not None and (len(value) > max_len or not _PRINTABLE.fullmatch(value)):
+    if value is not None and not is_plain_id(value, max_len):
         raise Invalid(f"{field} must be 1-{max_len} printable characters", code="INVALID_FIELD", field=field)
     return value
 
@@ -92,7 +91,7 @@ async def bulk_import(request: Request, intake: Ingest, format: str = "jsonl",
 
 @router.get("/settlement-lists/{case_id}/versions")
 async def versions(case_id: str, conn: Conn, caller: CallerHospital = None) -> dict:
-    if len(case_id) > 100 or not _PRINTABLE.fullmatch(case_id):  # no such case id is ever stored
+    if not is_plain_id(case_id, 100):  # no such case id is ever stored
         raise NotFound(f"no list {case_id!r}", code="CASE_NOT_FOUND", field="case_id")
     rows = await repository.versions(conn, case_id)
     if not rows or (caller is not None and rows[0].hospital_code != caller):

@@ -21,7 +21,6 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.ingest import repository
@@ -40,6 +39,7 @@ from services.ingest.domain.intake import (
 from services.ingest.domain.limits import too_large
 from services.ingest.domain.national import Problem
 from services.ingest.domain.quality import CST
+from shared.db import TRANSIENT_ERRORS
 from shared.messaging import Outbox
 
 CHUNK = 500  # lists per transaction in bulk imports and at recovery
@@ -72,7 +72,7 @@ class Intake:
         try:
             async with self.engine.begin() as conn:
                 return await self.process(conn, rows)
-        except (OperationalError, InterfaceError, OSError):
+        except TRANSIENT_ERRORS:
             raise  # the database is not answering: the lists stay pending, finished at start-up
         except Exception:
             if len(rows) == 1:

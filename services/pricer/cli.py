@@ -100,7 +100,7 @@ from services.pricer.domain.policy import (
 from services.pricer.domain.pricing import CaseToPrice, price_case
 from services.pricer.domain.simulation import coverage_warning, simulate
 from shared import jsonl
-from shared.errors import DomainError
+from shared.errors import DomainError, NotFound
 from shared.money import ZERO
 
 T = TypeVar("T")
@@ -518,18 +518,14 @@ def settle_command(
     db: Annotated[str | None, typer.Option("--db", help="the pricer's database (env DRGDIP_DB)")] = None,
 ) -> None:
     """Pre-settle a month or clear a year (§8); each run stores a new statement version."""
-    err = stderr()
-    if len(period) == 4:
-        amount = parse_amount(budget, "--budget")
-        if amount is None:
-            raise typer.BadParameter("the annual clearing needs the year's budget", param_hint="--budget")
-        clearing = in_transaction(db, lambda conn: handlers.run_annual_clearing(conn, policy_id, period, amount))
-        statements = clearing.statements()
-    else:
-        statements = in_transaction(db, lambda conn: handlers.run_monthly_presettlement(conn, policy_id, period))
-    if not statements:
-        err.print(f"no priced case under {policy_id} in {period}")
-        raise typer.Exit(1)
+    amount = parse_amount(budget, "--budget") if len(period) == 4 else None  # a month takes none
+    if len(period) == 4 and amount is None:
+        raise typer.BadParameter("the annual clearing needs the year's budget", param_hint="--budget")
+    try:
+        statements = in_transaction(db, lambda conn: handlers.settle(conn, policy_id, period, amount)).statements
+    except NotFound:  # nothing priced under the policy in the period: nothing stored
+        stderr().print(f"no priced case under {policy_id} in {period}")
+        raise typer.Exit(1) from None
     rows = [row for st in statements for row in st.csv_rows()]
     if csv_out is not None:
         write_csv(csv_out, rows)

@@ -14,6 +14,7 @@ from services.pricer import handlers, repository
 from services.pricer.domain.policy import PolicyError
 from shared.errors import Invalid
 from shared.messaging import Outbox
+from shared.text import ID_PATTERN
 from shared.web import Conn, Engine, stage_service
 
 ACTOR_HEADER = "x-drgdip-actor"  # who changes a policy over HTTP (set by the gateway)
@@ -22,9 +23,6 @@ Policies = Annotated[repository.Policies, Depends(stage_service(repository.NAME)
 
 router = APIRouter(tags=["pricer"])
 
-# an identifier a route looks up or stores: no control or bidirectional-override character (PostgreSQL
-# refuses NUL; the others would disguise it in the audit)
-PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+$"
 
 
 def _actor(request: Request) -> str:
@@ -69,7 +67,7 @@ async def list_statements(hospital: str, conn: Conn, period: str | None = None) 
 
 class SettlementRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    policy_id: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
+    policy_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
     period: str = Field(pattern=r"^(19|20)\d{2}(-(0[1-9]|1[0-2]))?$",
                         description="YYYY-MM: monthly pre-settlement; YYYY: annual clearing (1900-2099)")
     # a decimal string to the fen, bounded so that every figure of the clearing stays exact
@@ -87,7 +85,7 @@ async def run_settlement(body: SettlementRequest, conn: Conn) -> dict:
 
 class RepriceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    region: str = Field(min_length=1, max_length=32, pattern=PRINTABLE)
+    region: str = Field(min_length=1, max_length=32, pattern=ID_PATTERN)
     date_from: date | None = Field(None, alias="from", description="first discharge date")
     date_to: date | None = Field(None, alias="to", description="last discharge date")
 

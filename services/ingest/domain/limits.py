@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.ingest.domain.national import Problem
+from shared.text import UNSAFE_IN_ID
 
 MAX_DEPTH = 12  # a list is 4 levels deep; provincial extensions get some room
 
@@ -44,7 +45,6 @@ _CODE_ARRAYS = frozenset({"diagnoses", "procedures"})
 _DIAGNOSES = frozenset({"diseinfo", "diagnoses"})
 _PROCEDURES = frozenset({"oprninfo", "procedures"})
 
-_BAD_IN_ID = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 _BAD_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 PROBLEMS: dict[str, tuple[str, str]] = {
@@ -149,5 +149,5 @@ def _check_text(s: str, path: str, identifier: bool, limits: Limits, found: list
     if len(s) > limit:
         found.append(problem(path, "NAT-TOO-LONG", f"{len(s)}个字符，上限{limit}个",
                              f"{len(s)} characters, at most {limit}"))
-    elif (_BAD_IN_ID if identifier else _BAD_IN_TEXT).search(s):
+    elif (UNSAFE_IN_ID if identifier else _BAD_IN_TEXT).search(s):
         found.append(problem(path, "NAT-CONTROL-CHAR"))

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import SHARED, api_client, count, lists, policy, wait_until
+from helpers import SHARED, api_client, count, policy, receive_and_price
 
 from drgdip.stages import build_runtime
 
@@ -100,20 +100,10 @@ async def test_a_loaded_scheme_is_registered_live_and_audited(db_url: str) -> No
 
 
 async def test_cases_are_repriced_and_settled_through_the_gateway_and_audited(db_url: str) -> None:
-    from services.ingest.domain.intake import Received
-
     rt = _runtime(db_url)
     await rt.start()
     try:
-        sent = lists(N)
-        intake = next(s for s in rt.stages if s.name == "ingest").service
-        outcomes = await intake.receive([Received("native", orjson.dumps(sl)) for sl in sent])
-        assert all(o.status == "accepted" for o in outcomes)
-
-        async def priced() -> bool:
-            return await count(rt.engine, "pricer_results") == N
-
-        await wait_until(priced, 120, "the lists priced (no policy yet)")
+        sent = await receive_and_price(rt, N)  # no policy yet
         month = sent[0]["setlinfo"]["dscg_time"][:7]
         async with await api_client(rt) as admin, await api_client(rt, "bureau-analyst") as analyst:
             assert (await admin.post("/api/v1/policies", json=policy() | {"valid_from": "2000-01-01"})).status_code == 201

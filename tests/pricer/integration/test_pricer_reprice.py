@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import SHARED, count, lists, policy, wait_until
+from helpers import SHARED, count, policy, receive_and_price, wait_until
 from typer.testing import CliRunner
 
 from drgdip.cli import app
@@ -28,20 +28,10 @@ def cli(*args: object) -> str:
 
 async def _priced_without_policy(db: str) -> list[str]:
     """The pipeline prices N lists with no policy stored (status NO_POLICY)."""
-    from services.ingest.domain.intake import Received
-
     rt = build_runtime("all", db=db, schemes_dir=SHARED / "schemes", log_level="WARNING")
     await rt.start()
     try:
-        sent = lists(N)
-        intake = next(s for s in rt.stages if s.name == "ingest").service
-        outcomes = await intake.receive([Received("native", orjson.dumps(sl)) for sl in sent])
-        assert all(o.status == "accepted" for o in outcomes)
-
-        async def priced() -> bool:
-            return await count(rt.engine, "pricer_results") == N
-
-        await wait_until(priced, 120, "the lists priced")
+        sent = await receive_and_price(rt, N)
         assert await count(rt.engine, "pricer_results", "status = 'NO_POLICY'") == N
         await wait_until(lambda: _empty_outbox(rt.engine), 60, "the outbox published")
     finally:
