@@ -51,7 +51,7 @@ from shared.errors import Forbidden, Invalid, NotFound, Unauthorized, Unavailabl
 from shared.observability import get_logger
 from shared.web import Conn, Engine, read_body, stage_service
 
-log = structlog.get_logger("drgdip.gateway")
+log = get_logger("drgdip.gateway")
 
 # Request bodies the gateway passes on unparsed, described for the OpenAPI document (and fuzzers).
 LIST_SCHEMA: dict[str, Any] = {
@@ -94,9 +94,6 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-_log = get_logger("drgdip.gateway")
-
-
 # upstream routes that take as long as the data they go through: no timeout
 LONG_RUNNING = (":import", ":reprice", "/settlements")
 
@@ -126,7 +123,7 @@ class Upstreams:
         except httpx.HTTPError as e:
             raise Unavailable(f"{path} is unavailable: {type(e).__name__}", code="UPSTREAM_UNAVAILABLE") from None
         if r.status_code == 401:  # the upstream refused the gateway itself: not the caller's fault
-            _log.error("upstream refused the service token: DRGDIP_SERVICE_TOKEN differs", upstream=name)
+            log.error("upstream refused the service token: DRGDIP_SERVICE_TOKEN differs", upstream=name)
             raise Unavailable(f"{path} is unavailable: the service refused the gateway",
                               code="UPSTREAM_REFUSED")
         return Response(r.content, status_code=r.status_code, media_type="application/json")
