@@ -31,6 +31,7 @@ from services.pricer.cli import (
     settle_command,
     simulate_command,
 )
+from services.review.cli import rules_app as review_rules_app
 from shared.settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ app.add_typer(policy_app, name="policy")
 policy_app.command("import")(policy_import_command)
 policy_app.command("from-calibration")(policy_from_calibration_command)
 app.add_typer(token_app, name="token")
+review_app = typer.Typer(help="Review: monitoring rules (智能监控).", no_args_is_help=True)
+review_app.add_typer(review_rules_app, name="rules")
+app.add_typer(review_app, name="review")
 
 T = TypeVar("T")
 SERVICES = ["all", "ingest", "grouper", "pricer", "review", "gateway"]

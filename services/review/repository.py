@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
 
 import orjson
 from sqlalchemy import (
@@ -16,15 +19,22 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
+    bindparam,
     func,
+    insert,
     or_,
     select,
+    update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.review.domain.review import Reviewed
-from services.review.domain.rules import Stay
-from shared.db import insert_many, update_many
+from services.review.domain.parameters import RuleParameters, RuleSet, parse_rules
+from services.review.domain.review import Announcement, Reviewed, stay_of
+from services.review.domain.rules import Share
+from shared.db import ROW_ID, Versions, insert_many, money, update_many
 from shared.events import CaseFacts, CaseFlag
 
 NAME = "review"
@@ -38,6 +48,9 @@ stays = Table(
     Column("discharge_date", Date, nullable=True),
     Column("drg", String(8), nullable=False),
     Column("facts", Text, nullable=False),  # the stay's CaseFacts, to re-announce it later
+    # JSON: how it was priced (method, adrg, dip_group) and what it added to its group's
+    # regional self-pay figures (share_key, cost, own_pay)
+    Column("context", Text, nullable=True),
     Index("ix_review_stays_person", "psn_key", "hospital_code"),
 )
 results = Table(
@@ -47,6 +60,49 @@ results = Table(
     Column("review_version", Integer, nullable=False),
     Column("flags", Text, nullable=False),
     Column("reviewed_at", DateTime(timezone=True), nullable=False),
+    Column("rules", String(64), nullable=True),  # the parameters used: "<region> v<n>" | "default"
+)
+# every flag of every review, kept: a new review of a case supersedes its open flags
+flags = Table(
+    "review_flags", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("case_id", String(100), nullable=False),
+    Column("review_version", Integer, nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("rule", String(40), nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("related_case_id", String(100), nullable=True),
+    Column("message", Text, nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON
+    Column("rules", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # open | superseded (reviewers' outcomes later)
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_review_flags_case", "case_id", "status"),
+    Index("ix_review_flags_rule", "rule", "status"),
+)
+# a group's regional self-pay figures (cost shifting): changed by increments, so concurrent
+# consumers never lose each other's updates
+group_shares = Table(
+    "review_group_shares", metadata,
+    Column("share_key", String(140), primary_key=True),  # "<region>|<drg|dip>|<group>"
+    Column("cases", Integer, nullable=False),
+    Column("total_cost", money(), nullable=False),
+    Column("own_pay", money(), nullable=False),
+)
+rule_versions = Table(
+    "review_rule_versions", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("rules_id", String(64), nullable=False),  # "review-<region>"
+    Column("region", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date, nullable=True),
+    Column("document", Text, nullable=False),  # resolved: every parameter
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_by", String(100), nullable=False),
+    UniqueConstraint("rules_id", "version", name="uq_review_rule_versions"),
+    Index("ix_review_rule_versions_region", "region", "valid_from"),
 )
 
 
@@ -65,8 +121,14 @@ async def load_known(conn: AsyncConnection, psn_keys: Collection[str], case_ids:
     known = Known()
     for r in (await conn.execute(select(stays).where(or_(
             stays.c.psn_key.in_(psn_keys), stays.c.case_id.in_(case_ids))))).all():
-        known[r.case_id] = Reviewed(Stay(r.case_id, r.psn_key, r.hospital_code, r.admission_date,
-                                         r.discharge_date), r.drg, CaseFacts.model_validate_json(r.facts))
+        facts = CaseFacts.model_validate_json(r.facts)
+        ctx = orjson.loads(r.context) if r.context else {}
+        stay = replace(stay_of(r.case_id, facts), method=ctx.get("method", "drg"),
+                       adrg=ctx.get("adrg", r.drg[:3] if len(r.drg) == 4 else None),
+                       dip_group=ctx.get("dip_group"))
+        share = ctx.get("share")
+        known[r.case_id] = Reviewed(stay, r.drg, facts, share_key=ctx.get("share_key"),
+                                    share=Share(1, Decimal(share[0]), Decimal(share[1])) if share else None)
     known.stored = set(known)
     for r in (await conn.execute(select(results).where(results.c.case_id.in_(known.stored)))).all():
         k = known[r.case_id]
@@ -80,9 +142,19 @@ def _flags_json(flags: list[CaseFlag]) -> str:
     return orjson.dumps([f.model_dump() for f in flags]).decode()
 
 
-async def save(conn: AsyncConnection, changed: Mapping[str, Reviewed], known: Known) -> None:
-    """Store the changed stays and their reviews: one statement per table and kind of write."""
+def _context(k: Reviewed) -> str:
+    return orjson.dumps({"method": k.stay.method, "adrg": k.stay.adrg, "dip_group": k.stay.dip_group,
+                         "share_key": k.share_key,
+                         "share": [str(k.share.cost), str(k.share.own_pay)] if k.share else None}).decode()
+
+
+async def save(conn: AsyncConnection, changed: Mapping[str, Reviewed], known: Known,
+               announcements: Sequence[Announcement] = ()) -> None:
+    """Store the changed stays and their reviews: one statement per table and kind of write.
+    Each review's flags go to the history (`review_flags`): the open flags of the cases
+    reviewed again are superseded, the latest review's flags are open."""
     now = datetime.now(UTC)
+    rules = {a.case_id: a.rules for a in announcements}
     new_stays: list[dict] = []
     old_stays: list[dict] = []
     new_results: list[dict] = []
@@ -90,15 +162,104 @@ async def save(conn: AsyncConnection, changed: Mapping[str, Reviewed], known: Kn
     for cid, k in changed.items():
         s = dict(case_id=cid, psn_key=k.stay.psn_key, hospital_code=k.stay.hospital_code,
                  admission_date=k.stay.admission_date, discharge_date=k.stay.discharge_date,
-                 drg=k.drg, facts=k.facts.model_dump_json())
+                 drg=k.drg, facts=k.facts.model_dump_json(), context=_context(k))
         (old_stays if cid in known.stored else new_stays).append(s)
         r = dict(case_id=cid, list_version=k.list_version, review_version=k.review_version,
-                 flags=_flags_json(k.flags), reviewed_at=now)
+                 flags=_flags_json(k.flags), reviewed_at=now, rules=rules.get(cid))
         (old_results if cid in known.reviewed else new_results).append(r)
     await insert_many(conn, stays, new_stays)
     await update_many(conn, stays, "case_id", old_stays)
     await insert_many(conn, results, new_results)
     await update_many(conn, results, "case_id", old_results)
+    await _save_flags(conn, announcements, now)
+
+
+async def _save_flags(conn: AsyncConnection, announcements: Sequence[Announcement], now: datetime) -> None:
+    if not announcements:
+        return
+    reviewed = {a.case_id for a in announcements}
+    await conn.execute(update(flags).where(flags.c.case_id.in_(reviewed), flags.c.status == "open")
+                       .values(status="superseded", closed_at=now))
+    last = {a.case_id: i for i, a in enumerate(announcements)}
+    rows = [dict(case_id=a.case_id, review_version=a.review_version, list_version=a.facts.list_version,
+                 rule=f.rule, severity=f.severity, related_case_id=f.related_case_id, message=f.message,
+                 evidence=orjson.dumps(f.evidence).decode(), rules=a.rules,
+                 status="open" if last[a.case_id] == i else "superseded", raised_at=now,
+                 closed_at=None if last[a.case_id] == i else now)
+            for i, a in enumerate(announcements) for f in a.flags]
+    await insert_many(conn, flags, rows)
+
+
+# --- regional self-pay figures --------------------------------------------------------------------
+
+async def load_shares(conn: AsyncConnection, keys: Collection[str]) -> dict[str, Share]:
+    if not keys:
+        return {}
+    rows = (await conn.execute(select(group_shares).where(group_shares.c.share_key.in_(keys)))).all()
+    return {r.share_key: Share(r.cases, r.total_cost, r.own_pay) for r in rows}
+
+
+async def save_share_deltas(conn: AsyncConnection, deltas: Mapping[str, Share]) -> None:
+    """Add each group's change to its figures (rows made first where missing)."""
+    changed = {k: d for k, d in deltas.items() if d != Share()}
+    if not changed:
+        return
+    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(make(group_shares).on_conflict_do_nothing(), [
+        dict(share_key=k, cases=0, total_cost=Decimal(0), own_pay=Decimal(0)) for k in sorted(changed)])
+    c = group_shares.c
+    await conn.execute(update(group_shares).where(c.share_key == bindparam("k")).values(
+        cases=c.cases + bindparam("d_cases", type_=Integer()),
+        total_cost=c.total_cost + bindparam("d_cost", type_=money()),
+        own_pay=c.own_pay + bindparam("d_own", type_=money())),
+        [dict(k=k, d_cases=d.cases, d_cost=d.cost, d_own=d.own_pay) for k, d in sorted(changed.items())])
+
+
+# --- rule parameters ------------------------------------------------------------------------------
+
+def rules_id(region: str) -> str:
+    return f"review-{region}"
+
+
+def rule_book() -> Versions[RuleSet]:
+    """Stored review-rule versions, each parsed once."""
+    return Versions(rule_versions, "rules_id",
+                    lambda row: RuleSet(row.region, row.version, parse_rules(row.document.encode())))
+
+
+async def latest_rules(conn: AsyncConnection, region: str) -> dict[str, Any] | None:
+    """The region's latest stored version: version, period and resolved document."""
+    v = rule_versions.c
+    r = (await conn.execute(select(rule_versions).where(v.region == region)
+                            .order_by(v.version.desc()).limit(1))).first()
+    return None if r is None else r._asdict()
+
+
+async def insert_rules(conn: AsyncConnection, region: str, version: int, valid_from: date,
+                       valid_to: date | None, params: RuleParameters, who: str) -> None:
+    await conn.execute(insert(rule_versions).values(
+        rules_id=rules_id(region), region=region, version=version, valid_from=valid_from,
+        valid_to=valid_to, document=orjson.dumps(params.to_document()).decode(),
+        imported_at=datetime.now(UTC), imported_by=who))
+
+
+async def list_rules(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Every stored version (region, version, period, who, when), oldest first per region."""
+    v = rule_versions.c
+    rows = (await conn.execute(select(v.region, v.version, v.valid_from, v.valid_to, v.imported_at,
+                                      v.imported_by).order_by(v.region, v.version))).all()
+    return [{**r._asdict(), "valid_from": r.valid_from.isoformat(),
+             "valid_to": r.valid_to.isoformat() if r.valid_to else None,
+             "imported_at": r.imported_at.isoformat()} for r in rows]
+
+
+async def open_flags(conn: AsyncConnection, case_ids: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The open flags (of these cases), with their evidence."""
+    q = select(flags).where(flags.c.status == "open")
+    if case_ids is not None:
+        q = q.where(flags.c.case_id.in_(case_ids))
+    rows = (await conn.execute(q.order_by(flags.c.id))).all()
+    return [{**r._asdict(), "evidence": orjson.loads(r.evidence)} for r in rows]
 
 
 async def count_flagged(conn: AsyncConnection) -> int:

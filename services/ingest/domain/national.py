@@ -670,6 +670,7 @@ _NATIVE_SETLINFO: dict[str, str] = {
     "dept": "dscg_caty", "los": "act_ipt_days", "leaving_type": "dscg_way",
     "admission_date": "adm_time", "discharge_date": "dscg_time",
     "total_cost": "medfee_sumamt", "insurance_type": "hi_type", "patient_share": "psn_selfpay",
+    "own_pay": "psn_ownpay",
 }
 _NATIVE_PATHS: dict[str, str] = {f"setlinfo.{n}": k for k, n in _NATIVE_SETLINFO.items()}
 _NATIVE_PATHS["setlinfo.nwb_age"] = "age_days"
@@ -700,8 +701,8 @@ def parse_native(doc: object) -> SettlementList:
     psn_no, region, sex, age, age_days, birth_weight, dept, los, leaving_type,
     admission_date, discharge_date, diagnoses (principal first), procedures (main first),
     total_cost, insurance_type, plus the optional `fees` ({med_chrgitm: amount}),
-    `patient_share` and `planned_readmission` (bool). `age_days` becomes `nwb_age` only for
-    patients under one year (the national list has no age in days for older patients).
+    `patient_share` (自付; 自付 + 自费 when `own_pay` is not given), `own_pay` (自费) and
+    `planned_readmission` (bool). `age_days` becomes `nwb_age` only for patients under one year (the national list has no age in days for older patients).
     Unknown fields are kept in `setlinfo`'s extras. Problem paths use the native names.
     Raises only `ListRejected`.
     """
@@ -779,6 +780,7 @@ class CaseFields:
     patient_share: Decimal | None = None
     insurance_type: str | None = None
     planned_readmission: bool = False
+    own_pay: Decimal | None = None  # 自费 (psn_ownpay)
 
 
 def principal_first(sl: SettlementList) -> list[DiseInfo]:
@@ -849,6 +851,7 @@ def case_fields(sl: SettlementList, *, header: HsaHeader | None = None) -> CaseF
         total_cost=total, fees=fees, patient_share=_sum((s.psn_selfpay, s.psn_ownpay)),
         insurance_type=s.hi_type,
         planned_readmission=s.days_rinp_flag_31 in PLANNED_READMISSION_CODES,
+        own_pay=s.psn_ownpay,
     )
 
 

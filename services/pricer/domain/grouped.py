@@ -11,10 +11,11 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
-from services.pricer.domain.dip_pricing import DipPolicy, price_dip_case
+from services.pricer.domain.dip_pricing import DipPolicy, _group_mean, price_dip_case
 from services.pricer.domain.policy import Policy
 from services.pricer.domain.pricing import (
     DRG_PRICED,
+    GROUPED_STATUSES,
     CaseToPrice,
     CaseType,
     Price,
@@ -22,7 +23,7 @@ from services.pricer.domain.pricing import (
     select_policy,
 )
 from shared.dip import Catalogue
-from shared.events import CaseGrouped, CasePriced
+from shared.events import CaseGrouped, CasePriced, CcLift
 from shared.periods import InForce
 
 NO_POLICY = "NO_POLICY"
@@ -87,6 +88,10 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
     breakdown: dict[str, Any]
     method: str | None = None
     dip_group: str | None = None
+    # what monitoring (review, §11) reads, whatever the case type: the group's region mean and
+    # the hospital's level under the policy in force, the lower group's mean for a CC/MCC lift
+    context: dict[str, Any] = {"adrg": g.adrg if g.status in GROUPED_STATUSES else None}
+    lift: CcLift | None = g.cc_lift
     if dip is not None and g.dip is not None and g.dip.catalogue_id == dip[1].catalogue_id:
         # priced by DIP at the provisional point value; the row and event have the DRG shape
         # (`DipPrice.to_price()`, so settlement treats both alike) plus the DIP figures
@@ -94,6 +99,11 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
         p = dp.to_price()
         breakdown = p.to_dict() | {"dip": dp.to_dict()}
         method, dip_group = "dip", dp.group
+        group = dip[1].groups[dp.group]
+        context |= dict(dip_group=dp.group, hospital_level=dp.hospital_level,
+                        primary_care=dp.primary_care,
+                        group_mean_cost=dp.mean_cost if dp.mean_cost is not None
+                        else _group_mean(group, dp.hospital_level)[0])
         figures: dict[str, Any] = dict(
             policy_id=p.policy_id, coefficient=p.coefficient, case_type=p.case_type.value,
             payment=p.total_payment, fund_payment=p.fund_payment)
@@ -101,6 +111,12 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
         policy = None if f.withdrawn else select_policy(
             policies.all_on(case.where_treated, case.discharge_date), case)
         p = None if policy is None else price_case(policy, case)
+        if policy is not None:
+            context |= dict(hospital_level=policy.level_of(case.hospital_code, case.hospital_level),
+                            group_mean_cost=policy.group_mean_costs.get(g.drg))
+            if lift is not None:
+                lift = lift.model_copy(update={
+                    "drg_without_mean_cost": policy.group_mean_costs.get(lift.drg_without)})
         breakdown = p.to_dict() if p is not None else {}
         method = "drg" if p is not None else None
         # the columns of `pricer_results` and the fields of `case-priced` share these names;
@@ -111,7 +127,8 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
             payment=p.total_payment, fund_payment=p.fund_payment)
     status = WITHDRAWN if f.withdrawn else legacy_status(p)
     return PricingResult(case, status, p, method, dip_group, breakdown, figures,
-                         CasePriced(facts=f, drg=g.drg, status=status, breakdown=breakdown, **figures))
+                         CasePriced(facts=f, drg=g.drg, status=status, breakdown=breakdown, **figures,
+                                    **context, cc_lift=lift))
 
 
 _PRICE_TEXT = {"case_id", "hospital_code", "drg", "policy_id", "weights_version", "method"}

@@ -130,7 +130,7 @@ def native_of_4101_01() -> dict[str, Any]:
         "procedures": ["38.0900x003", "54.1101", "83.6501", "57.9900x001"],
         "total_cost": "13927.62", "insurance_type": "390",
         "fees": {i["med_chrgitm"]: i["amt"] for i in items},
-        "patient_share": "4178.29", "planned_readmission": False,
+        "patient_share": "2785.52", "own_pay": "1392.77", "planned_readmission": False,
     }
 
 
