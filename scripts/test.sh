@@ -189,7 +189,10 @@ KAFKA_CPORT=$(free_port)
 while [ "$KAFKA_CPORT" = "$KAFKA_PORT" ] || [ "$KAFKA_CPORT" = "$PG_PORT" ]; do KAFKA_CPORT=$(free_port); done
 sed -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CPORT@#$KAFKA_CPORT#g" -e "s#@DATA@#$KRUN/data#g" \
   "$KAFKA_DIR/server.properties.template" >"$KRUN/server.properties"
-CLUSTER_ID=$("$PY" -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+# a cluster id never starts with "-" (the format command would read it as an option)
+CLUSTER_ID=$("$PY" -c 'import base64, uuid
+while (i := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"): pass
+print(i)')
 
 t=$(now)
 log "starting Kafka $KAFKA_VERSION (KRaft) on port $KAFKA_PORT (controller $KAFKA_CPORT)"
