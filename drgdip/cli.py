@@ -11,6 +11,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from drgdip.dip_cli import compare_command, dip_app
+from drgdip.dlq_cli import dlq_app
 from drgdip.generate_cli import generate_command
 from services.gateway.cli import token_app
 from services.grouper.cli import (
@@ -60,6 +61,7 @@ app.add_typer(policy_app, name="policy")
 policy_app.command("import")(policy_import_command)
 policy_app.command("from-calibration")(policy_from_calibration_command)
 app.add_typer(token_app, name="token")
+app.add_typer(dlq_app, name="dlq")
 
 T = TypeVar("T")
 SERVICES = ["all", "ingest", "grouper", "pricer", "review", "gateway"]
