@@ -134,9 +134,8 @@ class _KafkaLog(_Log):
         from aiokafka import TopicPartition
 
         c = await self._consumer(None)
-        if topic not in await c.topics():
-            return []
-        return [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        cluster = await c._client.fetch_all_metadata()  # the consumer's cached view lacks topics it reads none of
+        return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
 
     async def spans(self, topic: str) -> dict[int, tuple[int, int]]:
         tps = await self._partitions(topic)
@@ -188,7 +187,9 @@ class _KafkaLog(_Log):
 
         if offsets:
             c = await self._consumer(group)
-            await c.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in offsets.items()})
+            tps = {TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in offsets.items()}
+            c.assign(list(tps))  # aiokafka commits only for assigned partitions (joins no group)
+            await c.commit(tps)
 
     async def close(self) -> None:
         for c in self._consumers.values():
