@@ -68,11 +68,10 @@ def _topics(topic: list[str] | None) -> list[str]:
     return list(topic or ())
 
 
-def _service(service: str | None) -> str | None:
+def _service(service: str | None) -> None:
     if service is not None and service not in SERVICES:
         raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(SERVICES)}",
                                  param_hint="--service")
-    return service
 
 
 @dlq_app.command("list")
@@ -82,7 +81,8 @@ def list_command(
 ) -> None:
     """Count the dead letters of each `<topic>.dlq`: by consumer and reason, and how many are
     not replayed yet."""
-    service, topics = _service(service), _topics(topic)
+    _service(service)
+    topics = _topics(topic)
     letters = _run(bus, namespace, lambda dl, _b: dl.letters(topics, service))
     by_topic: dict[str, list] = {}
     for d in letters:
@@ -107,7 +107,8 @@ def show_command(
 ) -> None:
     """Each dead letter: position, consumer, source, event id, type and case id, and the error
     (never the payload)."""
-    service, topics = _service(service), _topics(topic)
+    _service(service)
+    topics = _topics(topic)
     letters = _run(bus, namespace, lambda dl, _b: dl.letters(topics, service, replayed=all_))
     for d in letters[:limit]:
         event = (f"event={d.event_id} type={d.event_type} case={d.case_id}" if d.event_id
@@ -128,8 +129,8 @@ def replay_command(
     """Republish a service's dead letters not replayed yet to their original topic (once: a
     second replay republishes nothing). Fix the cause first: an event that fails again comes
     back as a new dead letter."""
-    checked, topics = _service(service), _topics(topic)
-    assert checked is not None
+    _service(service)
+    topics = _topics(topic)
 
     async def replay(dl: DeadLetters, url: str) -> dict[str, int]:
         from shared.bus import bus_from_url
@@ -137,11 +138,11 @@ def replay_command(
         target = bus_from_url(url, client_id="drgdip-dlq")
         await target.start()
         try:
-            return await dl.replay(target, checked, topics)
+            return await dl.replay(target, service, topics)
         finally:
             await target.stop()
 
     done = _run(bus, namespace, replay)
     for name, n in sorted(done.items()):
         typer.echo(f"{name}: {n} replayed to {name.removesuffix('.dlq')}")
-    typer.echo(f"{sum(done.values())} dead letters of {checked} replayed")
+    typer.echo(f"{sum(done.values())} dead letters of {service} replayed")

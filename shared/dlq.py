@@ -271,7 +271,6 @@ class DeadLetters:
             await self._log.commit(group, topic, {p: end for p, (_b, end) in spans.items()
                                                   if end > marks.get(p, 0)})
             if letters:
-                log.warning("dead letters replayed", topic=topic, consumer=service, events=len(letters))
                 done[topic] = len(letters)
         return done
 

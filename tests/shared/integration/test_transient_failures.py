@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import MetaData, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from structlog.testing import capture_logs
 
 from shared.bus import Message
 from shared.bus.memory import MemoryBus
@@ -188,7 +189,9 @@ async def test_a_duplicate_inside_a_batch_is_skipped_without_falling_back(engine
     async with engine.begin() as conn:
         assert await consumer.inbox.claim(conn, [(envs[2].event_id, TOPIC)]) == {envs[2].event_id}
     batch = _messages(envs) + _messages(envs[:1])  # and a redelivery inside the batch itself
-    await consumer.process_batch(batch)
+    with capture_logs() as logs:
+        await consumer.process_batch(batch)
+    assert logs == []
     assert stage.calls == 1  # one transaction for the batch
     assert stage.applied == [e.event_id for i, e in enumerate(envs) if i != 2]
     assert _value(metrics.batch_fallbacks) == 0
@@ -227,12 +230,15 @@ async def test_a_database_away_is_waited_for_never_a_fallback_or_a_dead_letter(e
 
     stage.fail = database_away
     envs = [_envelope(i) for i in range(4)]
-    await consumer.process_batch(_messages(envs))  # the batch path
-    assert stage.applied == [e.event_id for e in envs]
-    assert stage.calls == 7  # six failed tries of the whole batch, then one that succeeded
-    one = _envelope(9)
-    away = 6
-    await consumer.process(_messages([one])[0])  # the single-event path
+    with capture_logs() as logs:
+        await consumer.process_batch(_messages(envs))  # the batch path
+        assert stage.applied == [e.event_id for e in envs]
+        assert stage.calls == 7  # six failed tries of the whole batch, then one that succeeded
+        one = _envelope(9)
+        away = 6
+        await consumer.process(_messages([one])[0])  # the single-event path
+    assert {(r["log_level"], r["event"]) for r in logs} == {
+        ("warning", "transient failure, retrying the batch"), ("warning", "transient failure, retrying the event")}
     assert stage.applied[-1] == one.event_id
     assert _value(metrics.batch_fallbacks) == 0
     assert bus.log(dead_letter_topic(TOPIC)) == []
@@ -249,7 +255,12 @@ async def test_a_content_failure_falls_back_and_dead_letters_only_the_bad_event(
             raise ValueError("a rule of the stage")
 
     stage.fail = by_content
-    await consumer.process_batch(_messages(envs))
+    with capture_logs() as logs:
+        await consumer.process_batch(_messages(envs))
+    warnings = [r for r in logs if r["log_level"] == "warning"]
+    assert warnings[0]["event"] == "batch failed by content: applying its events one at a time"
+    assert warnings[0]["reason"] == "ValueError: a rule of the stage"
+    assert warnings[-1]["event"] == "dead-lettering message" and warnings[-1]["reason"].startswith("failed 3 times")
     assert stage.applied == [e.event_id for e in envs if e.event_id != bad]
     assert _value(metrics.batch_fallbacks) == 1
     dead = bus.log(dead_letter_topic(TOPIC))
