@@ -11,6 +11,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from drgdip.dip_cli import compare_command, dip_app
+from drgdip.dlq_cli import dlq_app
 from drgdip.generate_cli import generate_command
 from services.gateway.cli import token_app
 from services.grouper.cli import (
@@ -64,6 +65,7 @@ app.add_typer(token_app, name="token")
 review_app = typer.Typer(help="Review: monitoring rules (智能监控).", no_args_is_help=True)
 review_app.add_typer(review_rules_app, name="rules")
 app.add_typer(review_app, name="review")
+app.add_typer(dlq_app, name="dlq")
 
 T = TypeVar("T")
 SERVICES = ["all", "ingest", "grouper", "pricer", "review", "gateway"]

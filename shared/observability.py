@@ -21,6 +21,8 @@ class ServiceMetrics:
     dead_lettered: Counter
     processing: Histogram
     outbox_backlog: Gauge
+    batch_fallbacks: Counter
+    dlq_messages: Gauge
 
     @classmethod
     def create(cls, service: str, registry: CollectorRegistry = REGISTRY) -> ServiceMetrics:
@@ -34,6 +36,8 @@ class ServiceMetrics:
             dead_lettered=Counter(f"{service}_events_dead_lettered", "events sent to the dead-letter topic", ["topic"], registry=registry),
             processing=Histogram(f"{service}_processing_seconds", "time to apply one event", ["topic"], registry=registry),
             outbox_backlog=Gauge(f"{service}_outbox_backlog", "events written but not yet published", registry=registry),
+            batch_fallbacks=Counter(f"{service}_batch_fallbacks", "batches that failed by content and were applied one event at a time", ["topic"], registry=registry),
+            dlq_messages=Gauge(f"{service}_dlq_messages", "dead letters of this service not yet replayed, per source topic", ["topic"], registry=registry),
         )
         _METRICS[(service, id(registry))] = m
         return m

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import db as dbmod
 from shared import migrate
 from shared.bus import Bus, bus_from_url
+from shared.dlq import DeadLetterWatch
 from shared.events import ALL_TOPICS
 from shared.messaging import EventConsumer, Handler, Inbox, Outbox, OutboxRelay
 from shared.observability import ServiceMetrics, configure_logging, get_logger
@@ -110,10 +111,14 @@ class Runtime:
         self.relays: list[OutboxRelay] = []
         self.consumers: list[EventConsumer] = []
         self._tasks: list[asyncio.Task] = []
+        watched: list[tuple[str, list[str], ServiceMetrics]] = []
         for s in self.stages:
             metrics = ServiceMetrics.create(s.name)
-            self.relays.append(OutboxRelay(self.engine, s.outbox, self.bus, metrics,
-                                           settings.relay_interval_ms, namespace=settings.namespace))
+            watched.append((s.name, [t for topics, _h in s.subscriptions for t in topics], metrics))
+            self.relays.append(OutboxRelay(
+                self.engine, s.outbox, self.bus, metrics, settings.relay_interval_ms,
+                namespace=settings.namespace,
+                backoff=dbmod.Backoff(settings.transient_retry_ms, settings.transient_retry_max_ms)))
             inbox = Inbox(s.name, s.metadata)
             for topics, handler in s.subscriptions:
                 self.consumers.append(EventConsumer(
@@ -122,10 +127,13 @@ class Runtime:
                     max_attempts=settings.max_attempts, retry_backoff_ms=settings.retry_backoff_ms,
                     fetch_max_records=settings.fetch_max_records,
                     fetch_linger_ms=settings.fetch_linger_ms, instance_id=settings.instance_id,
-                    namespace=settings.namespace,
+                    namespace=settings.namespace, transient_retry_ms=settings.transient_retry_ms,
+                    transient_retry_max_ms=settings.transient_retry_max_ms,
                 ))
             if s.router is not None:
                 (self.app if s.public or self.internal is None else self.internal).include_router(s.router)
+        # each service's dead letters not replayed yet (/readyz detail, dlq_messages metric)
+        self.dead_letters = DeadLetterWatch(self.bus, settings.namespace, watched)
         self._add_health_routes()
 
     def _web_app(self, *, documented: bool, lifespan: Any = None) -> FastAPI:
@@ -176,6 +184,7 @@ class Runtime:
             self._tasks.append(asyncio.create_task(r.run(), name=f"relay-{r.outbox.table.name}"))
         for c in self.consumers:
             self._tasks.append(asyncio.create_task(c.run(), name=f"consumer-{c.service}"))
+        self._tasks.append(asyncio.create_task(self.dead_letters.run(), name="dead-letters"))
         log.info("started", stages=[s.name for s in self.stages], bus=self.settings.bus.split("://")[0])
         if self.settings.environment == DEVELOPMENT:
             for name in self.settings.public_secrets():
@@ -221,8 +230,10 @@ class Runtime:
             db_ok, bus_ok = await asyncio.gather(self.probe.ping(), self.bus.ping())
             dead = [t.get_name() for t in self._tasks if t.done()]
             ok = db_ok and bus_ok and not dead
-            body = {"status": "ok" if ok else "unavailable", "database": db_ok, "bus": bus_ok,
-                    "stopped_tasks": dead}
+            body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "database": db_ok,
+                                    "bus": bus_ok, "stopped_tasks": dead}
+            if self.dead_letters.counts:  # work for an operator (`drgdip dlq`), not unreadiness
+                body["dead_letters"] = self.dead_letters.counts
             return JSONResponse(body, status_code=200 if ok else 503)
 
         @app.get("/metrics", tags=["ops"])

@@ -47,7 +47,14 @@ class ServiceSettings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     partitions: int = Field(6, ge=1, le=256, description="partitions per topic when creating topics")
     max_attempts: int = Field(5, ge=1, le=100, description="tries before a message is dead-lettered")
-    retry_backoff_ms: int = Field(200, ge=0, le=60_000)
+    retry_backoff_ms: int = Field(200, ge=0, le=60_000,
+                                  description="wait after an event failed by its content (times the attempt)")
+    transient_retry_ms: int = Field(
+        200, ge=1, le=60_000,
+        description="first wait before work that failed because the database was away is tried "
+                    "again (doubling each time up to DRGDIP_TRANSIENT_RETRY_MAX_MS; never dead-lettered)")
+    transient_retry_max_ms: int = Field(10_000, ge=1, le=600_000,
+                                        description="longest wait between two such tries")
     fetch_max_records: int = Field(1000, ge=1, le=10_000, description="events a stage applies in one transaction")
     fetch_linger_ms: int = Field(
         50, ge=0, le=10_000,

@@ -1,6 +1,10 @@
-"""Ingest's composition: its tables, outbox, routes, and the lists left pending finished at start."""
+"""Ingest's composition: its tables, outbox, routes, and the sweep that finishes work left undone
+(at start, then every `sweep_interval_s`)."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
 
 from services.ingest import repository
 from services.ingest.config import IngestSettings
@@ -21,8 +25,18 @@ def build(ctx: Context) -> Stage:
         raise SettingError("DRGDIP_DICTIONARY_SCHEME", str(e)) from e
     intake = Intake(ctx.engine, outbox, settings, dictionaries)
 
-    async def recover() -> None:
-        await intake.recover()
+    sweeper: list[asyncio.Task] = []
 
-    return Stage(repository.NAME, repository.metadata, outbox, router=router, on_start=recover,
-                 service=intake)
+    async def start() -> None:
+        await intake.sweep()  # what a crash left undone, before new work comes in
+        sweeper.append(asyncio.create_task(intake.sweep_forever(), name="ingest-sweep"))
+
+    async def stop() -> None:
+        for task in sweeper:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        sweeper.clear()
+
+    return Stage(repository.NAME, repository.metadata, outbox, router=router, on_start=start,
+                 on_stop=stop, service=intake)
