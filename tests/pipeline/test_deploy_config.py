@@ -112,47 +112,58 @@ def test_the_overlays_are_dev_and_prod() -> None:
     assert OVERLAYS == ["dev", "prod"]
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_each_overlay_passes_strict_schema_validation_crds_included(overlay: str) -> None:
+def kubeconform(manifests: str) -> subprocess.CompletedProcess:
+    """kubeconform, strict, on the Kubernetes API's schemas and the CRDs' (none may be missing)."""
     t = tools()
     schemas = t["K8S_SCHEMAS"]
-    run = subprocess.run(
+    return subprocess.run(
         [t["KUBECONFORM"], "-strict", "-summary", "-output", "json",
          "-kubernetes-version", t["K8S_VERSION"],
          "-schema-location", schemas + "/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}"
                                        "/{{ .ResourceKind }}{{ .KindSuffix }}.json",
          "-schema-location", schemas + "/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json",
          "-"],
-        input=_build(overlay), capture_output=True, text=True, timeout=120)
+        input=manifests, capture_output=True, text=True, timeout=120)
+
+
+def problems(run: subprocess.CompletedProcess) -> list[str]:
     report = json.loads(run.stdout)
-    problems = [f"{r['kind']} {r['name']}: {r['msg']}" for r in report["resources"] if r["status"] != "statusValid"]
-    assert run.returncode == 0 and not problems, "\n".join(problems) or run.stderr
-    summary = report["summary"]
+    return [f"{r['kind']} {r['name']}: {r['msg']}" for r in report["resources"] if r["status"] != "statusValid"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_overlay_passes_strict_schema_validation_crds_included(overlay: str) -> None:
+    run = kubeconform(_build(overlay))
+    assert run.returncode == 0 and not problems(run), "\n".join(problems(run)) or run.stderr
+    summary = json.loads(run.stdout)["summary"]
     # nothing skipped for want of a schema: the Strimzi, CloudNativePG and KEDA kinds are checked
     assert (summary["invalid"], summary["errors"], summary["skipped"]) == (0, 0, 0)
     assert summary["valid"] == len(rendered(overlay))
     kinds = {d["kind"] for d in rendered(overlay)}
-    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "Cluster", "Database"} <= kinds
+    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "Cluster", "Database", "Deployment"} <= kinds
 
 
 def test_schema_validation_rejects_what_the_api_server_would() -> None:
     """The schemas are strict: a misplaced field (the old manifests' env at container level) or a
     wrong type in a custom resource is caught, not skipped."""
-    t = tools()
     docs = rendered("prod")
     deployment(docs, "ingest")["spec"]["template"]["spec"]["containers"].append(
         {"name": "DRGDIP_DB", "valueFrom": {"secretKeyRef": {"name": "x", "key": "y"}}})
     of_kind(docs, "KafkaTopic")[CASE_RECEIVED]["spec"]["partitions"] = "six"
     of_kind(docs, "ScaledObject")["drgdip-grouper"]["spec"]["maxReplicas"] = 6
     of_kind(docs, "Cluster")["drgdip-pg"]["spec"]["instance"] = 3
-    run = subprocess.run(
-        [t["KUBECONFORM"], "-strict", "-summary", "-kubernetes-version", t["K8S_VERSION"],
-         "-schema-location", t["K8S_SCHEMAS"] + "/{{ .NormalizedKubernetesVersion }}-standalone"
-                                                "{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json",
-         "-schema-location", t["K8S_SCHEMAS"] + "/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json",
-         "-"], input=yaml.safe_dump_all(docs), capture_output=True, text=True, timeout=120)
+    run = kubeconform(yaml.safe_dump_all(docs))
     assert run.returncode == 1
-    assert "Invalid: 4," in run.stdout, run.stdout
+    assert sorted(p.split(":")[0] for p in problems(run)) == [
+        "Cluster drgdip-pg", "Deployment drgdip-ingest", f"KafkaTopic {CASE_RECEIVED}", "ScaledObject drgdip-grouper"]
+
+
+def test_the_schemes_upload_pod_is_valid_and_mounts_the_schemes_claim() -> None:
+    text = (K8S / "schemes-upload.yaml").read_text()
+    run = kubeconform(text)
+    assert run.returncode == 0, "\n".join(problems(run)) or run.stderr
+    [volume] = yaml.safe_load(text)["spec"]["volumes"]
+    assert volume["persistentVolumeClaim"]["claimName"] in of_kind(rendered("prod"), "PersistentVolumeClaim")
 
 
 # --- Kubernetes: what each overlay deploys -------------------------------------------------------
