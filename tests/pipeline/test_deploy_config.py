@@ -302,7 +302,8 @@ def test_the_grouper_scales_on_consumer_lag_and_cpu_up_to_the_partitions() -> No
 def test_dev_is_one_of_everything_and_prod_more() -> None:
     dev, prod = rendered("dev"), rendered("prod")
     assert {d["spec"]["replicas"] for d in of_kind(dev, "Deployment").values()} == {1}
-    assert min(d["spec"]["replicas"] for d in of_kind(prod, "Deployment").values()) >= 2
+    assert min(deployment(prod, s)["spec"]["replicas"] for s in SERVICES if s != "grouper") >= 2
+    assert "replicas" not in deployment(prod, "grouper")["spec"]  # KEDA's to set, never reset
     assert not of_kind(dev, "ScaledObject")
     assert [c["spec"]["instances"] for c in of_kind(dev, "Cluster").values()] == [1]
     assert [c["spec"]["instances"] for c in of_kind(prod, "Cluster").values()] == [3]
