@@ -126,9 +126,12 @@ def migrate(
     Kubernetes init container). Safe while other replicas start or migrate: on PostgreSQL one
     process migrates under a lock and the others wait. A database that cannot be reached is one
     line on stderr, exit code 2."""
+    import logging
+
     from pydantic import ValidationError
 
     from shared.migrate import current, upgrade
+    from shared.observability import configure_logging
     from shared.settings import DEVELOPMENT, SettingError, describe, load_settings
 
     if service not in SERVICES:
@@ -137,10 +140,13 @@ def migrate(
     names = SERVICES[1:] if service == "all" else [service]
     try:
         # Only the database URL matters here: the service checks its secrets when it starts.
-        url = load_settings(ServiceSettings, db=db, environment=DEVELOPMENT).db
+        settings = load_settings(ServiceSettings, db=db, environment=DEVELOPMENT)
     except ValidationError as e:
         typer.echo(f"drgdip migrate: {describe(e)}", err=True)
         raise typer.Exit(2) from None
+    configure_logging(settings.log_level, settings.log_format)  # on stderr: stdout is the result
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl …" at every run
+    url = settings.db
 
     async def run() -> list[tuple[str, str | None]]:
         from shared.db import create_engine
