@@ -240,6 +240,7 @@ if [ "${SKIP_RUFF:-0}" != 1 ]; then
   [ "$ruff_rc" -eq 0 ] || log "lint or type check failed (rc=$ruff_rc); running the tests anyway"
 fi
 
+bash scripts/install-k8s-tools.sh || log "Kubernetes tools not installed: the deployment tests will fail"
 log "pytest $*"
 color=()
 [ -t 1 ] && color=(--color=yes)

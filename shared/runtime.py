@@ -173,7 +173,7 @@ class Runtime:
         except Exception as e:
             raise SettingError("DRGDIP_BUS", f"cannot reach the bus: {_first_line(e)}") from e
         await self.bus.ensure_topics([self.settings.namespace + t for t in ALL_TOPICS],
-                                     self.settings.partitions)
+                                     self.settings.partitions, self.settings.topic_replication)
         for s in self.stages:
             if s.on_start:
                 await s.on_start()

@@ -71,7 +71,7 @@ class Bus(ABC):
         self, group_id: str, topics: Sequence[str], *, instance_id: str | None = None
     ) -> Subscriber: ...
 
-    async def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+    async def ensure_topics(self, topics: Sequence[str], partitions: int, replication: int = 1) -> None:
         """Create the topics if missing (a no-op where topics need no creation)."""
         return None
 

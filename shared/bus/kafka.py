@@ -127,7 +127,7 @@ class KafkaBus(Bus):
 
     # -- admin -----------------------------------------------------------------------------
 
-    async def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+    async def ensure_topics(self, topics: Sequence[str], partitions: int, replication: int = 1) -> None:
         if not topics:
             return
         admin = AIOKafkaAdminClient(
@@ -143,7 +143,7 @@ class KafkaBus(Bus):
                 return
             try:
                 response = await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                    [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing]
                 )
             except TopicAlreadyExistsError:
                 return
