@@ -23,7 +23,9 @@ CASE_RECEIVED = "case-received"
 CASE_GROUPED = "case-grouped"
 CASE_PRICED = "case-priced"
 CASE_FLAGGED = "case-flagged"
-TOPICS = (CASE_RECEIVED, CASE_GROUPED, CASE_PRICED, CASE_FLAGGED)
+TOPICS = (CASE_RECEIVED, CASE_GROUPED, CASE_PRICED, CASE_FLAGGED)  # a case through the stages
+# review's special-case decisions (特例单议): the pricer prices the case again with them
+SPECIAL_CASE_DECIDED = "special-case-decided"
 DEAD_LETTER_SUFFIX = ".dlq"
 
 
@@ -31,7 +33,8 @@ def dead_letter_topic(topic: str) -> str:
     return topic + DEAD_LETTER_SUFFIX
 
 
-ALL_TOPICS = TOPICS + tuple(dead_letter_topic(t) for t in TOPICS)
+ALL_TOPICS = TOPICS + (SPECIAL_CASE_DECIDED,) + tuple(
+    dead_letter_topic(t) for t in (*TOPICS, SPECIAL_CASE_DECIDED))
 
 # Money and weights travel as decimal strings ("123.45"), never as JSON floats.
 DecimalStr = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str)]
@@ -62,6 +65,8 @@ class CaseFacts(BaseModel):
     own_pay: DecimalStr | None = None  # 自费 (psn_ownpay): items outside the insurance's lists
     principal_diagnosis: str | None = None  # 主要诊断 code (monitoring rules read it)
     procedures: tuple[str, ...] = ()  # procedure codes, the main one first
+    icu_hours: int = 0  # Σ intensive-care stays (icuinfo scs_cutd_sum_dura), whole hours
+    ventilation_hours: int = 0  # invasive ventilation (vent_used_dura), whole hours
 
 
 class CaseReceived(_Payload):
@@ -153,11 +158,26 @@ class CaseFlagged(_Payload):
     rules: str | None = None  # the monitoring parameters used: "<region> v<version>" or "default"
 
 
+class SpecialCaseDecided(_Payload):
+    """The special-case panel decided an application (特例单议, §10): `decision` counts the case's
+    decisions (1: the panel's, 2: the appeal's); the latest one holds. The pricer prices the
+    case again with it, as a new priced version: pay by item, the decided amount ("adjust the
+    standard"), or as priced before (reject)."""
+
+    hospital_code: str
+    application_id: int
+    decision: int
+    outcome: Literal["pay_by_item", "adjust_standard", "reject"]
+    amount: DecimalStr | None = None
+    reason: str = ""
+
+
 PAYLOADS: dict[str, type[_Payload]] = {
     CASE_RECEIVED: CaseReceived,
     CASE_GROUPED: CaseGrouped,
     CASE_PRICED: CasePriced,
     CASE_FLAGGED: CaseFlagged,
+    SPECIAL_CASE_DECIDED: SpecialCaseDecided,
 }
 SCHEMA_VERSION = 1
 

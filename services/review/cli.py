@@ -6,7 +6,8 @@ drgdip review rules import FILE --region R --from D [--to D] [--db URL]
     discharged from D (to --to, or open-ended): a case is reviewed with the version in force on
     its discharge date where it was treated (the latest start, then the highest version, wins);
     without one, with the shipped defaults. Importing the latest version's parameters and period
-    again stores nothing.
+    again stores nothing. A new version is audited (`review_audit`: cli:<user>, the previous
+    and the new parameters).
 drgdip review rules list [--db URL]
     Every stored version: region, version, period, who imported it and when.
 drgdip review rules defaults
@@ -15,6 +16,7 @@ drgdip review rules defaults
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -48,6 +50,14 @@ def in_transaction(db: str | None, work: Callable[[AsyncConnection], Awaitable[T
     return run_on_database(load_settings(ReviewSettings, db=db).db, repository.NAME, run)
 
 
+def _cli_actor() -> str:
+    """Who runs a command, as the audit records it (`cli:<user>`)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in this environment
+        return "cli:unknown"
+
+
 def _day(value: str | None, option: str) -> date | None:
     if value is None:
         return None
@@ -70,7 +80,8 @@ def import_command(
     assert start is not None
     try:
         document = file.read_bytes()
-        done = in_transaction(db, lambda conn: handlers.import_rules(conn, document, region, start, end))
+        done = in_transaction(db, lambda conn: handlers.import_rules(conn, document, region, start, end,
+                                                                     who=_cli_actor()))
     except (DomainError, OSError) as e:
         typer.echo(f"error: {file}: {e}", err=True)
         raise typer.Exit(2) from None

@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.review import repository
+from services.review import special_cases as special
 from services.review.domain.parameters import RulesError, RuleSet, parse_rules
 from services.review.domain.review import PricedStay, review_cases, share_keys
 from shared.db import Versions
@@ -48,6 +50,7 @@ async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope],
     outcome = review_cases(known, priced, rules_on=in_force.on, shares=shares)
     await repository.save(conn, outcome.changed, known, outcome.announcements)
     await repository.save_share_deltas(conn, outcome.share_deltas)
+    await special.save_figures(conn, envs, in_force)  # special-case review judges applications on them
     return [Envelope.new(CaseFlagged(facts=a.facts, drg=a.drg, flags=list(a.flags), rules=a.rules),
                          case_id=a.case_id, correlation_id=a.correlation_id,
                          producer=repository.NAME)
@@ -79,5 +82,12 @@ async def import_rules(conn: AsyncConnection, document: bytes, region: str, vali
         return Imported(region, latest["version"], valid_from, valid_to, False)
     version = (latest["version"] if latest else 0) + 1
     await repository.insert_rules(conn, region, version, valid_from, valid_to, params, who)
+    await special.record_rules_change(
+        conn, who, region,
+        None if latest is None else {"version": latest["version"], "valid_from": str(latest["valid_from"]),
+                                     "valid_to": str(latest["valid_to"]) if latest["valid_to"] else None,
+                                     "rules": orjson.loads(latest["document"])["rules"]},
+        {"version": version, "valid_from": str(valid_from), "valid_to": str(valid_to) if valid_to else None,
+         "rules": params.to_document()["rules"]})
     return Imported(region, version, valid_from, valid_to, True)
 
