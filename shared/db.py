@@ -7,7 +7,7 @@ own database. Stages use SQLAlchemy Core: one transaction per consumed message o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -154,19 +154,26 @@ class Probe:
 
     async def ping(self) -> bool:
         """True when a trivial query succeeds within the timeout."""
+        async def _probe(conn: AsyncConnection) -> None:
+            await conn.execute(text(self._sql))
+
+        try:
+            await self.read(_probe)
+            return True
+        except Exception:
+            return False
+
+    async def read(self, reads: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`reads` on a connection of the probe's own, within the timeout (else TimeoutError)."""
         import asyncio
 
         engine = self._engine or self._fallback  # an in-memory database: only its own pool
 
-        async def _probe() -> None:
+        async def _run() -> T:
             async with engine.connect() as conn:
-                await conn.execute(text(self._sql))
+                return await reads(conn)
 
-        try:
-            await asyncio.wait_for(_probe(), self.timeout)
-            return True
-        except Exception:
-            return False
+        return await asyncio.wait_for(_run(), self.timeout)
 
     async def dispose(self) -> None:
         if self._engine is not None:

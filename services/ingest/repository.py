@@ -113,6 +113,13 @@ async def pending(conn: AsyncConnection) -> list[Stored]:
                 select(raw_table).where(raw_table.c.status == "pending").order_by(raw_table.c.id))).all()]
 
 
+async def pending_count(conn: AsyncConnection) -> tuple[int, datetime | None]:
+    """How many lists are stored but not decided yet, and when the oldest of them arrived."""
+    n, oldest = (await conn.execute(
+        select(func.count(), func.min(raw_table.c.received_at)).where(raw_table.c.status == "pending"))).one()
+    return int(n or 0), oldest
+
+
 def _latest(r: Any) -> Latest:
     return Latest(r.hospital_code, r.setl_id, r.list_version, r.status, r.content_sha256, r.event)
 
