@@ -169,11 +169,8 @@ class Probe:
 
         engine = self._engine or self._fallback  # an in-memory database: only its own pool
 
-        async def _run() -> T:
-            async with engine.connect() as conn:
-                return await reads(conn)
-
-        return await asyncio.wait_for(_run(), self.timeout)
+        async with asyncio.timeout(self.timeout), engine.connect() as conn:
+            return await reads(conn)
 
     async def dispose(self) -> None:
         if self._engine is not None:

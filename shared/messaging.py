@@ -229,7 +229,10 @@ class EventConsumer:
     async def _watch_lag(self, sub: Subscriber) -> None:
         while True:
             try:
-                lag = await asyncio.wait_for(sub.lag(), max(self.lag_interval, 5.0))
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation
+                # that arrives as the reading completes, and the runtime could never stop
+                async with asyncio.timeout(max(self.lag_interval, 5.0)):
+                    lag = await sub.lag()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the broker is away: the last reading stays
