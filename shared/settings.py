@@ -66,6 +66,8 @@ class ServiceSettings(BaseSettings):
                     "fewer transactions (0: apply at once)",
     )
     relay_interval_ms: int = Field(200, ge=10, le=60_000)
+    lag_interval_ms: int = Field(5000, ge=50, le=600_000,
+                                 description="how often each stage reads its consumer lag from the bus")
     instance_id: str | None = Field(None, description="static group membership id (Kafka)")
     namespace: str = Field(
         "", pattern=r"^[a-z0-9._-]*$", max_length=40,
