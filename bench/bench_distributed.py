@@ -612,7 +612,7 @@ async def latency(system: System, region: Region, sampler: Sampler) -> None:
           f"token), open loop, {args.duration:.0f} s per rate")
     print(machine())
     print(f"{'req/s':>6}{'sent':>7}{'202':>6}{'4xx':>6}{'5xx/err':>8}{'p50 ms':>8}{'p95 ms':>8}"
-          f"{'p99 ms':>8}{'max ms':>8}{'achieved/s':>11}")
+          f"{'p99 ms':>8}{'max ms':>8}{'achieved/s':>11}   CPU ms per request: gateway ingest postgresql client")
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=100)
     async with httpx.AsyncClient(base_url=system.services["gateway"].url, timeout=30, limits=limits) as client:
         for rate in args.rates:
@@ -630,6 +630,7 @@ async def latency(system: System, region: Region, sampler: Sampler) -> None:
                     code = 0
                 results.append((code, time.perf_counter() - due))
 
+            cpu_from, client_from = sampler.procs(), time.process_time()
             t0 = time.perf_counter() + 0.2
             tasks = []
             for i, doc in enumerate(batch):
@@ -638,6 +639,9 @@ async def latency(system: System, region: Region, sampler: Sampler) -> None:
                 tasks.append(asyncio.create_task(send(doc, due)))
             await asyncio.gather(*tasks)
             elapsed = time.perf_counter() - t0
+            cpu_to, client_cpu = sampler.procs(), time.process_time() - client_from
+            cost = "  ".join(f"{(cpu_to[k] - cpu_from[k]) / n * 1000:.1f}" if k in cpu_to else "n/a"
+                             for k in ("cpu.gateway", "cpu.ingest", "cpu.postgresql"))
             ok = sorted(lat for code, lat in results if code == 202)
             codes = Counter(code for code, _ in results)
             bad = sum(v for k, v in codes.items() if 400 <= k < 500)
@@ -647,7 +651,7 @@ async def latency(system: System, region: Region, sampler: Sampler) -> None:
                 return f"{ok[min(len(ok) - 1, math.ceil(p * len(ok)) - 1)] * 1000:.0f}" if ok else "-"
 
             print(f"{rate:>6}{n:>7}{len(ok):>6}{bad:>6}{err:>8}{pct(0.5):>8}{pct(0.95):>8}{pct(0.99):>8}"
-                  f"{(ok[-1] * 1000 if ok else 0):>8.0f}{n / elapsed:>11.1f}")
+                  f"{(ok[-1] * 1000 if ok else 0):>8.0f}{n / elapsed:>11.1f}   {cost}  {client_cpu / n * 1000:.1f}")
             await wait_idle(sampler, args.timeout, after=sampler.now())  # each rate on a drained pipeline
     print("(4xx: lists the generator breaks on purpose, refused by QC — answered, not timed)")
     print()
