@@ -54,6 +54,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +158,8 @@ class System:
                                          for s in ("ingest", "grouper", "pricer", "review")}
         for s in STAGES:  # one after the other: each migrates its own database at start
             say(f"starting {s}")
-            self.services[s].start(wait=False)
-            await wait_for(lambda s=s: _ready(self.services[s]), 180, f"{s} ready")
+            svc = self.services[s].start(wait=False)
+            await wait_for(partial(_ready, svc), 180, f"{s} ready")
         for s in STAGES:
             self.engines[s] = create_async_engine(self.dbs[s], pool_size=2, max_overflow=0,
                                                   pool_pre_ping=True, connect_args={"timeout": 3})
