@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 SHARED  ?= ../shared
 CASES   ?= 20000
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench bench-distributed lint clean
 
 $(BIN)/drgdip: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,14 @@ bench: setup
 	$(BIN)/python bench/bench_intake.py --shared $(SHARED)
 	$(BIN)/python bench/bench_cores.py --scheme-path $(SHARED)/schemes/chs-drg-1.1
 	$(BIN)/python bench/bench_pipeline.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --cases $(CASES)
+
+# the distributed pipeline (own PostgreSQL and Kafka): throughput, latency, then every fault
+DCASES ?= 10000
+bench-distributed: setup
+	$(BIN)/python bench/bench_distributed.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --cases $(DCASES)
+	$(BIN)/python bench/bench_distributed.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --latency
+	$(BIN)/python bench/bench_distributed.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --cases $(DCASES) \
+	  --fault services,broker,pg --rate 40
 
 lint: setup
 	$(BIN)/ruff check .
