@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -80,6 +81,13 @@ class Repricing:
     unchanged: int = 0
     not_repriceable: int = 0
     by_policy: dict[str, int] = field(default_factory=dict)
+
+    def summary(self, region: str, date_from: date | None, date_to: date | None) -> dict[str, Any]:
+        """What a re-pricing answers (the route and `drgdip reprice`; the audit records it)."""
+        return {"region": region, "from": date_from and date_from.isoformat(),
+                "to": date_to and date_to.isoformat(), "cases": self.cases, "repriced": self.repriced,
+                "unchanged": self.unchanged, "not_repriceable": self.not_repriceable,
+                "by_policy": self.by_policy}
 
 
 async def reprice(engine: AsyncEngine, outbox: Outbox, policies: repository.Policies, region: str,
@@ -153,6 +161,18 @@ async def import_policy(conn: AsyncConnection, document: bytes, who: str = "cli"
                      await repository.stored_periods(conn, repository.policy_versions, policy.region))
     await repository.insert_policy(conn, policy, document, who)
     return policy, True
+
+
+def policy_summary(policy: Policy, stored: bool) -> dict[str, Any]:
+    """What a policy import answers (the route and `drgdip policy import`; the audit records it)."""
+    return {"policy_id": policy.policy_id, "version": policy.version, "region": policy.region,
+            "weights_version": policy.weights.version, "weights": len(policy.weights.table),
+            "stored": stored}
+
+
+def dip_policy_summary(policy: DipPolicy) -> dict[str, Any]:
+    """What a DIP policy import answers (the route and `drgdip dip import-policy`)."""
+    return {"policy_id": policy.policy_id, "version": policy.version, "region": policy.region}
 
 
 async def import_dip_policy(conn: AsyncConnection, policy_bytes: bytes, catalogue_bytes: bytes,
