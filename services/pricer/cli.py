@@ -492,11 +492,11 @@ def reprice_command(
                    "the lists it receives while it runs")
         return r.summary(region, first, last)
     typer.echo(f"{r.cases} cases of {region} ({span}): {r.repriced} re-priced, "
-               f"{r.unchanged} unchanged" + (f", {r.not_repriceable} priced before re-pricing was "
-                                              "possible (regroup them to re-price)"
-                                              if r.not_repriceable else ""))
+               f"{r.unchanged} unchanged" + (f", {r.not_repriceable} not re-priceable" if r.not_repriceable else ""))
     for label, n in sorted(r.by_policy.items()):
         typer.echo(f"  {label}: {n}")
+    if hint := r.regroup_hint(region):
+        err.print(hint, style="yellow", markup=False, highlight=False, soft_wrap=True)
     return r.summary(region, first, last)
 
 

@@ -73,21 +73,61 @@ async def on_case_grouped(policies: repository.Policies, conn: AsyncConnection,
 @dataclass
 class Repricing:
     """What a re-pricing did: cases read, re-priced (a new price version each), unchanged (the
-    policy version in force already priced them), and not re-priceable (priced before the
-    grouped payload was kept: regroup them to re-price)."""
+    policy version in force already priced them), and not re-priceable: priced before the
+    pricer kept the `case-grouped` payload it priced from (migration pricer_0007). Those rows
+    hold the pricing figures but not the list's facts the new `case-priced` event carries
+    (settlement id, person key, admission date …, which review needs), so they cannot be
+    re-priced from what the pricer stores: a regroup sends them through the pipeline again,
+    and the pricer prices them under the policies in force, keeping the payload."""
 
     cases: int = 0
     repriced: int = 0
     unchanged: int = 0
     not_repriceable: int = 0
     by_policy: dict[str, int] = field(default_factory=dict)
+    to_regroup: list[str] = field(default_factory=list)  # the cases not re-priceable
+    regroup_from: date | None = None  # their first and last discharge dates
+    regroup_to: date | None = None
+    regroup_scheme: str | None = None  # the scheme of the DRG policy in force for them, if any
+
+    def not_priceable(self, case_id: str, discharged: date | None) -> None:
+        self.not_repriceable += 1
+        self.to_regroup.append(case_id)
+        if discharged is not None:
+            self.regroup_from = min(self.regroup_from or discharged, discharged)
+            self.regroup_to = max(self.regroup_to or discharged, discharged)
+
+    def regroup_command(self) -> str | None:
+        """The command that makes the cases not re-priceable priceable again."""
+        if not self.to_regroup:
+            return None
+        span = "".join(f" --{o} {d.isoformat()}" for o, d in (("from", self.regroup_from),
+                                                              ("to", self.regroup_to)) if d)
+        return f"drgdip regroup --scheme {self.regroup_scheme or 'SCHEME'}{span}"
+
+    def regroup_hint(self, region: str, examples: int = 3) -> str | None:
+        """One line naming the cases that need regrouping and the command that does it."""
+        if not self.to_regroup:
+            return None
+        shown = ", ".join(self.to_regroup[:examples]) + (", …" if len(self.to_regroup) > examples else "")
+        span = (f"discharged {self.regroup_from}–{self.regroup_to}: " if self.regroup_from else "")
+        scheme = "" if self.regroup_scheme else " (SCHEME: the grouping scheme in force for them)"
+        return (f"{self.not_repriceable} cases of {region} were priced before the pricer kept their "
+                f"grouping ({span}{shown}) and cannot be re-priced until regrouped: run "
+                f"`{self.regroup_command()}`{scheme} with the pipeline running, which prices them "
+                "under the policies in force now")
 
     def summary(self, region: str, date_from: date | None, date_to: date | None) -> dict[str, Any]:
         """What a re-pricing answers (the route and `drgdip reprice`; the audit records it)."""
-        return {"region": region, "from": date_from and date_from.isoformat(),
-                "to": date_to and date_to.isoformat(), "cases": self.cases, "repriced": self.repriced,
-                "unchanged": self.unchanged, "not_repriceable": self.not_repriceable,
-                "by_policy": self.by_policy}
+        answer: dict[str, Any] = {
+            "region": region, "from": date_from and date_from.isoformat(),
+            "to": date_to and date_to.isoformat(), "cases": self.cases, "repriced": self.repriced,
+            "unchanged": self.unchanged, "not_repriceable": self.not_repriceable,
+            "by_policy": self.by_policy}
+        if self.to_regroup:
+            answer["regroup"] = {"cases": self.to_regroup[:100], "command": self.regroup_command(),
+                                 "message": self.regroup_hint(region)}
+        return answer
 
 
 async def reprice(engine: AsyncEngine, outbox: Outbox, policies: repository.Policies, region: str,
@@ -111,10 +151,10 @@ async def reprice(engine: AsyncEngine, outbox: Outbox, policies: repository.Poli
         rows, events = [], []
         now = datetime.now(UTC)
         async with engine.begin() as conn:
-            seen = await repository.priced_keys(conn, [case_id for case_id, _ in chunk])
-            for case_id, payload in chunk:
+            seen = await repository.priced_keys(conn, [case_id for case_id, _day, _payload in chunk])
+            for case_id, discharged, payload in chunk:
                 if payload is None:
-                    done.not_repriceable += 1
+                    done.not_priceable(case_id, discharged)
                     continue
                 grouped = orjson.loads(payload)
                 g = CaseGrouped.model_validate(grouped)
@@ -136,6 +176,8 @@ async def reprice(engine: AsyncEngine, outbox: Outbox, policies: repository.Poli
         done.repriced += len(rows)
         if progress:
             progress(min(start + batch, len(stored)), len(stored))
+    if (policy := drg.on(region, done.regroup_to)) is not None:
+        done.regroup_scheme = policy.scheme_id  # the scheme the policy's weights are for
     return done
 
 

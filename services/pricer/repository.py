@@ -289,17 +289,17 @@ def _latest_results(*columns: Any) -> Any:
 
 
 async def latest_grouped(conn: AsyncConnection, region: str, first: date | None,
-                         last: date | None) -> list[tuple[str, str | None]]:
-    """(case id, the `case-grouped` payload it was last priced from) of every case treated in
-    `region` and discharged in [first, last]; the payload is None for rows priced before it
-    was kept."""
+                         last: date | None) -> list[tuple[str, date | None, str | None]]:
+    """(case id, discharge date, the `case-grouped` payload it was last priced from) of every
+    case treated in `region` and discharged in [first, last]; the payload is None for rows
+    priced before it was kept (migration pricer_0007)."""
     r = results.c
-    q = _latest_results(r.case_id, r.grouped).where(r.treatment_region == region)
+    q = _latest_results(r.case_id, r.discharge_date, r.grouped).where(r.treatment_region == region)
     if first is not None:
         q = q.where(r.discharge_date >= first)
     if last is not None:
         q = q.where(r.discharge_date <= last)
-    return [(x.case_id, x.grouped) for x in (await conn.execute(q.order_by(r.case_id))).all()]
+    return [(x.case_id, x.discharge_date, x.grouped) for x in (await conn.execute(q.order_by(r.case_id))).all()]
 
 
 async def priced_keys(conn: AsyncConnection, case_ids: Sequence[str]) -> set[tuple[Any, ...]]:
