@@ -88,9 +88,10 @@ class Outbox:
         if not events:
             return
         now = datetime.now(UTC)
-        await insert_many(conn, self.table, [
+        rows = await asyncio.to_thread(lambda: [  # serializing a batch: off the event loop
             {"event_id": e.event_id, "topic": e.event_type, "key": e.case_id, "value": e.to_bytes(),
              "created_at": now} for e in events])
+        await insert_many(conn, self.table, rows)
 
 
 
@@ -167,6 +168,14 @@ class PoisonMessage(Exception):
     """An event that can never be applied (undecodable, or invalid for the stage)."""
 
 
+def _decoded(msg: Message) -> Envelope | Exception:
+    """The message's envelope, or why it cannot be read."""
+    try:
+        return Envelope.from_bytes(msg.value)
+    except (ValueError, pydantic.ValidationError) as e:
+        return e
+
+
 class EventConsumer:
     """The consume loop of one stage: fetch, apply each event once, commit, dead-letter poison."""
 
@@ -207,11 +216,12 @@ class EventConsumer:
         events); falling back to `process` isolates a bad event without losing the others.
         """
         envs: list[tuple[Message, Envelope]] = []
-        for msg in batch:
-            try:
-                envs.append((msg, Envelope.from_bytes(msg.value)))
-            except (ValueError, pydantic.ValidationError) as e:
-                await self._dead_letter(msg, f"undecodable: {e}")
+        # decoding a batch is CPU work: off the event loop, which keeps serving meanwhile
+        for msg, decoded in await asyncio.to_thread(lambda: [(m, _decoded(m)) for m in batch]):
+            if isinstance(decoded, Envelope):
+                envs.append((msg, decoded))
+            else:
+                await self._dead_letter(msg, f"undecodable: {decoded}")
         if len(envs) <= 1:
             for msg, _env in envs:
                 await self.process(msg)

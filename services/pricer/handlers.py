@@ -14,6 +14,7 @@ transaction) and never commits.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.pricer import repository
 from services.pricer.domain.dip_policy import policy_for_settlement, read_dip_policy
 from services.pricer.domain.dip_pricing import DipPolicy
-from services.pricer.domain.grouped import price_grouped
+from services.pricer.domain.grouped import price_from_dict, price_grouped
 from services.pricer.domain.policy import (
     Policy,
     check_new_version,
@@ -35,6 +36,7 @@ from services.pricer.domain.policy import (
 )
 from services.pricer.domain.settlement import (
     Clearing,
+    HospitalTotals,
     HospitalYear,
     SettlementError,
     Statement,
@@ -46,10 +48,12 @@ from services.pricer.domain.settlement import (
     year_bounds,
 )
 from shared.db import Versions
+from shared.dip import Catalogue
 from shared.errors import NotFound
 from shared.events import CaseGrouped, Envelope, new_event_id
 from shared.messaging import Outbox
 from shared.money import ZERO
+from shared.periods import InForce
 
 
 async def on_case_grouped(policies: repository.Policies, conn: AsyncConnection,
@@ -58,14 +62,18 @@ async def on_case_grouped(policies: repository.Policies, conn: AsyncConnection,
     written with one statement)."""
     drg, dip = await policies.in_force(conn)
     now = datetime.now(UTC)
-    rows = []
-    events = []
-    for env in envs:
-        g: CaseGrouped = env.typed_payload()
-        result = price_grouped(env.case_id, g, drg, dip)
-        rows.append(repository.result_row(env.case_id, g, result, now, env.payload))
-        events.append(Envelope.new(result.event, case_id=env.case_id,
-                                   correlation_id=env.correlation_id, producer=repository.NAME))
+
+    def price_batch() -> tuple[list[dict[str, Any]], list[Envelope]]:
+        rows, events = [], []
+        for env in envs:
+            g: CaseGrouped = env.typed_payload()
+            result = price_grouped(env.case_id, g, drg, dip)
+            rows.append(repository.result_row(env.case_id, g, result, now, env.payload))
+            events.append(Envelope.new(result.event, case_id=env.case_id,
+                                       correlation_id=env.correlation_id, producer=repository.NAME))
+        return rows, events
+
+    rows, events = await asyncio.to_thread(price_batch)  # CPU work: off the event loop
     await repository.save_results(conn, rows)
     return events
 
@@ -148,28 +156,11 @@ async def reprice(engine: AsyncEngine, outbox: Outbox, policies: repository.Poli
     correlation_id = new_event_id()
     for start in range(0, len(stored), batch):
         chunk = stored[start:start + batch]
-        rows, events = [], []
-        now = datetime.now(UTC)
         async with engine.begin() as conn:
             seen = await repository.priced_keys(conn, [case_id for case_id, _day, _payload in chunk])
-            for case_id, discharged, payload in chunk:
-                if payload is None:
-                    done.not_priceable(case_id, discharged)
-                    continue
-                grouped = orjson.loads(payload)
-                g = CaseGrouped.model_validate(grouped)
-                result = price_grouped(case_id, g, drg, dip)
-                p = result.price
-                key = (case_id, g.facts.list_version, g.grouping_version,
-                       p.policy_id if p else None, p.policy_version if p else None)
-                if key in seen:
-                    done.unchanged += 1
-                    continue
-                rows.append(repository.result_row(case_id, g, result, now, grouped))
-                events.append(Envelope.new(result.event, case_id=case_id,
-                                           correlation_id=correlation_id, producer=repository.NAME))
-                label = f"{p.policy_id} v{p.policy_version}" if p else result.status
-                done.by_policy[label] = done.by_policy.get(label, 0) + 1
+            # pricing a batch is CPU work: off the event loop, which keeps serving meanwhile
+            rows, events = await asyncio.to_thread(
+                _reprice_batch, chunk, seen, drg, dip, done, datetime.now(UTC), correlation_id)
             await repository.save_results(conn, rows)
             await outbox.add(conn, events)
         outbox.wakeup.set()
@@ -179,6 +170,32 @@ async def reprice(engine: AsyncEngine, outbox: Outbox, policies: repository.Poli
     if (policy := drg.on(region, done.regroup_to)) is not None:
         done.regroup_scheme = policy.scheme_id  # the scheme the policy's weights are for
     return done
+
+
+def _reprice_batch(chunk: Sequence[tuple[str, date | None, str | None]], seen: set[tuple[Any, ...]],
+                   drg: InForce[Policy], dip: InForce[tuple[DipPolicy, Catalogue]], done: Repricing,
+                   now: datetime, correlation_id: str) -> tuple[list[dict[str, Any]], list[Envelope]]:
+    """The new price rows and `case-priced` events of a batch of stored cases (counted in `done`)."""
+    rows, events = [], []
+    for case_id, discharged, payload in chunk:
+        if payload is None:
+            done.not_priceable(case_id, discharged)
+            continue
+        grouped = orjson.loads(payload)
+        g = CaseGrouped.model_validate(grouped)
+        result = price_grouped(case_id, g, drg, dip)
+        p = result.price
+        key = (case_id, g.facts.list_version, g.grouping_version,
+               p.policy_id if p else None, p.policy_version if p else None)
+        if key in seen:
+            done.unchanged += 1
+            continue
+        rows.append(repository.result_row(case_id, g, result, now, grouped))
+        events.append(Envelope.new(result.event, case_id=case_id, correlation_id=correlation_id,
+                                   producer=repository.NAME))
+        label = f"{p.policy_id} v{p.policy_version}" if p else result.status
+        done.by_policy[label] = done.by_policy.get(label, 0) + 1
+    return rows, events
 
 
 # --- policies -----------------------------------------------------------------------------------
@@ -235,6 +252,15 @@ async def import_dip_policy(conn: AsyncConnection, policy_bytes: bytes, catalogu
 
 # --- settlement ---------------------------------------------------------------------------------
 
+async def _period_totals(conn: AsyncConnection, policy_id: str, start: date,
+                         end: date) -> dict[str, HospitalTotals]:
+    """Each hospital's totals of the cases priced under the policy in [start, end): the stored
+    prices are read back and summed off the event loop (a region's year is tens of thousands)."""
+    breakdowns = await repository.period_breakdowns(conn, policy_id, start, end)
+    return await asyncio.to_thread(
+        lambda: hospital_totals(price_from_dict(orjson.loads(b)) for b in breakdowns))
+
+
 async def run_monthly_presettlement(conn: AsyncConnection, policy_id: str, period: str) -> list[Statement]:
     """Pre-settle a month (§8) from the stored priced cases; stores a new statement version.
 
@@ -243,7 +269,7 @@ async def run_monthly_presettlement(conn: AsyncConnection, policy_id: str, perio
     """
     start, end = month_bounds(period)
     policy = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id))
-    totals = hospital_totals(await repository.period_prices(conn, policy_id, start, end))
+    totals = await _period_totals(conn, policy_id, start, end)
     version = await repository.next_statement_version(conn, "monthly", period, policy_id)
     out = monthly_presettlement(policy, period, totals.values(), version=version)
     await repository.save_statements(conn, out)
@@ -265,7 +291,7 @@ async def run_annual_clearing(conn: AsyncConnection, policy_id: str, year: str,
     """
     start, end = year_bounds(year)
     policy = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id))
-    totals = hospital_totals(await repository.period_prices(conn, policy_id, start, end))
+    totals = await _period_totals(conn, policy_id, start, end)
     paid = await repository.presettled(conn, policy_id, year)
     advanced = await repository.advances_of_year(conn, year)
     version = await repository.next_statement_version(conn, "annual", year, policy_id)

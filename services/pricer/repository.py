@@ -35,9 +35,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.pricer.domain.calibration import HistoricalCase
 from services.pricer.domain.dip_policy import read_dip_policy
 from services.pricer.domain.dip_pricing import DipPolicy
-from services.pricer.domain.grouped import WITHDRAWN, PricingResult, price_from_dict
+from services.pricer.domain.grouped import WITHDRAWN, PricingResult
 from services.pricer.domain.policy import Policy, parse_policy
-from services.pricer.domain.pricing import CaseToPrice, Price
+from services.pricer.domain.pricing import CaseToPrice
 from services.pricer.domain.settlement import Statement
 from shared.db import ROW_ID, ExactDecimal, Versions, insert_many, latest_per_case, money
 from shared.dip import Catalogue
@@ -350,8 +350,9 @@ async def load_cases_to_price(conn: AsyncConnection, region: str, year: int) -> 
 
 # --- settlement ---------------------------------------------------------------------------------
 
-async def period_prices(conn: AsyncConnection, policy_id: str, start: date, end: date) -> list[Price]:
-    """The current price of every case discharged in [start, end) under `policy_id`.
+async def period_breakdowns(conn: AsyncConnection, policy_id: str, start: date, end: date) -> list[str]:
+    """The current price (`Price.to_dict()` as stored) of every case discharged in [start, end)
+    under `policy_id`.
 
     A case's current price is its latest row (latest list, grouping or policy version); cases
     whose current price is under another policy belong to that policy's settlement.
@@ -360,7 +361,7 @@ async def period_prices(conn: AsyncConnection, policy_id: str, start: date, end:
     rows = (await conn.execute(_latest_results(r.breakdown).where(
         r.policy_id == policy_id, r.breakdown.is_not(None),
         r.discharge_date >= start, r.discharge_date < end))).scalars().all()
-    return [price_from_dict(orjson.loads(b)) for b in rows]
+    return list(rows)
 
 
 async def next_statement_version(conn: AsyncConnection, kind: str, period: str, policy_id: str) -> int:
