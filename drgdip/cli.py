@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from drgdip.audit import audited
 from drgdip.dip_cli import compare_command, dip_app
+from drgdip.dlq_cli import dlq_app
 from drgdip.generate_cli import generate_command
 from services.gateway.cli import token_app
 from services.gateway.domain import audit
@@ -34,6 +35,7 @@ from services.pricer.cli import (
     settle_command,
     simulate_command,
 )
+from services.review.cli import rules_app as review_rules_app
 from shared.settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -66,6 +68,10 @@ app.add_typer(policy_app, name="policy")
 policy_app.command("import")(audited(audit.POLICY_IMPORTED, policy_import_command))
 policy_app.command("from-calibration")(policy_from_calibration_command)
 app.add_typer(token_app, name="token")
+review_app = typer.Typer(help="Review: monitoring rules (智能监控).", no_args_is_help=True)
+review_app.add_typer(review_rules_app, name="rules")
+app.add_typer(review_app, name="review")
+app.add_typer(dlq_app, name="dlq")
 
 T = TypeVar("T")
 SERVICES = ["all", "ingest", "grouper", "pricer", "review", "gateway"]
@@ -117,6 +123,68 @@ def serve(
         return
     typer.echo(f"drgdip serve {service}: {message}", err=True)
     raise typer.Exit(2)
+
+
+@app.command()
+def migrate(
+    service: Annotated[str, typer.Option(
+        "--service", help="whose schema: one of " + ", ".join(SERVICES) + " (all: every service's "
+                          "history on the one database, as the embedded mode has it)")] = "all",
+    db: Db = None,
+) -> None:
+    """Upgrade a service's database schema to the newest revision, then exit.
+
+    The services also do this at start; a deployment may run it first as a separate step (a
+    Kubernetes init container). Safe while other replicas start or migrate: on PostgreSQL one
+    process migrates under a lock and the others wait. A database that cannot be reached is one
+    line on stderr, exit code 2."""
+    import logging
+
+    from pydantic import ValidationError
+
+    from shared.migrate import current, upgrade
+    from shared.observability import configure_logging
+    from shared.settings import DEVELOPMENT, SettingError, describe, load_settings
+
+    if service not in SERVICES:
+        raise typer.BadParameter(f"unknown service {service!r}; choose from {', '.join(SERVICES)}",
+                                 param_hint="--service")
+    names = SERVICES[1:] if service == "all" else [service]
+    try:
+        # Only the database URL matters here: the service checks its secrets when it starts.
+        settings = load_settings(ServiceSettings, db=db, environment=DEVELOPMENT)
+    except ValidationError as e:
+        typer.echo(f"drgdip migrate: {describe(e)}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level, settings.log_format)  # on stderr: stdout is the result
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl …" at every run
+    url = settings.db
+
+    async def run() -> list[tuple[str, str | None]]:
+        from shared.db import create_engine
+
+        engine = create_engine(url)
+        try:
+            try:
+                async with engine.connect():
+                    pass
+            except Exception as e:
+                first = (str(e).strip() or type(e).__name__).splitlines()[0]
+                raise SettingError("DRGDIP_DB", f"cannot open the database: {first}") from e
+            done = []
+            for name in names:
+                await upgrade(engine, name)
+                done.append((name, await current(engine, name)))
+            return done
+        finally:
+            await engine.dispose()
+
+    try:
+        for name, revision in asyncio.run(run()):
+            typer.echo(f"{name}: at {revision}")
+    except SettingError as e:
+        typer.echo(f"drgdip migrate: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 async def _serve(runtime: Runtime) -> None:

@@ -8,7 +8,7 @@ own database. Stages use SQLAlchemy Core: one transaction per consumed message o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -73,9 +73,84 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 # What a database that is not answering raises (restart, network, timeout): such work waits and
-# is tried again, never dead-lettered or rejected.
+# is tried again, never dead-lettered or rejected. `is_transient` is the one test; these classes
+# are a part of it.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, OSError, TimeoutError)
+
+# PostgreSQL's SQLSTATEs of a server that is away or busy, or of a transaction that merely lost a
+# race; asyncpg raises them as plain `PostgresError`s, which SQLAlchemy wraps as `DBAPIError`.
+TRANSIENT_SQLSTATES = frozenset({
+    "57P01",  # admin_shutdown: "terminating connection due to administrator command"
+    "57P02",  # crash_shutdown
+    "57P03",  # cannot_connect_now: "the database system is starting up / shutting down"
+    "53300",  # too_many_connections
+    "40001",  # serialization_failure
+    "40P01",  # deadlock_detected
+    "55P03",  # lock_not_available
+})
+TRANSIENT_SQLSTATE_CLASSES = ("08",)  # connection exceptions
+_TRANSIENT_MESSAGES = (
+    "database is locked",  # SQLite: another writer held the lock past busy_timeout
+    "the database system is",  # ... shutting down / starting up / in recovery / not yet accepting
+    "connection is closed",
+    "connection was closed",
+    "terminating connection",
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when `exc` says the database is away or busy (connection lost, server shutting down
+    or starting up, too many connections, a serialization failure or deadlock, SQLite's lock):
+    the same work succeeds later. False for a failure caused by the work itself (a constraint,
+    bad data, a bug), which retrying would only repeat."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
+            return True
+        state = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
+        if isinstance(state, str) and state:
+            if state in TRANSIENT_SQLSTATES or state.startswith(TRANSIENT_SQLSTATE_CLASSES):
+                return True
+            if not isinstance(e, sa_exc.StatementError):
+                return False  # the server named the error: a state not above is by content
+        if isinstance(e, TRANSIENT_ERRORS):
+            return True
+        if isinstance(e, sa_exc.IntegrityError | sa_exc.ProgrammingError | sa_exc.DataError):
+            return False
+        message = str(e).lower()
+        if any(m in message for m in _TRANSIENT_MESSAGES):
+            return True
+        todo += [getattr(e, "orig", None), e.__cause__]
+    return False
+
+
+class Backoff:
+    """Capped exponential back-off between tries of work that failed for a transient reason:
+    `first_ms`, doubling up to `max_ms`; `reset()` once the work succeeds."""
+
+    def __init__(self, first_ms: int = 200, max_ms: int = 10_000) -> None:
+        self.first, self.cap = first_ms / 1000, max(max_ms, first_ms) / 1000
+        self.tries = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.first * (2 ** min(self.tries, 30)))
+        self.tries += 1
+        return delay
+
+    async def wait(self) -> None:
+        import asyncio
+
+        await asyncio.sleep(self.next_delay())
+
+    def reset(self) -> None:
+        self.tries = 0
+
 
 # A table's own row id: BIGINT on PostgreSQL; INTEGER on SQLite, which autoincrements only that.
 ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -155,19 +230,23 @@ class Probe:
 
     async def ping(self) -> bool:
         """True when a trivial query succeeds within the timeout."""
+        async def _probe(conn: AsyncConnection) -> None:
+            await conn.execute(text(self._sql))
+
+        try:
+            await self.read(_probe)
+            return True
+        except Exception:
+            return False
+
+    async def read(self, reads: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`reads` on a connection of the probe's own, within the timeout (else TimeoutError)."""
         import asyncio
 
         engine = self._engine or self._fallback  # an in-memory database: only its own pool
 
-        async def _probe() -> None:
-            async with engine.connect() as conn:
-                await conn.execute(text(self._sql))
-
-        try:
-            await asyncio.wait_for(_probe(), self.timeout)
-            return True
-        except Exception:
-            return False
+        async with asyncio.timeout(self.timeout), engine.connect() as conn:
+            return await reads(conn)
 
     async def dispose(self) -> None:
         if self._engine is not None:

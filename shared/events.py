@@ -23,7 +23,9 @@ CASE_RECEIVED = "case-received"
 CASE_GROUPED = "case-grouped"
 CASE_PRICED = "case-priced"
 CASE_FLAGGED = "case-flagged"
-TOPICS = (CASE_RECEIVED, CASE_GROUPED, CASE_PRICED, CASE_FLAGGED)
+TOPICS = (CASE_RECEIVED, CASE_GROUPED, CASE_PRICED, CASE_FLAGGED)  # a case through the stages
+# review's special-case decisions (特例单议): the pricer prices the case again with them
+SPECIAL_CASE_DECIDED = "special-case-decided"
 DEAD_LETTER_SUFFIX = ".dlq"
 
 
@@ -31,7 +33,8 @@ def dead_letter_topic(topic: str) -> str:
     return topic + DEAD_LETTER_SUFFIX
 
 
-ALL_TOPICS = TOPICS + tuple(dead_letter_topic(t) for t in TOPICS)
+ALL_TOPICS = TOPICS + (SPECIAL_CASE_DECIDED,) + tuple(
+    dead_letter_topic(t) for t in (*TOPICS, SPECIAL_CASE_DECIDED))
 
 # Money and weights travel as decimal strings ("123.45"), never as JSON floats.
 DecimalStr = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str)]
@@ -57,8 +60,13 @@ class CaseFacts(BaseModel):
     fees: dict[str, DecimalStr] = Field(default_factory=dict)  # med_chrgitm 01–14 -> yuan
     patient_share: DecimalStr | None = None  # 自付 + 自费
     treatment_region: str | None = None  # where care was given (off-site cases differ)
-    planned_readmission: bool = False  # days_rinp_flag_31
+    planned_readmission: bool = False  # days_rinp_flag_31 = "2": a readmission within 31 days is planned
     withdrawn: bool = False  # interface 4102: out of settlement, kept in history
+    own_pay: DecimalStr | None = None  # 自费 (psn_ownpay): items outside the insurance's lists
+    principal_diagnosis: str | None = None  # 主要诊断 code (monitoring rules read it)
+    procedures: tuple[str, ...] = ()  # procedure codes, the main one first
+    icu_hours: int = 0  # Σ intensive-care stays (icuinfo scs_cutd_sum_dura), whole hours
+    ventilation_hours: int = 0  # invasive ventilation (vent_used_dura), whole hours
 
 
 class CaseReceived(_Payload):
@@ -76,6 +84,18 @@ class CaseReceived(_Payload):
     procedures: list[str] = Field(default_factory=list)
 
 
+class CcLift(BaseModel):
+    """A secondary diagnosis that alone lifts the case into its CC/MCC group: grouped without it,
+    the case falls to `drg_without` (same ADRG). The grouper fills the codes and the lower group;
+    the pricer adds the lower group's mean cost from the policy in force (review's 高套 rule)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    codes: list[str]  # the lifting secondary diagnosis (one: two alone could not each lift)
+    level: Literal["MCC", "CC"]
+    drg_without: str
+    drg_without_mean_cost: DecimalStr | None = None
+
+
 class CaseGrouped(_Payload):
     """The grouper assigned a DRG (or failed to, with a status saying why)."""
 
@@ -89,13 +109,20 @@ class CaseGrouped(_Payload):
     drg_name: str | None = None
     grouping_version: int = 1
     dip: DipGrouping | None = None  # DIP (§5), when a catalogue is in force where care was given
+    cc_lift: CcLift | None = None  # when one secondary diagnosis alone makes the CC/MCC group
 
 
 class CaseFlag(BaseModel):
+    """One monitoring rule that fired on a case: its stable code, severity (high | medium | low)
+    and the evidence a reviewer judges it by (related case ids, the numbers and the parameters
+    that made it fire)."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
     rule: str
     message: str
     related_case_id: str | None = None
+    severity: str = "medium"
+    evidence: dict[str, Any] = Field(default_factory=dict)
 
 
 class CasePriced(_Payload):
@@ -113,6 +140,13 @@ class CasePriced(_Payload):
     payment: DecimalStr | None = None
     fund_payment: DecimalStr | None = None
     breakdown: dict[str, Any] = Field(default_factory=dict)
+    # what monitoring reads of the grouping and the policy in force, whatever the case type
+    adrg: str | None = None
+    dip_group: str | None = None  # set when the case was priced by DIP
+    hospital_level: int | None = None
+    group_mean_cost: DecimalStr | None = None  # the region mean of the case's group
+    primary_care: bool = False  # a primary-care group (基层病种) of the DIP catalogue
+    cc_lift: CcLift | None = None
 
 
 class CaseFlagged(_Payload):
@@ -121,6 +155,21 @@ class CaseFlagged(_Payload):
     facts: CaseFacts
     drg: str
     flags: list[CaseFlag] = Field(default_factory=list)
+    rules: str | None = None  # the monitoring parameters used: "<region> v<version>" or "default"
+
+
+class SpecialCaseDecided(_Payload):
+    """The special-case panel decided an application (特例单议, §10): `decision` counts the case's
+    decisions (1: the panel's, 2: the appeal's); the latest one holds. The pricer prices the
+    case again with it, as a new priced version: pay by item, the decided amount ("adjust the
+    standard"), or as priced before (reject)."""
+
+    hospital_code: str
+    application_id: int
+    decision: int
+    outcome: Literal["pay_by_item", "adjust_standard", "reject"]
+    amount: DecimalStr | None = None
+    reason: str = ""
 
 
 PAYLOADS: dict[str, type[_Payload]] = {
@@ -128,6 +177,7 @@ PAYLOADS: dict[str, type[_Payload]] = {
     CASE_GROUPED: CaseGrouped,
     CASE_PRICED: CasePriced,
     CASE_FLAGGED: CaseFlagged,
+    SPECIAL_CASE_DECIDED: SpecialCaseDecided,
 }
 SCHEMA_VERSION = 1
 

@@ -9,6 +9,8 @@ only after that transaction; a message that fails `max_attempts` times goes to `
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +21,7 @@ import structlog
 from sqlalchemy import (
     Column,
     DateTime,
+    Insert,
     LargeBinary,
     MetaData,
     String,
@@ -28,14 +31,16 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.bus import Bus, Message, Record
-from shared.db import ROW_ID, TRANSIENT_ERRORS, insert_many
+from shared.bus import Bus, Message, Record, Subscriber
+from shared.db import ROW_ID, Backoff, insert_many, is_transient
 from shared.events import Envelope, dead_letter_topic
 from shared.observability import ServiceMetrics
 
 log = structlog.get_logger("drgdip.messaging")
+_INPUT_VALUE = re.compile(r"input_value=('[^']*'|\"[^\"]*\"|[^,\]\s]*)")
 
 Handler = Callable[[AsyncConnection, Sequence[Envelope]], Awaitable[Sequence[Envelope]]]
 """Applies events, in order, inside the given transaction and returns the events they cause.
@@ -93,6 +98,11 @@ class Outbox:
              "created_at": now} for e in events])
         await insert_many(conn, self.table, rows)
 
+    async def waiting(self, conn: AsyncConnection) -> tuple[int, datetime | None]:
+        """How many events wait to be published and when the oldest of them was written."""
+        t = self.table
+        n, oldest = (await conn.execute(select(func.count(), func.min(t.c.created_at)))).one()
+        return int(n or 0), oldest
 
 
 class Inbox:
@@ -102,26 +112,36 @@ class Inbox:
         self.table = _table(metadata, f"{service}_inbox", inbox_columns)
 
     async def claim(self, conn: AsyncConnection, events: Sequence[tuple[str, str]]) -> set[str]:
-        """Record `(event_id, topic)` pairs as processed; returns the ids not seen before."""
+        """Record `(event_id, topic)` pairs as processed; returns the ids not seen before.
+
+        Race-safe: the ids are inserted with ON CONFLICT DO NOTHING and the ones actually
+        inserted come back, so an event another member of the consumer group applied meanwhile
+        (a redelivery during a rebalance) is skipped, never an IntegrityError that fails the batch.
+        """
         wanted = dict(events)  # a redelivery may repeat an event inside one batch
-        seen = set((await conn.execute(
-            select(self.table.c.event_id).where(self.table.c.event_id.in_(list(wanted)))
-        )).scalars())
-        fresh = {e: t for e, t in wanted.items() if e not in seen}
-        if fresh:
-            now = datetime.now(UTC)
-            await insert_many(conn, self.table, [
-                {"event_id": e, "topic": t, "processed_at": now} for e, t in fresh.items()])
-        return set(fresh)
+        if not wanted:
+            return set()
+        now = datetime.now(UTC)
+        result = await conn.execute(
+            _insert_ignoring_duplicates(conn, self.table).returning(self.table.c.event_id),
+            [{"event_id": e, "topic": t, "processed_at": now} for e, t in wanted.items()])
+        return set(result.scalars())
+
+
+def _insert_ignoring_duplicates(conn: AsyncConnection, table: Table) -> Insert:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
 
 
 class OutboxRelay:
     """Publishes outbox rows in id order, then deletes them. Safe to run in several processes."""
 
     def __init__(self, engine: AsyncEngine, outbox: Outbox, bus: Bus, metrics: ServiceMetrics,
-                 interval_ms: int = 200, batch: int = 500, namespace: str = "") -> None:
+                 interval_ms: int = 200, batch: int = 500, namespace: str = "",
+                 backoff: Backoff | None = None) -> None:
         self.engine, self.outbox, self.bus, self.metrics = engine, outbox, bus, metrics
         self.interval, self.batch, self.namespace = interval_ms / 1000, batch, namespace
+        self.backoff = backoff or Backoff()
 
     async def flush(self) -> int:
         t = self.outbox.table
@@ -130,31 +150,44 @@ class OutboxRelay:
                 select(t.c.id, t.c.topic, t.c.key, t.c.value)
                 .order_by(t.c.id).limit(self.batch).with_for_update(skip_locked=True)
             )).all()
-            if not rows:
-                self.metrics.outbox_backlog.set(0)
-                return 0
-            await self.bus.publish([Record(self.namespace + r.topic, r.key, r.value) for r in rows])
-            await conn.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
+            if rows:
+                await self.bus.publish([Record(self.namespace + r.topic, r.key, r.value) for r in rows])
+                await conn.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
+        self.metrics.last_flush.set_to_current_time()
+        if not rows:
+            self.metrics.outbox.drained()
+            return 0
         for topic, n in Counter(r.topic for r in rows).items():
             self.metrics.published.labels(topic).inc(n)
         return len(rows)
 
-    async def backlog(self) -> int:
-        async with self.engine.connect() as conn:
-            n = await conn.scalar(select(func.count()).select_from(self.outbox.table))
-        self.metrics.outbox_backlog.set(n or 0)
-        return int(n or 0)
+    async def read_backlog(self, conn: AsyncConnection | None) -> None:
+        """Refresh the outbox reading through `conn` (None: the database did not answer, so the
+        last reading stays, marked stale, and the age of its oldest event keeps growing)."""
+        if conn is None:
+            self.metrics.outbox.unreachable()
+            return
+        try:
+            self.metrics.outbox.observed(*await self.outbox.waiting(conn))
+        except Exception:
+            self.metrics.outbox.unreachable()
+            raise
 
     async def run(self) -> None:
         while True:
             try:
-                if await self.flush() >= self.batch:
+                published = await self.flush()
+                self.backoff.reset()
+                if published >= self.batch:
                     continue
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # broker or database away: keep the rows, try again
-                log.warning("outbox relay failed, will retry", error=str(e))
-                await asyncio.sleep(1)
+                delay = self.backoff.next_delay()
+                log.warning("outbox relay failed, will retry", reason=failure_reason(e),
+                            transient=is_transient(e), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                continue
             self.outbox.wakeup.clear()
             try:
                 await asyncio.wait_for(self.outbox.wakeup.wait(), self.interval)
@@ -183,7 +216,9 @@ class EventConsumer:
                  topics: Sequence[str], handler: Handler, metrics: ServiceMetrics,
                  max_attempts: int = 5, retry_backoff_ms: int = 200,
                  fetch_max_records: int = 1000, fetch_linger_ms: int = 0,
-                 instance_id: str | None = None, namespace: str = "") -> None:
+                 instance_id: str | None = None, namespace: str = "",
+                 transient_retry_ms: int = 200, transient_retry_max_ms: int = 10_000,
+                 lag_interval_ms: int = 5000) -> None:
         self.service, self.bus, self.engine, self.outbox, self.inbox = service, bus, engine, outbox, inbox
         self.topics = tuple(namespace + t for t in topics)
         self.group_id = namespace + service
@@ -191,10 +226,19 @@ class EventConsumer:
         self.max_attempts, self.backoff = max_attempts, retry_backoff_ms / 1000
         self.fetch_max_records, self.instance_id = fetch_max_records, instance_id
         self.linger = fetch_linger_ms / 1000
+        self.transient_retry = (transient_retry_ms, transient_retry_max_ms)
+        self.lag_interval = lag_interval_ms / 1000
+        self.lag: dict[tuple[str, int], int] = {}  # the last reading: (topic, partition) -> events
+
+    @property
+    def lag_total(self) -> int:
+        return sum(self.lag.values())
 
     async def run(self) -> None:
         sub = self.bus.subscriber(self.group_id, self.topics, instance_id=self.instance_id)
         await sub.start()
+        # lag is read beside the loop, so it stays true while a batch waits for the database
+        watch = asyncio.create_task(self._watch_lag(sub), name=f"lag-{self.group_id}")
         try:
             while True:
                 batch = await sub.fetch(timeout_ms=500, max_records=self.fetch_max_records)
@@ -207,13 +251,44 @@ class EventConsumer:
                     await self.process_batch(batch)
                     await sub.commit(batch)
         finally:
+            watch.cancel()
+            with contextlib.suppress(BaseException):
+                await watch
+            self._report_lag({})
             await sub.stop()
 
+    async def _watch_lag(self, sub: Subscriber) -> None:
+        while True:
+            try:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation
+                # that arrives as the reading completes, and the runtime could never stop
+                async with asyncio.timeout(max(self.lag_interval, 5.0)):
+                    lag = await sub.lag()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the broker is away: the last reading stays
+                log.debug("consumer lag not read", group=self.group_id, error=repr(e))
+            else:
+                self._report_lag(lag)
+            await asyncio.sleep(self.lag_interval)
+
+    def _report_lag(self, lag: dict[tuple[str, int], int]) -> None:
+        """Publish this member's lag; partitions it no longer holds are another member's to report."""
+        gauge = self.metrics.consumer_lag
+        for topic, partition in self.lag.keys() - lag.keys():
+            with contextlib.suppress(KeyError):
+                gauge.remove(self.group_id, topic, str(partition))
+        for (topic, partition), n in lag.items():
+            gauge.labels(self.group_id, topic, str(partition)).set(n)
+        self.lag = dict(lag)
+
     async def process_batch(self, batch: Sequence[Message]) -> None:
-        """Apply a fetched batch in one transaction; on any failure, message by message.
+        """Apply a fetched batch in one transaction; when it fails by content, message by message.
 
         One transaction per batch is what makes a stage fast (one commit for hundreds of
-        events); falling back to `process` isolates a bad event without losing the others.
+        events); falling back to `process` isolates a bad event without losing the others. A
+        database that is away is waited for (capped exponential back-off), never a reason to
+        fall back: the batch is tried again whole once it answers.
         """
         envs: list[tuple[Message, Envelope]] = []
         # decoding a batch is CPU work: off the event loop, which keeps serving meanwhile
@@ -221,12 +296,14 @@ class EventConsumer:
             if isinstance(decoded, Envelope):
                 envs.append((msg, decoded))
             else:
-                await self._dead_letter(msg, f"undecodable: {decoded}")
+                await self._dead_letter(msg, f"undecodable: {failure_reason(decoded)}")
         if len(envs) <= 1:
             for msg, _env in envs:
                 await self.process(msg)
             return
         started = time.perf_counter()
+        backoff = Backoff(*self.transient_retry)
+        races = 0
         while True:
             try:
                 async with self.engine.begin() as conn:
@@ -240,11 +317,25 @@ class EventConsumer:
                 break
             except asyncio.CancelledError:
                 raise
-            except TRANSIENT_ERRORS as e:
-                # the database is away: retry the whole batch, never dead-letter for that
-                log.warning("transient failure, retrying the batch", error=str(e))
-                await asyncio.sleep(max(self.backoff, 0.5))
-            except Exception:
+            except Exception as e:
+                if is_transient(e):
+                    # the database is away or busy: retry the whole batch, never dead-letter for that
+                    delay = backoff.next_delay()
+                    log.warning("transient failure, retrying the batch", topics=self._topics(envs),
+                                events=len(envs), reason=failure_reason(e), retry_in_s=delay)
+                    await asyncio.sleep(delay)
+                    continue
+                if isinstance(e, sa_exc.IntegrityError) and races < RACE_RETRIES:
+                    # another member of the group may have written the same results meanwhile
+                    # (a rebalance): the inbox skips what it applied at the next try
+                    races += 1
+                    log.warning("conflict applying the batch, retrying it", topics=self._topics(envs),
+                                events=len(envs), reason=failure_reason(e), attempt=races)
+                    continue
+                log.warning("batch failed by content: applying its events one at a time",
+                            topics=self._topics(envs), events=len(envs), reason=failure_reason(e))
+                for topic in self._topics(envs):
+                    self.metrics.batch_fallbacks.labels(topic).inc()
                 for msg, _env in envs:
                     await self.process(msg)
                 return
@@ -256,14 +347,21 @@ class EventConsumer:
             for _ in range(n):
                 processing.observe(per_event)
 
+    @staticmethod
+    def _topics(envs: Sequence[tuple[Message, Envelope]]) -> list[str]:
+        return sorted({m.topic for m, _e in envs})
+
     async def process(self, msg: Message) -> None:
-        """Apply one message; returns once it is applied, skipped as a duplicate or dead-lettered."""
+        """Apply one message; returns once it is applied, skipped as a duplicate or dead-lettered.
+        Only failures by content count towards `max_attempts`; a database that is away is
+        waited for."""
         try:
             env = Envelope.from_bytes(msg.value)
         except (ValueError, pydantic.ValidationError) as e:
-            await self._dead_letter(msg, f"undecodable: {e}")
+            await self._dead_letter(msg, f"undecodable: {failure_reason(e)}")
             return
         failures = 0
+        backoff = Backoff(*self.transient_retry)
         while True:
             structlog.contextvars.bind_contextvars(correlation_id=env.correlation_id, case_id=env.case_id)
             started = time.perf_counter()
@@ -276,32 +374,34 @@ class EventConsumer:
                 self.metrics.processing.labels(msg.topic).observe(time.perf_counter() - started)
                 return
             except (PoisonMessage, pydantic.ValidationError) as e:
-                await self._dead_letter(msg, f"invalid: {e}")
+                await self._dead_letter(msg, f"invalid: {failure_reason(e)}")
                 return
             except asyncio.CancelledError:
                 raise
-            except sa_exc.IntegrityError:
-                # a concurrent member applied the same event first: the inbox says so next time
-                continue
-            except TRANSIENT_ERRORS as e:
-                # infrastructure away (database down): wait, never dead-letter for that
-                self.metrics.failed.labels(msg.topic).inc()
-                log.warning("transient failure, retrying", error=str(e), event_id=env.event_id)
-                await asyncio.sleep(max(self.backoff, 0.5))
             except Exception as e:
-                failures += 1
                 self.metrics.failed.labels(msg.topic).inc()
-                log.error("failed to apply event", error=repr(e), attempt=failures, event_id=env.event_id)
+                if is_transient(e):
+                    # infrastructure away (database down): wait, never dead-letter for that
+                    delay = backoff.next_delay()
+                    log.warning("transient failure, retrying the event", reason=failure_reason(e),
+                                event_id=env.event_id, retry_in_s=delay)
+                    await asyncio.sleep(delay)
+                    continue
+                # by content (an IntegrityError too: a member that applied the same event
+                # meanwhile is seen by the inbox at the next try, so it is never dead-lettered)
+                failures += 1
+                log.warning("failed to apply event", reason=failure_reason(e), attempt=failures,
+                            event_id=env.event_id)
                 if failures >= self.max_attempts:
-                    await self._dead_letter(msg, f"failed {failures} times: {e!r}")
+                    await self._dead_letter(msg, f"failed {failures} times: {failure_reason(e)}")
                     return
                 await asyncio.sleep(self.backoff * failures)
             finally:
                 structlog.contextvars.unbind_contextvars("correlation_id", "case_id")
 
     async def _dead_letter(self, msg: Message, reason: str) -> None:
-        log.error("dead-lettering message", topic=msg.topic, partition=msg.partition,
-                  offset=msg.offset, reason=reason[:500])
+        log.warning("dead-lettering message", topic=msg.topic, partition=msg.partition,
+                    offset=msg.offset, consumer=self.service, reason=reason[:500])
         headers = (
             ("error", reason[:1000].encode()),
             ("source", f"{msg.topic}/{msg.partition}/{msg.offset}".encode()),
@@ -309,3 +409,25 @@ class EventConsumer:
         )
         await self.bus.publish([Record(dead_letter_topic(msg.topic), msg.key or "", msg.value, headers)])
         self.metrics.dead_lettered.labels(msg.topic).inc()
+
+
+RACE_RETRIES = 3  # tries of a batch after an IntegrityError before it counts as a content failure
+
+
+def failure_reason(e: BaseException) -> str:
+    """What failed, for a log line or a dead letter's `error` header: the exception's type and
+    the first line of its message, without the SQL statement and its parameters (which may
+    carry personal data)."""
+    if isinstance(e, pydantic.ValidationError):  # the fields at fault, never their values
+        text = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'event'}: {err['msg']}"
+                         for err in e.errors()[:5])
+    else:
+        text = redact_reason(str(e))
+    return f"{type(e).__name__}: {text[:300]}" if text else type(e).__name__
+
+
+def redact_reason(text: str) -> str:
+    """A failure's message fit to print: its first line, without SQL parameters or the input
+    values a validation error quotes."""
+    text = text.strip().split("\n", 1)[0].split("[SQL:", 1)[0].split("[parameters:", 1)[0].strip()
+    return _INPUT_VALUE.sub("input_value=…", text)

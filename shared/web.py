@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.errors import DomainError, TooLarge, Unauthorized, invalid_from_validation
+from shared.db import is_transient
+from shared.errors import DomainError, TooLarge, Unauthorized, Unavailable, invalid_from_validation
 
 # The header the gateway sends its service credential in (DRGDIP_SERVICE_TOKEN).
 SERVICE_TOKEN_HEADER = "x-drgdip-service-token"
@@ -48,6 +49,18 @@ def install_error_handlers(app: FastAPI) -> None:
         err = DomainError(str(exc.detail), code=_HTTP_CODES.get(exc.status_code, "HTTP_ERROR"),
                           status=exc.status_code)
         return JSONResponse(err.body(), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
+        # The database away (restart, failover, too many connections) is the client's 503 to
+        # retry, never a 500; anything else is a fault of ours, answered in the same JSON shape.
+        if is_transient(exc):
+            err: DomainError = Unavailable("the database is not answering: try again later",
+                                           code="DATABASE_UNAVAILABLE")
+        else:
+            err = DomainError("internal error", code="INTERNAL_ERROR", status=500)
+        return JSONResponse(err.body(), status_code=err.status, headers={"Retry-After": "5"}
+                            if err.status == 503 else None)
 
 
 def engine_of(request: Request) -> AsyncEngine:

@@ -43,6 +43,17 @@ class IngestSettings(ServiceSettings):
                                           description="时效性: days after discharge a list counts as "
                                                       "uploaded in time")
 
+    # Work left undone (a crash, a database outage) is finished by a periodic sweep.
+    sweep_interval_s: int = Field(30, ge=1, le=86_400,
+                                  description="how often stored but undecided lists and import jobs "
+                                              "left open are looked for and finished")
+    import_idle_s: int = Field(600, ge=1, le=7 * 86_400,
+                               description="an import job left open with no list received for this "
+                                           "long (its client gone) is closed by the sweep as interrupted")
+    db_wait_s: int = Field(60, ge=0, le=3600,
+                           description="how long a request waits for a database that stopped "
+                                       "answering before it is answered 503 DATABASE_UNAVAILABLE")
+
     def limits(self) -> Limits:
         return Limits(list_bytes=self.max_list_bytes, line_bytes=self.max_line_bytes,
                       text_chars=self.max_text_chars, id_chars=self.max_id_chars,

@@ -29,7 +29,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.ingest.domain.intake import Changes, Key, Latest, Received, Stored, case_id_for
+from services.ingest.domain.intake import (
+    Changes,
+    Key,
+    Latest,
+    Outcome,
+    Received,
+    Stored,
+    case_id_for,
+)
 from services.ingest.domain.national import Problem
 from shared.db import ROW_ID, insert_many, latest_per_case, update_many
 
@@ -53,6 +61,7 @@ raw_table = Table(
     Column("declared_on", Date, nullable=True),  # the list's own 申报时间 (dcla_time), for 时效性
     Index("ix_ingest_raw_status", "status"),
     Index("ix_ingest_raw_hospital", "hospital_code", "discharge_date"),
+    Index("ix_ingest_raw_job", "job_id"),
 )
 lists = Table(
     "ingest_lists", metadata,
@@ -106,11 +115,65 @@ async def store_raw(conn: AsyncConnection, items: Sequence[Received]) -> list[in
     return [int(r[0]) for r in result.all()]
 
 
-async def pending(conn: AsyncConnection) -> list[Stored]:
-    """Lists stored but never decided (a crash in between), oldest first."""
+async def pending_ids(conn: AsyncConnection, received_before: datetime, after_id: int, limit: int) -> list[int]:
+    """The ids (above `after_id`) of up to `limit` lists stored before `received_before` and not
+    yet decided, oldest first."""
+    return list((await conn.scalars(
+        select(raw_table.c.id).where(raw_table.c.status == "pending", raw_table.c.id > after_id,
+                                     raw_table.c.received_at < received_before)
+        .order_by(raw_table.c.id).limit(limit))).all())
+
+
+async def lock_pending(conn: AsyncConnection, ids: Sequence[int], *, skip_locked: bool = False) -> list[Stored]:
+    """Of these stored lists, the ones still pending, locked until the transaction ends (on
+    PostgreSQL; SQLite's one writer holds the whole database). Whoever decides a list takes it
+    here first, so two deciders (a request and the sweep, or two replicas) never both decide it:
+    the second finds it decided. `skip_locked`: leave the ones another transaction holds."""
+    if not ids:
+        return []
+    q = (select(raw_table).where(raw_table.c.id.in_(list(ids)), raw_table.c.status == "pending")
+         .order_by(raw_table.c.id).with_for_update(skip_locked=skip_locked))
     return [Stored(r.id, r.format, r.raw, r.caller_hospital, r.correlation_id)
-            for r in (await conn.execute(
-                select(raw_table).where(raw_table.c.status == "pending").order_by(raw_table.c.id))).all()]
+            for r in (await conn.execute(q)).all()]
+
+
+async def outcomes(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Outcome]:
+    """The outcomes of lists already decided, as their stored rows say."""
+    if not ids:
+        return {}
+    rows = (await conn.execute(select(raw_table.c.id, raw_table.c.status, raw_table.c.case_id,
+                                      raw_table.c.list_version, raw_table.c.problems)
+                               .where(raw_table.c.id.in_(list(ids))))).all()
+    return {r.id: Outcome(r.id, r.status, r.case_id, r.list_version,
+                          tuple(Problem(**p) for p in orjson.loads(r.problems or "[]"))) for r in rows}
+
+
+async def unfinished_jobs(conn: AsyncConnection, idle_before: datetime) -> list[str]:
+    """Import jobs never closed whose last list (or start) is older than `idle_before` and that
+    have no list left pending, locked (skipping the ones another transaction holds)."""
+    last = (select(func.max(raw_table.c.received_at)).where(raw_table.c.job_id == jobs.c.job_id)
+            .scalar_subquery())
+    still_pending = (select(raw_table.c.id).where(raw_table.c.job_id == jobs.c.job_id,
+                                                  raw_table.c.status == "pending").exists())
+    q = (select(jobs.c.job_id)
+         .where(jobs.c.finished_at.is_(None), jobs.c.created_at < idle_before,
+                func.coalesce(last, jobs.c.created_at) < idle_before, ~still_pending)
+         .order_by(jobs.c.created_at).with_for_update(skip_locked=True, of=jobs))
+    return list((await conn.scalars(q)).all())
+
+
+async def job_counts(conn: AsyncConnection, job_id: str) -> dict[str, int]:
+    """How many of a job's stored lists ended in each status."""
+    rows = (await conn.execute(select(raw_table.c.status, func.count()).where(raw_table.c.job_id == job_id)
+                               .group_by(raw_table.c.status))).all()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def pending_count(conn: AsyncConnection) -> tuple[int, datetime | None]:
+    """How many lists are stored but not decided yet, and when the oldest of them arrived."""
+    n, oldest = (await conn.execute(
+        select(func.count(), func.min(raw_table.c.received_at)).where(raw_table.c.status == "pending"))).one()
+    return int(n or 0), oldest
 
 
 def _latest(r: Any) -> Latest:

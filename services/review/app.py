@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from services.review import handlers, repository
 from services.review.endpoints import router
-from shared.events import CASE_PRICED
+from shared.events import CASE_PRICED, Envelope
 from shared.messaging import Outbox
 from shared.runtime import Context, Stage
 
 
 def build(ctx: Context) -> Stage:
+    rules = handlers.Rules()
+
+    async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[Envelope]:
+        return await handlers.on_case_priced(conn, envs, rules)
+
     return Stage(repository.NAME, repository.metadata, Outbox(repository.NAME, repository.metadata),
-                 router=router, subscriptions=[((CASE_PRICED,), handlers.on_case_priced)])
+                 router=router, subscriptions=[((CASE_PRICED,), on_case_priced)], service=rules)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
 
 import orjson
 from sqlalchemy import (
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -16,15 +20,22 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
+    bindparam,
     func,
+    insert,
     or_,
     select,
+    update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.review.domain.review import Reviewed
-from services.review.domain.rules import Stay
-from shared.db import insert_many, update_many
+from services.review.domain.parameters import RuleParameters, RuleSet, parse_rules
+from services.review.domain.review import Announcement, Reviewed, stay_of
+from services.review.domain.rules import Share
+from shared.db import ROW_ID, Versions, insert_many, money, update_many
 from shared.events import CaseFacts, CaseFlag
 
 NAME = "review"
@@ -38,6 +49,9 @@ stays = Table(
     Column("discharge_date", Date, nullable=True),
     Column("drg", String(8), nullable=False),
     Column("facts", Text, nullable=False),  # the stay's CaseFacts, to re-announce it later
+    # JSON: how it was priced (method, adrg, dip_group) and what it added to its group's
+    # regional self-pay figures (share_key, cost, own_pay)
+    Column("context", Text, nullable=True),
     Index("ix_review_stays_person", "psn_key", "hospital_code"),
 )
 results = Table(
@@ -47,6 +61,49 @@ results = Table(
     Column("review_version", Integer, nullable=False),
     Column("flags", Text, nullable=False),
     Column("reviewed_at", DateTime(timezone=True), nullable=False),
+    Column("rules", String(64), nullable=True),  # the parameters used: "<region> v<n>" | "default"
+)
+# every flag of every review, kept: a new review of a case supersedes its open flags
+flags = Table(
+    "review_flags", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("case_id", String(100), nullable=False),
+    Column("review_version", Integer, nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("rule", String(40), nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("related_case_id", String(100), nullable=True),
+    Column("message", Text, nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON
+    Column("rules", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # open | superseded (reviewers' outcomes later)
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_review_flags_case", "case_id", "status"),
+    Index("ix_review_flags_rule", "rule", "status"),
+)
+# a group's regional self-pay figures (cost shifting): changed by increments, so concurrent
+# consumers never lose each other's updates
+group_shares = Table(
+    "review_group_shares", metadata,
+    Column("share_key", String(140), primary_key=True),  # "<region>|<drg|dip>|<group>"
+    Column("cases", Integer, nullable=False),
+    Column("total_cost", money(), nullable=False),
+    Column("own_pay", money(), nullable=False),
+)
+rule_versions = Table(
+    "review_rule_versions", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("rules_id", String(64), nullable=False),  # "review-<region>"
+    Column("region", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date, nullable=True),
+    Column("document", Text, nullable=False),  # resolved: every parameter
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_by", String(100), nullable=False),
+    UniqueConstraint("rules_id", "version", name="uq_review_rule_versions"),
+    Index("ix_review_rule_versions_region", "region", "valid_from"),
 )
 
 
@@ -65,8 +122,14 @@ async def load_known(conn: AsyncConnection, psn_keys: Collection[str], case_ids:
     known = Known()
     for r in (await conn.execute(select(stays).where(or_(
             stays.c.psn_key.in_(psn_keys), stays.c.case_id.in_(case_ids))))).all():
-        known[r.case_id] = Reviewed(Stay(r.case_id, r.psn_key, r.hospital_code, r.admission_date,
-                                         r.discharge_date), r.drg, CaseFacts.model_validate_json(r.facts))
+        facts = CaseFacts.model_validate_json(r.facts)
+        ctx = orjson.loads(r.context) if r.context else {}
+        stay = replace(stay_of(r.case_id, facts), method=ctx.get("method", "drg"),
+                       adrg=ctx.get("adrg", r.drg[:3] if len(r.drg) == 4 else None),
+                       dip_group=ctx.get("dip_group"))
+        share = ctx.get("share")
+        known[r.case_id] = Reviewed(stay, r.drg, facts, share_key=ctx.get("share_key"),
+                                    share=Share(1, Decimal(share[0]), Decimal(share[1])) if share else None)
     known.stored = set(known)
     for r in (await conn.execute(select(results).where(results.c.case_id.in_(known.stored)))).all():
         k = known[r.case_id]
@@ -80,9 +143,19 @@ def _flags_json(flags: list[CaseFlag]) -> str:
     return orjson.dumps([f.model_dump() for f in flags]).decode()
 
 
-async def save(conn: AsyncConnection, changed: Mapping[str, Reviewed], known: Known) -> None:
-    """Store the changed stays and their reviews: one statement per table and kind of write."""
+def _context(k: Reviewed) -> str:
+    return orjson.dumps({"method": k.stay.method, "adrg": k.stay.adrg, "dip_group": k.stay.dip_group,
+                         "share_key": k.share_key,
+                         "share": [str(k.share.cost), str(k.share.own_pay)] if k.share else None}).decode()
+
+
+async def save(conn: AsyncConnection, changed: Mapping[str, Reviewed], known: Known,
+               announcements: Sequence[Announcement] = ()) -> None:
+    """Store the changed stays and their reviews: one statement per table and kind of write.
+    Each review's flags go to the history (`review_flags`): the open flags of the cases
+    reviewed again are superseded, the latest review's flags are open."""
     now = datetime.now(UTC)
+    rules = {a.case_id: a.rules for a in announcements}
     new_stays: list[dict] = []
     old_stays: list[dict] = []
     new_results: list[dict] = []
@@ -90,18 +163,370 @@ async def save(conn: AsyncConnection, changed: Mapping[str, Reviewed], known: Kn
     for cid, k in changed.items():
         s = dict(case_id=cid, psn_key=k.stay.psn_key, hospital_code=k.stay.hospital_code,
                  admission_date=k.stay.admission_date, discharge_date=k.stay.discharge_date,
-                 drg=k.drg, facts=k.facts.model_dump_json())
+                 drg=k.drg, facts=k.facts.model_dump_json(), context=_context(k))
         (old_stays if cid in known.stored else new_stays).append(s)
         r = dict(case_id=cid, list_version=k.list_version, review_version=k.review_version,
-                 flags=_flags_json(k.flags), reviewed_at=now)
+                 flags=_flags_json(k.flags), reviewed_at=now, rules=rules.get(cid))
         (old_results if cid in known.reviewed else new_results).append(r)
     await insert_many(conn, stays, new_stays)
     await update_many(conn, stays, "case_id", old_stays)
     await insert_many(conn, results, new_results)
     await update_many(conn, results, "case_id", old_results)
+    await _save_flags(conn, announcements, now)
+
+
+async def _save_flags(conn: AsyncConnection, announcements: Sequence[Announcement], now: datetime) -> None:
+    if not announcements:
+        return
+    reviewed = {a.case_id for a in announcements}
+    await conn.execute(update(flags).where(flags.c.case_id.in_(reviewed), flags.c.status == "open")
+                       .values(status="superseded", closed_at=now))
+    last = {a.case_id: i for i, a in enumerate(announcements)}
+    rows = [dict(case_id=a.case_id, review_version=a.review_version, list_version=a.facts.list_version,
+                 rule=f.rule, severity=f.severity, related_case_id=f.related_case_id, message=f.message,
+                 evidence=orjson.dumps(f.evidence).decode(), rules=a.rules,
+                 status="open" if last[a.case_id] == i else "superseded", raised_at=now,
+                 closed_at=None if last[a.case_id] == i else now)
+            for i, a in enumerate(announcements) for f in a.flags]
+    await insert_many(conn, flags, rows)
+
+
+# --- regional self-pay figures --------------------------------------------------------------------
+
+async def load_shares(conn: AsyncConnection, keys: Collection[str]) -> dict[str, Share]:
+    if not keys:
+        return {}
+    rows = (await conn.execute(select(group_shares).where(group_shares.c.share_key.in_(keys)))).all()
+    return {r.share_key: Share(r.cases, r.total_cost, r.own_pay) for r in rows}
+
+
+async def save_share_deltas(conn: AsyncConnection, deltas: Mapping[str, Share]) -> None:
+    """Add each group's change to its figures (rows made first where missing)."""
+    changed = {k: d for k, d in deltas.items() if d != Share()}
+    if not changed:
+        return
+    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(make(group_shares).on_conflict_do_nothing(), [
+        dict(share_key=k, cases=0, total_cost=Decimal(0), own_pay=Decimal(0)) for k in sorted(changed)])
+    c = group_shares.c
+    await conn.execute(update(group_shares).where(c.share_key == bindparam("k")).values(
+        cases=c.cases + bindparam("d_cases", type_=Integer()),
+        total_cost=c.total_cost + bindparam("d_cost", type_=money()),
+        own_pay=c.own_pay + bindparam("d_own", type_=money())),
+        [dict(k=k, d_cases=d.cases, d_cost=d.cost, d_own=d.own_pay) for k, d in sorted(changed.items())])
+
+
+# --- rule parameters ------------------------------------------------------------------------------
+
+def rules_id(region: str) -> str:
+    return f"review-{region}"
+
+
+def rule_book() -> Versions[RuleSet]:
+    """Stored review-rule versions, each parsed once."""
+    return Versions(rule_versions, "rules_id",
+                    lambda row: RuleSet(row.region, row.version, parse_rules(row.document.encode())))
+
+
+async def latest_rules(conn: AsyncConnection, region: str) -> dict[str, Any] | None:
+    """The region's latest stored version: version, period and resolved document."""
+    v = rule_versions.c
+    r = (await conn.execute(select(rule_versions).where(v.region == region)
+                            .order_by(v.version.desc()).limit(1))).first()
+    return None if r is None else r._asdict()
+
+
+async def insert_rules(conn: AsyncConnection, region: str, version: int, valid_from: date,
+                       valid_to: date | None, params: RuleParameters, who: str) -> None:
+    await conn.execute(insert(rule_versions).values(
+        rules_id=rules_id(region), region=region, version=version, valid_from=valid_from,
+        valid_to=valid_to, document=orjson.dumps(params.to_document()).decode(),
+        imported_at=datetime.now(UTC), imported_by=who))
+
+
+async def list_rules(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Every stored version (region, version, period, who, when), oldest first per region."""
+    v = rule_versions.c
+    rows = (await conn.execute(select(v.region, v.version, v.valid_from, v.valid_to, v.imported_at,
+                                      v.imported_by).order_by(v.region, v.version))).all()
+    return [{**r._asdict(), "valid_from": r.valid_from.isoformat(),
+             "valid_to": r.valid_to.isoformat() if r.valid_to else None,
+             "imported_at": r.imported_at.isoformat()} for r in rows]
+
+
+async def open_flags(conn: AsyncConnection, case_ids: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The open flags (of these cases), with their evidence."""
+    q = select(flags).where(flags.c.status == "open")
+    if case_ids is not None:
+        q = q.where(flags.c.case_id.in_(case_ids))
+    rows = (await conn.execute(q.order_by(flags.c.id))).all()
+    return [{**r._asdict(), "evidence": orjson.loads(r.evidence)} for r in rows]
 
 
 async def count_flagged(conn: AsyncConnection) -> int:
     """Cases whose latest review raised at least one flag."""
     return int(await conn.scalar(select(func.count()).select_from(results)
                                  .where(results.c.flags != "[]")) or 0)
+
+
+# === special-case review (特例单议, docs/domain.md §10) ===========================================
+# What review knows of each priced case for an application (its latest priced version), the
+# applications, the panel's decisions, the members, one counter row per region and quarter (the
+# lock that keeps the cap under concurrent applications) and the append-only audit.
+
+case_figures = Table(
+    "review_case_figures", metadata,
+    Column("case_id", String(100), primary_key=True),
+    Column("hospital_code", String(32), nullable=False),
+    Column("region", String(32), nullable=False),  # where it was treated
+    Column("period", String(6), nullable=True),  # the discharge quarter "2024Q1"
+    Column("method", String(8), nullable=False),  # drg | dip
+    Column("complex", Boolean, nullable=False),  # counts in its hospital's complex-case load
+    Column("withdrawn", Boolean, nullable=False),
+    Column("figures", Text, nullable=False),  # JSON: the CaseData
+    Index("ix_review_case_figures_period", "region", "period"),
+)
+special_quota = Table(
+    "review_special_quota", metadata,
+    Column("region", String(32), primary_key=True),
+    Column("period", String(6), primary_key=True),
+    Column("applications", Integer, nullable=False),
+)
+special_cases = Table(
+    "review_special_cases", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("case_id", String(100), nullable=False, unique=True),
+    Column("hospital_code", String(32), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("period", String(6), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON: [{name, sha256, size}]
+    Column("figures", Text, nullable=False),  # JSON: the numbers that made it eligible
+    Column("status", String(12), nullable=False),  # pending | decided | appealed | final
+    Column("outcome", String(16), nullable=True),  # the latest decision's
+    Column("amount", money(), nullable=True),
+    Column("applied_by", String(128), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+    Column("appeal_text", Text, nullable=True),
+    Column("appealed_by", String(128), nullable=True),
+    Column("appealed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_review_special_cases_period", "region", "period", "hospital_code"),
+)
+special_decisions = Table(
+    "review_special_decisions", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("application_id", ROW_ID, nullable=False),
+    Column("round", Integer, nullable=False),  # 1: the panel's, 2: the appeal's
+    Column("outcome", String(16), nullable=False),
+    Column("amount", money(), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("member", String(16), nullable=False),  # the deciding member's token id
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("application_id", "round", name="uq_review_special_decisions_round"),
+)
+panel_members = Table(
+    "review_panel_members", metadata,
+    Column("token_id", String(16), primary_key=True),
+    Column("hospitals", Text, nullable=False),  # JSON: the hospitals the member is tied to
+    Column("active", Boolean, nullable=False),
+    Column("registered_by", String(128), nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+)
+# Append-only: rows are inserted, never updated or deleted.
+audit = Table(
+    "review_audit", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),  # token:<id> or cli:<user>
+    Column("role", String(32), nullable=True),
+    Column("action", String(40), nullable=False),
+    Column("subject", String(128), nullable=True),
+    Column("before", Text, nullable=True),  # JSON
+    Column("after", Text, nullable=True),  # JSON
+    Column("reason", Text, nullable=True),
+    Index("ix_review_audit_at", "at"),
+)
+
+
+def _upsert(conn: AsyncConnection, table: Table) -> Any:
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+async def save_case_figures(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Store each case's latest figures (a new priced version replaces them)."""
+    if not rows:
+        return
+    latest = {r["case_id"]: r for r in rows}  # a batch may hold two versions of a case
+    stmt = _upsert(conn, case_figures)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=["case_id"],
+        set_={c: stmt.excluded[c] for c in ("hospital_code", "region", "period", "method", "complex",
+                                             "withdrawn", "figures")}), list(latest.values()))
+
+
+async def case_figures_of(conn: AsyncConnection, case_id: str) -> dict[str, Any] | None:
+    r = (await conn.execute(select(case_figures).where(case_figures.c.case_id == case_id))).first()
+    return None if r is None else {**r._asdict(), "figures": orjson.loads(r.figures)}
+
+
+async def lock_quota(conn: AsyncConnection, region: str, period: str) -> int:
+    """Lock the region-quarter's counter row for the rest of the transaction (made first when
+    missing): applications of the same region and quarter wait for each other here, so the cap
+    is counted by one at a time. PostgreSQL: SELECT … FOR UPDATE; SQLite: the transaction holds
+    the write lock from BEGIN IMMEDIATE already."""
+    await conn.execute(_upsert(conn, special_quota).on_conflict_do_nothing(),
+                       [dict(region=region, period=period, applications=0)])
+    q = special_quota.c
+    return int(await conn.scalar(select(q.applications).where(q.region == region, q.period == period)
+                                 .with_for_update()) or 0)
+
+
+async def count_applied(conn: AsyncConnection, region: str, period: str) -> None:
+    q = special_quota.c
+    await conn.execute(update(special_quota).where(q.region == region, q.period == period)
+                       .values(applications=q.applications + 1))
+
+
+async def region_period(conn: AsyncConnection, region: str, period: str) -> tuple[int, int, dict[str, int], dict[str, int]]:
+    """(DRG discharges, DIP discharges, complex cases per hospital, applications per hospital)
+    of a region's quarter (withdrawn lists left out)."""
+    f = case_figures.c
+    where = (f.region == region, f.period == period, f.withdrawn.is_(False))
+    by_method = {r.method: r.n for r in (await conn.execute(
+        select(f.method, func.count().label("n")).where(*where).group_by(f.method))).all()}
+    loads = {r.hospital_code: r.n for r in (await conn.execute(
+        select(f.hospital_code, func.count().label("n")).where(*where, f.complex.is_(True))
+        .group_by(f.hospital_code))).all()}
+    s = special_cases.c
+    used = {r.hospital_code: r.n for r in (await conn.execute(
+        select(s.hospital_code, func.count().label("n")).where(s.region == region, s.period == period)
+        .group_by(s.hospital_code))).all()}
+    drg = sum(n for m, n in by_method.items() if m != "dip")
+    return drg, by_method.get("dip", 0), loads, used
+
+
+async def application_of_case(conn: AsyncConnection, case_id: str) -> int | None:
+    return await conn.scalar(select(special_cases.c.id).where(special_cases.c.case_id == case_id))
+
+
+async def insert_application(conn: AsyncConnection, values: dict[str, Any]) -> int:
+    result = await conn.execute(insert(special_cases).values(**values).returning(special_cases.c.id))
+    return int(result.scalar_one())
+
+
+def _application(r: Any, decisions: list[dict[str, Any]]) -> dict[str, Any]:
+    d = r._asdict()
+    return {**d, "evidence": orjson.loads(d["evidence"]), "figures": orjson.loads(d["figures"]),
+            "amount": None if d["amount"] is None else str(d["amount"]),
+            "applied_at": _iso(d["applied_at"]), "appealed_at": _iso(d["appealed_at"]),
+            "decisions": decisions}
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC)).isoformat()
+
+
+async def _decisions(conn: AsyncConnection, ids: Collection[int]) -> dict[int, list[dict[str, Any]]]:
+    d = special_decisions.c
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in (await conn.execute(select(special_decisions).where(d.application_id.in_(list(ids)))
+                                 .order_by(d.application_id, d.round))).all():
+        out.setdefault(r.application_id, []).append({
+            "round": r.round, "outcome": r.outcome, "amount": None if r.amount is None else str(r.amount),
+            "reason": r.reason, "member": r.member, "decided_at": _iso(r.decided_at)})
+    return out
+
+
+async def application(conn: AsyncConnection, application_id: int, *, lock: bool = False) -> dict[str, Any] | None:
+    """An application with its decisions (`lock`: its row locked for a decision or an appeal)."""
+    q = select(special_cases).where(special_cases.c.id == application_id)
+    r = (await conn.execute(q.with_for_update() if lock else q)).first()
+    if r is None:
+        return None
+    return _application(r, (await _decisions(conn, [r.id])).get(r.id, []))
+
+
+async def applications(conn: AsyncConnection, *, period: str | None = None, periods: Collection[str] = (),
+                       hospital: str | None = None, status: str | None = None,
+                       limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Applications, oldest first, filtered by quarter(s), hospital and status."""
+    s = special_cases.c
+    q = select(special_cases)
+    if period:
+        q = q.where(s.period == period)
+    if periods:
+        q = q.where(s.period.in_(list(periods)))
+    if hospital:
+        q = q.where(s.hospital_code == hospital)
+    if status:
+        q = q.where(s.status == status)
+    q = q.order_by(s.id).offset(offset)
+    if limit is not None:
+        q = q.limit(limit)
+    rows = (await conn.execute(q)).all()
+    decisions = await _decisions(conn, [r.id for r in rows])
+    return [_application(r, decisions.get(r.id, [])) for r in rows]
+
+
+async def insert_decision(conn: AsyncConnection, application_id: int, round_: int, outcome: str,
+                          amount: Decimal | None, reason: str, member: str) -> None:
+    await conn.execute(insert(special_decisions).values(
+        application_id=application_id, round=round_, outcome=outcome, amount=amount, reason=reason,
+        member=member, decided_at=datetime.now(UTC)))
+
+
+async def update_application(conn: AsyncConnection, application_id: int, **values: Any) -> None:
+    await conn.execute(update(special_cases).where(special_cases.c.id == application_id).values(**values))
+
+
+async def panel_member(conn: AsyncConnection, token_id: str) -> dict[str, Any] | None:
+    r = (await conn.execute(select(panel_members).where(panel_members.c.token_id == token_id))).first()
+    return None if r is None else {**r._asdict(), "hospitals": orjson.loads(r.hospitals),
+                                   "registered_at": _iso(r.registered_at)}
+
+
+async def save_panel_member(conn: AsyncConnection, token_id: str, hospitals: Sequence[str], active: bool,
+                            who: str, exists: bool) -> None:
+    values = dict(hospitals=orjson.dumps(sorted(set(hospitals))).decode(), active=active, registered_by=who,
+                  registered_at=datetime.now(UTC))
+    if exists:
+        await conn.execute(update(panel_members).where(panel_members.c.token_id == token_id).values(**values))
+    else:
+        await conn.execute(insert(panel_members).values(token_id=token_id, **values))
+
+
+async def list_panel(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = (await conn.execute(select(panel_members).order_by(panel_members.c.token_id))).all()
+    return [{**r._asdict(), "hospitals": orjson.loads(r.hospitals), "registered_at": _iso(r.registered_at)}
+            for r in rows]
+
+
+async def record(conn: AsyncConnection, action: str, *, actor: str, role: str | None, subject: str | None,
+                 before: Any = None, after: Any = None, reason: str | None = None) -> None:
+    """Append one audit row (never updated or deleted); `before`/`after` as JSON."""
+    def text(value: Any) -> str | None:
+        return None if value is None else orjson.dumps(value, default=str).decode()
+
+    await conn.execute(insert(audit).values(
+        at=datetime.now(UTC), actor=actor[:128], role=role, action=action,
+        subject=subject[:128] if subject else subject, before=text(before), after=text(after), reason=reason))
+
+
+async def audit_rows(conn: AsyncConnection, *, action: str | None = None, actor: str | None = None,
+                     subject: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                     limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Audit rows, oldest first, filtered (`since` inclusive, `until` exclusive)."""
+    a = audit.c
+    q = select(audit)
+    for column, value in ((a.action, action), (a.actor, actor), (a.subject, subject)):
+        if value:
+            q = q.where(column == value)
+    if since:
+        q = q.where(a.at >= since)
+    if until:
+        q = q.where(a.at < until)
+    q = q.order_by(a.at, a.id).offset(offset)
+    if limit is not None:
+        q = q.limit(limit)
+    return [{**r._asdict(), "at": _iso(r.at)} for r in (await conn.execute(q)).all()]

@@ -124,7 +124,7 @@ async def test_resubmission_is_a_new_version_and_a_retry_is_not(embedded) -> Non
     assert await count(rt.engine, "ingest_lists") == 2
 
 
-async def test_readmission_within_15_days_is_flagged_in_either_arrival_order(embedded) -> None:
+async def test_a_split_admission_within_15_days_is_flagged_in_either_arrival_order(embedded) -> None:
     _rt, client = embedded
     base = simple_lists(1)[0] | {"psn_no": "P-readmit", "hospital_code": "H1"}
     first = base | {"setl_id": "A", "admission_date": "2024-03-01", "discharge_date": "2024-03-05", "los": 4}
@@ -140,7 +140,7 @@ async def test_readmission_within_15_days_is_flagged_in_either_arrival_order(emb
 
     await wait_until(flagged, 60, "the readmission flag")
     flags = (await client.get("/api/v1/cases/H1-B")).json()["reviewed"]["flags"]
-    assert [(f["rule"], f["related_case_id"]) for f in flags] == [("READMISSION_15D", "H1-A")]
+    assert [(f["rule"], f["related_case_id"]) for f in flags] == [("SPLIT_ADMISSION", "H1-A")]
     for other in ("H1-A", "H1-C"):
         assert (await client.get(f"/api/v1/cases/{other}")).json()["reviewed"]["flags"] == []
 

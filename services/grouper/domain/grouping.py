@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 
 from shared.dip import Catalogue, DipGrouping, dip_case_from_received
-from shared.events import CaseFacts, CaseGrouped, CaseReceived
+from shared.events import CaseFacts, CaseGrouped, CaseReceived, CcLift
 
+from .engine import GroupResult
 from .scheme import Scheme
 
 NO_SCHEME = "NO_SCHEME"
@@ -50,6 +51,31 @@ def dip_grouping(catalogue: Catalogue, case_id: str, received: CaseReceived) -> 
     return DipGrouping.of(catalogue, dip_case_from_received(case_id, received, {}))
 
 
+def cc_lift(scheme: Scheme, case: Mapping[str, Any], result: GroupResult, *,
+            code_mode: str) -> CcLift | None:
+    """The secondary diagnosis that alone lifts a case into its CC/MCC group (§4, §11 高套):
+    for a DRG ending in 1 (with MCC) or 3 (with CC) whose split counted exactly one code at
+    that level (a code at either level for a CC group), the case is grouped again without it;
+    when it then lands in another DRG of the same ADRG, that is the group it would have had.
+    None otherwise (two codes lift it: neither alone does). Needs `result` with its trace."""
+    t = result.trace
+    if (not result.grouped or t is None or t.cc is None or len(result.drg) != 4
+            or result.drg[-1] not in "13"):
+        return None
+    levels = ("MCC",) if result.drg[-1] == "1" else ("MCC", "CC")
+    counted = [f for f in t.cc.findings if not f.excluded and f.level in levels]
+    codes = {f.code for f in counted}
+    if len(codes) != 1:
+        return None
+    drop = {f.position for f in counted}
+    diagnoses = [d for i, d in enumerate(case["diagnoses"]) if i not in drop]
+    lower = scheme.group(dict(case) | {"diagnoses": diagnoses}, code_mode=code_mode)
+    if not lower.grouped or lower.adrg != result.adrg or lower.drg == result.drg:
+        return None
+    return CcLift(codes=sorted(codes), level=counted[0].level,  # type: ignore[arg-type]
+                  drg_without=lower.drg)
+
+
 @dataclass(frozen=True, slots=True)
 class Grouping:
     """One list version grouped: `event` is the `case-grouped` payload (it holds every value of
@@ -68,19 +94,22 @@ def group_case(item: ToGroup, scheme: Scheme | None, catalogue: Catalogue | None
     where a DIP catalogue is in force, give it its DIP group too (§5)."""
     f = item.payload.facts
     trace: str | None = None
+    lift: CcLift | None = None
     if scheme is None:
         mdc, adrg, drg, status, name, scheme_id = "0000", "00", "0000", NO_SCHEME, None, "-"
     else:
-        g = scheme.group(engine_input(item.payload), code_mode=code_mode, trace=True)
+        case = engine_input(item.payload)
+        g = scheme.group(case, code_mode=code_mode, trace=True)
         mdc, adrg, drg, status, name, scheme_id = g.mdc, g.adrg, g.drg, g.status, g.drg_name, scheme.id
         trace = g.trace.to_json().decode() if g.trace is not None else None
+        lift = cc_lift(scheme, case, g, code_mode=code_mode)
     dip = None if catalogue is None else dip_grouping(catalogue, item.case_id, item.payload)
     if dip is not None:
         trace = orjson.dumps((orjson.loads(trace) if trace else {}) | {
             "dip": dip.model_dump(mode="json", exclude={"case"})}).decode()
     event = CaseGrouped(facts=f, scheme_id=scheme_id, code_mode=code_mode,  # type: ignore[arg-type]
                         mdc=mdc, adrg=adrg, drg=drg, status=status, drg_name=name,
-                        grouping_version=grouping_version, dip=dip)
+                        grouping_version=grouping_version, dip=dip, cc_lift=lift)
     return Grouping(item.case_id, item.correlation_id, event, trace)
 
 

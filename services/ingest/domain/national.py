@@ -670,6 +670,7 @@ _NATIVE_SETLINFO: dict[str, str] = {
     "dept": "dscg_caty", "los": "act_ipt_days", "leaving_type": "dscg_way",
     "admission_date": "adm_time", "discharge_date": "dscg_time",
     "total_cost": "medfee_sumamt", "insurance_type": "hi_type", "patient_share": "psn_selfpay",
+    "own_pay": "psn_ownpay",
 }
 _NATIVE_PATHS: dict[str, str] = {f"setlinfo.{n}": k for k, n in _NATIVE_SETLINFO.items()}
 _NATIVE_PATHS["setlinfo.nwb_age"] = "age_days"
@@ -700,8 +701,8 @@ def parse_native(doc: object) -> SettlementList:
     psn_no, region, sex, age, age_days, birth_weight, dept, los, leaving_type,
     admission_date, discharge_date, diagnoses (principal first), procedures (main first),
     total_cost, insurance_type, plus the optional `fees` ({med_chrgitm: amount}),
-    `patient_share` and `planned_readmission` (bool). `age_days` becomes `nwb_age` only for
-    patients under one year (the national list has no age in days for older patients).
+    `patient_share` (自付; 自付 + 自费 when `own_pay` is not given), `own_pay` (自费) and
+    `planned_readmission` (bool). `age_days` becomes `nwb_age` only for patients under one year (the national list has no age in days for older patients).
     Unknown fields are kept in `setlinfo`'s extras. Problem paths use the native names.
     Raises only `ListRejected`.
     """
@@ -779,6 +780,19 @@ class CaseFields:
     patient_share: Decimal | None = None
     insurance_type: str | None = None
     planned_readmission: bool = False
+    own_pay: Decimal | None = None  # 自费 (psn_ownpay)
+    icu_hours: int = 0  # Σ icuinfo scs_cutd_sum_dura
+    ventilation_hours: int = 0  # vent_used_dura
+
+
+def duration_hours(value: str | None) -> int:
+    """A national duration "days/hours/minutes" ("2/3/30") in whole hours; 0 when absent or not
+    of that shape (QC judges the field; special-case review reads it)."""
+    parts = (value or "").split("/")
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 5 for p in parts):
+        return 0
+    days, hours, minutes = (int(p) for p in parts)
+    return days * 24 + hours + minutes // 60
 
 
 def principal_first(sl: SettlementList) -> list[DiseInfo]:
@@ -849,6 +863,9 @@ def case_fields(sl: SettlementList, *, header: HsaHeader | None = None) -> CaseF
         total_cost=total, fees=fees, patient_share=_sum((s.psn_selfpay, s.psn_ownpay)),
         insurance_type=s.hi_type,
         planned_readmission=s.days_rinp_flag_31 in PLANNED_READMISSION_CODES,
+        own_pay=s.psn_ownpay,
+        icu_hours=sum(duration_hours(i.scs_cutd_sum_dura) for i in sl.icuinfo),
+        ventilation_hours=duration_hours(s.vent_used_dura),
     )
 
 

@@ -7,14 +7,15 @@ the caller stores the result and publishes the event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import Any
 
-from services.pricer.domain.dip_pricing import DipPolicy, price_dip_case
+from services.pricer.domain.dip_pricing import DipPolicy, _group_mean, price_dip_case
 from services.pricer.domain.policy import Policy
 from services.pricer.domain.pricing import (
     DRG_PRICED,
+    GROUPED_STATUSES,
     CaseToPrice,
     CaseType,
     Price,
@@ -22,7 +23,8 @@ from services.pricer.domain.pricing import (
     select_policy,
 )
 from shared.dip import Catalogue
-from shared.events import CaseGrouped, CasePriced
+from shared.events import CaseGrouped, CasePriced, CcLift
+from shared.money import ZERO, to_fen, to_points
 from shared.periods import InForce
 
 NO_POLICY = "NO_POLICY"
@@ -87,6 +89,10 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
     breakdown: dict[str, Any]
     method: str | None = None
     dip_group: str | None = None
+    # what monitoring (review, §11) reads, whatever the case type: the group's region mean and
+    # the hospital's level under the policy in force, the lower group's mean for a CC/MCC lift
+    context: dict[str, Any] = {"adrg": g.adrg if g.status in GROUPED_STATUSES else None}
+    lift: CcLift | None = g.cc_lift
     if dip is not None and g.dip is not None and g.dip.catalogue_id == dip[1].catalogue_id:
         # priced by DIP at the provisional point value; the row and event have the DRG shape
         # (`DipPrice.to_price()`, so settlement treats both alike) plus the DIP figures
@@ -94,6 +100,11 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
         p = dp.to_price()
         breakdown = p.to_dict() | {"dip": dp.to_dict()}
         method, dip_group = "dip", dp.group
+        group = dip[1].groups[dp.group]
+        context |= dict(dip_group=dp.group, hospital_level=dp.hospital_level,
+                        primary_care=dp.primary_care,
+                        group_mean_cost=dp.mean_cost if dp.mean_cost is not None
+                        else _group_mean(group, dp.hospital_level)[0])
         figures: dict[str, Any] = dict(
             policy_id=p.policy_id, coefficient=p.coefficient, case_type=p.case_type.value,
             payment=p.total_payment, fund_payment=p.fund_payment)
@@ -101,6 +112,12 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
         policy = None if f.withdrawn else select_policy(
             policies.all_on(case.where_treated, case.discharge_date), case)
         p = None if policy is None else price_case(policy, case)
+        if policy is not None:
+            context |= dict(hospital_level=policy.level_of(case.hospital_code, case.hospital_level),
+                            group_mean_cost=policy.group_mean_costs.get(g.drg))
+            if lift is not None:
+                lift = lift.model_copy(update={
+                    "drg_without_mean_cost": policy.group_mean_costs.get(lift.drg_without)})
         breakdown = p.to_dict() if p is not None else {}
         method = "drg" if p is not None else None
         # the columns of `pricer_results` and the fields of `case-priced` share these names;
@@ -111,10 +128,11 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
             payment=p.total_payment, fund_payment=p.fund_payment)
     status = WITHDRAWN if f.withdrawn else legacy_status(p)
     return PricingResult(case, status, p, method, dip_group, breakdown, figures,
-                         CasePriced(facts=f, drg=g.drg, status=status, breakdown=breakdown, **figures))
+                         CasePriced(facts=f, drg=g.drg, status=status, breakdown=breakdown, **figures,
+                                    **context, cc_lift=lift))
 
 
-_PRICE_TEXT = {"case_id", "hospital_code", "drg", "policy_id", "weights_version", "method"}
+_PRICE_TEXT = {"case_id", "hospital_code", "drg", "policy_id", "weights_version", "method", "special_case"}
 _PRICE_OTHER = {"policy_version", "hospital_level", "offsite", "special_review"}
 
 
@@ -131,3 +149,63 @@ def price_from_dict(d: dict[str, Any]) -> Price:
             v = Decimal(v)
         values[f.name] = v
     return Price(**values)
+
+
+# --- special-case decisions (特例单议, §10) ---------------------------------------------------------
+
+PAY_BY_ITEM = "pay_by_item"
+ADJUST_STANDARD = "adjust_standard"
+
+
+@dataclass(frozen=True)
+class SpecialDecision:
+    """The special-case panel's latest decision on a case (review's `special-case-decided`):
+    `decision` 1 the panel's, 2 the appeal's; a price names the decision it was made with."""
+
+    decision: int
+    outcome: str  # pay_by_item | adjust_standard | reject
+    amount: Decimal | None = None
+    application_id: int | None = None
+
+
+def decided_price(p: Price, d: SpecialDecision) -> Price:
+    """The price under the panel's decision.
+
+    - pay_by_item: the case is paid its actual cost, in full and outside the points (as an
+      out-of-scope case; settlement adds it to `outside_points`);
+    - adjust_standard: the decided amount is the case's DRG/DIP payment (it replaces the
+      standard and any outlier payment); under a point method it becomes points at the
+      provisional point value, so it shares in the budget like every other case;
+    - reject: the price stands.
+    Add-ons (innovative drugs paid on top) are kept."""
+    note = f"special case {d.outcome} (application {d.application_id}, decision {d.decision})"
+    if d.outcome == PAY_BY_ITEM:
+        return replace(p, special_case=PAY_BY_ITEM, payment=p.total_cost, points=ZERO, outlier_extra=ZERO,
+                       notes=(*p.notes, note))
+    if d.outcome == ADJUST_STANDARD and d.amount is not None:
+        amount = to_fen(d.amount)
+        if p.point_value:
+            points = to_points(amount / p.point_value)
+            return replace(p, special_case=ADJUST_STANDARD, points=points, payment=to_fen(points * p.point_value),
+                           payment_standard=amount, outlier_extra=ZERO, notes=(*p.notes, note))
+        return replace(p, special_case=ADJUST_STANDARD, payment=amount, payment_standard=amount,
+                       outlier_extra=ZERO, notes=(*p.notes, note))
+    return p
+
+
+def with_decision(r: PricingResult, d: SpecialDecision | None) -> PricingResult:
+    """A priced case with the panel's decision applied (unchanged without one, for a rejection,
+    or for a case the decision cannot price: not priced, withdrawn)."""
+    if d is None or r.price is None or not r.price.priced or r.status == WITHDRAWN:
+        return r
+    p = decided_price(r.price, d)
+    if p is r.price:
+        return r
+    breakdown = p.to_dict() | ({"dip": r.breakdown["dip"]} if "dip" in r.breakdown else {})
+    figures = r.figures | dict(payment=p.total_payment, fund_payment=p.fund_payment)
+    if "payment_standard" in r.figures:
+        figures["payment_standard"] = p.payment_standard
+    event = r.event.model_copy(update={"breakdown": breakdown, "payment": p.total_payment,
+                                       "fund_payment": p.fund_payment,
+                                       "payment_standard": figures.get("payment_standard", r.event.payment_standard)})
+    return replace(r, price=p, breakdown=breakdown, figures=figures, event=event)

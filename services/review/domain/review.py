@@ -1,18 +1,43 @@
 """Reviewing priced cases in order, against the stays of the same person already known.
 
-Pure: the handler loads what is known, `review_cases` decides, the handler stores the result
-and announces one `case-flagged` per reviewed case (docs/domain.md §11).
+Pure: the handler loads what is known (the batch's people's stays, the regional self-pay figures
+of the batch's groups, the rule parameters in force), `review_cases` decides, the handler stores
+the result and announces one `case-flagged` per review (docs/domain.md §11).
+
+A new priced version of a case is reviewed again: its flags replace the previous version's, and
+its previous contribution to its group's regional figures is taken back. A stay may be the
+earlier stay of one reviewed before it arrived (or a new version of such a stay): the person's
+later stays get their split-admission flags evaluated again, and a new review when they change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
 
-from services.review.domain.rules import Stay, is_readmission, readmission_flags
-from shared.events import CaseFacts, CaseFlag
+from services.review.domain.parameters import DEFAULTS, RuleSet
+from services.review.domain.rules import (
+    CaseFigures,
+    Lift,
+    Share,
+    Stay,
+    case_flags,
+    is_readmission,
+    max_window,
+    other_flags_of,
+    own_pay_share,
+    split_admission_flags,
+)
+from shared.events import CaseFacts, CaseFlag, CasePriced
 
-READMISSION_DAYS = 15  # docs/domain.md §11 default; becomes a per-region policy parameter
+RulesOn = Callable[[str, date | None], RuleSet | None]
+
+
+def where_treated(f: CaseFacts) -> str:
+    """The region whose rules apply: where care was given (off-site cases too)."""
+    return f.treatment_region or f.region
 
 
 @dataclass
@@ -25,6 +50,13 @@ class Reviewed:
     list_version: int | None = None
     review_version: int = 0
     flags: list[CaseFlag] = field(default_factory=list)
+    share_key: str | None = None  # the group whose regional figures count this stay
+    share: Share | None = None  # what it added to them
+
+
+def _adrg_of(drg: str) -> str | None:
+    """CHS-DRG: the ADRG is the DRG code without its split digit (for events that lack it)."""
+    return drg[:3] if len(drg) == 4 and drg[3].isdigit() and drg != "0000" else None
 
 
 @dataclass(frozen=True)
@@ -35,65 +67,167 @@ class PricedStay:
     facts: CaseFacts
     drg: str
     correlation_id: str
+    adrg: str | None = None
+    dip_group: str | None = None  # priced by DIP
+    hospital_level: int | None = None
+    group_mean_cost: Decimal | None = None
+    primary_care: bool = False
+    lift: Lift | None = None
+
+    @classmethod
+    def of(cls, case_id: str, p: CasePriced, correlation_id: str) -> PricedStay:
+        lift = p.cc_lift
+        return cls(case_id, p.facts, p.drg, correlation_id, adrg=p.adrg or _adrg_of(p.drg),
+                   dip_group=p.dip_group, hospital_level=p.hospital_level,
+                   group_mean_cost=p.group_mean_cost, primary_care=p.primary_care,
+                   lift=None if lift is None else Lift(tuple(lift.codes), lift.level, lift.drg_without,
+                                                       lift.drg_without_mean_cost))
+
+    @property
+    def method(self) -> str:
+        return "dip" if self.dip_group else "drg"
+
+    @property
+    def group(self) -> str:
+        """The group it was paid by: its DIP group, else its DRG."""
+        return self.dip_group or self.drg
+
+    def stay(self) -> Stay:
+        f = self.facts
+        return Stay(self.case_id, f.psn_key, f.hospital_code, f.admission_date, f.discharge_date,
+                    method=self.method, adrg=self.adrg, dip_group=self.dip_group,
+                    principal_diagnosis=f.principal_diagnosis, procedures=tuple(f.procedures),
+                    planned=f.planned_readmission, withdrawn=f.withdrawn)
+
+    def figures(self) -> CaseFigures:
+        f = self.facts
+        los = (f.discharge_date - f.admission_date).days if f.discharge_date and f.admission_date else None
+        return CaseFigures(self.group, los, f.total_cost, f.own_pay, self.group_mean_cost,
+                           self.hospital_level, self.primary_care, self.lift)
+
+    def share_key(self) -> str | None:
+        """Its group's key in the regional self-pay figures (None: not a grouped case)."""
+        if self.adrg is None and self.dip_group is None:
+            return None
+        return f"{where_treated(self.facts)}|{self.method}|{self.group}"
+
+
+def stay_of(case_id: str, f: CaseFacts) -> Stay:
+    return PricedStay(case_id, f, "", "").stay()
 
 
 @dataclass(frozen=True)
 class Announcement:
     """A review to announce (`case-flagged`), as it stood when made: for a case of this batch,
-    or for a later stay flagged again because its earlier stay arrived."""
+    or for a later stay whose split-admission flags changed because an earlier stay arrived."""
 
     case_id: str
     facts: CaseFacts
     drg: str
     flags: tuple[CaseFlag, ...]
     correlation_id: str
+    review_version: int = 1
+    rules: str = DEFAULTS.label
 
     @classmethod
-    def of(cls, k: Reviewed, correlation_id: str) -> Announcement:
-        return cls(k.stay.case_id, k.facts, k.drg, tuple(k.flags), correlation_id)
+    def of(cls, k: Reviewed, correlation_id: str, rules: RuleSet) -> Announcement:
+        return cls(k.stay.case_id, k.facts, k.drg, tuple(k.flags), correlation_id, k.review_version,
+                   rules.label)
 
 
-def stay_of(case_id: str, f: CaseFacts) -> Stay:
-    return Stay(case_id, f.psn_key, f.hospital_code, f.admission_date, f.discharge_date)
+@dataclass
+class Outcome:
+    """What a batch's review changed: the stays (by case id), the reviews to announce in
+    order, and the change of each group's regional figures."""
+
+    changed: dict[str, Reviewed] = field(default_factory=dict)
+    announcements: list[Announcement] = field(default_factory=list)
+    share_deltas: dict[str, Share] = field(default_factory=dict)
+
+    def add_share(self, shares: dict[str, Share], key: str, s: Share, sign: int) -> None:
+        shares[key] = shares.get(key, Share()).plus(s, sign)
+        self.share_deltas[key] = self.share_deltas.get(key, Share()).plus(s, sign)
 
 
-def review_cases(known: dict[str, Reviewed], priced: Sequence[PricedStay],
-                 days: int = READMISSION_DAYS) -> tuple[dict[str, Reviewed], list[Announcement]]:
+def share_keys(known: dict[str, Reviewed], priced: Iterable[PricedStay]) -> set[str]:
+    """The groups whose regional figures a batch reads or changes."""
+    keys = {key for p in priced if (key := p.share_key()) is not None}
+    keys |= {r.share_key for p in priced if (r := known.get(p.case_id)) is not None and r.share_key}
+    return keys
+
+
+def review_cases(known: dict[str, Reviewed], priced: Sequence[PricedStay], *,
+                 rules_on: RulesOn = lambda _r, _d: None,
+                 shares: dict[str, Share] | None = None) -> Outcome:
     """Review `priced` in order, as if one at a time: each case sees the person's stays in
-    `known` and the batch's earlier ones. Returns the stays whose record changed (by case id)
-    and the reviews to announce, in order. `known` holds the stored stays of the batch's people
-    and cases; it is updated in place."""
+    `known` and the batch's earlier ones, and the regional figures of its group in `shares`
+    as the earlier cases left them. `known` holds the stored stays of the batch's people and
+    cases, `shares` the stored figures of `share_keys`; both are updated in place. `rules_on`
+    gives the parameters in force for a region and discharge date (None: the defaults)."""
+    shares = {} if shares is None else shares
     by_person: dict[str, dict[str, Reviewed]] = {}
     for k in known.values():
         by_person.setdefault(k.stay.psn_key, {})[k.stay.case_id] = k
-    changed: dict[str, Reviewed] = {}
-    out: list[Announcement] = []
+    out = Outcome()
+
+    def rules_for(f: CaseFacts) -> RuleSet:
+        return rules_on(where_treated(f), f.discharge_date) or DEFAULTS
+
     for p in priced:
         f = p.facts
-        stay = stay_of(p.case_id, f)
+        rules = rules_for(f)
+        stay = p.stay()
         mine = by_person.setdefault(f.psn_key, {})
         previous = known.get(p.case_id)
-        if previous is not None and previous.stay.psn_key != f.psn_key:  # a corrected person number
-            by_person.get(previous.stay.psn_key, {}).pop(p.case_id, None)
+        affected: list[dict[str, Reviewed]] = [mine]
+        if previous is not None:
+            if previous.stay.psn_key != f.psn_key:  # a corrected person number
+                old = by_person.get(previous.stay.psn_key, {})
+                old.pop(p.case_id, None)
+                affected.append(old)
+            if previous.share_key and previous.share:
+                out.add_share(shares, previous.share_key, previous.share, -1)
         others = [k.stay for cid, k in mine.items() if cid != p.case_id]
-        # a withdrawn list is not a stay to flag (it stays in history as a version)
-        flags = [] if f.withdrawn else readmission_flags(stay, others, days)
+        figures = p.figures()
+        key = p.share_key()
+        flags: list[CaseFlag] = []
+        if not f.withdrawn:  # a withdrawn list is not a stay to flag (it stays in history)
+            flags = split_admission_flags(stay, others, rules.params.split_admission) + \
+                case_flags(figures, stay, shares.get(key, Share()) if key else Share(), rules.params)
+        contribution = None if f.withdrawn or key is None else own_pay_share(figures)
+        if key is not None and contribution is not None:
+            out.add_share(shares, key, contribution, 1)
         k = Reviewed(stay, p.drg, f, f.list_version, (previous.review_version if previous else 0) + 1,
-                     flags)
-        known[p.case_id] = mine[p.case_id] = changed[p.case_id] = k
-        out.append(Announcement.of(k, p.correlation_id))
-        # this stay may be the earlier one of a later stay reviewed before it arrived
-        for later in _later_stays(stay, others, days):
-            lk = mine[later.case_id]
-            if any(fl.related_case_id == stay.case_id for fl in lk.flags):
-                continue
-            lk.flags = lk.flags + readmission_flags(later, [stay], days)
-            lk.review_version += 1
-            lk.list_version = lk.list_version or 1
-            changed[later.case_id] = lk
-            out.append(Announcement.of(lk, p.correlation_id))
-    return changed, out
+                     flags, key if contribution else None, contribution)
+        known[p.case_id] = mine[p.case_id] = out.changed[p.case_id] = k
+        out.announcements.append(Announcement.of(k, p.correlation_id, rules))
+        for person in affected:
+            _review_later_stays(person, previous.stay if previous else None, stay, p.correlation_id,
+                                rules_for, out)
+    return out
 
 
-def _later_stays(stay: Stay, others: Iterable[Stay], days: int) -> list[Stay]:
-    return [o for o in others if is_readmission(stay, o, days)]
+def _review_later_stays(person: dict[str, Reviewed], before: Stay | None, stay: Stay,
+                        correlation_id: str, rules_for: Callable[[CaseFacts], RuleSet],
+                        out: Outcome) -> None:
+    """Evaluate again the split-admission flags of the person's stays that `stay` (or its
+    previous version `before`) may be the earlier stay of; announce those that change."""
+    for cid, lk in person.items():
+        if cid == stay.case_id:
+            continue
+        rules = rules_for(lk.facts)
+        reach = max_window(rules.params.split_admission)
+        related = any(fl.related_case_id == stay.case_id for fl in lk.flags)
+        if not (related or is_readmission(stay, lk.stay, reach)
+                or (before is not None and is_readmission(before, lk.stay, reach))):
+            continue
+        others = [k.stay for other, k in person.items() if other != cid]
+        flags = split_admission_flags(lk.stay, others, rules.params.split_admission) + \
+            other_flags_of(lk.flags)
+        if flags == lk.flags:
+            continue
+        lk.flags = flags
+        lk.review_version += 1
+        lk.list_version = lk.list_version or 1
+        out.changed[cid] = lk
+        out.announcements.append(Announcement.of(lk, correlation_id, rules))

@@ -1,27 +1,110 @@
-"""Review's domain core: monitoring rules over a case and the person's other stays.
+"""Review's domain core: the case-level monitoring rules (智能监控, docs/domain.md §11).
 
-Starts with one rule (docs/domain.md §11): a readmission of the same person to the same
-hospital within `readmission_days` (default 15) after an earlier discharge.
+Each rule has a stable code, a severity and parameters (`parameters.py`, per region and period);
+a flag carries its evidence: the related case ids and the numbers that fired it, with the
+parameters they were compared with, so a reviewer can judge it without a query.
+
+- SPLIT_ADMISSION (分解住院): the same person readmitted to the same hospital within N days
+  (DRG 15, DIP 31) into the same ADRG (DRG) or DIP category, not planned, neither stay a
+  chemotherapy, radiotherapy or dialysis stay. Flagged on the readmission.
+- UPCODING_SECONDARY (高套): one secondary diagnosis alone lifts the case into its CC/MCC group
+  (the grouper says which, and the group it would have without it) and the cost is below the
+  mean of that lower group.
+- LOW_STANDARD_ADMISSION (低标入院): a short stay (LOS ≤ 2) costing below 0.4 × the group mean
+  (DIP: graded by the ratio).
+- PRIMARY_CARE_AT_TERTIARY: a primary-care group (基层病组) treated at a tertiary hospital.
+- COST_SHIFTING (转移费用): the case's self-pay (自费) share far above its group's regional share.
+
+Hospital-level rules (the rest of §11) run per period over many cases and live beside these.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 
+from services.review.domain.parameters import (
+    CostShifting,
+    LowStandardAdmission,
+    PrimaryCareAtTertiary,
+    RuleParameters,
+    SplitAdmission,
+    Upcoding,
+)
 from shared.events import CaseFlag
 
-READMISSION = "READMISSION_15D"
+SPLIT_ADMISSION = "SPLIT_ADMISSION"
+UPCODING_SECONDARY = "UPCODING_SECONDARY"
+LOW_STANDARD_ADMISSION = "LOW_STANDARD_ADMISSION"
+PRIMARY_CARE_AT_TERTIARY = "PRIMARY_CARE_AT_TERTIARY"
+COST_SHIFTING = "COST_SHIFTING"
+CASE_RULES = (SPLIT_ADMISSION, UPCODING_SECONDARY, LOW_STANDARD_ADMISSION, PRIMARY_CARE_AT_TERTIARY,
+              COST_SHIFTING)
+_RATIO = Decimal("0.0001")
+
+
+def _ratio(d: Decimal) -> str:
+    return str(d.quantize(_RATIO, rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True)
 class Stay:
+    """A stay as the split-admission rule compares it with the person's other stays."""
+
     case_id: str
     psn_key: str
     hospital_code: str
     admission_date: date | None
     discharge_date: date | None
+    method: str = "drg"  # "drg" | "dip": how the case was priced
+    adrg: str | None = None  # None: not grouped
+    dip_group: str | None = None
+    principal_diagnosis: str | None = None
+    procedures: tuple[str, ...] = ()
+    planned: bool = False  # its list says a readmission within 31 days is planned
+    withdrawn: bool = False
 
+
+@dataclass(frozen=True)
+class Lift:
+    """The one secondary diagnosis lifting the case into its CC/MCC group (from the grouper)."""
+
+    codes: tuple[str, ...]
+    level: str
+    drg_without: str
+    drg_without_mean_cost: Decimal | None
+
+
+@dataclass(frozen=True)
+class CaseFigures:
+    """What the single-case rules read of a priced case."""
+
+    drg: str
+    los: int | None
+    total_cost: Decimal | None
+    own_pay: Decimal | None  # 自费
+    group_mean_cost: Decimal | None
+    hospital_level: int | None
+    primary_care: bool = False  # the DIP catalogue marks its group primary-care
+    lift: Lift | None = None
+
+
+@dataclass(frozen=True)
+class Share:
+    """A group's regional self-pay figures: cases, Σ cost, Σ 自费 (cases with both figures)."""
+
+    cases: int = 0
+    cost: Decimal = Decimal(0)
+    own_pay: Decimal = Decimal(0)
+
+    def plus(self, other: Share, sign: int = 1) -> Share:
+        return Share(self.cases + sign * other.cases, self.cost + sign * other.cost,
+                     self.own_pay + sign * other.own_pay)
+
+
+# --- split admission ------------------------------------------------------------------------------
 
 def is_readmission(earlier: Stay, later: Stay, days: int) -> bool:
     """`later` began within `days` days after `earlier` ended, at the same hospital."""
@@ -33,11 +116,179 @@ def is_readmission(earlier: Stay, later: Stay, days: int) -> bool:
     return 0 <= gap <= days and later.admission_date >= (earlier.admission_date or later.admission_date)
 
 
-def readmission_flags(stay: Stay, others: list[Stay], days: int = 15) -> list[CaseFlag]:
-    """Flags on `stay` for each earlier stay of the same person it re-admits after."""
-    return [
-        CaseFlag(rule=READMISSION, related_case_id=o.case_id,
-                 message=f"readmitted {(stay.admission_date - o.discharge_date).days} days after "  # type: ignore[operator]
-                         f"discharge from case {o.case_id} (limit {days})")
-        for o in others if is_readmission(o, stay, days)
-    ]
+def window(p: SplitAdmission, later: Stay) -> int:
+    """The readmission window of the rule for `later` (the DIP variant for DIP-priced cases)."""
+    return p.dip_days if later.method == "dip" else p.days
+
+
+def max_window(p: SplitAdmission) -> int:
+    return max(p.days, p.dip_days)
+
+
+def treatment_stay(s: Stay, p: SplitAdmission) -> str | None:
+    """Why `s` is a chemotherapy/radiotherapy/dialysis stay (the code matched), else None."""
+    if s.principal_diagnosis and s.principal_diagnosis.startswith(p.excluded_diagnoses):
+        return s.principal_diagnosis
+    return next((c for c in s.procedures if c.startswith(p.excluded_procedures)), None)
+
+
+def _category(s: Stay, later: Stay, p: SplitAdmission) -> str | None:
+    """What must be equal for a split admission, as the later stay's method compares it."""
+    if later.method == "dip":
+        if p.dip_match == "group":
+            return s.dip_group
+        return s.principal_diagnosis[:3] if s.principal_diagnosis else None
+    return s.adrg
+
+
+def _planned(earlier: Stay, later: Stay, p: SplitAdmission) -> bool:
+    if p.planned_on == "earlier":
+        return earlier.planned
+    if p.planned_on == "later":
+        return later.planned
+    return earlier.planned or later.planned
+
+
+def split_admission(earlier: Stay, later: Stay, p: SplitAdmission) -> CaseFlag | None:
+    """The flag on `later` when it is a split admission after `earlier`, else None."""
+    if not p.enabled or earlier.withdrawn or later.withdrawn:
+        return None
+    days = window(p, later)
+    if not is_readmission(earlier, later, days):
+        return None
+    basis = "DIP " + p.dip_match if later.method == "dip" else "ADRG"
+    mine, theirs = _category(later, later, p), _category(earlier, later, p)
+    if mine is None or mine != theirs or _planned(earlier, later, p):
+        return None
+    if treatment_stay(earlier, p) or treatment_stay(later, p):
+        return None
+    assert later.admission_date is not None and earlier.discharge_date is not None
+    gap = (later.admission_date - earlier.discharge_date).days
+    return CaseFlag(
+        rule=SPLIT_ADMISSION, severity=p.severity.value, related_case_id=earlier.case_id,
+        message=f"readmitted {gap} days after discharge from case {earlier.case_id} into the same "
+                f"{basis} {mine} (limit {days} days, not planned)",
+        evidence={"related_case_ids": [earlier.case_id], "gap_days": gap, "limit_days": days,
+                  "basis": basis, "category": mine,
+                  "earlier": {"case_id": earlier.case_id, "admission_date": _day(earlier.admission_date),
+                              "discharge_date": _day(earlier.discharge_date), "adrg": earlier.adrg,
+                              "dip_group": earlier.dip_group,
+                              "principal_diagnosis": earlier.principal_diagnosis},
+                  "later": {"admission_date": _day(later.admission_date),
+                            "discharge_date": _day(later.discharge_date), "adrg": later.adrg,
+                            "dip_group": later.dip_group, "principal_diagnosis": later.principal_diagnosis},
+                  "planned": False})
+
+
+def split_admission_flags(stay: Stay, others: Iterable[Stay], p: SplitAdmission) -> list[CaseFlag]:
+    """Flags on `stay` for each earlier stay of the same person it is a split admission after."""
+    out = [split_admission(o, stay, p) for o in others]
+    return [f for f in out if f is not None]
+
+
+def _day(d: date | None) -> str | None:
+    return None if d is None else d.isoformat()
+
+
+# --- single-case rules ----------------------------------------------------------------------------
+
+def upcoding(c: CaseFigures, p: Upcoding) -> CaseFlag | None:
+    lift = c.lift
+    if not p.enabled or lift is None or c.total_cost is None or not lift.drg_without_mean_cost:
+        return None
+    limit = p.cost_ratio * lift.drg_without_mean_cost
+    if c.total_cost >= limit:
+        return None
+    codes = ", ".join(lift.codes)
+    return CaseFlag(
+        rule=UPCODING_SECONDARY, severity=p.severity.value,
+        message=f"secondary diagnosis {codes} ({lift.level}) alone lifts the case from {lift.drg_without} "
+                f"to {c.drg}, and its cost {c.total_cost} is below {lift.drg_without}'s mean "
+                f"{lift.drg_without_mean_cost}",
+        evidence={"drg": c.drg, "drg_without": lift.drg_without, "lifting_diagnoses": list(lift.codes),
+                  "level": lift.level, "total_cost": str(c.total_cost),
+                  "lower_group_mean_cost": str(lift.drg_without_mean_cost),
+                  "ratio": _ratio(c.total_cost / lift.drg_without_mean_cost),
+                  "cost_ratio": str(p.cost_ratio)})
+
+
+def low_standard_admission(c: CaseFigures, method: str, p: LowStandardAdmission) -> CaseFlag | None:
+    if (not p.enabled or c.los is None or c.los > p.max_los or c.total_cost is None
+            or not c.group_mean_cost):
+        return None
+    ratio = c.total_cost / c.group_mean_cost
+    if method == "dip":
+        grade = next((g for g in p.dip_grades if ratio < g.below), None)
+        if grade is None:
+            return None
+        severity, below = grade.severity.value, grade.below
+    else:
+        if ratio >= p.cost_ratio:
+            return None
+        severity, below = p.severity.value, p.cost_ratio
+    return CaseFlag(
+        rule=LOW_STANDARD_ADMISSION, severity=severity,
+        message=f"stay of {c.los} days (≤ {p.max_los}) costing {c.total_cost}, "
+                f"{_ratio(ratio)} of the group mean {c.group_mean_cost} (below {below})",
+        evidence={"los": c.los, "max_los": p.max_los, "total_cost": str(c.total_cost),
+                  "group": c.drg, "group_mean_cost": str(c.group_mean_cost), "ratio": _ratio(ratio),
+                  "below": str(below), "method": method})
+
+
+def primary_care_at_tertiary(c: CaseFigures, groups: Iterable[str | None],
+                             p: PrimaryCareAtTertiary) -> CaseFlag | None:
+    if not p.enabled or c.hospital_level is None or c.hospital_level not in p.levels:
+        return None
+    listed = next((g for g in groups if g and g in p.groups), None)
+    source = "parameters" if listed else "DIP catalogue" if p.use_catalogue_flag and c.primary_care else None
+    if source is None:
+        return None
+    group = listed or c.drg
+    return CaseFlag(
+        rule=PRIMARY_CARE_AT_TERTIARY, severity=p.severity.value,
+        message=f"primary-care group {group} treated at a level-{c.hospital_level} hospital",
+        evidence={"group": group, "hospital_level": c.hospital_level, "listed_by": source,
+                  "levels": list(p.levels)})
+
+
+def own_pay_share(c: CaseFigures) -> Share | None:
+    """The case's contribution to its group's regional self-pay share (None: not counted)."""
+    if c.own_pay is None or c.total_cost is None or c.total_cost <= 0:
+        return None
+    return Share(1, c.total_cost, c.own_pay)
+
+
+def cost_shifting(c: CaseFigures, regional: Share, p: CostShifting) -> CaseFlag | None:
+    """`regional`: the group's figures without this case."""
+    mine = own_pay_share(c)
+    if not p.enabled or mine is None or regional.cases < p.min_cases or regional.cost <= 0:
+        return None
+    share, region_share = mine.own_pay / mine.cost, regional.own_pay / regional.cost
+    if share < p.min_case_share or share <= p.factor * region_share:
+        return None
+    return CaseFlag(
+        rule=COST_SHIFTING, severity=p.severity.value,
+        message=f"self-pay share {_ratio(share)} of the cost is above {p.factor} × the group's "
+                f"regional share {_ratio(region_share)} ({regional.cases} cases)",
+        evidence={"own_pay": str(mine.own_pay), "total_cost": str(mine.cost), "share": _ratio(share),
+                  "regional_share": _ratio(region_share), "regional_cases": regional.cases,
+                  "factor": str(p.factor), "min_case_share": str(p.min_case_share),
+                  "group": c.drg})
+
+
+def case_flags(c: CaseFigures, stay: Stay, regional: Share, p: RuleParameters) -> list[CaseFlag]:
+    """The single-case rules' flags, in rule order (split admissions are added by the caller)."""
+    out = [upcoding(c, p.upcoding_secondary),
+           low_standard_admission(c, stay.method, p.low_standard_admission),
+           primary_care_at_tertiary(c, (c.drg, stay.adrg, stay.dip_group), p.primary_care_at_tertiary),
+           cost_shifting(c, regional, p.cost_shifting)]
+    return [f for f in out if f is not None]
+
+
+def split_flags_of(flags: Iterable[CaseFlag]) -> list[CaseFlag]:
+    return [f for f in flags if f.rule == SPLIT_ADMISSION]
+
+
+def other_flags_of(flags: Iterable[CaseFlag]) -> list[CaseFlag]:
+    return [f for f in flags if f.rule != SPLIT_ADMISSION]
+

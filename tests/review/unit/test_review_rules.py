@@ -1,20 +1,59 @@
-"""Review's domain: the readmission rule (docs/domain.md §11) and reviewing a batch in order."""
+"""Review's domain: the case-level monitoring rules (docs/domain.md §11), their parameters, and
+reviewing a batch in order (a later stay flagged when its earlier stay arrives, a new version
+replacing the flags of the previous one)."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 
+import pytest
+
+from services.review.domain.parameters import (
+    DEFAULTS,
+    CostShifting,
+    LowStandardAdmission,
+    PrimaryCareAtTertiary,
+    RuleParameters,
+    RulesError,
+    RuleSet,
+    SplitAdmission,
+    Upcoding,
+    parse_rules,
+)
 from services.review.domain.review import PricedStay, Reviewed, review_cases, stay_of
-from services.review.domain.rules import READMISSION, Stay, is_readmission, readmission_flags
+from services.review.domain.rules import (
+    COST_SHIFTING,
+    LOW_STANDARD_ADMISSION,
+    PRIMARY_CARE_AT_TERTIARY,
+    SPLIT_ADMISSION,
+    UPCODING_SECONDARY,
+    CaseFigures,
+    Lift,
+    Share,
+    Stay,
+    cost_shifting,
+    is_readmission,
+    low_standard_admission,
+    primary_care_at_tertiary,
+    split_admission,
+    split_admission_flags,
+    upcoding,
+)
 from shared.events import CaseFacts
 
 DAY0 = date(2024, 3, 1)
+SPLIT = SplitAdmission()
 
 
-def _stay(case_id: str, admitted: int, days: int, hospital: str = "H1") -> Stay:
+def _stay(case_id: str, admitted: int, days: int, hospital: str = "H1", *, adrg: str = "GB2",
+          method: str = "drg", dx: str = "K80.100", px: tuple[str, ...] = (), planned: bool = False) -> Stay:
     adm = DAY0 + timedelta(days=admitted)
-    return Stay(case_id, "P1", hospital, adm, adm + timedelta(days=days))
+    return Stay(case_id, "P1", hospital, adm, adm + timedelta(days=days), method=method, adrg=adrg,
+                principal_diagnosis=dx, procedures=px, planned=planned)
 
+
+# --- split admission ------------------------------------------------------------------------------
 
 def test_a_readmission_is_a_new_stay_at_the_same_hospital_within_the_limit() -> None:
     first = _stay("A", 0, 5)  # discharged on day 5
@@ -23,33 +62,205 @@ def test_a_readmission_is_a_new_stay_at_the_same_hospital_within_the_limit() -> 
     assert not is_readmission(first, _stay("B", 10, 2, hospital="H2"), 15)
     assert not is_readmission(first, first, 15)
     assert not is_readmission(_stay("B", 10, 2), first, 15)  # not after it
-    flags = readmission_flags(_stay("B", 8, 2), [first, _stay("C", 30, 1)], 15)
-    assert [(f.rule, f.related_case_id) for f in flags] == [(READMISSION, "A")]
-    assert "3 days" in flags[0].message
 
 
-def _priced(case_id: str, admitted: int, days: int, *, withdrawn: bool = False) -> PricedStay:
+def test_an_unplanned_readmission_into_the_same_adrg_is_a_split_admission_with_its_evidence() -> None:
+    flags = split_admission_flags(_stay("B", 8, 2), [_stay("A", 0, 5), _stay("C", 30, 1)], SPLIT)
+    assert [(f.rule, f.related_case_id, f.severity) for f in flags] == [(SPLIT_ADMISSION, "A", "high")]
+    e = flags[0].evidence
+    assert (e["related_case_ids"], e["gap_days"], e["limit_days"], e["basis"], e["category"]) == \
+        (["A"], 3, 15, "ADRG", "GB2")
+    assert e["earlier"]["discharge_date"] == "2024-03-06" and e["later"]["admission_date"] == "2024-03-09"
+
+
+def test_another_adrg_a_planned_readmission_or_a_treatment_stay_is_not_a_split_admission() -> None:
+    first = _stay("A", 0, 5)
+    assert split_admission(first, _stay("B", 8, 2, adrg="GC1"), SPLIT) is None
+    assert split_admission(first, _stay("B", 8, 2, planned=True), SPLIT) is None
+    assert split_admission(_stay("A", 0, 5, planned=True), _stay("B", 8, 2), SPLIT) is None
+    assert split_admission(first, _stay("B", 8, 2, dx="Z51.100x001"), SPLIT) is None  # chemotherapy
+    assert split_admission(first, _stay("B", 8, 2, px=("88.7600", "99.2500x001")), SPLIT) is None
+    assert split_admission(first, _stay("B", 8, 2, dx="Z49.100"), SPLIT) is None  # dialysis
+    assert split_admission(_stay("A", 0, 5, adrg=None), _stay("B", 8, 2, adrg=None), SPLIT) is None  # type: ignore[arg-type]
+
+
+def test_the_planned_chemotherapy_readmission_into_another_adrg_is_not_flagged() -> None:
+    surgery = _stay("A", 0, 7, adrg="GB1", dx="C18.700")
+    chemo = _stay("B", 14, 3, adrg="RE1", dx="Z51.100x001", px=("99.2500",), planned=True)
+    assert split_admission_flags(chemo, [surgery], SPLIT) == []
+    # even unplanned and into the same ADRG, a chemotherapy stay is excluded by its codes
+    assert split_admission_flags(_stay("B", 14, 3, adrg="GB1", dx="Z51.100x001"), [surgery], SPLIT) == []
+
+
+def test_the_planned_flag_is_read_from_the_list_the_parameter_names() -> None:
+    first, again = _stay("A", 0, 5), _stay("B", 8, 2, planned=True)
+    assert split_admission(first, again, SplitAdmission(planned_on="earlier")) is not None
+    assert split_admission(first, again, SplitAdmission(planned_on="later")) is None
+
+
+def test_dip_cases_use_the_31_day_window_and_the_diagnosis_category() -> None:
+    first = _stay("A", 0, 5, method="dip", dx="I21.000")
+    later = _stay("B", 30, 2, method="dip", dx="I21.100")  # 25 days after, same category I21
+    f = split_admission(first, later, SPLIT)
+    assert f is not None and f.evidence["limit_days"] == 31 and f.evidence["category"] == "I21"
+    assert split_admission(first, _stay("B", 30, 2, method="dip", dx="I25.100"), SPLIT) is None
+    assert split_admission(_stay("A", 0, 5), _stay("B", 30, 2), SPLIT) is None  # DRG: 15 days
+
+
+def test_changing_the_window_changes_the_outcome() -> None:
+    first, later = _stay("A", 0, 5), _stay("B", 23, 2)  # 18 days after
+    assert split_admission(first, later, SPLIT) is None
+    assert split_admission(first, later, SplitAdmission(days=20)) is not None
+    assert split_admission(_stay("A", 0, 5), _stay("B", 8, 2), SplitAdmission(enabled=False)) is None
+
+
+# --- single-case rules ----------------------------------------------------------------------------
+
+def _fig(cost: str, *, drg: str = "FR21", los: int | None = 5, mean: str | None = "10000",
+         own: str | None = None, level: int | None = 3, lift: Lift | None = None,
+         primary: bool = False) -> CaseFigures:
+    return CaseFigures(drg, los, Decimal(cost), None if own is None else Decimal(own),
+                       None if mean is None else Decimal(mean), level, primary, lift)
+
+
+LIFT = Lift(("J96.000",), "MCC", "FR25", Decimal("8000"))
+
+
+def test_upcoding_one_secondary_lifting_the_group_of_a_cheap_case() -> None:
+    f = upcoding(_fig("6000", lift=LIFT), Upcoding())
+    assert f is not None and (f.rule, f.severity) == (UPCODING_SECONDARY, "medium")
+    assert f.evidence == {"drg": "FR21", "drg_without": "FR25", "lifting_diagnoses": ["J96.000"],
+                          "level": "MCC", "total_cost": "6000", "lower_group_mean_cost": "8000",
+                          "ratio": "0.7500", "cost_ratio": "1"}
+    assert upcoding(_fig("9000", lift=LIFT), Upcoding()) is None  # costs more than the lower group
+    assert upcoding(_fig("6000"), Upcoding()) is None  # no single lifting diagnosis
+    assert upcoding(_fig("6000", lift=Lift(("J96.000",), "MCC", "FR25", None)), Upcoding()) is None
+    # a stricter bureau: only cases below 0.7 × the lower mean
+    assert upcoding(_fig("6000", lift=LIFT), Upcoding(cost_ratio=Decimal("0.7"))) is None
+
+
+def test_low_standard_admission_short_and_cheap() -> None:
+    p = LowStandardAdmission()
+    f = low_standard_admission(_fig("3000", los=2), "drg", p)
+    assert f is not None and f.rule == LOW_STANDARD_ADMISSION and f.evidence["ratio"] == "0.3000"
+    assert low_standard_admission(_fig("3000", los=3), "drg", p) is None  # not a short stay
+    assert low_standard_admission(_fig("4000", los=1), "drg", p) is None  # 0.4 is not below 0.4
+    assert low_standard_admission(_fig("3000", los=1, mean=None), "drg", p) is None
+    assert low_standard_admission(_fig("3000", los=3), "drg", LowStandardAdmission(max_los=3)) is not None
+
+
+def test_low_standard_admission_dip_grades() -> None:
+    p = LowStandardAdmission()
+    grades = {cost: (f.severity if (f := low_standard_admission(_fig(cost, los=1), "dip", p)) else None)
+              for cost in ("2000", "4000", "6000", "7000")}
+    assert grades == {"2000": "high", "4000": "medium", "6000": "low", "7000": None}
+
+
+def test_primary_care_groups_at_tertiary_hospitals() -> None:
+    p = PrimaryCareAtTertiary(groups=("FR2",))
+    f = primary_care_at_tertiary(_fig("5000"), ("FR21", "FR2", None), p)
+    assert f is not None and (f.rule, f.severity) == (PRIMARY_CARE_AT_TERTIARY, "low")
+    assert f.evidence == {"group": "FR2", "hospital_level": 3, "listed_by": "parameters", "levels": [3]}
+    assert primary_care_at_tertiary(_fig("5000", level=2), ("FR21", "FR2"), p) is None
+    assert primary_care_at_tertiary(_fig("5000"), ("GB21", "GB2"), p) is None
+    # the DIP catalogue's primary-care groups count unless the bureau says otherwise
+    cat = _fig("5000", drg="J18.9:conservative", primary=True)
+    assert primary_care_at_tertiary(cat, (cat.drg,), PrimaryCareAtTertiary()) is not None
+    assert primary_care_at_tertiary(cat, (cat.drg,), PrimaryCareAtTertiary(use_catalogue_flag=False)) is None
+
+
+def test_cost_shifting_self_pay_far_above_the_groups_regional_share() -> None:
+    p = CostShifting()
+    region = Share(40, Decimal("400000"), Decimal("20000"))  # 5 %
+    f = cost_shifting(_fig("10000", own="2500"), region, p)  # 25 %
+    assert f is not None and f.rule == COST_SHIFTING
+    assert (f.evidence["share"], f.evidence["regional_share"], f.evidence["regional_cases"]) == \
+        ("0.2500", "0.0500", 40)
+    assert cost_shifting(_fig("10000", own="900"), region, p) is None  # 9 %: below the floor
+    assert cost_shifting(_fig("10000", own="2500"), Share(29, Decimal("290000"), Decimal("14500")), p) is None
+    assert cost_shifting(_fig("10000"), region, p) is None  # no 自费 on the list
+    assert cost_shifting(_fig("10000", own="2500"), region, CostShifting(factor=Decimal(6))) is None
+
+
+# --- parameters -----------------------------------------------------------------------------------
+
+def test_a_document_names_what_it_changes_and_is_stored_resolved() -> None:
+    params = parse_rules(b'{"format": "drgdip.review-rules/1", "rules": {"SPLIT_ADMISSION": {"days": 10}}}')
+    assert params.split_admission.days == 10 and params.split_admission.dip_days == 31
+    assert params.cost_shifting == CostShifting()
+    doc = params.to_document()
+    assert doc["rules"]["SPLIT_ADMISSION"]["days"] == 10 and doc["rules"]["COST_SHIFTING"]["min_cases"] == 30
+    import orjson
+    assert parse_rules(orjson.dumps(doc)) == params
+
+
+@pytest.mark.parametrize("doc, field", [
+    (b'{"format": "x"}', "format"),
+    (b'{"format": "drgdip.review-rules/1", "rules": {"NO_SUCH_RULE": {}}}', "rules.NO_SUCH_RULE"),
+    (b'{"format": "drgdip.review-rules/1", "rules": {"SPLIT_ADMISSION": {"dayz": 3}}}',
+     "rules.SPLIT_ADMISSION.dayz"),
+    (b'{"format": "drgdip.review-rules/1", "rules": {"COST_SHIFTING": {"factor": "-1"}}}',
+     "rules.COST_SHIFTING.factor"),
+])
+def test_a_bad_document_is_refused_naming_the_field(doc: bytes, field: str) -> None:
+    with pytest.raises(RulesError) as e:
+        parse_rules(doc)
+    assert e.value.field == field and e.value.code == "INVALID_REVIEW_RULES"
+
+
+# --- reviewing a batch ----------------------------------------------------------------------------
+
+def _priced(case_id: str, admitted: int, days: int, *, withdrawn: bool = False, adrg: str = "ES2",
+            version: int = 1, cost: str | None = None, mean: str | None = None) -> PricedStay:
     adm = DAY0 + timedelta(days=admitted)
     facts = CaseFacts(hospital_code="H1", setl_id=case_id, psn_key="P1", admission_date=adm,
-                      discharge_date=adm + timedelta(days=days), withdrawn=withdrawn)
-    return PricedStay(case_id, facts, "ES23", "corr")
+                      discharge_date=adm + timedelta(days=days), withdrawn=withdrawn, list_version=version,
+                      principal_diagnosis="J18.900", total_cost=None if cost is None else Decimal(cost))
+    return PricedStay(case_id, facts, adrg + "3", "corr", adrg=adrg,
+                      group_mean_cost=None if mean is None else Decimal(mean), hospital_level=2)
 
 
 def test_an_earlier_stay_arriving_later_flags_the_stay_already_reviewed() -> None:
     known: dict[str, Reviewed] = {}
     later, earlier = _priced("B", 10, 2), _priced("A", 0, 5)
-    changed, out = review_cases(known, [later])
-    assert [(a.case_id, a.flags) for a in out] == [("B", ())]
-    changed, out = review_cases(known, [earlier])
-    assert [(a.case_id, [f.related_case_id for f in a.flags]) for a in out] == [("A", []), ("B", ["A"])]
-    assert changed["B"].review_version == 2 and set(changed) == {"A", "B"}
+    out = review_cases(known, [later])
+    assert [(a.case_id, a.flags) for a in out.announcements] == [("B", ())]
+    out = review_cases(known, [earlier])
+    assert [(a.case_id, [f.related_case_id for f in a.flags]) for a in out.announcements] == \
+        [("A", []), ("B", ["A"])]
+    assert out.changed["B"].review_version == 2 and set(out.changed) == {"A", "B"}
     # the same earlier stay again (a redelivery or a new list version) flags nothing twice
-    _changed, out = review_cases(known, [earlier])
-    assert [a.case_id for a in out] == ["A"]
+    out = review_cases(known, [earlier])
+    assert [a.case_id for a in out.announcements] == ["A"]
+    # a new version of the earlier stay, withdrawn: the later stay's flag goes
+    out = review_cases(known, [_priced("A", 0, 5, withdrawn=True, version=2)])
+    assert [(a.case_id, a.flags) for a in out.announcements] == [("A", ()), ("B", ())]
 
 
 def test_a_withdrawn_list_is_reviewed_clean() -> None:
-    known = {"A": Reviewed(stay_of("A", _priced("A", 0, 5).facts), "ES23", _priced("A", 0, 5).facts,
-                           1, 1)}
-    _changed, out = review_cases(known, [_priced("B", 8, 2, withdrawn=True)])
-    assert [(a.case_id, a.flags) for a in out] == [("B", ())]
+    first = _priced("A", 0, 5)
+    known = {"A": Reviewed(stay_of("A", first.facts), "ES23", first.facts, 1, 1)}
+    out = review_cases(known, [_priced("B", 8, 2, withdrawn=True)])
+    assert [(a.case_id, a.flags) for a in out.announcements] == [("B", ())]
+
+
+def test_a_new_version_replaces_the_flags_of_the_previous_one() -> None:
+    known: dict[str, Reviewed] = {}
+    out = review_cases(known, [_priced("A", 0, 1, cost="1000", mean="10000")])
+    assert [f.rule for f in out.announcements[0].flags] == [LOW_STANDARD_ADMISSION]
+    out = review_cases(known, [_priced("A", 0, 1, cost="9000", mean="10000", version=2)])
+    assert out.announcements[0].flags == () and out.announcements[0].review_version == 2
+
+
+def test_the_parameters_in_force_on_the_discharge_date_are_used() -> None:
+    narrow = RuleSet("350500", 2, RuleParameters(SPLIT_ADMISSION=SplitAdmission(days=2)))  # type: ignore[call-arg]
+
+    def rules_on(region: str, day: date | None) -> RuleSet | None:
+        return narrow if day is not None and day >= DAY0 + timedelta(days=10) else None
+
+    # B comes 3 days after A: a split admission under the defaults (15 days), not under v2 (2 days)
+    assert [len(a.flags) for a in review_cases({}, [_priced("A", 0, 5), _priced("B", 8, 2)]).announcements] == [0, 1]
+    out = review_cases({}, [_priced("A", 0, 5), _priced("B", 8, 2)], rules_on=rules_on)
+    assert [(a.case_id, a.rules, len(a.flags)) for a in out.announcements] == \
+        [("A", DEFAULTS.label, 0), ("B", "350500 v2", 0)]
+
