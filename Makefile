@@ -26,6 +26,7 @@ bench: setup
 	$(BIN)/python bench/bench_intake.py --shared $(SHARED)
 	$(BIN)/python bench/bench_cores.py --scheme-path $(SHARED)/schemes/chs-drg-1.1
 	$(BIN)/python bench/bench_pipeline.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --cases $(CASES)
+	$(BIN)/python bench/bench_loop_stall.py --shared $(SHARED)
 
 # the distributed pipeline (own PostgreSQL and Kafka): throughput, latency, then every fault
 DCASES ?= 10000

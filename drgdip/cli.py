@@ -10,15 +10,18 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from drgdip.audit import audited
 from drgdip.dip_cli import compare_command, dip_app
 from drgdip.dlq_cli import dlq_app
 from drgdip.generate_cli import generate_command
 from services.gateway.cli import token_app
+from services.gateway.domain import audit
 from services.grouper.cli import (
     group_command,
     import_catalogue_command,
     regroup_command,
     scheme_app,
+    scheme_import_command,
 )
 from services.ingest.cli import import_command
 from services.pricer.cli import (
@@ -42,24 +45,27 @@ app = typer.Typer(help="drgdip: DRG/DIP payment for medical-insurance bureaus an
                   no_args_is_help=True, add_completion=False)
 app.command("group", help="Group a JSON Lines file of cases with a scheme.")(group_command)
 app.add_typer(scheme_app, name="scheme", help="Inspect, compare and register grouping schemes.")
+# The administrative commands leave the audit row their gateway route leaves (drgdip/audit.py).
+scheme_app.command("import")(audited(audit.SCHEME_REGISTERED, scheme_import_command))
 app.command("generate", help="Generate a synthetic region's settlement lists (JSON Lines).")(generate_command)
 app.command("price", help="What-if: price grouped cases under a policy file (nothing stored).")(price_command)
 app.command("calibrate", help="Compute DRG weights and a base rate from grouped history.")(calibrate_command)
 app.add_typer(dip_app, name="dip", help="DIP (按病种分值付费): build a catalogue from history, group lists.")
-dip_app.command("import-catalogue")(import_catalogue_command)
-app.command("regroup")(regroup_command)
+dip_app.command("import-catalogue")(audited(audit.DIP_CATALOGUE_REGISTERED, import_catalogue_command))
+app.command("regroup")(audited(audit.REGROUPED, regroup_command))
 app.command("compare", help="Price the same lists under DRG and under DIP; differences per group and hospital.")(
     compare_command)
-app.command("advance", help="Record a prepayment (预付金) netted at the annual clearing.")(advance_command)
+app.command("advance", help="Record a prepayment (预付金) netted at the annual clearing.")(
+    audited(audit.ADVANCE_RECORDED, advance_command))
 app.command("settle", help="Monthly pre-settlement (--period YYYY-MM) or annual clearing (--period YYYY).")(
-    settle_command)
+    audited(audit.SETTLEMENT_RUN, settle_command))
 app.command("reprice", help="Re-price stored cases under the policies in force now (new price versions).")(
-    reprice_command)
+    audited(audit.REPRICED, reprice_command))
 app.command("simulate", help="模拟运行: DRG payment against fee-for-service, per hospital and DRG.")(
     simulate_command)
 policy_app = typer.Typer(help="Pricing policies (rates, coefficients, weights per region and period).")
 app.add_typer(policy_app, name="policy")
-policy_app.command("import")(policy_import_command)
+policy_app.command("import")(audited(audit.POLICY_IMPORTED, policy_import_command))
 policy_app.command("from-calibration")(policy_from_calibration_command)
 app.add_typer(token_app, name="token")
 review_app = typer.Typer(help="Review: monitoring rules (智能监控).", no_args_is_help=True)
@@ -259,7 +265,7 @@ def demo(
         pass
 
 
-dip_app.command("import-policy")(dip_import_policy_command)
+dip_app.command("import-policy")(audited(audit.DIP_POLICY_IMPORTED, dip_import_policy_command))
 
 
 if __name__ == "__main__":

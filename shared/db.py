@@ -7,6 +7,7 @@ own database. Stages use SQLAlchemy Core: one transaction per consumed message o
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -286,8 +287,12 @@ async def _execute_many(conn: AsyncConnection, prepared: _Prepared, rows: Sequen
     sql, order, processors = prepared
     names = tuple(key if n == _KEY else n for n in order)
     pairs = tuple(zip(names, processors, strict=True))
-    await conn.exec_driver_sql(sql, [
-        tuple(row[n] if p is None or row[n] is None else p(row[n]) for n, p in pairs) for row in rows])
+
+    def params() -> list[tuple[Any, ...]]:
+        return [tuple(row[n] if p is None or row[n] is None else p(row[n]) for n, p in pairs) for row in rows]
+
+    # a stage's batch is hundreds of rows: converting them is CPU work, off the event loop
+    await conn.exec_driver_sql(sql, await asyncio.to_thread(params) if len(rows) > 50 else params())
 
 
 async def insert_many(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

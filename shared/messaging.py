@@ -93,9 +93,10 @@ class Outbox:
         if not events:
             return
         now = datetime.now(UTC)
-        await insert_many(conn, self.table, [
+        rows = await asyncio.to_thread(lambda: [  # serializing a batch: off the event loop
             {"event_id": e.event_id, "topic": e.event_type, "key": e.case_id, "value": e.to_bytes(),
              "created_at": now} for e in events])
+        await insert_many(conn, self.table, rows)
 
     async def waiting(self, conn: AsyncConnection) -> tuple[int, datetime | None]:
         """How many events wait to be published and when the oldest of them was written."""
@@ -200,6 +201,14 @@ class PoisonMessage(Exception):
     """An event that can never be applied (undecodable, or invalid for the stage)."""
 
 
+def _decoded(msg: Message) -> Envelope | Exception:
+    """The message's envelope, or why it cannot be read."""
+    try:
+        return Envelope.from_bytes(msg.value)
+    except (ValueError, pydantic.ValidationError) as e:
+        return e
+
+
 class EventConsumer:
     """The consume loop of one stage: fetch, apply each event once, commit, dead-letter poison."""
 
@@ -282,11 +291,12 @@ class EventConsumer:
         fall back: the batch is tried again whole once it answers.
         """
         envs: list[tuple[Message, Envelope]] = []
-        for msg in batch:
-            try:
-                envs.append((msg, Envelope.from_bytes(msg.value)))
-            except (ValueError, pydantic.ValidationError) as e:
-                await self._dead_letter(msg, f"undecodable: {failure_reason(e)}")
+        # decoding a batch is CPU work: off the event loop, which keeps serving meanwhile
+        for msg, decoded in await asyncio.to_thread(lambda: [(m, _decoded(m)) for m in batch]):
+            if isinstance(decoded, Envelope):
+                envs.append((msg, decoded))
+            else:
+                await self._dead_letter(msg, f"undecodable: {failure_reason(decoded)}")
         if len(envs) <= 1:
             for msg, _env in envs:
                 await self.process(msg)

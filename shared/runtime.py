@@ -196,6 +196,8 @@ class Runtime:
         for c in self.consumers:
             self._tasks.append(asyncio.create_task(c.run(), name=f"consumer-{c.service}"))
         self._tasks.append(asyncio.create_task(self.dead_letters.run(), name="dead-letters"))
+        if (trim := _malloc_trim()) is not None:
+            self._tasks.append(asyncio.create_task(_return_memory(trim), name="return-memory"))
         log.info("started", stages=[s.name for s in self.stages], bus=self.settings.bus.split("://")[0])
         if self.settings.environment == DEVELOPMENT:
             for name in self.settings.public_secrets():
@@ -318,3 +320,28 @@ class Runtime:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+MEMORY_RETURN_SECONDS = 30.0
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, where the C library has it (Linux/glibc)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+async def _return_memory(trim: Callable[[int], int]) -> None:
+    """Hand the heap's free pages back to the system now and then. After a large import the
+    allocator keeps what Python freed (many small blocks across many pages, and an arena per
+    worker thread), so the process would stay at its peak size while idle; `malloc_trim` runs
+    outside the interpreter lock, in a worker thread, and frees only free pages."""
+    while True:
+        await asyncio.sleep(MEMORY_RETURN_SECONDS)
+        await asyncio.to_thread(trim, 0)

@@ -3,15 +3,16 @@
 The main CLI mounts `token_app` with `app.add_typer(token_app, name="token")`. Each command is
 one transaction on the gateway's database (`--db` or `DRGDIP_DB`), its schema upgraded first.
 Creating and revoking a token is audited (`gateway_audit`) with the operating-system user as
-the actor (`cli:<user>`).
+the actor (`cli:<user>`); `record_command` records the other services' administrative commands
+the same way (the main CLI calls it, `drgdip.audit`).
 """
 
 from __future__ import annotations
 
 import getpass
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
@@ -51,6 +52,20 @@ def cli_actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no user name in this environment
         return "cli:unknown"
+
+
+def record_command(action: str, answer: Mapping[str, Any], db: str | None = None) -> None:
+    """Append the audit row of an administrative command that took effect (`scheme import`,
+    `policy import`, `settle`, `reprice` …), as the gateway's route for the same change does:
+    the same action, subject and detail, with the operating-system user as the actor. `db` is
+    the gateway's database (default `DRGDIP_DB`: the embedded mode's one database)."""
+    detail = orjson.dumps(audit.change_detail(action, answer), default=str).decode()
+
+    async def work(conn: AsyncConnection) -> None:
+        await repository.record(conn, action, actor=cli_actor(), subject=audit.change_subject(action, answer),
+                                detail=detail)
+
+    _in_transaction(_settings(db), work)
 
 
 @token_app.command("create")

@@ -231,21 +231,17 @@ async def _record_on(conn: Any, request: Request, who: Principal, action: str, s
 
 
 async def _admin_change(request: Request, up: Upstreams, who: Principal, engine: Any, upstream: str,
-                        path: str, action: str, subject: Callable[[dict[str, Any]], str], *,
-                        headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
-                        detail: Callable[[dict[str, Any]], Any] = lambda a: a) -> Response:
-    """Forward a bureau-admin change upstream and, once it succeeded, append its audit row."""
+                        path: str, action: str, *, headers: dict[str, str] | None = None,
+                        params: dict[str, str] | None = None) -> Response:
+    """Forward a bureau-admin change upstream and, once it succeeded, append its audit row (its
+    subject and detail from the upstream's answer, as `drgdip`'s commands record theirs)."""
     who.require("bureau-admin")
     r = await up.relay(upstream, "POST", path, await _read(request, up), headers or _headers(who),
                        params=params)
     if r.status_code < 300:
         a = _answer(r)
-        await _record(engine, request, who, action, subject(a), detail(a))
+        await _record(engine, request, who, action, audit.change_subject(action, a), audit.change_detail(action, a))
     return r
-
-
-def _policy_version(a: dict[str, Any]) -> str:
-    return f"{a.get('policy_id')} v{a.get('version')}"
 
 
 def _answer(response: Response) -> dict[str, Any]:
@@ -302,7 +298,7 @@ async def list_policies(request: Request, up: Upstream, who: Caller) -> Response
 async def upload_policy(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
     """Import a pricing policy version (bureau-admin); every change is audited with who made it."""
     return await _admin_change(request, up, who, engine, "pricer", "/policies", audit.POLICY_IMPORTED,
-                               _policy_version, headers=_audited(who))
+                               headers=_audited(who))
 
 
 @router.post("/dip/catalogues", status_code=201, openapi_extra=_body({"type": "object"}))
@@ -312,16 +308,14 @@ async def register_dip_catalogue(request: Request, up: Upstream, who: Caller, en
                                  valid_to: str | None = Query(None, min_length=10, max_length=10)) -> Response:
     """Register a DIP catalogue (built by `drgdip dip build-catalogue`) for a region and period (audited)."""
     return await _admin_change(request, up, who, engine, "grouper", "/dip/catalogues",
-                               audit.DIP_CATALOGUE_REGISTERED,
-                               lambda _a: f"{region} {valid_from}..{valid_to or ''}",
-                               params=dict(request.query_params))
+                               audit.DIP_CATALOGUE_REGISTERED, params=dict(request.query_params))
 
 
 @router.post("/dip/policies", status_code=201, openapi_extra=_body(DIP_POLICY_SCHEMA))
 async def upload_dip_policy(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
     """Import a DIP policy version with its catalogue (bureau-admin; audited)."""
     return await _admin_change(request, up, who, engine, "pricer", "/dip/policies", audit.DIP_POLICY_IMPORTED,
-                               _policy_version, headers=_audited(who))
+                               headers=_audited(who))
 
 
 @router.post("/schemes/registrations", status_code=201, openapi_extra=_body(SCHEME_REGISTRATION_SCHEMA))
@@ -329,9 +323,8 @@ async def register_scheme(request: Request, up: Upstream, who: Caller, engine: E
     """Register a scheme the grouper has loaded for a region and period (bureau-admin; audited);
     in force with the grouper's next batch."""
     _only(request)
-    return await _admin_change(
-        request, up, who, engine, "grouper", "/schemes/registrations", audit.SCHEME_REGISTERED,
-        lambda a: f"{a.get('scheme')} {a.get('region')} {a.get('valid_from')}..{a.get('valid_to') or ''}")
+    return await _admin_change(request, up, who, engine, "grouper", "/schemes/registrations",
+                               audit.SCHEME_REGISTERED)
 
 
 @router.post("/settlements", status_code=201, openapi_extra=_body(SETTLEMENT_SCHEMA))
@@ -339,10 +332,7 @@ async def run_settlement(request: Request, up: Upstream, who: Caller, engine: En
     """Pre-settle a month or clear a year (bureau-admin; audited): a new statement version per
     hospital, answered with the run's figures and its statements."""
     _only(request)
-    return await _admin_change(
-        request, up, who, engine, "pricer", "/settlements", audit.SETTLEMENT_RUN,
-        lambda a: f"{a.get('policy_id')} {a.get('period')} v{a.get('version')}",
-        detail=lambda a: {k: v for k, v in a.items() if k != "statements"})
+    return await _admin_change(request, up, who, engine, "pricer", "/settlements", audit.SETTLEMENT_RUN)
 
 
 @router.post("/reprice", openapi_extra=_body(REPRICE_SCHEMA))
@@ -350,8 +340,7 @@ async def reprice(request: Request, up: Upstream, who: Caller, engine: Engine) -
     """Re-price a region's stored cases under the policies in force now (bureau-admin; audited):
     the counts of cases re-priced, unchanged and not re-priceable."""
     _only(request)
-    return await _admin_change(request, up, who, engine, "pricer", "/cases:reprice", audit.REPRICED,
-                               lambda a: f"{a.get('region')} {a.get('from') or ''}..{a.get('to') or ''}")
+    return await _admin_change(request, up, who, engine, "pricer", "/cases:reprice", audit.REPRICED)
 
 
 @router.get("/statements")

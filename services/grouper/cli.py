@@ -2,8 +2,10 @@
 and `drgdip dip import-catalogue`.
 
 The main CLI mounts `group_command` with `app.command("group")(group_command)`, `scheme_app`
-with `app.add_typer(scheme_app, name="scheme")`, `regroup_command` as "regroup" and
-`import_catalogue_command` as "import-catalogue" of its `dip` group. `app` bundles them for
+(check, diff) with `app.add_typer(scheme_app, name="scheme")`, and the administrative commands
+audited (`drgdip.audit`): `scheme_import_command` as "scheme import", `regroup_command` as
+"regroup" and `import_catalogue_command` as "import-catalogue" of its `dip` group; these answer
+the summary of the change they made, which the audit records. `app` bundles the others for
 standalone use. A command that touches the database runs in one transaction.
 """
 
@@ -294,14 +296,13 @@ def _day(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
-@scheme_app.command("import")
 def scheme_import_command(
     scheme_path: Annotated[Path, typer.Argument(help="scheme folder (with scheme.json)")],
     region: Annotated[str, typer.Option(help="region (insured area) the scheme applies to")],
     valid_from: Annotated[str, typer.Option("--from", help="first discharge date, YYYY-MM-DD")],
     valid_to: Annotated[str | None, typer.Option("--to", help="last discharge date (open if omitted)")] = None,
     db: Db = None,
-) -> None:
+) -> dict[str, Any]:
     """Register a scheme for a region from a date: cases are grouped by the scheme in force."""
     from services.grouper import repository
     from shared.migrate import run_on_database
@@ -321,6 +322,8 @@ def scheme_import_command(
     run_on_database(load_settings(GrouperSettings, db=db).db, repository.NAME, run)
     typer.echo(f"registered {scheme.id} for region {region} from {start}" + (f" to {end}" if end else ""))
     typer.echo("a running grouper puts it in force with its next batch of cases")
+    return {"scheme": scheme.id, "title": scheme.title, "region": region, "valid_from": start.isoformat(),
+            "valid_to": end.isoformat() if end else None, "path": registration.path}
 
 
 def regroup_command(
@@ -331,7 +334,7 @@ def regroup_command(
     schemes_dir: Annotated[Path | None, typer.Option(help="folder of scheme folders (env DRGDIP_SCHEMES_DIR)")] = None,
     db: Db = None,
     top: Annotated[int, typer.Option(help="rows of the migration table to show")] = 30,
-) -> None:
+) -> dict[str, Any]:
     """Regroup stored cases under another scheme and show which DRGs cases moved between."""
     from sqlalchemy import MetaData
 
@@ -371,6 +374,8 @@ def regroup_command(
         table.add_row(a, b, str(n))
     if m.moved:
         console.print(table)
+    return {"scheme": scheme, "from": first and first.isoformat(), "to": last and last.isoformat(),
+            "code_mode": code_mode, "cases": m.cases, "moved": m.moved}
 
 
 def import_catalogue_command(
@@ -379,7 +384,7 @@ def import_catalogue_command(
     valid_from: Annotated[str, typer.Option("--from", help="first discharge date, YYYY-MM-DD")],
     valid_to: Annotated[str | None, typer.Option("--to", help="last discharge date (open if omitted)")] = None,
     db: Db = None,
-) -> None:
+) -> dict[str, object]:
     """Register a DIP catalogue with the grouper: cases get a DIP group from that date."""
     from services.grouper import repository
     from shared.migrate import run_on_database
@@ -401,16 +406,14 @@ def import_catalogue_command(
     run_on_database(load_settings(GrouperSettings, db=db).db, repository.NAME, run)
     typer.echo(f"registered DIP catalogue {registration.catalogue.version_label} for region {region} "
                f"from {valid_from}" + (f" to {valid_to}" if valid_to else ""))
+    return registration.summary()
 
 
-# Standalone app (`python -m services.grouper.cli`); the main CLI mounts the pieces itself.
+# Standalone app (`python -m services.grouper.cli`) of the commands that change nothing but their
+# own output; the main CLI mounts the pieces itself, the administrative ones audited.
 app = typer.Typer(no_args_is_help=True)
 app.command("group")(group_command)
 app.add_typer(scheme_app, name="scheme")
-app.command("regroup")(regroup_command)
-dip_app = typer.Typer(no_args_is_help=True)
-dip_app.command("import-catalogue")(import_catalogue_command)
-app.add_typer(dip_app, name="dip")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

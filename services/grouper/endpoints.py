@@ -36,8 +36,7 @@ async def register_catalogue(request: Request, conn: Conn,
     """Register a DIP catalogue document for a region from a date (bureau only, via the gateway)."""
     reg = catalogue_registration(await request.body(), region, valid_from, valid_to)
     await repository.register_catalogue(conn, reg)
-    return {"catalogue_id": reg.catalogue.catalogue_id, "version": reg.catalogue.version,
-            "region": region, "groups": len(reg.catalogue.groups)}
+    return reg.summary()
 
 
 class SchemeRegistration(BaseModel):

@@ -7,6 +7,7 @@ discharge date (with its DIP group where a catalogue is in force, §5) and annou
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import date
 
@@ -112,13 +113,14 @@ async def register_scheme(grouper: GrouperService, conn: AsyncConnection, scheme
 async def on_case_received(grouper: GrouperService, conn: AsyncConnection,
                            envs: Sequence[Envelope]) -> list[Envelope]:
     """Store and group a batch of received list versions (each table read and written once)."""
-    items = [ToGroup.from_json(e.case_id, e.correlation_id, e.payload) for e in envs]
+    items = await asyncio.to_thread(
+        lambda: [ToGroup.from_json(e.case_id, e.correlation_id, e.payload) for e in envs])
     await grouper.refresh(conn)
     await repository.insert_received(conn, items)
     groupings = await group_and_store(conn, items, scheme_for=grouper.scheme_for,
                                       code_mode=grouper.settings.code_mode,
                                       catalogues=await grouper.catalogues.in_force(conn))
-    return announcements(groupings)
+    return await asyncio.to_thread(announcements, groupings)
 
 
 async def group_and_store(conn: AsyncConnection, items: Sequence[ToGroup], *,
@@ -127,8 +129,9 @@ async def group_and_store(conn: AsyncConnection, items: Sequence[ToGroup], *,
     """Group each list version as a new grouping version and store each result with its trace
     (in the order of `items`)."""
     latest = await repository.latest_grouping_versions(conn, {i.case_id for i in items})
-    groupings = group_cases(items, scheme_for=scheme_for, catalogue_on=catalogues.on,
-                            code_mode=code_mode, latest=latest)
+    # grouping a batch is CPU work: off the event loop, which keeps serving meanwhile
+    groupings = await asyncio.to_thread(lambda: group_cases(
+        items, scheme_for=scheme_for, catalogue_on=catalogues.on, code_mode=code_mode, latest=latest))
     await repository.insert_results(conn, groupings)
     return groupings
 

@@ -12,6 +12,7 @@ over-long value would fail in PostgreSQL, so they are refused here with their fi
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Annotated, Any
 
@@ -110,10 +111,14 @@ async def quality_scores(conn: Conn, intake: Ingest, month: str | None = None, h
     if month is not None and not _MONTH.fullmatch(month):
         raise Invalid("month must be YYYY-MM", code="INVALID_FIELD", field="month")
     rows = await repository.decided_lists(conn, _checked(caller or hospital, "hospital", 32))
-    scores = quality.score_quality(quality.stored_records(
-        ((r.hospital_code, r.discharge_date, r.declared_on, r.received_at, r.problems) for r in rows), month),
-        deadline_days=intake.settings.timeliness_deadline_days)
-    return {"scores": [_score(s) for s in scores]}
+
+    def scores() -> list[dict[str, Any]]:
+        return [_score(s) for s in quality.score_quality(quality.stored_records(
+            ((r.hospital_code, r.discharge_date, r.declared_on, r.received_at, r.problems) for r in rows), month),
+            deadline_days=intake.settings.timeliness_deadline_days)]
+
+    # every decided list of the region is scored: CPU work, off the event loop
+    return {"scores": await asyncio.to_thread(scores)}
 
 
 def _score(s: quality.QualityScore) -> dict[str, Any]:

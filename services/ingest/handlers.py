@@ -49,7 +49,6 @@ from shared.errors import Unavailable, detail
 from shared.messaging import Outbox
 
 CHUNK = 500  # lists per transaction in bulk imports and at recovery
-SLICE = 50  # lists decided between two yields to the event loop
 log = structlog.get_logger("ingest")
 T = TypeVar("T")
 
@@ -150,15 +149,14 @@ class Intake:
         """Decide stored lists and record the changes with their events: each table is read
         once and written once per batch."""
         today = datetime.now(CST).date()
-        decided = []
-        for start in range(0, len(rows), SLICE):
-            if start:
-                await asyncio.sleep(0)  # deciding is CPU work: let the loop serve others between slices
-            decided += [(row, decide(row, self.dictionaries, self.limits, today))
-                        for row in rows[start:start + SLICE]]
+        # deciding and recording a chunk is CPU work (parsing, QC, hashing): off the event loop,
+        # which keeps serving other requests meanwhile
+        decided = await asyncio.to_thread(
+            lambda: [(row, decide(row, self.dictionaries, self.limits, today)) for row in rows])
         latest = await repository.latest_versions(conn, keys_to_look_up(d for _row, d in decided))
         changes = Changes(latest, producer=repository.NAME)
-        outcomes = [record(row, d, changes, self.settings.psn_key_secret) for row, d in decided]
+        outcomes = await asyncio.to_thread(
+            lambda: [record(row, d, changes, self.settings.psn_key_secret) for row, d in decided])
         await repository.save(conn, changes)
         await self.outbox.add(conn, changes.events)
         return outcomes

@@ -62,6 +62,10 @@ drgdip reprice --region R [--from D] [--to D] [--batch 500] [--db URL]
 drgdip advance ...; drgdip settle ...
     Store a policy version, a prepayment or settlement statements in the pricer's database:
     one transaction per command (`in_transaction`).
+
+The commands that change what is stored (policy import, dip import-policy, reprice, advance,
+settle) answer a summary of the change, the route's answer where a route makes the same
+change: the main CLI records it in the audit (`drgdip.audit`).
 """
 
 from __future__ import annotations
@@ -91,6 +95,7 @@ from services.pricer.domain.calibration import (
     calibrate,
     parse_expected_cases,
 )
+from services.pricer.domain.dip_pricing import DipPolicy
 from services.pricer.domain.policy import (
     Policy,
     PolicyError,
@@ -335,32 +340,34 @@ def in_transaction(db: str | None, work: Callable[[AsyncConnection], Awaitable[T
 Db = Annotated[str | None, typer.Option(help="sqlite+aiosqlite:///FILE or postgresql+asyncpg://… (env DRGDIP_DB)")]
 
 
-def policy_import_command(file: Path, db: Db = None) -> None:
+def policy_import_command(file: Path, db: Db = None) -> dict[str, Any]:
     """Store a pricing policy JSON in the pricer's database."""
     try:
-        p, _stored = in_transaction(db, lambda conn: handlers.import_policy(conn, file.read_bytes()))
+        p, stored = in_transaction(db, lambda conn: handlers.import_policy(conn, file.read_bytes()))
     except DomainError as e:
         typer.echo(f"error: {file}: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"imported policy {p.policy_id} v{p.version} ({p.region}, from {p.valid_from}, "
                f"{len(p.weights.table)} weights)")
+    return handlers.policy_summary(p, stored)
 
 
 def dip_import_policy_command(
     file: Annotated[Path, typer.Argument(help="DIP policy JSON (drgdip.dip-policy/1)")],
     catalogue: Annotated[Path, typer.Option(help="the catalogue document the policy prices with")],
     db: Db = None,
-) -> None:
+) -> dict[str, Any]:
     """Store a DIP policy version with its catalogue in the pricer's database."""
-    async def run(conn: AsyncConnection) -> str:
-        p = await handlers.import_dip_policy(conn, file.read_bytes(), catalogue.read_bytes())
-        return f"imported DIP policy {p.policy_id} v{p.version} ({p.region}, from {p.valid_from})"
+    async def run(conn: AsyncConnection) -> DipPolicy:
+        return await handlers.import_dip_policy(conn, file.read_bytes(), catalogue.read_bytes())
 
     try:
-        typer.echo(in_transaction(db, run))
+        p = in_transaction(db, run)
     except (DomainError, OSError) as e:
         typer.echo(f"error: {file}: {e}", err=True)
         raise typer.Exit(2) from None
+    typer.echo(f"imported DIP policy {p.policy_id} v{p.version} ({p.region}, from {p.valid_from})")
+    return handlers.dip_policy_summary(p)
 
 
 class Method(StrEnum):
@@ -458,7 +465,7 @@ def reprice_command(
     date_to: Annotated[str | None, typer.Option("--to", help="last discharge date, YYYY-MM-DD")] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="cases per transaction")] = 500,
     db: Db = None,
-) -> None:
+) -> dict[str, Any]:
     """Re-price stored cases under the policies in force now (e.g. after `policy import`): new
     price versions, announced downstream; running it again changes nothing."""
     from services.pricer.config import PricerSettings
@@ -483,13 +490,14 @@ def reprice_command(
     if not r.cases:
         typer.echo(f"no priced case treated in {region} ({span}) is stored: the pipeline prices "
                    "the lists it receives while it runs")
-        return
+        return r.summary(region, first, last)
     typer.echo(f"{r.cases} cases of {region} ({span}): {r.repriced} re-priced, "
-               f"{r.unchanged} unchanged" + (f", {r.not_repriceable} priced before re-pricing was "
-                                              "possible (regroup them to re-price)"
-                                              if r.not_repriceable else ""))
+               f"{r.unchanged} unchanged" + (f", {r.not_repriceable} not re-priceable" if r.not_repriceable else ""))
     for label, n in sorted(r.by_policy.items()):
         typer.echo(f"  {label}: {n}")
+    if hint := r.regroup_hint(region):
+        err.print(hint, style="yellow", markup=False, highlight=False, soft_wrap=True)
+    return r.summary(region, first, last)
 
 
 def advance_command(
@@ -498,7 +506,7 @@ def advance_command(
     amount: Annotated[str, typer.Option("--amount", help="yuan")],
     note: Annotated[str | None, typer.Option("--note", help="why (kept with the record)")] = None,
     db: Annotated[str | None, typer.Option("--db", help="the pricer's database (env DRGDIP_DB)")] = None,
-) -> None:
+) -> dict[str, Any]:
     """Record a prepayment (预付金) to a hospital; the year's clearing nets it (§8)."""
     value = parse_amount(amount, "--amount")
     assert value is not None
@@ -507,6 +515,7 @@ def advance_command(
     except DomainError as e:
         raise typer.BadParameter(str(e), param_hint="--amount") from None
     typer.echo(f"advance of {value} yuan to {hospital} recorded for {year}")
+    return {"hospital": hospital, "year": year, "amount": str(value), "note": note}
 
 
 def settle_command(
@@ -516,16 +525,17 @@ def settle_command(
     budget: Annotated[str | None, typer.Option("--budget", help="annual clearing: the year's budget, yuan")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="also write the statements as CSV")] = None,
     db: Annotated[str | None, typer.Option("--db", help="the pricer's database (env DRGDIP_DB)")] = None,
-) -> None:
+) -> dict[str, object]:
     """Pre-settle a month or clear a year (§8); each run stores a new statement version."""
     amount = parse_amount(budget, "--budget") if len(period) == 4 else None  # a month takes none
     if len(period) == 4 and amount is None:
         raise typer.BadParameter("the annual clearing needs the year's budget", param_hint="--budget")
     try:
-        statements = in_transaction(db, lambda conn: handlers.settle(conn, policy_id, period, amount)).statements
+        run = in_transaction(db, lambda conn: handlers.settle(conn, policy_id, period, amount))
     except NotFound:  # nothing priced under the policy in the period: nothing stored
         stderr().print(f"no priced case under {policy_id} in {period}")
         raise typer.Exit(1) from None
+    statements = run.statements
     rows = [row for st in statements for row in st.csv_rows()]
     if csv_out is not None:
         write_csv(csv_out, rows)
@@ -536,6 +546,7 @@ def settle_command(
     for st in statements:
         table.add_row(st.hospital_code, str(st.version), f"{st.amount(figure):,.2f}")
     Console().print(table)
+    return run.summary()
 
 
 # --------------------------------------------------------------------------- simulate

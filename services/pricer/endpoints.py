@@ -36,9 +36,7 @@ async def upload_policy(request: Request, response: Response, conn: Conn, polici
                                                   book=policies.drg)
     if not stored:
         response.status_code = 200
-    return {"policy_id": policy.policy_id, "version": policy.version, "region": policy.region,
-            "weights_version": policy.weights.version, "weights": len(policy.weights.table),
-            "stored": stored}
+    return handlers.policy_summary(policy, stored)
 
 
 @router.post("/dip/policies", status_code=201)
@@ -51,7 +49,7 @@ async def upload_dip_policy(body: dict[str, Any], request: Request, conn: Conn) 
     # such a document is then refused by the parsers with the field at fault)
     dip = await handlers.import_dip_policy(conn, json.dumps(body["policy"]).encode(),
                                            json.dumps(body["catalogue"]).encode(), _actor(request))
-    return {"policy_id": dip.policy_id, "version": dip.version, "region": dip.region}
+    return handlers.dip_policy_summary(dip)
 
 
 @router.get("/policies")
@@ -100,6 +98,4 @@ async def reprice(body: RepriceRequest, engine: Engine, policies: Policies) -> d
     # the stage's relay publishes the new outbox rows (the table is the stage's own)
     r = await handlers.reprice(engine, Outbox(repository.NAME, repository.metadata), policies, body.region,
                                date_from=body.date_from, date_to=body.date_to)
-    return {"region": body.region, "from": body.date_from and body.date_from.isoformat(),
-            "to": body.date_to and body.date_to.isoformat(), "cases": r.cases, "repriced": r.repriced,
-            "unchanged": r.unchanged, "not_repriceable": r.not_repriceable, "by_policy": r.by_policy}
+    return r.summary(body.region, body.date_from, body.date_to)

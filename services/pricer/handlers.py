@@ -14,10 +14,12 @@ transaction) and never commits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -25,7 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.pricer import repository
 from services.pricer.domain.dip_policy import policy_for_settlement, read_dip_policy
 from services.pricer.domain.dip_pricing import DipPolicy
-from services.pricer.domain.grouped import SpecialDecision, price_grouped, with_decision
+from services.pricer.domain.grouped import (
+    SpecialDecision,
+    price_from_dict,
+    price_grouped,
+    with_decision,
+)
 from services.pricer.domain.policy import (
     Policy,
     check_new_version,
@@ -34,6 +41,7 @@ from services.pricer.domain.policy import (
 )
 from services.pricer.domain.settlement import (
     Clearing,
+    HospitalTotals,
     HospitalYear,
     SettlementError,
     Statement,
@@ -45,11 +53,13 @@ from services.pricer.domain.settlement import (
     year_bounds,
 )
 from shared.db import Versions
+from shared.dip import Catalogue
 from shared.errors import NotFound
 from shared.events import CaseGrouped, Envelope, SpecialCaseDecided, new_event_id
 from shared.messaging import Outbox
 from shared.money import ZERO
 from shared.observability import get_logger
+from shared.periods import InForce
 
 log = get_logger("drgdip.pricer")
 
@@ -61,15 +71,19 @@ async def on_case_grouped(policies: repository.Policies, conn: AsyncConnection,
     drg, dip = await policies.in_force(conn)
     decisions = await repository.decisions_of(conn, [env.case_id for env in envs])
     now = datetime.now(UTC)
-    rows = []
-    events = []
-    for env in envs:
-        g: CaseGrouped = env.typed_payload()
-        d = decisions.get(env.case_id)
-        result = with_decision(price_grouped(env.case_id, g, drg, dip), d)
-        rows.append(repository.result_row(env.case_id, g, result, now, env.payload, d.decision if d else 0))
-        events.append(Envelope.new(result.event, case_id=env.case_id,
-                                   correlation_id=env.correlation_id, producer=repository.NAME))
+
+    def price_batch() -> tuple[list[dict[str, Any]], list[Envelope]]:
+        rows, events = [], []
+        for env in envs:
+            g: CaseGrouped = env.typed_payload()
+            d = decisions.get(env.case_id)
+            result = with_decision(price_grouped(env.case_id, g, drg, dip), d)
+            rows.append(repository.result_row(env.case_id, g, result, now, env.payload, d.decision if d else 0))
+            events.append(Envelope.new(result.event, case_id=env.case_id,
+                                       correlation_id=env.correlation_id, producer=repository.NAME))
+        return rows, events
+
+    rows, events = await asyncio.to_thread(price_batch)  # CPU work: off the event loop
     await repository.save_results(conn, rows)
     return events
 
@@ -119,14 +133,61 @@ async def on_special_case_decided(policies: repository.Policies, conn: AsyncConn
 @dataclass
 class Repricing:
     """What a re-pricing did: cases read, re-priced (a new price version each), unchanged (the
-    policy version in force already priced them), and not re-priceable (priced before the
-    grouped payload was kept: regroup them to re-price)."""
+    policy version in force already priced them), and not re-priceable: priced before the
+    pricer kept the `case-grouped` payload it priced from (migration pricer_0007). Those rows
+    hold the pricing figures but not the list's facts the new `case-priced` event carries
+    (settlement id, person key, admission date …, which review needs), so they cannot be
+    re-priced from what the pricer stores: a regroup sends them through the pipeline again,
+    and the pricer prices them under the policies in force, keeping the payload."""
 
     cases: int = 0
     repriced: int = 0
     unchanged: int = 0
     not_repriceable: int = 0
     by_policy: dict[str, int] = field(default_factory=dict)
+    to_regroup: list[str] = field(default_factory=list)  # the cases not re-priceable
+    regroup_from: date | None = None  # their first and last discharge dates
+    regroup_to: date | None = None
+    regroup_scheme: str | None = None  # the scheme of the DRG policy in force for them, if any
+
+    def not_priceable(self, case_id: str, discharged: date | None) -> None:
+        self.not_repriceable += 1
+        self.to_regroup.append(case_id)
+        if discharged is not None:
+            self.regroup_from = min(self.regroup_from or discharged, discharged)
+            self.regroup_to = max(self.regroup_to or discharged, discharged)
+
+    def regroup_command(self) -> str | None:
+        """The command that makes the cases not re-priceable priceable again."""
+        if not self.to_regroup:
+            return None
+        span = "".join(f" --{o} {d.isoformat()}" for o, d in (("from", self.regroup_from),
+                                                              ("to", self.regroup_to)) if d)
+        return f"drgdip regroup --scheme {self.regroup_scheme or 'SCHEME'}{span}"
+
+    def regroup_hint(self, region: str, examples: int = 3) -> str | None:
+        """One line naming the cases that need regrouping and the command that does it."""
+        if not self.to_regroup:
+            return None
+        shown = ", ".join(self.to_regroup[:examples]) + (", …" if len(self.to_regroup) > examples else "")
+        span = (f"discharged {self.regroup_from}–{self.regroup_to}: " if self.regroup_from else "")
+        scheme = "" if self.regroup_scheme else " (SCHEME: the grouping scheme in force for them)"
+        return (f"{self.not_repriceable} cases of {region} were priced before the pricer kept their "
+                f"grouping ({span}{shown}) and cannot be re-priced until regrouped: run "
+                f"`{self.regroup_command()}`{scheme} with the pipeline running, which prices them "
+                "under the policies in force now")
+
+    def summary(self, region: str, date_from: date | None, date_to: date | None) -> dict[str, Any]:
+        """What a re-pricing answers (the route and `drgdip reprice`; the audit records it)."""
+        answer: dict[str, Any] = {
+            "region": region, "from": date_from and date_from.isoformat(),
+            "to": date_to and date_to.isoformat(), "cases": self.cases, "repriced": self.repriced,
+            "unchanged": self.unchanged, "not_repriceable": self.not_repriceable,
+            "by_policy": self.by_policy}
+        if self.to_regroup:
+            answer["regroup"] = {"cases": self.to_regroup[:100], "command": self.regroup_command(),
+                                 "message": self.regroup_hint(region)}
+        return answer
 
 
 async def reprice(engine: AsyncEngine, outbox: Outbox, policies: repository.Policies, region: str,
@@ -147,37 +208,49 @@ async def reprice(engine: AsyncEngine, outbox: Outbox, policies: repository.Poli
     correlation_id = new_event_id()
     for start in range(0, len(stored), batch):
         chunk = stored[start:start + batch]
-        rows, events = [], []
-        now = datetime.now(UTC)
         async with engine.begin() as conn:
-            seen = await repository.priced_keys(conn, [case_id for case_id, _ in chunk])
-            decisions = await repository.decisions_of(conn, [case_id for case_id, _ in chunk])
-            for case_id, payload in chunk:
-                if payload is None:
-                    done.not_repriceable += 1
-                    continue
-                grouped = orjson.loads(payload)
-                g = CaseGrouped.model_validate(grouped)
-                d = decisions.get(case_id)
-                result = with_decision(price_grouped(case_id, g, drg, dip), d)
-                p = result.price
-                key = (case_id, g.facts.list_version, g.grouping_version,
-                       p.policy_id if p else None, p.policy_version if p else None, d.decision if d else 0)
-                if key in seen:
-                    done.unchanged += 1
-                    continue
-                rows.append(repository.result_row(case_id, g, result, now, grouped, d.decision if d else 0))
-                events.append(Envelope.new(result.event, case_id=case_id,
-                                           correlation_id=correlation_id, producer=repository.NAME))
-                label = f"{p.policy_id} v{p.policy_version}" if p else result.status
-                done.by_policy[label] = done.by_policy.get(label, 0) + 1
+            seen = await repository.priced_keys(conn, [case_id for case_id, _day, _payload in chunk])
+            decisions = await repository.decisions_of(conn, [case_id for case_id, _day, _payload in chunk])
+            # pricing a batch is CPU work: off the event loop, which keeps serving meanwhile
+            rows, events = await asyncio.to_thread(
+                _reprice_batch, chunk, seen, decisions, drg, dip, done, datetime.now(UTC), correlation_id)
             await repository.save_results(conn, rows)
             await outbox.add(conn, events)
         outbox.wakeup.set()
         done.repriced += len(rows)
         if progress:
             progress(min(start + batch, len(stored)), len(stored))
+    if (policy := drg.on(region, done.regroup_to)) is not None:
+        done.regroup_scheme = policy.scheme_id  # the scheme the policy's weights are for
     return done
+
+
+def _reprice_batch(chunk: Sequence[tuple[str, date | None, str | None]], seen: set[tuple[Any, ...]],
+                   decisions: Mapping[str, SpecialDecision], drg: InForce[Policy],
+                   dip: InForce[tuple[DipPolicy, Catalogue]], done: Repricing,
+                   now: datetime, correlation_id: str) -> tuple[list[dict[str, Any]], list[Envelope]]:
+    """The new price rows and `case-priced` events of a batch of stored cases (counted in `done`)."""
+    rows, events = [], []
+    for case_id, discharged, payload in chunk:
+        if payload is None:
+            done.not_priceable(case_id, discharged)
+            continue
+        grouped = orjson.loads(payload)
+        g = CaseGrouped.model_validate(grouped)
+        d = decisions.get(case_id)
+        result = with_decision(price_grouped(case_id, g, drg, dip), d)
+        p = result.price
+        key = (case_id, g.facts.list_version, g.grouping_version,
+               p.policy_id if p else None, p.policy_version if p else None, d.decision if d else 0)
+        if key in seen:
+            done.unchanged += 1
+            continue
+        rows.append(repository.result_row(case_id, g, result, now, grouped, d.decision if d else 0))
+        events.append(Envelope.new(result.event, case_id=case_id, correlation_id=correlation_id,
+                                   producer=repository.NAME))
+        label = f"{p.policy_id} v{p.policy_version}" if p else result.status
+        done.by_policy[label] = done.by_policy.get(label, 0) + 1
+    return rows, events
 
 
 # --- policies -----------------------------------------------------------------------------------
@@ -204,6 +277,18 @@ async def import_policy(conn: AsyncConnection, document: bytes, who: str = "cli"
     return policy, True
 
 
+def policy_summary(policy: Policy, stored: bool) -> dict[str, Any]:
+    """What a policy import answers (the route and `drgdip policy import`; the audit records it)."""
+    return {"policy_id": policy.policy_id, "version": policy.version, "region": policy.region,
+            "weights_version": policy.weights.version, "weights": len(policy.weights.table),
+            "stored": stored}
+
+
+def dip_policy_summary(policy: DipPolicy) -> dict[str, Any]:
+    """What a DIP policy import answers (the route and `drgdip dip import-policy`)."""
+    return {"policy_id": policy.policy_id, "version": policy.version, "region": policy.region}
+
+
 async def import_dip_policy(conn: AsyncConnection, policy_bytes: bytes, catalogue_bytes: bytes,
                             who: str = "cli") -> DipPolicy:
     """Store a DIP policy version with its catalogue (audited), as `import_policy` does."""
@@ -222,6 +307,15 @@ async def import_dip_policy(conn: AsyncConnection, policy_bytes: bytes, catalogu
 
 # --- settlement ---------------------------------------------------------------------------------
 
+async def _period_totals(conn: AsyncConnection, policy_id: str, start: date,
+                         end: date) -> dict[str, HospitalTotals]:
+    """Each hospital's totals of the cases priced under the policy in [start, end): the stored
+    prices are read back and summed off the event loop (a region's year is tens of thousands)."""
+    breakdowns = await repository.period_breakdowns(conn, policy_id, start, end)
+    return await asyncio.to_thread(
+        lambda: hospital_totals(price_from_dict(orjson.loads(b)) for b in breakdowns))
+
+
 async def run_monthly_presettlement(conn: AsyncConnection, policy_id: str, period: str) -> list[Statement]:
     """Pre-settle a month (§8) from the stored priced cases; stores a new statement version.
 
@@ -230,7 +324,7 @@ async def run_monthly_presettlement(conn: AsyncConnection, policy_id: str, perio
     """
     start, end = month_bounds(period)
     policy = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id))
-    totals = hospital_totals(await repository.period_prices(conn, policy_id, start, end))
+    totals = await _period_totals(conn, policy_id, start, end)
     version = await repository.next_statement_version(conn, "monthly", period, policy_id)
     out = monthly_presettlement(policy, period, totals.values(), version=version)
     await repository.save_statements(conn, out)
@@ -252,7 +346,7 @@ async def run_annual_clearing(conn: AsyncConnection, policy_id: str, year: str,
     """
     start, end = year_bounds(year)
     policy = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id))
-    totals = hospital_totals(await repository.period_prices(conn, policy_id, start, end))
+    totals = await _period_totals(conn, policy_id, start, end)
     paid = await repository.presettled(conn, policy_id, year)
     advanced = await repository.advances_of_year(conn, year)
     version = await repository.next_statement_version(conn, "annual", year, policy_id)

@@ -40,10 +40,9 @@ from services.pricer.domain.grouped import (
     WITHDRAWN,
     PricingResult,
     SpecialDecision,
-    price_from_dict,
 )
 from services.pricer.domain.policy import Policy, parse_policy
-from services.pricer.domain.pricing import CaseToPrice, Price
+from services.pricer.domain.pricing import CaseToPrice
 from services.pricer.domain.settlement import Statement
 from shared.db import ROW_ID, ExactDecimal, Versions, insert_many, latest_per_case, money
 from shared.dip import Catalogue
@@ -310,17 +309,17 @@ def _latest_results(*columns: Any) -> Any:
 
 
 async def latest_grouped(conn: AsyncConnection, region: str, first: date | None,
-                         last: date | None) -> list[tuple[str, str | None]]:
-    """(case id, the `case-grouped` payload it was last priced from) of every case treated in
-    `region` and discharged in [first, last]; the payload is None for rows priced before it
-    was kept."""
+                         last: date | None) -> list[tuple[str, date | None, str | None]]:
+    """(case id, discharge date, the `case-grouped` payload it was last priced from) of every
+    case treated in `region` and discharged in [first, last]; the payload is None for rows
+    priced before it was kept (migration pricer_0007)."""
     r = results.c
-    q = _latest_results(r.case_id, r.grouped).where(r.treatment_region == region)
+    q = _latest_results(r.case_id, r.discharge_date, r.grouped).where(r.treatment_region == region)
     if first is not None:
         q = q.where(r.discharge_date >= first)
     if last is not None:
         q = q.where(r.discharge_date <= last)
-    return [(x.case_id, x.grouped) for x in (await conn.execute(q.order_by(r.case_id))).all()]
+    return [(x.case_id, x.discharge_date, x.grouped) for x in (await conn.execute(q.order_by(r.case_id))).all()]
 
 
 async def priced_keys(conn: AsyncConnection, case_ids: Sequence[str]) -> set[tuple[Any, ...]]:
@@ -395,8 +394,9 @@ async def load_cases_to_price(conn: AsyncConnection, region: str, year: int) -> 
 
 # --- settlement ---------------------------------------------------------------------------------
 
-async def period_prices(conn: AsyncConnection, policy_id: str, start: date, end: date) -> list[Price]:
-    """The current price of every case discharged in [start, end) under `policy_id`.
+async def period_breakdowns(conn: AsyncConnection, policy_id: str, start: date, end: date) -> list[str]:
+    """The current price (`Price.to_dict()` as stored) of every case discharged in [start, end)
+    under `policy_id`.
 
     A case's current price is its latest row (latest list, grouping or policy version); cases
     whose current price is under another policy belong to that policy's settlement.
@@ -405,7 +405,7 @@ async def period_prices(conn: AsyncConnection, policy_id: str, start: date, end:
     rows = (await conn.execute(_latest_results(r.breakdown).where(
         r.policy_id == policy_id, r.breakdown.is_not(None),
         r.discharge_date >= start, r.discharge_date < end))).scalars().all()
-    return [price_from_dict(orjson.loads(b)) for b in rows]
+    return list(rows)
 
 
 async def next_statement_version(conn: AsyncConnection, kind: str, period: str, policy_id: str) -> int:

@@ -10,6 +10,7 @@ version) when its split-admission flags change.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -39,22 +40,24 @@ async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope],
                          rules: Rules | None = None) -> list[Envelope]:
     """Review a batch of priced cases (reads and writes each table once per batch)."""
     rules = rules or _DEFAULT_RULES
-    priced = []
-    for e in envs:
-        p: CasePriced = e.typed_payload()
-        priced.append(PricedStay.of(e.case_id, p, e.correlation_id))
+    priced = await asyncio.to_thread(lambda: [_stay(e, e.typed_payload()) for e in envs])
     known = await repository.load_known(conn, {p.facts.psn_key for p in priced},
                                         {p.case_id for p in priced})
     in_force = await rules.book.in_force(conn)
     shares = await repository.load_shares(conn, share_keys(known, priced))
-    outcome = review_cases(known, priced, rules_on=in_force.on, shares=shares)
+    # reviewing a batch is CPU work: off the event loop, which keeps serving meanwhile
+    outcome = await asyncio.to_thread(review_cases, known, priced, rules_on=in_force.on, shares=shares)
     await repository.save(conn, outcome.changed, known, outcome.announcements)
     await repository.save_share_deltas(conn, outcome.share_deltas)
     await special.save_figures(conn, envs, in_force)  # special-case review judges applications on them
-    return [Envelope.new(CaseFlagged(facts=a.facts, drg=a.drg, flags=list(a.flags), rules=a.rules),
-                         case_id=a.case_id, correlation_id=a.correlation_id,
-                         producer=repository.NAME)
-            for a in outcome.announcements]
+    return await asyncio.to_thread(lambda: [
+        Envelope.new(CaseFlagged(facts=a.facts, drg=a.drg, flags=list(a.flags), rules=a.rules),
+                     case_id=a.case_id, correlation_id=a.correlation_id, producer=repository.NAME)
+        for a in outcome.announcements])
+
+
+def _stay(e: Envelope, p: CasePriced) -> PricedStay:
+    return PricedStay.of(e.case_id, p, e.correlation_id)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from shared.bus.base import Bus, Message, Record, Subscriber
 
 
 class MemoryBus(Bus):
-    def __init__(self, retain: int = 20_000) -> None:
+    def __init__(self, retain: int = 1_000) -> None:
         self._logs: dict[str, list[Message]] = defaultdict(list)
         self._base: dict[str, int] = defaultdict(int)  # offset of the first message kept
         self._committed: dict[tuple[str, str], int] = defaultdict(int)  # (group, topic) -> next
@@ -46,6 +46,12 @@ class MemoryBus(Bus):
         self, group_id: str, topics: Sequence[str], *, instance_id: str | None = None
     ) -> Subscriber:
         return _MemorySubscriber(self, group_id, tuple(topics))
+
+    def unconsumed(self) -> int:
+        """Messages a subscribed group has not committed yet (0: every group has caught up with
+        every topic it reads; what retention dropped counts as committed)."""
+        return sum(self._base[t] + len(self._logs[t]) - self._committed[(g, t)]
+                   for t, groups in self._groups.items() for g in groups)
 
     def log(self, topic: str) -> list[Message]:
         """What `topic` still holds (for tests and the dead-letter view)."""

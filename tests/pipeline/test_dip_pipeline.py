@@ -167,6 +167,7 @@ def test_the_cli_imports_a_catalogue_and_a_dip_policy(tmp_path: Path, catalogue:
     from typer.testing import CliRunner
 
     from drgdip.cli import app
+    from services.gateway.repository import audit
     from shared.db import create_engine
 
     db = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
@@ -184,15 +185,20 @@ def test_the_cli_imports_a_catalogue_and_a_dip_policy(tmp_path: Path, catalogue:
     r = runner.invoke(app, ["dip", "import-policy", str(cat_file), "--catalogue", str(cat_file), "--db", db])
     assert r.exit_code == 2  # a catalogue is not a policy
 
-    async def counts() -> tuple[int, int]:
+    async def counts() -> tuple[int, int, list[tuple[str, str]]]:
         engine = create_engine(db)
         try:
+            async with engine.connect() as conn:
+                audited = [tuple(r) for r in await conn.execute(
+                    select(audit.c.action, audit.c.subject).order_by(audit.c.id))]
             return (await count(engine, "grouper_dip_catalogues"),
-                    await count(engine, "pricer_dip_policies"))
+                    await count(engine, "pricer_dip_policies"), audited)
         finally:
             await engine.dispose()
 
-    assert asyncio.run(counts()) == (1, 1)
+    # each change audited once, as its route does (the refused import left no row)
+    assert asyncio.run(counts()) == (1, 1, [("dip-catalogue.registered", f"{REGION} 2024-07-01.."),
+                                            ("dip-policy.imported", "dip-2024 v1")])
 
 
 async def test_draft_check_gives_the_dip_group_the_pipeline_assigns(pipeline) -> None:  # type: ignore[no-untyped-def]

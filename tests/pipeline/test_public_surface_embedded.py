@@ -151,3 +151,19 @@ async def test_readiness_reports_a_database_that_is_gone(tmp_path: Path) -> None
             assert r.status_code == 503 and r.json()["database"] is False
     finally:
         await rt.stop()
+
+
+async def test_a_large_import_lets_a_cheap_request_through_before_it_finishes(runtime) -> None:
+    """The event loop is never held for a whole import: /livez answers while it runs."""
+    body = jsonl(3000, "L")
+    async with await api_client(runtime) as admin:
+        task = asyncio.create_task(admin.post("/api/v1/settlement-lists:import", content=body, timeout=None))
+
+        async def storing() -> bool:
+            return await count(runtime.engine, "ingest_raw") > 0 or task.done()
+
+        await wait_until(storing, 60, "the import to start storing")
+        assert not task.done(), "the import finished before anything else could run"
+        assert (await admin.get("/livez")).status_code == 200
+        assert not task.done(), "/livez waited for the whole import"
+        assert (await task).json()["accepted"] == 3000

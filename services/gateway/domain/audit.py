@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 TOKEN_CREATED = "token.created"
@@ -20,10 +20,44 @@ DIP_CATALOGUE_REGISTERED = "dip-catalogue.registered"
 SCHEME_REGISTERED = "scheme.registered"
 SETTLEMENT_RUN = "settlement.run"
 REPRICED = "cases.repriced"
+REGROUPED = "cases.regrouped"
+ADVANCE_RECORDED = "advance.recorded"
 PERSONAL_DATA_READ = "personal-data.read"
 AUDIT_READ = "audit.exported"
 ACTIONS = (TOKEN_CREATED, TOKEN_REVOKED, POLICY_IMPORTED, DIP_POLICY_IMPORTED, DIP_CATALOGUE_REGISTERED,
-           SCHEME_REGISTERED, SETTLEMENT_RUN, REPRICED, PERSONAL_DATA_READ, AUDIT_READ)
+           SCHEME_REGISTERED, SETTLEMENT_RUN, REPRICED, REGROUPED, ADVANCE_RECORDED, PERSONAL_DATA_READ,
+           AUDIT_READ)
+
+
+def _span(a: Mapping[str, Any], first: str, last: str) -> str:
+    return f"{a.get(first) or ''}..{a.get(last) or ''}"
+
+
+# What a change's row names as its subject, from the answer of the change (the API route's JSON
+# answer, or the same summary from the command that made it): one subject per action whichever
+# way the change was made.
+_SUBJECTS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    POLICY_IMPORTED: lambda a: f"{a.get('policy_id')} v{a.get('version')}",
+    DIP_POLICY_IMPORTED: lambda a: f"{a.get('policy_id')} v{a.get('version')}",
+    DIP_CATALOGUE_REGISTERED: lambda a: f"{a.get('region')} {_span(a, 'valid_from', 'valid_to')}",
+    SCHEME_REGISTERED: lambda a: f"{a.get('scheme')} {a.get('region')} {_span(a, 'valid_from', 'valid_to')}",
+    SETTLEMENT_RUN: lambda a: f"{a.get('policy_id')} {a.get('period')} v{a.get('version')}",
+    REPRICED: lambda a: f"{a.get('region')} {_span(a, 'from', 'to')}",
+    REGROUPED: lambda a: f"{a.get('scheme')} {_span(a, 'from', 'to')}",
+    ADVANCE_RECORDED: lambda a: f"{a.get('hospital')} {a.get('year')}",
+}
+
+
+def change_subject(action: str, answer: Mapping[str, Any]) -> str | None:
+    """The subject an administrative change is recorded under (None for an action without one)."""
+    subject = _SUBJECTS.get(action)
+    return subject(answer) if subject else None
+
+
+def change_detail(action: str, answer: Mapping[str, Any]) -> dict[str, Any]:
+    """What a change's row keeps of its answer: all of it, but a settlement run's statements
+    (its figures are kept; the statements are stored by the pricer)."""
+    return {k: v for k, v in answer.items() if not (action == SETTLEMENT_RUN and k == "statements")}
 
 CSV_COLUMNS = ("id", "at", "action", "actor", "role", "token_id", "client", "subject", "detail")
 

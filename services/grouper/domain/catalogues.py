@@ -28,6 +28,13 @@ class CatalogueRegistration:
     valid_from: date
     valid_to: date | None
 
+    def summary(self) -> dict[str, object]:
+        """What a registration answers (the route and `drgdip dip import-catalogue`)."""
+        return {"catalogue_id": self.catalogue.catalogue_id, "version": self.catalogue.version,
+                "region": self.region, "groups": len(self.catalogue.groups),
+                "valid_from": self.valid_from.isoformat(),
+                "valid_to": self.valid_to.isoformat() if self.valid_to else None}
+
 
 def catalogue_registration(document: bytes, region: str, valid_from: date,
                            valid_to: date | None = None) -> CatalogueRegistration:

@@ -95,3 +95,51 @@ async def test_reprice_on_postgresql(tmp_path: Path, new_pg_database) -> None:  
 
     db = new_pg_database()
     await _check(db, tmp_path, lambda: create_engine(db))
+
+
+async def test_cases_priced_before_the_grouping_was_kept_are_named_with_the_regroup_that_reprices_them(
+        tmp_path: Path) -> None:
+    """Rows priced before migration pricer_0007 have no `grouped` payload: the re-pricing names
+    them and the regroup command; running it with the pipeline prices them under the policy."""
+    from sqlalchemy import update
+
+    from services.pricer.repository import results
+    from shared.db import create_engine
+
+    db = f"sqlite+aiosqlite:///{tmp_path / 'd.db'}"
+    case_ids = sorted(await _priced_without_policy(db))
+    old = case_ids[:5]
+    engine = create_engine(db)
+    try:
+        async with engine.begin() as conn:  # as migration 0007 left the rows priced before it
+            await conn.execute(update(results).where(results.c.case_id.in_(old)).values(grouped=None))
+            days = sorted((await conn.execute(results.select().where(results.c.case_id.in_(old)))).all(),
+                          key=lambda r: r.discharge_date)
+    finally:
+        await engine.dispose()
+    first, last = days[0].discharge_date.isoformat(), days[-1].discharge_date.isoformat()
+    policy_file = tmp_path / "policy.json"
+    policy_file.write_bytes(orjson.dumps(policy() | {"valid_from": "2000-01-01"}))
+    await asyncio.to_thread(cli, "policy", "import", policy_file, "--db", db)
+
+    out = await asyncio.to_thread(cli, "reprice", "--region", "350500", "--db", db)
+    assert f"{N - 5} re-priced" in out and "5 not re-priceable" in out
+    command = f"drgdip regroup --scheme chs-drg-1.1 --from {first} --to {last}"
+    assert f"5 cases of 350500 were priced before the pricer kept their grouping (discharged {first}–{last}: " \
+           f"{old[0]}, {old[1]}, {old[2]}, …) and cannot be re-priced until regrouped: run `{command}`" in out
+
+    # the command as named, then the pipeline: the cases are priced under the policy
+    await asyncio.to_thread(cli, *command.split()[1:], "--schemes-dir", SHARED / "schemes", "--db", db)
+    rt = build_runtime("all", db=db, schemes_dir=SHARED / "schemes", log_level="WARNING")
+    await rt.start()
+    try:
+        where = f"status = 'PRICED' AND grouped IS NOT NULL AND case_id IN ({', '.join(repr(c) for c in old)})"
+
+        async def priced() -> bool:
+            return await count(rt.engine, "pricer_results", where) == 5
+
+        await wait_until(priced, 60, "the regrouped cases priced")
+    finally:
+        await rt.stop()
+    again = await asyncio.to_thread(cli, "reprice", "--region", "350500", "--db", db)
+    assert "not re-priceable" not in again and f"{N} unchanged" in again
