@@ -4,6 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 SHARED  ?= ../shared
 CASES   ?= 20000
+RCASES  ?= 8000
 
 .PHONY: setup demo test bench bench-distributed lint clean
 
@@ -27,6 +28,7 @@ bench: setup
 	$(BIN)/python bench/bench_cores.py --scheme-path $(SHARED)/schemes/chs-drg-1.1
 	$(BIN)/python bench/bench_pipeline.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --cases $(CASES)
 	$(BIN)/python bench/bench_loop_stall.py --shared $(SHARED)
+	$(BIN)/python bench/bench_review_rules.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --cases $(RCASES)
 
 # the distributed pipeline (own PostgreSQL and Kafka): throughput, latency, then every fault
 DCASES ?= 10000

@@ -52,7 +52,20 @@ MCC_SHARE = 0.20  # target share of cases with a counted MCC (before hospital-le
 CC_SHARE = 0.25  # target share with a counted CC (and no MCC)
 READMISSION_WINDOW_DAYS = 15  # readmitted 1..14 days after discharge
 
-PATTERNS = ("readmission_15d", "suspicious_cc", "short_low_cost", "bad_record")
+PATTERNS = ("readmission_15d", "suspicious_cc", "short_low_cost", "bad_record", "cost_shifting",
+            "planned_chemo")
+# The review rule each pattern is the ground truth of (services/review/domain/rules.py). A
+# readmission pair is a truth row on its later stay only (the rule flags the readmission); a
+# planned chemotherapy pair is a true negative of the split-admission rule (seeded = false).
+PATTERN_RULES = {"readmission_15d": "SPLIT_ADMISSION", "suspicious_cc": "UPCODING_SECONDARY",
+                 "short_low_cost": "LOW_STANDARD_ADMISSION", "cost_shifting": "COST_SHIFTING",
+                 "planned_chemo": "SPLIT_ADMISSION"}
+# Principal-diagnosis and procedure prefixes of chemotherapy, radiotherapy and dialysis stays
+# (the split-admission rule's default exclusions): planned chemotherapy pairs are drawn from
+# them, seeded split admissions never are.
+TREATMENT_DX = ("Z51.0", "Z51.1", "Z51.2", "Z49")
+TREATMENT_PX = ("99.25", "99.28", "92.2", "92.3", "39.95", "54.98")
+CHEMO_DX = ("Z51.1", "Z51.2")
 BAD_RECORD_KINDS = (
     "dscg_before_adm",  # discharge time earlier than admission time
     "los_mismatch",  # act_ipt_days differs from the dates
@@ -143,10 +156,75 @@ _POLICY = {
     True: {3: (80000, 0.12), 2: (60000, 0.10), 1: (30000, 0.05)},
     False: {3: (100000, 0.40), 2: (70000, 0.30), 1: (30000, 0.15)},
 }
-_P_READMISSION = READMISSION_SHARE
-_P_SUSPICIOUS = _P_READMISSION + SUSPICIOUS_CC_SHARE
-_P_SHORT = _P_SUSPICIOUS + SHORT_LOW_COST_SHARE
-_P_BAD = _P_SHORT + BAD_RECORD_SHARE
+
+
+@dataclass(frozen=True)
+class PatternRates:
+    """Share of fresh cases seeded with each pattern (a readmission or chemotherapy pair counts
+    once, on its first stay). The defaults are the generator's historical shares, with neither
+    cost shifting nor planned chemotherapy pairs, so default output stays as it always was.
+
+    `strict` (set by `abuse`): the seeds are made unambiguous for the rules at their default
+    parameters, whatever the region's calibrated means turn out to be: short low-cost stays and
+    upcoded cases cost at most 0.25 and 0.45 of the group's tertiary-level mean (a calibrated
+    mean mixes levels priced from 0.5 to 1.0 of it), and split admissions avoid chemotherapy,
+    radiotherapy and dialysis groups.
+    """
+
+    split_admission: float = READMISSION_SHARE
+    upcoding: float = SUSPICIOUS_CC_SHARE
+    low_standard: float = SHORT_LOW_COST_SHARE
+    bad_record: float = BAD_RECORD_SHARE
+    cost_shifting: float = 0.0
+    planned_chemo: float = 0.0
+    strict: bool = False
+
+    @classmethod
+    def abuse(cls, rate: float, *, chemo: float | None = None) -> PatternRates:
+        """Every case-level pattern at `rate`, planned chemotherapy pairs at `chemo` (default
+        `rate`), bad records at their usual share; strict seeds."""
+        chemo = rate if chemo is None else chemo
+        if not (0 <= rate <= 0.15 and 0 <= chemo <= 0.15):
+            raise ValueError("a pattern rate must be between 0 and 0.15")
+        return cls(rate, rate, rate, BAD_RECORD_SHARE, rate, chemo, True)
+
+    def thresholds(self) -> tuple[tuple[float, str], ...]:
+        """Cumulative (upper bound, pattern) in the order fresh cases draw them."""
+        out, acc = [], 0.0
+        for share, name in ((self.split_admission, "readmission_15d"), (self.upcoding, "suspicious_cc"),
+                            (self.low_standard, "short_low_cost"), (self.bad_record, "bad_record"),
+                            (self.cost_shifting, "cost_shifting"), (self.planned_chemo, "planned_chemo")):
+            acc += share
+            out.append((acc, name))
+        return tuple(out)
+
+
+def _treatment(t: CaseTemplate) -> bool:
+    return t.pdx.startswith(TREATMENT_DX) or any(p.startswith(TREATMENT_PX) for p in t.procedures)
+
+
+class GroundTruth:
+    """The truth rows of a stream of generated lists, one call per list in stream order:
+    {"setl_id", "fixmedins_code", "case_id", "rule", "pattern", "seeded", "related_setl_id"}.
+    Pairs are told apart by order: the second stay seen of a pair is the readmission."""
+
+    def __init__(self) -> None:
+        self._first_of_pair: set[str] = set()
+
+    def rows(self, lst: Mapping[str, Any]) -> list[dict[str, Any]]:
+        s = lst["setlinfo"]
+        syn = s.get("_synthetic")
+        if not syn or syn["pattern"] not in PATTERN_RULES:
+            return []
+        pattern, related = syn["pattern"], syn.get("related_setl_id")
+        if pattern in ("readmission_15d", "planned_chemo"):
+            if related not in self._first_of_pair:
+                self._first_of_pair.add(s["setl_id"])
+                return []
+            self._first_of_pair.discard(related)
+        return [{"setl_id": s["setl_id"], "fixmedins_code": s["fixmedins_code"],
+                 "case_id": f"{s['fixmedins_code']}-{s['setl_id']}", "rule": PATTERN_RULES[pattern],
+                 "pattern": pattern, "seeded": pattern != "planned_chemo", "related_setl_id": related}]
 
 
 # --------------------------------------------------------------------------- hospitals
@@ -564,7 +642,8 @@ class RegionGenerator:
     """
 
     def __init__(self, scheme: Scheme | Path | str, *, hospitals: int, cases: int, seed: int,
-                 years: int = 3, end_year: int = 2024, case_mix: CaseMix | None = None):
+                 years: int = 3, end_year: int = 2024, case_mix: CaseMix | None = None,
+                 rates: PatternRates | None = None):
         if cases < 0 or years < 1:
             raise ValueError("cases must be >= 0 and years >= 1")
         self.scheme = scheme if isinstance(scheme, Scheme) else load_scheme(scheme)
@@ -573,6 +652,13 @@ class RegionGenerator:
             raise ValueError(f"scheme {self.scheme.id}: no ADRG could be reached by generated cases")
         self.cases, self.seed, self.years, self.end_year = cases, seed, years, end_year
         self.hospitals = build_hospitals(hospitals, seed)
+        self.rates = rates or PatternRates()
+        self._thresholds = self.rates.thresholds()
+        # Planned chemotherapy pairs: a group whose templates are all chemotherapy stays
+        # (CHS-DRG RE1), else none (the pattern is then not seeded).
+        chemo = [a for a in self.mix.adrgs
+                 if a.templates and all(t.pdx.startswith(CHEMO_DX) for t in a.templates)]
+        self._chemo = chemo[0] if chemo else None
         self.stats = GenerationStats()
         self._rng = random.Random(f"region:{seed}")
         self._tag = f"{(seed * 2654435761) % 1_000_000:06d}"
@@ -682,23 +768,17 @@ class RegionGenerator:
     def _fresh(self, day: int, *, room: int, last: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
         r = self._rng.random
         u = r()
-        pattern = None
-        if u < _P_READMISSION:
-            pattern = "readmission_15d"
-        elif u < _P_SUSPICIOUS:
-            pattern = "suspicious_cc"
-        elif u < _P_SHORT:
-            pattern = "short_low_cost"
-        elif u < _P_BAD:
-            pattern = "bad_record"
+        pattern = next((name for bound, name in self._thresholds if u < bound), None)
+        if pattern == "planned_chemo" and self._chemo is None:
+            pattern = None
         plan: dict[str, Any] | None = None
-        if pattern == "readmission_15d":
+        if pattern in ("readmission_15d", "planned_chemo"):
             # Reserve the readmission now so that both lists can name each other.
             gap = 1 + int(r() * (READMISSION_WINDOW_DAYS - 1))  # 1..14 days after discharge
             los2 = 2 + int(r() * 7)
             if room >= 1 and day + gap + los2 <= last:
                 self._serial += 1
-                plan = {"serial": self._serial, "gap": gap, "due": day + gap + los2}
+                plan = {"serial": self._serial, "gap": gap, "due": day + gap + los2, "pattern": pattern}
             else:
                 pattern = None
         lst = self._case(day, pattern=pattern, reserve=plan)
@@ -718,13 +798,18 @@ class RegionGenerator:
         if plan is not None:  # the second stay of a readmission pair
             hi = plan["hospital"]
             prof: AdrgProfile = plan["adrg"]
-            pattern = "readmission_15d"
+            pattern = plan["pattern"]
             serial = plan["serial"]
         else:
             hc = self._hosp_cum
             hi = min(bisect.bisect_right(hc, r() * hc[-1]), len(hc) - 1)
             cum = self._adrg_cum[hi]
             prof = mix.adrgs[min(bisect.bisect_right(cum, r() * cum[-1]), len(cum) - 1)]
+            if pattern == "planned_chemo" and self._chemo is not None:
+                prof = self._chemo
+            elif (pattern == "readmission_15d" and self.rates.strict
+                  and any(_treatment(x) for x in prof.templates)):
+                pattern, reserve = None, None  # a treatment stay is never a split admission
             if pattern == "suspicious_cc" and not prof.splits:
                 pattern = None  # only a split ADRG can be lifted by a CC
             self._serial += 1
@@ -739,7 +824,7 @@ class RegionGenerator:
         else:
             t = prof.templates[_skewed(len(prof.templates), r())]
             person = self._new_person(r, t, mdc, h)
-            if pattern == "readmission_15d" and t.newborn is not None:
+            if pattern in ("readmission_15d", "planned_chemo") and t.newborn is not None:
                 pattern = None  # a newborn's second stay would group by another age rule
                 reserve = None
         sex, age, nwb_days, bw = person["sex"], person["age"], person["nwb_age"], person["bw"]
@@ -788,11 +873,15 @@ class RegionGenerator:
         if pattern == "short_low_cost":
             los = 1 + (r() < 0.4)
             cost = mean_cost * (0.12 + 0.24 * r())
+            if self.rates.strict:  # below 0.25 of the group's tertiary-level mean
+                cost = min(cost, prof.base_cost * _DRG_COST.get(suffix, 1.0) * (0.1 + 0.15 * r()))
         elif pattern == "suspicious_cc":
             # Cost of a case without the complication, below that lower group's mean.
             base = prof.base_cost * _DRG_COST["5"] * h.cost_factor
             los = max(1, round(exp_los * (0.5 + 0.4 * r())))
             cost = base * (0.55 + 0.35 * r())
+            if self.rates.strict:  # below 0.45 of the lower group's tertiary-level mean
+                cost = min(cost, prof.base_cost * _DRG_COST["5"] * (0.25 + 0.2 * r()))
         else:
             gauss = rng.gauss
             los = max(1, min(180, round(exp_los * math.exp(gauss(0, 0.45)))))
@@ -815,11 +904,11 @@ class RegionGenerator:
             adm = day - los
             person["birth"] = self._birth(r, person, adm)
             related = None
-            if reserve is not None and pattern == "readmission_15d":
+            if reserve is not None and pattern in ("readmission_15d", "planned_chemo"):
                 related = f"S{self._tag}{reserve['serial']:09d}"
         lst = self._build(r, h, hi, prof, t, person, dx, procs, day, adm, los, total,
                           severity, serial, pattern, related)
-        if reserve is not None and pattern == "readmission_15d":
+        if reserve is not None and pattern in ("readmission_15d", "planned_chemo"):
             # The readmission: same person, same hospital and ADRG, admitted 1-14 days later.
             reserve.update(hospital=hi, adrg=prof, person=person,
                            adm_day=day + reserve["gap"], index_setl_id=lst["setlinfo"]["setl_id"])
@@ -924,7 +1013,8 @@ class RegionGenerator:
             caty = "A07"
         doctor = self._doctors[hi][int(r() * 40)]
         # Planned readmissions (flag 2) are the negatives of the split-admission rule.
-        planned = "2" if pattern is None and r() < PLANNED_READMISSION_SHARE else "1"
+        planned = ("2" if pattern == "planned_chemo"
+                   else "2" if pattern is None and r() < PLANNED_READMISSION_SHARE else "1")
         w = r()
         death = 0.04 if severity == 2 else 0.004
         dscg_way = ("5" if w < death else "2" if w < death + 0.02 else "4" if w < death + 0.04
@@ -968,6 +1058,9 @@ class RegionGenerator:
         amts = [int(total * f) for f in fracs]
         amts[prof.fee_largest] += total - sum(amts)
         own_rates = self._own_rates[h.level == 3][int(r() * _VARIANTS)]
+        if pattern == "cost_shifting":  # 全自费 items pushed onto the patient: ~0.3-0.45 of the cost
+            rate = 0.3 + 0.1 * r()
+            own_rates = [min(0.9, rate * bias) for bias in _OWNPAY_BIAS]
         b_rate = 0.2 + 0.2 * r()
         iteminfo = []
         own_sum = b_sum = 0

@@ -3,7 +3,13 @@
 One line per list (the 4101 `input` node), in discharge-date order; a rich progress bar on
 stderr and a summary at the end. The hospitals (code, level, region, cost level) are written
 next to the output as `<output>.hospitals.json`, because the lists themselves do not say a
-hospital's level in a way the pricer can rely on.
+hospital's level in a way the pricer can rely on, and the ground truth of the seeded review
+patterns as `<output>.truth.jsonl` (one row per case a rule should flag, or, `seeded` false,
+should not: setl_id, fixmedins_code, case_id, rule, pattern, related_setl_id).
+
+`--abuse-rate R` seeds every case-level review pattern (split admission, upcoding, low-standard
+admission, cost shifting) and planned chemotherapy readmission pairs (true negatives) at R per
+fresh case, unambiguously (`PatternRates.abuse`); without it the lists are what they always were.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from drgdip.generate import RegionGenerator
+from drgdip.generate import GroundTruth, PatternRates, RegionGenerator
 
 
 def generate_command(
@@ -29,18 +35,23 @@ def generate_command(
     cases: Annotated[int, typer.Option(min=0, help="settlement lists to write")] = 10_000,
     seed: Annotated[int, typer.Option(help="same seed, same output")] = 1,
     end_year: Annotated[int, typer.Option(help="last year; discharges end Dec 31 of it")] = 2024,
+    abuse_rate: Annotated[float | None, typer.Option(
+        min=0.0, max=0.15, help="seed each case-level review pattern at this share of cases "
+                                "(default: the generator's usual mix)")] = None,
 ) -> None:
     """Generate a synthetic region: hospitals of three levels, years of discharges, seeded
     review patterns (readmissions, suspicious CC, short low-cost stays, bad records)."""
     err = Console(stderr=True)
     started = time.perf_counter()
+    rates = None if abuse_rate is None else PatternRates.abuse(abuse_rate)
     gen = RegionGenerator(scheme, hospitals=hospitals, years=years, cases=cases, seed=seed,
-                          end_year=end_year)
+                          end_year=end_year, rates=rates)
+    truth, truth_file = GroundTruth(), output.with_name(output.name + ".truth.jsonl")
     setup = time.perf_counter() - started
     output.parent.mkdir(parents=True, exist_ok=True)
     dumps = orjson.dumps
     t0 = time.perf_counter()
-    with output.open("wb", buffering=1 << 20) as fh, Progress(
+    with output.open("wb", buffering=1 << 20) as fh, truth_file.open("wb") as tf, Progress(
         TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err, transient=False,
     ) as progress:
@@ -49,6 +60,8 @@ def generate_command(
         for n, lst in enumerate(gen, start=1):
             fh.write(dumps(lst))
             fh.write(b"\n")
+            for row in truth.rows(lst):
+                tf.write(dumps(row) + b"\n")
             if n % step == 0:
                 progress.update(task, completed=n)
         progress.update(task, completed=cases)
@@ -67,6 +80,8 @@ def print_summary(console: Console, gen: RegionGenerator, output: Path, hospital
     console.print(f"[bold]{st['lists']:,}[/] lists -> {output}  (scheme {gen.scheme.id}, "
                   f"seed {gen.seed}, setup {setup:.1f}s, {rate:,.0f} lists/s incl. writing)")
     console.print(f"hospitals -> {hospitals_file}")
+    console.print(f"ground truth of the seeded review patterns -> "
+                  f"{output.with_name(output.name + '.truth.jsonl')}")
     if gen.scheme.manifest.get("not_for_payment"):
         console.print("[yellow]scheme is a SAMPLE, not for payment[/]")
 
