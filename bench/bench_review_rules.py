@@ -50,10 +50,11 @@ def why_missed(run: RegionRun, s: RuleScore) -> Counter[str]:
     for days in by_group.values():
         days.sort()
     for cid in s.missed:
-        f = run.figures.get(cid)
-        if f is None:
+        found = run.figures.get(cid)
+        if found is None:
             out["no figures (not priced)"] += 1
             continue
+        f = found
         mean = Decimal(f["group_mean_cost"]) if f.get("group_mean_cost") else None
         cost = Decimal(f["total_cost"]) if f.get("total_cost") else None
         earlier = bisect.bisect_left(by_group.get(f["drg"], []), f.get("discharge_date") or "")
