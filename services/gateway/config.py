@@ -11,6 +11,7 @@ class GatewaySettings(ServiceSettings):
     ingest_url: str = Field("http://127.0.0.1:8001", description="ingest service base URL")
     grouper_url: str = Field("http://127.0.0.1:8002", description="grouper service base URL")
     pricer_url: str = Field("http://127.0.0.1:8003", description="pricer service base URL")
+    review_url: str = Field("http://127.0.0.1:8004", description="review service base URL")
     token_days: int = Field(
         90, ge=0, le=3650,
         description="default lifetime of a new API token in days (`drgdip token create --days`); 0: never expires")

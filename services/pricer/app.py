@@ -11,7 +11,7 @@ from services.pricer import handlers, repository
 from services.pricer.config import PricerSettings
 from services.pricer.endpoints import router
 from shared.errors import DomainError
-from shared.events import CASE_GROUPED, Envelope
+from shared.events import CASE_GROUPED, DEDUCTION_CONFIRMED, Envelope
 from shared.messaging import Outbox
 from shared.runtime import Context, Stage
 from shared.settings import SettingError
@@ -35,5 +35,6 @@ def build(ctx: Context) -> Stage:
         return await handlers.on_case_grouped(policies, conn, envs)
 
     return Stage(repository.NAME, repository.metadata, Outbox(repository.NAME, repository.metadata),
-                 router=router, subscriptions=[((CASE_GROUPED,), on_case_grouped)],
+                 router=router, subscriptions=[((CASE_GROUPED,), on_case_grouped),
+                                               ((DEDUCTION_CONFIRMED,), handlers.on_deduction_confirmed)],
                  on_start=on_start, service=policies)

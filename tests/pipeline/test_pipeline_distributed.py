@@ -44,7 +44,7 @@ class Suite:
         env = self.env(service) | extra
         if service == "gateway":
             env |= {"DRGDIP_INGEST_URL": self.by("ingest").url, "DRGDIP_GROUPER_URL": self.by("grouper").url,
-                    "DRGDIP_PRICER_URL": self.by("pricer").url}
+                    "DRGDIP_PRICER_URL": self.by("pricer").url, "DRGDIP_REVIEW_URL": self.by("review").url}
         p = ServiceProcess(service, env, self.tmp).start()
         self.procs.append(p)
         return p
