@@ -93,7 +93,7 @@ class RunRequest(BaseModel):
 
 @router.post("/hospital-rules:run")
 async def run_hospital_rules(body: RunRequest, conn: Conn, rules: Rules) -> dict:
-    runs = await handlers.run_hospital_rules(conn, body.period, body.region, rules)
+    runs = await handlers.run_hospital_rules(conn, body.period, body.region, rules, trigger="api")
     return {"period": body.period, "runs": [r.summary() for r in runs]}
 
 

@@ -134,7 +134,7 @@ class HospitalRun:
 
 
 async def run_hospital_rules(conn: AsyncConnection, period: str, region: str | None = None,
-                             rules: Rules | None = None) -> list[HospitalRun]:
+                             rules: Rules | None = None, trigger: str = "command") -> list[HospitalRun]:
     """Run the hospital-level rules for a month or quarter, in one region or in every region with
     cases discharged in it, with the parameters in force on the period's last day. A run again
     replaces the open flags it finds changed or gone; answered and decided flags stand."""
@@ -150,8 +150,11 @@ async def run_hospital_rules(conn: AsyncConnection, period: str, region: str | N
         insert, supersede = reconcile(await repository.hospital_flags_of(conn, r, p.label), found)
         ids = await repository.raise_hospital_flags(conn, r, rs.label, insert, supersede)
         now = [c for c in cases if c.discharge_date in p]
-        out.append(HospitalRun(r, p.label, rs.label, len(now), len({c.hospital_code for c in now}), found,
-                               ids, supersede))
+        run = HospitalRun(r, p.label, rs.label, len(now), len({c.hospital_code for c in now}), found, ids,
+                          supersede)
+        await repository.record_run(conn, r, p.label, rs.label, run.cases, run.hospitals, len(found), len(ids),
+                                    len(supersede), trigger)
+        out.append(run)
     return out
 
 
@@ -162,9 +165,10 @@ async def on_period_settled(conn: AsyncConnection, envs: Sequence[Envelope],
     for e in envs:
         s: PeriodSettled = e.typed_payload()
         month = Period.parse(s.period)
-        await run_hospital_rules(conn, month.label, s.region, rules)
+        trigger = f"settlement {s.policy_id} v{s.version}"
+        await run_hospital_rules(conn, month.label, s.region, rules, trigger)
         if month.closes_quarter():
-            await run_hospital_rules(conn, month.quarter().label, s.region, rules)
+            await run_hospital_rules(conn, month.quarter().label, s.region, rules, trigger)
     return []
 
 
@@ -183,7 +187,7 @@ def _workflow(in_force: Any, row: dict[str, Any]) -> FlagWorkflow:
 
 
 def _aware(at: datetime | None) -> datetime | None:
-    return None if at is None or at.tzinfo else at.replace(tzinfo=UTC)
+    return at if at is None or at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def flag_view(row: dict[str, Any], wf: FlagWorkflow) -> dict[str, Any]:

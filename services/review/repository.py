@@ -123,6 +123,22 @@ flag_events = Table(
     Index("ix_review_flag_events_flag", "flag_id"),
     Index("ix_review_flag_events_at", "at"),
 )
+# every run of the hospital-level rules: what it looked at and what it found
+hospital_runs = Table(
+    "review_hospital_runs", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("region", String(32), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("rules", String(64), nullable=False),
+    Column("cases", Integer, nullable=False),
+    Column("hospitals", Integer, nullable=False),
+    Column("flags", Integer, nullable=False),
+    Column("raised", Integer, nullable=False),
+    Column("superseded", Integer, nullable=False),
+    Column("trigger", String(64), nullable=False),  # command | api | settlement <policy> v<n>
+    Column("run_at", DateTime(timezone=True), nullable=False),
+    Index("ix_review_hospital_runs_period", "region", "period"),
+)
 # what the hospital-level rules read of each case's latest price (one row per case)
 case_figures = Table(
     "review_case_figures", metadata,
@@ -364,6 +380,13 @@ async def regions_with_cases(conn: AsyncConnection, start: date, end: date) -> l
 
 def _flag_dict(r: Any) -> dict[str, Any]:
     return {**r._asdict(), "evidence": orjson.loads(r.evidence)}
+
+
+async def record_run(conn: AsyncConnection, region: str, period: str, rules: str, cases: int, hospitals: int,
+                     flags_found: int, raised: int, superseded: int, trigger: str) -> None:
+    await conn.execute(insert(hospital_runs).values(
+        region=region, period=period, rules=rules, cases=cases, hospitals=hospitals, flags=flags_found,
+        raised=raised, superseded=superseded, trigger=trigger[:64], run_at=datetime.now(UTC)))
 
 
 async def hospital_flags_of(conn: AsyncConnection, region: str, period: str) -> list[Stored]:

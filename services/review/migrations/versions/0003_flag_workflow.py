@@ -47,6 +47,21 @@ def upgrade() -> None:
     op.create_index("ix_review_flag_events_flag", "review_flag_events", ["flag_id"])
     op.create_index("ix_review_flag_events_at", "review_flag_events", ["at"])
     op.create_table(
+        "review_hospital_runs",
+        sa.Column("id", ROW_ID, primary_key=True, autoincrement=True),
+        sa.Column("region", sa.String(32), nullable=False),
+        sa.Column("period", sa.String(7), nullable=False),
+        sa.Column("rules", sa.String(64), nullable=False),
+        sa.Column("cases", sa.Integer, nullable=False),
+        sa.Column("hospitals", sa.Integer, nullable=False),
+        sa.Column("flags", sa.Integer, nullable=False),
+        sa.Column("raised", sa.Integer, nullable=False),
+        sa.Column("superseded", sa.Integer, nullable=False),
+        sa.Column("trigger", sa.String(64), nullable=False),
+        sa.Column("run_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_review_hospital_runs_period", "review_hospital_runs", ["region", "period"])
+    op.create_table(
         "review_case_figures",
         sa.Column("case_id", sa.String(100), primary_key=True),
         sa.Column("region", sa.String(32), nullable=False),
