@@ -27,7 +27,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 import structlog
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -540,6 +540,7 @@ async def export_audit(request: Request, who: Caller, conn: Conn,
 
 # ---------------------------------------------------------------- monitoring flags (review)
 
+FLAG_ID = Annotated[int, Path(ge=1, le=2**63 - 1, description="the flag's id")]
 FLAG_FILTERS = ("hospital", "rule", "status", "period", "level", "limit", "offset")
 DECISION_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["outcome", "reason"], "additionalProperties": False,
@@ -593,7 +594,7 @@ async def list_flags(request: Request, up: Upstream, who: Caller,
 
 
 @router.get("/flags/{flag_id}")
-async def get_flag(flag_id: int, request: Request, up: Upstream, who: Caller) -> Response:
+async def get_flag(flag_id: FLAG_ID, request: Request, up: Upstream, who: Caller) -> Response:
     """A flag with its evidence, its workflow and its history (another hospital's: 404)."""
     _only(request)
     params = {} if who.is_bureau else {"hospital": who.hospital_code or ""}
@@ -614,7 +615,7 @@ async def _flag_step(request: Request, up: Upstreams, who: Principal, engine: An
 
 
 @router.post("/flags/{flag_id}/decision", openapi_extra=_body(DECISION_SCHEMA))
-async def decide_flag(flag_id: int, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+async def decide_flag(flag_id: FLAG_ID, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
     """A bureau reviewer confirms (optionally with a deduction) or dismisses a flag, with a reason
     (audited). An open flag is confirmed only once the hospital's time to answer has passed
     (409 `ANSWER_PENDING`); a decision is final (409 `FLAG_DECIDED`)."""
@@ -623,7 +624,7 @@ async def decide_flag(flag_id: int, request: Request, up: Upstream, who: Caller,
 
 
 @router.post("/flags/{flag_id}/answer", openapi_extra=_body(ANSWER_SCHEMA))
-async def answer_flag(flag_id: int, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+async def answer_flag(flag_id: FLAG_ID, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
     """The hospital answers (申诉) one of its own open flags by its deadline (audited); after the
     deadline 409 `ANSWER_DEADLINE_PASSED`, another hospital's flag 404."""
     who.require(HOSPITAL)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.review import handlers, repository
@@ -31,6 +31,7 @@ HOSPITAL_HEADER = "x-drgdip-hospital"  # the hospital a hospital token is bound 
 
 Rules = Annotated[handlers.Rules, Depends(stage_service(repository.NAME))]
 Actor = Annotated[str, Header(alias=ACTOR_HEADER, min_length=1, max_length=128)]
+FlagId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 router = APIRouter(tags=["review"])
 
@@ -52,7 +53,7 @@ async def list_flags(conn: Conn, rules: Rules,
 
 
 @router.get("/flags/{flag_id}")
-async def get_flag(flag_id: int, conn: Conn, rules: Rules,
+async def get_flag(flag_id: FlagId, conn: Conn, rules: Rules,
                    hospital: str | None = Query(None, min_length=1, max_length=32)) -> dict:
     return await handlers.get_flag(conn, flag_id, hospital, rules)
 
@@ -63,7 +64,7 @@ class Answer(BaseModel):
 
 
 @router.post("/flags/{flag_id}/answer")
-async def answer_flag(flag_id: int, body: Answer, conn: Conn, rules: Rules, actor: Actor,
+async def answer_flag(flag_id: FlagId, body: Answer, conn: Conn, rules: Rules, actor: Actor,
                       hospital: Annotated[str, Header(alias=HOSPITAL_HEADER, min_length=1, max_length=32)]) -> dict:
     return await handlers.answer_flag(conn, flag_id, hospital, body.answer, actor, rules)
 
@@ -76,7 +77,7 @@ class Decision(BaseModel):
 
 
 @router.post("/flags/{flag_id}/decision")
-async def decide_flag(flag_id: int, body: Decision, conn: Conn, rules: Rules, actor: Actor,
+async def decide_flag(flag_id: FlagId, body: Decision, conn: Conn, rules: Rules, actor: Actor,
                       role: Annotated[str | None, Header(alias=ROLE_HEADER, max_length=32)] = None) -> dict:
     view, events = await handlers.decide_flag(conn, flag_id, body.outcome, body.reason, body.deduction,
                                               actor, role, rules)
@@ -98,7 +99,7 @@ async def run_hospital_rules(body: RunRequest, conn: Conn, rules: Rules) -> dict
 
 
 @router.get("/flag-history")
-async def flag_history(conn: Conn, flag_id: int | None = Query(None, ge=1),
+async def flag_history(conn: Conn, flag_id: int | None = Query(None, ge=1, le=2**63 - 1),
                        hospital: str | None = Query(None, min_length=1, max_length=32),
                        since: datetime | None = Query(None, alias="from"),
                        until: datetime | None = Query(None, alias="to"),

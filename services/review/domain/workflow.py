@@ -95,6 +95,8 @@ def _text(value: str | None, field: str) -> str:
         raise Invalid(f"{field} is required", code="REQUIRED", field=field)
     if len(text) > MAX_TEXT:
         raise Invalid(f"{field} is longer than {MAX_TEXT} characters", code="TOO_LONG", field=field)
+    if "\x00" in text:  # no database stores it in a text column
+        raise Invalid(f"{field} holds a NUL character", code="INVALID_TEXT", field=field)
     return text
 
 
