@@ -47,12 +47,19 @@ def _list(sl: dict[str, Any], hospital: str, setl_id: str, person: str, adm: dat
     return n
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'd.db'}"
+    return str(request.getfixturevalue("new_pg_database")("flags"))
+
+
 @pytest.fixture
-async def region(tmp_path: Path):
+async def region(tmp_path: Path, db_url: str):
     plain, drg = _plain(simple_lists(200))
     policy_file = tmp_path / "policy.json"
     policy_file.write_bytes(orjson.dumps(policy() | {"group_mean_costs": {drg: "10000.00"}}))
-    rt = build_runtime("all", db=f"sqlite+aiosqlite:///{tmp_path / 'drgdip.db'}",
+    rt = build_runtime("all", db=db_url,
                        schemes_dir=SHARED / "schemes", policy_file=policy_file, log_level="WARNING")
     await rt.start()
     try:

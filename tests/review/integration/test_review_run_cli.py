@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 from review_testkit import HISTORY, NOW, month
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -14,6 +15,13 @@ from drgdip.cli import app
 from services.review import repository
 from services.review.cli import in_transaction
 from services.review.domain.hospital_rules import Period
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'd.db'}"
+    return str(request.getfixturevalue("new_pg_database")("review_run"))
 
 
 def _rows(region: str) -> list[dict]:
@@ -27,8 +35,8 @@ def _rows(region: str) -> list[dict]:
                  withdrawn=False) for c in cases]
 
 
-def test_review_run_raises_hospital_flags_once(tmp_path: Path) -> None:
-    db = f"sqlite+aiosqlite:///{tmp_path / 'review.db'}"
+def test_review_run_raises_hospital_flags_once(tmp_path: Path, db_url: str) -> None:
+    db = db_url
 
     async def seed(conn) -> None:  # type: ignore[no-untyped-def]
         await repository.save_case_figures(conn, _rows("350500"))
