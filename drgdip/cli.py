@@ -122,6 +122,68 @@ def serve(
     raise typer.Exit(2)
 
 
+@app.command()
+def migrate(
+    service: Annotated[str, typer.Option(
+        "--service", help="whose schema: one of " + ", ".join(SERVICES) + " (all: every service's "
+                          "history on the one database, as the embedded mode has it)")] = "all",
+    db: Db = None,
+) -> None:
+    """Upgrade a service's database schema to the newest revision, then exit.
+
+    The services also do this at start; a deployment may run it first as a separate step (a
+    Kubernetes init container). Safe while other replicas start or migrate: on PostgreSQL one
+    process migrates under a lock and the others wait. A database that cannot be reached is one
+    line on stderr, exit code 2."""
+    import logging
+
+    from pydantic import ValidationError
+
+    from shared.migrate import current, upgrade
+    from shared.observability import configure_logging
+    from shared.settings import DEVELOPMENT, SettingError, describe, load_settings
+
+    if service not in SERVICES:
+        raise typer.BadParameter(f"unknown service {service!r}; choose from {', '.join(SERVICES)}",
+                                 param_hint="--service")
+    names = SERVICES[1:] if service == "all" else [service]
+    try:
+        # Only the database URL matters here: the service checks its secrets when it starts.
+        settings = load_settings(ServiceSettings, db=db, environment=DEVELOPMENT)
+    except ValidationError as e:
+        typer.echo(f"drgdip migrate: {describe(e)}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level, settings.log_format)  # on stderr: stdout is the result
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl …" at every run
+    url = settings.db
+
+    async def run() -> list[tuple[str, str | None]]:
+        from shared.db import create_engine
+
+        engine = create_engine(url)
+        try:
+            try:
+                async with engine.connect():
+                    pass
+            except Exception as e:
+                first = (str(e).strip() or type(e).__name__).splitlines()[0]
+                raise SettingError("DRGDIP_DB", f"cannot open the database: {first}") from e
+            done = []
+            for name in names:
+                await upgrade(engine, name)
+                done.append((name, await current(engine, name)))
+            return done
+        finally:
+            await engine.dispose()
+
+    try:
+        for name, revision in asyncio.run(run()):
+            typer.echo(f"{name}: at {revision}")
+    except SettingError as e:
+        typer.echo(f"drgdip migrate: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
 async def _serve(runtime: Runtime) -> None:
     """Start the runtime (a failure is raised here, not logged by the server as a traceback),
     then serve until stopped (SIGTERM, Ctrl-C): the app's lifespan stops the runtime."""

@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from shared.events import TOPICS, WORKFLOW_TOPICS
-
-SOURCE_TOPICS = TOPICS + WORKFLOW_TOPICS
+from shared.events import SOURCE_TOPICS
 
 if TYPE_CHECKING:
     from shared.dlq import DeadLetters

@@ -8,7 +8,8 @@
 #   KAFKA_VERSION=4.1.1     Kafka broker version (verified: 4.1.1 and 3.9.1)
 #   DRGDIP_KEEP_RUN_DIR=1   keep the temporary run dir (server logs) after the run
 #   SKIP_RUFF=1             do not run `ruff check .`, mypy and lint-imports
-# Exported to pytest: DRGDIP_TEST_KAFKA, DRGDIP_TEST_PG, DRGDIP_TEST_REQUIRE_SERVERS=1.
+# Exported to pytest: DRGDIP_TEST_KAFKA, DRGDIP_TEST_PG, DRGDIP_TEST_REQUIRE_SERVERS=1,
+# DRGDIP_PROMTOOL (scripts/install-promtool.sh).
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -225,6 +226,7 @@ log "Kafka ready on 127.0.0.1:$KAFKA_PORT in $(since "$t") s (pid $KAFKA_PID)"
 export DRGDIP_TEST_KAFKA="127.0.0.1:$KAFKA_PORT"
 export DRGDIP_TEST_PG="postgresql+asyncpg://postgres@127.0.0.1:$PG_PORT/postgres"
 export DRGDIP_TEST_REQUIRE_SERVERS=1
+DRGDIP_PROMTOOL=$(bash scripts/install-promtool.sh) && export DRGDIP_PROMTOOL || log "promtool unavailable: the alert-rule tests will say so"
 log "DRGDIP_TEST_KAFKA=$DRGDIP_TEST_KAFKA"
 log "DRGDIP_TEST_PG=$DRGDIP_TEST_PG"
 
@@ -240,6 +242,7 @@ if [ "${SKIP_RUFF:-0}" != 1 ]; then
   [ "$ruff_rc" -eq 0 ] || log "lint or type check failed (rc=$ruff_rc); running the tests anyway"
 fi
 
+bash scripts/install-k8s-tools.sh || log "Kubernetes tools not installed: the deployment tests will fail"
 log "pytest $*"
 color=()
 [ -t 1 ] && color=(--color=yes)

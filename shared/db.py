@@ -7,7 +7,7 @@ own database. Stages use SQLAlchemy Core: one transaction per consumed message o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -229,19 +229,23 @@ class Probe:
 
     async def ping(self) -> bool:
         """True when a trivial query succeeds within the timeout."""
+        async def _probe(conn: AsyncConnection) -> None:
+            await conn.execute(text(self._sql))
+
+        try:
+            await self.read(_probe)
+            return True
+        except Exception:
+            return False
+
+    async def read(self, reads: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`reads` on a connection of the probe's own, within the timeout (else TimeoutError)."""
         import asyncio
 
         engine = self._engine or self._fallback  # an in-memory database: only its own pool
 
-        async def _probe() -> None:
-            async with engine.connect() as conn:
-                await conn.execute(text(self._sql))
-
-        try:
-            await asyncio.wait_for(_probe(), self.timeout)
-            return True
-        except Exception:
-            return False
+        async with asyncio.timeout(self.timeout), engine.connect() as conn:
+            return await reads(conn)
 
     async def dispose(self) -> None:
         if self._engine is not None:

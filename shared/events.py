@@ -23,13 +23,16 @@ CASE_RECEIVED = "case-received"
 CASE_GROUPED = "case-grouped"
 CASE_PRICED = "case-priced"
 CASE_FLAGGED = "case-flagged"
-TOPICS = (CASE_RECEIVED, CASE_GROUPED, CASE_PRICED, CASE_FLAGGED)
+TOPICS = (CASE_RECEIVED, CASE_GROUPED, CASE_PRICED, CASE_FLAGGED)  # a case through the stages
 # Events between two stages that are not a case's way through the pipeline (the gateway's read
-# model does not fold them): a period pre-settled (pricer -> review runs the hospital-level
-# rules), a flag's deduction confirmed (review -> the pricer's next settlement applies it).
+# model does not fold them): review's special-case decisions (特例单议: the pricer prices the
+# case again with them), a period pre-settled (pricer -> review runs the hospital-level rules),
+# a flag's deduction confirmed (review -> the pricer's next settlement applies it).
+SPECIAL_CASE_DECIDED = "special-case-decided"
 PERIOD_SETTLED = "period-settled"
 DEDUCTION_CONFIRMED = "deduction-confirmed"
-WORKFLOW_TOPICS = (PERIOD_SETTLED, DEDUCTION_CONFIRMED)
+WORKFLOW_TOPICS = (SPECIAL_CASE_DECIDED, PERIOD_SETTLED, DEDUCTION_CONFIRMED)
+SOURCE_TOPICS = TOPICS + WORKFLOW_TOPICS  # every topic a stage publishes to (dead letters aside)
 DEAD_LETTER_SUFFIX = ".dlq"
 
 
@@ -37,7 +40,7 @@ def dead_letter_topic(topic: str) -> str:
     return topic + DEAD_LETTER_SUFFIX
 
 
-ALL_TOPICS = TOPICS + WORKFLOW_TOPICS + tuple(dead_letter_topic(t) for t in TOPICS + WORKFLOW_TOPICS)
+ALL_TOPICS = SOURCE_TOPICS + tuple(dead_letter_topic(t) for t in SOURCE_TOPICS)
 
 # Money and weights travel as decimal strings ("123.45"), never as JSON floats.
 DecimalStr = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str)]
@@ -69,6 +72,8 @@ class CaseFacts(BaseModel):
     principal_diagnosis: str | None = None  # 主要诊断 code (monitoring rules read it)
     procedures: tuple[str, ...] = ()  # procedure codes, the main one first
     discharge_way: int | None = None  # 离院方式 (dscg_way): 1 医嘱离院, 2 医嘱转院, 4 非医嘱离院, …
+    icu_hours: int = 0  # Σ intensive-care stays (icuinfo scs_cutd_sum_dura), whole hours
+    ventilation_hours: int = 0  # invasive ventilation (vent_used_dura), whole hours
 
 
 class CaseReceived(_Payload):
@@ -185,11 +190,26 @@ class DeductionConfirmed(_Payload):
     decided_at: datetime
 
 
+class SpecialCaseDecided(_Payload):
+    """The special-case panel decided an application (特例单议, §10): `decision` counts the case's
+    decisions (1: the panel's, 2: the appeal's); the latest one holds. The pricer prices the
+    case again with it, as a new priced version: pay by item, the decided amount ("adjust the
+    standard"), or as priced before (reject)."""
+
+    hospital_code: str
+    application_id: int
+    decision: int
+    outcome: Literal["pay_by_item", "adjust_standard", "reject"]
+    amount: DecimalStr | None = None
+    reason: str = ""
+
+
 PAYLOADS: dict[str, type[_Payload]] = {
     CASE_RECEIVED: CaseReceived,
     CASE_GROUPED: CaseGrouped,
     CASE_PRICED: CasePriced,
     CASE_FLAGGED: CaseFlagged,
+    SPECIAL_CASE_DECIDED: SpecialCaseDecided,
     PERIOD_SETTLED: PeriodSettled,
     DEDUCTION_CONFIRMED: DeductionConfirmed,
 }

@@ -9,6 +9,7 @@ only after that transaction; a message that fails `max_attempts` times goes to `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections import Counter
@@ -33,7 +34,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.bus import Bus, Message, Record
+from shared.bus import Bus, Message, Record, Subscriber
 from shared.db import ROW_ID, Backoff, insert_many, is_transient
 from shared.events import Envelope, dead_letter_topic
 from shared.observability import ServiceMetrics
@@ -96,6 +97,11 @@ class Outbox:
             {"event_id": e.event_id, "topic": e.event_type, "key": e.case_id, "value": e.to_bytes(),
              "created_at": now} for e in events])
 
+    async def waiting(self, conn: AsyncConnection) -> tuple[int, datetime | None]:
+        """How many events wait to be published and when the oldest of them was written."""
+        t = self.table
+        n, oldest = (await conn.execute(select(func.count(), func.min(t.c.created_at)))).one()
+        return int(n or 0), oldest
 
 
 class Inbox:
@@ -143,20 +149,28 @@ class OutboxRelay:
                 select(t.c.id, t.c.topic, t.c.key, t.c.value)
                 .order_by(t.c.id).limit(self.batch).with_for_update(skip_locked=True)
             )).all()
-            if not rows:
-                self.metrics.outbox_backlog.set(0)
-                return 0
-            await self.bus.publish([Record(self.namespace + r.topic, r.key, r.value) for r in rows])
-            await conn.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
+            if rows:
+                await self.bus.publish([Record(self.namespace + r.topic, r.key, r.value) for r in rows])
+                await conn.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
+        self.metrics.last_flush.set_to_current_time()
+        if not rows:
+            self.metrics.outbox.drained()
+            return 0
         for topic, n in Counter(r.topic for r in rows).items():
             self.metrics.published.labels(topic).inc(n)
         return len(rows)
 
-    async def backlog(self) -> int:
-        async with self.engine.connect() as conn:
-            n = await conn.scalar(select(func.count()).select_from(self.outbox.table))
-        self.metrics.outbox_backlog.set(n or 0)
-        return int(n or 0)
+    async def read_backlog(self, conn: AsyncConnection | None) -> None:
+        """Refresh the outbox reading through `conn` (None: the database did not answer, so the
+        last reading stays, marked stale, and the age of its oldest event keeps growing)."""
+        if conn is None:
+            self.metrics.outbox.unreachable()
+            return
+        try:
+            self.metrics.outbox.observed(*await self.outbox.waiting(conn))
+        except Exception:
+            self.metrics.outbox.unreachable()
+            raise
 
     async def run(self) -> None:
         while True:
@@ -194,7 +208,8 @@ class EventConsumer:
                  max_attempts: int = 5, retry_backoff_ms: int = 200,
                  fetch_max_records: int = 1000, fetch_linger_ms: int = 0,
                  instance_id: str | None = None, namespace: str = "",
-                 transient_retry_ms: int = 200, transient_retry_max_ms: int = 10_000) -> None:
+                 transient_retry_ms: int = 200, transient_retry_max_ms: int = 10_000,
+                 lag_interval_ms: int = 5000) -> None:
         self.service, self.bus, self.engine, self.outbox, self.inbox = service, bus, engine, outbox, inbox
         self.topics = tuple(namespace + t for t in topics)
         self.group_id = namespace + service
@@ -203,10 +218,18 @@ class EventConsumer:
         self.fetch_max_records, self.instance_id = fetch_max_records, instance_id
         self.linger = fetch_linger_ms / 1000
         self.transient_retry = (transient_retry_ms, transient_retry_max_ms)
+        self.lag_interval = lag_interval_ms / 1000
+        self.lag: dict[tuple[str, int], int] = {}  # the last reading: (topic, partition) -> events
+
+    @property
+    def lag_total(self) -> int:
+        return sum(self.lag.values())
 
     async def run(self) -> None:
         sub = self.bus.subscriber(self.group_id, self.topics, instance_id=self.instance_id)
         await sub.start()
+        # lag is read beside the loop, so it stays true while a batch waits for the database
+        watch = asyncio.create_task(self._watch_lag(sub), name=f"lag-{self.group_id}")
         try:
             while True:
                 batch = await sub.fetch(timeout_ms=500, max_records=self.fetch_max_records)
@@ -219,7 +242,36 @@ class EventConsumer:
                     await self.process_batch(batch)
                     await sub.commit(batch)
         finally:
+            watch.cancel()
+            with contextlib.suppress(BaseException):
+                await watch
+            self._report_lag({})
             await sub.stop()
+
+    async def _watch_lag(self, sub: Subscriber) -> None:
+        while True:
+            try:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation
+                # that arrives as the reading completes, and the runtime could never stop
+                async with asyncio.timeout(max(self.lag_interval, 5.0)):
+                    lag = await sub.lag()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the broker is away: the last reading stays
+                log.debug("consumer lag not read", group=self.group_id, error=repr(e))
+            else:
+                self._report_lag(lag)
+            await asyncio.sleep(self.lag_interval)
+
+    def _report_lag(self, lag: dict[tuple[str, int], int]) -> None:
+        """Publish this member's lag; partitions it no longer holds are another member's to report."""
+        gauge = self.metrics.consumer_lag
+        for topic, partition in self.lag.keys() - lag.keys():
+            with contextlib.suppress(KeyError):
+                gauge.remove(self.group_id, topic, str(partition))
+        for (topic, partition), n in lag.items():
+            gauge.labels(self.group_id, topic, str(partition)).set(n)
+        self.lag = dict(lag)
 
     async def process_batch(self, batch: Sequence[Message]) -> None:
         """Apply a fetched batch in one transaction; when it fails by content, message by message.

@@ -2,18 +2,31 @@
 
 A service's `migrations/env.py` is two lines that call `run_env()`; its versions live in
 `services/<service>/migrations/versions/`. Tests and start-up build the schema through them.
+
+Several replicas may start together on a fresh database: on PostgreSQL each upgrade runs under
+a session-level advisory lock (one fixed key per service, held by the migrating connection), so
+one replica migrates and the others wait, then find the schema at head and do nothing. On
+SQLite every transaction begins with BEGIN IMMEDIATE (shared.db), which already serialises them.
+`drgdip migrate` runs the same upgrade as a separate step (a Kubernetes init container).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+import structlog
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy.ext.asyncio import AsyncEngine
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+log = structlog.get_logger("drgdip.migrate")
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 
@@ -26,9 +39,64 @@ def _config(service: str, connection) -> Config:  # type: ignore[no-untyped-def]
     return cfg
 
 
+def lock_key(service: str) -> int:
+    """The advisory-lock key of a service's migrations: fixed, a signed 64-bit integer."""
+    digest = hashlib.blake2b(f"drgdip.migrate.{service}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 async def upgrade(engine: AsyncEngine, service: str, revision: str = "head") -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda sync_conn: command.upgrade(_config(service, sync_conn), revision))
+    """Upgrade a service's schema to `revision`; safe to call from several processes at once."""
+    async with engine.connect() as conn:
+        locked = conn.dialect.name == "postgresql"
+        if locked:
+            await _advisory_lock(conn, service)
+        try:
+            async with _in_process_lock(), conn.begin():
+                await conn.run_sync(lambda sync_conn: command.upgrade(_config(service, sync_conn), revision))
+        finally:
+            if locked:
+                await _advisory_unlock(conn, service)
+
+
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _in_process_lock() -> asyncio.Lock:
+    """Alembic keeps the running migration in module-level proxies (`context`, `op`): two
+    upgrades interleaved in one event loop would run each other's steps on the wrong
+    connection, so within a process they take turns."""
+    loop = asyncio.get_running_loop()
+    lock = _LOCKS.get(loop)
+    if lock is None:
+        lock = _LOCKS[loop] = asyncio.Lock()
+    return lock
+
+
+async def current(engine: AsyncEngine, service: str) -> str | None:
+    """The revision a service's schema is at (None: never migrated)."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda sync_conn: MigrationContext.configure(
+            sync_conn, opts={"version_table": f"alembic_version_{service}"}).get_current_revision())
+
+
+async def _advisory_lock(conn: AsyncConnection, service: str) -> None:
+    key = lock_key(service)
+    if not (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar_one():
+        log.info("waiting for another process migrating", service=service)
+        await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+    await conn.commit()  # the lock is the session's, not the transaction's
+
+
+async def _advisory_unlock(conn: AsyncConnection, service: str) -> None:
+    """Release the lock; a connection that cannot (it broke) is discarded, which releases it."""
+    try:
+        if conn.in_transaction():
+            await conn.rollback()
+        await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(service)})
+        await conn.commit()
+    except Exception:
+        await conn.invalidate()
 
 
 T = TypeVar("T")

@@ -17,9 +17,11 @@ import contextlib
 import gc
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -28,7 +30,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import db as dbmod
 from shared import migrate
@@ -36,7 +38,7 @@ from shared.bus import Bus, bus_from_url
 from shared.dlq import DeadLetterWatch
 from shared.events import ALL_TOPICS
 from shared.messaging import EventConsumer, Handler, Inbox, Outbox, OutboxRelay
-from shared.observability import ServiceMetrics, configure_logging, get_logger
+from shared.observability import ProcessMetrics, ServiceMetrics, configure_logging, get_logger
 from shared.settings import DEVELOPMENT, ServiceSettings, SettingError
 from shared.web import SERVICE_TOKEN_HEADER, RequireServiceToken, install_error_handlers
 
@@ -56,6 +58,9 @@ class Stage:
     on_stop: Callable[[], Awaitable[None]] | None = None
     service: Any = None  # the stage's own object (ingest's Intake) for commands and benchmarks
     public: bool = False  # its routes are the public API (the gateway); others are internal
+    # what the stage adds to /readyz (work it holds, e.g. lists stored but not processed), read
+    # on the probe's own connection; it informs, readiness itself stays the process's
+    health: Callable[[AsyncConnection], Awaitable[dict[str, Any]]] | None = None
 
 
 @dataclass
@@ -108,12 +113,17 @@ class Runtime:
         self.internal = self._web_app(documented=False) if embedded else None
         if not embedded and internal_only:
             self.app.add_middleware(RequireServiceToken, token=settings.service_token.get_secret_value())
+        self.metrics = ProcessMetrics.create()
+        self._ready: bool | None = None  # the last readiness answer, to count its changes
+        self.app.middleware("http")(self._count_request)
         self.relays: list[OutboxRelay] = []
         self.consumers: list[EventConsumer] = []
         self._tasks: list[asyncio.Task] = []
         watched: list[tuple[str, list[str], ServiceMetrics]] = []
+        self._stage_metrics: list[ServiceMetrics] = []
         for s in self.stages:
             metrics = ServiceMetrics.create(s.name)
+            self._stage_metrics.append(metrics)
             watched.append((s.name, [t for topics, _h in s.subscriptions for t in topics], metrics))
             self.relays.append(OutboxRelay(
                 self.engine, s.outbox, self.bus, metrics, settings.relay_interval_ms,
@@ -129,6 +139,7 @@ class Runtime:
                     fetch_linger_ms=settings.fetch_linger_ms, instance_id=settings.instance_id,
                     namespace=settings.namespace, transient_retry_ms=settings.transient_retry_ms,
                     transient_retry_max_ms=settings.transient_retry_max_ms,
+                    lag_interval_ms=settings.lag_interval_ms,
                 ))
             if s.router is not None:
                 (self.app if s.public or self.internal is None else self.internal).include_router(s.router)
@@ -173,7 +184,7 @@ class Runtime:
         except Exception as e:
             raise SettingError("DRGDIP_BUS", f"cannot reach the bus: {_first_line(e)}") from e
         await self.bus.ensure_topics([self.settings.namespace + t for t in ALL_TOPICS],
-                                     self.settings.partitions)
+                                     self.settings.partitions, self.settings.topic_replication)
         for s in self.stages:
             if s.on_start:
                 await s.on_start()
@@ -226,22 +237,82 @@ class Runtime:
 
         @app.get("/readyz", tags=["ops"])
         async def readyz() -> Response:
-            # the probe has a connection of its own: it never queues behind the stages' pool
-            db_ok, bus_ok = await asyncio.gather(self.probe.ping(), self.bus.ping())
-            dead = [t.get_name() for t in self._tasks if t.done()]
-            ok = db_ok and bus_ok and not dead
-            body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "database": db_ok,
-                                    "bus": bus_ok, "stopped_tasks": dead}
-            if self.dead_letters.counts:  # work for an operator (`drgdip dlq`), not unreadiness
-                body["dead_letters"] = self.dead_letters.counts
-            return JSONResponse(body, status_code=200 if ok else 503)
+            body = await self.health()
+            return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
         @app.get("/metrics", tags=["ops"])
         async def metrics(_request: Request) -> Response:
-            for r in self.relays:
-                with contextlib.suppress(Exception):
-                    await r.backlog()
+            await self.health()  # database_up, readiness and the outbox readings as of now
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def health(self) -> dict[str, Any]:
+        """What /readyz answers. Ready means THIS process can serve: database and bus reachable,
+        its relays and consumers running. The rest shows work that waits, so that a ready
+        process holding stuck work says so: each outbox's backlog and the age of its oldest
+        event, each consumer group's lag, and what the stages add (`Stage.health`)."""
+        # the probe has connections of its own: it never queues behind the stages' pool
+        db_ok, bus_ok = await asyncio.gather(self.probe.ping(), self.bus.ping())
+        dead = [t.get_name() for t in self._tasks if t.done()]
+        ok = db_ok and bus_ok and not dead
+        self.metrics.database_up.set(db_ok)
+        self._record_readiness(ok)
+        stages: dict[str, dict[str, Any]] = {}
+        fresh = db_ok and await self._read_details(stages)
+        if not fresh:
+            for r in self.relays:
+                await r.read_backlog(None)
+        now = datetime.now(UTC)
+        lag: dict[str, int] = {}
+        for c in self.consumers:
+            lag[c.group_id] = lag.get(c.group_id, 0) + c.lag_total
+        return {
+            "status": "ok" if ok else "unavailable", "database": db_ok, "bus": bus_ok,
+            "stopped_tasks": dead,
+            # false: the database did not answer, these are the last readings (ages still grow)
+            "fresh": fresh,
+            "outbox": {s.name: {"backlog": m.outbox.backlog,
+                                "oldest_age_seconds": round(m.outbox.age(now), 3)}
+                       for s, m in zip(self.stages, self._stage_metrics, strict=True)},
+            "consumer_lag": {"total": sum(lag.values()), "groups": lag},
+            "stages": stages,
+            # dead letters not replayed yet: work for an operator (`drgdip dlq`), not unreadiness
+            "dead_letters": self.dead_letters.counts,
+        }
+
+    async def _read_details(self, into: dict[str, dict[str, Any]]) -> bool:
+        async def _read(conn: AsyncConnection) -> None:
+            for r in self.relays:
+                await r.read_backlog(conn)
+            for s in self.stages:
+                if s.health is not None:
+                    into[s.name] = await s.health(conn)
+
+        try:
+            await self.probe.read(_read)
+            return True
+        except Exception as e:  # slower than the probe allows, or gone since the ping
+            log.warning("health details not read", error=_first_line(e))
+            return False
+
+    def _record_readiness(self, ok: bool) -> None:
+        if self._ready is not None and ok != self._ready:
+            self.metrics.readiness_changes.inc()
+        self._ready = ok
+        self.metrics.ready.set(ok)
+
+    async def _count_request(self, request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        status = 500  # what the client gets when the route raises
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            # the route's template, never the path itself: ids would make a series each
+            name = getattr(route, "path", None) or "unmatched"
+            self.metrics.http_requests.labels(request.method, name, str(status)).inc()
+            self.metrics.http_duration.labels(request.method, name).observe(time.perf_counter() - started)
 
 
 def _first_line(e: BaseException) -> str:

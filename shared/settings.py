@@ -46,6 +46,10 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     partitions: int = Field(6, ge=1, le=256, description="partitions per topic when creating topics")
+    topic_replication: int = Field(
+        1, ge=1, le=16,
+        description="replication factor of a topic a service creates because it is missing (3 on a "
+                    "production cluster; topics the cluster already has keep theirs)")
     max_attempts: int = Field(5, ge=1, le=100, description="tries before a message is dead-lettered")
     retry_backoff_ms: int = Field(200, ge=0, le=60_000,
                                   description="wait after an event failed by its content (times the attempt)")
@@ -62,6 +66,8 @@ class ServiceSettings(BaseSettings):
                     "fewer transactions (0: apply at once)",
     )
     relay_interval_ms: int = Field(200, ge=10, le=60_000)
+    lag_interval_ms: int = Field(5000, ge=50, le=600_000,
+                                 description="how often each stage reads its consumer lag from the bus")
     instance_id: str | None = Field(None, description="static group membership id (Kafka)")
     namespace: str = Field(
         "", pattern=r"^[a-z0-9._-]*$", max_length=40,

@@ -1,8 +1,9 @@
 """The gateway's routes: the one public API for hospitals and the bureau.
 
 Submissions are passed to ingest, draft checks and DIP catalogues to the grouper, policies and
-statements to the pricer, monitoring flags and their workflow to review, over HTTP (in-process in the embedded mode); queries are answered
-from the gateway's own read model. Tokens and the audit of administrative actions are the
+statements to the pricer, monitoring flags with their workflow and special-case review to review,
+over HTTP (in-process in the embedded mode); queries are answered from the gateway's own read
+model. Tokens and the audit of administrative actions are the
 gateway's own (bureau-admin).
 
 A route that forwards takes no `Conn`: the embedded SQLite engine has one pooled connection,
@@ -127,7 +128,8 @@ class Upstreams:
             log.error("upstream refused the service token: DRGDIP_SERVICE_TOKEN differs", upstream=name)
             raise Unavailable(f"{path} is unavailable: the service refused the gateway",
                               code="UPSTREAM_REFUSED")
-        return Response(r.content, status_code=r.status_code, media_type="application/json")
+        return Response(r.content, status_code=r.status_code,
+                        media_type=r.headers.get("content-type", "application/json"))
 
 
 @dataclass(frozen=True)
@@ -538,11 +540,16 @@ async def export_audit(request: Request, who: Caller, conn: Conn,
                     headers={"content-disposition": 'attachment; filename="drgdip-audit.csv"'})
 
 
+def _to_review(who: Principal) -> dict[str, str]:
+    """Who asks, for review: the actor, the role and a hospital token's hospital."""
+    return _audited(who) | {"x-drgdip-role": who.role}
+
+
 # ---------------------------------------------------------------- monitoring flags (review)
 
 FLAG_ID = Annotated[int, Path(ge=1, le=2**63 - 1, description="the flag's id")]
 FLAG_FILTERS = ("hospital", "rule", "status", "period", "level", "limit", "offset")
-DECISION_SCHEMA: dict[str, Any] = {
+FLAG_DECISION_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["outcome", "reason"], "additionalProperties": False,
     "properties": {"outcome": {"type": "string", "enum": ["confirmed", "dismissed"]},
                    "reason": {"type": "string", "maxLength": 4000},
@@ -566,10 +573,6 @@ def _masked_answer(r: Response) -> Response:
     if r.status_code != 200:
         return r
     return Response(orjson.dumps(mask_document(_answer(r))), media_type="application/json")
-
-
-def _with_role(who: Principal) -> dict[str, str]:
-    return _audited(who) | {"x-drgdip-role": who.role}
 
 
 @router.get("/flags")
@@ -605,7 +608,7 @@ async def _flag_step(request: Request, up: Upstreams, who: Principal, engine: An
                      action: str) -> Response:
     _only(request)
     body = await _read(request, up)
-    r = await up.relay("review", "POST", f"/flags/{flag_id}/{step}", body, _with_role(who))
+    r = await up.relay("review", "POST", f"/flags/{flag_id}/{step}", body, _to_review(who))
     if r.status_code < 300:
         a = _answer(r)
         await _record(engine, request, who, action, f"flag {flag_id}", {
@@ -614,7 +617,7 @@ async def _flag_step(request: Request, up: Upstreams, who: Principal, engine: An
     return _masked_answer(r)
 
 
-@router.post("/flags/{flag_id}/decision", openapi_extra=_body(DECISION_SCHEMA))
+@router.post("/flags/{flag_id}/decision", openapi_extra=_body(FLAG_DECISION_SCHEMA))
 async def decide_flag(flag_id: FLAG_ID, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
     """A bureau reviewer confirms (optionally with a deduction) or dismisses a flag, with a reason
     (audited). An open flag is confirmed only once the hospital's time to answer has passed
@@ -675,3 +678,172 @@ async def export_flag_history(request: Request, up: Upstream, who: Caller) -> Re
     rows = await _flag_history(request, up, who, paged=False)
     return Response(audit.to_csv(rows, audit.FLAG_HISTORY_COLUMNS), media_type="text/csv; charset=utf-8",
                     headers={"content-disposition": 'attachment; filename="drgdip-flag-history.csv"'})
+
+
+# ---------------------------------------------------------------- special-case review (特例单议)
+# Review keeps the applications, the panel and their audit; the gateway checks the role and the
+# hospital and passes on who asks (`x-drgdip-actor`, `x-drgdip-role`, `x-drgdip-hospital`).
+
+APPLICATION_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["case_id", "reason", "text"], "additionalProperties": False,
+    "properties": {
+        "case_id": {"type": "string"},
+        "reason": {"type": "string", "enum": ["long_stay", "high_cost", "innovative_drugs_devices",
+                                              "icu_ventilation", "not_grouped_or_ambiguous", "multi_disciplinary"]},
+        "text": {"type": "string"},
+        "evidence": {"type": "array", "items": {
+            "type": "object", "required": ["name", "sha256"],
+            "properties": {"name": {"type": "string"}, "sha256": {"type": "string"}, "size": {"type": "integer"}}}}},
+}
+SPECIAL_DECISION_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["outcome", "reason"], "additionalProperties": False,
+    "properties": {"outcome": {"type": "string", "enum": ["pay_by_item", "adjust_standard", "reject"]},
+                   "amount": {"type": ["string", "null"], "description": "yuan, for adjust_standard"},
+                   "reason": {"type": "string"}},
+}
+APPEAL_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["reason"], "additionalProperties": False,
+    "properties": {"reason": {"type": "string"}},
+}
+MEMBER_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["token_id"], "additionalProperties": False,
+    "properties": {"token_id": {"type": "string", "description": "a bureau-reviewer token's id"},
+                   "hospitals": {"type": "array", "items": {"type": "string"},
+                                 "description": "the hospitals the member is tied to"},
+                   "active": {"type": "boolean"}, "reason": {"type": ["string", "null"]}},
+}
+
+
+SpecialCaseId = Annotated[int, Path(ge=1, le=2**53)]
+
+
+async def _review(up: Upstreams, who: Principal, method: str, path: str, body: bytes = b"",
+                  params: dict[str, str] | None = None) -> Response:
+    return await up.relay("review", method, path, body, _to_review(who), params=params)
+
+
+def _scoped(request: Request, who: Principal, *known: str) -> dict[str, str]:
+    """The query, with a hospital's own code for a hospital token (another's is refused)."""
+    _only(request, *known)
+    params = dict(request.query_params)
+    hospital = params.get("hospital")
+    if hospital is not None and not who.may_see(hospital):
+        raise Forbidden("a hospital sees only its own special cases", field="hospital")
+    if not who.is_bureau and "hospital" in known:
+        params["hospital"] = who.hospital_code or ""
+    return params
+
+
+@router.post("/special-cases", status_code=201, openapi_extra=_body(APPLICATION_SCHEMA))
+async def apply_special_case(request: Request, up: Upstream, who: Caller) -> Response:
+    """A hospital applies for special-case review of one of its cases (特例单议): the reason is
+    checked against the case's priced figures (a refusal names the rule and the numbers) and the
+    quarter's quota of its region (5 % of DRG, 5 ‰ of DIP discharges, shared by complex cases)."""
+    who.require(HOSPITAL)
+    _only(request)
+    return await _review(up, who, "POST", "/special-cases", await _read(request, up))
+
+
+@router.get("/special-cases")
+async def list_special_cases(request: Request, up: Upstream, who: Caller) -> Response:
+    """Applications: the panel's quarterly queue (`period=2024Q1&status=pending`), a hospital's
+    own. No patient names or ID numbers: the case's figures and the evidence's names and hashes."""
+    params = _scoped(request, who, "period", "hospital", "status", "limit", "offset")
+    return await _review(up, who, "GET", "/special-cases", params=params)
+
+
+@router.get("/special-cases/panel")
+async def list_panel(request: Request, up: Upstream, who: Caller) -> Response:
+    """The panel's members and the hospitals each is tied to (bureau roles)."""
+    who.require(*BUREAU_ROLES)
+    _only(request)
+    return await _review(up, who, "GET", "/special-cases/panel")
+
+
+@router.post("/special-cases/panel", status_code=201, openapi_extra=_body(MEMBER_SCHEMA))
+async def register_panel_member(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Register a bureau-reviewer token as a panel member with the hospitals they are tied to, or
+    change them (bureau-admin; audited by review with the before and after)."""
+    who.require("bureau-admin")
+    _only(request)
+    body = await _read(request, up)
+    try:
+        token_id = orjson.loads(body).get("token_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        token_id = None
+    if isinstance(token_id, str):
+        async with engine.connect() as conn:
+            role = await repository.token_role(conn, token_id)
+        if role != "bureau-reviewer":
+            raise Invalid(f"token {token_id!r} is not an active bureau-reviewer token", code="NOT_A_REVIEWER",
+                          field="token_id")
+    return await _review(up, who, "POST", "/special-cases/panel", body)
+
+
+async def _publication(request: Request, up: Upstream, who: Principal, fmt: str) -> Response:
+    params = _scoped(request, who, "half", "hospital") | {"format": fmt}
+    return await _review(up, who, "GET", "/special-cases/publication", params=params)
+
+
+@router.get("/special-cases/publication")
+async def special_case_publication(request: Request, up: Upstream, who: Caller) -> Response:
+    """The half year's special cases per hospital: counts and outcomes (`half=2024H1`); a hospital
+    sees its own row."""
+    return await _publication(request, up, who, "json")
+
+
+@router.get("/special-cases/publication.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}, "description": "the publication as CSV"}})
+async def special_case_publication_csv(request: Request, up: Upstream, who: Caller) -> Response:
+    """The half-yearly publication as CSV."""
+    return await _publication(request, up, who, "csv")
+
+
+SPECIAL_AUDIT_FILTERS = ("action", "actor", "subject", "from", "to")
+
+
+@router.get("/special-cases/audit")
+async def special_case_audit(request: Request, up: Upstream, who: Caller) -> Response:
+    """Every application, decision, appeal, panel change and parameter change, oldest first:
+    who, when, before, after and why (bureau roles)."""
+    who.require(*BUREAU_ROLES)
+    _only(request, *SPECIAL_AUDIT_FILTERS, "limit", "offset")
+    return await _review(up, who, "GET", "/special-cases/audit", params=dict(request.query_params))
+
+
+@router.get("/special-cases/audit.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}, "description": "the audit as CSV"}})
+async def special_case_audit_csv(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """The special-case audit as CSV, with the same filters (bureau roles); the export is audited."""
+    who.require(*BUREAU_ROLES)
+    _only(request, *SPECIAL_AUDIT_FILTERS)
+    r = await _review(up, who, "GET", "/special-cases/audit", params=dict(request.query_params) | {"format": "csv"})
+    if r.status_code == 200:
+        await _record(engine, request, who, audit.AUDIT_READ, "special-cases", dict(request.query_params))
+        r.headers["content-disposition"] = 'attachment; filename="drgdip-special-case-audit.csv"'
+    return r
+
+
+@router.get("/special-cases/{application_id}")
+async def get_special_case(application_id: SpecialCaseId, request: Request, up: Upstream, who: Caller) -> Response:
+    """One application with its decisions (a hospital: its own)."""
+    _only(request)
+    return await _review(up, who, "GET", f"/special-cases/{application_id}")
+
+
+@router.post("/special-cases/{application_id}/decision", openapi_extra=_body(SPECIAL_DECISION_SCHEMA))
+async def decide_special_case(application_id: SpecialCaseId, request: Request, up: Upstream, who: Caller) -> Response:
+    """A panel member's decision (bureau-reviewer registered on the panel, not tied to the
+    case's hospital): pay by item, adjust the standard (an amount in yuan) or reject, with the
+    reason. An approved decision re-prices the case as a new priced version."""
+    who.require("bureau-reviewer")
+    _only(request)
+    return await _review(up, who, "POST", f"/special-cases/{application_id}/decision", await _read(request, up))
+
+
+@router.post("/special-cases/{application_id}/appeal", openapi_extra=_body(APPEAL_SCHEMA))
+async def appeal_special_case(application_id: SpecialCaseId, request: Request, up: Upstream, who: Caller) -> Response:
+    """The hospital's one appeal of the panel's decision, decided by another member."""
+    who.require(HOSPITAL)
+    _only(request)
+    return await _review(up, who, "POST", f"/special-cases/{application_id}/appeal", await _read(request, up))

@@ -196,6 +196,15 @@ async def token_holder(conn: AsyncConnection, token_hash: str) -> tuple[Principa
     return Principal(row.token_id, row.role, row.hospital_code), "active"
 
 
+async def token_role(conn: AsyncConnection, token_id: str) -> str | None:
+    """The role of an active (not revoked, not expired) token by its id; None when there is none."""
+    row = (await conn.execute(select(tokens).where(tokens.c.token_id == token_id))).first()
+    if row is None or row.revoked_at is not None or (
+            row.expires_at is not None and _aware(row.expires_at) <= datetime.now(UTC)):
+        return None
+    return str(row.role)
+
+
 def _aware(at: datetime) -> datetime:
     """SQLite gives back naive datetimes (stored as UTC)."""
     return at if at.tzinfo else at.replace(tzinfo=UTC)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ingest import repository
 from services.ingest.config import IngestSettings
@@ -12,6 +15,7 @@ from services.ingest.domain.qc import DictionaryError, load_dictionaries
 from services.ingest.endpoints import router
 from services.ingest.handlers import Intake
 from shared.messaging import Outbox
+from shared.observability import age_seconds
 from shared.runtime import Context, Stage
 from shared.settings import SettingError
 
@@ -38,5 +42,10 @@ def build(ctx: Context) -> Stage:
                 await task
         sweeper.clear()
 
+    async def health(conn: AsyncConnection) -> dict[str, Any]:
+        # lists a crash or a database outage left undecided (and those deciding right now)
+        n, oldest = await repository.pending_count(conn)
+        return {"pending_lists": n, "oldest_pending_age_seconds": round(age_seconds(oldest), 3)}
+
     return Stage(repository.NAME, repository.metadata, outbox, router=router, on_start=start,
-                 on_stop=stop, service=intake)
+                 on_stop=stop, service=intake, health=health)

@@ -169,6 +169,13 @@ async def job_counts(conn: AsyncConnection, job_id: str) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in rows}
 
 
+async def pending_count(conn: AsyncConnection) -> tuple[int, datetime | None]:
+    """How many lists are stored but not decided yet, and when the oldest of them arrived."""
+    n, oldest = (await conn.execute(
+        select(func.count(), func.min(raw_table.c.received_at)).where(raw_table.c.status == "pending"))).one()
+    return int(n or 0), oldest
+
+
 def _latest(r: Any) -> Latest:
     return Latest(r.hospital_code, r.setl_id, r.list_version, r.status, r.content_sha256, r.event)
 

@@ -4,6 +4,8 @@ transaction) and never commits.
 
 - `on_case_grouped`: every grouped case is priced with the policy in force and announced as
   `case-priced`.
+- `on_special_case_decided`: review's special-case decision kept and the case priced again with
+  it (a new priced version, `case-priced`).
 - `import_policy`, `import_dip_policy`: store a policy version (audited); re-importing the same
   content is a no-op, so a service can import its configured file at every start; a policy of
   another id for the same region and an overlapping period is refused (409 `POLICY_OVERLAP`).
@@ -28,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.pricer import repository
 from services.pricer.domain.dip_policy import policy_for_settlement, read_dip_policy
 from services.pricer.domain.dip_pricing import DipPolicy
-from services.pricer.domain.grouped import price_grouped
+from services.pricer.domain.grouped import SpecialDecision, price_grouped, with_decision
 from services.pricer.domain.policy import (
     Policy,
     check_new_version,
@@ -49,9 +51,19 @@ from services.pricer.domain.settlement import (
 )
 from shared.db import Versions
 from shared.errors import NotFound
-from shared.events import CaseGrouped, DeductionConfirmed, Envelope, PeriodSettled, new_event_id
+from shared.events import (
+    CaseGrouped,
+    DeductionConfirmed,
+    Envelope,
+    PeriodSettled,
+    SpecialCaseDecided,
+    new_event_id,
+)
 from shared.messaging import Outbox
 from shared.money import ZERO
+from shared.observability import get_logger
+
+log = get_logger("drgdip.pricer")
 
 
 async def on_case_grouped(policies: repository.Policies, conn: AsyncConnection,
@@ -59,15 +71,59 @@ async def on_case_grouped(policies: repository.Policies, conn: AsyncConnection,
     """Price a batch of grouped cases (the policies are read once per batch, the results
     written with one statement)."""
     drg, dip = await policies.in_force(conn)
+    decisions = await repository.decisions_of(conn, [env.case_id for env in envs])
     now = datetime.now(UTC)
     rows = []
     events = []
     for env in envs:
         g: CaseGrouped = env.typed_payload()
-        result = price_grouped(env.case_id, g, drg, dip)
-        rows.append(repository.result_row(env.case_id, g, result, now, env.payload))
+        d = decisions.get(env.case_id)
+        result = with_decision(price_grouped(env.case_id, g, drg, dip), d)
+        rows.append(repository.result_row(env.case_id, g, result, now, env.payload, d.decision if d else 0))
         events.append(Envelope.new(result.event, case_id=env.case_id,
                                    correlation_id=env.correlation_id, producer=repository.NAME))
+    await repository.save_results(conn, rows)
+    return events
+
+
+async def on_special_case_decided(policies: repository.Policies, conn: AsyncConnection,
+                                  envs: Sequence[Envelope]) -> list[Envelope]:
+    """The special-case panel decided (review, §10): the decision is kept (the latest per case)
+    and the case priced again from the grouping it was last priced from, under the policies in
+    force, with the decision: a new priced version announced as `case-priced`, which monthly
+    settlement and annual clearing then use. A decision older than the one kept changes nothing;
+    a case priced before its grouping was kept cannot be re-priced (logged, the decision kept)."""
+    kept = await repository.decisions_of(conn, [env.case_id for env in envs])
+    latest: dict[str, tuple[Envelope, SpecialDecision]] = {}
+    for env in envs:
+        sd: SpecialCaseDecided = env.typed_payload()
+        d = SpecialDecision(sd.decision, sd.outcome, sd.amount, sd.application_id)
+        old = latest[env.case_id][1] if env.case_id in latest else kept.get(env.case_id)
+        if old is None or (d.application_id, d.decision) >= (old.application_id, old.decision):
+            latest[env.case_id] = (env, d)
+    if not latest:
+        return []
+    await repository.save_decisions(conn, {cid: d for cid, (_e, d) in latest.items()})
+    grouped = await repository.latest_grouped_of(conn, list(latest))
+    seen = await repository.priced_keys(conn, list(latest))
+    drg, dip = await policies.in_force(conn)
+    now = datetime.now(UTC)
+    rows, events = [], []
+    for case_id, (env, d) in latest.items():
+        payload = grouped.get(case_id)
+        if payload is None:
+            log.warning("special-case decision on a case that cannot be re-priced", case_id=case_id)
+            continue
+        doc = orjson.loads(payload)
+        g = CaseGrouped.model_validate(doc)
+        result = with_decision(price_grouped(case_id, g, drg, dip), d)
+        p = result.price
+        if (case_id, g.facts.list_version, g.grouping_version, p.policy_id if p else None,
+                p.policy_version if p else None, d.decision) in seen:
+            continue
+        rows.append(repository.result_row(case_id, g, result, now, doc, d.decision))
+        events.append(Envelope.new(result.event, case_id=case_id, correlation_id=env.correlation_id,
+                                   producer=repository.NAME))
     await repository.save_results(conn, rows)
     return events
 
@@ -107,20 +163,22 @@ async def reprice(engine: AsyncEngine, outbox: Outbox, policies: repository.Poli
         now = datetime.now(UTC)
         async with engine.begin() as conn:
             seen = await repository.priced_keys(conn, [case_id for case_id, _ in chunk])
+            decisions = await repository.decisions_of(conn, [case_id for case_id, _ in chunk])
             for case_id, payload in chunk:
                 if payload is None:
                     done.not_repriceable += 1
                     continue
                 grouped = orjson.loads(payload)
                 g = CaseGrouped.model_validate(grouped)
-                result = price_grouped(case_id, g, drg, dip)
+                d = decisions.get(case_id)
+                result = with_decision(price_grouped(case_id, g, drg, dip), d)
                 p = result.price
                 key = (case_id, g.facts.list_version, g.grouping_version,
-                       p.policy_id if p else None, p.policy_version if p else None)
+                       p.policy_id if p else None, p.policy_version if p else None, d.decision if d else 0)
                 if key in seen:
                     done.unchanged += 1
                     continue
-                rows.append(repository.result_row(case_id, g, result, now, grouped))
+                rows.append(repository.result_row(case_id, g, result, now, grouped, d.decision if d else 0))
                 events.append(Envelope.new(result.event, case_id=case_id,
                                            correlation_id=correlation_id, producer=repository.NAME))
                 label = f"{p.policy_id} v{p.policy_version}" if p else result.status

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    delete,
     func,
     insert,
     select,
@@ -36,7 +37,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.pricer.domain.calibration import HistoricalCase
 from services.pricer.domain.dip_policy import read_dip_policy
 from services.pricer.domain.dip_pricing import DipPolicy
-from services.pricer.domain.grouped import WITHDRAWN, PricingResult, price_from_dict
+from services.pricer.domain.grouped import (
+    WITHDRAWN,
+    PricingResult,
+    SpecialDecision,
+    price_from_dict,
+)
 from services.pricer.domain.policy import Policy, parse_policy
 from services.pricer.domain.pricing import CaseToPrice, Price
 from services.pricer.domain.settlement import Statement
@@ -105,8 +111,11 @@ results = Table(
     Column("method", String(8), nullable=True),  # drg | dip: how the case was paid
     Column("dip_group", Text, nullable=True),
     Column("grouped", Text, nullable=True),  # the `case-grouped` payload priced: for re-pricing
+    # the special-case decision it was priced with (§10; 0: none): a decision re-prices the case
+    # under the same list, grouping and policy versions as a new row
+    Column("special_case", Integer, nullable=False, server_default="0"),
     UniqueConstraint("case_id", "list_version", "grouping_version", "policy_id", "policy_version",
-                     name="uq_pricer_results_version"),
+                     "special_case", name="uq_pricer_results_version"),
     Index("ix_pricer_results_case", "case_id"),
     Index("ix_pricer_results_settlement", "policy_id", "discharge_date"),
     Index("ix_pricer_results_history", "region", "discharge_date"),
@@ -127,6 +136,16 @@ dip_policies = Table(
     Column("imported_by", String(100), nullable=False),
     UniqueConstraint("policy_id", "version", name="uq_pricer_dip_policies_version"),
     Index("ix_pricer_dip_policies_region", "region", "valid_from"),
+)
+# review's special-case decisions (特例单议, §10): the latest per case prices it from then on
+special_cases = Table(
+    "pricer_special_cases", metadata,
+    Column("case_id", String(100), primary_key=True),
+    Column("application_id", ROW_ID, nullable=False),
+    Column("decision", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("amount", money(), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
 )
 advances = Table(
     "pricer_advances", metadata,
@@ -279,9 +298,10 @@ _RESULT_COLUMNS = tuple(c.name for c in results.columns if c.name != "id")
 
 
 def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: datetime,
-               grouped: Mapping[str, Any] | None = None) -> dict[str, Any]:
+               grouped: Mapping[str, Any] | None = None, decision: int = 0) -> dict[str, Any]:
     """The `pricer_results` row of a priced case; `grouped` is the `case-grouped` payload as
-    received (JSON-ready), kept so that the case can be re-priced."""
+    received (JSON-ready), kept so that the case can be re-priced; `decision`: the special-case
+    decision it was priced with (0: none)."""
     f, case, p = g.facts, r.case, r.price
     return dict.fromkeys(_RESULT_COLUMNS) | dict(
         case_id=case_id, list_version=f.list_version, grouping_version=g.grouping_version,
@@ -293,6 +313,7 @@ def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: dateti
         breakdown=orjson.dumps(r.breakdown).decode() if p is not None else None,
         method=r.method, dip_group=r.dip_group,
         grouped=orjson.dumps(grouped if grouped is not None else g.model_dump(mode="json")).decode(),
+        special_case=decision,
     ) | r.figures
 
 
@@ -325,8 +346,32 @@ async def priced_keys(conn: AsyncConnection, case_ids: Sequence[str]) -> set[tup
     price of the cases: a price already stored is not stored again."""
     r = results.c
     rows = (await conn.execute(select(r.case_id, r.list_version, r.grouping_version, r.policy_id,
-                                      r.policy_version).where(r.case_id.in_(list(case_ids))))).all()
+                                      r.policy_version, r.special_case)
+                               .where(r.case_id.in_(list(case_ids))))).all()
     return {tuple(x) for x in rows}
+
+
+async def latest_grouped_of(conn: AsyncConnection, case_ids: Sequence[str]) -> dict[str, str | None]:
+    """The `case-grouped` payload each case was last priced from (None: priced before it was kept)."""
+    r = results.c
+    q = _latest_results(r.case_id, r.grouped).where(r.case_id.in_(list(case_ids)))
+    return {x.case_id: x.grouped for x in (await conn.execute(q)).all()}
+
+
+async def decisions_of(conn: AsyncConnection, case_ids: Sequence[str]) -> dict[str, SpecialDecision]:
+    """The latest special-case decision of each of these cases that has one."""
+    d = special_cases.c
+    rows = (await conn.execute(select(special_cases).where(d.case_id.in_(list(case_ids))))).all()
+    return {x.case_id: SpecialDecision(x.decision, x.outcome, x.amount, x.application_id) for x in rows}
+
+
+async def save_decisions(conn: AsyncConnection, decisions: Mapping[str, SpecialDecision]) -> None:
+    """Store each case's latest decision (replacing an earlier one)."""
+    now = datetime.now(UTC)
+    await conn.execute(delete(special_cases).where(special_cases.c.case_id.in_(list(decisions))))
+    await insert_many(conn, special_cases, [dict(case_id=cid, application_id=d.application_id, decision=d.decision,
+                                                 outcome=d.outcome, amount=d.amount, decided_at=now)
+                                            for cid, d in decisions.items()])
 
 
 async def load_history(conn: AsyncConnection, region: str, first_year: int, last_year: int) -> list[HistoricalCase]:

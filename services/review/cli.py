@@ -6,7 +6,8 @@ drgdip review rules import FILE --region R --from D [--to D] [--db URL]
     discharged from D (to --to, or open-ended): a case is reviewed with the version in force on
     its discharge date where it was treated (the latest start, then the highest version, wins);
     without one, with the shipped defaults. Importing the latest version's parameters and period
-    again stores nothing.
+    again stores nothing. A new version is audited (`review_audit`: cli:<user>, the previous
+    and the new parameters).
 drgdip review rules list [--db URL]
     Every stored version: region, version, period, who imported it and when.
 drgdip review rules defaults
@@ -22,6 +23,7 @@ drgdip review run --period 2024-03|2024Q1 [--region R] [--db URL]
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -53,6 +55,14 @@ def in_transaction(db: str | None, work: Callable[[AsyncConnection], Awaitable[T
             return await work(conn)
 
     return run_on_database(load_settings(ReviewSettings, db=db).db, repository.NAME, run)
+
+
+def _cli_actor() -> str:
+    """Who runs a command, as the audit records it (`cli:<user>`)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in this environment
+        return "cli:unknown"
 
 
 def _day(value: str | None, option: str) -> date | None:
@@ -97,7 +107,8 @@ def import_command(
     assert start is not None
     try:
         document = file.read_bytes()
-        done = in_transaction(db, lambda conn: handlers.import_rules(conn, document, region, start, end))
+        done = in_transaction(db, lambda conn: handlers.import_rules(conn, document, region, start, end,
+                                                                     who=_cli_actor()))
     except (DomainError, OSError) as e:
         typer.echo(f"error: {file}: {e}", err=True)
         raise typer.Exit(2) from None

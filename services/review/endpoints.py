@@ -1,5 +1,6 @@
-"""Review's HTTP routes (internal: the gateway checks who calls and passes the hospital a
-hospital token is bound to, and who acts, in headers).
+"""Review's HTTP routes, reached only through the gateway (which authenticates the caller and
+passes on who it is: `x-drgdip-actor`, `x-drgdip-role`, and the hospital a hospital token is
+bound to, `x-drgdip-hospital`).
 
 - `GET /flags`, `GET /flags/{id}`: flags with their evidence and workflow (`hospital`: only that
   hospital's; another's is 404).
@@ -8,32 +9,43 @@ hospital token is bound to, and who acts, in headers).
   `deduction-confirmed` for the pricer's next settlement.
 - `POST /hospital-rules:run`: the hospital-level rules for a month or quarter.
 - `GET /flag-history`: the append-only audit of answers and decisions.
+- `/special-cases…`: special-case review (特例单议): applications, the panel and its decisions,
+  the one appeal, the half-yearly publication and the audit; a decision goes to the outbox as
+  `special-case-decided` for the pricer to price the case again.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.review import handlers, repository
+from services.review import special_cases as special
+from services.review.domain import special_cases as sc
 from services.review.domain.workflow import STATUSES
-from shared.errors import Invalid
+from shared.errors import Invalid, NotFound
 from shared.messaging import Outbox
 from shared.text import ID_PATTERN
 from shared.web import Conn, stage_service
+
+router = APIRouter(tags=["review"])
+
+Rules = Annotated[handlers.Rules, Depends(stage_service(repository.NAME))]
+
+
+# --- monitoring flags and their workflow ----------------------------------------------------------
 
 ACTOR_HEADER = "x-drgdip-actor"  # who acts (set by the gateway): token:<id>
 ROLE_HEADER = "x-drgdip-role"
 HOSPITAL_HEADER = "x-drgdip-hospital"  # the hospital a hospital token is bound to
 
-Rules = Annotated[handlers.Rules, Depends(stage_service(repository.NAME))]
 Actor = Annotated[str, Header(alias=ACTOR_HEADER, min_length=1, max_length=128)]
 FlagId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-
-router = APIRouter(tags=["review"])
 
 
 @router.get("/flags")
@@ -69,7 +81,7 @@ async def answer_flag(flag_id: FlagId, body: Answer, conn: Conn, rules: Rules, a
     return await handlers.answer_flag(conn, flag_id, hospital, body.answer, actor, rules)
 
 
-class Decision(BaseModel):
+class FlagDecision(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outcome: str = Field(max_length=16, description="confirmed | dismissed")
     reason: str = Field(max_length=4000)
@@ -77,7 +89,7 @@ class Decision(BaseModel):
 
 
 @router.post("/flags/{flag_id}/decision")
-async def decide_flag(flag_id: FlagId, body: Decision, conn: Conn, rules: Rules, actor: Actor,
+async def decide_flag(flag_id: FlagId, body: FlagDecision, conn: Conn, rules: Rules, actor: Actor,
                       role: Annotated[str | None, Header(alias=ROLE_HEADER, max_length=32)] = None) -> dict:
     view, events = await handlers.decide_flag(conn, flag_id, body.outcome, body.reason, body.deduction,
                                               actor, role, rules)
@@ -107,3 +119,130 @@ async def flag_history(conn: Conn, flag_id: int | None = Query(None, ge=1, le=2*
                        offset: int = Query(0, ge=0, le=100_000_000)) -> dict[str, Any]:
     return {"entries": await handlers.flag_history(conn, flag_id=flag_id, hospital=hospital, since=since,
                                                    until=until, limit=limit, offset=offset)}
+
+
+# --- special-case review (特例单议) -------------------------------------------------------------------
+
+def _who(request: Request) -> special.Who:
+    h = request.headers
+    return special.Who(h.get("x-drgdip-actor") or "api", h.get("x-drgdip-role"), h.get("x-drgdip-hospital"))
+
+
+Who = Annotated[special.Who, Depends(_who)]
+AMOUNT = r"^\d{1,12}(\.\d{1,2})?$"
+TEXT = r"^[^\x00]+$"  # free text: anything but NUL (which PostgreSQL refuses in text)
+Id = Annotated[str, Field(min_length=1, max_length=32, pattern=ID_PATTERN)]
+ApplicationId = Annotated[int, Path(ge=1, le=2**53)]
+
+
+class Evidence(BaseModel):
+    """One evidence document as the hospital holds it: its name and SHA-256 (not the file)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int | None = Field(None, ge=0, le=1 << 40)
+
+
+class Application(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    case_id: str = Field(min_length=1, max_length=100, pattern=ID_PATTERN)
+    reason: sc.Reason
+    text: str = Field(min_length=1, max_length=4000, pattern=TEXT)
+    evidence: list[Evidence] = Field(default_factory=list, max_length=50)
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: sc.Outcome
+    amount: str | None = Field(None, pattern=AMOUNT, description="yuan, for adjust_standard")
+    reason: str = Field(min_length=1, max_length=4000, pattern=TEXT)
+
+
+class Appeal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=4000, pattern=TEXT)
+
+
+class MemberRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token_id: str = Field(pattern=r"^[0-9a-f]{12}$")
+    hospitals: list[Id] = Field(default_factory=list, max_length=500)
+    active: bool = True
+    reason: str | None = Field(None, max_length=1000, pattern=TEXT)
+
+
+@router.post("/special-cases", status_code=201)
+async def apply(body: Application, who: Who, rules: Rules, conn: Conn) -> dict[str, Any]:
+    if not who.hospital_code:
+        raise Invalid("an application comes from a hospital", code="HOSPITAL_REQUIRED", field="hospital")
+    return await special.apply(conn, who, await rules.book.in_force(conn), body.case_id, body.reason, body.text,
+                               [e.model_dump(exclude_none=True) for e in body.evidence])
+
+
+@router.get("/special-cases")
+async def list_applications(who: Who, conn: Conn, period: str | None = Query(None, max_length=6),
+                            hospital: str | None = Query(None, max_length=32, pattern=ID_PATTERN),
+                            status: str | None = Query(None, max_length=12), limit: int = Query(1000, ge=1, le=10_000),
+                            offset: int = Query(0, ge=0, le=100_000_000)) -> dict[str, Any]:
+    return {"applications": await special.queue(conn, who, period=period, hospital=hospital, status=status,
+                                                limit=limit, offset=offset)}
+
+
+@router.get("/special-cases/panel")
+async def list_panel(conn: Conn) -> dict[str, Any]:
+    return {"members": await repository.list_panel(conn)}
+
+
+@router.post("/special-cases/panel", status_code=201)
+async def register_member(body: MemberRequest, who: Who, conn: Conn) -> dict[str, Any]:
+    return await special.register_member(conn, who, body.token_id, body.hospitals, body.active, body.reason)
+
+
+@router.get("/special-cases/publication")
+async def publication(conn: Conn, half: str = Query(max_length=6),
+                      hospital: str | None = Query(None, max_length=32, pattern=ID_PATTERN),
+                      format: str = Query("json", pattern="^(json|csv)$")) -> Any:
+    rows = await special.publication(conn, half, hospital)
+    if format == "csv":
+        return Response(sc.to_csv(sc.PUBLICATION_COLUMNS, rows), media_type="text/csv; charset=utf-8")
+    return {"half": half, "hospitals": rows}
+
+
+@router.get("/special-cases/audit")
+async def audit(conn: Conn, action: str | None = Query(None, max_length=40),
+                actor: str | None = Query(None, max_length=128, pattern=ID_PATTERN),
+                subject: str | None = Query(None, max_length=128, pattern=ID_PATTERN),
+                since: datetime | None = Query(None, alias="from"), until: datetime | None = Query(None, alias="to"),
+                limit: int = Query(1000, ge=1, le=100_000), offset: int = Query(0, ge=0, le=100_000_000),
+                format: str = Query("json", pattern="^(json|csv)$")) -> Any:
+    if action is not None and action not in special.ACTIONS:
+        raise Invalid(f"action must be one of {', '.join(special.ACTIONS)}", code="INVALID_FIELD", field="action")
+    rows = await repository.audit_rows(conn, action=action, actor=actor, subject=subject, since=since,
+                                       until=until, limit=limit, offset=offset)
+    if format == "csv":
+        return Response(sc.to_csv(special.AUDIT_COLUMNS, rows), media_type="text/csv; charset=utf-8")
+    return {"entries": rows}
+
+
+@router.get("/special-cases/{application_id}")
+async def get_application(application_id: ApplicationId, who: Who, conn: Conn) -> dict[str, Any]:
+    found = await repository.application(conn, application_id)
+    if found is None or (who.hospital_code and found["hospital_code"] != who.hospital_code):
+        raise NotFound(f"no special-case application {application_id}", code="SPECIAL_CASE_NOT_FOUND",
+                       field="application_id")
+    return found
+
+
+@router.post("/special-cases/{application_id}/decision")
+async def decide(application_id: ApplicationId, body: Decision, request: Request, who: Who, conn: Conn) -> dict[str, Any]:
+    d = sc.DecisionInput(body.outcome, body.reason, None if body.amount is None else Decimal(body.amount))
+    return await special.decide(conn, Outbox(repository.NAME, repository.metadata), who, application_id, d,
+                                request.headers.get("x-correlation-id") or f"special-case-{application_id}")
+
+
+@router.post("/special-cases/{application_id}/appeal")
+async def appeal(application_id: ApplicationId, body: Appeal, who: Who, conn: Conn) -> dict[str, Any]:
+    if not who.hospital_code:
+        raise Invalid("an appeal comes from the hospital", code="HOSPITAL_REQUIRED", field="hospital")
+    return await special.appeal(conn, who, application_id, body.reason)

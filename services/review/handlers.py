@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.review import repository
+from services.review import special_cases as special
 from services.review.domain import workflow
 from services.review.domain.hospital_rules import (
     HospitalFlag,
@@ -66,7 +68,8 @@ async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope],
     outcome = review_cases(known, priced, rules_on=in_force.on, shares=shares)
     await repository.save(conn, outcome.changed, known, outcome.announcements)
     await repository.save_share_deltas(conn, outcome.share_deltas)
-    await repository.save_case_figures(conn, figures)
+    await repository.save_hospital_figures(conn, figures)  # the hospital-level rules read them
+    await special.save_figures(conn, envs, in_force)  # special-case review judges applications on them
     return [Envelope.new(CaseFlagged(facts=a.facts, drg=a.drg, flags=list(a.flags), rules=a.rules),
                          case_id=a.case_id, correlation_id=a.correlation_id,
                          producer=repository.NAME)
@@ -107,6 +110,13 @@ async def import_rules(conn: AsyncConnection, document: bytes, region: str, vali
         return Imported(region, latest["version"], valid_from, valid_to, False)
     version = (latest["version"] if latest else 0) + 1
     await repository.insert_rules(conn, region, version, valid_from, valid_to, params, who)
+    await special.record_rules_change(
+        conn, who, region,
+        None if latest is None else {"version": latest["version"], "valid_from": str(latest["valid_from"]),
+                                     "valid_to": str(latest["valid_to"]) if latest["valid_to"] else None,
+                                     "rules": orjson.loads(latest["document"])["rules"]},
+        {"version": version, "valid_from": str(valid_from), "valid_to": str(valid_to) if valid_to else None,
+         "rules": params.to_document()["rules"]})
     return Imported(region, version, valid_from, valid_to, True)
 
 
@@ -145,7 +155,7 @@ async def run_hospital_rules(conn: AsyncConnection, period: str, region: str | N
     out = []
     for r in regions:
         rs = in_force.on(r, p.end - timedelta(days=1)) or DEFAULTS
-        cases = await repository.load_case_figures(conn, r, history_start(p, rs.params), p.end)
+        cases = await repository.load_hospital_figures(conn, r, history_start(p, rs.params), p.end)
         found = hospital_flags(cases, p, rs.params)
         insert, supersede = reconcile(await repository.hospital_flags_of(conn, r, p.label), found)
         ids = await repository.raise_hospital_flags(conn, r, rs.label, insert, supersede)

@@ -139,9 +139,10 @@ hospital_runs = Table(
     Column("run_at", DateTime(timezone=True), nullable=False),
     Index("ix_review_hospital_runs_period", "region", "period"),
 )
-# what the hospital-level rules read of each case's latest price (one row per case)
-case_figures = Table(
-    "review_case_figures", metadata,
+# what the hospital-level rules read of each case's latest price (one row per case; the
+# special-case review keeps its own figures in review_case_figures)
+hospital_figures = Table(
+    "review_hospital_figures", metadata,
     Column("case_id", String(100), primary_key=True),
     Column("region", String(32), nullable=False),  # where care was given
     Column("hospital_code", String(32), nullable=False),
@@ -155,7 +156,7 @@ case_figures = Table(
     Column("discharge_way", Integer, nullable=True),
     Column("planned", Boolean, nullable=False),
     Column("withdrawn", Boolean, nullable=False),
-    Index("ix_review_case_figures_region", "region", "discharge_date"),
+    Index("ix_review_hospital_figures_region", "region", "discharge_date"),
 )
 # a group's regional self-pay figures (cost shifting): changed by increments, so concurrent
 # consumers never lose each other's updates
@@ -348,21 +349,21 @@ async def count_flagged(conn: AsyncConnection) -> int:
 
 # --- what the hospital-level rules read -----------------------------------------------------------
 
-async def save_case_figures(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+async def save_hospital_figures(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Each priced case's figures, replacing those of its earlier price (the latest wins)."""
     latest = {r["case_id"]: r for r in rows}  # a batch may price a case twice
     if not latest:
         return
-    stored = set((await conn.execute(select(case_figures.c.case_id)
-                                      .where(case_figures.c.case_id.in_(latest)))).scalars())
-    await insert_many(conn, case_figures, [r for cid, r in latest.items() if cid not in stored])
-    await update_many(conn, case_figures, "case_id", [r for cid, r in latest.items() if cid in stored])
+    stored = set((await conn.execute(select(hospital_figures.c.case_id)
+                                      .where(hospital_figures.c.case_id.in_(latest)))).scalars())
+    await insert_many(conn, hospital_figures, [r for cid, r in latest.items() if cid not in stored])
+    await update_many(conn, hospital_figures, "case_id", [r for cid, r in latest.items() if cid in stored])
 
 
-async def load_case_figures(conn: AsyncConnection, region: str, start: date, end: date) -> list[CaseFigure]:
+async def load_hospital_figures(conn: AsyncConnection, region: str, start: date, end: date) -> list[CaseFigure]:
     """The region's cases (not withdrawn) discharged in [start, end)."""
-    c = case_figures.c
-    rows = (await conn.execute(select(case_figures).where(
+    c = hospital_figures.c
+    rows = (await conn.execute(select(hospital_figures).where(
         c.region == region, c.discharge_date >= start, c.discharge_date < end,
         c.withdrawn.is_(False)))).all()
     return [CaseFigure(r.case_id, r.hospital_code, r.discharge_date, r.admission_date, r.psn_key,
@@ -371,7 +372,7 @@ async def load_case_figures(conn: AsyncConnection, region: str, start: date, end
 
 
 async def regions_with_cases(conn: AsyncConnection, start: date, end: date) -> list[str]:
-    c = case_figures.c
+    c = hospital_figures.c
     return sorted((await conn.execute(select(c.region).distinct().where(
         c.discharge_date >= start, c.discharge_date < end))).scalars())
 
@@ -489,3 +490,266 @@ async def flag_history(conn: AsyncConnection, *, flag_id: int | None = None, hos
         q = q.limit(limit)
     return [{**r._asdict(), "before": orjson.loads(r.before), "after": orjson.loads(r.after)}
             for r in (await conn.execute(q)).all()]
+
+
+# === special-case review (特例单议, docs/domain.md §10) ===========================================
+# What review knows of each priced case for an application (its latest priced version), the
+# applications, the panel's decisions, the members, one counter row per region and quarter (the
+# lock that keeps the cap under concurrent applications) and the append-only audit.
+
+case_figures = Table(
+    "review_case_figures", metadata,
+    Column("case_id", String(100), primary_key=True),
+    Column("hospital_code", String(32), nullable=False),
+    Column("region", String(32), nullable=False),  # where it was treated
+    Column("period", String(6), nullable=True),  # the discharge quarter "2024Q1"
+    Column("method", String(8), nullable=False),  # drg | dip
+    Column("complex", Boolean, nullable=False),  # counts in its hospital's complex-case load
+    Column("withdrawn", Boolean, nullable=False),
+    Column("figures", Text, nullable=False),  # JSON: the CaseData
+    Index("ix_review_case_figures_period", "region", "period"),
+)
+special_quota = Table(
+    "review_special_quota", metadata,
+    Column("region", String(32), primary_key=True),
+    Column("period", String(6), primary_key=True),
+    Column("applications", Integer, nullable=False),
+)
+special_cases = Table(
+    "review_special_cases", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("case_id", String(100), nullable=False, unique=True),
+    Column("hospital_code", String(32), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("period", String(6), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON: [{name, sha256, size}]
+    Column("figures", Text, nullable=False),  # JSON: the numbers that made it eligible
+    Column("status", String(12), nullable=False),  # pending | decided | appealed | final
+    Column("outcome", String(16), nullable=True),  # the latest decision's
+    Column("amount", money(), nullable=True),
+    Column("applied_by", String(128), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+    Column("appeal_text", Text, nullable=True),
+    Column("appealed_by", String(128), nullable=True),
+    Column("appealed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_review_special_cases_period", "region", "period", "hospital_code"),
+)
+special_decisions = Table(
+    "review_special_decisions", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("application_id", ROW_ID, nullable=False),
+    Column("round", Integer, nullable=False),  # 1: the panel's, 2: the appeal's
+    Column("outcome", String(16), nullable=False),
+    Column("amount", money(), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("member", String(16), nullable=False),  # the deciding member's token id
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("application_id", "round", name="uq_review_special_decisions_round"),
+)
+panel_members = Table(
+    "review_panel_members", metadata,
+    Column("token_id", String(16), primary_key=True),
+    Column("hospitals", Text, nullable=False),  # JSON: the hospitals the member is tied to
+    Column("active", Boolean, nullable=False),
+    Column("registered_by", String(128), nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+)
+# Append-only: rows are inserted, never updated or deleted.
+audit = Table(
+    "review_audit", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),  # token:<id> or cli:<user>
+    Column("role", String(32), nullable=True),
+    Column("action", String(40), nullable=False),
+    Column("subject", String(128), nullable=True),
+    Column("before", Text, nullable=True),  # JSON
+    Column("after", Text, nullable=True),  # JSON
+    Column("reason", Text, nullable=True),
+    Index("ix_review_audit_at", "at"),
+)
+
+
+def _upsert(conn: AsyncConnection, table: Table) -> Any:
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+async def save_case_figures(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Store each case's latest figures (a new priced version replaces them)."""
+    if not rows:
+        return
+    latest = {r["case_id"]: r for r in rows}  # a batch may hold two versions of a case
+    stmt = _upsert(conn, case_figures)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=["case_id"],
+        set_={c: stmt.excluded[c] for c in ("hospital_code", "region", "period", "method", "complex",
+                                             "withdrawn", "figures")}), list(latest.values()))
+
+
+async def case_figures_of(conn: AsyncConnection, case_id: str) -> dict[str, Any] | None:
+    r = (await conn.execute(select(case_figures).where(case_figures.c.case_id == case_id))).first()
+    return None if r is None else {**r._asdict(), "figures": orjson.loads(r.figures)}
+
+
+async def lock_quota(conn: AsyncConnection, region: str, period: str) -> int:
+    """Lock the region-quarter's counter row for the rest of the transaction (made first when
+    missing): applications of the same region and quarter wait for each other here, so the cap
+    is counted by one at a time. PostgreSQL: SELECT … FOR UPDATE; SQLite: the transaction holds
+    the write lock from BEGIN IMMEDIATE already."""
+    await conn.execute(_upsert(conn, special_quota).on_conflict_do_nothing(),
+                       [dict(region=region, period=period, applications=0)])
+    q = special_quota.c
+    return int(await conn.scalar(select(q.applications).where(q.region == region, q.period == period)
+                                 .with_for_update()) or 0)
+
+
+async def count_applied(conn: AsyncConnection, region: str, period: str) -> None:
+    q = special_quota.c
+    await conn.execute(update(special_quota).where(q.region == region, q.period == period)
+                       .values(applications=q.applications + 1))
+
+
+async def region_period(conn: AsyncConnection, region: str, period: str) -> tuple[int, int, dict[str, int], dict[str, int]]:
+    """(DRG discharges, DIP discharges, complex cases per hospital, applications per hospital)
+    of a region's quarter (withdrawn lists left out)."""
+    f = case_figures.c
+    where = (f.region == region, f.period == period, f.withdrawn.is_(False))
+    by_method = {r.method: r.n for r in (await conn.execute(
+        select(f.method, func.count().label("n")).where(*where).group_by(f.method))).all()}
+    loads = {r.hospital_code: r.n for r in (await conn.execute(
+        select(f.hospital_code, func.count().label("n")).where(*where, f.complex.is_(True))
+        .group_by(f.hospital_code))).all()}
+    s = special_cases.c
+    used = {r.hospital_code: r.n for r in (await conn.execute(
+        select(s.hospital_code, func.count().label("n")).where(s.region == region, s.period == period)
+        .group_by(s.hospital_code))).all()}
+    drg = sum(n for m, n in by_method.items() if m != "dip")
+    return drg, by_method.get("dip", 0), loads, used
+
+
+async def application_of_case(conn: AsyncConnection, case_id: str) -> int | None:
+    return await conn.scalar(select(special_cases.c.id).where(special_cases.c.case_id == case_id))
+
+
+async def insert_application(conn: AsyncConnection, values: dict[str, Any]) -> int:
+    result = await conn.execute(insert(special_cases).values(**values).returning(special_cases.c.id))
+    return int(result.scalar_one())
+
+
+def _application(r: Any, decisions: list[dict[str, Any]]) -> dict[str, Any]:
+    d = r._asdict()
+    return {**d, "evidence": orjson.loads(d["evidence"]), "figures": orjson.loads(d["figures"]),
+            "amount": None if d["amount"] is None else str(d["amount"]),
+            "applied_at": _iso(d["applied_at"]), "appealed_at": _iso(d["appealed_at"]),
+            "decisions": decisions}
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC)).isoformat()
+
+
+async def _decisions(conn: AsyncConnection, ids: Collection[int]) -> dict[int, list[dict[str, Any]]]:
+    d = special_decisions.c
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in (await conn.execute(select(special_decisions).where(d.application_id.in_(list(ids)))
+                                 .order_by(d.application_id, d.round))).all():
+        out.setdefault(r.application_id, []).append({
+            "round": r.round, "outcome": r.outcome, "amount": None if r.amount is None else str(r.amount),
+            "reason": r.reason, "member": r.member, "decided_at": _iso(r.decided_at)})
+    return out
+
+
+async def application(conn: AsyncConnection, application_id: int, *, lock: bool = False) -> dict[str, Any] | None:
+    """An application with its decisions (`lock`: its row locked for a decision or an appeal)."""
+    q = select(special_cases).where(special_cases.c.id == application_id)
+    r = (await conn.execute(q.with_for_update() if lock else q)).first()
+    if r is None:
+        return None
+    return _application(r, (await _decisions(conn, [r.id])).get(r.id, []))
+
+
+async def applications(conn: AsyncConnection, *, period: str | None = None, periods: Collection[str] = (),
+                       hospital: str | None = None, status: str | None = None,
+                       limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Applications, oldest first, filtered by quarter(s), hospital and status."""
+    s = special_cases.c
+    q = select(special_cases)
+    if period:
+        q = q.where(s.period == period)
+    if periods:
+        q = q.where(s.period.in_(list(periods)))
+    if hospital:
+        q = q.where(s.hospital_code == hospital)
+    if status:
+        q = q.where(s.status == status)
+    q = q.order_by(s.id).offset(offset)
+    if limit is not None:
+        q = q.limit(limit)
+    rows = (await conn.execute(q)).all()
+    decisions = await _decisions(conn, [r.id for r in rows])
+    return [_application(r, decisions.get(r.id, [])) for r in rows]
+
+
+async def insert_decision(conn: AsyncConnection, application_id: int, round_: int, outcome: str,
+                          amount: Decimal | None, reason: str, member: str) -> None:
+    await conn.execute(insert(special_decisions).values(
+        application_id=application_id, round=round_, outcome=outcome, amount=amount, reason=reason,
+        member=member, decided_at=datetime.now(UTC)))
+
+
+async def update_application(conn: AsyncConnection, application_id: int, **values: Any) -> None:
+    await conn.execute(update(special_cases).where(special_cases.c.id == application_id).values(**values))
+
+
+async def panel_member(conn: AsyncConnection, token_id: str) -> dict[str, Any] | None:
+    r = (await conn.execute(select(panel_members).where(panel_members.c.token_id == token_id))).first()
+    return None if r is None else {**r._asdict(), "hospitals": orjson.loads(r.hospitals),
+                                   "registered_at": _iso(r.registered_at)}
+
+
+async def save_panel_member(conn: AsyncConnection, token_id: str, hospitals: Sequence[str], active: bool,
+                            who: str, exists: bool) -> None:
+    values = dict(hospitals=orjson.dumps(sorted(set(hospitals))).decode(), active=active, registered_by=who,
+                  registered_at=datetime.now(UTC))
+    if exists:
+        await conn.execute(update(panel_members).where(panel_members.c.token_id == token_id).values(**values))
+    else:
+        await conn.execute(insert(panel_members).values(token_id=token_id, **values))
+
+
+async def list_panel(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = (await conn.execute(select(panel_members).order_by(panel_members.c.token_id))).all()
+    return [{**r._asdict(), "hospitals": orjson.loads(r.hospitals), "registered_at": _iso(r.registered_at)}
+            for r in rows]
+
+
+async def record(conn: AsyncConnection, action: str, *, actor: str, role: str | None, subject: str | None,
+                 before: Any = None, after: Any = None, reason: str | None = None) -> None:
+    """Append one audit row (never updated or deleted); `before`/`after` as JSON."""
+    def text(value: Any) -> str | None:
+        return None if value is None else orjson.dumps(value, default=str).decode()
+
+    await conn.execute(insert(audit).values(
+        at=datetime.now(UTC), actor=actor[:128], role=role, action=action,
+        subject=subject[:128] if subject else subject, before=text(before), after=text(after), reason=reason))
+
+
+async def audit_rows(conn: AsyncConnection, *, action: str | None = None, actor: str | None = None,
+                     subject: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                     limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Audit rows, oldest first, filtered (`since` inclusive, `until` exclusive)."""
+    a = audit.c
+    q = select(audit)
+    for column, value in ((a.action, action), (a.actor, actor), (a.subject, subject)):
+        if value:
+            q = q.where(column == value)
+    if since:
+        q = q.where(a.at >= since)
+    if until:
+        q = q.where(a.at < until)
+    q = q.order_by(a.at, a.id).offset(offset)
+    if limit is not None:
+        q = q.limit(limit)
+    return [{**r._asdict(), "at": _iso(r.at)} for r in (await conn.execute(q)).all()]

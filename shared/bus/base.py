@@ -50,6 +50,13 @@ class Subscriber(ABC):
     async def commit(self, messages: Sequence[Message]) -> None:
         """Mark every message up to and including these as done for the group."""
 
+    @abstractmethod
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """For each partition this member holds, `(topic, partition) -> n`: the messages in it
+        the group has not committed yet (end offset minus committed offset; all of them when
+        the group never committed). Messages fetched but not committed count: they are not done.
+        """
+
 
 class Bus(ABC):
     @abstractmethod
@@ -71,7 +78,7 @@ class Bus(ABC):
         self, group_id: str, topics: Sequence[str], *, instance_id: str | None = None
     ) -> Subscriber: ...
 
-    async def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+    async def ensure_topics(self, topics: Sequence[str], partitions: int, replication: int = 1) -> None:
         """Create the topics if missing (a no-op where topics need no creation)."""
         return None
 

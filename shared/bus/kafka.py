@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import (
@@ -127,7 +127,7 @@ class KafkaBus(Bus):
 
     # -- admin -----------------------------------------------------------------------------
 
-    async def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+    async def ensure_topics(self, topics: Sequence[str], partitions: int, replication: int = 1) -> None:
         if not topics:
             return
         admin = AIOKafkaAdminClient(
@@ -143,7 +143,7 @@ class KafkaBus(Bus):
                 return
             try:
                 response = await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                    [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing]
                 )
             except TopicAlreadyExistsError:
                 return
@@ -203,6 +203,9 @@ class KafkaSubscriber(Subscriber):
             max_poll_interval_ms=max_poll_interval_ms,
         )
         self._consumer_obj: AIOKafkaConsumer | None = None
+        # the group's committed offset of each partition held, as far as this member knows it:
+        # read once from the coordinator, then kept by commit(); forgotten at every rebalance
+        self._committed: dict[TopicPartition, int] = {}
 
     @property
     def _consumer(self) -> AIOKafkaConsumer:
@@ -213,7 +216,8 @@ class KafkaSubscriber(Subscriber):
     async def start(self) -> None:
         if self._consumer_obj is not None:
             return
-        consumer = AIOKafkaConsumer(*self.topics, **self._config)
+        consumer = AIOKafkaConsumer(**self._config)
+        consumer.subscribe(self.topics, listener=_ForgetCommitted(self._committed))
         try:
             await consumer.start()
         except BaseException:
@@ -265,6 +269,7 @@ class KafkaSubscriber(Subscriber):
                 return
         try:
             await self._consumer.commit(offsets)
+            self._committed.update(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning(
                 "offset commit refused for group %s after a rebalance (%s); "
@@ -272,3 +277,38 @@ class KafkaSubscriber(Subscriber):
                 self.group_id,
                 exc,
             )
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        consumer = self._consumer
+        held = sorted(consumer.assignment())
+        if not held:
+            return {}
+        committed: dict[TopicPartition, int] = {}
+        never: list[TopicPartition] = []
+        for tp in held:
+            known = self._committed.get(tp)
+            if known is None:
+                known = await consumer.committed(tp)
+                if known is not None:
+                    known = self._committed.setdefault(tp, known)  # a commit meanwhile wins
+            if known is None:
+                never.append(tp)
+            else:
+                committed[tp] = known
+        if never:  # auto_offset_reset="earliest": the group will read all that is kept
+            committed.update(await consumer.beginning_offsets(never))
+        ends = await consumer.end_offsets(held)
+        return {(tp.topic, tp.partition): max(ends[tp] - committed[tp], 0) for tp in held}
+
+
+class _ForgetCommitted(ConsumerRebalanceListener):  # type: ignore[misc]
+    """After a rebalance another member may have committed the partitions this one gets."""
+
+    def __init__(self, committed: dict[TopicPartition, int]) -> None:
+        self._committed = committed
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        self._committed.clear()
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self._committed.clear()

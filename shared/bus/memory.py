@@ -55,6 +55,9 @@ class MemoryBus(Bus):
         start = max(position - self._base[topic], 0)
         return self._logs[topic][start:start + n]
 
+    def _end(self, topic: str) -> int:
+        return self._base[topic] + len(self._logs[topic])
+
     def _committed_by_all(self, topic: str) -> None:
         done = min(self._committed[(g, topic)] for g in self._groups[topic]) - self._base[topic]
         if done >= self.retain:
@@ -102,6 +105,10 @@ class _MemorySubscriber(Subscriber):
             if len(out) >= max_records:
                 break
         return out
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        # one partition per topic, and every member of a group reads all of it
+        return {(t, 0): self._bus._end(t) - self._bus._committed[(self._group, t)] for t in self._topics}
 
     async def commit(self, messages: Sequence[Message]) -> None:
         for m in messages:

@@ -781,6 +781,18 @@ class CaseFields:
     insurance_type: str | None = None
     planned_readmission: bool = False
     own_pay: Decimal | None = None  # 自费 (psn_ownpay)
+    icu_hours: int = 0  # Σ icuinfo scs_cutd_sum_dura
+    ventilation_hours: int = 0  # vent_used_dura
+
+
+def duration_hours(value: str | None) -> int:
+    """A national duration "days/hours/minutes" ("2/3/30") in whole hours; 0 when absent or not
+    of that shape (QC judges the field; special-case review reads it)."""
+    parts = (value or "").split("/")
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 5 for p in parts):
+        return 0
+    days, hours, minutes = (int(p) for p in parts)
+    return days * 24 + hours + minutes // 60
 
 
 def principal_first(sl: SettlementList) -> list[DiseInfo]:
@@ -852,6 +864,8 @@ def case_fields(sl: SettlementList, *, header: HsaHeader | None = None) -> CaseF
         insurance_type=s.hi_type,
         planned_readmission=s.days_rinp_flag_31 in PLANNED_READMISSION_CODES,
         own_pay=s.psn_ownpay,
+        icu_hours=sum(duration_hours(i.scs_cutd_sum_dura) for i in sl.icuinfo),
+        ventilation_hours=duration_hours(s.vent_used_dura),
     )
 
 

@@ -7,7 +7,7 @@ the caller stores the result and publishes the event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +24,7 @@ from services.pricer.domain.pricing import (
 )
 from shared.dip import Catalogue
 from shared.events import CaseGrouped, CasePriced, CcLift
+from shared.money import ZERO, to_fen, to_points
 from shared.periods import InForce
 
 NO_POLICY = "NO_POLICY"
@@ -131,7 +132,7 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
                                     **context, cc_lift=lift))
 
 
-_PRICE_TEXT = {"case_id", "hospital_code", "drg", "policy_id", "weights_version", "method"}
+_PRICE_TEXT = {"case_id", "hospital_code", "drg", "policy_id", "weights_version", "method", "special_case"}
 _PRICE_OTHER = {"policy_version", "hospital_level", "offsite", "special_review"}
 
 
@@ -148,3 +149,63 @@ def price_from_dict(d: dict[str, Any]) -> Price:
             v = Decimal(v)
         values[f.name] = v
     return Price(**values)
+
+
+# --- special-case decisions (特例单议, §10) ---------------------------------------------------------
+
+PAY_BY_ITEM = "pay_by_item"
+ADJUST_STANDARD = "adjust_standard"
+
+
+@dataclass(frozen=True)
+class SpecialDecision:
+    """The special-case panel's latest decision on a case (review's `special-case-decided`):
+    `decision` 1 the panel's, 2 the appeal's; a price names the decision it was made with."""
+
+    decision: int
+    outcome: str  # pay_by_item | adjust_standard | reject
+    amount: Decimal | None = None
+    application_id: int | None = None
+
+
+def decided_price(p: Price, d: SpecialDecision) -> Price:
+    """The price under the panel's decision.
+
+    - pay_by_item: the case is paid its actual cost, in full and outside the points (as an
+      out-of-scope case; settlement adds it to `outside_points`);
+    - adjust_standard: the decided amount is the case's DRG/DIP payment (it replaces the
+      standard and any outlier payment); under a point method it becomes points at the
+      provisional point value, so it shares in the budget like every other case;
+    - reject: the price stands.
+    Add-ons (innovative drugs paid on top) are kept."""
+    note = f"special case {d.outcome} (application {d.application_id}, decision {d.decision})"
+    if d.outcome == PAY_BY_ITEM:
+        return replace(p, special_case=PAY_BY_ITEM, payment=p.total_cost, points=ZERO, outlier_extra=ZERO,
+                       notes=(*p.notes, note))
+    if d.outcome == ADJUST_STANDARD and d.amount is not None:
+        amount = to_fen(d.amount)
+        if p.point_value:
+            points = to_points(amount / p.point_value)
+            return replace(p, special_case=ADJUST_STANDARD, points=points, payment=to_fen(points * p.point_value),
+                           payment_standard=amount, outlier_extra=ZERO, notes=(*p.notes, note))
+        return replace(p, special_case=ADJUST_STANDARD, payment=amount, payment_standard=amount,
+                       outlier_extra=ZERO, notes=(*p.notes, note))
+    return p
+
+
+def with_decision(r: PricingResult, d: SpecialDecision | None) -> PricingResult:
+    """A priced case with the panel's decision applied (unchanged without one, for a rejection,
+    or for a case the decision cannot price: not priced, withdrawn)."""
+    if d is None or r.price is None or not r.price.priced or r.status == WITHDRAWN:
+        return r
+    p = decided_price(r.price, d)
+    if p is r.price:
+        return r
+    breakdown = p.to_dict() | ({"dip": r.breakdown["dip"]} if "dip" in r.breakdown else {})
+    figures = r.figures | dict(payment=p.total_payment, fund_payment=p.fund_payment)
+    if "payment_standard" in r.figures:
+        figures["payment_standard"] = p.payment_standard
+    event = r.event.model_copy(update={"breakdown": breakdown, "payment": p.total_payment,
+                                       "fund_payment": p.fund_payment,
+                                       "payment_standard": figures.get("payment_standard", r.event.payment_standard)})
+    return replace(r, price=p, breakdown=breakdown, figures=figures, event=event)

@@ -135,6 +135,8 @@ class Price:
     add_on: Decimal = ZERO
     special_review: bool = False
     notes: tuple[str, ...] = field(default=())
+    # the special-case panel's decision it was priced with (§10): pay_by_item | adjust_standard
+    special_case: str | None = None
 
     @property
     def priced(self) -> bool:

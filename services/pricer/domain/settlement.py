@@ -117,7 +117,9 @@ def hospital_totals(prices: Iterable[Price]) -> dict[str, HospitalTotals]:
         a["patient_share"] += p.patient_share
         # add-ons converted to points share in the budget; by-item ones are paid outside it
         points_add_on = p.add_on if p.add_on_points else ZERO
-        if p.case_type in DRG_PRICED:
+        if p.special_case == "pay_by_item":  # the panel's decision (§10): paid by item, in full
+            a["outside_points"] += (p.payment or ZERO) + p.add_on
+        elif p.case_type in DRG_PRICED:
             a["points"] += p.points + p.add_on_points
             a["drg_payment"] += (p.payment or ZERO) + points_add_on
             a["outside_points"] += p.add_on - points_add_on

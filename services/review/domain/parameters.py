@@ -51,13 +51,24 @@ UNDER_SERVICE (服务不足)         severity medium; the low-outlier (低倍率
     of a discharge, not planned) both rose by at least `rise` 0.20 (relative) and `min_points`
     0.01 (absolute).
 
+Every rule has `enabled` (default true). Two sections are not rules:
+
 The flag workflow (FLAG_WORKFLOW, `workflow.py`): a hospital answers (申诉) a flag within
 `answer_working_days` 10 working days after the day it was raised (China Standard Time);
 working days are Monday to Friday except `holidays` (dates, YYYY-MM-DD, e.g. the public holidays)
 plus `workdays` (weekend days worked instead, 调休); both lists default to empty. The version in
 force for the flag's region on the day it was raised applies.
 
-Every rule has `enabled` (default true).
+SPECIAL_CASES (特例单议, docs/domain.md §10; services/review/domain/special_cases.py)
+    `drg_cap_share` 0.05 and `dip_cap_share` 0.005: the region's applications per quarter are
+    at most 5 % of its DRG discharges plus 5 ‰ of its DIP discharges (rounded down);
+    `hospital_floor` 1: each hospital with complex cases may file at least this many, the rest
+    of the cap is shared by complex-case load; `long_stay_days` 60; `cost_multiple` 5 (the
+    case's cost above 5 × its group mean, or above the high-outlier threshold); `icu_hours` 24
+    and `ventilation_hours` 96 (or a procedure starting with one of `ventilation_procedures`,
+    96.7 invasive ventilation); `innovative_fee_items` ["08", "09", "11"] (materials, western
+    and patent drugs) make at least `innovative_fee_share` 0.2 of the cost, with evidence;
+    `min_surgical_chapters` 2 (procedures of two or more ICD-9-CM-3 surgical chapters).
 """
 
 from __future__ import annotations
@@ -169,8 +180,25 @@ class FlagWorkflow(BaseModel):
     workdays: tuple[date, ...] = ()
 
 
+class SpecialCases(BaseModel):
+    """The special-case review's eligibility and cap (see SPECIAL_CASES above)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    drg_cap_share: Decimal = Field(Decimal("0.05"), ge=0, le=1)
+    dip_cap_share: Decimal = Field(Decimal("0.005"), ge=0, le=1)
+    hospital_floor: int = Field(1, ge=0, le=10_000)
+    long_stay_days: int = Field(60, ge=1, le=3650)
+    cost_multiple: Decimal = Field(Decimal(5), gt=0)
+    icu_hours: int = Field(24, ge=0)
+    ventilation_hours: int = Field(96, ge=0)
+    ventilation_procedures: tuple[str, ...] = ("96.7",)
+    innovative_fee_items: tuple[str, ...] = ("08", "09", "11")
+    innovative_fee_share: Decimal = Field(Decimal("0.2"), ge=0, le=1)
+    min_surgical_chapters: int = Field(2, ge=2, le=20)
+
+
 class RuleParameters(BaseModel):
-    """Every rule's parameters, by rule code, and the flag workflow's."""
+    """Every rule's parameters, by rule code, the flag workflow's and the special-case review's."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     split_admission: SplitAdmission = Field(SplitAdmission(), alias="SPLIT_ADMISSION")
@@ -184,6 +212,7 @@ class RuleParameters(BaseModel):
     refusing_severe: RefusingSevere = Field(RefusingSevere(), alias="REFUSING_SEVERE")
     under_service: UnderService = Field(UnderService(), alias="UNDER_SERVICE")
     flag_workflow: FlagWorkflow = Field(FlagWorkflow(), alias="FLAG_WORKFLOW")
+    special_cases: SpecialCases = Field(SpecialCases(), alias="SPECIAL_CASES")
 
     def to_document(self) -> dict[str, Any]:
         """The resolved document (every parameter), JSON-ready."""

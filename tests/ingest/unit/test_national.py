@@ -408,3 +408,15 @@ def test_a_rejected_list_is_an_api_error_naming_every_problem() -> None:
         (p.field, p.code, p.message_en, p.message_zh, p.message_en, p.severity) for p in problems]
     forbidden = ListRejected(problems[:1], forbidden=True)
     assert (forbidden.status, forbidden.code) == (403, "HOSPITAL_MISMATCH")
+
+
+def test_icu_and_ventilation_hours_are_carried_for_special_case_review() -> None:
+    from services.ingest.domain.national import duration_hours
+
+    assert duration_hours("2/3/59") == 51 and duration_hours("0/0/120") == 2
+    assert [duration_hours(v) for v in (None, "", "3 days", "1/2", "-1/0/0")] == [0] * 5
+    doc = copy.deepcopy(example("4101-01")["input"])
+    doc["setlinfo"]["vent_used_dura"] = "4/1/0"
+    doc["icuinfo"] = [{"scs_cutd_sum_dura": "1/0/30"}, {"scs_cutd_sum_dura": "0/12/0"}]
+    cf = case_fields(parse_settlement_list(doc))
+    assert (cf.ventilation_hours, cf.icu_hours) == (97, 36)

@@ -39,7 +39,7 @@ def test_review_run_raises_hospital_flags_once(tmp_path: Path, db_url: str) -> N
     db = db_url
 
     async def seed(conn) -> None:  # type: ignore[no-untyped-def]
-        await repository.save_case_figures(conn, _rows("350500"))
+        await repository.save_hospital_figures(conn, _rows("350500"))
 
     in_transaction(db, seed)
     runner = CliRunner()

@@ -368,6 +368,61 @@ async def test_bus_commit_after_rebalance_does_not_raise(kafka_bootstrap: str) -
         await bus.stop()
 
 
+async def _end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[tuple[str, int], int]:
+    consumer = _consumer(bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        return {(tp.topic, tp.partition): n for tp, n in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
+
+
+async def _lag_once_assigned(sub, partitions: int) -> dict[tuple[str, int], int]:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        lag = await sub.lag()
+        if len(lag) == partitions:
+            return lag
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the member never held {partitions} partitions: {lag}")
+
+
+async def test_bus_lag_per_partition_until_committed(kafka_bootstrap: str) -> None:
+    topic, group = _name("bus-lag"), _name("g-lag")
+    bus = KafkaBus(kafka_bootstrap)
+    await bus.ensure_topics([topic], 3)
+    await bus.start()
+    sub = bus.subscriber(group, [topic])
+    try:
+        await bus.publish([Record(topic, f"case-{i}", b"%d" % i) for i in range(60)])
+        produced = await _end_offsets(kafka_bootstrap, topic, 3)
+        assert sum(produced.values()) == 60 and all(produced.values())
+        await sub.start()
+        # a group that never committed: everything produced is lag, partition by partition
+        assert await _lag_once_assigned(sub, 3) == produced
+
+        got = await _fetch_n(lambda: sub.fetch(max_records=100), 60)
+        assert await sub.lag() == produced  # fetched is not done until it is committed
+        await sub.commit(got[:10])
+        assert sum((await sub.lag()).values()) == 50
+        await sub.commit(got)
+        assert await sub.lag() == dict.fromkeys(produced, 0)
+
+        await bus.publish([Record(topic, f"case-{i}", b"more") for i in range(7)])
+        assert sum((await sub.lag()).values()) == 7
+    finally:
+        await sub.stop()
+
+    again = bus.subscriber(group, [topic])  # a new member reads the group's commits
+    await again.start()
+    try:
+        assert sum((await _lag_once_assigned(again, 3)).values()) == 7
+    finally:
+        await again.stop()
+        await bus.stop()
+
+
 def test_bus_objects_can_be_built_outside_an_event_loop() -> None:
     bus = KafkaBus("127.0.0.1:9")
     sub = bus.subscriber("g", ["t"], instance_id="i-1")

@@ -53,3 +53,21 @@ async def test_a_topic_nobody_reads_keeps_everything() -> None:
     bus = MemoryBus(retain=1)
     await bus.publish(_records("t.dlq", 50))
     assert len(bus.log("t.dlq")) == 50
+
+
+async def test_lag_counts_what_the_group_has_not_committed_even_after_retention() -> None:
+    bus = MemoryBus(retain=5)
+    sub = bus.subscriber("g", ["t", "u"])
+    await sub.start()
+    await bus.publish(_records("t", 12) + _records("u", 3))
+    assert await sub.lag() == {("t", 0): 12, ("u", 0): 3}
+    fetched = await sub.fetch(timeout_ms=10, max_records=10)
+    assert await sub.lag() == {("t", 0): 12, ("u", 0): 3}  # fetched is not done
+    await sub.commit(fetched)
+    assert len(bus.log("t")) < 12  # dropped past the retention: the lag still counts from the end
+    assert await sub.lag() == {("t", 0): 2, ("u", 0): 3}
+    await sub.commit(await sub.fetch(timeout_ms=10, max_records=10))
+    assert await sub.lag() == {("t", 0): 0, ("u", 0): 0}
+    other = bus.subscriber("h", ["t"])  # a group that joins late has all that is kept to read
+    await other.start()
+    assert await other.lag() == {("t", 0): 12}

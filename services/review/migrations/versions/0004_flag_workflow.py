@@ -1,7 +1,7 @@
 """review: the flag workflow (answers, decisions, deductions, their audit), hospital-level flags
 and the figures the hospital-level rules read
 
-Revision ID: review_0003_flag_workflow
+Revision ID: review_0004
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from shared.db import ROW_ID, ExactDecimal, money
 
-revision = "review_0003_flag_workflow"
-down_revision = "review_0002"
+revision = "review_0004"
+down_revision = "review_0003"
 
 
 def upgrade() -> None:
@@ -62,7 +62,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_review_hospital_runs_period", "review_hospital_runs", ["region", "period"])
     op.create_table(
-        "review_case_figures",
+        "review_hospital_figures",
         sa.Column("case_id", sa.String(100), primary_key=True),
         sa.Column("region", sa.String(32), nullable=False),
         sa.Column("hospital_code", sa.String(32), nullable=False),
@@ -77,4 +77,4 @@ def upgrade() -> None:
         sa.Column("planned", sa.Boolean, nullable=False),
         sa.Column("withdrawn", sa.Boolean, nullable=False),
     )
-    op.create_index("ix_review_case_figures_region", "review_case_figures", ["region", "discharge_date"])
+    op.create_index("ix_review_hospital_figures_region", "review_hospital_figures", ["region", "discharge_date"])

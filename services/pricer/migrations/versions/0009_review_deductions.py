@@ -1,6 +1,6 @@
 """pricer: review deductions (confirmed monitoring flags) that settlement applies
 
-Revision ID: pricer_0008
+Revision ID: pricer_0009
 """
 
 import sqlalchemy as sa
@@ -8,8 +8,8 @@ from alembic import op
 
 from shared.db import ROW_ID, money
 
-revision = "pricer_0008"
-down_revision = "pricer_0007"
+revision = "pricer_0009"
+down_revision = "pricer_0008"
 
 
 def upgrade() -> None:
