@@ -36,6 +36,7 @@ from services.pricer.cli import (
     simulate_command,
 )
 from services.review.cli import rules_app as review_rules_app
+from services.review.cli import run_command as review_run_command
 from shared.settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ policy_app.command("from-calibration")(policy_from_calibration_command)
 app.add_typer(token_app, name="token")
 review_app = typer.Typer(help="Review: monitoring rules (智能监控).", no_args_is_help=True)
 review_app.add_typer(review_rules_app, name="rules")
+review_app.command("run", help="Hospital-level monitoring rules for a month (YYYY-MM) or quarter (YYYYQn).")(
+    review_run_command)
 app.add_typer(review_app, name="review")
 app.add_typer(dlq_app, name="dlq")
 

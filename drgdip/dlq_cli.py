@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from shared.events import TOPICS
+from shared.events import SOURCE_TOPICS
 
 if TYPE_CHECKING:
     from shared.dlq import DeadLetters
@@ -29,7 +29,7 @@ SERVICES = ("grouper", "pricer", "review", "gateway", "ingest")
 Bus = Annotated[str | None, typer.Option(help="kafka://HOST:PORT (env DRGDIP_BUS)")]
 Namespace = Annotated[str | None, typer.Option(help="topic prefix of the environment (env DRGDIP_NAMESPACE)")]
 Topic = Annotated[list[str] | None, typer.Option(
-    "--topic", help="source topic (repeatable): " + ", ".join(TOPICS) + " (default: all)")]
+    "--topic", help="source topic (repeatable): " + ", ".join(SOURCE_TOPICS) + " (default: all)")]
 
 
 def _run(bus: str | None, namespace: str | None, work: Callable[[DeadLetters, str], Awaitable[T]]) -> T:
@@ -63,8 +63,9 @@ def _run(bus: str | None, namespace: str | None, work: Callable[[DeadLetters, st
 
 def _topics(topic: list[str] | None) -> list[str]:
     for t in topic or ():
-        if t.removesuffix(".dlq") not in TOPICS:
-            raise typer.BadParameter(f"unknown topic {t!r}; one of {', '.join(TOPICS)}", param_hint="--topic")
+        if t.removesuffix(".dlq") not in SOURCE_TOPICS:
+            raise typer.BadParameter(f"unknown topic {t!r}; one of {', '.join(SOURCE_TOPICS)}",
+                                     param_hint="--topic")
     return list(topic or ())
 
 

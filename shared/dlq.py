@@ -25,7 +25,7 @@ import structlog
 
 from shared.bus import Bus, Message, Record
 from shared.bus.memory import MemoryBus
-from shared.events import DEAD_LETTER_SUFFIX, TOPICS, Envelope, dead_letter_topic
+from shared.events import DEAD_LETTER_SUFFIX, SOURCE_TOPICS, Envelope, dead_letter_topic
 from shared.messaging import redact_reason
 from shared.observability import ServiceMetrics
 
@@ -66,7 +66,7 @@ def replay_group(namespace: str, service: str) -> str:
 
 def dead_letter_topics(namespace: str, topics: Sequence[str] = ()) -> list[str]:
     """The dead-letter topics of these source topics (all the pipeline's when none is given)."""
-    return [namespace + dead_letter_topic(t.removesuffix(DEAD_LETTER_SUFFIX)) for t in (topics or TOPICS)]
+    return [namespace + dead_letter_topic(t.removesuffix(DEAD_LETTER_SUFFIX)) for t in (topics or SOURCE_TOPICS)]
 
 
 class _Log(ABC):

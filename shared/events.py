@@ -24,8 +24,15 @@ CASE_GROUPED = "case-grouped"
 CASE_PRICED = "case-priced"
 CASE_FLAGGED = "case-flagged"
 TOPICS = (CASE_RECEIVED, CASE_GROUPED, CASE_PRICED, CASE_FLAGGED)  # a case through the stages
-# review's special-case decisions (特例单议): the pricer prices the case again with them
+# Events between two stages that are not a case's way through the pipeline (the gateway's read
+# model does not fold them): review's special-case decisions (特例单议: the pricer prices the
+# case again with them), a period pre-settled (pricer -> review runs the hospital-level rules),
+# a flag's deduction confirmed (review -> the pricer's next settlement applies it).
 SPECIAL_CASE_DECIDED = "special-case-decided"
+PERIOD_SETTLED = "period-settled"
+DEDUCTION_CONFIRMED = "deduction-confirmed"
+WORKFLOW_TOPICS = (SPECIAL_CASE_DECIDED, PERIOD_SETTLED, DEDUCTION_CONFIRMED)
+SOURCE_TOPICS = TOPICS + WORKFLOW_TOPICS  # every topic a stage publishes to (dead letters aside)
 DEAD_LETTER_SUFFIX = ".dlq"
 
 
@@ -33,8 +40,7 @@ def dead_letter_topic(topic: str) -> str:
     return topic + DEAD_LETTER_SUFFIX
 
 
-ALL_TOPICS = TOPICS + (SPECIAL_CASE_DECIDED,) + tuple(
-    dead_letter_topic(t) for t in (*TOPICS, SPECIAL_CASE_DECIDED))
+ALL_TOPICS = SOURCE_TOPICS + tuple(dead_letter_topic(t) for t in SOURCE_TOPICS)
 
 # Money and weights travel as decimal strings ("123.45"), never as JSON floats.
 DecimalStr = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str)]
@@ -65,6 +71,7 @@ class CaseFacts(BaseModel):
     own_pay: DecimalStr | None = None  # 自费 (psn_ownpay): items outside the insurance's lists
     principal_diagnosis: str | None = None  # 主要诊断 code (monitoring rules read it)
     procedures: tuple[str, ...] = ()  # procedure codes, the main one first
+    discharge_way: int | None = None  # 离院方式 (dscg_way): 1 医嘱离院, 2 医嘱转院, 4 非医嘱离院, …
     icu_hours: int = 0  # Σ intensive-care stays (icuinfo scs_cutd_sum_dura), whole hours
     ventilation_hours: int = 0  # invasive ventilation (vent_used_dura), whole hours
 
@@ -158,6 +165,31 @@ class CaseFlagged(_Payload):
     rules: str | None = None  # the monitoring parameters used: "<region> v<version>" or "default"
 
 
+class PeriodSettled(_Payload):
+    """A month was pre-settled (a new statement version): review runs the period's hospital-level
+    rules (and the quarter's when the month closes one). Keyed `settlement:<policy>:<period>`."""
+
+    policy_id: str
+    region: str
+    period: str  # YYYY-MM
+    version: int
+    hospitals: list[str] = Field(default_factory=list)
+
+
+class DeductionConfirmed(_Payload):
+    """A bureau reviewer confirmed a monitoring flag with a deduction: the hospital's next
+    settlement is lowered by `amount`. Keyed `flag:<id>`; one per flag (a decision is final)."""
+
+    flag_id: int
+    hospital_code: str
+    amount: DecimalStr
+    rule: str
+    case_id: str | None = None  # None: a hospital-level flag
+    period: str | None = None  # the flag's period (the case's discharge month, or the rule's period)
+    decided_by: str
+    decided_at: datetime
+
+
 class SpecialCaseDecided(_Payload):
     """The special-case panel decided an application (特例单议, §10): `decision` counts the case's
     decisions (1: the panel's, 2: the appeal's); the latest one holds. The pricer prices the
@@ -178,6 +210,8 @@ PAYLOADS: dict[str, type[_Payload]] = {
     CASE_PRICED: CasePriced,
     CASE_FLAGGED: CaseFlagged,
     SPECIAL_CASE_DECIDED: SpecialCaseDecided,
+    PERIOD_SETTLED: PeriodSettled,
+    DEDUCTION_CONFIRMED: DeductionConfirmed,
 }
 SCHEMA_VERSION = 1
 

@@ -1,8 +1,9 @@
 """The gateway's routes: the one public API for hospitals and the bureau.
 
 Submissions are passed to ingest, draft checks and DIP catalogues to the grouper, policies and
-statements to the pricer, over HTTP (in-process in the embedded mode); queries are answered
-from the gateway's own read model. Tokens and the audit of administrative actions are the
+statements to the pricer, monitoring flags with their workflow and special-case review to review,
+over HTTP (in-process in the embedded mode); queries are answered from the gateway's own read
+model. Tokens and the audit of administrative actions are the
 gateway's own (bureau-admin).
 
 A route that forwards takes no `Conn`: the embedded SQLite engine has one pooled connection,
@@ -47,7 +48,7 @@ from services.gateway.domain.auth import (
 from services.gateway.domain.masking import mask_document
 from services.gateway.domain.readmodel import ORDER
 from services.gateway.domain.throttle import FailureThrottle
-from shared.errors import Forbidden, Invalid, NotFound, Unauthorized, Unavailable
+from shared.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from shared.observability import get_logger
 from shared.web import Conn, Engine, read_body, stage_service
 
@@ -528,6 +529,146 @@ async def export_audit(request: Request, who: Caller, conn: Conn,
                     headers={"content-disposition": 'attachment; filename="drgdip-audit.csv"'})
 
 
+def _to_review(who: Principal) -> dict[str, str]:
+    """Who asks, for review: the actor, the role and a hospital token's hospital."""
+    return _audited(who) | {"x-drgdip-role": who.role}
+
+
+# ---------------------------------------------------------------- monitoring flags (review)
+
+FLAG_ID = Annotated[int, Path(ge=1, le=2**63 - 1, description="the flag's id")]
+FLAG_FILTERS = ("hospital", "rule", "status", "period", "level", "limit", "offset")
+FLAG_DECISION_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["outcome", "reason"], "additionalProperties": False,
+    "properties": {"outcome": {"type": "string", "enum": ["confirmed", "dismissed"]},
+                   "reason": {"type": "string", "maxLength": 4000},
+                   "deduction": {"type": ["string", "null"], "description": "yuan to the fen, e.g. \"1200.00\"; "
+                                 "confirmed only: the hospital's next settlement is lowered by it"}},
+}
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["answer"], "additionalProperties": False,
+    "properties": {"answer": {"type": "string", "maxLength": 4000, "description": "the hospital's 申诉"}},
+}
+REVIEW_RUN_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["period"], "additionalProperties": False,
+    "properties": {"period": {"type": "string", "description": "YYYY-MM or YYYYQn"},
+                   "region": {"type": ["string", "null"]}},
+}
+
+
+def _masked_answer(r: Response) -> Response:
+    """A review answer with every personal field masked, whoever asks (a flag's evidence and
+    answers are read by reviewers who need no names)."""
+    if r.status_code != 200:
+        return r
+    return Response(orjson.dumps(mask_document(_answer(r))), media_type="application/json")
+
+
+@router.get("/flags")
+async def list_flags(request: Request, up: Upstream, who: Caller,
+                     hospital: str | None = Query(None, min_length=1, max_length=32),
+                     rule: str | None = Query(None, max_length=40),
+                     status: str | None = Query(None, max_length=16, description="open | answered | confirmed | "
+                                                "dismissed | superseded (default: every status but superseded)"),
+                     period: str | None = Query(None, max_length=7, description="YYYY-MM or YYYYQn"),
+                     level: str | None = Query(None, max_length=8, description="case | hospital"),
+                     limit: int = Query(100, ge=1, le=1000),
+                     offset: int = Query(0, ge=0, le=100_000_000)) -> Response:
+    """Monitoring flags (case- and hospital-level) with their evidence and workflow, newest first:
+    a hospital's own, or (bureau) any hospital's."""
+    _only(request, *FLAG_FILTERS)
+    if hospital is not None and not who.may_see(hospital):
+        raise Forbidden("a hospital sees only its own flags", code="HOSPITAL_MISMATCH", field="hospital")
+    params = dict(request.query_params)
+    if not who.is_bureau:
+        params["hospital"] = who.hospital_code or ""
+    return _masked_answer(await up.relay("review", "GET", "/flags", b"", _headers(who), params=params))
+
+
+@router.get("/flags/{flag_id}")
+async def get_flag(flag_id: FLAG_ID, request: Request, up: Upstream, who: Caller) -> Response:
+    """A flag with its evidence, its workflow and its history (another hospital's: 404)."""
+    _only(request)
+    params = {} if who.is_bureau else {"hospital": who.hospital_code or ""}
+    return _masked_answer(await up.relay("review", "GET", f"/flags/{flag_id}", b"", _headers(who), params=params))
+
+
+async def _flag_step(request: Request, up: Upstreams, who: Principal, engine: Any, flag_id: int, step: str,
+                     action: str) -> Response:
+    _only(request)
+    body = await _read(request, up)
+    r = await up.relay("review", "POST", f"/flags/{flag_id}/{step}", body, _to_review(who))
+    if r.status_code < 300:
+        a = _answer(r)
+        await _record(engine, request, who, action, f"flag {flag_id}", {
+            "status": a.get("status"), "hospital": a.get("hospital_code"), "rule": a.get("rule"),
+            "deduction": a.get("deduction")})
+    return _masked_answer(r)
+
+
+@router.post("/flags/{flag_id}/decision", openapi_extra=_body(FLAG_DECISION_SCHEMA))
+async def decide_flag(flag_id: FLAG_ID, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """A bureau reviewer confirms (optionally with a deduction) or dismisses a flag, with a reason
+    (audited). An open flag is confirmed only once the hospital's time to answer has passed
+    (409 `ANSWER_PENDING`); a decision is final (409 `FLAG_DECIDED`)."""
+    who.require("bureau-reviewer")
+    return await _flag_step(request, up, who, engine, flag_id, "decision", audit.FLAG_DECIDED)
+
+
+@router.post("/flags/{flag_id}/answer", openapi_extra=_body(ANSWER_SCHEMA))
+async def answer_flag(flag_id: FLAG_ID, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """The hospital answers (申诉) one of its own open flags by its deadline (audited); after the
+    deadline 409 `ANSWER_DEADLINE_PASSED`, another hospital's flag 404."""
+    who.require(HOSPITAL)
+    return await _flag_step(request, up, who, engine, flag_id, "answer", audit.FLAG_ANSWERED)
+
+
+@router.post("/review/runs", openapi_extra=_body(REVIEW_RUN_SCHEMA))
+async def run_review(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Run the hospital-level monitoring rules for a month or quarter (bureau-admin or
+    bureau-reviewer; audited), as `drgdip review run` does."""
+    who.require("bureau-admin", "bureau-reviewer")
+    _only(request)
+    r = await up.relay("review", "POST", "/hospital-rules:run", await _read(request, up), _headers(who))
+    if r.status_code < 300:
+        a = _answer(r)
+        await _record(engine, request, who, audit.REVIEW_RUN, str(a.get("period")),
+                      {"runs": [{k: run.get(k) for k in ("region", "rules", "cases", "raised", "superseded")}
+                                for run in a.get("runs") or []]})
+    return r
+
+
+FLAG_HISTORY_FILTERS = ("flag_id", "hospital", "from", "to")
+
+
+async def _flag_history(request: Request, up: Upstreams, who: Principal, paged: bool) -> list[dict[str, Any]]:
+    who.require(*BUREAU_ROLES)
+    _only(request, *FLAG_HISTORY_FILTERS, *(("limit", "offset") if paged else ()))
+    r = await up.relay("review", "GET", "/flag-history", b"", _headers(who), params=dict(request.query_params))
+    if r.status_code != 200:  # a filter review refused: its error as it gave it
+        err = _answer(r).get("error") or {}
+        raise DomainError(str(err.get("message") or "refused"), code=str(err.get("code") or "INVALID_FIELD"),
+                          field=err.get("field"), status=r.status_code)
+    entries: list[dict[str, Any]] = mask_document(_answer(r).get("entries") or [])
+    return entries
+
+
+@router.get("/flag-history")
+async def flag_history(request: Request, up: Upstream, who: Caller) -> dict:
+    """The append-only audit of the flag workflow (bureau roles): every answer and decision with
+    who, when, the state before and after, and why; filters flag_id, hospital, from, to."""
+    return {"entries": await _flag_history(request, up, who, paged=True)}
+
+
+@router.get("/flag-history.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}, "description": "the flag workflow's audit as CSV"}})
+async def export_flag_history(request: Request, up: Upstream, who: Caller) -> Response:
+    """The flag workflow's audit as CSV (bureau roles), with the same filters."""
+    rows = await _flag_history(request, up, who, paged=False)
+    return Response(audit.to_csv(rows, audit.FLAG_HISTORY_COLUMNS), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": 'attachment; filename="drgdip-flag-history.csv"'})
+
+
 # ---------------------------------------------------------------- special-case review (特例单议)
 # Review keeps the applications, the panel and their audit; the gateway checks the role and the
 # hospital and passes on who asks (`x-drgdip-actor`, `x-drgdip-role`, `x-drgdip-hospital`).
@@ -543,7 +684,7 @@ APPLICATION_SCHEMA: dict[str, Any] = {
             "type": "object", "required": ["name", "sha256"],
             "properties": {"name": {"type": "string"}, "sha256": {"type": "string"}, "size": {"type": "integer"}}}}},
 }
-DECISION_SCHEMA: dict[str, Any] = {
+SPECIAL_DECISION_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["outcome", "reason"], "additionalProperties": False,
     "properties": {"outcome": {"type": "string", "enum": ["pay_by_item", "adjust_standard", "reject"]},
                    "amount": {"type": ["string", "null"], "description": "yuan, for adjust_standard"},
@@ -563,10 +704,6 @@ MEMBER_SCHEMA: dict[str, Any] = {
 
 
 SpecialCaseId = Annotated[int, Path(ge=1, le=2**53)]
-
-
-def _to_review(who: Principal) -> dict[str, str]:
-    return _audited(who) | {"x-drgdip-role": who.role}
 
 
 async def _review(up: Upstreams, who: Principal, method: str, path: str, body: bytes = b"",
@@ -683,7 +820,7 @@ async def get_special_case(application_id: SpecialCaseId, request: Request, up: 
     return await _review(up, who, "GET", f"/special-cases/{application_id}")
 
 
-@router.post("/special-cases/{application_id}/decision", openapi_extra=_body(DECISION_SCHEMA))
+@router.post("/special-cases/{application_id}/decision", openapi_extra=_body(SPECIAL_DECISION_SCHEMA))
 async def decide_special_case(application_id: SpecialCaseId, request: Request, up: Upstream, who: Caller) -> Response:
     """A panel member's decision (bureau-reviewer registered on the panel, not tied to the
     case's hospital): pay by item, adjust the standard (an amount in yuan) or reject, with the

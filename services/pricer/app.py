@@ -11,7 +11,7 @@ from services.pricer import handlers, repository
 from services.pricer.config import PricerSettings
 from services.pricer.endpoints import router
 from shared.errors import DomainError
-from shared.events import CASE_GROUPED, SPECIAL_CASE_DECIDED, Envelope
+from shared.events import CASE_GROUPED, DEDUCTION_CONFIRMED, SPECIAL_CASE_DECIDED, Envelope
 from shared.messaging import Outbox
 from shared.runtime import Context, Stage
 from shared.settings import SettingError
@@ -32,13 +32,17 @@ def build(ctx: Context) -> Stage:
                     raise SettingError("DRGDIP_POLICY_FILE", f"{e.code}{where}: {e.message}") from e
 
     async def on_events(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[Envelope]:
-        # one consumer (one group member) for both topics: grouped cases first, then the
-        # special-case decisions, which price again whatever the batch priced before them
+        # one consumer (one group member) for the pricer's topics: grouped cases first, then the
+        # special-case decisions, which price again whatever the batch priced before them, then
+        # review's confirmed deductions (kept for the next settlement run, no event)
         grouped = [e for e in envs if e.event_type == CASE_GROUPED]
         decided = [e for e in envs if e.event_type == SPECIAL_CASE_DECIDED]
+        deductions = [e for e in envs if e.event_type == DEDUCTION_CONFIRMED]
         out = await handlers.on_case_grouped(policies, conn, grouped) if grouped else []
-        return out + (await handlers.on_special_case_decided(policies, conn, decided) if decided else [])
+        out += await handlers.on_special_case_decided(policies, conn, decided) if decided else []
+        return out + (await handlers.on_deduction_confirmed(conn, deductions) if deductions else [])
 
     return Stage(repository.NAME, repository.metadata, Outbox(repository.NAME, repository.metadata),
-                 router=router, subscriptions=[((CASE_GROUPED, SPECIAL_CASE_DECIDED), on_events)],
+                 router=router,
+                 subscriptions=[((CASE_GROUPED, SPECIAL_CASE_DECIDED, DEDUCTION_CONFIRMED), on_events)],
                  on_start=on_start, service=policies)

@@ -4,12 +4,17 @@ transaction) and never commits.
 
 - `on_case_grouped`: every grouped case is priced with the policy in force and announced as
   `case-priced`.
+- `on_special_case_decided`: review's special-case decision kept and the case priced again with
+  it (a new priced version, `case-priced`).
 - `import_policy`, `import_dip_policy`: store a policy version (audited); re-importing the same
   content is a no-op, so a service can import its configured file at every start; a policy of
   another id for the same region and an overlapping period is refused (409 `POLICY_OVERLAP`).
 - `reprice`: stored cases re-priced under the policies in force now, as new price versions
   announced as `case-priced` (the regroup pattern).
 - `run_monthly_presettlement`, `run_annual_clearing`, `settle`, `record_advance`: settlement (§8).
+  A monthly pre-settlement is announced as `period-settled` (review runs the period's
+  hospital-level rules); `on_deduction_confirmed` keeps review's confirmed deductions, which the
+  next settlement run of the hospital applies.
 """
 
 from __future__ import annotations
@@ -55,7 +60,14 @@ from services.pricer.domain.settlement import (
 from shared.db import Versions
 from shared.dip import Catalogue
 from shared.errors import NotFound
-from shared.events import CaseGrouped, Envelope, SpecialCaseDecided, new_event_id
+from shared.events import (
+    CaseGrouped,
+    DeductionConfirmed,
+    Envelope,
+    PeriodSettled,
+    SpecialCaseDecided,
+    new_event_id,
+)
 from shared.messaging import Outbox
 from shared.money import ZERO
 from shared.observability import get_logger
@@ -326,9 +338,29 @@ async def run_monthly_presettlement(conn: AsyncConnection, policy_id: str, perio
     policy = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id))
     totals = await _period_totals(conn, policy_id, start, end)
     version = await repository.next_statement_version(conn, "monthly", period, policy_id)
-    out = monthly_presettlement(policy, period, totals.values(), version=version)
+    deducted = await repository.claim_deductions(conn, f"monthly|{policy_id}|{period}", list(totals))
+    out = monthly_presettlement(policy, period, totals.values(), version=version, deductions=deducted)
     await repository.save_statements(conn, out)
+    if out:  # the scheduled step after it: review's hospital-level rules for the month
+        await Outbox(repository.NAME, repository.metadata).add(conn, [Envelope.new(
+            PeriodSettled(policy_id=policy_id, region=policy.region, period=period, version=version,
+                          hospitals=sorted(totals)),
+            case_id=f"settlement:{policy_id}:{period}", correlation_id=f"settlement:{policy_id}:{period}:v{version}",
+            producer=repository.NAME)])
     return out
+
+
+async def on_deduction_confirmed(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[Envelope]:
+    """Keep review's confirmed deductions for the hospitals' next settlement runs."""
+    now = datetime.now(UTC)
+    rows = []
+    for e in envs:
+        d: DeductionConfirmed = e.typed_payload()
+        rows.append(dict(flag_id=d.flag_id, hospital_code=d.hospital_code, amount=d.amount, rule=d.rule,
+                         case_id=d.case_id, flag_period=d.period, decided_by=d.decided_by,
+                         decided_at=d.decided_at, received_at=now, applied_to=None))
+    await repository.add_deductions(conn, rows)
+    return []
 
 
 async def record_advance(conn: AsyncConnection, hospital_code: str, year: str, amount: Decimal,
@@ -350,8 +382,12 @@ async def run_annual_clearing(conn: AsyncConnection, policy_id: str, year: str,
     paid = await repository.presettled(conn, policy_id, year)
     advanced = await repository.advances_of_year(conn, year)
     version = await repository.next_statement_version(conn, "annual", year, policy_id)
+    deducted = await repository.monthly_deductions(conn, policy_id, year)
+    for h, amount in (await repository.claim_deductions(conn, f"annual|{policy_id}|{year}", list(totals))).items():
+        deducted[h] = deducted.get(h, ZERO) + amount
     clearing = annual_clearing(
-        policy, year, [HospitalYear(t, presettled=paid.get(h, ZERO), advances=Decimal(advanced.get(h, 0)))
+        policy, year, [HospitalYear(t, presettled=paid.get(h, ZERO), advances=Decimal(advanced.get(h, 0)),
+                                    deductions=deducted.get(h, ZERO))
                        for h, t in totals.items()], budget, version=version)
     summary = {k: v for k, v in clearing.to_dict().items() if k != "hospitals"}
     await repository.save_statements(conn, clearing.statements(), summary)

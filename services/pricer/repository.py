@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -173,6 +174,23 @@ statements = Table(
     Index("ix_pricer_statements_hospital", "hospital_code", "period"),
 )
 
+# Review deductions (`deduction-confirmed`): one per flag, applied by the first settlement run of
+# its hospital after it arrived (`applied_to`: "<kind>|<policy>|<period>"; the new versions of
+# that run apply it again, no other run does).
+deductions = Table(
+    "pricer_deductions", metadata,
+    Column("flag_id", ROW_ID, primary_key=True, autoincrement=False),
+    Column("hospital_code", String(32), nullable=False),
+    Column("amount", money(), nullable=False),
+    Column("rule", String(40), nullable=False),
+    Column("case_id", String(100), nullable=True),
+    Column("flag_period", String(7), nullable=True),
+    Column("decided_by", String(128), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("applied_to", String(100), nullable=True),
+    Index("ix_pricer_deductions_pending", "hospital_code", "applied_to"),
+)
 
 # --- policies -----------------------------------------------------------------------------------
 
@@ -427,8 +445,8 @@ async def save_statements(conn: AsyncConnection, items: Sequence[Statement],
         created_at=now) for st in items])
 
 
-async def presettled(conn: AsyncConnection, policy_id: str, year: str) -> dict[str, Decimal]:
-    """Σ pre-settled per hospital over the year's months, from each month's latest version."""
+async def _latest_monthly(conn: AsyncConnection, policy_id: str, year: str) -> dict[tuple[str, str], Any]:
+    """The latest monthly statement version per (hospital, month) of the year."""
     s = statements.c
     rows = (await conn.execute(select(s.hospital_code, s.period, s.version, s.document).where(
         s.kind == "monthly", s.policy_id == policy_id, s.period.like(f"{year}-%")))).all()
@@ -437,11 +455,25 @@ async def presettled(conn: AsyncConnection, policy_id: str, year: str) -> dict[s
         key = (row.hospital_code, row.period)
         if key not in latest or row.version > latest[key].version:
             latest[key] = row
+    return latest
+
+
+async def _sum_line(conn: AsyncConnection, policy_id: str, year: str, line: str) -> dict[str, Decimal]:
     out: dict[str, Decimal] = {}
-    for (hospital, _period), row in latest.items():
-        paid = Decimal(orjson.loads(row.document)["lines"]["presettled"])
-        out[hospital] = out.get(hospital, ZERO) + paid
+    for (hospital, _period), row in (await _latest_monthly(conn, policy_id, year)).items():
+        amount = Decimal(orjson.loads(row.document)["lines"].get(line, "0"))
+        out[hospital] = out.get(hospital, ZERO) + amount
     return out
+
+
+async def presettled(conn: AsyncConnection, policy_id: str, year: str) -> dict[str, Decimal]:
+    """Σ pre-settled per hospital over the year's months, from each month's latest version."""
+    return await _sum_line(conn, policy_id, year, "presettled")
+
+
+async def monthly_deductions(conn: AsyncConnection, policy_id: str, year: str) -> dict[str, Decimal]:
+    """Σ review deductions per hospital the year's monthly statements (latest versions) applied."""
+    return await _sum_line(conn, policy_id, year, "review_deductions")
 
 
 async def insert_advance(conn: AsyncConnection, hospital_code: str, year: str, amount: Decimal,
@@ -477,3 +509,30 @@ async def count_priced_cases(conn: AsyncConnection, policy_id: str) -> int:
     """Cases with at least one price under `policy_id` (any version)."""
     return int(await conn.scalar(select(func.count(func.distinct(results.c.case_id)))
                                  .where(results.c.policy_id == policy_id)) or 0)
+
+
+# --- review deductions ----------------------------------------------------------------------------
+
+async def add_deductions(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Store confirmed deductions; one already stored (a redelivery) is left as it is."""
+    if not rows:
+        return
+    stored = set((await conn.execute(select(deductions.c.flag_id).where(
+        deductions.c.flag_id.in_([r["flag_id"] for r in rows])))).scalars())
+    await insert_many(conn, deductions, [r for r in {r["flag_id"]: r for r in rows}.values()
+                                         if r["flag_id"] not in stored])
+
+
+async def claim_deductions(conn: AsyncConnection, run: str, hospitals: Sequence[str]) -> dict[str, Decimal]:
+    """Σ deductions per hospital a settlement run applies: those it applied before (an earlier
+    version of the same run) and those pending, which it claims. A concurrent run waits for the
+    row locks and then finds them claimed."""
+    if not hospitals:
+        return {}
+    d = deductions.c
+    await conn.execute(update(deductions).where(d.hospital_code.in_(hospitals), d.applied_to.is_(None))
+                       .values(applied_to=run))
+    out: dict[str, Decimal] = {}
+    for h, amount in (await conn.execute(select(d.hospital_code, d.amount).where(d.applied_to == run))).all():
+        out[h] = out.get(h, ZERO) + amount
+    return out

@@ -12,6 +12,13 @@ drgdip review rules list [--db URL]
     Every stored version: region, version, period, who imported it and when.
 drgdip review rules defaults
     The shipped defaults as a complete document (a starting point to edit).
+drgdip review run --period 2024-03|2024Q1 [--region R] [--db URL]
+    The hospital-level rules (HOSPITAL_UPCODING, REFUSING_SEVERE, UNDER_SERVICE) for a month or
+    a quarter, in one region or in every region with cases discharged in it, with the parameters
+    in force on the period's last day. Prints the flags raised; running again replaces the open
+    flags that changed and keeps those answered or decided. The same runs after every monthly
+    pre-settlement (the pricer's `period-settled` event), for the quarter too when the month
+    closes one.
 """
 
 from __future__ import annotations
@@ -65,6 +72,26 @@ def _day(value: str | None, option: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
+
+
+def run_command(
+    period: Annotated[str, typer.Option(help="a month YYYY-MM or a quarter YYYYQn (discharge dates)")],
+    region: Annotated[str | None, typer.Option(help="one region (default: every region with cases)")] = None,
+    db: Db = None,
+) -> None:
+    """Run the hospital-level monitoring rules for a period."""
+    try:
+        runs = in_transaction(db, lambda conn: handlers.run_hospital_rules(conn, period, region))
+    except DomainError as e:
+        typer.echo(f"error: {e.field or 'period'}: {e}", err=True)
+        raise typer.Exit(2) from None
+    if not runs:
+        typer.echo(f"no cases discharged in {period}: nothing to review")
+    for r in runs:
+        typer.echo(f"{r.region} {r.period}: {r.cases} cases at {r.hospitals} hospitals, rules {r.rules}: "
+                   f"{len(r.flags)} flags ({len(r.raised)} new, {len(r.superseded)} superseded)")
+        for f in r.flags:
+            typer.echo(f"  {f.hospital_code:<12} {f.rule:<18} {f.severity:<6} {f.message}")
 
 
 @rules_app.command("import")

@@ -32,10 +32,21 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.review.domain.hospital_rules import CaseFigure, HospitalFlag
 from services.review.domain.parameters import RuleParameters, RuleSet, parse_rules
-from services.review.domain.review import Announcement, Reviewed, stay_of
+from services.review.domain.review import Announcement, Reviewed, stay_of, where_treated
 from services.review.domain.rules import Share
-from shared.db import ROW_ID, Versions, insert_many, money, update_many
+from services.review.domain.workflow import (
+    CONFIRMED,
+    DISMISSED,
+    LIVE,
+    OPEN,
+    SUPERSEDED,
+    FlagState,
+    Stored,
+)
+from shared.db import ROW_ID, ExactDecimal, Versions, insert_many, money, update_many
+from shared.errors import Conflict
 from shared.events import CaseFacts, CaseFlag
 
 NAME = "review"
@@ -63,11 +74,13 @@ results = Table(
     Column("reviewed_at", DateTime(timezone=True), nullable=False),
     Column("rules", String(64), nullable=True),  # the parameters used: "<region> v<n>" | "default"
 )
-# every flag of every review, kept: a new review of a case supersedes its open flags
+# every flag of every review, kept: a new review of a case supersedes its open flags. A flag is
+# a case's (`level` "case") or a hospital's for a period (`level` "hospital", no case id); its
+# workflow (domain/workflow.py): answered by the hospital, decided by the bureau.
 flags = Table(
     "review_flags", metadata,
     Column("id", ROW_ID, primary_key=True, autoincrement=True),
-    Column("case_id", String(100), nullable=False),
+    Column("case_id", String(100), nullable=True),
     Column("review_version", Integer, nullable=False),
     Column("list_version", Integer, nullable=False),
     Column("rule", String(40), nullable=False),
@@ -76,11 +89,74 @@ flags = Table(
     Column("message", Text, nullable=False),
     Column("evidence", Text, nullable=False),  # JSON
     Column("rules", String(64), nullable=False),
-    Column("status", String(16), nullable=False),  # open | superseded (reviewers' outcomes later)
+    Column("status", String(16), nullable=False),  # open | answered | confirmed | dismissed | superseded
     Column("raised_at", DateTime(timezone=True), nullable=False),
     Column("closed_at", DateTime(timezone=True), nullable=True),
+    Column("level", String(8), nullable=False, server_default="case"),  # case | hospital
+    Column("hospital_code", String(32), nullable=True),
+    Column("region", String(32), nullable=True),  # where care was given: whose calendar applies
+    Column("period", String(7), nullable=True),  # YYYY-MM (a case: its discharge month) | YYYYQn
+    Column("answer", Text, nullable=True),
+    Column("answered_at", DateTime(timezone=True), nullable=True),
+    Column("answered_by", String(128), nullable=True),
+    Column("decision_reason", Text, nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("decided_by", String(128), nullable=True),
+    Column("deduction", money(), nullable=True),
     Index("ix_review_flags_case", "case_id", "status"),
     Index("ix_review_flags_rule", "rule", "status"),
+    Index("ix_review_flags_hospital", "hospital_code", "period"),
+)
+# Append-only (domain/workflow.py): every answer and decision, who, when, before, after, why.
+flag_events = Table(
+    "review_flag_events", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("flag_id", ROW_ID, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(16), nullable=False),  # answered | decided
+    Column("actor", String(128), nullable=False),
+    Column("role", String(32), nullable=True),
+    Column("hospital_code", String(32), nullable=True),
+    Column("before", Text, nullable=False),  # JSON: the flag's workflow state
+    Column("after", Text, nullable=False),
+    Column("reason", Text, nullable=True),  # the answer, or the decision's reason
+    Index("ix_review_flag_events_flag", "flag_id"),
+    Index("ix_review_flag_events_at", "at"),
+)
+# every run of the hospital-level rules: what it looked at and what it found
+hospital_runs = Table(
+    "review_hospital_runs", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("region", String(32), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("rules", String(64), nullable=False),
+    Column("cases", Integer, nullable=False),
+    Column("hospitals", Integer, nullable=False),
+    Column("flags", Integer, nullable=False),
+    Column("raised", Integer, nullable=False),
+    Column("superseded", Integer, nullable=False),
+    Column("trigger", String(64), nullable=False),  # command | api | settlement <policy> v<n>
+    Column("run_at", DateTime(timezone=True), nullable=False),
+    Index("ix_review_hospital_runs_period", "region", "period"),
+)
+# what the hospital-level rules read of each case's latest price (one row per case; the
+# special-case review keeps its own figures in review_case_figures)
+hospital_figures = Table(
+    "review_hospital_figures", metadata,
+    Column("case_id", String(100), primary_key=True),
+    Column("region", String(32), nullable=False),  # where care was given
+    Column("hospital_code", String(32), nullable=False),
+    Column("hospital_level", Integer, nullable=True),
+    Column("psn_key", String(64), nullable=False),
+    Column("admission_date", Date, nullable=True),
+    Column("discharge_date", Date, nullable=True),
+    Column("drg", String(8), nullable=False),
+    Column("weight", ExactDecimal(12, 4), nullable=True),
+    Column("case_type", String(16), nullable=True),
+    Column("discharge_way", Integer, nullable=True),
+    Column("planned", Boolean, nullable=False),
+    Column("withdrawn", Boolean, nullable=False),
+    Index("ix_review_hospital_figures_region", "region", "discharge_date"),
 )
 # a group's regional self-pay figures (cost shifting): changed by increments, so concurrent
 # consumers never lose each other's updates
@@ -179,14 +255,16 @@ async def _save_flags(conn: AsyncConnection, announcements: Sequence[Announcemen
     if not announcements:
         return
     reviewed = {a.case_id for a in announcements}
-    await conn.execute(update(flags).where(flags.c.case_id.in_(reviewed), flags.c.status == "open")
-                       .values(status="superseded", closed_at=now))
+    await conn.execute(update(flags).where(flags.c.case_id.in_(reviewed), flags.c.status.in_(LIVE))
+                       .values(status=SUPERSEDED, closed_at=now))
     last = {a.case_id: i for i, a in enumerate(announcements)}
     rows = [dict(case_id=a.case_id, review_version=a.review_version, list_version=a.facts.list_version,
                  rule=f.rule, severity=f.severity, related_case_id=f.related_case_id, message=f.message,
                  evidence=orjson.dumps(f.evidence).decode(), rules=a.rules,
-                 status="open" if last[a.case_id] == i else "superseded", raised_at=now,
-                 closed_at=None if last[a.case_id] == i else now)
+                 status=OPEN if last[a.case_id] == i else SUPERSEDED, raised_at=now,
+                 closed_at=None if last[a.case_id] == i else now, level="case",
+                 hospital_code=a.facts.hospital_code, region=where_treated(a.facts),
+                 period=a.facts.discharge_date.strftime("%Y-%m") if a.facts.discharge_date else None)
             for i, a in enumerate(announcements) for f in a.flags]
     await insert_many(conn, flags, rows)
 
@@ -267,6 +345,151 @@ async def count_flagged(conn: AsyncConnection) -> int:
     """Cases whose latest review raised at least one flag."""
     return int(await conn.scalar(select(func.count()).select_from(results)
                                  .where(results.c.flags != "[]")) or 0)
+
+
+# --- what the hospital-level rules read -----------------------------------------------------------
+
+async def save_hospital_figures(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Each priced case's figures, replacing those of its earlier price (the latest wins)."""
+    latest = {r["case_id"]: r for r in rows}  # a batch may price a case twice
+    if not latest:
+        return
+    stored = set((await conn.execute(select(hospital_figures.c.case_id)
+                                      .where(hospital_figures.c.case_id.in_(latest)))).scalars())
+    await insert_many(conn, hospital_figures, [r for cid, r in latest.items() if cid not in stored])
+    await update_many(conn, hospital_figures, "case_id", [r for cid, r in latest.items() if cid in stored])
+
+
+async def load_hospital_figures(conn: AsyncConnection, region: str, start: date, end: date) -> list[CaseFigure]:
+    """The region's cases (not withdrawn) discharged in [start, end)."""
+    c = hospital_figures.c
+    rows = (await conn.execute(select(hospital_figures).where(
+        c.region == region, c.discharge_date >= start, c.discharge_date < end,
+        c.withdrawn.is_(False)))).all()
+    return [CaseFigure(r.case_id, r.hospital_code, r.discharge_date, r.admission_date, r.psn_key,
+                       r.hospital_level, r.drg, r.weight, r.case_type, r.discharge_way, r.planned)
+            for r in rows]
+
+
+async def regions_with_cases(conn: AsyncConnection, start: date, end: date) -> list[str]:
+    c = hospital_figures.c
+    return sorted((await conn.execute(select(c.region).distinct().where(
+        c.discharge_date >= start, c.discharge_date < end))).scalars())
+
+
+# --- hospital-level flags and the flag workflow ---------------------------------------------------
+
+def _flag_dict(r: Any) -> dict[str, Any]:
+    return {**r._asdict(), "evidence": orjson.loads(r.evidence)}
+
+
+async def record_run(conn: AsyncConnection, region: str, period: str, rules: str, cases: int, hospitals: int,
+                     flags_found: int, raised: int, superseded: int, trigger: str) -> None:
+    await conn.execute(insert(hospital_runs).values(
+        region=region, period=period, rules=rules, cases=cases, hospitals=hospitals, flags=flags_found,
+        raised=raised, superseded=superseded, trigger=trigger[:64], run_at=datetime.now(UTC)))
+
+
+async def hospital_flags_of(conn: AsyncConnection, region: str, period: str) -> list[Stored]:
+    """The hospital-level flags of a region and period, every status."""
+    c = flags.c
+    rows = (await conn.execute(select(c.id, c.hospital_code, c.rule, c.status, c.evidence).where(
+        c.level == "hospital", c.region == region, c.period == period))).all()
+    return [Stored(r.id, r.hospital_code or "", r.rule, r.status, orjson.loads(r.evidence)) for r in rows]
+
+
+async def raise_hospital_flags(conn: AsyncConnection, region: str, rules: str, raised: Sequence[HospitalFlag],
+                               supersede: Sequence[int]) -> list[int]:
+    """Store a run's new hospital-level flags (open) and supersede the open ones it replaces."""
+    now = datetime.now(UTC)
+    if supersede:
+        await conn.execute(update(flags).where(flags.c.id.in_(supersede), flags.c.status == OPEN)
+                           .values(status=SUPERSEDED, closed_at=now))
+    ids = []
+    for r in raised:
+        ids.append(int((await conn.execute(insert(flags).values(
+            case_id=None, review_version=1, list_version=1, rule=r.rule, severity=r.severity,
+            related_case_id=None, message=r.message, evidence=orjson.dumps(r.evidence).decode(),
+            rules=rules, status=OPEN, raised_at=now, level="hospital", hospital_code=r.hospital_code,
+            region=region, period=r.period).returning(flags.c.id))).scalar_one()))
+    return ids
+
+
+async def list_flags(conn: AsyncConnection, *, hospital: str | None = None, rule: str | None = None,
+                     status: str | None = None, period: str | None = None, level: str | None = None,
+                     limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """Flags, newest first, filtered; superseded flags only when asked for by status. A quarter
+    (YYYYQn) matches the quarter's hospital-level flags and every flag of its months."""
+    c = flags.c
+    q = select(flags)
+    if hospital is not None:
+        q = q.where(c.hospital_code == hospital)
+    if rule is not None:
+        q = q.where(c.rule == rule)
+    q = q.where(c.status == status) if status is not None else q.where(c.status != SUPERSEDED)
+    if period is not None:
+        months = _months_of(period)
+        q = q.where(or_(c.period == period, c.period.in_(months)) if months else c.period == period)
+    if level is not None:
+        q = q.where(c.level == level)
+    rows = (await conn.execute(q.order_by(c.id.desc()).limit(limit).offset(offset))).all()
+    return [_flag_dict(r) for r in rows]
+
+
+def _months_of(period: str) -> list[str]:
+    if len(period) == 6 and period[4] == "Q" and period[5] in "1234":
+        first = 3 * int(period[5]) - 2
+        return [f"{period[:4]}-{m:02d}" for m in range(first, first + 3)]
+    return []
+
+
+async def get_flag(conn: AsyncConnection, flag_id: int, *, for_update: bool = False) -> dict[str, Any] | None:
+    q = select(flags).where(flags.c.id == flag_id)
+    if for_update:
+        q = q.with_for_update()
+    r = (await conn.execute(q)).first()
+    return None if r is None else _flag_dict(r)
+
+
+async def save_flag_state(conn: AsyncConnection, state: FlagState, before: FlagState, action: str,
+                          actor: str, role: str | None, reason: str | None) -> None:
+    """Store a flag's new workflow state and append its audit record. The update holds only when
+    the flag is still in the state it was read in (a concurrent step makes it a 409)."""
+    closed = state.decided_at if state.status in (CONFIRMED, DISMISSED) else None
+    done = await conn.execute(update(flags).where(flags.c.id == state.flag_id, flags.c.status == before.status)
+                              .values(status=state.status, answer=state.answer, answered_at=state.answered_at,
+                                      answered_by=state.answered_by, decision_reason=state.decision_reason,
+                                      decided_at=state.decided_at, decided_by=state.decided_by,
+                                      deduction=state.deduction, closed_at=closed))
+    if not done.rowcount:  # type: ignore[attr-defined]
+        raise Conflict(f"flag {state.flag_id} changed meanwhile: read it again", code="FLAG_CHANGED",
+                       field="flag_id")
+    await conn.execute(insert(flag_events).values(
+        flag_id=state.flag_id, at=state.answered_at if action == "answered" else state.decided_at,
+        action=action, actor=actor[:128], role=role, hospital_code=state.hospital_code,
+        before=orjson.dumps(before.public()).decode(), after=orjson.dumps(state.public()).decode(),
+        reason=reason))
+
+
+async def flag_history(conn: AsyncConnection, *, flag_id: int | None = None, hospital: str | None = None,
+                       since: datetime | None = None, until: datetime | None = None,
+                       limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Audit records of the flag workflow, oldest first."""
+    e = flag_events.c
+    q = select(flag_events)
+    if flag_id is not None:
+        q = q.where(e.flag_id == flag_id)
+    if hospital is not None:
+        q = q.where(e.hospital_code == hospital)
+    if since is not None:
+        q = q.where(e.at >= since)
+    if until is not None:
+        q = q.where(e.at < until)
+    q = q.order_by(e.at, e.id).offset(offset)
+    if limit is not None:
+        q = q.limit(limit)
+    return [{**r._asdict(), "before": orjson.loads(r.before), "after": orjson.loads(r.after)}
+            for r in (await conn.execute(q)).all()]
 
 
 # === special-case review (特例单议, docs/domain.md §10) ===========================================

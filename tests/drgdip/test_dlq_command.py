@@ -14,8 +14,8 @@ from drgdip.cli import app
 from shared.bus import Record
 from shared.bus.kafka import KafkaBus
 from shared.bus.memory import MemoryBus
-from shared.dlq import DeadLetters, DeadLetterWatch
-from shared.events import ALL_TOPICS, CASE_RECEIVED, Envelope, dead_letter_topic
+from shared.dlq import DeadLetters, DeadLetterWatch, dead_letter_topics
+from shared.events import ALL_TOPICS, CASE_RECEIVED, DEAD_LETTER_SUFFIX, Envelope, dead_letter_topic
 
 NAME = "张三丰"  # personal data in a payload: never printed
 
@@ -117,3 +117,12 @@ async def test_the_watch_counts_a_services_pending_dead_letters_on_the_embedded_
     assert await letters.replay(bus, "grouper") == {"case-received.dlq": 1}
     assert await watch.refresh() == {}
     assert [Envelope.from_bytes(m.value).case_id for m in bus.log(CASE_RECEIVED)] == ["H1-1"]
+
+
+def test_the_dead_letter_topics_are_every_topic_a_stage_publishes_to() -> None:
+    dlqs = sorted(t for t in ALL_TOPICS if t.endswith(DEAD_LETTER_SUFFIX))
+    assert sorted(dead_letter_topics("")) == dlqs
+    assert {"period-settled.dlq", "deduction-confirmed.dlq", "special-case-decided.dlq"} <= set(dlqs)
+    result = CliRunner().invoke(app, ["dlq", "list", "--bus", "kafka://127.0.0.1:1", "--topic", "no-such-topic"])
+    assert result.exit_code == 2
+    assert "deduction-confirmed" in result.output and "special-case-decided" in result.output

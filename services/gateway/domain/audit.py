@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -24,9 +25,12 @@ REGROUPED = "cases.regrouped"
 ADVANCE_RECORDED = "advance.recorded"
 PERSONAL_DATA_READ = "personal-data.read"
 AUDIT_READ = "audit.exported"
+FLAG_DECIDED = "flag.decided"
+FLAG_ANSWERED = "flag.answered"
+REVIEW_RUN = "review.run"
 ACTIONS = (TOKEN_CREATED, TOKEN_REVOKED, POLICY_IMPORTED, DIP_POLICY_IMPORTED, DIP_CATALOGUE_REGISTERED,
            SCHEME_REGISTERED, SETTLEMENT_RUN, REPRICED, REGROUPED, ADVANCE_RECORDED, PERSONAL_DATA_READ,
-           AUDIT_READ)
+           AUDIT_READ, FLAG_DECIDED, FLAG_ANSWERED, REVIEW_RUN)
 
 
 def _span(a: Mapping[str, Any], first: str, last: str) -> str:
@@ -60,21 +64,27 @@ def change_detail(action: str, answer: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answer.items() if not (action == SETTLEMENT_RUN and k == "statements")}
 
 CSV_COLUMNS = ("id", "at", "action", "actor", "role", "token_id", "client", "subject", "detail")
+# the monitoring flags' workflow audit (review's, append-only): answers and decisions
+FLAG_HISTORY_COLUMNS = ("id", "flag_id", "at", "action", "actor", "role", "hospital_code", "before", "after",
+                        "reason")
 
 
-def to_csv(rows: Iterable[Mapping[str, Any]]) -> str:
-    """The audit rows as CSV (a header, then one line per row, times in ISO 8601)."""
+def to_csv(rows: Iterable[Mapping[str, Any]], columns: tuple[str, ...] = CSV_COLUMNS) -> str:
+    """The audit rows as CSV (a header, then one line per row, times in ISO 8601; an object
+    cell as JSON)."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
+    w.writerow(columns)
     for r in rows:
-        w.writerow([_cell(r.get(c)) for c in CSV_COLUMNS])
+        w.writerow([_cell(r.get(c)) for c in columns])
     return out.getvalue()
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, dict | list):
+        value = json.dumps(value, ensure_ascii=False, sort_keys=True)
     text = value.isoformat() if hasattr(value, "isoformat") else str(value)
     # a cell a spreadsheet would run as a formula is written as text
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text

@@ -5,7 +5,11 @@ Inputs are the priced cases (`Price`) of a period, summed per hospital by `hospi
 Monthly pre-settlement (月度预结算)
     DRG amount = Σ case payments at the provisional rate / point value (the `Price`s already
     hold them) + add-ons; fund due = DRG amount − patient share (not below 0);
-    paid now = fund due × pre_settlement_share (default 0.95), rounded to the fen.
+    paid now = fund due × pre_settlement_share (default 0.95), rounded to the fen, less the
+    review deductions (monitoring flags the bureau confirmed with a deduction, §11) the run
+    applies: each deduction lowers the first pre-settlement of its hospital run after it was
+    confirmed (and the new versions of that same month), by exactly its amount; what is paid
+    may then be negative (the hospital owes it back).
 
 Annual clearing (年度清算), with the final point value (point method)
     reserve (调剂金) = budget × reserve_share, withheld first;
@@ -32,8 +36,10 @@ Annual clearing (年度清算), with the final point value (point method)
     cleared amount = A − recovered + shared + outside-points payments (out-of-scope cases and
       by-item add-ons, paid in full);
     fund amount = cleared − patient share (not below 0);
-    balance = fund amount − pre-settled − prepayment advances (预付金) to net; > 0 the bureau
-      pays, < 0 the hospital refunds.
+    balance = fund amount − review deductions − pre-settled − prepayment advances (预付金) to
+      net; > 0 the bureau pays, < 0 the hospital refunds. The review deductions are those the
+      year's monthly statements applied (their pre-settled amounts are net of them, so the
+      deduction is not paid back here) plus those the clearing applies itself.
     Budget identity (point method): Σ A + reserve = budget, and
       Σ (A − recovered + shared) + Σ recovered + reserve left = budget.
 
@@ -167,14 +173,17 @@ def _statement(policy: Policy, kind: str, hospital: str, period: str, version: i
 
 
 def monthly_presettlement(policy: Policy, period: str, totals: Iterable[HospitalTotals],
-                          *, version: int = 1) -> list[Statement]:
-    """Monthly pre-settlement statements (§8): provisional amounts × pre-settlement share."""
+                          *, version: int = 1, deductions: Mapping[str, Decimal] | None = None) -> list[Statement]:
+    """Monthly pre-settlement statements (§8): provisional amounts × pre-settlement share, less
+    each hospital's review deductions."""
     share = policy.settlement.pre_settlement_share
+    deductions = deductions or {}
     out = []
     for t in totals:
         gross = t.drg_payment + t.outside_points
         fund_due = max(gross - t.patient_share, ZERO)
-        paid = to_fen(fund_due * share)
+        deducted = deductions.get(t.hospital_code, ZERO)
+        paid = to_fen(fund_due * share) - deducted
         lines: list[tuple[str, Decimal | str]] = [
             ("cases", Decimal(t.cases)),
             ("unpriced_cases", Decimal(t.unpriced)),
@@ -185,6 +194,7 @@ def monthly_presettlement(policy: Policy, period: str, totals: Iterable[Hospital
             ("patient_share", t.patient_share),
             ("fund_due", fund_due),
             ("pre_settlement_share", share),
+            ("review_deductions", deducted),
             ("presettled", paid),
         ]
         if policy.method == "points" and policy.points.provisional_point_value is not None:
@@ -202,6 +212,7 @@ class HospitalYear:
     totals: HospitalTotals
     presettled: Decimal = ZERO  # Σ monthly pre-settlement paid
     advances: Decimal = ZERO  # prepayment (预付金) still outstanding
+    deductions: Decimal = ZERO  # review deductions of the year (§11)
 
 
 @dataclass(frozen=True)
@@ -222,6 +233,7 @@ class HospitalClearing:
     fund_amount: Decimal
     presettled: Decimal
     advances: Decimal
+    review_deductions: Decimal
     balance: Decimal  # > 0 the bureau pays, < 0 the hospital refunds
 
 
@@ -332,7 +344,8 @@ def annual_clearing(policy: Policy, year: str, hospitals: Iterable[HospitalYear]
             recovered=recovered, overspend=p["overspend"], share_requested=p["requested"],
             shared=shared, outside_points=t.outside_points, cleared=cleared,
             patient_share=t.patient_share, fund_amount=fund, presettled=year_row.presettled,
-            advances=year_row.advances, balance=fund - year_row.presettled - year_row.advances,
+            advances=year_row.advances, review_deductions=year_row.deductions,
+            balance=fund - year_row.deductions - year_row.presettled - year_row.advances,
         ))
     return Clearing(policy, year, version, budget, reserve, point_budget, total_points,
                     point_value, reserve_used, reserve - reserve_used, tuple(results))

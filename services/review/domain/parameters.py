@@ -33,7 +33,31 @@ COST_SHIFTING (转移费用)        severity medium; the case's self-pay (自费
     above `factor` 2 × its group's regional share (Σ 自费 / Σ cost of the region's other cases of
     the group), at least `min_case_share` 0.10, once the group has `min_cases` 30 cases.
 
-Every rule has `enabled` (default true).
+Hospital-level rules (per hospital and period, month or quarter; `hospital_rules.py`). A period
+is compared with the hospital's own `history_periods` 4 periods of the same kind before it (the
+previous 4 months, or 4 quarters; pooled: Σ counts / Σ cases; at least `min_history_periods` 2
+with cases), and the hospital is judged only with `min_cases` 30 cases in the period:
+
+HOSPITAL_UPCODING (高套, hospital) severity medium; the MCC/CC share (DRGs ending in 1 or 3) or
+    the CMI (Σ RW / cases) rose by at least `share_jump` 0.20 / `cmi_jump` 0.10 (relative) over
+    its own history AND is above the `peer_percentile` 90th percentile of the period's other
+    hospitals of the same level in the region (at least `min_peers` 3 with `min_cases`).
+REFUSING_SEVERE (推诿)          severity high; the share of high-RW cases (RW ≥ `high_rw` 2.0)
+    fell by at least `drop` 0.20 (relative) while the share leaving by `discharge_ways` [2, 4]
+    (2 医嘱转院 transfer out, 4 非医嘱离院 against advice) rose by at least `rise` 0.20
+    (relative) and `min_points` 0.01 (absolute).
+UNDER_SERVICE (服务不足)         severity medium; the low-outlier (低倍率) share and the share of
+    31-day readmissions (same person, same hospital, admitted within `readmission_days` 31 days
+    of a discharge, not planned) both rose by at least `rise` 0.20 (relative) and `min_points`
+    0.01 (absolute).
+
+Every rule has `enabled` (default true). Two sections are not rules:
+
+The flag workflow (FLAG_WORKFLOW, `workflow.py`): a hospital answers (申诉) a flag within
+`answer_working_days` 10 working days after the day it was raised (China Standard Time);
+working days are Monday to Friday except `holidays` (dates, YYYY-MM-DD, e.g. the public holidays)
+plus `workdays` (weekend days worked instead, 调休); both lists default to empty. The version in
+force for the flag's region on the day it was raised applies.
 
 SPECIAL_CASES (特例单议, docs/domain.md §10; services/review/domain/special_cases.py)
     `drg_cap_share` 0.05 and `dip_cap_share` 0.005: the region's applications per quarter are
@@ -50,6 +74,7 @@ SPECIAL_CASES (特例单议, docs/domain.md §10; services/review/domain/special
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
@@ -120,6 +145,41 @@ class CostShifting(_Rule):
     min_cases: int = Field(30, ge=1)
 
 
+class _HospitalRule(_Rule):
+    min_cases: int = Field(30, ge=1)
+    history_periods: int = Field(4, ge=1, le=24)
+    min_history_periods: int = Field(2, ge=1, le=24)
+
+
+class HospitalUpcoding(_HospitalRule):
+    share_jump: Decimal = Field(Decimal("0.20"), ge=0)
+    cmi_jump: Decimal = Field(Decimal("0.10"), ge=0)
+    peer_percentile: Decimal = Field(Decimal(90), ge=0, le=100)
+    min_peers: int = Field(3, ge=1)
+
+
+class RefusingSevere(_HospitalRule):
+    severity: Severity = Severity.HIGH
+    high_rw: Decimal = Field(Decimal(2), gt=0)
+    drop: Decimal = Field(Decimal("0.20"), ge=0, lt=1)
+    rise: Decimal = Field(Decimal("0.20"), ge=0)
+    min_points: Decimal = Field(Decimal("0.01"), ge=0, le=1)
+    discharge_ways: tuple[int, ...] = (2, 4)
+
+
+class UnderService(_HospitalRule):
+    rise: Decimal = Field(Decimal("0.20"), ge=0)
+    min_points: Decimal = Field(Decimal("0.01"), ge=0, le=1)
+    readmission_days: int = Field(31, ge=0, le=366)
+
+
+class FlagWorkflow(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    answer_working_days: int = Field(10, ge=0, le=250)
+    holidays: tuple[date, ...] = ()
+    workdays: tuple[date, ...] = ()
+
+
 class SpecialCases(BaseModel):
     """The special-case review's eligibility and cap (see SPECIAL_CASES above)."""
 
@@ -138,7 +198,7 @@ class SpecialCases(BaseModel):
 
 
 class RuleParameters(BaseModel):
-    """Every case-level rule's parameters, by rule code."""
+    """Every rule's parameters, by rule code, the flag workflow's and the special-case review's."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     split_admission: SplitAdmission = Field(SplitAdmission(), alias="SPLIT_ADMISSION")
@@ -148,6 +208,10 @@ class RuleParameters(BaseModel):
     primary_care_at_tertiary: PrimaryCareAtTertiary = Field(PrimaryCareAtTertiary(),
                                                              alias="PRIMARY_CARE_AT_TERTIARY")
     cost_shifting: CostShifting = Field(CostShifting(), alias="COST_SHIFTING")
+    hospital_upcoding: HospitalUpcoding = Field(HospitalUpcoding(), alias="HOSPITAL_UPCODING")
+    refusing_severe: RefusingSevere = Field(RefusingSevere(), alias="REFUSING_SEVERE")
+    under_service: UnderService = Field(UnderService(), alias="UNDER_SERVICE")
+    flag_workflow: FlagWorkflow = Field(FlagWorkflow(), alias="FLAG_WORKFLOW")
     special_cases: SpecialCases = Field(SpecialCases(), alias="SPECIAL_CASES")
 
     def to_document(self) -> dict[str, Any]:

@@ -118,6 +118,25 @@ def test_monthly_presettlement_and_totals():
     assert {r["item"] for r in s.csv_rows()} >= {"fund_due", "presettled", "patient_share"}
 
 
+def test_review_deductions_lower_what_is_paid_by_exactly_their_amount():
+    pol = make_policy()
+    a = HospitalTotals(hospital_code="A", drg_payment=D("10000.00"))
+    b = HospitalTotals(hospital_code="B", drg_payment=D("10000.00"))
+    plain = {s.hospital_code: s for s in monthly_presettlement(pol, "2024-03", [a, b])}
+    cut = {s.hospital_code: s for s in monthly_presettlement(pol, "2024-03", [a, b],
+                                                            deductions={"A": D("1234.56")})}
+    assert plain["A"].amount("presettled") - cut["A"].amount("presettled") == D("1234.56")
+    assert cut["A"].amount("review_deductions") == D("1234.56") and cut["A"].amount("fund_due") == D("10000.00")
+    assert cut["B"].to_dict() == plain["B"].to_dict()
+    # the clearing does not pay the deduction back: the hospital gets its fund amount less it
+    pol_rate = make_policy()
+    year = HospitalYear(HospitalTotals(hospital_code="A", drg_payment=D("10000.00"), actual_cost=D("10000.00")),
+                        presettled=cut["A"].amount("presettled"), deductions=D("1234.56"))
+    [h] = annual_clearing(pol_rate, "2024", [year], D("100000.00")).hospitals
+    assert h.review_deductions == D("1234.56")
+    assert h.presettled + h.balance == h.fund_amount - D("1234.56")
+
+
 def test_annual_statements_are_versioned_documents():
     pol = points_policy()
     c = annual_clearing(pol, "2024", [_year("A", "10", "100")], D("1000"), version=3)
