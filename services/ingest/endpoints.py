@@ -17,7 +17,7 @@ import re
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.ingest import repository
@@ -88,6 +88,30 @@ async def bulk_import(request: Request, intake: Ingest, format: str = "jsonl",
         raise Invalid("format must be jsonl or csv", code="INVALID_FIELD", field="format")
     return await import_stream(intake, request.stream(), format,
                                _checked(caller, "x-drgdip-hospital", 32), encoding=encoding)
+
+
+@router.get("/imports/{job_id}")
+async def import_job(job_id: str, conn: Conn, offset: int = Query(0, ge=0),
+                     limit: int = Query(1000, ge=1, le=10_000), caller: CallerHospital = None) -> dict:
+    """An import job: when it started and ended (or that it was interrupted), its counts, and the
+    lines it kept, each with its line number in the upload, status and problems (a page of
+    `limit` from `offset`). A line missing from the numbering was never stored (blank, or over
+    the line bound: its problem was in the import's answer)."""
+    job = await repository.job(conn, job_id) if is_plain_id(job_id, 32) else None
+    if job is None or (caller is not None and job.caller_hospital != caller):
+        raise NotFound(f"no import job {job_id!r}", code="JOB_NOT_FOUND", field="job_id")
+    summary = orjson.loads(job.summary) if job.summary else None
+    return {
+        "job_id": job_id, "format": job.format, "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "interrupted": bool(summary and summary.get("interrupted")),
+        "counts": await repository.job_counts(conn, job_id),
+        "offset": offset,
+        "lines": [{"line": r.job_line, "status": r.status, "case_id": r.case_id,
+                   "list_version": r.list_version,
+                   "problems": orjson.loads(r.problems) if r.problems else []}
+                  for r in await repository.job_lines(conn, job_id, offset, limit)],
+    }
 
 
 @router.get("/settlement-lists/{case_id}/versions")

@@ -265,7 +265,8 @@ async def import_stream(intake: Intake, chunks: AsyncIterator[bytes], fmt: str, 
                 if progress:
                     progress(1)
                 continue
-            pending.append((line, Received("flat" if fmt == "csv" else "native", raw, caller, job_id=job_id)))
+            pending.append((line, Received("flat" if fmt == "csv" else "native", raw, caller, job_id=job_id,
+                                              job_line=line)))
             if len(pending) >= CHUNK:
                 await flush()
         if pending:

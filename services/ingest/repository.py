@@ -57,6 +57,7 @@ raw_table = Table(
     Column("case_id", String(100), nullable=True),
     Column("list_version", Integer, nullable=True),
     Column("job_id", String(32), nullable=True),
+    Column("job_line", Integer, nullable=True),  # the list's line in its import job's upload
     Column("correlation_id", String(64), nullable=False),
     Column("declared_on", Date, nullable=True),  # the list's own 申报时间 (dcla_time), for 时效性
     Index("ix_ingest_raw_status", "status"),
@@ -103,7 +104,8 @@ async def store_raw(conn: AsyncConnection, items: Sequence[Received]) -> list[in
     """Store received lists verbatim (status pending); their ids, in the order of `items`."""
     now = datetime.now(UTC)
     rows = [{"received_at": now, "format": i.format, "caller_hospital": i.caller_hospital, "raw": i.raw,
-             "status": "pending", "job_id": i.job_id, "correlation_id": i.correlation_id} for i in items]
+             "status": "pending", "job_id": i.job_id, "job_line": i.job_line,
+             "correlation_id": i.correlation_id} for i in items]
     if conn.dialect.name == "sqlite":
         # SQLite does not promise RETURNING's order, so `sort_by_parameter_order` would make
         # SQLAlchemy insert row by row. Holding the write lock, a multi-row INSERT numbers
@@ -167,6 +169,20 @@ async def job_counts(conn: AsyncConnection, job_id: str) -> dict[str, int]:
     rows = (await conn.execute(select(raw_table.c.status, func.count()).where(raw_table.c.job_id == job_id)
                                .group_by(raw_table.c.status))).all()
     return {r[0]: int(r[1]) for r in rows}
+
+
+async def job(conn: AsyncConnection, job_id: str) -> Any | None:
+    """An import job's row (None: no such job)."""
+    return (await conn.execute(select(jobs).where(jobs.c.job_id == job_id))).first()
+
+
+async def job_lines(conn: AsyncConnection, job_id: str, offset: int, limit: int) -> list[Any]:
+    """The lines an import job stored (verbatim, each with its line in the upload), in the order
+    they arrived: line, status, case id, list version and problems."""
+    return list((await conn.execute(
+        select(raw_table.c.job_line, raw_table.c.status, raw_table.c.case_id, raw_table.c.list_version,
+               raw_table.c.problems)
+        .where(raw_table.c.job_id == job_id).order_by(raw_table.c.id).offset(offset).limit(limit))).all())
 
 
 async def pending_count(conn: AsyncConnection) -> tuple[int, datetime | None]:

@@ -204,6 +204,7 @@ class Received:
     caller_hospital: str | None = None
     correlation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     job_id: str | None = None
+    job_line: int | None = None  # its line in the import job's upload
 
 
 @dataclass(frozen=True)
