@@ -477,7 +477,7 @@ async def flags_found(runtime: Runtime, per_rule: int = 1) -> tuple[list[tuple[s
 
 ROUND = (  # the panel's decisions in the demo's round: (outcome, reason)
     ("pay_by_item", "按项目付费: 住院时间长, 费用合理"),
-    ("adjust_standard", "调整支付标准: 按实际费用的九成"),
+    ("adjust_standard", "调整支付标准: 取支付标准与实际费用之间"),
     ("reject", "不予单议: 费用与病情相符"),
 )
 SPECIAL_REASONS = ("long_stay", "high_cost", "icu_ventilation")
@@ -490,6 +490,7 @@ async def special_case_round(runtime: Runtime, stored: list[GroupedCase], year: 
     cap decide), the bureau registers a panel member not tied to those hospitals, the member
     decides; review publishes each decision and the pricer prices the case again."""
     from services.gateway.repository import create_token
+    from services.pricer.repository import priced_versions
     from services.review import special_cases as special
     from services.review.domain import special_cases as sc
     from services.review.domain.parameters import DEFAULTS
@@ -509,8 +510,9 @@ async def special_case_round(runtime: Runtime, stored: list[GroupedCase], year: 
             if len(picked) == len(ROUND):
                 break
             row = await case_figures_of(conn, c.case_id)
-            if row is None:
-                continue
+            prices = await priced_versions(conn, c.case_id)
+            if row is None or not prices or (prices[-1]["payment"] or 0) >= costs[c.case_id]:
+                continue  # a hospital applies where the group's payment does not cover the cost
             case = sc.from_json(row["figures"])
             grounds = sc.grounds(case, (in_force.on(case.region, case.discharge_date) or DEFAULTS).params.special_cases)
             reason = next((r for r in SPECIAL_REASONS if sc.Reason(r) in grounds), None)
@@ -537,7 +539,11 @@ async def special_case_round(runtime: Runtime, stored: list[GroupedCase], year: 
         await special.register_member(conn, bureau, member, tied_to, True, "demo panel")
     who = special.Who(f"token:{member}", "bureau-reviewer")
     for a, (outcome, why) in zip(applied, ROUND, strict=False):
-        amount = to_fen(costs[a["case_id"]] * Decimal("0.9")) if outcome == "adjust_standard" else None
+        amount = None
+        if outcome == "adjust_standard":  # halfway between what the case is paid and what it cost
+            async with runtime.engine.connect() as conn:
+                paid = (await priced_versions(conn, a["case_id"]))[-1]["payment"] or Decimal(0)
+            amount = to_fen((paid + costs[a["case_id"]]) / 2)
         async with runtime.engine.begin() as conn:
             decided = await special.decide(conn, review.outbox, who, a["id"],
                                            sc.DecisionInput(sc.Outcome(outcome), why, amount),
@@ -665,7 +671,8 @@ def print_review(out: Console, r: DemoResult) -> None:
                     "the pricer prices the case again")
     for c in ("application", "case", "hospital", "quarter", "reason", "outcome", "payment before",
               "payment after", "prices"):
-        s.add_column(c, justify="right" if c.startswith(("payment", "prices", "application")) else "left")
+        s.add_column(c, justify="right" if c.startswith(("payment", "prices", "application")) else "left",
+                     no_wrap=c in ("case", "hospital"))
     for x in r.special:
         outcome = x.outcome + (f" ¥{_yuan(x.amount)}" if x.amount is not None else "")
         s.add_row(str(x.application_id), x.case_id, x.hospital_code, x.period, x.reason, outcome,
