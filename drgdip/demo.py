@@ -70,6 +70,7 @@ from services.pricer.domain.settlement import Clearing, Statement
 from services.pricer.domain.simulation import SimulationReport, simulate
 from services.pricer.handlers import import_policy, run_annual_clearing, run_monthly_presettlement
 from shared.bus.memory import MemoryBus
+from shared.errors import DomainError
 from shared.events import CaseGrouped
 from shared.money import to_fen
 from shared.runtime import Runtime
@@ -117,8 +118,35 @@ class DemoResult:
     clearing: Clearing
     grouped_share: Decimal
     flagged: int
+    flags: list[tuple[str, str, str, int]] = field(default_factory=list)  # (level, rule, severity, count)
+    flag_examples: list[tuple[str, str, str]] = field(default_factory=list)  # (rule, subject, message)
+    special: list[SpecialCase] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
     timings: list[tuple[str, float, int | None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SpecialCase:
+    """One application of the demo's special-case round and what became of it."""
+
+    application_id: int
+    case_id: str
+    hospital_code: str
+    period: str
+    reason: str
+    figures: dict[str, Any]
+    outcome: str
+    amount: Decimal | None
+    status: str
+    prices: list[dict[str, Any]]  # every stored price of the case, oldest first
+
+    @property
+    def before(self) -> Decimal | None:
+        return next((p["payment"] for p in reversed(self.prices) if not p["special_case"]), None)
+
+    @property
+    def after(self) -> Decimal | None:
+        return self.prices[-1]["payment"] if self.prices else None
 
 
 def resolve_scheme(option: Path | None, console: Console) -> tuple[Path, bool]:
@@ -407,6 +435,15 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
     files["clearing"] = data / f"clearing-{last_year}.json"
     write_json(files["clearing"], clearing.to_dict())
 
+    # 7. what review found (the hospital-level rules ran after each pre-settlement), and a
+    #    special-case round decided by the panel, the decisions priced again by the pricer
+    with steps.step("monitoring flags, special cases"):
+        await wait_idle(runtime, options.timeout)
+        flag_counts, examples = await flags_found(runtime)
+        special = await special_case_round(runtime, stored, last_year, gen.hospitals)
+        await wait_idle(runtime, options.timeout)
+        special = await with_prices(runtime, special)
+
     live = [c for c in stored if not c.event.facts.withdrawn]
     grouped = sum(c.event.status in GROUPED_STATUSES for c in live)
     async with runtime.engine.connect() as conn:
@@ -416,7 +453,115 @@ async def _pipeline_and_payment(runtime: Runtime, options: DemoOptions, scheme: 
         scheme=scheme, sample=sample, data_dir=data, db_url=str(runtime.settings.db), lists_file=files["lists"],
         hospitals=gen.hospitals, imported=imported, calibration=calibration, policy=policy, budget=budget,
         simulation=simulation, monthly=monthly, clearing=clearing,
-        grouped_share=Decimal(grouped) / len(live) if live else Decimal("0"), flagged=flagged, files=files)
+        grouped_share=Decimal(grouped) / len(live) if live else Decimal("0"), flagged=flagged, flags=flag_counts,
+        flag_examples=examples, special=special, files=files)
+
+
+# --------------------------------------------------------------------------- review
+
+async def flags_found(runtime: Runtime, per_rule: int = 1) -> tuple[list[tuple[str, str, str, int]],
+                                                                     list[tuple[str, str, str]]]:
+    """The flags standing (not superseded) per level, rule and severity, and the newest of each
+    rule as an example: case ids (or the hospital and period) and the numbers that fired it."""
+    from services.review.repository import count_flags, list_flags
+
+    examples = []
+    async with runtime.engine.connect() as conn:
+        counts = await count_flags(conn)
+        for rule in dict.fromkeys(rule for _l, rule, _s, _n in counts):
+            for f in await list_flags(conn, rule=rule, limit=per_rule):
+                subject = f["case_id"] or f"{f['hospital_code']} {f['period']}"
+                examples.append((rule, subject, f["message"]))
+    return counts, examples
+
+
+ROUND = (  # the panel's decisions in the demo's round: (outcome, reason)
+    ("pay_by_item", "按项目付费: 住院时间长, 费用合理"),
+    ("adjust_standard", "调整支付标准: 取支付标准与实际费用之间"),
+    ("reject", "不予单议: 费用与病情相符"),
+)
+SPECIAL_REASONS = ("long_stay", "high_cost", "icu_ventilation")
+
+
+async def special_case_round(runtime: Runtime, stored: list[GroupedCase], year: int,
+                             hospitals: list[Hospital]) -> list[SpecialCase]:
+    """A special-case round (特例单议, §10) through review's own functions, as the gateway's
+    routes call them: hospitals apply for eligible cases of `year` (the eligibility rules and the
+    cap decide), the bureau registers a panel member not tied to those hospitals, the member
+    decides; review publishes each decision and the pricer prices the case again."""
+    from services.gateway.repository import create_token
+    from services.pricer.repository import priced_versions
+    from services.review import special_cases as special
+    from services.review.domain import special_cases as sc
+    from services.review.domain.parameters import DEFAULTS
+    from services.review.repository import case_figures_of
+
+    review = stage(runtime, "review")
+    async with runtime.engine.connect() as conn:
+        in_force = await review.service.book.in_force(conn)
+    # candidates: the year's longest and costliest stays, judged by review's eligibility rules
+    year_cases = [c for c in stored if c.year == year and not c.event.facts.withdrawn]
+    longest = sorted(year_cases, key=lambda c: -(c.los or 0))[:40]
+    costliest = sorted(year_cases, key=lambda c: -(c.event.facts.total_cost or 0))[:40]
+    costs = {c.case_id: c.event.facts.total_cost or Decimal(0) for c in year_cases}
+    picked: list[tuple[str, str, str]] = []  # case, hospital, reason
+    async with runtime.engine.connect() as conn:
+        for c in {c.case_id: c for c in [*longest, *costliest]}.values():
+            if len(picked) == len(ROUND):
+                break
+            row = await case_figures_of(conn, c.case_id)
+            prices = await priced_versions(conn, c.case_id)
+            if row is None or not prices or (prices[-1]["payment"] or 0) >= costs[c.case_id]:
+                continue  # a hospital applies where the group's payment does not cover the cost
+            case = sc.from_json(row["figures"])
+            grounds = sc.grounds(case, (in_force.on(case.region, case.discharge_date) or DEFAULTS).params.special_cases)
+            reason = next((r for r in SPECIAL_REASONS if sc.Reason(r) in grounds), None)
+            if reason is not None:
+                picked.append((c.case_id, case.hospital_code, reason))
+    out: list[SpecialCase] = []
+    applied: list[dict[str, Any]] = []
+    for case_id, hospital, reason in picked:
+        async with runtime.engine.begin() as conn:
+            token_id, _token = await create_token(conn, "hospital", hospital, label="demo special case")
+        try:
+            async with runtime.engine.begin() as conn:
+                applied.append(await special.apply(
+                    conn, special.Who(f"token:{token_id}", "hospital", hospital), in_force, case_id,
+                    sc.Reason(reason), "病情复杂, 申请特例单议", []))
+        except DomainError:  # the quarter's cap is used up: the round goes on without it
+            continue
+    if not applied:
+        return out
+    tied_to = sorted({h.code for h in hospitals} - {a["hospital_code"] for a in applied})[:1]
+    bureau = special.Who("demo", "bureau-admin")
+    async with runtime.engine.begin() as conn:
+        member, _token = await create_token(conn, "bureau-reviewer", label="demo panel member")
+        await special.register_member(conn, bureau, member, tied_to, True, "demo panel")
+    who = special.Who(f"token:{member}", "bureau-reviewer")
+    for a, (outcome, why) in zip(applied, ROUND, strict=False):
+        amount = None
+        if outcome == "adjust_standard":  # halfway between what the case is paid and what it cost
+            async with runtime.engine.connect() as conn:
+                paid = (await priced_versions(conn, a["case_id"]))[-1]["payment"] or Decimal(0)
+            amount = to_fen((paid + costs[a["case_id"]]) / 2)
+        async with runtime.engine.begin() as conn:
+            decided = await special.decide(conn, review.outbox, who, a["id"],
+                                           sc.DecisionInput(sc.Outcome(outcome), why, amount),
+                                           f"special-case-{a['id']}")
+        out.append(SpecialCase(a["id"], a["case_id"], a["hospital_code"], a["period"], a["reason"], a["figures"],
+                               outcome, amount, decided["status"], []))
+    return out
+
+
+
+async def with_prices(runtime: Runtime, special: list[SpecialCase]) -> list[SpecialCase]:
+    """The round's cases with every price the pricer stored for them, the decisions' included."""
+    from dataclasses import replace
+
+    from services.pricer.repository import priced_versions
+
+    async with runtime.engine.connect() as conn:
+        return [replace(s, prices=await priced_versions(conn, s.case_id)) for s in special]
 
 
 async def serve(runtime: Runtime, options: DemoOptions, out: Console) -> None:
@@ -463,7 +608,7 @@ def print_summary(out: Console, r: DemoResult) -> None:
               f"{imp['rejected']:,} rejected by QC"
               + (" (" + ", ".join(f"{code} {n}" for code, n in rejected.most_common(4)) + ")" if rejected else ""))
     out.print(f"入组率 (grouped share): {r.grouped_share:.2%}   review: {r.flagged:,} cases flagged "
-              f"(readmission within 15 days)")
+              f"(monitoring flags below)")
     out.print(f"Calibration {cal.params.version}: {len(cal.groups)} DRGs from {cal.kept:,} of {cal.cases_in:,} "
               f"cases, RIV {cal.riv}, {len(cal.inversions)} weight inversions, "
               f"{sum(g.sparse for g in cal.groups)} sparse groups (ADRG mean)")
@@ -497,6 +642,8 @@ def print_summary(out: Console, r: DemoResult) -> None:
     out.print(f"Clearing: Σ points amounts ¥{_yuan(clr.total_drg_amount)} + reserve ¥{_yuan(clr.reserve)} = "
               f"budget ¥{_yuan(clr.budget)}; reserve used for overspend sharing ¥{_yuan(clr.reserve_used)}")
 
+    print_review(out, r)
+
     f = Table(title=f"Files in {r.data_dir}", show_header=False)
     for what, path in (("settlement lists", r.files["lists"]), ("weights", r.files["weights"]),
                        ("calibration report", r.files["calibration"]), ("policy", r.files["policy"]),
@@ -504,6 +651,35 @@ def print_summary(out: Console, r: DemoResult) -> None:
                        ("clearing", r.files["clearing"]), ("database", r.files["database"])):
         f.add_row(what, str(path))
     out.print(f)
+
+
+def print_review(out: Console, r: DemoResult) -> None:
+    """The monitoring flags found (智能监控) and the special-case round (特例单议)."""
+    t = Table(title="Monitoring flags (智能监控): case rules on every priced case, hospital rules after "
+                    "each monthly pre-settlement")
+    for c in ("level", "rule", "severity", "flags"):
+        t.add_column(c, justify="right" if c == "flags" else "left")
+    for level, rule, severity, n in r.flags:
+        t.add_row(level, rule, severity, f"{n:,}")
+    if not r.flags:
+        t.add_row("", "none", "", "0")
+    out.print(t)
+    for rule, subject, message in r.flag_examples:
+        out.print(f"  e.g. {rule} {subject}: {message}")
+
+    s = Table(title="Special-case round (特例单议): hospitals apply, an untied panel member decides, "
+                    "the pricer prices the case again")
+    for c in ("application", "case", "hospital", "quarter", "reason", "outcome", "payment before",
+              "payment after", "prices"):
+        s.add_column(c, justify="right" if c.startswith(("payment", "prices", "application")) else "left",
+                     no_wrap=c in ("case", "hospital"))
+    for x in r.special:
+        outcome = x.outcome + (f" ¥{_yuan(x.amount)}" if x.amount is not None else "")
+        s.add_row(str(x.application_id), x.case_id, x.hospital_code, x.period, x.reason, outcome,
+                  _yuan(x.before), _yuan(x.after), str(len(x.prices)))
+    out.print(s if r.special else "Special-case round: no eligible case in the last year")
+    out.print("payment after = the case's newest priced version (a decision is priced as a new version, "
+              "which settlement reads); prices = the versions stored for the case")
 
 
 # --------------------------------------------------------------------------- reference-case lists

@@ -505,6 +505,15 @@ async def list_statements(conn: AsyncConnection, hospital: str, period: str | No
             for row in rows]
 
 
+async def priced_versions(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]:
+    """Every stored price of a case, oldest first: its versions and the decision each used."""
+    r = results.c
+    rows = (await conn.execute(select(r.id, r.policy_id, r.policy_version, r.list_version, r.grouping_version,
+                                      r.special_case, r.case_type, r.total_cost, r.payment)
+                               .where(r.case_id == case_id).order_by(r.id))).all()
+    return [x._asdict() for x in rows]
+
+
 async def count_priced_cases(conn: AsyncConnection, policy_id: str) -> int:
     """Cases with at least one price under `policy_id` (any version)."""
     return int(await conn.scalar(select(func.count(func.distinct(results.c.case_id)))

@@ -347,6 +347,14 @@ async def count_flagged(conn: AsyncConnection) -> int:
                                  .where(results.c.flags != "[]")) or 0)
 
 
+async def count_flags(conn: AsyncConnection) -> list[tuple[str, str, str, int]]:
+    """(level, rule, severity, flags) over every flag not superseded."""
+    c = flags.c
+    rows = (await conn.execute(select(c.level, c.rule, c.severity, func.count()).where(c.status != SUPERSEDED)
+                               .group_by(c.level, c.rule, c.severity).order_by(c.level, c.rule, c.severity))).all()
+    return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+
 # --- what the hospital-level rules read -----------------------------------------------------------
 
 async def save_hospital_figures(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:

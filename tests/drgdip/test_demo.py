@@ -4,6 +4,8 @@
 - the annual clearing under the point method spends the budget exactly, to the fen
   (Σ hospital amounts + reserve = budget; settlement.py withholds the reserve first);
 - every readmission pair the generator seeded (`setlinfo._synthetic`) is flagged by review;
+- the summary shows the monitoring flags found and a special-case round, each decision priced
+  again as a new version;
 - without a scheme folder the demo runs on the bundled sample scheme and says so.
 """
 
@@ -34,13 +36,19 @@ NATIONAL = SHARED / "schemes" / "chs-drg-1.1"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult, str]:
     if not (NATIONAL / "scheme.json").is_file():
         pytest.skip(f"national scheme not found at {NATIONAL}")
-    quiet = Console(file=io.StringIO(), width=150)
+    text = io.StringIO()
+    quiet = Console(file=text, width=150)
     options = DemoOptions(cases=1500, hospitals=6, seed=3, data_dir=tmp_path_factory.mktemp("demo"),
                           scheme_path=NATIONAL, serve=False, timeout=300)
-    return asyncio.run(run_demo(options, console=quiet, out=quiet))
+    return asyncio.run(run_demo(options, console=quiet, out=quiet)), text.getvalue()
+
+
+@pytest.fixture(scope="module")
+def demo(demo_run: tuple[DemoResult, str]) -> DemoResult:
+    return demo_run[0]
 
 
 async def _rows(result: DemoResult, query):  # type: ignore[no-untyped-def]
@@ -98,6 +106,25 @@ async def test_every_seeded_readmission_pair_is_flagged(demo: DemoResult) -> Non
         pairs += 1
         assert earlier in {f["related_case_id"] for f in flags[later]}, f"{later} not flagged as readmission"
     assert pairs > 0
+
+
+def test_the_summary_shows_the_flags_found_and_a_decided_special_case_round(demo_run: tuple[DemoResult, str]) -> None:
+    demo, text = demo_run
+    levels = {level for level, _rule, _severity, n in demo.flags if n > 0}
+    assert "case" in levels and sum(n for *_x, n in demo.flags) > 0
+    assert "Monitoring flags" in text and "Special-case round" in text
+    assert all(rule in text for _level, rule, _s, _n in demo.flags)
+    assert demo.flag_examples and all(subject in text for _r, subject, _m in demo.flag_examples)
+    # one of each outcome, decided by the panel, and each decision priced again as a new version
+    assert [x.outcome for x in demo.special] == ["pay_by_item", "adjust_standard", "reject"]
+    assert {x.status for x in demo.special} == {"decided"}
+    for x in demo.special:
+        assert x.case_id in text
+        assert [p["special_case"] for p in x.prices][-1] == 1 and x.prices[-2]["special_case"] == 0
+    adjusted = demo.special[1]
+    assert adjusted.amount is not None and adjusted.after is not None and adjusted.before is not None
+    assert abs(adjusted.after - adjusted.amount) <= Decimal("0.05")  # the amount, to the point's rounding
+    assert "psn_name" not in text
 
 
 def test_demo_falls_back_to_the_sample_scheme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
