@@ -287,6 +287,16 @@ async def import_lists(request: Request, up: Upstream, who: Caller) -> Response:
                           params=dict(request.query_params))
 
 
+@router.get("/imports/{job_id}")
+async def import_job(job_id: str, request: Request, up: Upstream, who: Caller) -> Response:
+    """An import job and the lines it kept (the hospital that sent it, or bureau-admin): what to
+    send again after an interrupted upload."""
+    who.require("hospital", "bureau-admin")
+    _only(request, "offset", "limit")
+    return await up.relay("ingest", "GET", f"/imports/{quote(job_id, safe='')}", b"", _headers(who),
+                          params=dict(request.query_params))
+
+
 @router.get("/policies")
 async def list_policies(request: Request, up: Upstream, who: Caller) -> Response:
     """Pricing policy versions (bureau roles)."""
