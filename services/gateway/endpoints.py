@@ -48,6 +48,7 @@ from services.gateway.domain.auth import (
 from services.gateway.domain.masking import mask_document
 from services.gateway.domain.readmodel import ORDER
 from services.gateway.domain.throttle import FailureThrottle
+from shared.csvexport import to_csv
 from shared.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from shared.observability import get_logger
 from shared.web import Conn, Engine, read_body, stage_service
@@ -535,7 +536,7 @@ async def export_audit(request: Request, who: Caller, conn: Conn,
     _only(request, *AUDIT_FILTERS)
     rows = await _audit_rows(conn, action, actor, since, until, None, 0)
     await _record_on(conn, request, who, audit.AUDIT_READ, None, dict(request.query_params))
-    return Response(audit.to_csv(rows), media_type="text/csv; charset=utf-8",
+    return Response(to_csv(audit.CSV_COLUMNS, rows), media_type="text/csv; charset=utf-8",
                     headers={"content-disposition": 'attachment; filename="drgdip-audit.csv"'})
 
 
@@ -675,7 +676,7 @@ async def flag_history(request: Request, up: Upstream, who: Caller) -> dict:
 async def export_flag_history(request: Request, up: Upstream, who: Caller) -> Response:
     """The flag workflow's audit as CSV (bureau roles), with the same filters."""
     rows = await _flag_history(request, up, who, paged=False)
-    return Response(audit.to_csv(rows, audit.FLAG_HISTORY_COLUMNS), media_type="text/csv; charset=utf-8",
+    return Response(to_csv(audit.FLAG_HISTORY_COLUMNS, rows), media_type="text/csv; charset=utf-8",
                     headers={"content-disposition": 'attachment; filename="drgdip-flag-history.csv"'})
 
 

@@ -28,6 +28,7 @@ from services.review import handlers, repository
 from services.review import special_cases as special
 from services.review.domain import special_cases as sc
 from services.review.domain.workflow import STATUSES
+from shared.csvexport import to_csv
 from shared.errors import Invalid, NotFound
 from shared.messaging import Outbox
 from shared.text import ID_PATTERN
@@ -205,7 +206,7 @@ async def publication(conn: Conn, half: str = Query(max_length=6),
                       format: str = Query("json", pattern="^(json|csv)$")) -> Any:
     rows = await special.publication(conn, half, hospital)
     if format == "csv":
-        return Response(sc.to_csv(sc.PUBLICATION_COLUMNS, rows), media_type="text/csv; charset=utf-8")
+        return Response(to_csv(sc.PUBLICATION_COLUMNS, rows), media_type="text/csv; charset=utf-8")
     return {"half": half, "hospitals": rows}
 
 
@@ -221,7 +222,7 @@ async def audit(conn: Conn, action: str | None = Query(None, max_length=40),
     rows = await repository.audit_rows(conn, action=action, actor=actor, subject=subject, since=since,
                                        until=until, limit=limit, offset=offset)
     if format == "csv":
-        return Response(sc.to_csv(special.AUDIT_COLUMNS, rows), media_type="text/csv; charset=utf-8")
+        return Response(to_csv(special.AUDIT_COLUMNS, rows), media_type="text/csv; charset=utf-8")
     return {"entries": rows}
 
 

@@ -7,10 +7,7 @@ recorded with the read.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 TOKEN_CREATED = "token.created"
@@ -67,24 +64,3 @@ CSV_COLUMNS = ("id", "at", "action", "actor", "role", "token_id", "client", "sub
 # the monitoring flags' workflow audit (review's, append-only): answers and decisions
 FLAG_HISTORY_COLUMNS = ("id", "flag_id", "at", "action", "actor", "role", "hospital_code", "before", "after",
                         "reason")
-
-
-def to_csv(rows: Iterable[Mapping[str, Any]], columns: tuple[str, ...] = CSV_COLUMNS) -> str:
-    """The audit rows as CSV (a header, then one line per row, times in ISO 8601; an object
-    cell as JSON)."""
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([_cell(r.get(c)) for c in columns])
-    return out.getvalue()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        value = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    # a cell a spreadsheet would run as a formula is written as text
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text

@@ -20,8 +20,6 @@ stored applications; these functions decide; the handlers store and announce.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -433,21 +431,3 @@ def publication(half: str, applications: Sequence[Mapping[str, Any]]) -> list[di
         else:
             r["rejected"] += 1
     return [{k: str(v) for k, v in r.items()} for _h, r in sorted(rows.items())]
-
-
-def to_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
-    """Rows as CSV (a header, then one line each); a cell a spreadsheet would run as a formula
-    is written as text."""
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([_cell(r.get(c)) for c in columns])
-    return out.getvalue()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text

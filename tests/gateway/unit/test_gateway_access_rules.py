@@ -13,6 +13,7 @@ from services.gateway.domain import audit
 from services.gateway.domain.auth import TokenRequestError, expiry, issue_token, token_id_of
 from services.gateway.domain.masking import mask_contact, mask_document, mask_id, mask_name
 from services.gateway.domain.throttle import FailureThrottle
+from shared.csvexport import to_csv
 
 
 @pytest.mark.parametrize(("name", "masked"), [
@@ -90,7 +91,7 @@ def test_expiry_is_days_after_creation_and_zero_never() -> None:
 
 def test_the_audit_exports_as_csv_and_no_cell_is_a_formula() -> None:
     at = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
-    text = audit.to_csv([{"id": 1, "at": at, "action": audit.TOKEN_CREATED, "actor": "cli:ops",
+    text = to_csv(audit.CSV_COLUMNS, [{"id": 1, "at": at, "action": audit.TOKEN_CREATED, "actor": "cli:ops",
                           "subject": "abc", "detail": "=HYPERLINK(1)"}])
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == list(audit.CSV_COLUMNS)

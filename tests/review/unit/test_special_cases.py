@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from services.review.domain import special_cases as sc
 from services.review.domain.parameters import SpecialCases
+from shared.csvexport import to_csv
 from shared.errors import Conflict, Forbidden, Invalid
 
 P = SpecialCases()
@@ -191,6 +192,6 @@ def test_the_publication_counts_outcomes_per_hospital() -> None:
                             "appealed": "1", "pay_by_item": "1", "adjust_standard": "0", "rejected": "1",
                             "adjusted_amount": "0"}
     assert rows[1]["adjust_standard"] == "2" and rows[1]["adjusted_amount"] == "110.50"
-    text = sc.to_csv(sc.PUBLICATION_COLUMNS, rows)
+    text = to_csv(sc.PUBLICATION_COLUMNS, rows)
     assert text.splitlines()[0] == ",".join(sc.PUBLICATION_COLUMNS) and len(text.splitlines()) == 3
-    assert sc.to_csv(("a",), [{"a": "=1+1"}]).splitlines()[1] == "'=1+1"
+    assert to_csv(("a",), [{"a": "=1+1"}]).splitlines()[1] == "'=1+1"
