@@ -53,7 +53,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -68,10 +67,9 @@ from servers import Kafka, Postgres, Service, _children, cpu_seconds, memory, tr
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E402
 
-from drgdip.demo import REGION, YEAR_WEIGHTS, YEARS, points_policy, resolve_scheme  # noqa: E402
-from drgdip.generate import RegionGenerator, grouping_case  # noqa: E402
+from drgdip.demo import YEARS, region_policies, resolve_scheme, write_region  # noqa: E402
+from drgdip.generate import RegionGenerator  # noqa: E402
 from services.grouper.domain import load_scheme  # noqa: E402
-from services.pricer.domain.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
 from shared.events import CASE_GROUPED, CASE_PRICED, CASE_RECEIVED, SPECIAL_CASE_DECIDED, TOPICS  # noqa: E402
 
 STAGES = ("ingest", "grouper", "pricer", "review", "gateway")
@@ -395,20 +393,9 @@ def make_region(scheme_path: Path, cases: int, hospitals: int, seed: int, out: P
     scheme = load_scheme(scheme_path)
     t = time.perf_counter()
     gen = RegionGenerator(scheme, hospitals=hospitals, cases=cases, seed=seed, years=YEARS)
-    group = scheme.grouper("raw")
-    history: list[HistoricalCase] = []
-    with out.open("wb", buffering=1 << 20) as fh:
-        for i, sl in enumerate(gen):
-            fh.write(orjson.dumps(sl) + b"\n")
-            s = sl["setlinfo"]
-            history.append(HistoricalCase(
-                case_id=str(i), year=int(s["setl_end_date"][:4]), drg=group(grouping_case(sl)).drg,
-                cost=s["medfee_sumamt"], los=int(s["act_ipt_days"] or 0), hospital_code=s["fixmedins_code"]))
+    history = write_region(gen, out)
     say(f"generated {cases:,} lists ({scheme.id}, {hospitals} hospitals) in {time.perf_counter() - t:.1f} s")
-    calibration = calibrate(history, CalibrationParams(region=REGION, year=gen.end_year + 1,
-                                                       year_weights=YEAR_WEIGHTS))
-    policies = [orjson.dumps(points_policy(scheme, calibration, gen.hospitals, year, Decimal("10")).to_document())
-                for year in range(gen.end_year - YEARS + 1, gen.end_year + 1)]
+    policies = [orjson.dumps(p.to_document()) for p in region_policies(gen, history)]
     return Region(out, cases, [h.code for h in gen.hospitals], policies)
 
 

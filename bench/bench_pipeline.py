@@ -29,7 +29,6 @@ import os
 import sys
 import tempfile
 import time
-from decimal import Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,18 +40,16 @@ from rich.console import Console  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from drgdip.demo import (  # noqa: E402
-    REGION,
-    YEAR_WEIGHTS,
     YEARS,
     embedded_runtime,
     pipeline_idle,
-    points_policy,
+    region_policies,
     resolve_scheme,
     stage,
+    write_region,
 )
-from drgdip.generate import RegionGenerator, grouping_case  # noqa: E402
+from drgdip.generate import RegionGenerator  # noqa: E402
 from services.grouper.domain import load_scheme  # noqa: E402
-from services.pricer.domain.calibration import CalibrationParams, HistoricalCase, calibrate  # noqa: E402
 from services.pricer.handlers import import_policy  # noqa: E402
 from shared.runtime import Runtime  # noqa: E402
 
@@ -85,22 +82,11 @@ async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir:
     data = workdir / "region.jsonl"
     t = time.perf_counter()
     gen = RegionGenerator(scheme, hospitals=hospitals, cases=cases, seed=seed, years=YEARS)
-    group = scheme.grouper("raw")
-    history: list[HistoricalCase] = []
-    with data.open("wb", buffering=1 << 20) as fh:
-        for i, sl in enumerate(gen):
-            fh.write(orjson.dumps(sl) + b"\n")
-            s = sl["setlinfo"]
-            history.append(HistoricalCase(
-                case_id=str(i), year=int(s["setl_end_date"][:4]), drg=group(grouping_case(sl)).drg,
-                cost=s["medfee_sumamt"], los=int(s["act_ipt_days"] or 0), hospital_code=s["fixmedins_code"]))
+    history = write_region(gen, data)
     generated = time.perf_counter() - t
     print(f"generated {cases:,} lists ({scheme.id}, {hospitals} hospitals) in {generated:.1f} s "
           f"({cases / generated:,.0f} lists/s)")
-    calibration = calibrate(history, CalibrationParams(region=REGION, year=gen.end_year + 1,
-                                                       year_weights=YEAR_WEIGHTS))
-    policies = [points_policy(scheme, calibration, gen.hospitals, year, Decimal("10"))
-                for year in range(gen.end_year - YEARS + 1, gen.end_year + 1)]
+    policies = region_policies(gen, history)
 
     from services.ingest.handlers import file_chunks, import_stream
 

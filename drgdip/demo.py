@@ -48,7 +48,7 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import func, select
 
-from drgdip.generate import PREFECTURE, Hospital, RegionGenerator
+from drgdip.generate import PREFECTURE, Hospital, RegionGenerator, grouping_case
 from services.grouper.domain import Scheme, load_scheme
 from services.pricer.cli import write_csv, write_json
 from services.pricer.domain.calibration import (
@@ -280,6 +280,33 @@ def points_policy(scheme: Scheme, calibration: CalibrationReport, hospitals: lis
                  f"({':'.join(map(str, YEAR_WEIGHTS))}); budget {BUDGET_SHARE:%} of the last year's "
                  "fee-for-service cost. Not a real bureau's figures.",
     })
+
+
+def write_region(gen: RegionGenerator, out: Path,
+                 each: Callable[[dict[str, Any]], None] | None = None) -> list[HistoricalCase]:
+    """Write the generated lists to `out` as JSON Lines (`each` sees every list on the way);
+    their history (year, DRG, cost, LOS, hospital) for calibrating weights."""
+    group = gen.scheme.grouper("raw")
+    history: list[HistoricalCase] = []
+    with out.open("wb", buffering=1 << 20) as fh:
+        for i, sl in enumerate(gen):
+            fh.write(orjson.dumps(sl) + b"\n")
+            if each is not None:
+                each(sl)
+            s = sl["setlinfo"]
+            history.append(HistoricalCase(
+                case_id=str(i), year=int(s["setl_end_date"][:4]), drg=group(grouping_case(sl)).drg,
+                cost=s["medfee_sumamt"], los=int(s["act_ipt_days"] or 0), hospital_code=s["fixmedins_code"]))
+    return history
+
+
+def region_policies(gen: RegionGenerator, history: list[HistoricalCase]) -> list[Policy]:
+    """A point-method policy for each generated year, with weights calibrated on `history`, so
+    that every case of the region is priced for real."""
+    calibration = calibrate(history, CalibrationParams(region=REGION, year=gen.end_year + 1,
+                                                       year_weights=YEAR_WEIGHTS))
+    return [points_policy(gen.scheme, calibration, gen.hospitals, year, Decimal("10"))
+            for year in range(gen.end_year - YEARS + 1, gen.end_year + 1)]
 
 
 def point_budget(policy: Policy, budget: Decimal) -> Decimal:

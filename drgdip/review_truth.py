@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from drgdip.generate import GroundTruth, PatternRates, RegionGenerator, grouping_case
+from drgdip.generate import GroundTruth, PatternRates, RegionGenerator
 
 CASE_RULES = ("SPLIT_ADMISSION", "UPCODING_SECONDARY", "LOW_STANDARD_ADMISSION", "COST_SHIFTING",
               "PRIMARY_CARE_AT_TERTIARY")
@@ -100,19 +99,10 @@ async def run_region(scheme_path: Path, workdir: Path, *, cases: int, hospitals:
     year, so every case is priced) through the embedded pipeline and collect review's flags."""
     from sqlalchemy import select
 
-    from drgdip.demo import (
-        REGION,
-        YEAR_WEIGHTS,
-        YEARS,
-        embedded_runtime,
-        points_policy,
-        stage,
-        wait_idle,
-    )
+    from drgdip.demo import YEARS, embedded_runtime, region_policies, stage, wait_idle, write_region
     from services.grouper.domain import load_scheme
     from services.ingest.handlers import file_chunks, import_stream
     from services.ingest.repository import lists as ingested
-    from services.pricer.domain.calibration import CalibrationParams, HistoricalCase, calibrate
     from services.pricer.handlers import import_policy
     from services.review.repository import case_figures, group_shares
     from services.review.repository import flags as review_flags
@@ -120,21 +110,10 @@ async def run_region(scheme_path: Path, workdir: Path, *, cases: int, hospitals:
     scheme = load_scheme(scheme_path)
     gen = RegionGenerator(scheme, hospitals=hospitals, cases=cases, seed=seed, years=YEARS,
                           rates=PatternRates.abuse(rate))
-    group = scheme.grouper("raw")
-    gt, truth, history = GroundTruth(), [], []
+    gt, truth = GroundTruth(), []
     data = workdir / "region.jsonl"
-    with data.open("wb", buffering=1 << 20) as fh:
-        for i, sl in enumerate(gen):
-            fh.write(orjson.dumps(sl) + b"\n")
-            truth.extend(gt.rows(sl))
-            s = sl["setlinfo"]
-            history.append(HistoricalCase(
-                case_id=str(i), year=int(s["setl_end_date"][:4]), drg=group(grouping_case(sl)).drg,
-                cost=s["medfee_sumamt"], los=int(s["act_ipt_days"] or 0), hospital_code=s["fixmedins_code"]))
-    calibration = calibrate(history, CalibrationParams(region=REGION, year=gen.end_year + 1,
-                                                       year_weights=YEAR_WEIGHTS))
-    policies = [points_policy(scheme, calibration, gen.hospitals, year, Decimal("10"))
-                for year in range(gen.end_year - YEARS + 1, gen.end_year + 1)]
+    history = write_region(gen, data, each=lambda sl: truth.extend(gt.rows(sl)))
+    policies = region_policies(gen, history)
     runtime = embedded_runtime(scheme, scheme_path, workdir / "drgdip.db")
     await runtime.start()
     try:
