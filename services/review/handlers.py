@@ -57,15 +57,12 @@ async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope],
     """Review a batch of priced cases (reads and writes each table once per batch)."""
     rules = rules or _DEFAULT_RULES
 
-    def decode() -> tuple[list[PricedStay], list[dict[str, Any]]]:
-        priced, figures = [], []
-        for e in envs:
-            p: CasePriced = e.typed_payload()
-            priced.append(PricedStay.of(e.case_id, p, e.correlation_id))
-            figures.append(_figures_row(e.case_id, p))
-        return priced, figures
+    def decode() -> tuple[list[tuple[str, CasePriced]], list[PricedStay], list[dict[str, Any]]]:
+        payloads: list[tuple[str, CasePriced]] = [(e.case_id, e.typed_payload()) for e in envs]
+        priced = [PricedStay.of(e.case_id, p, e.correlation_id) for e, (_id, p) in zip(envs, payloads, strict=True)]
+        return payloads, priced, [_figures_row(case_id, p) for case_id, p in payloads]
 
-    priced, figures = await asyncio.to_thread(decode)  # CPU work: off the event loop
+    payloads, priced, figures = await asyncio.to_thread(decode)  # CPU work: off the event loop
     known = await repository.load_known(conn, {p.facts.psn_key for p in priced},
                                         {p.case_id for p in priced})
     in_force = await rules.book.in_force(conn)
@@ -75,7 +72,7 @@ async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope],
     await repository.save(conn, outcome.changed, known, outcome.announcements)
     await repository.save_share_deltas(conn, outcome.share_deltas)
     await repository.save_hospital_figures(conn, figures)  # the hospital-level rules read them
-    await special.save_figures(conn, envs, in_force)  # special-case review judges applications on them
+    await special.save_figures(conn, payloads, in_force)  # special-case review judges applications on them
     return await asyncio.to_thread(lambda: [
         Envelope.new(CaseFlagged(facts=a.facts, drg=a.drg, flags=list(a.flags), rules=a.rules),
                      case_id=a.case_id, correlation_id=a.correlation_id, producer=repository.NAME)

@@ -58,12 +58,12 @@ def _params(rules: InForce[RuleSet] | None, region: str, day: date | None) -> sc
     return (found or DEFAULTS).params.special_cases
 
 
-async def save_figures(conn: AsyncConnection, envs: Sequence[Envelope], rules: InForce[RuleSet]) -> None:
-    """Keep the figures of a batch of priced cases (their latest versions)."""
+async def save_figures(conn: AsyncConnection, priced: Sequence[tuple[str, CasePriced]],
+                       rules: InForce[RuleSet]) -> None:
+    """Keep the figures of a batch of priced cases, `(case id, payload)` (their latest versions)."""
     rows = []
-    for e in envs:
-        p: CasePriced = e.typed_payload()
-        c = sc.case_data(e.case_id, p)
+    for case_id, p in priced:
+        c = sc.case_data(case_id, p)
         rows.append(dict(case_id=c.case_id, hospital_code=c.hospital_code, region=c.region, period=c.period,
                          method=c.method, complex=sc.is_complex(c, _params(rules, c.region, c.discharge_date)),
                          withdrawn=c.withdrawn, figures=_json(sc.to_json(c))))
