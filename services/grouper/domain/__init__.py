@@ -1,16 +1,25 @@
 """The grouper's domain core (pure): the CHS-DRG grouping engine (scheme loading, grouping,
 traces, registry and diffs), which scheme is in force, and how a received case is grouped
-(with its DIP group) as the live stage, a regroup and the draft check do it.
+(with its DIP group) as the live stage, a regroup and the draft check do it; local schemes
+built from a change set over a national scheme.
 
 No database, web or bus here, so that the service, the CLI and benchmarks share it.
 """
 
 from .book import SchemeBook
 from .catalogues import CatalogueRegistration, catalogue_registration
+from .changeset import (
+    ChangeSet,
+    SchemeDocs,
+    apply_change_set,
+    parse_change_set,
+    read_scheme_docs,
+    write_scheme_folder,
+)
 from .diff import SchemeDiff, diff_schemes
 from .draft import DraftCase, check_draft
 from .engine import GROUPED_STATUSES, GroupResult, GroupStatus
-from .errors import RegistryError, SchemeError
+from .errors import ChangeSetError, RegistryError, SchemeError
 from .grouping import (
     NO_SCHEME,
     Grouping,
@@ -35,6 +44,8 @@ __all__ = [
     "GROUPED_STATUSES",
     "NO_SCHEME",
     "CatalogueRegistration",
+    "ChangeSet",
+    "ChangeSetError",
     "DraftCase",
     "GroupResult",
     "GroupStatus",
@@ -45,10 +56,12 @@ __all__ = [
     "Scheme",
     "SchemeBook",
     "SchemeDiff",
+    "SchemeDocs",
     "SchemeError",
     "SchemeRegistry",
     "ToGroup",
     "Trace",
+    "apply_change_set",
     "catalogue_registration",
     "cc_lift",
     "check_draft",
@@ -59,4 +72,7 @@ __all__ = [
     "group_case",
     "group_cases",
     "load_scheme",
+    "parse_change_set",
+    "read_scheme_docs",
+    "write_scheme_folder",
 ]

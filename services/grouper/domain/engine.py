@@ -16,6 +16,9 @@ Input handling (the engine never raises for any case):
   gives CHECK_FAILED. Codes are used verbatim (no trimming or case folding).
 * `sex`, `age`, `age_days`, `birth_weight`: an int or null. Any other type (including
   bool, float and numeric strings such as "1") gives CHECK_FAILED.
+* `los` (length of stay, days): read only by the `los_*` conditions of local schemes. An int
+  is used; anything else counts as unknown (null), so the national rules, which never read
+  it, group such a case as before.
 * These type checks run first, before code translation: a wrongly typed record cannot be
   translated meaningfully.
 """
@@ -87,13 +90,13 @@ class CaseContext:
     """Per-case values read by the rule predicates.
 
     dx: diagnoses (principal first); px: procedures; pdx / mpx: principal diagnosis / main
-    procedure or None; sex, age, age_days, bw: ints or None; mcc / cc: has_mcc / has_cc,
+    procedure or None; sex, age, age_days, bw, los: ints or None; mcc / cc: has_mcc / has_cc,
     None until a rule first asks (so they are computed at most once per case).
     """
 
-    __slots__ = ("dx", "px", "pdx", "mpx", "sex", "age", "age_days", "bw", "mcc", "cc")
+    __slots__ = ("dx", "px", "pdx", "mpx", "sex", "age", "age_days", "bw", "los", "mcc", "cc")
 
-    def __init__(self, dx, px, sex, age, age_days, bw):
+    def __init__(self, dx, px, sex, age, age_days, bw, los=None):
         self.dx = dx
         self.px = px
         self.pdx = dx[0] if dx else None
@@ -102,6 +105,7 @@ class CaseContext:
         self.age = age
         self.age_days = age_days
         self.bw = bw
+        self.los = los
         self.mcc = None
         self.cc = None
 
@@ -286,7 +290,8 @@ class Engine:
                 if tr is not None:
                     tr.failed_check = name
                 return failed[GroupStatus.CHECK_FAILED]
-        return CaseContext(dx, px, sex, age, age_days, bw)
+        los = get("los")
+        return CaseContext(dx, px, sex, age, age_days, bw, los if type(los) is int else None)
 
     def _translate(self, codes, table: Mapping[str, str], kind: str, tr: Trace | None):
         """One-step translation of every position; None when a code is not in the map."""

@@ -13,6 +13,14 @@ class SchemeError(Invalid):
     default_code = "INVALID_SCHEME"
 
 
+class ChangeSetError(Invalid):
+    """A local scheme's change set is malformed or does not fit its base scheme (422
+    `INVALID_CHANGESET`). `details` holds one entry per problem, each naming the field as a
+    path such as ``operations[1].into[0].code`` and the operation it belongs to."""
+
+    default_code = "INVALID_CHANGESET"
+
+
 class RegistryError(NotFound):
     """No scheme is in force for a region and date (404 `NO_SCHEME_IN_FORCE`), or registry
     entries conflict (the raising site gives its own code)."""

@@ -28,7 +28,7 @@ NO_SCHEME = "NO_SCHEME"
 def engine_input(p: CaseReceived) -> dict[str, Any]:
     """What the grouping engine reads of a `case-received` payload."""
     return {"sex": p.sex, "age": p.age, "age_days": p.age_days, "birth_weight": p.birth_weight,
-            "diagnoses": p.diagnoses, "procedures": p.procedures}
+            "diagnoses": p.diagnoses, "procedures": p.procedures, "los": p.los}
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,27 @@ def _age_years_eq(n, env):
     return lambda c: c.age == n
 
 
+@condition("age_years_ge", INT, evidence=lambda n, c: (f"age={c.age}",), description="年龄（岁）不小于")
+def _age_years_ge(n, env):
+    return lambda c: c.age is not None and c.age >= n
+
+
+@condition("age_years_lt", INT, evidence=lambda n, c: (f"age={c.age}",), description="年龄（岁）小于")
+def _age_years_lt(n, env):
+    return lambda c: c.age is not None and c.age < n
+
+
+@condition("los_ge", INT, evidence=lambda n, c: (f"los={c.los}",), description="住院天数不小于")
+def _los_ge(n, env):
+    # A case without a usable length of stay satisfies neither side of a LOS split.
+    return lambda c: c.los is not None and c.los >= n
+
+
+@condition("los_lt", INT, evidence=lambda n, c: (f"los={c.los}",), description="住院天数小于")
+def _los_lt(n, env):
+    return lambda c: c.los is not None and c.los < n
+
+
 @condition(
     "age_days_le",
     INT,
