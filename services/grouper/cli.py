@@ -2,7 +2,7 @@
 and `drgdip dip import-catalogue`.
 
 The main CLI mounts `group_command` with `app.command("group")(group_command)`, `scheme_app`
-(check, diff) with `app.add_typer(scheme_app, name="scheme")`, and the administrative commands
+(check, diff, build) with `app.add_typer(scheme_app, name="scheme")`, and the administrative commands
 audited (`drgdip.audit`): `scheme_import_command` as "scheme import", `regroup_command` as
 "regroup" and `import_catalogue_command` as "import-catalogue" of its `dip` group; these answer
 the summary of the change they made, which the audit records. `app` bundles the others for
@@ -11,8 +11,11 @@ standalone use. A command that touches the database runs in one transaction.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from enum import StrEnum
 from functools import partial
@@ -28,11 +31,16 @@ from rich.table import Table
 from services.grouper.config import GrouperSettings
 from services.grouper.domain import (
     GROUPED_STATUSES,
+    ChangeSetError,
     SchemeBook,
     SchemeError,
+    apply_change_set,
     catalogue_registration,
     diff_schemes,
     load_scheme,
+    parse_change_set,
+    read_scheme_docs,
+    write_scheme_folder,
 )
 from services.grouper.domain.diff import SchemeDiff
 from shared.dip import CatalogueError
@@ -73,6 +81,27 @@ def _as_is(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+@contextmanager
+def _file_progress(err: Console, path: Path, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over the bytes of `path` read so far (`read_jsonl`'s `on_bytes`), on a
+    terminal and for files that take a while; else None."""
+    size = path.stat().st_size
+    if not err.is_terminal or size < _PROGRESS_MIN_BYTES:
+        yield None
+        return
+    progress = Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(label, total=size)
+        yield partial(progress.advance, task)
+
+
 def group_command(
     scheme_path: Annotated[Path, typer.Option("--scheme-path", help="scheme folder (with scheme.json)")],
     input: Annotated[Path, typer.Option("--input", help="cases, one JSON object per line")],
@@ -97,36 +126,14 @@ def group_command(
     group = sch.grouper(mode)
     statuses: Counter[str] = Counter()
     skipped = _Skipped(err)
-    show_bar = err.is_terminal and input.stat().st_size >= _PROGRESS_MIN_BYTES
-    progress = (
-        Progress(
-            TextColumn("grouping"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        )
-        if show_bar
-        else None
-    )
     started = time.perf_counter()
-    with output.open("wb") as out:
-        on_bytes = None
-        if progress is not None:
-            progress.start()
-            task = progress.add_task("group", total=input.stat().st_size)
-            on_bytes = partial(progress.advance, task)
-        try:
-            for case in read_jsonl(input, _as_is, skipped, on_bytes=on_bytes):
-                result = sch.group(case, code_mode=mode, trace=True) if trace else group(case)
-                row = {"id": case.get("id"), **result.to_dict()}
-                out.write(orjson.dumps(row))
-                out.write(b"\n")
-                statuses[result.status.value] += 1
-        finally:
-            if progress is not None:
-                progress.stop()
+    with output.open("wb") as out, _file_progress(err, input, "grouping") as on_bytes:
+        for case in read_jsonl(input, _as_is, skipped, on_bytes=on_bytes):
+            result = sch.group(case, code_mode=mode, trace=True) if trace else group(case)
+            row = {"id": case.get("id"), **result.to_dict()}
+            out.write(orjson.dumps(row))
+            out.write(b"\n")
+            statuses[result.status.value] += 1
     elapsed = time.perf_counter() - started
     _print_summary(err, statuses, skipped.count, elapsed)
 
@@ -190,18 +197,79 @@ def diff_command(
         Path | None, typer.Option("--cases", help="JSONL cases to regroup under both")
     ] = None,
 ) -> None:
-    """Show what changed between two schemes, and how cases move between DRGs."""
+    """Show what changed between two schemes (groups added, split, merged, renamed; rules and
+    lists), and given cases the migration table: cases per (old group → new group)."""
     err = _stderr()
     try:
         sa, sb = load_scheme(a), load_scheme(b)
     except SchemeError as e:
         err.print(f"[red]invalid scheme:[/] {e}", highlight=False)
         raise typer.Exit(1) from None
-    case_iter = None
-    if cases is not None:
-        case_iter = read_jsonl(cases, _as_is, _Skipped(err))
-    d = diff_schemes(sa, sb, case_iter)
+    if cases is None:
+        print_diff(Console(), diff_schemes(sa, sb))
+        return
+    if not cases.is_file():
+        err.print(f"[red]cases not found:[/] {cases}", highlight=False)
+        raise typer.Exit(2)
+    with _file_progress(err, cases, "regrouping under both schemes") as on_bytes:
+        d = diff_schemes(sa, sb, read_jsonl(cases, _as_is, _Skipped(err), on_bytes=on_bytes))
     print_diff(Console(), d)
+
+
+@scheme_app.command("build")
+def build_command(
+    base: Annotated[Path, typer.Argument(help="the base (national) scheme folder")],
+    changeset: Annotated[Path, typer.Argument(help="the change set (JSON) over the base scheme")],
+    out: Annotated[Path, typer.Option("--out", help="folder to write the local scheme to")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace the scheme folder already at --out")
+    ] = False,
+) -> None:
+    """Build a local scheme from a national scheme and a change set; the result is a scheme
+    folder that `scheme check`, `scheme diff`, `scheme import` and the grouper load."""
+    err = _stderr()
+    if not changeset.is_file():
+        err.print(f"[red]change set not found:[/] {changeset}", highlight=False)
+        raise typer.Exit(2)
+    if out.exists() and any(out.iterdir()):
+        if not (overwrite and (out / "scheme.json").is_file()):
+            hint = " (--overwrite replaces a scheme folder)" if not overwrite else ", and it is not a scheme folder"
+            err.print(f"[red]{out} is not empty[/]{hint}", highlight=False)
+            raise typer.Exit(2)
+    steps = ("loading the base scheme", "checking the change set", "writing the local scheme",
+             "loading the local scheme")
+    with Progress(TextColumn("{task.description}"), BarColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as progress:
+        task = progress.add_task(steps[0], total=len(steps))
+        try:
+            sch = load_scheme(base)
+            progress.update(task, advance=1, description=steps[1])
+            raw = changeset.read_bytes()
+            built = apply_change_set(sch, read_scheme_docs(sch), parse_change_set(raw))
+        except SchemeError as e:
+            progress.stop()
+            err.print(f"[red]invalid base scheme:[/] {e}", highlight=False)
+            raise typer.Exit(1) from None
+        except ChangeSetError as e:
+            progress.stop()
+            err.print(f"[red]invalid change set {changeset}:[/]", highlight=False)
+            for d in e.details:
+                err.print(f"  {d['message']}", highlight=False)
+            raise typer.Exit(1) from None
+        progress.update(task, advance=1, description=steps[2])
+        if out.exists() and overwrite:
+            shutil.rmtree(out)
+        write_scheme_folder(sch, built, out, raw)
+        progress.update(task, advance=1, description=steps[3])
+        local = load_scheme(out)  # the folder loads like any other scheme
+        progress.update(task, advance=1)
+    cs = built.manifest["derived_from"]["changeset"]
+    console = Console()
+    console.print(f"built {local.id} ({local.title}) over {sch.id} in {out}", highlight=False)
+    console.print(f"change set {cs['id']} sha256 {cs['sha256']}; {cs['operations']} operations"
+                  + ("; provincial" if cs["provincial"] else ""), highlight=False)
+    console.print(f"{len(local.adrgs)} ADRG, {len(local.drgs)} DRG (base: {len(sch.adrgs)} ADRG, "
+                  f"{len(sch.drgs)} DRG)", highlight=False)
 
 
 def print_diff(console: Console, d: SchemeDiff, max_codes: int = 12) -> None:
@@ -226,6 +294,19 @@ def print_diff(console: Console, d: SchemeDiff, max_codes: int = 12) -> None:
             console.print(f"{label} ({len(items)}): {', '.join(items)}", highlight=False)
     for mdc, oa, ob in d.adrg_order_changes:
         console.print(f"ADRG order in {mdc}: {' '.join(oa)} → {' '.join(ob)}", highlight=False)
+    if d.group_changes:
+        t = Table(title=f"groups split, merged or recoded ({len(d.group_changes)})")
+        for col in ("change", "ADRG", "before", "after"):
+            t.add_column(col)
+        for g in d.group_changes:
+            t.add_row(g.kind, g.adrg, " ".join(g.before), " ".join(g.after))
+        console.print(t)
+    if d.renames:
+        console.print(f"groups renamed ({len(d.renames)}):", highlight=False)
+        for rn in d.renames[:max_codes * 4]:
+            console.print(f"  {rn.kind.upper()} {rn.code}: {rn.before} → {rn.after}", highlight=False)
+        if len(d.renames) > max_codes * 4:
+            console.print(f"  … {len(d.renames) - max_codes * 4} more", highlight=False)
 
     if d.rule_changes:
         t = Table(title=f"rules changed ({len(d.rule_changes)})")
@@ -266,7 +347,7 @@ def print_diff(console: Console, d: SchemeDiff, max_codes: int = 12) -> None:
             highlight=False,
         )
         if d.moves:
-            t = Table(title="group moves")
+            t = Table(title="migration table (cases, old → new group)")
             t.add_column("from")
             t.add_column("to")
             t.add_column("cases", justify="right")

@@ -1,8 +1,11 @@
 """Structured comparison of two schemes (domain §14: show a local scheme as a diff).
 
 Rules are compared by value: list ids are replaced by the list contents, so a list that was
-renamed but holds the same codes is not reported. Given cases, both schemes group them (raw
-mode) and the diff counts how many moved from one DRG to another.
+renamed but holds the same codes is not reported. Inside each ADRG both schemes have, the DRGs
+that only one side has are read as a split (one DRG became several), a merge (several became
+one), a new code (one became another) or a regrouping; a group whose name changed is a rename.
+Given cases, both schemes group them (raw mode) and the diff counts how many moved from one
+group to another (the migration table).
 """
 
 from __future__ import annotations
@@ -51,6 +54,27 @@ class TableChange:
         return not (self.added or self.removed or self.changed)
 
 
+@dataclass(frozen=True)
+class GroupChange:
+    """DRGs of one ADRG replaced by others. `kind`: split (one → several), merge (several →
+    one), recode (one → one other code) or regroup (several → several)."""
+
+    kind: str
+    adrg: str
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rename:
+    """A group (`kind` adrg or drg) with the same code and another name."""
+
+    kind: str
+    code: str
+    before: str
+    after: str
+
+
 @dataclass
 class SchemeDiff:
     a: str
@@ -64,6 +88,8 @@ class SchemeDiff:
     drgs_added: list[str] = field(default_factory=list)
     drgs_removed: list[str] = field(default_factory=list)
     adrg_order_changes: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
+    group_changes: list[GroupChange] = field(default_factory=list)
+    renames: list[Rename] = field(default_factory=list)
     rule_changes: list[RuleChange] = field(default_factory=list)
     lists_added: list[str] = field(default_factory=list)
     lists_removed: list[str] = field(default_factory=list)
@@ -148,10 +174,15 @@ def diff_schemes(a: Scheme, b: Scheme, cases: Iterable[Mapping[str, Any]] | None
         xb = b.adrgs.get(code)
         if xb is not None:
             _compare_rule(d, "adrg", code, xa.rule, xb.rule)
+            _compare_drgs(d, code, xa.drgs, xb.drgs)
+            if xa.name != xb.name:
+                d.renames.append(Rename("adrg", code, xa.name, xb.name))
     for code, da in a.drgs.items():
         db = b.drgs.get(code)
         if db is not None:
             _compare_rule(d, "drg", code, da.rule, db.rule)
+            if da.name != db.name:
+                d.renames.append(Rename("drg", code, da.name, db.name))
 
     d.lists_added = sorted(set(b.lists) - set(a.lists))
     d.lists_removed = sorted(set(a.lists) - set(b.lists))
@@ -178,6 +209,18 @@ def diff_schemes(a: Scheme, b: Scheme, cases: Iterable[Mapping[str, Any]] | None
             if ra.drg != rb.drg or ra.status != rb.status:
                 d.moves[(_label(ra), _label(rb))] += 1
     return d
+
+
+def _compare_drgs(d: SchemeDiff, adrg: str, drgs_a: tuple[str, ...], drgs_b: tuple[str, ...]) -> None:
+    gone = tuple(x for x in drgs_a if x not in drgs_b)
+    new = tuple(x for x in drgs_b if x not in drgs_a)
+    if not gone or not new:
+        return  # plain additions and removals are listed as DRGs added / removed
+    if len(gone) == 1:
+        kind = "split" if len(new) > 1 else "recode"
+    else:
+        kind = "merge" if len(new) == 1 else "regroup"
+    d.group_changes.append(GroupChange(kind, adrg, gone, new))
 
 
 def _label(r) -> str:

@@ -98,7 +98,7 @@ def test_scheme_diff_with_cases(tmp_path):
     assert res.exit_code == 0, res.output
     assert "MDC order changed" in res.output
     assert "AA1" in res.output and "J68.200" in res.output
-    assert "cases regrouped: 500" in res.output and "group moves" in res.output
+    assert "cases regrouped: 500" in res.output and "migration table" in res.output
 
 
 def test_shared_path_is_configurable():
