@@ -119,7 +119,7 @@ def parse_change_set(raw: bytes) -> ChangeSet:
     """Check the document's shape (types, required fields, known operations); the checks
     against a base scheme are `apply_change_set`'s."""
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise change_set_error([Problem("(file)", f"not valid UTF-8 ({e.reason})")]) from None
     except json.JSONDecodeError as e:
