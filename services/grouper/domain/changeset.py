@@ -166,8 +166,9 @@ def parse_change_set(raw: bytes) -> ChangeSet:
 
 def _label(op: Mapping[str, Any]) -> str:
     kind = op.get("op")
+    drgs = op.get("drgs") if isinstance(op.get("drgs"), list) else []
     subject = {"split_drg": op.get("drg"), "rename": op.get("group"), "edit_list": op.get("list"),
-               "merge_drgs": "+".join(x for x in op.get("drgs") or () if isinstance(x, str))}
+               "merge_drgs": "+".join(x for x in drgs if isinstance(x, str))}
     s = subject.get(kind) if isinstance(kind, str) else None
     return f"{kind} {s}" if isinstance(s, str) and s else str(kind)
 
