@@ -166,7 +166,8 @@ def parse_change_set(raw: bytes) -> ChangeSet:
 
 def _label(op: Mapping[str, Any]) -> str:
     kind = op.get("op")
-    drgs = op.get("drgs") if isinstance(op.get("drgs"), list) else []
+    listed = op.get("drgs")
+    drgs: list[Any] = listed if isinstance(listed, list) else []
     subject = {"split_drg": op.get("drg"), "rename": op.get("group"), "edit_list": op.get("list"),
                "merge_drgs": "+".join(x for x in drgs if isinstance(x, str))}
     s = subject.get(kind) if isinstance(kind, str) else None
