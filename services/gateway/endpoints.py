@@ -53,6 +53,7 @@ from shared.csvexport import to_csv
 from shared.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from shared.observability import get_logger
 from shared.web import Conn, Engine, read_body, stage_service
+from shared.xlsxexport import to_xlsx
 
 log = get_logger("drgdip.gateway")
 
@@ -561,6 +562,39 @@ async def indicators(request: Request, gw: The, who: Caller, engine: Engine) -> 
     consumption indices compare with the region's mean per group over the same period;
     `region_total` is the whole region (neither `hospital` nor `level` applies to it)."""
     return await _indicators(request, gw, who, engine)
+
+
+def _indicator_table(answer: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The export's columns and rows: the answer's rows, then the region's total (key
+    `region_total`)."""
+    if answer["by"] == "rule":
+        return ["key", "flagged", "flagged_share"], answer["rows"]
+    return ["key", *ind.FIELDS], [*answer["rows"], {"key": "region_total"} | answer["region_total"]]
+
+
+def _export_name(answer: dict[str, Any], ext: str) -> str:
+    return f'attachment; filename="drgdip-indicators-{answer["period"]}-{answer["by"]}.{ext}"'
+
+
+@router.get("/indicators.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}, "description": "the indicators as CSV"}})
+async def indicators_csv(request: Request, gw: The, who: Caller, engine: Engine) -> Response:
+    """The indicators as CSV, with the same parameters: the rows, then the region's total."""
+    answer = await _indicators(request, gw, who, engine)
+    return Response(to_csv(*_indicator_table(answer)), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": _export_name(answer, "csv")})
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get("/indicators.xlsx", response_class=Response,
+            responses={200: {"content": {XLSX: {}}, "description": "the indicators as XLSX"}})
+async def indicators_xlsx(request: Request, gw: The, who: Caller, engine: Engine) -> Response:
+    """The indicators as an XLSX workbook, with the same parameters: the rows, then the region's total."""
+    answer = await _indicators(request, gw, who, engine)
+    return Response(to_xlsx(*_indicator_table(answer), sheet="indicators"), media_type=XLSX,
+                    headers={"content-disposition": _export_name(answer, "xlsx")})
 
 
 # ---------------------------------------------------------------- tokens and the audit (bureau-admin)
