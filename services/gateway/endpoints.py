@@ -564,6 +564,19 @@ async def indicators(request: Request, gw: The, who: Caller, engine: Engine) -> 
     return await _indicators(request, gw, who, engine)
 
 
+@router.get("/indicators/budget")
+async def budget_execution(request: Request, up: Upstream, who: Caller,
+                           region: str = Query(min_length=1, max_length=32),
+                           year: str = Query(min_length=4, max_length=4)) -> Response:
+    """Budget execution of a region's year (bureau roles): per month the hospitals' pre-settled
+    amounts, fund due and the provisional point value; the annual clearing (final point value,
+    cleared, balance); the prepayments (预付金) granted per hospital, as published."""
+    who.require(*BUREAU_ROLES)
+    _only(request, "region", "year")
+    return await up.relay("pricer", "GET", "/indicators/budget", b"", _headers(who),
+                          params={"region": region, "year": year})
+
+
 def _indicator_table(answer: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     """The export's columns and rows: the answer's rows, then the region's total (key
     `region_total`)."""

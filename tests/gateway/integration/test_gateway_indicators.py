@@ -85,6 +85,15 @@ async def test_indicators_are_the_cases_aggregated(tmp_path: Path) -> None:
             assert {row[0]: row[1] for row in table[1:-1]} == dict(by_hospital)
             assert table[-1][0] == "region_total" and table[-1][1] == n
 
+            # budget execution: what the pre-settlement of a month paid, from the pricer's statements
+            r = await admin.post("/api/v1/settlements", json={"policy_id": "test-2024", "period": "2024-03"})
+            assert r.status_code == 201, r.text
+            budget = (await admin.get("/api/v1/indicators/budget", params={"region": "350500", "year": "2024"})).json()
+            (march,) = budget["months"]
+            assert march["period"] == "2024-03" and Decimal(march["presettled"]) > 0
+            march_cases = (await admin.get("/api/v1/indicators", params={"period": "2024-03"})).json()
+            assert march["cases"] == march_cases["region_total"]["cases"]
+
         mine = sorted(by_hospital)[0]
         async with await api_client(rt, "hospital", mine) as hospital:
             own = (await hospital.get("/api/v1/indicators", params={"period": "2024"})).json()
@@ -97,6 +106,8 @@ async def test_indicators_are_the_cases_aggregated(tmp_path: Path) -> None:
             assert refused.status_code == 403
             assert (await hospital.get("/api/v1/indicators.csv",
                                        params={"period": "2024", "hospital": other})).status_code == 403
+            assert (await hospital.get("/api/v1/indicators/budget",
+                                       params={"region": "350500", "year": "2024"})).status_code == 403
             lines = (await hospital.get("/api/v1/indicators.csv", params={"period": "2024"})).text
             assert other not in lines and mine in lines
     finally:
