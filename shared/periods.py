@@ -1,11 +1,13 @@
-"""Versioned things valid for a region and a period (policies, catalogues): which are in force.
+"""Versioned things valid for a region and a period (policies, catalogues): which are in force;
+working days by a calendar of holidays and make-up working days.
 
 Pure: the domain packages take an `InForce` look-up; `shared.db.Versions` reads the stored
 versions into one."""
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Collection
+from datetime import date, timedelta
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -32,3 +34,31 @@ class InForce(Generic[T]):
         """The item in force: the latest start, then the highest version, wins."""
         found = self.all_on(region, day)
         return found[0] if found else None
+
+
+# --- working days (public holidays and make-up working days, 调休, as data) -------------------------
+
+def is_working_day(day: date, holidays: Collection[date] = (), workdays: Collection[date] = ()) -> bool:
+    """Monday to Friday, less the `holidays`, plus the `workdays` (weekend days worked instead)."""
+    if day in workdays:
+        return True
+    return day.weekday() < 5 and day not in holidays
+
+
+def add_working_days(day: date, n: int, holidays: Collection[date] = (), workdays: Collection[date] = ()) -> date:
+    """The `n`-th working day after `day` (`day` itself when n is 0)."""
+    while n > 0:
+        day += timedelta(days=1)
+        n -= is_working_day(day, holidays, workdays)
+    return day
+
+
+def working_days_between(start: date, end: date, holidays: Collection[date] = (),
+                         workdays: Collection[date] = ()) -> int:
+    """Working days after `start` up to and including `end` (0 when `end` is not after `start`):
+    the days a settlement took from its declaration (§8: within 20 working days)."""
+    n, day = 0, start
+    while day < end:
+        day += timedelta(days=1)
+        n += is_working_day(day, holidays, workdays)
+    return n

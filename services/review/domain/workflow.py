@@ -27,6 +27,7 @@ from typing import Any
 
 from services.review.domain.hospital_rules import HospitalFlag
 from services.review.domain.parameters import FlagWorkflow
+from shared import periods
 from shared.errors import Conflict, Invalid
 from shared.money import FEN
 
@@ -45,17 +46,12 @@ def cst_day(at: datetime) -> date:
 
 
 def is_working_day(day: date, wf: FlagWorkflow) -> bool:
-    if day in wf.workdays:
-        return True
-    return day.weekday() < 5 and day not in wf.holidays
+    return periods.is_working_day(day, wf.holidays, wf.workdays)
 
 
 def add_working_days(day: date, n: int, wf: FlagWorkflow) -> date:
-    """The `n`-th working day after `day` (`day` itself when n is 0)."""
-    while n > 0:
-        day += timedelta(days=1)
-        n -= is_working_day(day, wf)
-    return day
+    """The `n`-th working day after `day` (`day` itself when n is 0), by the workflow's calendar."""
+    return periods.add_working_days(day, n, wf.holidays, wf.workdays)
 
 
 def answer_deadline(raised_at: datetime, wf: FlagWorkflow) -> date:
