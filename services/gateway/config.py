@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from shared.settings import ServiceSettings
+
+# where scripts/install-web.sh puts the dashboard's chart library in a checkout
+DEFAULT_WEB_ASSETS = Path(__file__).resolve().parents[2] / ".cache" / "web"
 
 
 class GatewaySettings(ServiceSettings):
@@ -24,3 +29,12 @@ class GatewaySettings(ServiceSettings):
         16 << 20, ge=64 << 10, le=512 << 20,
         description="largest request body the gateway reads (lists, policies, catalogues; 413 "
                     "beyond); bulk imports stream through, their lines bounded by ingest")
+    session_hours: int = Field(
+        8, ge=1, le=24 * 30,
+        description="lifetime of a dashboard sign-in (session cookie) in hours; never beyond its token's expiry")
+    web_assets: Path = Field(
+        DEFAULT_WEB_ASSETS,
+        description="folder with the dashboard's chart library (echarts/echarts.min.js), put there by "
+                    "scripts/install-web.sh (`make setup`) and served by the gateway itself")
+    secure_cookies: bool = Field(
+        False, description="mark the session cookie Secure (only sent over HTTPS); set it behind TLS")
