@@ -163,6 +163,9 @@ class CaseFlagged(_Payload):
     drg: str
     flags: list[CaseFlag] = Field(default_factory=list)
     rules: str | None = None  # the monitoring parameters used: "<region> v<version>" or "default"
+    # days from the same person's previous discharge at the same hospital to this admission (None:
+    # no earlier stay known): the 15/31-day readmission indicators count it (§12)
+    readmission_days: int | None = None
 
 
 class PeriodSettled(_Payload):

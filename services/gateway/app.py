@@ -3,6 +3,8 @@ upstream services it forwards to and the events it folds into its read model."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter
 
 from services.gateway import dashboard, handlers, repository
@@ -19,5 +21,6 @@ def build(ctx: Context) -> Stage:
     routes.include_router(router)
     routes.include_router(dashboard.router)  # the web dashboard on the same API
     return Stage(repository.NAME, repository.metadata, Outbox(repository.NAME, repository.metadata),
-                 router=routes, subscriptions=[(TOPICS, handlers.on_stage_events)],
+                 router=routes, subscriptions=[(TOPICS, partial(handlers.on_stage_events,
+                                                         band=settings.indicator_near_threshold_band))],
                  service=Gateway.of(settings, ctx.http), public=True)

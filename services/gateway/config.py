@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field
@@ -29,6 +30,11 @@ class GatewaySettings(ServiceSettings):
         16 << 20, ge=64 << 10, le=512 << 20,
         description="largest request body the gateway reads (lists, policies, catalogues; 413 "
                     "beyond); bulk imports stream through, their lines bounded by ingest")
+    indicator_near_threshold_band: Decimal = Field(
+        Decimal("0.10"), ge=0, le=1,
+        description="the near-threshold band (临界区) of the indicators: a case whose cost is above an "
+                    "outlier threshold by at most this share of it counts as near; applies to cases "
+                    "folded after a change")
     session_hours: int = Field(
         8, ge=1, le=24 * 30,
         description="lifetime of a dashboard sign-in (session cookie) in hours; never beyond its token's expiry")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.gateway import repository
 from services.gateway.config import GatewaySettings
 from services.gateway.domain import audit
+from services.gateway.domain import indicators as ind
 from services.gateway.domain.auth import (
     BUREAU_ROLES,
     HOSPITAL,
@@ -55,6 +56,7 @@ from shared.csvexport import to_csv
 from shared.errors import DomainError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from shared.observability import get_logger
 from shared.web import Conn, Engine, read_body, stage_service
+from shared.xlsxexport import to_xlsx
 
 log = get_logger("drgdip.gateway")
 
@@ -144,6 +146,7 @@ class Gateway:
     settings: GatewaySettings
     upstreams: Upstreams
     throttle: FailureThrottle
+    scheme_groups: dict[str, int] = field(default_factory=dict)  # 病组覆盖率's denominators, once known
 
     @classmethod
     def of(cls, settings: GatewaySettings, http: Callable[[str], httpx.AsyncClient]) -> Gateway:
@@ -488,6 +491,155 @@ async def summary(request: Request, who: Caller, conn: Conn) -> dict:
     _only(request)
     by_status = await repository.count_by_status(conn, None if who.is_bureau else who.hospital_code)
     return {"cases": sum(by_status.values()), "by_status": by_status}
+
+
+# ---------------------------------------------------------------- indicators (§12)
+
+INDICATOR_PARAMS = ("period", "region", "by", "hospital", "level")
+
+
+@dataclass(frozen=True)
+class IndicatorQuery:
+    period: str
+    months: list[str]
+    region: str | None
+    by: str
+    hospital: str | None
+    level: int | None
+
+
+def _indicator_query(request: Request, who: Principal) -> IndicatorQuery:
+    _only(request, *INDICATOR_PARAMS)
+    q = request.query_params
+    period = q.get("period") or ""
+    try:
+        months = ind.months_of(period)
+    except ValueError as e:
+        raise Invalid(str(e), code="INVALID_FIELD", field="period") from None
+    by = q.get("by") or "hospital"
+    if by not in ind.BY:
+        raise Invalid(f"by must be one of {', '.join(ind.BY)}", code="INVALID_FIELD", field="by")
+    level_text = q.get("level")
+    if level_text is not None and level_text not in ("0", "1", "2", "3"):
+        raise Invalid("level must be 1, 2 or 3 (0: not known)", code="INVALID_FIELD", field="level")
+    hospital = q.get("hospital") or None
+    if hospital is not None and not who.may_see(hospital):
+        raise Forbidden("a hospital sees only its own indicators", code="HOSPITAL_MISMATCH", field="hospital")
+    if not who.is_bureau:
+        hospital = who.hospital_code  # its own rows; the region's figures only as region_total
+    return IndicatorQuery(period, months, q.get("region") or None, by, hospital,
+                          None if level_text is None else int(level_text))
+
+
+async def _scheme_groups(gw: Gateway, who: Principal) -> dict[str, int] | None:
+    """Each grouping scheme's number of groups (the grouper's), for 病组覆盖率; kept for the
+    process once known (a loaded scheme's groups do not change)."""
+    if gw.scheme_groups:
+        return gw.scheme_groups
+    try:
+        r = await gw.upstreams.relay("grouper", "GET", "/schemes", b"", _headers(who))
+        schemes = orjson.loads(bytes(r.body)) if r.status_code == 200 else None
+    except (Unavailable, orjson.JSONDecodeError):
+        return None
+    if not isinstance(schemes, list):
+        return None
+    gw.scheme_groups.update({str(s["id"]): int(s["groups"]) for s in schemes
+                             if isinstance(s, dict) and isinstance(s.get("groups"), int)})
+    return gw.scheme_groups or None
+
+
+async def _indicators(request: Request, gw: Gateway, who: Principal, engine: Any) -> dict[str, Any]:
+    q = _indicator_query(request, who)
+    scheme_groups = await _scheme_groups(gw, who)  # before the connection: the grouper may need it
+    async with engine.connect() as conn:
+        region_cells = await repository.indicator_sums(conn, q.months, q.region, ("scheme_id", "drg"))
+        if q.by == "rule":
+            counts = await repository.indicator_rule_counts(conn, q.months, q.region, hospital=q.hospital,
+                                                            level=q.level)
+            cells = await repository.indicator_sums(conn, q.months, q.region, ("scheme_id", "drg"),
+                                                    hospital=q.hospital, level=q.level)
+        else:
+            cells = await repository.indicator_sums(conn, q.months, q.region,
+                                                    (ind.BY_COLUMN[q.by], "scheme_id", "drg"),
+                                                    hospital=q.hospital, level=q.level)
+    if q.by == "rule":
+        whole = ind.summarise(cells, [], scheme_groups, None)[0]
+        cases = whole[0]["cases"] if whole else 0
+        rows = [{"key": rule, "flagged": n, "flagged_share": ind.ratio(n, cases)} for rule, n in sorted(counts.items())]
+        total = ind.summarise([], region_cells, scheme_groups, None)[1]
+    else:
+        rows, total = ind.summarise(cells, region_cells, scheme_groups, q.by)
+    return {"period": q.period, "region": q.region, "by": q.by, "rows": rows, "region_total": total}
+
+
+@router.get("/indicators")
+async def indicators(request: Request, gw: The, who: Caller, engine: Engine) -> dict:
+    """The bureau's indicators (§12) for a period, per region, hospital, level, department, group,
+    month or monitoring rule, from the aggregates kept as events arrive. A hospital gets its own
+    rows and the region's totals (`region_total`), never another hospital's rows.
+
+    Query: `period` (YYYY-MM, YYYYQn or YYYY; required), `region`, `by` (region | hospital |
+    level | department | group | month | rule; default hospital), `hospital`, `level` (1–3).
+
+    Answer: `{"period", "region", "by", "rows": [{"key", …}], "region_total": {…}}`. Each row
+    (and `region_total`) holds: cases, grouped, grouping_rate (入组率), groups_covered,
+    scheme_groups, coverage_rate (病组覆盖率), cmi, cost_index, time_index (消耗指数), average_los,
+    average_cost, self_pay_ratio, high_outliers, high_outlier_share, low_outliers,
+    low_outlier_share, special_review, special_cases, special_case_share, flagged, flagged_share,
+    readmissions_15, readmission_rate_15, readmissions_31, readmission_rate_31, near_high,
+    near_low, near_threshold_share (临界区), transfers_out, left_against_advice, cost_sum,
+    own_pay_sum, payment_sum, fund_payment_sum, paid_cost_sum, surplus (盈亏), surplus_rate.
+    With `by=rule` a row is `{"key": rule, "flagged", "flagged_share"}`. Ratios are decimal
+    strings (4 places), money yuan strings (2 places); a ratio over nothing is null. The
+    consumption indices compare with the region's mean per group over the same period;
+    `region_total` is the whole region (neither `hospital` nor `level` applies to it)."""
+    return await _indicators(request, gw, who, engine)
+
+
+@router.get("/indicators/budget")
+async def budget_execution(request: Request, up: Upstream, who: Caller,
+                           region: str = Query(min_length=1, max_length=32),
+                           year: str = Query(min_length=4, max_length=4)) -> Response:
+    """Budget execution of a region's year (bureau roles): per month the hospitals' pre-settled
+    amounts, fund due and the provisional point value; the annual clearing (final point value,
+    cleared, balance); the prepayments (预付金) granted per hospital, as published."""
+    who.require(*BUREAU_ROLES)
+    _only(request, "region", "year")
+    return await up.relay("pricer", "GET", "/indicators/budget", b"", _headers(who),
+                          params={"region": region, "year": year})
+
+
+def _indicator_table(answer: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The export's columns and rows: the answer's rows, then the region's total (key
+    `region_total`)."""
+    if answer["by"] == "rule":
+        return ["key", "flagged", "flagged_share"], answer["rows"]
+    return ["key", *ind.FIELDS], [*answer["rows"], {"key": "region_total"} | answer["region_total"]]
+
+
+def _export_name(answer: dict[str, Any], ext: str) -> str:
+    return f'attachment; filename="drgdip-indicators-{answer["period"]}-{answer["by"]}.{ext}"'
+
+
+@router.get("/indicators.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}, "description": "the indicators as CSV"}})
+async def indicators_csv(request: Request, gw: The, who: Caller, engine: Engine) -> Response:
+    """The indicators as CSV, with the same parameters: the rows, then the region's total."""
+    answer = await _indicators(request, gw, who, engine)
+    return Response(to_csv(*_indicator_table(answer)), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": _export_name(answer, "csv")})
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get("/indicators.xlsx", response_class=Response,
+            responses={200: {"content": {XLSX: {}}, "description": "the indicators as XLSX"}})
+async def indicators_xlsx(request: Request, gw: The, who: Caller, engine: Engine) -> Response:
+    """The indicators as an XLSX workbook, with the same parameters: the rows, then the region's total."""
+    answer = await _indicators(request, gw, who, engine)
+    return Response(to_xlsx(*_indicator_table(answer), sheet="indicators"), media_type=XLSX,
+                    headers={"content-disposition": _export_name(answer, "xlsx")})
 
 
 # ---------------------------------------------------------------- tokens and the audit (bureau-admin)

@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -26,9 +28,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.gateway.domain import indicators as ind
 from services.gateway.domain.auth import NewSession, Principal, expiry, issue_token, open_session
 from services.gateway.domain.readmodel import ORDER, CaseRef, Filed, group_of, is_flagged
-from shared.db import ROW_ID, insert_many, update_many
+from shared.db import ROW_ID, ExactDecimal, insert_many, money, update_many
 from shared.events import Envelope
 
 NAME = "gateway"
@@ -46,8 +49,36 @@ cases = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("flagged", Boolean, nullable=False, server_default=false()),  # review raised a flag
     Column("group_code", String(32), nullable=True),  # the DRG (else DIP group) it was grouped into
+    # what the case adds to its indicator cell (domain/indicators.py Contribution as JSON): taken
+    # out again when the case's view changes
+    Column("indicator", Text, nullable=True),
     Index("ix_gateway_cases_hospital", "hospital_code", "status"),
     Index("ix_gateway_cases_group", "hospital_code", "group_code"),
+)
+
+
+def _cell_key() -> list[Column]:
+    return [Column("region", String(32), nullable=False), Column("month", String(7), nullable=False),
+            Column("hospital_code", String(32), nullable=False), Column("hospital_level", Integer, nullable=False),
+            Column("dept", String(32), nullable=False), Column("scheme_id", String(64), nullable=False),
+            Column("drg", String(32), nullable=False)]
+
+
+# The indicators' aggregates (domain/indicators.py): counts and sums per cell, updated with the
+# read model; a quarter or a year is the sum of its months.
+indicator_cells = Table(
+    "gateway_indicator_cells", metadata, *_cell_key(),
+    *[Column(n, BigInteger, nullable=False, server_default="0") for n in ind.COUNTS],
+    Column("weight_sum", ExactDecimal(18, 4), nullable=False, server_default="0"),
+    *[Column(n, money(), nullable=False, server_default="0") for n in ind.MONEY],
+    PrimaryKeyConstraint(*ind.KEY, name="pk_gateway_indicator_cells"),
+    Index("ix_gateway_indicator_cells_month", "region", "month"),
+)
+indicator_rules = Table(
+    "gateway_indicator_rules", metadata, *_cell_key(),
+    Column("rule", String(40), nullable=False),
+    Column("flagged", BigInteger, nullable=False, server_default="0"),  # cases the rule flagged
+    PrimaryKeyConstraint(*ind.KEY, "rule", name="pk_gateway_indicator_rules"),
 )
 timeline = Table(
     "gateway_timeline", metadata,
@@ -110,25 +141,82 @@ async def load_views(conn: AsyncConnection, case_ids: Collection[str]) -> dict[s
     """The stored views of these cases (stage results left as their JSON text)."""
     rows = (await conn.execute(select(cases).where(cases.c.case_id.in_(case_ids)))).all()
     return {r.case_id: {"list_version": r.list_version, "status": r.status,
-                        "withdrawn": r.status == "withdrawn", **{s: getattr(r, s) for s in ORDER}}
+                        "withdrawn": r.status == "withdrawn", "indicator": r.indicator,
+                        **{s: getattr(r, s) for s in ORDER}}
             for r in rows}
 
 
-async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: Collection[str]) -> None:
-    """Store the changed views: new cases inserted, stored ones updated (one statement each)."""
+async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: Collection[str],
+                     contributions: Mapping[str, str | None] | None = None) -> None:
+    """Store the changed views (with each case's indicator contribution, JSON): new cases
+    inserted, stored ones updated (one statement each)."""
+    contributions = contributions or {}
     now = datetime.now(UTC)
     new: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
     for cid, f in filed.items():
         values = {s: f.view[s] for s in ORDER} | dict(
             case_id=cid, list_version=f.view["list_version"], status=f.view["status"], updated_at=now,
-            flagged=is_flagged(f.view), group_code=group_of(f.view))
+            flagged=is_flagged(f.view), group_code=group_of(f.view), indicator=contributions.get(cid))
         if cid in stored:
             changed.append(values)
         else:
             new.append(values | {"hospital_code": f.hospital_code})
     await insert_many(conn, cases, new)
     await update_many(conn, cases, "case_id", changed)
+
+
+async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
+    """Add a batch's changes to the indicator cells: one upsert per table (a cell's sums grow by
+    the delta in the database, so two consumers adding to one cell never lose a change)."""
+    cells = [dict(zip(ind.KEY, k, strict=True)) | v for k, v in delta.changed_cells().items()]
+    rules = [dict(zip(ind.KEY, k, strict=True)) | {"rule": rule, "flagged": n}
+             for (k, rule), n in delta.changed_rules().items()]
+    for table, rows, sums in ((indicator_cells, cells, ind.SUMS), (indicator_rules, rules, ("flagged",))):
+        if rows:
+            stmt = _dialect_insert(conn)(table)
+            await conn.execute(stmt.on_conflict_do_update(
+                index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
+                set_={n: table.c[n] + stmt.excluded[n] for n in sums}), rows)
+
+
+def _dialect_insert(conn: AsyncConnection) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    return sqlite_insert
+
+
+async def indicator_sums(conn: AsyncConnection, months: Sequence[str], region: str | None,
+                         group_by: Sequence[str], *, hospital: str | None = None,
+                         level: int | None = None) -> list[dict[str, Any]]:
+    """The cells of these months summed per `group_by` columns (cells with no case left out)."""
+    c = indicator_cells.c
+    cols = [c[n] for n in group_by]
+    q = select(*cols, *[func.sum(c[n]).label(n) for n in ind.SUMS]).where(c.month.in_(months))
+    if region is not None:
+        q = q.where(c.region == region)
+    if hospital is not None:
+        q = q.where(c.hospital_code == hospital)
+    if level is not None:
+        q = q.where(c.hospital_level == level)
+    q = q.group_by(*cols).having(func.sum(c.cases) > 0)
+    return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+
+async def indicator_rule_counts(conn: AsyncConnection, months: Sequence[str], region: str | None,
+                                *, hospital: str | None = None, level: int | None = None) -> dict[str, int]:
+    """Cases flagged per monitoring rule in these months."""
+    r = indicator_rules.c
+    q = select(r.rule, func.sum(r.flagged)).where(r.month.in_(months)).group_by(r.rule)
+    if region is not None:
+        q = q.where(r.region == region)
+    if hospital is not None:
+        q = q.where(r.hospital_code == hospital)
+    if level is not None:
+        q = q.where(r.hospital_level == level)
+    return {rule: int(n) for rule, n in (await conn.execute(q)).all() if n}
 
 
 # ---------------------------------------------------------------- the read model (queries)

@@ -63,4 +63,5 @@ async def register_scheme(body: SchemeRegistration, grouper: Grouper, conn: Conn
 @router.get("/schemes")
 async def list_schemes(grouper: Grouper) -> list[dict]:
     book = grouper.book
-    return [{"id": s.id, "title": s.title, "path": book.paths[s.id]} for s in book.schemes.values()]
+    return [{"id": s.id, "title": s.title, "path": book.paths[s.id], "groups": len(s.drgs)}
+            for s in book.schemes.values()]

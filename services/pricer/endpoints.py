@@ -7,7 +7,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.pricer import handlers, repository
@@ -61,6 +61,26 @@ async def list_policies(conn: Conn) -> dict:
 async def list_statements(hospital: str, conn: Conn, period: str | None = None) -> dict:
     """Every stored settlement statement version of a hospital (optionally one period)."""
     return {"statements": await repository.list_statements(conn, hospital, period)}
+
+
+@router.get("/indicators/budget")
+async def budget_execution(conn: Conn, region: str = Query(min_length=1, max_length=32),
+                           year: str = Query(pattern=r"^(19|20)\d{2}$")) -> dict:
+    """Budget execution of a region's year (§12): pre-settled per month with the point value,
+    the annual clearing and the prepayments (预付金) per hospital. Money as yuan strings."""
+    doc = await repository.budget_execution(conn, region, year)
+    return jsonable(doc)
+
+
+def jsonable(value: Any) -> Any:
+    """Decimals as strings, times in ISO 8601 (the API's money never travels as a float)."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 class SettlementRequest(BaseModel):

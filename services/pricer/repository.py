@@ -505,6 +505,42 @@ async def list_statements(conn: AsyncConnection, hospital: str, period: str | No
             for row in rows]
 
 
+async def budget_execution(conn: AsyncConnection, region: str, year: str) -> dict[str, Any]:
+    """A region's year as settled so far (the bureau's budget execution, §12): per month the
+    latest statement version of each hospital summed (fund due, pre-settled, the provisional
+    point value), the annual clearing's latest version (final point value, cleared, balance) and
+    the prepayments (预付金) granted per hospital."""
+    policy_ids = [r[0] for r in (await conn.execute(
+        select(policy_versions.c.policy_id).where(policy_versions.c.region == region).distinct())).all()]
+    s = statements.c
+    rows = (await conn.execute(select(statements).where(
+        s.policy_id.in_(policy_ids), s.period.like(f"{year}%")).order_by(s.version))).all()
+    latest = {(r.kind, r.hospital_code, r.period, r.policy_id): r for r in rows}  # the highest version wins
+    months: dict[str, dict[str, Any]] = {}
+    annual: dict[str, Any] = {"hospitals": 0, "cleared": Decimal(0), "balance": Decimal(0), "point_value": None}
+    for (kind, _h, period, _p), r in sorted(latest.items()):
+        lines = orjson.loads(r.document).get("lines") or {}
+        if kind == "monthly":
+            m = months.setdefault(period, {"period": period, "hospitals": 0, "cases": 0, "fund_due": Decimal(0),
+                                           "presettled": Decimal(0), "provisional_point_value": None})
+            m["hospitals"] += 1
+            m["cases"] += int(Decimal(lines.get("cases") or 0))
+            m["fund_due"] += Decimal(lines.get("fund_due") or 0)
+            m["presettled"] += Decimal(lines.get("presettled") or 0)
+            m["provisional_point_value"] = lines.get("provisional_point_value") or m["provisional_point_value"]
+        else:
+            annual["hospitals"] += 1
+            annual["cleared"] += Decimal(lines.get("cleared") or 0)
+            annual["balance"] += Decimal(lines.get("balance") or 0)
+            annual["point_value"] = lines.get("final_point_value") or annual["point_value"]
+    a = advances.c
+    granted = (await conn.execute(select(a.hospital_code, a.amount, a.granted_at).where(a.year == year)
+                                  .order_by(a.hospital_code, a.granted_at))).all()
+    return {"region": region, "year": year, "months": [months[k] for k in sorted(months)], "annual": annual,
+            "advances": [{"hospital_code": g.hospital_code, "amount": g.amount, "granted_at": g.granted_at}
+                         for g in granted]}
+
+
 async def priced_versions(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]:
     """Every stored price of a case, oldest first: its versions and the decision each used."""
     r = results.c

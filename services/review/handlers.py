@@ -74,7 +74,8 @@ async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope],
     await repository.save_hospital_figures(conn, figures)  # the hospital-level rules read them
     await special.save_figures(conn, payloads, in_force)  # special-case review judges applications on them
     return await asyncio.to_thread(lambda: [
-        Envelope.new(CaseFlagged(facts=a.facts, drg=a.drg, flags=list(a.flags), rules=a.rules),
+        Envelope.new(CaseFlagged(facts=a.facts, drg=a.drg, flags=list(a.flags), rules=a.rules,
+                                 readmission_days=a.readmission_days),
                      case_id=a.case_id, correlation_id=a.correlation_id, producer=repository.NAME)
         for a in outcome.announcements])
 

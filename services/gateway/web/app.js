@@ -57,7 +57,7 @@ const main = () => document.getElementById("main");
 function page(title, ...children) {
   const m = main();
   disposeCharts();
-  m.replaceChildren(h("h2", {}, title), ...children);
+  m.replaceChildren(h("h2", {}, title), ...children.filter((c) => c !== null && c !== undefined));
 }
 function failure(e) {
   return h("p", { class: "error" }, e instanceof ApiError ? `${e.message}（${e.code || e.status}）` : String(e));
@@ -139,18 +139,21 @@ async function defaultPeriod() {
 
 const INDICATOR_FIELDS = [
   { key: "cases", label: "出院病例数", kind: "int" },
-  { key: "grouped_rate", label: "入组率", kind: "pct" },
-  { key: "coverage", label: "病组覆盖率", kind: "pct" },
+  { key: "grouping_rate", label: "入组率", kind: "pct" },
+  { key: "coverage_rate", label: "病组覆盖率", kind: "pct" },
   { key: "cmi", label: "CMI", kind: "num" },
   { key: "cost_index", label: "费用消耗指数", kind: "num" },
   { key: "time_index", label: "时间消耗指数", kind: "num" },
-  { key: "avg_cost", label: "次均费用", kind: "yuan" },
-  { key: "avg_los", label: "平均住院日", kind: "days" },
+  { key: "average_cost", label: "次均费用", kind: "yuan" },
+  { key: "average_los", label: "平均住院日", kind: "days" },
   { key: "self_pay_ratio", label: "自费比例", kind: "pct" },
   { key: "high_outlier_share", label: "高倍率占比", kind: "pct" },
   { key: "low_outlier_share", label: "低倍率占比", kind: "pct" },
   { key: "special_case_share", label: "特例单议占比", kind: "pct" },
-  { key: "payment", label: "DRG/DIP 支付", kind: "yuan" },
+  { key: "near_threshold_share", label: "临界区占比", kind: "pct" },
+  { key: "readmission_rate_15", label: "15天再入院率", kind: "pct" },
+  { key: "flagged_share", label: "疑点病例占比", kind: "pct" },
+  { key: "payment_sum", label: "DRG/DIP 支付", kind: "yuan" },
   { key: "surplus", label: "盈亏（支付−项目费用）", kind: "yuan" },
 ];
 
@@ -195,7 +198,7 @@ async function overview() {
     barChart("病例处理状态", statuses.map(([s]) => STATUS[s] || s), [{ name: "病例数", data: statuses.map(([, n]) => n) }]));
   if (now && now.rows && now.rows.length) {
     const rows = now.rows.slice().sort((a, b) => num(b.cases) - num(a.cases)).slice(0, 15);
-    charts.append(barChart("各医院病例数与 CMI", rows.map((r) => r.key),
+    charts.append(barChart("各医院病例数", rows.map((r) => r.key),
       [{ name: "病例数", data: rows.map((r) => num(r.cases)) }]));
   }
   page(`总览 · ${p}` + (state.who.hospital_code ? ` · ${state.who.hospital_code}` : " · 全区"),
@@ -212,33 +215,32 @@ async function trend() {
   page(`趋势 · ${year}`, h("div", { class: "charts" },
     barChart("月度出院病例数", months, [series("cases", "病例数")], { line: true }),
     barChart("月度 CMI", months, [series("cmi", "CMI")], { line: true }),
-    barChart("次均费用（元）", months, [series("avg_cost", "次均费用")], { line: true }),
-    barChart("入组率", months, [series("grouped_rate", "入组率")], { line: true })));
+    barChart("次均费用（元）", months, [series("average_cost", "次均费用")], { line: true }),
+    barChart("入组率", months, [series("grouping_rate", "入组率")], { line: true })));
 }
 
 const LEVELS = { 1: "一级", 2: "二级", 3: "三级" };
 async function compare() {
   const p = state.period;
-  const [byHospital, byLevel] = await Promise.all([
-    indicators({ period: p, by: "hospital" }), indicators({ period: p, by: "level" })]);
-  if (!byHospital) return page(`医院对比 · ${p}`, NO_INDICATORS());
-  const rows = byHospital.rows || [];
-  const levels = [...new Set(rows.map((r) => r.level ?? "—"))].sort();
-  const cards = levels.map((lv) => {
-    const rs = rows.filter((r) => (r.level ?? "—") === lv);
-    return barChart(`${LEVELS[lv] || lv}医院：CMI 与费用消耗指数`, rs.map((r) => r.key),
-      [{ name: "CMI", data: rs.map((r) => num(r.cmi)) }, { name: "费用消耗指数", data: rs.map((r) => num(r.cost_index)) }]);
-  });
-  const levelRows = (byLevel && byLevel.rows) || [];
+  const [byLevel, ...perLevel] = await Promise.all([indicators({ period: p, by: "level" }),
+    ...[3, 2, 1].map((level) => indicators({ period: p, by: "hospital", level }))]);
+  if (!byLevel) return page(`医院对比 · ${p}`, NO_INDICATORS());
+  const levels = [3, 2, 1].map((level, i) => ({ level, rows: ((perLevel[i] || {}).rows || []).filter((r) => num(r.cases) > 0) }))
+    .filter((l) => l.rows.length);
+  const cards = levels.map(({ level, rows }) => barChart(`${LEVELS[level]}医院：CMI 与消耗指数`, rows.map((r) => r.key), [
+    { name: "CMI", data: rows.map((r) => num(r.cmi)) }, { name: "费用消耗指数", data: rows.map((r) => num(r.cost_index)) },
+    { name: "时间消耗指数", data: rows.map((r) => num(r.time_index)) }]));
+  const all = levels.flatMap(({ level, rows }) => rows.map((r) => ({ ...r, level })));
   page(`医院对比 · ${p}`, h("div", { class: "charts" }, cards),
-    h("h3", {}, "按医院等级"),
+    h("h3", {}, "按医院等级（数据工作组季度口径）"),
     table([{ label: "等级", value: (r) => LEVELS[r.key] || r.key }, { key: "cases", label: "病例数", kind: "int" },
-      { key: "avg_los", label: "平均住院日", kind: "days" }, { key: "avg_cost", label: "次均费用", kind: "yuan" },
-      { key: "self_pay_ratio", label: "自费比例", kind: "pct" }, { key: "cmi", label: "CMI", kind: "num" }], levelRows),
+      { key: "average_los", label: "平均住院日", kind: "days" }, { key: "average_cost", label: "次均费用", kind: "yuan" },
+      { key: "self_pay_ratio", label: "自费比例", kind: "pct" }, { key: "grouping_rate", label: "入组率", kind: "pct" },
+      { key: "cmi", label: "CMI", kind: "num" }], byLevel.rows || []),
     h("h3", {}, "各医院"),
     table([{ label: "医院", value: (r) => link(`#/drill/${encodeURIComponent(r.key)}`, r.key) },
-      { label: "等级", value: (r) => LEVELS[r.level] || r.level || "—" },
-      ...INDICATOR_FIELDS.filter((f) => rows.some((r) => f.key in r))], rows));
+      { label: "等级", value: (r) => LEVELS[r.level] || r.level },
+      ...INDICATOR_FIELDS.filter((f) => all.some((r) => f.key in r))], all));
 }
 
 async function groups() {
@@ -247,7 +249,7 @@ async function groups() {
   if (!data) return page(`病组分析 · ${p}`, NO_INDICATORS());
   const rows = (data.rows || []).filter((r) => num(r.cases) > 0);
   const perCase = (r) => (num(r.surplus) ?? 0) / num(r.cases);
-  const points = rows.map((r) => [num(r.cases), +perCase(r).toFixed(2), num(r.avg_cost) ?? 0, r.key]);
+  const points = rows.map((r) => [num(r.cases), +perCase(r).toFixed(2), num(r.average_cost) ?? 0, r.key]);
   const maxCost = Math.max(1, ...points.map((q) => q[2]));
   const bubble = chart("病组气泡图：病例数 × 例均盈亏（气泡大小 = 次均费用）", {
     tooltip: { trigger: "item", formatter: (q) => `${q.data[3]}<br>病例数 ${q.data[0]}<br>例均盈亏 ¥${q.data[1]}<br>次均费用 ¥${q.data[2]}` },
@@ -260,7 +262,7 @@ async function groups() {
     barChart("病例数最多的 20 个病组", top.map((r) => r.key), [{ name: "病例数", data: top.map((r) => num(r.cases)) }])),
     h("h3", {}, "病组明细"),
     table([{ key: "key", label: "病组" }, { key: "cases", label: "病例数", kind: "int" },
-      { key: "avg_cost", label: "次均费用", kind: "yuan" }, { label: "例均盈亏", kind: "yuan", value: perCase },
+      { key: "average_cost", label: "次均费用", kind: "yuan" }, { label: "例均盈亏", kind: "yuan", value: perCase },
       { key: "surplus", label: "盈亏合计", kind: "yuan" }], rows.slice().sort((a, b) => num(b.cases) - num(a.cases))));
 }
 
@@ -324,14 +326,15 @@ function crumbs(...parts) {
 
 async function drillRegion() {
   if (state.who.hospital_code) { location.hash = `#/drill/${encodeURIComponent(state.who.hospital_code)}`; return; }
-  const data = await indicators({ period: state.period, by: "hospital" });
+  const year = yearOf(state.period);  // the drill-down goes by the whole year of the period
+  const data = await indicators({ period: year, by: "hospital" });
   let rows;
   if (data) rows = data.rows || [];
   else {
     const q = await api("/api/v1/quality");  // the hospitals that sent lists
     rows = [...new Set((q.scores || []).map((s) => s.hospital))].sort().map((key) => ({ key }));
   }
-  page(`逐级钻取 · 全区 · ${state.period}`, crumbs(["全区"]),
+  page(`逐级钻取 · 全区 · ${year} 年`, crumbs(["全区"]),
     table([{ label: "医院", value: (r) => link(`#/drill/${encodeURIComponent(r.key)}`, r.key) },
       ...INDICATOR_FIELDS.filter((f) => rows.some((r) => f.key in r)).slice(0, 7)], rows));
 }
@@ -346,13 +349,14 @@ async function casesTable(params) {
 }
 
 async function drillHospital(hospital) {
-  const data = await indicators({ period: state.period, by: "group", hospital });
+  const year = yearOf(state.period);
+  const data = await indicators({ period: year, by: "group", hospital });
   const groupRows = data ? data.rows || [] : [];
   const region = state.who.hospital_code ? [] : [["全区", "#/drill"]];
   page(`逐级钻取 · ${hospital}`, crumbs(...region, [hospital]),
-    data ? h("div", {}, h("h3", {}, `${state.period} 各病组`),
+    data ? h("div", {}, h("h3", {}, `${year} 年各病组`),
       table([{ label: "病组", value: (r) => link(`#/drill/${encodeURIComponent(hospital)}/${encodeURIComponent(r.key)}`, r.key) },
-        { key: "cases", label: "病例数", kind: "int" }, { key: "avg_cost", label: "次均费用", kind: "yuan" },
+        { key: "cases", label: "病例数", kind: "int" }, { key: "average_cost", label: "次均费用", kind: "yuan" },
         { key: "surplus", label: "盈亏", kind: "yuan" }], groupRows)) : NO_INDICATORS(),
     h("h3", {}, "病例（前 50 例）"), await casesTable({ hospital, limit: 50 }));
 }

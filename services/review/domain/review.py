@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from services.review.domain.parameters import DEFAULTS, RuleSet
 from services.review.domain.rules import (
+    READMISSION_REACH,
     CaseFigures,
     Lift,
     Share,
@@ -28,6 +29,7 @@ from services.review.domain.rules import (
     max_window,
     other_flags_of,
     own_pay_share,
+    readmission_days,
     split_admission_flags,
 )
 from shared.events import CaseFacts, CaseFlag, CasePriced
@@ -128,11 +130,13 @@ class Announcement:
     correlation_id: str
     review_version: int = 1
     rules: str = DEFAULTS.label
+    readmission_days: int | None = None  # since the person's previous discharge at the hospital
 
     @classmethod
-    def of(cls, k: Reviewed, correlation_id: str, rules: RuleSet) -> Announcement:
+    def of(cls, k: Reviewed, correlation_id: str, rules: RuleSet,
+           readmission_days: int | None = None) -> Announcement:
         return cls(k.stay.case_id, k.facts, k.drg, tuple(k.flags), correlation_id, k.review_version,
-                   rules.label)
+                   rules.label, readmission_days)
 
 
 @dataclass
@@ -200,7 +204,7 @@ def review_cases(known: dict[str, Reviewed], priced: Sequence[PricedStay], *,
         k = Reviewed(stay, p.drg, f, f.list_version, (previous.review_version if previous else 0) + 1,
                      flags, key if contribution else None, contribution)
         known[p.case_id] = mine[p.case_id] = out.changed[p.case_id] = k
-        out.announcements.append(Announcement.of(k, p.correlation_id, rules))
+        out.announcements.append(Announcement.of(k, p.correlation_id, rules, readmission_days(stay, others)))
         for person in affected:
             _review_later_stays(person, previous.stay if previous else None, stay, p.correlation_id,
                                 rules_for, out)
@@ -216,7 +220,7 @@ def _review_later_stays(person: dict[str, Reviewed], before: Stay | None, stay: 
         if cid == stay.case_id:
             continue
         rules = rules_for(lk.facts)
-        reach = max_window(rules.params.split_admission)
+        reach = max(max_window(rules.params.split_admission), READMISSION_REACH)
         related = any(fl.related_case_id == stay.case_id for fl in lk.flags)
         if not (related or is_readmission(stay, lk.stay, reach)
                 or (before is not None and is_readmission(before, lk.stay, reach))):
@@ -224,10 +228,13 @@ def _review_later_stays(person: dict[str, Reviewed], before: Stay | None, stay: 
         others = [k.stay for other, k in person.items() if other != cid]
         flags = split_admission_flags(lk.stay, others, rules.params.split_admission) + \
             other_flags_of(lk.flags)
-        if flags == lk.flags:
+        days = readmission_days(lk.stay, others)
+        was = readmission_days(lk.stay, [o for o in others if o.case_id != stay.case_id]
+                               + ([before] if before is not None else []))
+        if flags == lk.flags and days == was:
             continue
         lk.flags = flags
         lk.review_version += 1
         lk.list_version = lk.list_version or 1
         out.changed[cid] = lk
-        out.announcements.append(Announcement.of(lk, correlation_id, rules))
+        out.announcements.append(Announcement.of(lk, correlation_id, rules, days))

@@ -116,6 +116,20 @@ def is_readmission(earlier: Stay, later: Stay, days: int) -> bool:
     return 0 <= gap <= days and later.admission_date >= (earlier.admission_date or later.admission_date)
 
 
+READMISSION_REACH = 31  # the longest readmission window the bureau's indicators count (§12)
+
+
+def readmission_days(stay: Stay, others: Iterable[Stay]) -> int | None:
+    """Days from the person's latest earlier discharge at the same hospital to `stay`'s admission
+    (the 15/31-day readmission indicators, planned or not); None when there is none or `stay`
+    is withdrawn."""
+    if stay.withdrawn or stay.admission_date is None:
+        return None
+    gaps = [(stay.admission_date - o.discharge_date).days for o in others
+            if o.discharge_date is not None and not o.withdrawn and is_readmission(o, stay, 10**6)]
+    return min(gaps) if gaps else None
+
+
 def window(p: SplitAdmission, later: Stay) -> int:
     """The readmission window of the rule for `later` (the DIP variant for DIP-priced cases)."""
     return p.dip_days if later.method == "dip" else p.days

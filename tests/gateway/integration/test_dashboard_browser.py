@@ -149,7 +149,30 @@ async def test_bureau_sees_the_overview_with_a_chart_of_the_api_numbers(site: Si
     await page.wait_for_selector('[data-chart="病例处理状态"][data-rendered="true"]')
     assert await chart.locator("svg path").count() > len(summary["by_status"])  # axes and bars drawn
     assert orjson.loads(await chart.get_attribute("data-values") or "null") == [list(summary["by_status"].values())]
+    period = await page.input_value("#period")
+    total = (await site.api.get("/api/v1/indicators", params={"period": period})).json()["region_total"]
+    assert total["cases"] > 0
+    assert await page.text_content('[data-kpi="出院病例数"] .value') == f"{total['cases']:,}"
     await _shot(page, "overview-bureau")
+
+    await page.click('#nav a[data-page="trend"]')
+    await page.wait_for_selector('[data-chart="月度出院病例数"][data-rendered="true"]')
+    months = (await site.api.get("/api/v1/indicators", params={"period": period[:4], "by": "month"})).json()["rows"]
+    drawn = orjson.loads(await page.get_attribute('[data-chart="月度出院病例数"]', "data-values") or "null")
+    assert drawn == [[r["cases"] for r in sorted(months, key=lambda r: r["key"])]]
+    await _shot(page, "trend-bureau")
+
+    await page.click('#nav a[data-page="groups"]')
+    bubble = '[data-chart^="病组气泡图"]'
+    await page.wait_for_selector(f'{bubble}[data-rendered="true"]')
+    groups = (await site.api.get("/api/v1/indicators", params={"period": period, "by": "group"})).json()["rows"]
+    points = orjson.loads(await page.get_attribute(bubble, "data-values") or "null")
+    assert sorted(p[3] for p in points) == sorted(r["key"] for r in groups if r["cases"])
+    await _shot(page, "groups-bureau")
+
+    await page.click('#nav a[data-page="compare"]')
+    await page.wait_for_selector('[data-chart^="三级医院"][data-rendered="true"]')
+    await _shot(page, "compare-bureau")
 
     cookies = {c["name"]: c for c in await page.context.cookies()}
     session = cookies["drgdip_session"]

@@ -264,3 +264,16 @@ def test_the_parameters_in_force_on_the_discharge_date_are_used() -> None:
     assert [(a.case_id, a.rules, len(a.flags)) for a in out.announcements] == \
         [("A", DEFAULTS.label, 0), ("B", "350500 v2", 0)]
 
+
+
+def test_the_days_since_the_previous_discharge_are_announced_for_the_readmission_indicators() -> None:
+    known: dict[str, Reviewed] = {}
+    # A: days 0..5; B admitted day 25 (20 days after A, another ADRG: no flag); C day 80 (52 after B)
+    out = review_cases(known, [_priced("A", 0, 5), _priced("B", 25, 3, adrg="FR2"), _priced("C", 80, 2)])
+    assert [(a.case_id, a.readmission_days, a.flags) for a in out.announcements] == \
+        [("A", None, ()), ("B", 20, ()), ("C", 52, ())]
+    # an earlier stay arriving late: the later stay within 31 days is announced again with its days
+    known = {}
+    review_cases(known, [_priced("B", 25, 3, adrg="FR2")])
+    out = review_cases(known, [_priced("A", 0, 5)])
+    assert [(a.case_id, a.readmission_days) for a in out.announcements] == [("A", None), ("B", 20)]

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "gateway_0005"
-down_revision = "gateway_0003"
+down_revision = "gateway_0004"
 
 
 def upgrade() -> None:
