@@ -215,7 +215,7 @@ async def test_a_hospital_sees_only_its_own_hospital(site: Site) -> None:
     shown = await page.locator("#cases tbody tr td:nth-child(2)").all_text_contents()
     assert shown and set(shown) == {OWN}
     await page.click('#nav a[data-page="quality"]')
-    await page.wait_for_selector("main table")
+    await page.wait_for_selector('main h2:has-text("清单质量") ~ table')
     hospitals = await page.locator("main table tbody tr td:first-child").all_text_contents()
     assert hospitals and set(hospitals) == {OWN}
     other = (await site.api.get("/api/v1/cases", params={"hospital": "H35050001", "limit": 1})).json()["cases"][0]
