@@ -15,6 +15,7 @@ $(BIN)/drgdip: pyproject.toml
 	@touch $@
 
 setup: $(BIN)/drgdip
+	bash scripts/install-web.sh >/dev/null
 
 demo: setup
 	$(BIN)/drgdip demo --scheme-path $(SHARED)/schemes/chs-drg-1.1

@@ -601,6 +601,7 @@ async def serve(runtime: Runtime, options: DemoOptions, out: Console) -> None:
         _id, token = await create_token(conn, "bureau-admin", label="demo")
     base = f"http://{options.host}:{options.port}"
     out.print(f"\n[bold]Serving the region on {base}[/] (Ctrl-C to stop)")
+    out.print(f"  dashboard     {base}/dashboard/  (sign in with the bureau token below)")
     out.print(f"  API docs      {base}/docs")
     out.print(f"  summary       {base}/api/v1/summary")
     out.print(f"  cases         {base}/api/v1/cases?limit=20")

@@ -8,6 +8,8 @@
 #   KAFKA_VERSION=4.1.1     Kafka broker version (verified: 4.1.1 and 3.9.1)
 #   DRGDIP_KEEP_RUN_DIR=1   keep the temporary run dir (server logs) after the run
 #   SKIP_RUFF=1             do not run `ruff check .`, mypy and lint-imports
+# It also installs what the dashboard's browser tests need: the chart library (scripts/install-web.sh)
+# and, as root, Debian's chromium with a Chinese font (Playwright comes with the test extras).
 # Exported to pytest: DRGDIP_TEST_KAFKA, DRGDIP_TEST_PG, DRGDIP_TEST_REQUIRE_SERVERS=1,
 # DRGDIP_PROMTOOL (scripts/install-promtool.sh).
 set -Eeuo pipefail
@@ -243,6 +245,20 @@ if [ "${SKIP_RUFF:-0}" != 1 ]; then
 fi
 
 bash scripts/install-k8s-tools.sh || log "Kubernetes tools not installed: the deployment tests will fail"
+# the dashboard's browser tests: its chart library, Debian's Chromium and a font for Chinese text
+bash scripts/install-web.sh >/dev/null || log "the chart library is not installed: the dashboard tests will fail"
+if [ ! -x /usr/bin/chromium ] || [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then
+  if [ "$IS_ROOT" -eq 1 ]; then
+    log "installing chromium and a Chinese font with apt-get (the dashboard's browser tests)"
+    t=$(now)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-microhei >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+           fonts-wqy-microhei >/dev/null; } || log "chromium not installed: the browser tests are skipped"
+    log "chromium installed in $(since "$t") s"
+  else
+    log "no /usr/bin/chromium and not root: the dashboard's browser tests are skipped"
+  fi
+fi
 log "pytest $*"
 color=()
 [ -t 1 ] && color=(--color=yes)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 from pydantic import Field
 
 from shared.settings import ServiceSettings
+
+# where scripts/install-web.sh puts the dashboard's chart library in a checkout
+DEFAULT_WEB_ASSETS = Path(__file__).resolve().parents[2] / ".cache" / "web"
 
 
 class GatewaySettings(ServiceSettings):
@@ -31,3 +35,12 @@ class GatewaySettings(ServiceSettings):
         description="the near-threshold band (临界区) of the indicators: a case whose cost is above an "
                     "outlier threshold by at most this share of it counts as near; applies to cases "
                     "folded after a change")
+    session_hours: int = Field(
+        8, ge=1, le=24 * 30,
+        description="lifetime of a dashboard sign-in (session cookie) in hours; never beyond its token's expiry")
+    web_assets: Path = Field(
+        DEFAULT_WEB_ASSETS,
+        description="folder with the dashboard's chart library (echarts/echarts.min.js), put there by "
+                    "scripts/install-web.sh (`make setup`) and served by the gateway itself")
+    secure_cookies: bool = Field(
+        False, description="mark the session cookie Secure (only sent over HTTPS); set it behind TLS")

@@ -39,11 +39,14 @@ from services.gateway.domain import indicators as ind
 from services.gateway.domain.auth import (
     BUREAU_ROLES,
     HOSPITAL,
+    SAFE_METHODS,
+    SESSION_COOKIE,
     Principal,
     TokenExpired,
     TooManyFailures,
     bearer_token,
     hash_token,
+    same_origin,
     token_id_of,
 )
 from services.gateway.domain.masking import mask_document
@@ -167,15 +170,25 @@ def client_of(request: Request) -> str:
 
 
 async def caller(request: Request, engine: Engine, gw: The, authorization: str | None = Header(None)) -> Principal:
-    """Who sends the request, from its bearer token (read on a connection of its own).
+    """Who sends the request, from its bearer token or, without one, the dashboard's session
+    cookie (read on a connection of its own).
 
     A client refused `auth_max_failures` times within the window gets 429 with `Retry-After`
     before its token is even looked at. Every refusal is logged with the client and the reason,
-    never with the token (its id at most)."""
-    client, now = client_of(request), time.monotonic()
-    if (wait := gw.throttle.retry_after(client, now)) is not None:
-        log.warning("authentication refused", client=client, reason="throttled", path=request.url.path)
-        raise TooManyFailures(wait)
+    never with the token (its id at most). A change the session cookie authenticates must come
+    from the dashboard's own origin (403 `CROSS_ORIGIN`)."""
+    client, now = not_throttled(gw, request)
+    session = request.cookies.get(SESSION_COOKIE) if authorization is None else None
+    if session:
+        if request.method not in SAFE_METHODS:
+            require_same_origin(request)
+        async with engine.connect() as conn:
+            who, why = await repository.session_holder(conn, hash_token(session))
+        if who is None:
+            gw.throttle.failed(client, now)
+            log.warning("authentication refused", client=client, reason=f"session {why}", path=request.url.path)
+            raise Unauthorized("the dashboard sign-in has ended: sign in again", code="SESSION_ENDED")
+        return who
     token = ""
     try:
         token = bearer_token(authorization)
@@ -192,6 +205,23 @@ async def caller(request: Request, engine: Engine, gw: The, authorization: str |
         raise Unauthorized("send an Authorization: Bearer <token> header" if why == "missing"
                            else "unknown or revoked token")
     return who
+
+
+def not_throttled(gw: Gateway, request: Request) -> tuple[str, float]:
+    """The client and the time, once the client is known not to be refused for too many failures."""
+    client, now = client_of(request), time.monotonic()
+    if (wait := gw.throttle.retry_after(client, now)) is not None:
+        log.warning("authentication refused", client=client, reason="throttled", path=request.url.path)
+        raise TooManyFailures(wait)
+    return client, now
+
+
+def require_same_origin(request: Request) -> None:
+    """Refuse a browser request that changes something from another site's page (the session
+    cookie would be sent with it)."""
+    if not same_origin(request.headers.get("origin"), request.url.scheme, request.headers.get("host")):
+        raise Forbidden("a change signed in with the dashboard must come from the dashboard's own page",
+                        code="CROSS_ORIGIN", field="origin")
 
 
 Caller = Annotated[Principal, Depends(caller)]
@@ -443,15 +473,17 @@ async def list_cases(request: Request, who: Caller, conn: Conn,
                      hospital: str | None = Query(None, min_length=1, max_length=32),
                      status: str | None = Query(None, max_length=16),
                      flagged: bool | None = Query(None, description="true: only cases review flagged"),
+                     group: str | None = Query(None, min_length=1, max_length=32,
+                                               description="the DRG (or DIP group) the case was grouped into"),
                      limit: int = Query(100, ge=1, le=1000),
                      offset: int = Query(0, ge=0, le=100_000_000)) -> dict:
     """Cases of the read model: a hospital's own, or (bureau) any hospital's."""
-    _only(request, "hospital", "status", "flagged", "limit", "offset")
+    _only(request, "hospital", "status", "flagged", "group", "limit", "offset")
     if hospital is not None and not who.may_see(hospital):
         raise Forbidden("a hospital sees only its own cases", field="hospital")
     if not who.is_bureau:
         hospital = who.hospital_code
-    return {"cases": await repository.list_cases(conn, hospital, status, limit, offset, flagged)}
+    return {"cases": await repository.list_cases(conn, hospital, status, limit, offset, flagged, group)}
 
 
 @router.get("/summary")

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     false,
     func,
     insert,
@@ -28,8 +29,8 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.gateway.domain import indicators as ind
-from services.gateway.domain.auth import Principal, expiry, issue_token
-from services.gateway.domain.readmodel import ORDER, CaseRef, Filed, is_flagged
+from services.gateway.domain.auth import NewSession, Principal, expiry, issue_token, open_session
+from services.gateway.domain.readmodel import ORDER, CaseRef, Filed, group_of, is_flagged
 from shared.db import ROW_ID, ExactDecimal, insert_many, money, update_many
 from shared.events import Envelope
 
@@ -47,10 +48,12 @@ cases = Table(
     Column("reviewed", Text, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("flagged", Boolean, nullable=False, server_default=false()),  # review raised a flag
+    Column("group_code", String(32), nullable=True),  # the DRG (else DIP group) it was grouped into
     # what the case adds to its indicator cell (domain/indicators.py Contribution as JSON): taken
     # out again when the case's view changes
     Column("indicator", Text, nullable=True),
     Index("ix_gateway_cases_hospital", "hospital_code", "status"),
+    Index("ix_gateway_cases_group", "hospital_code", "group_code"),
 )
 
 
@@ -99,6 +102,16 @@ tokens = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("expires_at", DateTime(timezone=True), nullable=True),  # None: never expires
 )
+# Dashboard sign-ins (domain/auth.py): the cookie's session id is stored only as its hash; the
+# session acts with its token's role and hospital, and ends with the token's revocation.
+sessions = Table(
+    "gateway_sessions", metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("token_id", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_gateway_sessions_expires", "expires_at"),
+)
 # Append-only (services/gateway/domain/audit.py): rows are inserted, never updated or deleted.
 audit = Table(
     "gateway_audit", metadata,
@@ -144,7 +157,7 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
     for cid, f in filed.items():
         values = {s: f.view[s] for s in ORDER} | dict(
             case_id=cid, list_version=f.view["list_version"], status=f.view["status"], updated_at=now,
-            flagged=is_flagged(f.view), indicator=contributions.get(cid))
+            flagged=is_flagged(f.view), group_code=group_of(f.view), indicator=contributions.get(cid))
         if cid in stored:
             changed.append(values)
         else:
@@ -221,10 +234,14 @@ async def case_timeline(conn: AsyncConnection, case_id: str) -> list[dict[str, A
 
 
 async def list_cases(conn: AsyncConnection, hospital_code: str | None, status: str | None,
-                     limit: int, offset: int, flagged: bool | None = None) -> list[dict[str, Any]]:
-    q = select(cases.c.case_id, cases.c.hospital_code, cases.c.status, cases.c.list_version, cases.c.flagged)
+                     limit: int, offset: int, flagged: bool | None = None,
+                     group_code: str | None = None) -> list[dict[str, Any]]:
+    q = select(cases.c.case_id, cases.c.hospital_code, cases.c.status, cases.c.list_version, cases.c.flagged,
+               cases.c.group_code)
     if hospital_code:
         q = q.where(cases.c.hospital_code == hospital_code)
+    if group_code:
+        q = q.where(cases.c.group_code == group_code)
     if status:
         q = q.where(cases.c.status == status)
     if flagged is not None:
@@ -291,6 +308,42 @@ async def token_role(conn: AsyncConnection, token_id: str) -> str | None:
             row.expires_at is not None and _aware(row.expires_at) <= datetime.now(UTC)):
         return None
     return str(row.role)
+
+
+# ---------------------------------------------------------------- dashboard sessions
+
+async def open_token_session(conn: AsyncConnection, token_hash: str, hours: int,
+                             ) -> tuple[Principal | None, NewSession | None, str]:
+    """A new session for the holder of the token with this hash (the token's own checks: unknown,
+    revoked, expired); expired sessions are purged on the way."""
+    who, why = await token_holder(conn, token_hash)
+    if who is None:
+        return None, None, why
+    now = datetime.now(UTC)
+    await conn.execute(delete(sessions).where(sessions.c.expires_at <= now))
+    expires = (await conn.execute(select(tokens.c.expires_at).where(tokens.c.token_id == who.token_id))).scalar()
+    new = open_session(now, hours, _aware(expires) if expires else None)
+    await conn.execute(insert(sessions).values(session_hash=new.session_hash, token_id=who.token_id,
+                                               created_at=now, expires_at=new.expires_at))
+    return who, new, "active"
+
+
+async def session_holder(conn: AsyncConnection, session_hash: str) -> tuple[Principal | None, str]:
+    """Who a session acts for, and "active"; else (None, why): "unknown", "expired", or the
+    token's own "revoked"/"expired"."""
+    row = (await conn.execute(select(sessions.c.expires_at, tokens.c.token_hash).join(
+        tokens, tokens.c.token_id == sessions.c.token_id).where(sessions.c.session_hash == session_hash))).first()
+    if row is None:
+        return None, "unknown"
+    if _aware(row.expires_at) <= datetime.now(UTC):
+        return None, "expired"
+    return await token_holder(conn, row.token_hash)
+
+
+async def close_session(conn: AsyncConnection, session_hash: str) -> bool:
+    """End a session (sign-out); False when there was none."""
+    result = await conn.execute(delete(sessions).where(sessions.c.session_hash == session_hash))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _aware(at: datetime) -> datetime:

@@ -6,6 +6,12 @@ are separate: analysts read everything, reviewers decide special cases, admins m
 schemes and policies, auditors read everything with personal data in clear (each such read
 audited). A token may carry an expiry; an expired token is refused like a revoked one, with its
 own code.
+
+The dashboard signs in with the same tokens: the token is exchanged once for a session, an opaque
+random id kept in an HttpOnly, SameSite=Strict cookie and stored only as its hash, valid for a
+number of hours and no longer than its token. A request the cookie authenticates that changes
+anything must come from the dashboard's own origin (its `Origin` header), so another site cannot
+make the browser act for its user.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ AUDITOR = "bureau-auditor"
 BUREAU_ROLES = ("bureau-analyst", "bureau-reviewer", "bureau-admin", AUDITOR)
 ROLES = (HOSPITAL, *BUREAU_ROLES)
 PREFIX = "drgdip_"
+SESSION_COOKIE = "drgdip_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class TokenRequestError(Invalid):
@@ -129,3 +137,29 @@ def bearer_token(authorization: str | None) -> str:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("send an Authorization: Bearer <token> header")
     return authorization[7:].strip()
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """A dashboard session being opened: `session_id` goes into the cookie, only its hash is stored."""
+
+    session_id: str
+    session_hash: str
+    expires_at: datetime
+
+
+def open_session(now: datetime, hours: int, token_expires_at: datetime | None) -> NewSession:
+    """A fresh session id valid for `hours` hours, never beyond its token's own expiry."""
+    session_id = secrets.token_urlsafe(32)
+    until = now + timedelta(hours=hours)
+    if token_expires_at is not None:
+        until = min(until, token_expires_at)
+    return NewSession(session_id, hash_token(session_id), until)
+
+
+def same_origin(origin: str | None, scheme: str, host: str | None) -> bool:
+    """Whether a request's `Origin` header names the origin it was sent to (a missing or "null"
+    origin is not the same: a browser sends it with every request that changes something)."""
+    if not origin or not host:
+        return False
+    return origin.rstrip("/").lower() == f"{scheme}://{host}".lower()

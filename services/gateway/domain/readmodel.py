@@ -69,6 +69,17 @@ def apply(view: dict[str, Any] | None, event_type: str, list_version: int, resul
     return view
 
 
+def group_of(view: dict[str, Any]) -> str | None:
+    """The group the case's current list version was grouped into: its DRG, else its DIP group
+    (what the dashboard drills down by)."""
+    grouped = view.get("grouped")
+    if not grouped:
+        return None
+    g = orjson.loads(grouped)
+    code = g.get("drg") or (g.get("dip") or {}).get("group")
+    return str(code)[:32] if code else None
+
+
 def stage_result(env: Envelope, facts: CaseRef) -> str:
     """What the read model keeps of an event (JSON): its payload without the carried facts."""
     result = {k: v for k, v in env.payload.items() if k != "facts"}
