@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.pricer import handlers, repository
 from services.pricer.domain.policy import PolicyError
-from shared.errors import Invalid
+from services.pricer.domain.standards import group_standards
+from shared.errors import Invalid, NotFound
 from shared.messaging import Outbox
 from shared.text import ID_PATTERN
 from shared.web import Conn, Engine, stage_service
@@ -119,3 +120,40 @@ async def reprice(body: RepriceRequest, engine: Engine, policies: Policies) -> d
     r = await handlers.reprice(engine, Outbox(repository.NAME, repository.metadata), policies, body.region,
                                date_from=body.date_from, date_to=body.date_to)
     return r.summary(body.region, body.date_from, body.date_to)
+
+
+@router.get("/standards")
+async def group_standards(conn: Conn, policy_id: str = Query(min_length=1, max_length=64, pattern=ID_PATTERN),
+                          drg: str = Query(min_length=1, max_length=32),
+                          version: int | None = Query(None, ge=1, le=1_000_000)) -> dict:
+    """A group's payment standard per hospital level under a DRG policy version (the latest
+    without `version`): the input of the cross-region / cross-version comparison (§12)."""
+    if version is None:
+        policy = await repository.policy_book().latest(conn, policy_id)
+    else:
+        try:
+            policy = await repository.policy_book().get(conn, policy_id, version)
+        except KeyError:
+            policy = None
+    if policy is None:
+        raise NotFound(f"no DRG policy {policy_id!r}" + (f" v{version}" if version else ""),
+                       code="POLICY_NOT_FOUND", field="policy_id")
+    return group_standards(policy, drg)
+
+
+class DepositReturns(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    year: str = Field(pattern=r"^(19|20)\d{2}$")
+    evaluation_id: str = Field(min_length=1, max_length=64)
+    hospitals: dict[str, dict[str, Any]] = Field(
+        min_length=1, max_length=100_000,
+        description='per hospital {"score": "87.50", "deposit_return_share": "0.9167"}')
+
+
+@router.post("/deposit-returns", status_code=201)
+async def adopt_deposit_returns(body: DepositReturns, request: Request, conn: Conn) -> dict:
+    """Keep an adopted yearly performance evaluation (绩效评价) for the year's clearing: each
+    hospital's share of its withheld quality deposit (质量保证金) returned (bureau only: the
+    gateway relays it when an evaluation is adopted)."""
+    n = await handlers.adopt_deposit_returns(conn, body.year, body.evaluation_id, _actor(request), body.hospitals)
+    return {"year": body.year, "evaluation_id": body.evaluation_id, "hospitals": n}

@@ -383,15 +383,36 @@ async def run_annual_clearing(conn: AsyncConnection, policy_id: str, year: str,
     advanced = await repository.advances_of_year(conn, year)
     version = await repository.next_statement_version(conn, "annual", year, policy_id)
     deducted = await repository.monthly_deductions(conn, policy_id, year)
+    withheld = await repository.deposit_withheld(conn, policy_id, year)
+    returns = await repository.deposit_return_shares(conn, year)
     for h, amount in (await repository.claim_deductions(conn, f"annual|{policy_id}|{year}", list(totals))).items():
         deducted[h] = deducted.get(h, ZERO) + amount
     clearing = annual_clearing(
         policy, year, [HospitalYear(t, presettled=paid.get(h, ZERO), advances=Decimal(advanced.get(h, 0)),
-                                    deductions=deducted.get(h, ZERO))
+                                    deductions=deducted.get(h, ZERO), deposit_withheld=withheld.get(h, ZERO),
+                                    deposit_return_share=returns.get(h))
                        for h, t in totals.items()], budget, version=version)
     summary = {k: v for k, v in clearing.to_dict().items() if k != "hospitals"}
     await repository.save_statements(conn, clearing.statements(), summary)
     return clearing
+
+
+async def adopt_deposit_returns(conn: AsyncConnection, year: str, evaluation_id: str, who: str,
+                               hospitals: Mapping[str, Mapping[str, Any]]) -> int:
+    """Keep an adopted yearly evaluation's scores and return shares (质量保证金) for the year's
+    clearing; a share outside [0, 1] is refused (422 naming the hospital)."""
+    shares: dict[str, tuple[Decimal, Decimal]] = {}
+    for h, v in hospitals.items():
+        try:
+            score, share = Decimal(str(v["score"])), Decimal(str(v["deposit_return_share"]))
+        except (KeyError, TypeError, ArithmeticError):
+            raise SettlementError(f"hospitals.{h}", "needs score and deposit_return_share (decimal strings)") from None
+        if not (share.is_finite() and 0 <= share <= 1 and score.is_finite() and 0 <= score <= 100):
+            raise SettlementError(f"hospitals.{h}", "score 0–100 and deposit_return_share 0–1")
+        shares[h] = (score.quantize(Decimal("0.01")), share.quantize(Decimal("0.0001")))
+    year_bounds(year)
+    await repository.add_deposit_returns(conn, year, evaluation_id, who, shares)
+    return len(shares)
 
 
 @dataclass(frozen=True)

@@ -192,6 +192,22 @@ deductions = Table(
     Index("ix_pricer_deductions_pending", "hospital_code", "applied_to"),
 )
 
+# The quality deposit's return shares (质量保证金): each adopted yearly performance evaluation
+# (the gateway's, relayed) gives a hospital's share of its withheld deposit returned at the
+# year's clearing; the latest adopted row of a (year, hospital) holds.
+deposit_returns = Table(
+    "pricer_deposit_returns", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("year", String(4), nullable=False),
+    Column("hospital_code", String(32), nullable=False),
+    Column("score", ExactDecimal(7, 2), nullable=False),
+    Column("share", ExactDecimal(6, 4), nullable=False),
+    Column("evaluation_id", String(64), nullable=False),
+    Column("adopted_by", String(128), nullable=False),
+    Column("adopted_at", DateTime(timezone=True), nullable=False),
+    Index("ix_pricer_deposit_returns_year", "year", "hospital_code"),
+)
+
 # --- policies -----------------------------------------------------------------------------------
 
 def policy_book() -> Versions[Policy]:
@@ -474,6 +490,27 @@ async def presettled(conn: AsyncConnection, policy_id: str, year: str) -> dict[s
 async def monthly_deductions(conn: AsyncConnection, policy_id: str, year: str) -> dict[str, Decimal]:
     """Σ review deductions per hospital the year's monthly statements (latest versions) applied."""
     return await _sum_line(conn, policy_id, year, "review_deductions")
+
+
+async def deposit_withheld(conn: AsyncConnection, policy_id: str, year: str) -> dict[str, Decimal]:
+    """Σ quality deposit per hospital the year's monthly statements (latest versions) withheld."""
+    return await _sum_line(conn, policy_id, year, "quality_deposit")
+
+
+async def add_deposit_returns(conn: AsyncConnection, year: str, evaluation_id: str, who: str,
+                              shares: Mapping[str, tuple[Decimal, Decimal]]) -> None:
+    """Keep an adopted evaluation's (score, share) per hospital for the year's clearing."""
+    now = datetime.now(UTC)
+    await insert_many(conn, deposit_returns, [dict(
+        year=year, hospital_code=h, score=score, share=share, evaluation_id=evaluation_id, adopted_by=who,
+        adopted_at=now) for h, (score, share) in sorted(shares.items())])
+
+
+async def deposit_return_shares(conn: AsyncConnection, year: str) -> dict[str, Decimal]:
+    """The latest adopted return share per hospital of a year."""
+    d = deposit_returns.c
+    rows = (await conn.execute(select(d.hospital_code, d.share).where(d.year == year).order_by(d.id))).all()
+    return {h: Decimal(share) for h, share in rows}
 
 
 async def insert_advance(conn: AsyncConnection, hospital_code: str, year: str, amount: Decimal,

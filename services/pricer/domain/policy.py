@@ -59,6 +59,10 @@ settlement.overspend_bands            [{"up_to": "0.10", "fund_share": "0.5"}]: 
                                       fund_share of the part in each band; beyond the last band
                                       the hospital bears it ("up_to": null = no limit)
 settlement.reserve_share              reserve (调剂金) withheld from the budget ("0.05")
+settlement.quality_deposit_share      quality deposit (质量保证金) withheld from each monthly
+                                      pre-settlement, as a share of what it pays ("0.05");
+                                      returned at annual clearing by the yearly performance
+                                      score (绩效评价), in full without an adopted evaluation
 points.scale                          base points = RW × scale (100; 1000 also used)
 points.provisional_point_value        yuan per point for monthly pre-settlement and pricing,
                                       6 decimals; required for the point method
@@ -329,8 +333,9 @@ class Settlement(_Model):
         default_factory=lambda: [OverspendBand(up_to=Decimal("0.10"), fund_share=Decimal("0.5"))]
     )
     reserve_share: Ratio = Decimal("0.05")
+    quality_deposit_share: Ratio = Decimal("0.05")
 
-    @field_validator("pre_settlement_share", "reserve_share")
+    @field_validator("pre_settlement_share", "reserve_share", "quality_deposit_share")
     @classmethod
     def _share_le_one(cls, v: Decimal) -> Decimal:
         if v > 1:

@@ -5,7 +5,9 @@ Inputs are the priced cases (`Price`) of a period, summed per hospital by `hospi
 Monthly pre-settlement (月度预结算)
     DRG amount = Σ case payments at the provisional rate / point value (the `Price`s already
     hold them) + add-ons; fund due = DRG amount − patient share (not below 0);
-    paid now = fund due × pre_settlement_share (default 0.95), rounded to the fen, less the
+    due now = fund due × pre_settlement_share (default 0.95), rounded to the fen;
+    quality deposit (质量保证金) = due now × quality_deposit_share (default 0.05), to the fen,
+    withheld; paid now = due now − quality deposit, less the
     review deductions (monitoring flags the bureau confirmed with a deduction, §11) the run
     applies: each deduction lowers the first pre-settlement of its hospital run after it was
     confirmed (and the new versions of that same month), by exactly its amount; what is paid
@@ -36,8 +38,13 @@ Annual clearing (年度清算), with the final point value (point method)
     cleared amount = A − recovered + shared + outside-points payments (out-of-scope cases and
       by-item add-ons, paid in full);
     fund amount = cleared − patient share (not below 0);
-    balance = fund amount − review deductions − pre-settled − prepayment advances (预付金) to
-      net; > 0 the bureau pays, < 0 the hospital refunds. The review deductions are those the
+    quality deposit: the deposit withheld by the year's monthly statements (latest versions)
+      is returned in proportion to the yearly performance score's share (绩效评价: the share
+      the adopted evaluation set; none adopted: returned in full), to the fen (half up);
+      what is not returned is forfeited;
+    balance = fund amount − review deductions − pre-settled − prepayment advances (预付金) −
+      forfeited deposit, to net; > 0 the bureau pays, < 0 the hospital refunds (the
+      pre-settled amounts are net of the deposit, so the returned part is paid here). The review deductions are those the
       year's monthly statements applied (their pre-settled amounts are net of them, so the
       deduction is not paid back here) plus those the clearing applies itself.
     Budget identity (point method): Σ A + reserve = budget, and
@@ -183,7 +190,9 @@ def monthly_presettlement(policy: Policy, period: str, totals: Iterable[Hospital
         gross = t.drg_payment + t.outside_points
         fund_due = max(gross - t.patient_share, ZERO)
         deducted = deductions.get(t.hospital_code, ZERO)
-        paid = to_fen(fund_due * share) - deducted
+        due_now = to_fen(fund_due * share)
+        deposit = to_fen(due_now * policy.settlement.quality_deposit_share)
+        paid = due_now - deposit - deducted
         lines: list[tuple[str, Decimal | str]] = [
             ("cases", Decimal(t.cases)),
             ("unpriced_cases", Decimal(t.unpriced)),
@@ -194,6 +203,7 @@ def monthly_presettlement(policy: Policy, period: str, totals: Iterable[Hospital
             ("patient_share", t.patient_share),
             ("fund_due", fund_due),
             ("pre_settlement_share", share),
+            ("quality_deposit", deposit),
             ("review_deductions", deducted),
             ("presettled", paid),
         ]
@@ -213,6 +223,8 @@ class HospitalYear:
     presettled: Decimal = ZERO  # Σ monthly pre-settlement paid
     advances: Decimal = ZERO  # prepayment (预付金) still outstanding
     deductions: Decimal = ZERO  # review deductions of the year (§11)
+    deposit_withheld: Decimal = ZERO  # Σ quality deposit the monthly statements withheld
+    deposit_return_share: Decimal | None = None  # the yearly evaluation's share; None: not evaluated
 
 
 @dataclass(frozen=True)
@@ -234,6 +246,9 @@ class HospitalClearing:
     presettled: Decimal
     advances: Decimal
     review_deductions: Decimal
+    quality_deposit_withheld: Decimal
+    performance_return_share: Decimal
+    quality_deposit_returned: Decimal
     balance: Decimal  # > 0 the bureau pays, < 0 the hospital refunds
 
 
@@ -280,6 +295,15 @@ class Clearing:
             "reserve_used": str(self.reserve_used), "reserve_left": str(self.reserve_left),
             "hospitals": [s.to_dict() for s in self.statements()],
         }
+
+
+def deposit_returned(withheld: Decimal, share: Decimal | None) -> tuple[Decimal, Decimal]:
+    """The quality deposit returned at clearing (and the share applied): withheld × the yearly
+    evaluation's share, to the fen (half up); in full when no evaluation was adopted."""
+    share = Decimal(1) if share is None else share
+    if not 0 <= share <= 1:
+        raise SettlementError("deposit_return_share", f"{share} is not between 0 and 1")
+    return to_fen(withheld * share), share
 
 
 def _band_share(overspend: Decimal, base: Decimal, policy: Policy) -> Decimal:
@@ -338,6 +362,7 @@ def annual_clearing(policy: Policy, year: str, hospitals: Iterable[HospitalYear]
         shared = granted[t.hospital_code]
         cleared = p["a"] - recovered + shared + t.outside_points
         fund = max(cleared - t.patient_share, ZERO)
+        returned, return_share = deposit_returned(year_row.deposit_withheld, year_row.deposit_return_share)
         results.append(HospitalClearing(
             hospital_code=t.hospital_code, points=t.points, drg_amount=p["a"],
             actual_cost=t.actual_cost, surplus=p["surplus"], surplus_kept=p["kept"],
@@ -345,7 +370,10 @@ def annual_clearing(policy: Policy, year: str, hospitals: Iterable[HospitalYear]
             shared=shared, outside_points=t.outside_points, cleared=cleared,
             patient_share=t.patient_share, fund_amount=fund, presettled=year_row.presettled,
             advances=year_row.advances, review_deductions=year_row.deductions,
-            balance=fund - year_row.deductions - year_row.presettled - year_row.advances,
+            quality_deposit_withheld=year_row.deposit_withheld, performance_return_share=return_share,
+            quality_deposit_returned=returned,
+            balance=fund - year_row.deductions - year_row.presettled - year_row.advances
+            - (year_row.deposit_withheld - returned),
         ))
     return Clearing(policy, year, version, budget, reserve, point_budget, total_points,
                     point_value, reserve_used, reserve - reserve_used, tuple(results))

@@ -213,10 +213,12 @@ async def test_monthly_presettlement_and_annual_clearing_store_new_versions(star
     march = await in_transaction(rt.engine, run_monthly_presettlement, "test-2024", "2024-03")
     by_hospital = {s.hospital_code: s for s in march}
     assert set(by_hospital) == {H1, H2} and {s.version for s in march} == {1}
-    # H1: fund due 10000.00 − 1500.00 = 8500.00, pre-settled 95 % = 8075.00
-    assert by_hospital[H1].amount("presettled") == Decimal("8075.00")
-    # H2: 2 × 10000.00 − 1500.00 = 18500.00 × 0.95
-    assert by_hospital[H2].amount("presettled") == Decimal("17575.00")
+    # H1: fund due 10000.00 − 1500.00 = 8500.00, 95 % = 8075.00, less the quality deposit
+    # (5 %: 403.75) = 7671.25 pre-settled
+    assert by_hospital[H1].amount("quality_deposit") == Decimal("403.75")
+    assert by_hospital[H1].amount("presettled") == Decimal("7671.25")
+    # H2: 2 × 10000.00 − 1500.00 = 18500.00 × 0.95 = 17575.00, less 878.75
+    assert by_hospital[H2].amount("presettled") == Decimal("16696.25")
     rerun = await in_transaction(rt.engine, run_monthly_presettlement, "test-2024", "2024-03")
     assert {s.version for s in rerun} == {2}
 
@@ -224,11 +226,13 @@ async def test_monthly_presettlement_and_annual_clearing_store_new_versions(star
     h1 = next(h for h in clearing.hospitals if h.hospital_code == H1)
     # rate method: A = 10000.00, C = 12000.00 → overspend 2000.00; the first 10 % of A
     # (1000.00) shared 50 % = 500.00 from the reserve (5 % of 100000.00 = 5000.00);
-    # cleared 10500.00, fund 9000.00, minus 8075.00 pre-settled (the latest March version)
+    # cleared 10500.00, fund 9000.00, minus 7671.25 pre-settled (the latest March version); the
+    # 403.75 deposit is returned in full (no evaluation adopted)
     assert (h1.overspend, h1.shared, h1.cleared) == (
         Decimal("2000.00"), Decimal("500.00"), Decimal("10500.00"))
     assert (h1.fund_amount, h1.presettled, h1.balance) == (
-        Decimal("9000.00"), Decimal("8075.00"), Decimal("925.00"))
+        Decimal("9000.00"), Decimal("7671.25"), Decimal("1328.75"))
+    assert (h1.quality_deposit_withheld, h1.quality_deposit_returned) == (Decimal("403.75"), Decimal("403.75"))
     assert clearing.version == 1
     assert (await in_transaction(rt.engine, run_annual_clearing, "test-2024", "2024", Decimal("100000.00"))).version == 2
 
@@ -240,16 +244,16 @@ async def test_monthly_presettlement_and_annual_clearing_store_new_versions(star
     await pricer.aclose()
     docs = [s["document"] for s in annual["statements"]]
     assert [d["version"] for d in docs] == [1, 2]
-    assert docs[0]["lines"]["balance"] == "925.00" and docs[0]["clearing"]["budget"] == "100000.00"
+    assert docs[0]["lines"]["balance"] == "1328.75" and docs[0]["clearing"]["budget"] == "100000.00"
     assert all((s["policy_id"], s["policy_version"], s["weights_version"]) == ("test-2024", 1, "test-w1")
                for s in annual["statements"])
     assert await count(rt.engine, "pricer_statements") == 2 * 2 + 2 * 2  # 2 hospitals × 2 runs × 2
 
-    # a prepayment advance (预付金) of 600.00 to H1 is netted: 925.00 − 600.00 = 325.00
+    # a prepayment advance (预付金) of 600.00 to H1 is netted: 1328.75 − 600.00 = 728.75
     await in_transaction(rt.engine, record_advance, H1, "2024", Decimal("600.00"), who="test")
     third = await in_transaction(rt.engine, run_annual_clearing, "test-2024", "2024", Decimal("100000.00"))
     h1 = next(h for h in third.hospitals if h.hospital_code == H1)
-    assert (third.version, h1.advances, h1.balance) == (3, Decimal("600.00"), Decimal("325.00"))
+    assert (third.version, h1.advances, h1.balance) == (3, Decimal("600.00"), Decimal("728.75"))
     with pytest.raises(SettlementError, match="amount"):
         await in_transaction(rt.engine, record_advance, H1, "2024", Decimal("-1.00"))
 
@@ -296,10 +300,10 @@ async def test_settle_and_advance_from_the_command_line(start, tmp_path) -> None
 
     monthly = await run("settle", "--policy-id", "test-2024", "--period", "2024-03", "--csv", str(tmp_path / "m.csv"))
     assert monthly.exit_code == 0, monthly.output
-    assert "8,075.00" in monthly.output  # (10000.00 − 1500.00) × 95 %
-    assert "presettled,8075.00" in (tmp_path / "m.csv").read_text()
+    assert "7,671.25" in monthly.output  # (10000.00 − 1500.00) × 95 % less the 5 % deposit
+    assert "presettled,7671.25" in (tmp_path / "m.csv").read_text()
     assert (await run("advance", "--hospital", H1, "--year", "2024", "--amount", "100.00")).exit_code == 0
     annual = await run("settle", "--policy-id", "test-2024", "--period", "2024", "--budget", "100000.00")
     assert annual.exit_code == 0, annual.output
-    assert "825.00" in annual.output  # 925.00 as in the test above, less the 100.00 advance
+    assert "228.75" in annual.output  # 1328.75 as in the test above, less the 100.00 advance
     assert (await run("settle", "--policy-id", "test-2024", "--period", "2024")).exit_code != 0  # no budget

@@ -111,8 +111,10 @@ def test_monthly_presettlement_and_totals():
     # actual cost against the DRG amount: 12,000 + (20,000 − 1,000 drugs paid by item) = 31,000
     assert totals.actual_cost == D("31000.00") and totals.unpriced == 1 and totals.cases == 4
     [s] = monthly_presettlement(pol, "2024-03", [totals], version=2)
-    # fund due = 23,900 + 51,000 − 2,000 = 72,900; × 0.95 = 69,255.00
-    assert s.amount("fund_due") == D("72900.00") and s.amount("presettled") == D("69255.00")
+    # fund due = 23,900 + 51,000 − 2,000 = 72,900; × 0.95 = 69,255.00, of which the quality
+    # deposit (5 %) 3,462.75 is withheld: 65,792.25 paid
+    assert s.amount("fund_due") == D("72900.00") and s.amount("quality_deposit") == D("3462.75")
+    assert s.amount("presettled") == D("65792.25")
     doc = s.to_dict()
     assert (doc["kind"], doc["period"], doc["version"], doc["policy_version"]) == ("monthly", "2024-03", 2, 1)
     assert {r["item"] for r in s.csv_rows()} >= {"fund_due", "presettled", "patient_share"}
@@ -187,3 +189,30 @@ def test_point_clearing_spends_the_budget_exactly(cases, budget_fen, reserve, mo
     paid = sum((h.drg_amount - h.recovered + h.shared for h in c.hospitals), D(0))
     assert paid + sum((h.recovered for h in c.hospitals), D(0)) + c.reserve_left == budget
     assert c.reserve_used <= c.reserve
+
+
+def test_quality_deposit_withheld_monthly_and_returned_by_the_yearly_score():
+    pol = make_policy(settlement={"quality_deposit_share": "0.10"})
+    t = HospitalTotals(hospital_code="A", drg_payment=D("20000.00"), actual_cost=D("20000.00"))
+    [m] = monthly_presettlement(pol, "2024-03", [t])
+    # 20,000 × 0.95 = 19,000 due; 10 % deposit = 1,900.00 withheld; 17,100.00 paid
+    assert (m.amount("quality_deposit"), m.amount("presettled")) == (D("1900.00"), D("17100.00"))
+    # the year: 12 such months; the evaluation returns 0.7500 of the deposit (22,800.00 withheld)
+    year = dict(presettled=D("205200.00"), deposit_withheld=D("22800.00"))
+    totals = HospitalTotals(hospital_code="A", drg_payment=D("240000.00"), actual_cost=D("240000.00"))
+    [h] = annual_clearing(pol, "2024", [HospitalYear(totals, deposit_return_share=D("0.7500"), **year)],
+                          D("1000000.00")).hospitals
+    # returned 22,800 × 0.75 = 17,100.00; forfeited 5,700.00;
+    # balance = 240,000 fund − 205,200 pre-settled − 5,700 = 29,100.00
+    assert (h.quality_deposit_withheld, h.quality_deposit_returned) == (D("22800.00"), D("17100.00"))
+    assert h.performance_return_share == D("0.7500") and h.balance == D("29100.00")
+    # no adopted evaluation: returned in full; a share of 0: forfeited in full
+    [full] = annual_clearing(pol, "2024", [HospitalYear(totals, **year)], D("1000000.00")).hospitals
+    [none] = annual_clearing(pol, "2024", [HospitalYear(totals, deposit_return_share=D(0), **year)],
+                             D("1000000.00")).hospitals
+    assert (full.quality_deposit_returned, full.balance) == (D("22800.00"), D("34800.00"))
+    assert (none.quality_deposit_returned, none.balance) == (D("0.00"), D("12000.00"))
+    # rounding to the fen, half up: 333.33 × 0.3333 = 111.0989 → 111.10
+    [odd] = annual_clearing(pol, "2024", [HospitalYear(totals, deposit_withheld=D("333.33"),
+                                                       deposit_return_share=D("0.3333"))], D("1000000.00")).hospitals
+    assert odd.quality_deposit_returned == D("111.10")
