@@ -177,6 +177,9 @@ class PeriodSettled(_Payload):
     period: str  # YYYY-MM
     version: int
     hospitals: list[str] = Field(default_factory=list)
+    # each hospital's statement lines (item -> decimal string or text): the gateway issues the
+    # month's feedback to each hospital with them
+    statements: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
 class DeductionConfirmed(_Payload):

@@ -8,11 +8,12 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.gateway import repository
 from services.gateway.domain import indicators, readmodel
-from shared.events import Envelope
+from shared.events import Envelope, PeriodSettled
 
 
 async def on_stage_events(conn: AsyncConnection, envs: Sequence[Envelope],
@@ -26,6 +27,25 @@ async def on_stage_events(conn: AsyncConnection, envs: Sequence[Envelope],
     contributions, delta = await asyncio.to_thread(_contributions, stored, filed, envs, refs, band)
     await repository.save_views(conn, filed, stored, contributions)
     await repository.add_to_indicators(conn, delta)
+    return []
+
+
+async def on_period_settled(conn: AsyncConnection, envs: Sequence[Envelope]) -> list[Envelope]:
+    """After a monthly pre-settlement, issue the month's feedback to each hospital settled: built
+    from the indicator aggregates and the statement the event carries, stored as a new version
+    (a re-run of the settlement issues it again). The list quality comes from ingest, which the
+    consumer does not call (it holds its transaction): the stored feedback leaves that section to
+    the report built on demand, and says so."""
+    from services.gateway import reporting  # the routes' module: the builders are shared with them
+
+    for e in envs:
+        s: PeriodSettled = e.typed_payload()
+        for hospital in s.hospitals:
+            figures = await reporting.feedback_figures(conn, hospital, s.period)
+            meta = {"结算单版本": s.version, "政策": s.policy_id, "签发": "预结算后自动生成"}
+            report = reporting.feedback_report(hospital, s.period, figures, None, s.statements.get(hospital), meta)
+            await repository.save_report(conn, "feedback", hospital, s.period, orjson.dumps(report.to_dict()).decode(),
+                                         f"settlement:{s.policy_id}:v{s.version}")
     return []
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     delete,
     false,
     func,
@@ -79,6 +80,47 @@ indicator_rules = Table(
     Column("rule", String(40), nullable=False),
     Column("flagged", BigInteger, nullable=False, server_default="0"),  # cases the rule flagged
     PrimaryKeyConstraint(*ind.KEY, "rule", name="pk_gateway_indicator_rules"),
+)
+# Reports as issued (domain/reports.py Report as JSON): the monthly feedback stored after each
+# pre-settlement (`period-settled`), the quarterly bulletin by `drgdip report bulletin`; a new
+# issue of the same report is a new version, never an overwrite.
+reports = Table(
+    "gateway_reports", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("scope", String(32), nullable=False),  # the hospital (feedback) or the region
+    Column("period", String(7), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("issued_by", String(128), nullable=False),  # "settlement:<policy>:v<n>" or the actor
+    Column("document", Text, nullable=False),
+    UniqueConstraint("kind", "scope", "period", "version", name="uq_gateway_reports_version"),
+)
+# Performance evaluations (domain/performance.py): who computed it, when, with which parameter
+# version, every hospital's components and points; a yearly one may be adopted (its deposit
+# return shares go to the pricer's clearing).
+evaluations = Table(
+    "gateway_evaluations", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("region", String(32), nullable=False),
+    Column("period", String(6), nullable=False),  # YYYYQn or YYYY
+    Column("parameters_version", Integer, nullable=False),  # 0: the defaults
+    Column("evaluated_at", DateTime(timezone=True), nullable=False),
+    Column("evaluated_by", String(128), nullable=False),
+    Column("document", Text, nullable=False),
+    Column("adopted_at", DateTime(timezone=True), nullable=True),
+    Column("adopted_by", String(128), nullable=True),
+    Index("ix_gateway_evaluations_period", "region", "period"),
+)
+evaluation_parameters = Table(
+    "gateway_evaluation_parameters", metadata,
+    Column("region", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("valid_from", String(4), nullable=False),  # the first year it applies to
+    Column("document", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    PrimaryKeyConstraint("region", "version", name="pk_gateway_evaluation_parameters"),
 )
 timeline = Table(
     "gateway_timeline", metadata,
@@ -380,3 +422,79 @@ async def audit_rows(conn: AsyncConnection, *, action: str | None = None, actor:
     if limit is not None:
         q = q.limit(limit)
     return [dict(r._mapping) | {"at": _aware(r.at)} for r in (await conn.execute(q)).all()]
+
+
+# ---------------------------------------------------------------- reports and evaluations
+
+async def save_report(conn: AsyncConnection, kind: str, scope: str, period: str, document: str,
+                      issued_by: str) -> int:
+    """Store a report as issued, as the next version of (kind, scope, period); its version."""
+    r = reports.c
+    last = await conn.scalar(select(func.max(r.version)).where(r.kind == kind, r.scope == scope, r.period == period))
+    version = int(last or 0) + 1
+    await conn.execute(insert(reports).values(kind=kind, scope=scope, period=period, version=version,
+                                              issued_at=datetime.now(UTC), issued_by=issued_by[:128],
+                                              document=document))
+    return version
+
+
+async def stored_reports(conn: AsyncConnection, kind: str, scope: str | None, period: str | None,
+                         version: int | None = None) -> list[dict[str, Any]]:
+    """Stored reports (newest version last), without their documents unless `version` is given."""
+    r = reports.c
+    q = select(reports).where(r.kind == kind)
+    if scope is not None:
+        q = q.where(r.scope == scope)
+    if period is not None:
+        q = q.where(r.period == period)
+    if version is not None:
+        q = q.where(r.version == version)
+    rows = (await conn.execute(q.order_by(r.period, r.scope, r.version))).all()
+    return [dict(row._mapping) | {"issued_at": _aware(row.issued_at)} for row in rows]
+
+
+async def evaluation_parameters_for(conn: AsyncConnection, region: str, year: str) -> tuple[int, str | None]:
+    """The latest parameter version in force for a region's year: (version, document); (0, None)
+    when none is stored (the defaults)."""
+    p = evaluation_parameters.c
+    row = (await conn.execute(select(p.version, p.document).where(p.region == region, p.valid_from <= year)
+                              .order_by(p.valid_from.desc(), p.version.desc()).limit(1))).first()
+    return (0, None) if row is None else (int(row.version), str(row.document))
+
+
+async def save_evaluation_parameters(conn: AsyncConnection, region: str, valid_from: str, document: str,
+                                     who: str) -> int:
+    p = evaluation_parameters.c
+    version = int(await conn.scalar(select(func.max(p.version)).where(p.region == region)) or 0) + 1
+    await conn.execute(insert(evaluation_parameters).values(
+        region=region, version=version, valid_from=valid_from, document=document,
+        created_at=datetime.now(UTC), created_by=who[:128]))
+    return version
+
+
+async def save_evaluation(conn: AsyncConnection, region: str, period: str, parameters_version: int,
+                          document: str, who: str) -> int:
+    result = await conn.execute(insert(evaluations).values(
+        region=region, period=period, parameters_version=parameters_version, evaluated_at=datetime.now(UTC),
+        evaluated_by=who[:128], document=document))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def list_evaluations(conn: AsyncConnection, region: str | None, period: str | None,
+                           evaluation_id: int | None = None) -> list[dict[str, Any]]:
+    e = evaluations.c
+    q = select(evaluations)
+    if region is not None:
+        q = q.where(e.region == region)
+    if period is not None:
+        q = q.where(e.period == period)
+    if evaluation_id is not None:
+        q = q.where(e.id == evaluation_id)
+    rows = (await conn.execute(q.order_by(e.id))).all()
+    return [dict(row._mapping) | {k: _aware(row._mapping[k]) if row._mapping[k] else None
+                                  for k in ("evaluated_at", "adopted_at")} for row in rows]
+
+
+async def adopt_evaluation(conn: AsyncConnection, evaluation_id: int, who: str) -> None:
+    await conn.execute(update(evaluations).where(evaluations.c.id == evaluation_id).values(
+        adopted_at=datetime.now(UTC), adopted_by=who[:128]))

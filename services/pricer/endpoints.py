@@ -123,7 +123,7 @@ async def reprice(body: RepriceRequest, engine: Engine, policies: Policies) -> d
 
 
 @router.get("/standards")
-async def group_standards(conn: Conn, policy_id: str = Query(min_length=1, max_length=64, pattern=ID_PATTERN),
+async def standards_of_group(conn: Conn, policy_id: str = Query(min_length=1, max_length=64, pattern=ID_PATTERN),
                           drg: str = Query(min_length=1, max_length=32),
                           version: int | None = Query(None, ge=1, le=1_000_000)) -> dict:
     """A group's payment standard per hospital level under a DRG policy version (the latest

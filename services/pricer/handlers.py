@@ -344,7 +344,8 @@ async def run_monthly_presettlement(conn: AsyncConnection, policy_id: str, perio
     if out:  # the scheduled step after it: review's hospital-level rules for the month
         await Outbox(repository.NAME, repository.metadata).add(conn, [Envelope.new(
             PeriodSettled(policy_id=policy_id, region=policy.region, period=period, version=version,
-                          hospitals=sorted(totals)),
+                          hospitals=sorted(totals),
+                          statements={st.hospital_code: st.to_dict()["lines"] for st in out}),
             case_id=f"settlement:{policy_id}:{period}", correlation_id=f"settlement:{policy_id}:{period}:v{version}",
             producer=repository.NAME)])
     return out

@@ -36,7 +36,9 @@ KEY = ("region", "month", "hospital_code", "hospital_level", "dept", "scheme_id"
 COUNTS = ("cases", "grouped", "weighted", "los_cases", "paid", "high_outliers", "low_outliers",
           "special_review", "special_cases", "flagged", "readmissions_15", "readmissions_31",
           "near_high", "near_low", "transfers_out", "left_against_advice", "los_sum")
-MONEY = ("cost_sum", "own_pay_sum", "paid_cost_sum", "payment_sum", "fund_payment_sum")
+FEE_ITEMS = tuple(f"{n:02d}" for n in range(1, 15))  # 医疗收费项目 med_chrgitm 01–14
+FEES = tuple(f"fee_{code}_sum" for code in FEE_ITEMS)  # the cases' fees per item (the bulletin's spending)
+MONEY = ("cost_sum", "own_pay_sum", "paid_cost_sum", "payment_sum", "fund_payment_sum", *FEES)
 SUMS = (*COUNTS, "weight_sum", *MONEY)
 
 Key = tuple[str, str, str, int, str, str, str]
@@ -124,6 +126,9 @@ def contribution(view: Mapping[str, Any], facts: Mapping[str, Any],
         "transfers_out": int(facts.get("discharge_way") == TRANSFERRED),
         "left_against_advice": int(facts.get("discharge_way") == LEFT_AGAINST_ADVICE),
     }
+    fees = facts.get("fees") or {}
+    for code in FEE_ITEMS:
+        s[f"fee_{code}_sum"] = _dec(fees.get(code)) or ZERO
     outlier_cost = _dec(breakdown.get("outlier_cost"))
     s["near_high"] = int(_just_above(outlier_cost, _dec(breakdown.get("high_threshold")), band))
     s["near_low"] = int(_just_above(outlier_cost, _dec(breakdown.get("low_threshold")), band))
