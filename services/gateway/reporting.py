@@ -237,6 +237,38 @@ async def bulletin(request: Request, gw: The, who: Caller, engine: Engine) -> Re
     return render(report, fmt, f"drgdip-bulletin-{region}-{quarter}")
 
 
+@router.post("/reports/bulletin:issue", status_code=201)
+async def issue_bulletin(request: Request, gw: The, who: Caller, engine: Engine) -> dict:
+    """Build the quarter's bulletin and store it as issued (bureau-admin; the scheduled run,
+    deploy/k8s/base/report-bulletin-cronjob.yaml): the same query as the bulletin, no format."""
+    who.require("bureau-admin")
+    _only(request, "region", "quarter", "budget")
+    region, quarter = _required(request, "region"), _required(request, "quarter", 6).upper()
+    report = await bulletin_report(gw, who, engine, region, quarter, _budget(request))
+    async with engine.begin() as conn:
+        version = await repository.save_report(conn, "bulletin", region, quarter,
+                                               orjson.dumps(report.to_dict()).decode(), who.actor)
+    await _record(engine, request, who, "report.issued", f"bulletin {region} {quarter}", {"version": version})
+    return {"kind": "bulletin", "region": region, "quarter": quarter, "version": version}
+
+
+@router.get("/reports/bulletin/issued", response_class=Response)
+async def issued_bulletin(request: Request, who: Caller, engine: Engine) -> Response:
+    """A stored bulletin as issued (`region`, `quarter`, `version`, `format`; bureau roles)."""
+    who.require(*BUREAU_ROLES)
+    _only(request, "region", "quarter", "version", "format")
+    region, quarter, fmt = _required(request, "region"), _required(request, "quarter", 6).upper(), _format(request)
+    version = request.query_params.get("version") or ""
+    if not version.isdigit():
+        raise Invalid("version must be a positive integer", code="INVALID_FIELD", field="version")
+    async with engine.connect() as conn:
+        rows = await repository.stored_reports(conn, "bulletin", region, quarter, int(version))
+    if not rows:
+        raise NotFound(f"no bulletin v{version} of {region} {quarter}", code="REPORT_NOT_FOUND", field="version")
+    return render(rep.Report.from_dict(orjson.loads(rows[0]["document"])), fmt,
+                  f"drgdip-bulletin-{region}-{quarter}-v{version}")
+
+
 # ---------------------------------------------------------------- special cases and standards
 
 @router.get("/reports/special-cases", response_class=Response)
