@@ -21,6 +21,7 @@ from .grouping import (
     engine_input,
     group_case,
     group_cases,
+    grouping_trace,
 )
 from .registry import RegistryEntry, SchemeRegistry
 from .rules import CONDITIONS, condition
@@ -58,5 +59,6 @@ __all__ = [
     "engine_input",
     "group_case",
     "group_cases",
+    "grouping_trace",
     "load_scheme",
 ]
