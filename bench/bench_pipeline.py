@@ -14,11 +14,16 @@ cases / that time. The stages overlap, so each figure is the pipeline's rate up 
 The scheme folder defaults to $DRGDIP_SCHEME_PATH, else <shared>/schemes/chs-drg-1.1 with
 <shared> = $DRGDIP_SHARED or <repo>/../shared.
 
+It also prints the CPU each stage spends per case (µs, every thread of the process: the stage's
+event-loop steps, its thread-pool work and its SQLite calls, of which the SQLite part apart; see
+`StageClock`), the whole process's CPU per case, the peak resident memory and the load average
+(the development machine is shared: CPU per case carries over between runs, wall time does
+not). The figures go to bench/results/pipeline.json (the last run of each size), from which
+the README's throughput table is written.
+
 The 200,000-case run (`--cases 200000`) is the figure to quote for a prefecture-sized region:
-run it before a release and note the result. Measured on the 2-core development machine
-(2026-11-23): 20,000 lists ~700 cases/s; 200,000 lists 599 cases/s end to end (5.5 min,
-1 GB resident). `bench_cores.py` gives the floor of the
-one-process pipeline: what the pure cores alone cost per case.
+run it before a release. `bench_cores.py` gives the floor of the one-process pipeline: what the
+pure cores alone cost per case.
 """
 
 from __future__ import annotations
@@ -278,6 +283,21 @@ async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir:
         print(f"figures written to {results}")
 
 
+def readme_table(results: Path) -> str:
+    """The README's throughput table, from the figures of the last runs (`--table`)."""
+    runs = json.loads(results.read_text())
+    head = ["lists", "date", "cases/s", "CPU µs/case", *STAGES, RUNTIME, "peak MB", "load avg (1/5/15 min)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for size in sorted(runs, key=int):
+        r = runs[size]
+        by = r["cpu_us_per_case_by_stage"]
+        lines.append("| " + " | ".join([
+            f"{int(size):,}", r["date"], f"{r['cases_per_s']:,}", f"{r['cpu_us_per_case']:,}",
+            *(str(by[s]) for s in (*STAGES, RUNTIME)), f"{r['peak_rss_mb']:,}",
+            r["load_average_at_start"].replace(" ", " / ")]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     default_shared = Path(os.environ.get("DRGDIP_SHARED", REPO.parent / "shared"))
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -290,7 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=RESULTS,
                    help="JSON file keeping the last run's figures per size (the README table's source)")
     p.add_argument("--no-results", action="store_true", help="print only, write no figures")
+    p.add_argument("--table", action="store_true", help="print the README table from --results and exit")
     args = p.parse_args(argv)
+    if args.table:
+        print(readme_table(args.results))
+        return 0
     option = args.scheme_path or default_shared / "schemes" / "chs-drg-1.1"
     scheme_path, _sample = resolve_scheme(option, Console(stderr=True))
     with tempfile.TemporaryDirectory(prefix="drgdip-bench-") as tmp:
