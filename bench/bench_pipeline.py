@@ -14,22 +14,33 @@ cases / that time. The stages overlap, so each figure is the pipeline's rate up 
 The scheme folder defaults to $DRGDIP_SCHEME_PATH, else <shared>/schemes/chs-drg-1.1 with
 <shared> = $DRGDIP_SHARED or <repo>/../shared.
 
+It also prints the CPU each stage spends per case (µs, every thread of the process: the stage's
+event-loop steps, its thread-pool work and its SQLite calls, of which the SQLite part apart; see
+`StageClock`), the whole process's CPU per case, the peak resident memory and the load average
+(the development machine is shared: CPU per case carries over between runs, wall time does
+not). The figures go to bench/results/pipeline.json (the last run of each size), from which
+the README's throughput table is written.
+
 The 200,000-case run (`--cases 200000`) is the figure to quote for a prefecture-sized region:
-run it before a release and note the result. Measured on the 2-core development machine
-(2026-11-23): 20,000 lists ~700 cases/s; 200,000 lists 599 cases/s end to end (5.5 min,
-1 GB resident). `bench_cores.py` gives the floor of the
-one-process pipeline: what the pure cores alone cost per case.
+run it before a release. `bench_cores.py` gives the floor of the one-process pipeline: what the
+pure cores alone cost per case.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
+import json
 import os
+import resource
 import sys
 import tempfile
+import threading
 import time
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # allow running as a plain script from anywhere
@@ -54,6 +65,98 @@ from services.pricer.handlers import import_policy  # noqa: E402
 from shared.runtime import Runtime  # noqa: E402
 
 STAGES = ("ingest", "grouper", "pricer", "review", "gateway")
+RESULTS = REPO / "bench" / "results" / "pipeline.json"
+RUNTIME = "runtime"  # the rest of the process: the event loop's own work, the bench's polling
+STAGE: contextvars.ContextVar[str] = contextvars.ContextVar("bench_stage", default=RUNTIME)
+
+
+class StageClock:
+    """The CPU each stage spends, measured, not sampled: the thread CPU time of every event-loop
+    callback (a step of a stage's task), of every function run in the thread pool
+    (`asyncio.to_thread`: decoding, grouping, pricing ...) and of every SQLite call on the
+    driver's thread, each given to the stage whose task caused it (a context variable set on
+    each consumer's and relay's task and on the import; `to_thread` and the driver calls inherit
+    or capture it). Installed for the bench only; costs two clock reads per callback."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, float] = {}
+        self.sql: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def _add(self, into: dict[str, float], stage: str, spent: float) -> None:
+        with self._lock:
+            into[stage] = into.get(stage, 0.0) + spent
+
+    def install(self, runtime: Runtime) -> None:
+        import concurrent.futures.thread as pool
+
+        import aiosqlite.core
+
+        clock = time.thread_time
+        handle_run, item_run = asyncio.events.Handle._run, pool._WorkItem.run
+        execute = aiosqlite.core.Connection._execute
+
+        def timed_handle(handle: Any) -> None:
+            t = clock()
+            try:
+                handle_run(handle)
+            finally:
+                self._add(self.cpu, handle._context.get(STAGE), clock() - t)
+
+        def timed_item(item: Any) -> None:
+            ctx = getattr(getattr(item.fn, "func", None), "__self__", None)  # to_thread: partial(ctx.run, f)
+            stage = ctx.get(STAGE, RUNTIME) if isinstance(ctx, contextvars.Context) else RUNTIME
+            t = clock()
+            try:
+                item_run(item)
+            finally:
+                self._add(self.cpu, stage, clock() - t)
+
+        async def timed_execute(conn: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            stage = STAGE.get()
+
+            def call() -> Any:
+                t = clock()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    spent = clock() - t
+                    self._add(self.cpu, stage, spent)
+                    self._add(self.sql, stage, spent)
+
+            return await execute(conn, call)
+
+        for owner, name, new in ((asyncio.events.Handle, "_run", timed_handle), (pool._WorkItem, "run", timed_item),
+                                 (aiosqlite.core.Connection, "_execute", timed_execute)):
+            self._undo.append((owner, name, getattr(owner, name)))
+            setattr(owner, name, new)
+        for c in runtime.consumers:
+            c.run = _tagged(c.service, c.run)  # type: ignore[method-assign]
+        for r in runtime.relays:
+            r.run = _tagged(r.outbox.table.name.removesuffix("_outbox"), r.run)  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        for owner, name, old in reversed(self._undo):
+            setattr(owner, name, old)
+        self._undo.clear()
+
+
+def _tagged(stage: str, run: Any) -> Any:
+    async def tagged() -> None:
+        STAGE.set(stage)
+        await run()
+    return tagged
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 async def stage_counts(runtime: Runtime) -> dict[str, int]:
@@ -76,7 +179,8 @@ async def stage_counts(runtime: Runtime) -> dict[str, int]:
         return {name: int(await conn.scalar(q) or 0) for name, q in queries.items()}
 
 
-async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir: Path, timeout: float) -> None:
+async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir: Path, timeout: float,
+              results: Path | None) -> None:
     console = Console(stderr=True)
     scheme = load_scheme(scheme_path)
     data = workdir / "region.jsonl"
@@ -91,15 +195,23 @@ async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir:
     from services.ingest.handlers import file_chunks, import_stream
 
     runtime = embedded_runtime(scheme, scheme_path, workdir / "drgdip.db")
+    clock = StageClock()
+    clock.install(runtime)
     await runtime.start()
     async with runtime.engine.begin() as conn:
         for policy in policies:
             await import_policy(conn, orjson.dumps(policy.to_document()), who="bench")
     reached: dict[str, float] = {}
+    load_before = _load()
     try:
+        cpu_before = _cpu()
+        clock.cpu.clear()
+        clock.sql.clear()
         started = time.perf_counter()
+        importing_ctx = contextvars.copy_context()
+        importing_ctx.run(STAGE.set, "ingest")
         importing = asyncio.create_task(import_stream(stage(runtime, "ingest").service, file_chunks(data),
-                                                      "jsonl", None))
+                                                      "jsonl", None), context=importing_ctx)
         accepted: int | None = None
         deadline = time.monotonic() + timeout
         with console.status("importing") as status:
@@ -120,14 +232,18 @@ async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir:
         while not await pipeline_idle(runtime):  # review's re-announcements may still be in flight
             await asyncio.sleep(0.5)
         idle = time.perf_counter() - started
+        cpu = _cpu() - cpu_before
+        by_stage, sql = dict(clock.cpu), dict(clock.sql)
         from services.pricer.repository import results as priced
         async with runtime.engine.connect() as conn:
             statuses: dict[str, int] = dict((await conn.execute(
                 select(priced.c.status, func.count()).group_by(priced.c.status))).all())
     finally:
         await runtime.stop()
+        clock.uninstall()
 
     assert accepted is not None
+    cores = len(os.sched_getaffinity(0))
     print(f"imported {summary['lines']:,} lists: {summary['accepted']:,} accepted, "
           f"{summary['rejected']:,} rejected by QC, {summary['duplicate']:,} duplicates")
     print("priced: " + ", ".join(f"{n:,} {status}" for status, n in sorted(statuses.items())))
@@ -136,6 +252,50 @@ async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir:
     for name in STAGES:
         print(f"{name:<10}{reached[name]:>14.1f}{accepted / reached[name]:>12,.0f}")
     print(f"{'overall':<10}{idle:>14.1f}{accepted / idle:>12,.0f}  (until the pipeline is idle)")
+    stages = {name: by_stage.get(name, 0.0) for name in STAGES}
+    stages[RUNTIME] = cpu - sum(stages.values())  # the event loop's own work, the bench's polling
+    per_case = {name: spent / accepted * 1e6 for name, spent in stages.items()}
+    sql_per_case = {name: sql.get(name, 0.0) / accepted * 1e6 for name in stages}
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"CPU per case, µs (every thread; {cores} cores, load {load_before} at the start, "
+          f"{_load()} at the end):")
+    print(f"  {'stage':<10}{'total':>8}{'SQLite':>8}")
+    for name, us in per_case.items():
+        print(f"  {name:<10}{us:>8.0f}{sql_per_case[name]:>8.0f}")
+    print(f"  {'overall':<10}{cpu / accepted * 1e6:>8.0f}   ({cpu:.1f} s of CPU over {idle:.1f} s: "
+          f"{accepted / cpu:,.0f} cases per CPU-second)")
+    print(f"peak resident memory {peak_mb:,.0f} MB")
+    if results is not None:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        record: dict[str, Any] = {
+            "date": date.today().isoformat(), "cases": cases, "accepted": accepted, "scheme": scheme_path.name,
+            "cores": cores, "load_average_at_start": load_before, "load_average_at_end": _load(),
+            "python": sys.version.split()[0],
+            "seconds": round(idle, 1), "cases_per_s": round(accepted / idle),
+            "stage_done_after_s": {name: round(reached[name], 1) for name in ("import", *STAGES)},
+            "cpu_s": round(cpu, 1), "cpu_us_per_case": round(cpu / accepted * 1e6),
+            "cpu_us_per_case_by_stage": {k: round(v) for k, v in per_case.items()},
+            "sqlite_us_per_case_by_stage": {k: round(v) for k, v in sql_per_case.items()},
+            "cases_per_cpu_s": round(accepted / cpu), "peak_rss_mb": round(peak_mb)}
+        runs = json.loads(results.read_text()) if results.exists() else {}
+        runs[str(cases)] = record  # the last run of each size
+        results.write_text(json.dumps(runs, indent=2, ensure_ascii=False) + "\n")
+        print(f"figures written to {results}")
+
+
+def readme_table(results: Path) -> str:
+    """The README's throughput table, from the figures of the last runs (`--table`)."""
+    runs = json.loads(results.read_text())
+    head = ["lists", "date", "cases/s", "CPU µs/case", *STAGES, RUNTIME, "peak MB", "load avg (1/5/15 min)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for size in sorted(runs, key=int):
+        r = runs[size]
+        by = r["cpu_us_per_case_by_stage"]
+        lines.append("| " + " | ".join([
+            f"{int(size):,}", r["date"], f"{r['cases_per_s']:,}", f"{r['cpu_us_per_case']:,}",
+            *(str(by[s]) for s in (*STAGES, RUNTIME)), f"{r['peak_rss_mb']:,}",
+            r["load_average_at_start"].replace(" ", " / ")]) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,11 +307,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scheme-path", type=Path, default=None,
                    help="one scheme folder (default: <shared>/schemes/chs-drg-1.1)")
     p.add_argument("--timeout", type=float, default=7200, help="seconds before giving up")
+    p.add_argument("--results", type=Path, default=RESULTS,
+                   help="JSON file keeping the last run's figures per size (the README table's source)")
+    p.add_argument("--no-results", action="store_true", help="print only, write no figures")
+    p.add_argument("--table", action="store_true", help="print the README table from --results and exit")
     args = p.parse_args(argv)
+    if args.table:
+        print(readme_table(args.results))
+        return 0
     option = args.scheme_path or default_shared / "schemes" / "chs-drg-1.1"
     scheme_path, _sample = resolve_scheme(option, Console(stderr=True))
     with tempfile.TemporaryDirectory(prefix="drgdip-bench-") as tmp:
-        asyncio.run(run(scheme_path, args.cases, args.hospitals, args.seed, Path(tmp), args.timeout))
+        asyncio.run(run(scheme_path, args.cases, args.hospitals, args.seed, Path(tmp), args.timeout,
+                        None if args.no_results else args.results))
     return 0
 
 

@@ -220,6 +220,7 @@ PAYLOADS: dict[str, type[_Payload]] = {
     DEDUCTION_CONFIRMED: DeductionConfirmed,
 }
 SCHEMA_VERSION = 1
+_EVENT_TYPES = {p: t for t, p in PAYLOADS.items()}
 
 
 def new_event_id() -> str:
@@ -249,7 +250,8 @@ class Envelope(BaseModel):
     def new(
         cls, payload: _Payload, *, case_id: str, correlation_id: str, producer: str
     ) -> Envelope:
-        event_type = next(t for t, p in PAYLOADS.items() if isinstance(payload, p))
+        event_type = _EVENT_TYPES.get(type(payload)) or next(
+            t for t, p in PAYLOADS.items() if isinstance(payload, p))
         # every field is made here from a validated payload: nothing to validate again
         return cls.model_construct(
             event_id=new_event_id(),

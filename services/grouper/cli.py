@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from services.grouper.config import GrouperSettings
@@ -438,8 +445,10 @@ def regroup_command(
                 book.load(reg.path)
         if scheme not in book.schemes:
             raise typer.BadParameter(f"scheme {scheme!r} not found: pass --schemes-dir or import it")
-        with Progress(console=Console(stderr=True)) as progress:
-            task = progress.add_task(f"regrouping with {scheme}", total=None)
+        with Progress(TextColumn(f"regrouping with {scheme}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                      console=Console(stderr=True)) as progress:
+            task = progress.add_task("regroup", total=None)
             return await handlers.regroup(  # one transaction per batch of cases
                 engine, Outbox(repository.NAME, MetaData()), book.schemes[scheme], code_mode=code_mode,
                 date_from=first, date_to=last,

@@ -10,8 +10,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.grouper import handlers, repository
-from services.grouper.domain import DraftCase, catalogue_registration, check_draft
+from services.grouper.domain import (
+    DraftCase,
+    catalogue_registration,
+    check_draft,
+    engine_input,
+    grouping_trace,
+)
 from services.grouper.handlers import GrouperService
+from shared.errors import NotFound
+from shared.events import CaseReceived
 from shared.text import ID_PATTERN
 from shared.web import Conn, stage_service
 
@@ -27,6 +35,28 @@ async def group_one(draft: DraftCase, grouper: Grouper, conn: Conn, trace: bool 
     await grouper.refresh(conn)
     catalogue = (await grouper.catalogues.in_force(conn)).on(draft.region, draft.discharge_date)
     return check_draft(grouper.book, draft, catalogue, code_mode=grouper.settings.code_mode, trace=trace)
+
+
+@router.get("/cases/{case_id}/grouping")
+async def case_grouping(case_id: str, grouper: Grouper, conn: Conn) -> dict:
+    """A stored case's latest grouping with its trace and explanation. The trace is recomputed
+    from the stored list under the scheme and code mode it was grouped with (grouping is
+    deterministic for a scheme): the same trace as at grouping time."""
+    stored = await repository.latest_grouping(conn, case_id)
+    if stored is None:
+        raise NotFound(f"no grouping of case {case_id!r}", code="CASE_NOT_FOUND", field="case_id")
+    scheme = grouper.book.schemes.get(stored.scheme_id)
+    if scheme is None and stored.status != "NO_SCHEME":
+        raise NotFound(f"scheme {stored.scheme_id!r} is no longer loaded: the trace cannot be recomputed",
+                       code="UNKNOWN_SCHEME", field="scheme")
+    received = CaseReceived.model_validate_json(stored.received)
+    trace = grouping_trace(scheme, received, stored.code_mode, stored.trace)
+    explanation = (scheme.group(engine_input(received), code_mode=stored.code_mode, trace=True).trace
+                   if scheme is not None else None)
+    return {"case_id": stored.case_id, "list_version": stored.list_version,
+            "grouping_version": stored.grouping_version, "scheme_id": stored.scheme_id,
+            "code_mode": stored.code_mode, "status": stored.status, "drg": stored.drg, "trace": trace,
+            "explanation": explanation.render() if explanation is not None else []}
 
 
 @router.post("/dip/catalogues", status_code=201)

@@ -103,7 +103,8 @@ async def latest_grouping_versions(conn: AsyncConnection,
 
 
 async def insert_results(conn: AsyncConnection, groupings: Sequence[Grouping]) -> None:
-    """Store each grouping (with its trace) as a new grouping version: one statement."""
+    """Store each grouping as a new grouping version (with the stored part of its trace, see
+    `Grouping`): one statement."""
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for g in groupings:
@@ -114,6 +115,35 @@ async def insert_results(conn: AsyncConnection, groupings: Sequence[Grouping]) -
             status=e.status, trace=g.trace, grouped_at=now,
             dip_group=e.dip.group if e.dip is not None else None))
     await insert_many(conn, results, rows)
+
+
+@dataclass(frozen=True)
+class StoredGrouping:
+    """A case's latest grouping with what recomputes its trace."""
+
+    case_id: str
+    list_version: int
+    grouping_version: int
+    scheme_id: str
+    code_mode: str
+    status: str
+    drg: str
+    trace: str | None  # the stored part (DIP)
+    received: str  # the `case-received` payload it was grouped from
+
+
+async def latest_grouping(conn: AsyncConnection, case_id: str) -> StoredGrouping | None:
+    """The latest grouping of the case's latest list version, with its received payload."""
+    r, c = results.c, cases.c
+    row = (await conn.execute(
+        select(r.case_id, r.list_version, r.grouping_version, r.scheme_id, r.code_mode, r.status, r.drg,
+               r.trace, c.payload)
+        .join(cases, and_(c.case_id == r.case_id, c.list_version == r.list_version))
+        .where(r.case_id == case_id)
+        .order_by(r.list_version.desc(), r.grouping_version.desc()).limit(1))).first()
+    return None if row is None else StoredGrouping(
+        row.case_id, row.list_version, row.grouping_version, row.scheme_id, row.code_mode, row.status,
+        row.drg, row.trace, row.payload)
 
 
 def _latest_lists(first: date | None, last: date | None):  # type: ignore[no-untyped-def]

@@ -83,7 +83,14 @@ import orjson
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -477,8 +484,9 @@ def reprice_command(
     err = stderr()
 
     async def run(engine: AsyncEngine) -> handlers.Repricing:
-        with Progress(TextColumn("re-pricing"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      console=err, transient=True, disable=not err.is_terminal) as progress:
+        with Progress(TextColumn("re-pricing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True,
+                      disable=not err.is_terminal) as progress:
             task = progress.add_task("reprice", total=None)
             return await handlers.reprice(
                 engine, Outbox(repository.NAME, repository.metadata), repository.Policies(), region,

@@ -30,6 +30,7 @@ from .grouping import (
     engine_input,
     group_case,
     group_cases,
+    grouping_trace,
 )
 from .registry import RegistryEntry, SchemeRegistry
 from .rules import CONDITIONS, condition
@@ -71,6 +72,7 @@ __all__ = [
     "engine_input",
     "group_case",
     "group_cases",
+    "grouping_trace",
     "load_scheme",
     "parse_change_set",
     "read_scheme_docs",

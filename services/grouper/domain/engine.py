@@ -401,6 +401,10 @@ class Engine:
         tr.status, tr.mdc, tr.adrg, tr.drg = res.status.value, res.mdc, res.adrg, res.drg
         return GroupResult(res.mdc, res.adrg, res.drg, res.status, res.drg_name, tr)
 
+    def cc_analysis(self, case: Any, mapped: bool) -> CcAnalysis | None:
+        c = self.prepare(case, mapped, None)
+        return None if isinstance(c, GroupResult) else self._cc_analysis(c)
+
     def _cc_analysis(self, c: CaseContext) -> CcAnalysis:
         s = self.scheme
         pdx = c.pdx

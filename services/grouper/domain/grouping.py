@@ -57,13 +57,16 @@ def cc_lift(scheme: Scheme, case: Mapping[str, Any], result: GroupResult, *,
     for a DRG ending in 1 (with MCC) or 3 (with CC) whose split counted exactly one code at
     that level (a code at either level for a CC group), the case is grouped again without it;
     when it then lands in another DRG of the same ADRG, that is the group it would have had.
-    None otherwise (two codes lift it: neither alone does). Needs `result` with its trace."""
+    None otherwise (two codes lift it: neither alone does). `result` with or without its trace
+    (without: the CC/MCC findings are read again, which costs a fraction of a traced grouping)."""
+    if not result.grouped or len(result.drg) != 4 or result.drg[-1] not in "13":
+        return None
     t = result.trace
-    if (not result.grouped or t is None or t.cc is None or len(result.drg) != 4
-            or result.drg[-1] not in "13"):
+    cc = t.cc if t is not None else scheme.cc_analysis(case, code_mode=code_mode)
+    if cc is None:
         return None
     levels = ("MCC",) if result.drg[-1] == "1" else ("MCC", "CC")
-    counted = [f for f in t.cc.findings if not f.excluded and f.level in levels]
+    counted = [f for f in cc.findings if not f.excluded and f.level in levels]
     codes = {f.code for f in counted}
     if len(codes) != 1:
         return None
@@ -79,8 +82,10 @@ def cc_lift(scheme: Scheme, case: Mapping[str, Any], result: GroupResult, *,
 @dataclass(frozen=True, slots=True)
 class Grouping:
     """One list version grouped: `event` is the `case-grouped` payload (it holds every value of
-    the stored result but the trace); `trace` the stored trace as JSON (the DIP trace under
-    "dip" when a catalogue was in force)."""
+    the stored result but the trace); `trace` what is stored of the trace, as JSON: the DIP
+    part under "dip" when a catalogue was in force, else nothing. The DRG grouping's trace is
+    not computed while grouping: it is deterministic for the scheme, the code mode and the
+    stored `case-received` payload, and `grouping_trace` recomputes it exactly when asked."""
 
     case_id: str
     correlation_id: str
@@ -93,24 +98,38 @@ def group_case(item: ToGroup, scheme: Scheme | None, catalogue: Catalogue | None
     """Group one list version with `scheme` (None: no scheme in force, status NO_SCHEME) and,
     where a DIP catalogue is in force, give it its DIP group too (§5)."""
     f = item.payload.facts
-    trace: str | None = None
     lift: CcLift | None = None
     if scheme is None:
         mdc, adrg, drg, status, name, scheme_id = "0000", "00", "0000", NO_SCHEME, None, "-"
     else:
         case = engine_input(item.payload)
-        g = scheme.group(case, code_mode=code_mode, trace=True)
+        g = scheme.group(case, code_mode=code_mode)
         mdc, adrg, drg, status, name, scheme_id = g.mdc, g.adrg, g.drg, g.status, g.drg_name, scheme.id
-        trace = g.trace.to_json().decode() if g.trace is not None else None
         lift = cc_lift(scheme, case, g, code_mode=code_mode)
     dip = None if catalogue is None else dip_grouping(catalogue, item.case_id, item.payload)
-    if dip is not None:
-        trace = orjson.dumps((orjson.loads(trace) if trace else {}) | {
-            "dip": dip.model_dump(mode="json", exclude={"case"})}).decode()
+    trace = None if dip is None else orjson.dumps(
+        {"dip": dip.model_dump(mode="json", exclude={"case"})}).decode()
     event = CaseGrouped(facts=f, scheme_id=scheme_id, code_mode=code_mode,  # type: ignore[arg-type]
                         mdc=mdc, adrg=adrg, drg=drg, status=status, drg_name=name,
                         grouping_version=grouping_version, dip=dip, cc_lift=lift)
     return Grouping(item.case_id, item.correlation_id, event, trace)
+
+
+def grouping_trace(scheme: Scheme | None, received: CaseReceived, code_mode: str,
+                   stored: str | None) -> dict[str, Any] | None:
+    """The trace of a stored grouping, recomputed: the DRG grouping's trace under the scheme and
+    code mode it was grouped with, from the stored `case-received` payload, with the stored DIP
+    part (`Grouping.trace`). The same as the trace a traced grouping gives at grouping time, as
+    the scheme is the same version (a scheme id names one content). None: neither a scheme
+    (NO_SCHEME) nor a DIP part."""
+    out: dict[str, Any] = {}
+    if scheme is not None:
+        g = scheme.group(engine_input(received), code_mode=code_mode, trace=True)
+        if g.trace is not None:
+            out = orjson.loads(g.trace.to_json())
+    if stored:
+        out |= orjson.loads(stored)
+    return out or None
 
 
 def group_cases(items: Sequence[ToGroup], *, scheme_for: Callable[[CaseFacts], Scheme | None],

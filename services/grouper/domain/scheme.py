@@ -16,6 +16,7 @@ from typing import Any
 from .engine import Engine, GroupResult, make_cc_predicates
 from .errors import SchemeError
 from .rules import CompileEnv, Rule, parse_rule
+from .trace import CcAnalysis
 from .validation import CHECKS, DEFAULT_VALIDATION
 
 # Manifest key -> expected TSV header (None for JSON files).
@@ -142,6 +143,12 @@ class Scheme:
         if trace:
             return self._engine.group_traced(case, mapped)
         return self._engine.group(case, mapped)
+
+    def cc_analysis(self, case: Any, *, code_mode: str = "raw") -> CcAnalysis | None:
+        """The secondary diagnoses at CC/MCC level of a case (as the traced grouping finds them),
+        without grouping it; None when the case stops before grouping (input, mapping,
+        validation)."""
+        return self._engine.cc_analysis(case, code_mode == "mapped")
 
     def grouper(self, code_mode: str = "raw"):
         """A one-argument fast grouping function, for tight loops."""

@@ -93,6 +93,8 @@ def check_size(raw: bytes, limit: int, path: str = "body") -> list[Problem]:
 def check_document(fmt: str, doc: Any, limits: Limits = DEFAULT) -> list[Problem]:
     """Every bound `doc` (decoded JSON, or a flat CSV row) breaks, with its field path in the
     form's own names (a list's fields relative to the list, as the parsers and QC name them)."""
+    if _within(doc, limits):  # the usual case: nothing to name, no field paths to build
+        return []
     found: list[Problem] = []
     root_strip = "input." if fmt in ("4101", "4101A") else ""
     _walk(doc, "", None, 0, limits, found)
@@ -100,6 +102,52 @@ def check_document(fmt: str, doc: Any, limits: Limits = DEFAULT) -> list[Problem
         found = [Problem(p.field.removeprefix(root_strip), p.code, p.message_zh, p.message_en)
                  for p in found]
     return found
+
+
+def _within(doc: Any, limits: Limits) -> bool:
+    """True when `doc` breaks no bound: the same rules as `_walk`, without building a field path
+    for every node (which cost more than parsing the list); the texts are gathered and checked
+    together."""
+    ids: list[str] = []
+    texts: list[str] = []
+    if not _gather(doc, None, 0, limits, ids, texts):
+        return False
+    return (max(map(len, ids), default=0) <= limits.id_chars
+            and max(map(len, texts), default=0) <= limits.text_chars
+            # a space is safe in an identifier, a line break in a text: joined, one search each
+            and UNSAFE_IN_ID.search(" ".join(ids)) is None
+            and _BAD_IN_TEXT.search("\n".join(texts)) is None)
+
+
+def _gather(value: Any, key: Any, depth: int, limits: Limits, ids: list[str], texts: list[str]) -> bool:
+    """Collect the identifiers and texts of `value`; False at a bound of structure (nesting,
+    entries)."""
+    if isinstance(value, str):
+        (ids if key in IDENTIFIERS else texts).append(value)
+    elif isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            return False
+        if key == "fees":  # native fees: {med_chrgitm: amount}
+            ids.extend(k for k in value if isinstance(k, str))
+        depth += 1
+        for k, v in value.items():
+            if isinstance(v, str):
+                (ids if k in IDENTIFIERS else texts).append(v)
+            elif (isinstance(v, dict | list)) and not _gather(v, k, depth, limits, ids, texts):
+                return False
+    elif isinstance(value, list):
+        bound = (limits.diagnoses if key in _DIAGNOSES else limits.procedures if key in _PROCEDURES
+                 else limits.entries)
+        if len(value) > bound or depth >= MAX_DEPTH:
+            return False
+        codes = key in _CODE_ARRAYS
+        depth += 1
+        for v in value:
+            if isinstance(v, str):
+                (ids if codes else texts).append(v)
+            elif isinstance(v, dict | list) and not _gather(v, None, depth, limits, ids, texts):
+                return False
+    return True
 
 
 def _walk(value: Any, path: str, key: str | None, depth: int, limits: Limits, found: list[Problem]) -> None:

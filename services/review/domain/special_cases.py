@@ -204,8 +204,25 @@ def grounds(case: CaseData, p: SpecialCases, evidence: int = 0) -> dict[Reason, 
 
 def is_complex(case: CaseData, p: SpecialCases) -> bool:
     """A complex case (its hospital's load, which shares the cap): a reason met on its figures
-    alone (innovative drugs also need the hospital's evidence, so they do not count)."""
-    return not case.withdrawn and any(r is not Reason.INNOVATIVE for r in grounds(case, p))
+    alone (innovative drugs also need the hospital's evidence, so they do not count). Asked of
+    every reviewed case: the rules of `check_eligibility` as plain tests, without building the
+    numbers and the refusal of each reason not met."""
+    if case.withdrawn:
+        return False
+    if case.los is not None and case.los >= p.long_stay_days:
+        return True
+    cost, mean, high = case.total_cost, case.group_mean_cost, case.high_threshold
+    if cost is not None and ((high is not None and cost > high) or case.case_type == "high_outlier"
+                             or (mean is not None and cost > (p.cost_multiple * mean).quantize(FEN))):
+        return True
+    if (case.icu_hours > 0 and case.icu_hours >= p.icu_hours) or \
+            (case.ventilation_hours > 0 and case.ventilation_hours >= p.ventilation_hours) or \
+            any(c.startswith(tuple(p.ventilation_procedures)) for c in case.procedures):
+        return True
+    if case.status in _UNGROUPED_STATUSES or case.case_type == "not_grouped" \
+            or case.drg.upper().endswith("QY") or case.drg in ("", "0000"):
+        return True
+    return surgical_chapters(case.procedures) >= p.min_surgical_chapters
 
 
 def check_eligibility(case: CaseData, reason: Reason, p: SpecialCases, evidence: int = 0) -> dict[str, Any]:

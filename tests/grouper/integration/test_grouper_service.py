@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 from pathlib import Path
 
+import httpx
 import orjson
 from helpers import (
     SHARED,
@@ -20,6 +22,8 @@ from typer.testing import CliRunner
 
 from drgdip.cli import app
 from drgdip.stages import build_runtime
+from services.grouper.domain import engine_input, load_scheme
+from services.grouper.repository import latest_received
 
 runner = CliRunner()
 
@@ -95,6 +99,22 @@ async def test_cases_are_grouped_by_the_scheme_in_force_for_their_region_and_dis
             for sl in (before, after, other):
                 case = (await client.get(f"/api/v1/cases/{sl['hospital_code']}-{sl['setl_id']}")).json()
                 scheme_of[sl["setl_id"]] = case["grouped"]["scheme_id"]
+        # the grouper recomputes a stored case's trace when asked: the trace of grouping it now
+        internal = httpx.AsyncClient(transport=httpx.ASGITransport(app=rt.internal), base_url="http://grouper")
+        async with internal:
+            r = await internal.get(f"/cases/{after['hospital_code']}-NEW/grouping")
+            assert r.status_code == 200, r.text
+            missing = await internal.get("/cases/nobody/grouping")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "CASE_NOT_FOUND"
+        body = r.json()
+        async with rt.engine.connect() as conn:
+            [(_id, received)] = [x for x in await latest_received(conn, date(2024, 6, 1), date(2024, 6, 30))
+                                 if x[0].endswith("-NEW")]
+        traced = load_scheme(SHARED / "schemes" / "quanzhou-2023").group(
+            engine_input(received), code_mode=body["code_mode"], trace=True)
+        assert traced.trace is not None and body["scheme_id"] == "quanzhou-2023"
+        assert body["trace"] == orjson.loads(traced.trace.to_json()) and body["drg"] == traced.drg
+        assert body["explanation"] == traced.trace.render()
         # region 350500 switched to its local scheme on 2024-01-01; unregistered regions use the default
         assert scheme_of == {"OLD": "chs-drg-1.1", "NEW": "quanzhou-2023", "ELSEWHERE": "chs-drg-1.1"}
     finally:

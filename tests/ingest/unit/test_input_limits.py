@@ -13,7 +13,7 @@ from helpers import lists, simple_lists
 
 from services.ingest.domain import csvformat, qc
 from services.ingest.domain.intake import Accepted, Rejected, evaluate
-from services.ingest.domain.limits import Limits, check_document
+from services.ingest.domain.limits import Limits, _walk, check_document
 from services.ingest.domain.national import Problem
 from services.ingest.domain.quality import score_quality, stored_records
 
@@ -44,6 +44,30 @@ def test_control_characters_in_identifiers_name_the_field(value: str) -> None:
     doc = national()
     doc["diseinfo"][1]["diag_code"] = value
     assert found(decide(doc)) == [("diseinfo[1].diag_code", "NAT-CONTROL-CHAR")]
+
+
+def _leaves(doc: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(doc, dict):
+        return [p for k, v in doc.items() for p in _leaves(v, (*path, k))]
+    if isinstance(doc, list):
+        return [p for i, v in enumerate(doc) for p in _leaves(v, (*path, i))]
+    return [path] if isinstance(doc, str) else []
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\u202e", "\x85", "x" * 501, "\t\n", "ok", "\x7f"])
+def test_the_quick_pass_finds_a_problem_wherever_the_full_walk_does(bad: str) -> None:
+    """A clean list skips the walk that names fields: every text of a list spoiled in turn is
+    still found exactly as the full walk finds it (native and national forms)."""
+    for doc, fmt in ((national(), "native"), (simple_lists(1)[0], "flat")):
+        for path in _leaves(doc):
+            spoiled = copy.deepcopy(doc)
+            node = spoiled
+            for step in path[:-1]:
+                node = node[step]
+            node[path[-1]] += bad
+            walked: list[Problem] = []
+            _walk(spoiled, "", None, 0, Limits(), walked)
+            assert check_document(fmt, spoiled) == walked, path
 
 
 def test_free_text_may_hold_line_breaks_but_no_nul() -> None:

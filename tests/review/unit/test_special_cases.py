@@ -89,6 +89,26 @@ def test_a_withdrawn_list_is_never_eligible_nor_complex() -> None:
     assert not sc.is_complex(c, P) and sc.is_complex(case(los=90), P) and not sc.is_complex(case(), P)
 
 
+_MONEY = st.none() | st.decimals(min_value=0, max_value=10**6, places=2)
+
+
+@given(los=st.none() | st.integers(0, 200), cost=_MONEY, mean=_MONEY, high=_MONEY,
+       case_type=st.sampled_from([None, "normal", "high_outlier", "low_outlier", "not_grouped"]),
+       status=st.sampled_from(["PRICED", "NOT_GROUPED", "NO_WEIGHT", "NO_POLICY"]),
+       drg=st.sampled_from(["", "0000", "FR23", "GZ1QY", "gz1qy", "ES31"]),
+       procedures=st.lists(st.sampled_from(["96.7201", "96.7101", "36.1001", "81.5100", "47.0901", "x"]),
+                           max_size=4).map(tuple),
+       icu=st.integers(0, 200), vent=st.integers(0, 200), withdrawn=st.booleans())
+def test_a_complex_case_is_one_a_reason_but_innovative_drugs_admits(
+        los: int | None, cost: Decimal | None, mean: Decimal | None, high: Decimal | None, case_type: str | None,
+        status: str, drg: str, procedures: tuple[str, ...], icu: int, vent: int, withdrawn: bool) -> None:
+    c = case(los=los, total_cost=cost, group_mean_cost=mean, high_threshold=high, case_type=case_type,
+             status=status, drg=drg, procedures=procedures, icu_hours=icu, ventilation_hours=vent,
+             withdrawn=withdrawn)
+    assert sc.is_complex(c, P) == (not withdrawn and any(
+        r is not sc.Reason.INNOVATIVE for r in sc.grounds(c, P)))
+
+
 def test_the_figures_survive_their_json() -> None:
     c = case(fees={"09": Decimal("1.50")}, procedures=("36.1000",), icu_hours=5)
     assert sc.from_json(sc.to_json(c)) == c
