@@ -19,12 +19,17 @@ from shared.events import Envelope, PeriodSettled
 async def on_stage_events(conn: AsyncConnection, envs: Sequence[Envelope],
                           band: Decimal = indicators.DEFAULT_NEAR_THRESHOLD_BAND) -> list[Envelope]:
     """Fold stage events into the read model: one timeline row each, one case row per case; the
-    indicator cells get what the changed cases add and take away, in the same transaction."""
+    indicator cells get what the changed cases add and take away, in the same transaction.
+
+    Only what the fold needs of the stored cases is read; a case's stored stage results are read
+    only when its new contribution needs them (a review alone updates the stored contribution)."""
     refs = await asyncio.to_thread(lambda: [readmodel.case_ref(env) for env in envs])  # malformed: dead-lettered
     await repository.add_timeline(conn, envs, refs)
-    stored = await repository.load_views(conn, {env.case_id for env in envs})
+    stored = await repository.load_cases(conn, {env.case_id for env in envs})
     filed = await asyncio.to_thread(readmodel.file_events, stored, envs, refs)  # CPU work: off the loop
-    contributions, delta = await asyncio.to_thread(_contributions, stored, filed, envs, refs, band)
+    wanted = _stored_results_wanted(stored, filed)
+    results = await repository.load_results(conn, wanted) if wanted else {}
+    contributions, delta = await asyncio.to_thread(_contributions, stored, filed, results, band)
     await repository.save_views(conn, filed, stored, contributions)
     await repository.add_to_indicators(conn, delta)
     return []
@@ -49,21 +54,49 @@ async def on_period_settled(conn: AsyncConnection, envs: Sequence[Envelope]) -> 
     return []
 
 
-def _contributions(stored: Mapping[str, dict[str, Any]], filed: Mapping[str, readmodel.Filed],
-                   envs: Sequence[Envelope], refs: Sequence[readmodel.CaseRef],
-                   band: Decimal) -> tuple[dict[str, str | None], indicators.Delta]:
+def _counts(f: readmodel.Filed) -> bool:
+    return not f.withdrawn and "priced" in f.reached
+
+
+def _reviewed_only(f: readmodel.Filed, old: str | None) -> bool:
+    """Only the review of a counted case changed: its stored contribution is updated."""
+    return not f.reset and old is not None and f.results.keys() <= {"reviewed"}
+
+
+def _stored_results_wanted(stored: Mapping[str, readmodel.Stored],
+                           filed: Mapping[str, readmodel.Filed]) -> dict[str, set[str]]:
+    """The stored stage results each changed case's new contribution reads (those the batch did
+    not set); none of a case that counts nowhere or whose review alone changed."""
+    wanted: dict[str, set[str]] = {}
+    for cid, f in filed.items():
+        s = stored.get(cid)
+        if _counts(f) and not _reviewed_only(f, s.indicator if s else None):
+            missing = f.reached - f.results.keys()
+            if missing:
+                wanted[cid] = missing
+    return wanted
+
+
+def _contributions(stored: Mapping[str, readmodel.Stored], filed: Mapping[str, readmodel.Filed],
+                   results: Mapping[str, Mapping[str, Any]], band: Decimal,
+                   ) -> tuple[dict[str, str | None], indicators.Delta]:
     """Each changed case's new contribution (JSON) and the cells' delta from the stored ones. The
     facts are those of the case's current list version (every event of a version carries them)."""
-    facts: dict[str, dict[str, Any]] = {}
-    for env, ref in zip(envs, refs, strict=True):
-        f = filed.get(env.case_id)
-        if f is not None and ref.list_version == f.view["list_version"]:
-            facts[env.case_id] = env.payload.get("facts") or {}
     new: dict[str, str | None] = {}
     changes = []
     for cid, f in filed.items():
-        c = indicators.contribution(f.view, facts.get(cid, {}), band)
-        old = indicators.Contribution.from_json((stored.get(cid) or {}).get("indicator"))
-        new[cid] = c.to_json() if c is not None else None
-        changes.append((old, c))
+        s = stored.get(cid)
+        old = s.indicator if s is not None else None
+        c: indicators.Contribution | None = None
+        if _counts(f):
+            if _reviewed_only(f, old):
+                c = indicators.with_review(indicators.Contribution.from_json(old),  # type: ignore[arg-type]
+                                           f.results["reviewed"], f.facts)
+            else:
+                view = {"withdrawn": f.withdrawn, **results.get(cid, {}), **f.results}
+                c = indicators.contribution(view, f.facts, band)
+        text = c.to_json() if c is not None else None
+        new[cid] = text
+        if text != old:
+            changes.append((indicators.Contribution.from_json(old), c))
     return new, indicators.delta(changes)

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.gateway.domain import indicators as ind
 from services.gateway.domain.auth import NewSession, Principal, expiry, issue_token, open_session
-from services.gateway.domain.readmodel import ORDER, CaseRef, Filed, group_of, is_flagged
+from services.gateway.domain.readmodel import ORDER, CaseRef, Filed, Stored, group_of, is_flagged
 from shared.db import ROW_ID, ExactDecimal, insert_many, money, update_many
 from shared.events import Envelope
 
@@ -179,33 +179,52 @@ async def add_timeline(conn: AsyncConnection, envs: Sequence[Envelope], refs: Se
         occurred_at=env.occurred_at, producer=env.producer) for env, ref in zip(envs, refs, strict=True)])
 
 
-async def load_views(conn: AsyncConnection, case_ids: Collection[str]) -> dict[str, dict[str, Any]]:
-    """The stored views of these cases (stage results left as their JSON text)."""
-    rows = (await conn.execute(select(cases).where(cases.c.case_id.in_(case_ids)))).all()
-    return {r.case_id: {"list_version": r.list_version, "status": r.status,
-                        "withdrawn": r.status == "withdrawn", "indicator": r.indicator,
-                        **{s: getattr(r, s) for s in ORDER}}
+async def load_cases(conn: AsyncConnection, case_ids: Collection[str]) -> dict[str, Stored]:
+    """What the fold needs of these stored cases: list version, withdrawn, the stage columns that
+    hold a result (not the results) and the indicator contribution."""
+    c = cases.c
+    rows = (await conn.execute(select(c.case_id, c.list_version, c.status, c.indicator,
+                                      *[c[s].is_not(None).label(s) for s in ORDER])
+                               .where(c.case_id.in_(case_ids)))).all()
+    return {r.case_id: Stored(r.list_version, r.status == "withdrawn",
+                              frozenset(s for s, held in zip(ORDER, tuple(r)[4:], strict=True) if held), r.indicator)
             for r in rows}
+
+
+async def load_results(conn: AsyncConnection, wanted: Mapping[str, Collection[str]]) -> dict[str, dict[str, Any]]:
+    """The stored stage results (JSON text) of these cases, the columns wanted of each."""
+    columns = [s for s in ORDER if any(s in w for w in wanted.values())]
+    if not columns:
+        return {}
+    c = cases.c
+    rows = (await conn.execute(select(c.case_id, *[c[s] for s in columns])
+                               .where(c.case_id.in_(list(wanted))))).all()
+    return {r.case_id: {s: r[i + 1] for i, s in enumerate(columns) if s in wanted[r.case_id]} for r in rows}
 
 
 async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: Collection[str],
                      contributions: Mapping[str, str | None] | None = None) -> None:
-    """Store the changed views (with each case's indicator contribution, JSON): new cases
-    inserted, stored ones updated (one statement each)."""
+    """Store the changed cases (with each one's indicator contribution, JSON): new cases
+    inserted; of a stored one only what the batch changed is updated (the stage columns it set,
+    status, flagged and group when their stage changed), one statement per set of columns."""
     contributions = contributions or {}
     now = datetime.now(UTC)
     new: list[dict[str, Any]] = []
-    changed: list[dict[str, Any]] = []
+    changed: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for cid, f in filed.items():
-        values = {s: f.view[s] for s in ORDER} | dict(
-            case_id=cid, list_version=f.view["list_version"], status=f.view["status"], updated_at=now,
-            flagged=is_flagged(f.view), group_code=group_of(f.view), indicator=contributions.get(cid))
+        values: dict[str, Any] = dict(case_id=cid, list_version=f.list_version, status=f.status, updated_at=now,
+                                      indicator=contributions.get(cid), **f.texts())
+        if f.reset or "reviewed" in f.results:
+            values["flagged"] = is_flagged(f.results.get("reviewed"))
+        if f.reset or "grouped" in f.results:
+            values["group_code"] = group_of(f.results.get("grouped"))
         if cid in stored:
-            changed.append(values)
+            changed.setdefault(tuple(sorted(values)), []).append(values)
         else:
             new.append(values | {"hospital_code": f.hospital_code})
-    await insert_many(conn, cases, new)
-    await update_many(conn, cases, "case_id", changed)
+    await insert_many(conn, cases, new)  # a new case's row is whole: the same columns each
+    for rows in changed.values():
+        await update_many(conn, cases, "case_id", rows)
 
 
 async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:

@@ -54,9 +54,10 @@ class Contribution:
     rules: tuple[str, ...] = ()
 
     def to_json(self) -> str:
+        """Its JSON (the sums that are not zero, in name order: equal contributions, equal text)."""
         return orjson.dumps({"key": list(self.key), "sums": {k: str(v) if isinstance(v, Decimal) else v
                                                              for k, v in self.sums.items() if v},
-                             "rules": list(self.rules)}).decode()
+                             "rules": list(self.rules)}, option=orjson.OPT_SORT_KEYS).decode()
 
     @classmethod
     def from_json(cls, text: str | None) -> Contribution | None:
@@ -132,14 +133,28 @@ def contribution(view: Mapping[str, Any], facts: Mapping[str, Any],
     outlier_cost = _dec(breakdown.get("outlier_cost"))
     s["near_high"] = int(_just_above(outlier_cost, _dec(breakdown.get("high_threshold")), band))
     s["near_low"] = int(_just_above(outlier_cost, _dec(breakdown.get("low_threshold")), band))
+    review, rules = _review_sums(reviewed, facts)
+    return Contribution(key, s | review, rules)
+
+
+def _review_sums(reviewed: Mapping[str, Any], facts: Mapping[str, Any]) -> tuple[dict[str, int], tuple[str, ...]]:
+    """What a case's review adds to its cell: flagged, the readmission counts, and the rules."""
     flags = reviewed.get("flags") or []
     rules = tuple(sorted({str(f.get("rule")) for f in flags if isinstance(f, dict) and f.get("rule")}))
-    s["flagged"] = int(bool(flags))
+    s = {"flagged": int(bool(flags))}
     days = reviewed.get("readmission_days")
     unplanned = isinstance(days, int) and not facts.get("planned_readmission")
     for limit in READMISSION_DAYS:
         s[f"readmissions_{limit}"] = int(unplanned and 0 <= days <= limit)  # type: ignore[operator]
-    return Contribution(key, s, rules)
+    return s, rules
+
+
+def with_review(c: Contribution, reviewed: Mapping[str, Any], facts: Mapping[str, Any]) -> Contribution:
+    """A counted case's contribution once its review changed (nothing else: same list version,
+    same other stage results): what `contribution` gives for the new view, without reading the
+    other stages' results again."""
+    review, rules = _review_sums(reviewed, facts)
+    return Contribution(c.key, {**c.sums, **review}, rules)
 
 
 def _just_above(cost: Decimal | None, threshold: Decimal | None, band: Decimal) -> bool:
@@ -158,15 +173,17 @@ class Delta:
     rules: dict[tuple[Key, str], int] = field(default_factory=dict)
 
     def add(self, c: Contribution, sign: int) -> None:
-        cell = self.cells.setdefault(c.key, {n: 0 for n in COUNTS} | {n: ZERO for n in SUMS if n not in COUNTS})
+        cell = self.cells.setdefault(c.key, {})  # the sums that change only; the rest are 0
         for name, value in c.sums.items():
-            cell[name] += sign * value
+            if value:
+                cell[name] = cell.get(name, 0) + sign * value
         for rule in c.rules:
             self.rules[(c.key, rule)] = self.rules.get((c.key, rule), 0) + sign
 
     def changed_cells(self) -> dict[Key, dict[str, Any]]:
-        """The cells whose sums change (a case moved out and back in changes nothing)."""
-        return {k: v for k, v in self.cells.items() if any(v.values())}
+        """The cells whose sums change (a case moved out and back in changes nothing), with
+        every sum (0 where it does not change)."""
+        return {k: empty_sums() | v for k, v in self.cells.items() if any(v.values())}
 
     def changed_rules(self) -> dict[tuple[Key, str], int]:
         return {k: v for k, v in self.rules.items() if v}

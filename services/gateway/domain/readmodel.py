@@ -8,7 +8,7 @@ the list version it belongs to, and whether that version withdraws the list.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -43,14 +43,6 @@ def status_of(view: dict[str, Any]) -> str:
     return reached[-1] if reached else "unknown"
 
 
-def is_flagged(view: dict[str, Any]) -> bool:
-    """Review raised at least one flag on the case's current list version."""
-    reviewed = view.get("reviewed")
-    if not reviewed:
-        return False
-    return bool(orjson.loads(reviewed).get("flags"))
-
-
 def apply(view: dict[str, Any] | None, event_type: str, list_version: int, result: Any,
           withdrawn: bool = False) -> dict[str, Any] | None:
     """The case view after an event; None when the event belongs to an older list version.
@@ -69,45 +61,100 @@ def apply(view: dict[str, Any] | None, event_type: str, list_version: int, resul
     return view
 
 
-def group_of(view: dict[str, Any]) -> str | None:
-    """The group the case's current list version was grouped into: its DRG, else its DIP group
-    (what the dashboard drills down by)."""
-    grouped = view.get("grouped")
+def group_of(grouped: Mapping[str, Any] | None) -> str | None:
+    """The group a case's grouping result put it into: its DRG, else its DIP group (what the
+    dashboard drills down by)."""
     if not grouped:
         return None
-    g = orjson.loads(grouped)
-    code = g.get("drg") or (g.get("dip") or {}).get("group")
+    code = grouped.get("drg") or (grouped.get("dip") or {}).get("group")
     return str(code)[:32] if code else None
 
 
-def stage_result(env: Envelope, facts: CaseRef) -> str:
-    """What the read model keeps of an event (JSON): its payload without the carried facts."""
+def is_flagged(reviewed: Mapping[str, Any] | None) -> bool:
+    """Review raised at least one flag (from its result)."""
+    return bool(reviewed and reviewed.get("flags"))
+
+
+def stage_result(env: Envelope, facts: CaseRef) -> dict[str, Any]:
+    """What the read model keeps of an event: its payload without the carried facts."""
     result = {k: v for k, v in env.payload.items() if k != "facts"}
     if facts.withdrawn:
         result["withdrawn"] = True
     result["event_id"] = env.event_id
     result["occurred_at"] = env.occurred_at.isoformat()
-    return orjson.dumps(result).decode()
+    return result
 
 
 @dataclass(frozen=True)
+class Stored:
+    """What the fold reads of a stored case: its list version, whether that version withdraws the
+    list, which stage columns hold a result and its indicator contribution (JSON). The stage
+    results themselves are read only when a new contribution needs them."""
+
+    list_version: int
+    withdrawn: bool
+    reached: frozenset[str]
+    indicator: str | None = None
+
+
+@dataclass
 class Filed:
-    """A case's view after a batch, with the hospital of the event that last changed it."""
+    """A case after a batch: the stage results the batch set (the latest per column), whether the
+    stored results are cleared (a newer list version, or a new case), the stage columns holding a
+    result, the facts its current version carries and the hospital of the event that last
+    changed it."""
 
-    view: dict[str, Any]
     hospital_code: str
+    list_version: int
+    withdrawn: bool
+    reset: bool
+    reached: set[str]
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """The furthest stage the case's current list version has reached, or "withdrawn"."""
+        if self.withdrawn:
+            return "withdrawn"
+        reached = [s for s in ORDER if s in self.reached]
+        return reached[-1] if reached else "unknown"
+
+    def texts(self) -> dict[str, str | None]:
+        """The stage columns to write, as JSON: the results the batch set, and None for the
+        others when the stored ones are cleared."""
+        out: dict[str, str | None] = dict.fromkeys(ORDER) if self.reset else {}
+        for column, result in self.results.items():
+            out[column] = orjson.dumps(result).decode()
+        return out
 
 
-def file_events(stored: Mapping[str, dict[str, Any]], envs: Sequence[Envelope],
+def file_events(stored: Mapping[str, Stored], envs: Sequence[Envelope],
                 refs: Sequence[CaseRef]) -> dict[str, Filed]:
     """The cases a batch of events changes (by case id), the events applied in order over the
-    stored views; an event of an older list version changes nothing."""
-    views = dict(stored)
+    stored cases (as `apply` does to whole views); an event of an older list version changes
+    nothing."""
     filed: dict[str, Filed] = {}
     for env, ref in zip(envs, refs, strict=True):
-        view = apply(views.get(env.case_id), env.event_type, ref.list_version,
-                     stage_result(env, ref), ref.withdrawn)
-        if view is not None:
-            views[env.case_id] = view
-            filed[env.case_id] = Filed(view, ref.hospital_code)
+        cid = env.case_id
+        f = filed.get(cid)
+        if f is None:
+            s = stored.get(cid)
+            if s is not None and ref.list_version < s.list_version:
+                continue
+            f = (Filed(ref.hospital_code, ref.list_version, False, True, set()) if s is None
+                 or ref.list_version > s.list_version
+                 else Filed(ref.hospital_code, s.list_version, s.withdrawn, False, set(s.reached)))
+        elif ref.list_version < f.list_version:
+            continue
+        elif ref.list_version > f.list_version:
+            f = Filed(ref.hospital_code, ref.list_version, False, True, set())
+        column = STAGE_COLUMN[env.event_type]
+        f.results[column] = stage_result(env, ref)
+        f.reached.add(column)
+        if column == "received":
+            f.withdrawn = ref.withdrawn
+        f.hospital_code = ref.hospital_code
+        f.facts = env.payload.get("facts") or {}
+        filed[cid] = f
     return filed
