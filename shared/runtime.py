@@ -191,6 +191,8 @@ class Runtime:
         # What is loaded by now (schemes, code dictionaries, policies) lives as long as the
         # process: the garbage collector need not walk it again at every collection.
         gc.freeze()
+        if self.settings.gc_threshold:  # batches make objects by the thousand, nearly all freed at once
+            gc.set_threshold(self.settings.gc_threshold, *gc.get_threshold()[1:])
         for r in self.relays:
             self._tasks.append(asyncio.create_task(r.run(), name=f"relay-{r.outbox.table.name}"))
         for c in self.consumers:

@@ -66,6 +66,11 @@ class ServiceSettings(BaseSettings):
                     "fewer transactions (0: apply at once)",
     )
     relay_interval_ms: int = Field(200, ge=10, le=60_000)
+    gc_threshold: int = Field(
+        20_000, ge=0, le=10_000_000,
+        description="new objects between two collections of the garbage collector's youngest "
+                    "generation (Python's 700 has a busy stage collect thousands of times, a tenth "
+                    "of its CPU; 0: Python's default)")
     lag_interval_ms: int = Field(5000, ge=50, le=600_000,
                                  description="how often each stage reads its consumer lag from the bus")
     instance_id: str | None = Field(None, description="static group membership id (Kafka)")
