@@ -1,7 +1,8 @@
 """The gateway's routes: the one public API for hospitals and the bureau.
 
-Submissions are passed to ingest, draft checks and DIP catalogues to the grouper, policies and
-statements to the pricer, monitoring flags with their workflow and special-case review to review,
+Submissions are passed to ingest, draft checks and DIP catalogues to the grouper, policies,
+statements and negotiation rounds to the pricer, monitoring flags with their workflow,
+special-case review and the feedback channel to review,
 over HTTP (in-process in the embedded mode); queries are answered from the gateway's own read
 model. Tokens and the audit of administrative actions are the
 gateway's own (bureau-admin).
@@ -728,7 +729,7 @@ def _scoped(request: Request, who: Principal, *known: str) -> dict[str, str]:
     params = dict(request.query_params)
     hospital = params.get("hospital")
     if hospital is not None and not who.may_see(hospital):
-        raise Forbidden("a hospital sees only its own special cases", field="hospital")
+        raise Forbidden("a hospital sees only its own", field="hospital")
     if not who.is_bureau and "hospital" in known:
         params["hospital"] = who.hospital_code or ""
     return params
@@ -1060,10 +1061,10 @@ async def list_feedback(request: Request, up: Upstream, who: Caller) -> Response
 
 @router.get("/feedback/stats")
 async def feedback_stats(request: Request, up: Upstream, who: Caller) -> Response:
-    """Counts by status and category and the answer times (for the bureau's indicators); `from`,
-    `to` (sent dates, inclusive)."""
+    """Counts by status and category and the answer times in working days (for the bureau's
+    indicators); `from`, `to` (sent dates, inclusive), `region` (whose review calendar counts)."""
     who.require(*BUREAU_ROLES)
-    _only(request, "from", "to")
+    _only(request, "from", "to", "region")
     return await _review(up, who, "GET", "/feedback/stats", params=dict(request.query_params))
 
 

@@ -124,13 +124,15 @@ def dip_items(document: Mapping[str, Any]) -> dict[str, str]:
 def changeset_items(document: Mapping[str, Any]) -> dict[str, str | None]:
     """A change set is opaque here: the whole document, and each identified change."""
     items: dict[str, str | None] = {"document": None}
-    for change in document.get("changes") or []:
+    listed = document.get("changes")
+    for change in listed if isinstance(listed, list) else ():
         if isinstance(change, Mapping) and isinstance(change.get("id"), str | int):
             items[f"change:{change['id']}"] = None
     return items
 
 
 def numeric(value: str | None) -> bool:
+    """Whether an item has a numeric value (an opaque change-set item has none)."""
     return value is not None
 
 
