@@ -1,7 +1,8 @@
 """The gateway's routes: the one public API for hospitals and the bureau.
 
-Submissions are passed to ingest, draft checks and DIP catalogues to the grouper, policies and
-statements to the pricer, monitoring flags with their workflow and special-case review to review,
+Submissions are passed to ingest, draft checks and DIP catalogues to the grouper, policies,
+statements and negotiation rounds to the pricer, monitoring flags with their workflow,
+special-case review and the feedback channel to review,
 over HTTP (in-process in the embedded mode); queries are answered from the gateway's own read
 model. Tokens and the audit of administrative actions are the
 gateway's own (bureau-admin).
@@ -912,7 +913,7 @@ def _scoped(request: Request, who: Principal, *known: str) -> dict[str, str]:
     params = dict(request.query_params)
     hospital = params.get("hospital")
     if hospital is not None and not who.may_see(hospital):
-        raise Forbidden("a hospital sees only its own special cases", field="hospital")
+        raise Forbidden("a hospital sees only its own", field="hospital")
     if not who.is_bureau and "hospital" in known:
         params["hospital"] = who.hospital_code or ""
     return params
@@ -1031,3 +1032,257 @@ async def appeal_special_case(application_id: SpecialCaseId, request: Request, u
     who.require(HOSPITAL)
     _only(request)
     return await _review(up, who, "POST", f"/special-cases/{application_id}/appeal", await _read(request, up))
+
+
+# ---------------------------------------------------------------- negotiation rounds (协商谈判, pricer)
+# The pricer keeps the drafts, the comments and answers, the adoption and the round's history; the
+# gateway checks the role and the hospital, passes on who asks and records every change it relayed.
+
+DRAFT_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["kind", "title", "document", "opens", "closes"], "additionalProperties": False,
+    "properties": {"kind": {"type": "string", "enum": ["policy", "dip-policy", "scheme-changeset"]},
+                   "title": {"type": "string"},
+                   "document": {"type": "object", "description": "a policy document as POST /policies takes it; "
+                                "{policy, catalogue} for a DIP policy; a scheme change set"},
+                   "opens": {"type": "string", "format": "date", "description": "China Standard Time"},
+                   "closes": {"type": "string", "format": "date", "description": "China Standard Time"}},
+}
+DRAFT_COMMENT_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["item", "reason"], "additionalProperties": False,
+    "properties": {"item": {"type": "string", "description": "weight:<DRG>, rate:<insurance>:<level>, "
+                            "coefficient:level:<n>, coefficient:hospital:<code>, mean-cost:<DRG>, score:<group>"},
+                   "kind": {"type": "string", "enum": ["comment", "objection"]},
+                   "reason": {"type": "string"},
+                   "counter_proposal": {"type": ["string", "null"], "description": "a decimal for a numeric item"}},
+}
+DRAFT_ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["outcome", "reason"], "additionalProperties": False,
+    "properties": {"outcome": {"type": "string", "enum": ["accepted", "partly", "rejected"]},
+                   "reason": {"type": "string"}},
+}
+ADOPT_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["valid_from"], "additionalProperties": False,
+    "properties": {"valid_from": {"type": "string", "format": "date"},
+                   "version": {"type": ["integer", "null"]}, "notes": {"type": "string"},
+                   "changes": {"type": "array", "items": {
+                       "type": "object", "required": ["item", "value", "reason"],
+                       "properties": {"item": {"type": "string"}, "value": {"type": "string"},
+                                      "reason": {"type": "string"},
+                                      "comment_ids": {"type": "array", "items": {"type": "integer"}}}}}},
+}
+DraftId = Annotated[int, Path(ge=1, le=2**53, description="the draft's id")]
+CommentId = Annotated[int, Path(ge=1, le=2**53, description="the comment's id")]
+
+
+async def _pricer(up: Upstreams, who: Principal, method: str, path: str, body: bytes = b"",
+                  params: dict[str, str] | None = None) -> Response:
+    return await up.relay("pricer", method, path, body, _to_review(who), params=params)
+
+
+async def _relayed_change(request: Request, up: Upstreams, who: Principal, engine: Any, upstream: str, path: str,
+                          action: str, subject: Callable[[dict[str, Any]], str],
+                          detail: Callable[[dict[str, Any]], Any]) -> Response:
+    """Forward a change with who makes it; once the upstream accepted it, record it."""
+    _only(request)
+    r = await up.relay(upstream, "POST", path, await _read(request, up), _to_review(who))
+    if r.status_code < 300:
+        a = _answer(r)
+        await _record(engine, request, who, action, subject(a), detail(a))
+    return r
+
+
+@router.post("/negotiations", status_code=201, openapi_extra=_body(DRAFT_SCHEMA))
+async def publish_draft(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Publish a draft of a negotiable element to the hospitals with its comment window
+    (bureau-admin; audited)."""
+    who.require("bureau-admin")
+    return await _relayed_change(request, up, who, engine, "pricer", "/negotiations", audit.NEGOTIATION_PUBLISHED,
+                                 lambda a: f"draft {a.get('id')}",
+                                 lambda a: {k: a.get(k) for k in ("kind", "title", "policy_id", "version",
+                                                                  "opens", "closes")})
+
+
+@router.get("/negotiations")
+async def list_drafts(request: Request, up: Upstream, who: Caller) -> Response:
+    """The drafts published (hospitals and the bureau), newest first; `status=open|adopted`."""
+    _only(request, "status")
+    return await _pricer(up, who, "GET", "/negotiations", params=dict(request.query_params))
+
+
+@router.get("/negotiations/{draft_id}")
+async def get_draft(draft_id: DraftId, request: Request, up: Upstream, who: Caller) -> Response:
+    """A draft: its document, items and window; once adopted, what changed and why."""
+    _only(request)
+    return await _pricer(up, who, "GET", f"/negotiations/{draft_id}")
+
+
+@router.get("/negotiations/{draft_id}/impact")
+async def draft_impact(draft_id: DraftId, request: Request, up: Upstream, who: Caller,
+                       hospital: str | None = Query(None, min_length=1, max_length=32),
+                       year: int | None = Query(None, ge=1900, le=2099)) -> Response:
+    """What the draft means for a hospital: its own stored cases priced under the draft vs the
+    policy in force, payment and 盈亏 per group and in total. A hospital sees only its own
+    (another's: 403); the bureau names the hospital."""
+    _only(request, "hospital", "year")
+    if hospital is not None and not who.may_see(hospital):
+        raise Forbidden("a hospital sees only its own impact", code="HOSPITAL_MISMATCH", field="hospital")
+    if not who.is_bureau:
+        hospital = who.hospital_code
+    if hospital is None:
+        raise Invalid("name the hospital", code="HOSPITAL_REQUIRED", field="hospital")
+    params = {"hospital": hospital} | ({"year": str(year)} if year is not None else {})
+    return await _pricer(up, who, "GET", f"/negotiations/{draft_id}/impact", params=params)
+
+
+@router.post("/negotiations/{draft_id}/comments", status_code=201, openapi_extra=_body(DRAFT_COMMENT_SCHEMA))
+async def comment_on_draft(draft_id: DraftId, request: Request, up: Upstream, who: Caller,
+                           engine: Engine) -> Response:
+    """A hospital's comment or objection on one item of the draft, with a reason and an optional
+    counter-proposal, while the window is open (after: 409 `NEGOTIATION_WINDOW_CLOSED`; audited)."""
+    who.require(HOSPITAL)
+    return await _relayed_change(request, up, who, engine, "pricer", f"/negotiations/{draft_id}/comments",
+                                 audit.NEGOTIATION_COMMENTED, lambda a: f"draft {draft_id} comment {a.get('id')}",
+                                 lambda a: {k: a.get(k) for k in ("item", "kind", "counter_proposal")})
+
+
+@router.get("/negotiations/{draft_id}/comments")
+async def list_draft_comments(draft_id: DraftId, request: Request, up: Upstream, who: Caller) -> Response:
+    """The bureau: every comment with its hospital. A hospital: its own comments with the answers,
+    and every comment and answer anonymised (`all`: no hospital codes)."""
+    _only(request)
+    params = {} if who.is_bureau else {"hospital": who.hospital_code or ""}
+    return await _pricer(up, who, "GET", f"/negotiations/{draft_id}/comments", params=params)
+
+
+@router.post("/negotiations/{draft_id}/comments/{comment_id}/answer", openapi_extra=_body(DRAFT_ANSWER_SCHEMA))
+async def answer_draft_comment(draft_id: DraftId, comment_id: CommentId, request: Request, up: Upstream,
+                               who: Caller, engine: Engine) -> Response:
+    """The bureau's answer to a comment: accepted, partly or rejected, with the reason (once; audited)."""
+    who.require("bureau-reviewer", "bureau-admin")
+    return await _relayed_change(request, up, who, engine, "pricer",
+                                 f"/negotiations/{draft_id}/comments/{comment_id}/answer",
+                                 audit.NEGOTIATION_ANSWERED, lambda a: f"draft {draft_id} comment {comment_id}",
+                                 lambda a: {k: a.get(k) for k in ("item", "hospital_code", "answer")})
+
+
+@router.post("/negotiations/{draft_id}/adopt", openapi_extra=_body(ADOPT_SCHEMA))
+async def adopt_draft(draft_id: DraftId, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Adopt the draft as the policy version in force from `valid_from`, through the policy
+    import, with each item changed from the draft, why, and the comments that caused it
+    (bureau-admin; audited)."""
+    who.require("bureau-admin")
+    return await _relayed_change(request, up, who, engine, "pricer", f"/negotiations/{draft_id}/adopt",
+                                 audit.NEGOTIATION_ADOPTED,
+                                 lambda a: f"draft {draft_id}: {a.get('policy_id')} v{a.get('version')}",
+                                 lambda a: {k: a.get(k) for k in ("kind", "valid_from", "changes")})
+
+
+async def _draft_report(draft_id: int, request: Request, up: Upstreams, who: Principal, fmt: str) -> Response:
+    who.require(*BUREAU_ROLES)
+    _only(request)
+    r = await _pricer(up, who, "GET", f"/negotiations/{draft_id}/report", params={"format": fmt})
+    if r.status_code == 200:
+        r.headers["content-disposition"] = f'attachment; filename="drgdip-negotiation-{draft_id}.{fmt}"'
+    return r
+
+
+@router.get("/negotiations/{draft_id}/report.html", response_class=Response,
+            responses={200: {"content": {"text/html": {}}, "description": "the round's report"}})
+async def draft_report_html(draft_id: DraftId, request: Request, up: Upstream, who: Caller) -> Response:
+    """The round's report: items, objections, answers and changes, as an HTML page (bureau roles)."""
+    return await _draft_report(draft_id, request, up, who, "html")
+
+
+@router.get("/negotiations/{draft_id}/report.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}, "description": "the round's report"}})
+async def draft_report_csv(draft_id: DraftId, request: Request, up: Upstream, who: Caller) -> Response:
+    """The round's report as CSV (bureau roles)."""
+    return await _draft_report(draft_id, request, up, who, "csv")
+
+
+@router.get("/negotiations/{draft_id}/history")
+async def draft_history(draft_id: DraftId, request: Request, up: Upstream, who: Caller) -> Response:
+    """The round's own history: publication, comments, answers, adoption (bureau roles)."""
+    who.require(*BUREAU_ROLES)
+    _only(request)
+    return await _pricer(up, who, "GET", f"/negotiations/{draft_id}/history")
+
+
+# ---------------------------------------------------------------- feedback channel (意见收集, review)
+
+FEEDBACK_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["category", "text"], "additionalProperties": False,
+    "properties": {"category": {"type": "string", "enum": ["grouping", "weights", "payment", "rules", "monitoring",
+                                                          "special-cases", "data", "other"]},
+                   "text": {"type": "string"}, "author": {"type": ["string", "null"],
+                                                          "description": "a doctor or department, optional"},
+                   "case_ids": {"type": "array", "items": {"type": "string"}}},
+}
+FEEDBACK_STEP_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"note": {"type": ["string", "null"]}, "answer": {"type": ["string", "null"]}},
+}
+FeedbackId = Annotated[int, Path(ge=1, le=2**53, description="the opinion's id")]
+
+
+@router.post("/feedback", status_code=201, openapi_extra=_body(FEEDBACK_SCHEMA))
+async def send_feedback(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """A hospital (or a doctor, with the hospital's token) sends an opinion on grouping or the
+    rules, naming its own cases concerned (audited)."""
+    who.require(HOSPITAL)
+    return await _relayed_change(request, up, who, engine, "review", "/feedback", audit.FEEDBACK_SENT,
+                                 lambda a: f"feedback {a.get('id')}",
+                                 lambda a: {k: a.get(k) for k in ("category", "case_ids")})
+
+
+@router.get("/feedback")
+async def list_feedback(request: Request, up: Upstream, who: Caller) -> Response:
+    """Opinions, newest first: a hospital's own, or (bureau) every hospital's; filters status,
+    category, hospital."""
+    params = _scoped(request, who, "status", "category", "hospital", "limit", "offset")
+    return await _review(up, who, "GET", "/feedback", params=params)
+
+
+@router.get("/feedback/stats")
+async def feedback_stats(request: Request, up: Upstream, who: Caller) -> Response:
+    """Counts by status and category and the answer times in working days (for the bureau's
+    indicators); `from`, `to` (sent dates, inclusive), `region` (whose review calendar counts)."""
+    who.require(*BUREAU_ROLES)
+    _only(request, "from", "to", "region")
+    return await _review(up, who, "GET", "/feedback/stats", params=dict(request.query_params))
+
+
+@router.get("/feedback/{feedback_id}")
+async def get_feedback(feedback_id: FeedbackId, request: Request, up: Upstream, who: Caller) -> Response:
+    """One opinion with its history (another hospital's: 404)."""
+    _only(request)
+    return await _review(up, who, "GET", f"/feedback/{feedback_id}")
+
+
+async def _feedback_step(feedback_id: int, step: str, action: str, request: Request, up: Upstreams,
+                         who: Principal, engine: Any) -> Response:
+    who.require("bureau-reviewer", "bureau-admin")
+    return await _relayed_change(request, up, who, engine, "review", f"/feedback/{feedback_id}/{step}", action,
+                                 lambda a: f"feedback {feedback_id}",
+                                 lambda a: {k: a.get(k) for k in ("status", "hospital_code", "category")})
+
+
+@router.post("/feedback/{feedback_id}/triage", openapi_extra=_body(FEEDBACK_STEP_SCHEMA))
+async def triage_feedback(feedback_id: FeedbackId, request: Request, up: Upstream, who: Caller,
+                          engine: Engine) -> Response:
+    """The bureau takes a new opinion in hand (new → triaged; audited)."""
+    return await _feedback_step(feedback_id, "triage", audit.FEEDBACK_TRIAGED, request, up, who, engine)
+
+
+@router.post("/feedback/{feedback_id}/answer", openapi_extra=_body(FEEDBACK_STEP_SCHEMA))
+async def answer_feedback(feedback_id: FeedbackId, request: Request, up: Upstream, who: Caller,
+                          engine: Engine) -> Response:
+    """The bureau answers an opinion (triaged → answered; audited)."""
+    return await _feedback_step(feedback_id, "answer", audit.FEEDBACK_ANSWERED, request, up, who, engine)
+
+
+@router.post("/feedback/{feedback_id}/close", openapi_extra=_body(FEEDBACK_STEP_SCHEMA))
+async def close_feedback(feedback_id: FeedbackId, request: Request, up: Upstream, who: Caller,
+                         engine: Engine) -> Response:
+    """The bureau closes an answered opinion (answered → closed; audited)."""
+    return await _feedback_step(feedback_id, "close", audit.FEEDBACK_CLOSED, request, up, who, engine)

@@ -1,16 +1,18 @@
-"""Pricer's HTTP routes: policy versions (import, list), settlement runs and statements, re-pricing."""
+"""Pricer's HTTP routes: policy versions (import, list), settlement runs and statements, re-pricing,
+and negotiation rounds over drafts of policies (`/negotiations…`, `negotiations.py`)."""
 
 from __future__ import annotations
 
 import json
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.pricer import handlers, repository
+from services.pricer import handlers, negotiations, repository
+from services.pricer.domain import negotiation as ng
 from services.pricer.domain.policy import PolicyError
 from services.pricer.domain.standards import group_standards
 from shared.errors import Invalid, NotFound
@@ -23,7 +25,6 @@ ACTOR_HEADER = "x-drgdip-actor"  # who changes a policy over HTTP (set by the ga
 Policies = Annotated[repository.Policies, Depends(stage_service(repository.NAME))]
 
 router = APIRouter(tags=["pricer"])
-
 
 
 def _actor(request: Request) -> str:
@@ -157,3 +158,116 @@ async def adopt_deposit_returns(body: DepositReturns, request: Request, conn: Co
     gateway relays it when an evaluation is adopted)."""
     n = await handlers.adopt_deposit_returns(conn, body.year, body.evaluation_id, _actor(request), body.hospitals)
     return {"year": body.year, "evaluation_id": body.evaluation_id, "hospitals": n}
+
+
+# --- negotiation rounds (协商谈判, docs/domain.md §14) ----------------------------------------------
+
+def _who(request: Request) -> negotiations.Who:
+    h = request.headers
+    return negotiations.Who(h.get(ACTOR_HEADER) or "api", h.get("x-drgdip-role"), h.get("x-drgdip-hospital"))
+
+
+Who = Annotated[negotiations.Who, Depends(_who)]
+DraftId = Annotated[int, Path(ge=1, le=2**53)]
+CommentId = Annotated[int, Path(ge=1, le=2**53)]
+TEXT = r"^[^\x00]+$"  # free text: anything but NUL (which PostgreSQL refuses in text)
+DECIMAL = r"^\d{1,12}(\.\d{1,6})?$"
+
+
+class DraftRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["policy", "dip-policy", "scheme-changeset"]
+    title: str = Field(min_length=1, max_length=200, pattern=TEXT)
+    document: dict[str, Any] = Field(description="a policy document; {policy, catalogue}; a change set")
+    opens: date = Field(description="first day comments are taken (China Standard Time)")
+    closes: date = Field(description="last day comments are taken (China Standard Time)")
+
+
+@router.post("/negotiations", status_code=201)
+async def publish_draft(body: DraftRequest, who: Who, conn: Conn) -> dict:
+    """Publish a draft to the hospitals with its comment window (bureau-admin, through the gateway)."""
+    return await negotiations.publish(conn, who, body.kind, body.title, body.document, body.opens, body.closes)
+
+
+@router.get("/negotiations")
+async def list_drafts(conn: Conn, status: Literal["open", "adopted"] | None = None) -> dict:
+    return {"drafts": await repository.list_drafts(conn, status)}
+
+
+@router.get("/negotiations/{draft_id}")
+async def get_draft(draft_id: DraftId, conn: Conn) -> dict:
+    return await negotiations.get(conn, draft_id)
+
+
+@router.get("/negotiations/{draft_id}/impact")
+async def draft_impact(draft_id: DraftId, conn: Conn, policies: Policies,
+                       hospital: str = Query(min_length=1, max_length=32, pattern=ID_PATTERN),
+                       year: int | None = Query(None, ge=1900, le=2099)) -> dict:
+    """One hospital's cases priced under the draft vs the policy in force: per group and in total."""
+    return await negotiations.impact(conn, policies, draft_id, hospital, year)
+
+
+class CommentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    item: str = Field(min_length=1, max_length=120, pattern=TEXT, description="e.g. weight:<DRG>, coefficient:level:3")
+    kind: ng.CommentKind = "comment"
+    reason: str = Field(min_length=1, max_length=4000, pattern=TEXT)
+    counter_proposal: str | None = Field(None, min_length=1, max_length=200, pattern=TEXT,
+                                         description="a decimal for a numeric item")
+
+
+@router.post("/negotiations/{draft_id}/comments", status_code=201)
+async def comment_on_draft(draft_id: DraftId, body: CommentRequest, who: Who, conn: Conn) -> dict:
+    return await negotiations.comment(conn, who, draft_id, body.item, body.kind, body.reason, body.counter_proposal)
+
+
+@router.get("/negotiations/{draft_id}/comments")
+async def list_draft_comments(draft_id: DraftId, conn: Conn,
+                              hospital: str | None = Query(None, min_length=1, max_length=32,
+                                                           pattern=ID_PATTERN)) -> dict:
+    return await negotiations.list_comments(conn, draft_id, hospital)
+
+
+class AnswerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: ng.Outcome
+    reason: str = Field(min_length=1, max_length=4000, pattern=TEXT)
+
+
+@router.post("/negotiations/{draft_id}/comments/{comment_id}/answer")
+async def answer_comment(draft_id: DraftId, comment_id: CommentId, body: AnswerRequest, who: Who,
+                         conn: Conn) -> dict:
+    return await negotiations.answer(conn, who, draft_id, comment_id, body.outcome, body.reason)
+
+
+class ChangeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    item: str = Field(min_length=1, max_length=120, pattern=TEXT)
+    value: str = Field(pattern=DECIMAL)
+    reason: str = Field(min_length=1, max_length=4000, pattern=TEXT)
+    comment_ids: list[int] = Field(default_factory=list, max_length=1000)
+
+
+class AdoptRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    valid_from: date = Field(description="the adopted version is in force from this day")
+    version: int | None = Field(None, ge=1, le=2**31 - 1, description="default: the draft's version")
+    changes: list[ChangeBody] = Field(default_factory=list, max_length=10_000)
+    notes: str = Field("", max_length=4000)
+
+
+@router.post("/negotiations/{draft_id}/adopt")
+async def adopt_draft(draft_id: DraftId, body: AdoptRequest, who: Who, conn: Conn, policies: Policies) -> dict:
+    changes = [ng.ChangeRequest(c.item, c.value, c.reason, tuple(c.comment_ids)) for c in body.changes]
+    return await negotiations.adopt(conn, policies, who, draft_id, body.valid_from, body.version, changes, body.notes)
+
+
+@router.get("/negotiations/{draft_id}/report")
+async def draft_report(draft_id: DraftId, conn: Conn, format: Literal["html", "csv"] = "html") -> Response:
+    text = await negotiations.report(conn, draft_id, format)
+    return Response(text, media_type="text/csv; charset=utf-8" if format == "csv" else "text/html; charset=utf-8")
+
+
+@router.get("/negotiations/{draft_id}/history")
+async def draft_history(draft_id: DraftId, conn: Conn) -> dict:
+    return {"entries": await negotiations.history(conn, draft_id)}

@@ -208,6 +208,71 @@ deposit_returns = Table(
     Index("ix_pricer_deposit_returns_year", "year", "hospital_code"),
 )
 
+# Negotiation rounds (协商谈判, §14): the drafts published to hospitals, each hospital's comments
+# and objections per item with the bureau's answer, what the adopted version changed and why, and
+# the round's own append-only history (who did what, when).
+drafts = Table(
+    "pricer_drafts", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("kind", String(24), nullable=False),  # policy | dip-policy | scheme-changeset
+    Column("title", String(200), nullable=False),
+    Column("region", String(32), nullable=True),
+    Column("policy_id", String(64), nullable=True),
+    Column("version", Integer, nullable=True),  # the version the draft proposes
+    Column("document", Text, nullable=False),  # the draft as published (normalised JSON)
+    Column("items", Text, nullable=False),  # JSON {item: value or null}
+    Column("opens", Date, nullable=False),  # the comment window, CST, inclusive
+    Column("closes", Date, nullable=False),
+    Column("status", String(12), nullable=False),  # open | adopted
+    Column("published_by", String(128), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+    Column("adopted_version", Integer, nullable=True),
+    Column("adopted_from", Date, nullable=True),
+    Column("adopted_by", String(128), nullable=True),
+    Column("adopted_at", DateTime(timezone=True), nullable=True),
+    Column("adoption_notes", Text, nullable=True),
+)
+draft_comments = Table(
+    "pricer_draft_comments", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("draft_id", ROW_ID, nullable=False),
+    Column("item", String(120), nullable=False),
+    Column("kind", String(12), nullable=False),  # comment | objection
+    Column("hospital_code", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("counter_proposal", String(200), nullable=True),
+    Column("commented_by", String(128), nullable=False),
+    Column("commented_at", DateTime(timezone=True), nullable=False),
+    Column("answer", String(12), nullable=True),  # accepted | partly | rejected
+    Column("answer_reason", Text, nullable=True),
+    Column("answered_by", String(128), nullable=True),
+    Column("answered_at", DateTime(timezone=True), nullable=True),
+    Index("ix_pricer_draft_comments_draft", "draft_id", "hospital_code"),
+)
+draft_changes = Table(
+    "pricer_draft_changes", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("draft_id", ROW_ID, nullable=False),
+    Column("item", String(120), nullable=False),
+    Column("draft_value", String(200), nullable=True),
+    Column("adopted_value", String(200), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("comment_ids", Text, nullable=False),  # JSON [id]
+    Index("ix_pricer_draft_changes_draft", "draft_id"),
+)
+draft_history = Table(
+    "pricer_draft_history", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("draft_id", ROW_ID, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(24), nullable=False),  # published | commented | answered | adopted
+    Column("actor", String(128), nullable=False),
+    Column("role", String(32), nullable=True),
+    Column("subject", String(128), nullable=True),
+    Column("detail", Text, nullable=True),  # JSON
+    Index("ix_pricer_draft_history_draft", "draft_id"),
+)
+
 # --- policies -----------------------------------------------------------------------------------
 
 def policy_book() -> Versions[Policy]:
@@ -618,3 +683,113 @@ async def claim_deductions(conn: AsyncConnection, run: str, hospitals: Sequence[
     for h, amount in (await conn.execute(select(d.hospital_code, d.amount).where(d.applied_to == run))).all():
         out[h] = out.get(h, ZERO) + amount
     return out
+
+
+# --- negotiation rounds (§14) ---------------------------------------------------------------------
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if value is not None and hasattr(value, "isoformat") else value
+
+
+def _draft_dict(r: Any) -> dict[str, Any]:
+    return {**{k: _iso(v) for k, v in r._asdict().items() if k not in ("document", "items")},
+            "items": orjson.loads(r.items)}
+
+
+async def insert_draft(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
+    return int((await conn.execute(insert(drafts).values(**values).returning(drafts.c.id))).scalar_one())
+
+
+async def draft(conn: AsyncConnection, draft_id: int, *, with_document: bool = False,
+                lock: bool = False) -> dict[str, Any] | None:
+    """A draft (its items parsed; its document too when asked), or None."""
+    q = select(drafts).where(drafts.c.id == draft_id)
+    if lock and conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    r = (await conn.execute(q)).first()
+    if r is None:
+        return None
+    out = _draft_dict(r)
+    if with_document:
+        out["document"] = orjson.loads(r.document)
+    return out
+
+
+async def list_drafts(conn: AsyncConnection, status: str | None) -> list[dict[str, Any]]:
+    q = select(drafts).order_by(drafts.c.id.desc())
+    if status:
+        q = q.where(drafts.c.status == status)
+    return [_draft_dict(r) | {"items": len(orjson.loads(r.items))} for r in (await conn.execute(q)).all()]
+
+
+async def update_draft(conn: AsyncConnection, draft_id: int, **values: Any) -> None:
+    await conn.execute(update(drafts).where(drafts.c.id == draft_id).values(**values))
+
+
+async def insert_comment(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
+    return int((await conn.execute(insert(draft_comments).values(**values)
+                                   .returning(draft_comments.c.id))).scalar_one())
+
+
+async def comments(conn: AsyncConnection, draft_id: int, *, hospital: str | None = None,
+                   comment_id: int | None = None) -> list[dict[str, Any]]:
+    """A draft's comments, oldest first (one hospital's, or one comment, when asked)."""
+    c = draft_comments.c
+    q = select(draft_comments).where(c.draft_id == draft_id)
+    if hospital is not None:
+        q = q.where(c.hospital_code == hospital)
+    if comment_id is not None:
+        q = q.where(c.id == comment_id)
+    return [{k: _iso(v) for k, v in r._asdict().items()} for r in (await conn.execute(q.order_by(c.id))).all()]
+
+
+async def answer_comment(conn: AsyncConnection, comment_id: int, **values: Any) -> None:
+    await conn.execute(update(draft_comments).where(draft_comments.c.id == comment_id).values(**values))
+
+
+async def insert_changes(conn: AsyncConnection, draft_id: int, changes: Sequence[Mapping[str, Any]]) -> None:
+    await insert_many(conn, draft_changes, [
+        dict(draft_id=draft_id, item=ch["item"], draft_value=ch["draft_value"], adopted_value=ch["adopted_value"],
+             reason=ch["reason"], comment_ids=orjson.dumps(ch["comment_ids"]).decode()) for ch in changes])
+
+
+async def changes(conn: AsyncConnection, draft_id: int) -> list[dict[str, Any]]:
+    c = draft_changes.c
+    rows = (await conn.execute(select(draft_changes).where(c.draft_id == draft_id).order_by(c.id))).all()
+    return [{"item": r.item, "draft_value": r.draft_value, "adopted_value": r.adopted_value, "reason": r.reason,
+             "comment_ids": orjson.loads(r.comment_ids)} for r in rows]
+
+
+async def record_draft(conn: AsyncConnection, draft_id: int, action: str, *, actor: str, role: str | None,
+                       subject: str | None = None, detail: Any = None) -> None:
+    """Append one row to a round's history (never updated or deleted)."""
+    await conn.execute(insert(draft_history).values(
+        draft_id=draft_id, at=datetime.now(UTC), action=action, actor=actor[:128], role=role,
+        subject=subject, detail=None if detail is None else orjson.dumps(detail, default=str).decode()))
+
+
+async def draft_history_of(conn: AsyncConnection, draft_id: int) -> list[dict[str, Any]]:
+    h = draft_history.c
+    rows = (await conn.execute(select(draft_history).where(h.draft_id == draft_id).order_by(h.at, h.id))).all()
+    return [{**r._asdict(), "at": r.at.isoformat(),
+             "detail": orjson.loads(r.detail) if r.detail else None} for r in rows]
+
+
+async def record_policy_adoption(conn: AsyncConnection, policy_id: str, version: int, who: str,
+                                 what: Mapping[str, Any]) -> None:
+    """The policy's own history: the version was adopted from a negotiated draft."""
+    await conn.execute(insert(policy_audit).values(
+        policy_id=policy_id, version=version, action="adopt", who=who, at=datetime.now(UTC),
+        what=orjson.dumps(what).decode()))
+
+
+async def hospital_cases_to_price(conn: AsyncConnection, region: str, hospital: str,
+                                  year: int | None) -> list[CaseToPrice]:
+    """The pricing inputs of one hospital's stored cases treated in the region (latest row per
+    case, withdrawn lists left out; one discharge year when given), for a draft's impact (§9)."""
+    r = results.c
+    q = _latest_results(r.case_input).where(
+        r.treatment_region == region, r.hospital_code == hospital, r.case_input.is_not(None), r.status != WITHDRAWN)
+    if year is not None:
+        q = q.where(r.discharge_date >= date(year, 1, 1), r.discharge_date <= date(year, 12, 31))
+    return [CaseToPrice.model_validate_json(x) for x in (await conn.execute(q)).scalars()]

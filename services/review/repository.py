@@ -761,3 +761,81 @@ async def audit_rows(conn: AsyncConnection, *, action: str | None = None, actor:
     if limit is not None:
         q = q.limit(limit)
     return [{**r._asdict(), "at": _iso(r.at)} for r in (await conn.execute(q)).all()]
+
+
+# === the feedback channel (意见收集, docs/domain.md §14) =========================================
+# Opinions of hospitals and their doctors, with the bureau's triage, answer and closing; every
+# step is appended to `review_audit` (subject "feedback:<id>") in the same transaction.
+
+feedback = Table(
+    "review_feedback", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("hospital_code", String(32), nullable=False),
+    Column("category", String(24), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("author", String(100), nullable=True),  # a doctor or a department, as the hospital names it
+    Column("case_ids", Text, nullable=False),  # JSON [case id]
+    Column("status", String(12), nullable=False),  # new | triaged | answered | closed
+    Column("sent_by", String(128), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("triaged_by", String(128), nullable=True),
+    Column("triaged_at", DateTime(timezone=True), nullable=True),
+    Column("triage_note", Text, nullable=True),
+    Column("answer", Text, nullable=True),
+    Column("answered_by", String(128), nullable=True),
+    Column("answered_at", DateTime(timezone=True), nullable=True),
+    Column("closed_by", String(128), nullable=True),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_review_feedback_hospital", "hospital_code", "status"),
+    Index("ix_review_feedback_sent", "sent_at"),
+)
+
+
+async def case_owners(conn: AsyncConnection, case_ids: Collection[str]) -> dict[str, str]:
+    """The hospital of each of these cases review has priced figures of."""
+    c = case_figures.c
+    rows = (await conn.execute(select(c.case_id, c.hospital_code).where(c.case_id.in_(list(case_ids))))).all()
+    return {r.case_id: r.hospital_code for r in rows}
+
+
+def _feedback_dict(r: Any) -> dict[str, Any]:
+    return {**{k: _iso(v) if isinstance(v, datetime) else v for k, v in r._asdict().items()},
+            "case_ids": orjson.loads(r.case_ids)}
+
+
+async def insert_feedback(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
+    return int((await conn.execute(insert(feedback).values(**values).returning(feedback.c.id))).scalar_one())
+
+
+async def feedback_of(conn: AsyncConnection, feedback_id: int, *, lock: bool = False) -> dict[str, Any] | None:
+    q = select(feedback).where(feedback.c.id == feedback_id)
+    if lock and conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    r = (await conn.execute(q)).first()
+    return None if r is None else _feedback_dict(r)
+
+
+async def list_feedback(conn: AsyncConnection, *, hospital: str | None, status: str | None, category: str | None,
+                        limit: int, offset: int) -> list[dict[str, Any]]:
+    f = feedback.c
+    q = select(feedback)
+    for column, value in ((f.hospital_code, hospital), (f.status, status), (f.category, category)):
+        if value:
+            q = q.where(column == value)
+    rows = (await conn.execute(q.order_by(f.id.desc()).limit(limit).offset(offset))).all()
+    return [_feedback_dict(r) for r in rows]
+
+
+async def update_feedback(conn: AsyncConnection, feedback_id: int, **values: Any) -> None:
+    await conn.execute(update(feedback).where(feedback.c.id == feedback_id).values(**values))
+
+
+async def feedback_times(conn: AsyncConnection, since: datetime | None, until: datetime | None) -> list[Any]:
+    """(status, category, sent_at, answered_at) of the opinions sent in [since, until)."""
+    f = feedback.c
+    q = select(f.status, f.category, f.sent_at, f.answered_at)
+    if since:
+        q = q.where(f.sent_at >= since)
+    if until:
+        q = q.where(f.sent_at < until)
+    return [r._asdict() for r in (await conn.execute(q)).all()]

@@ -25,9 +25,20 @@ AUDIT_READ = "audit.exported"
 FLAG_DECIDED = "flag.decided"
 FLAG_ANSWERED = "flag.answered"
 REVIEW_RUN = "review.run"
+# negotiation rounds (协商谈判) and the feedback channel (意见收集), §14
+NEGOTIATION_PUBLISHED = "negotiation.published"
+NEGOTIATION_COMMENTED = "negotiation.commented"
+NEGOTIATION_ANSWERED = "negotiation.answered"
+NEGOTIATION_ADOPTED = "negotiation.adopted"
+FEEDBACK_SENT = "feedback.sent"
+FEEDBACK_TRIAGED = "feedback.triaged"
+FEEDBACK_ANSWERED = "feedback.answered"
+FEEDBACK_CLOSED = "feedback.closed"
 ACTIONS = (TOKEN_CREATED, TOKEN_REVOKED, POLICY_IMPORTED, DIP_POLICY_IMPORTED, DIP_CATALOGUE_REGISTERED,
            SCHEME_REGISTERED, SETTLEMENT_RUN, REPRICED, REGROUPED, ADVANCE_RECORDED, PERSONAL_DATA_READ,
-           AUDIT_READ, FLAG_DECIDED, FLAG_ANSWERED, REVIEW_RUN)
+           AUDIT_READ, FLAG_DECIDED, FLAG_ANSWERED, REVIEW_RUN, NEGOTIATION_PUBLISHED, NEGOTIATION_COMMENTED,
+           NEGOTIATION_ANSWERED, NEGOTIATION_ADOPTED, FEEDBACK_SENT, FEEDBACK_TRIAGED, FEEDBACK_ANSWERED,
+           FEEDBACK_CLOSED)
 
 
 def _span(a: Mapping[str, Any], first: str, last: str) -> str:
