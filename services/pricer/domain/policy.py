@@ -59,6 +59,8 @@ settlement.overspend_bands            [{"up_to": "0.10", "fund_share": "0.5"}]: 
                                       fund_share of the part in each band; beyond the last band
                                       the hospital bears it ("up_to": null = no limit)
 settlement.reserve_share              reserve (调剂金) withheld from the budget ("0.05")
+settlement.settlement_working_days    working days from a hospital's monthly declaration (申报)
+                                      to its pre-settlement (20), §8: the timeliness indicator
 points.scale                          base points = RW × scale (100; 1000 also used)
 points.provisional_point_value        yuan per point for monthly pre-settlement and pricing,
                                       6 decimals; required for the point method
@@ -329,6 +331,8 @@ class Settlement(_Model):
         default_factory=lambda: [OverspendBand(up_to=Decimal("0.10"), fund_share=Decimal("0.5"))]
     )
     reserve_share: Ratio = Decimal("0.05")
+    # §8: a month is pre-settled within 20 working days of the hospital's declaration
+    settlement_working_days: int = Field(20, ge=1, le=250)
 
     @field_validator("pre_settlement_share", "reserve_share")
     @classmethod
