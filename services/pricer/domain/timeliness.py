@@ -233,8 +233,8 @@ def budget_execution(months: list[dict[str, Any]], budget: Decimal | None, budge
 
 def prepayments(granted: Mapping[str, Decimal], netted: Mapping[str, Decimal]) -> list[dict[str, Any]]:
     """The year's prepayments (预付金, §8) per hospital: granted, netted at the annual clearing
-    (its latest version) and what is still outstanding."""
+    (its latest version) and what is still outstanding; a hospital with neither is left out."""
     zero = Decimal(0)
     return [{"hospital_code": h, "granted": granted.get(h, zero), "netted": netted.get(h, zero),
              "outstanding": granted.get(h, zero) - netted.get(h, zero)}
-            for h in sorted(set(granted) | set(netted))]
+            for h in sorted(set(granted) | set(netted)) if granted.get(h) or netted.get(h)]
