@@ -610,6 +610,126 @@ async def budget_execution(request: Request, up: Upstream, who: Caller,
                           params={"region": region, "year": year})
 
 
+MONTH_PATTERN = r"^(19|20)\d{2}-(0[1-9]|1[0-2])$"
+YEAR_PATTERN = r"^(19|20)\d{2}$"
+
+
+def _own(who: Principal) -> dict[str, str]:
+    """A hospital's own rows only; the bureau's roles see every hospital's."""
+    return {} if who.is_bureau else {"hospital": who.hospital_code or ""}
+
+
+@router.get("/indicators/timeliness")
+async def settlement_timeliness(request: Request, up: Upstream, who: Caller,
+                                region: str = Query(min_length=1, max_length=32),
+                                period: str = Query(pattern=MONTH_PATTERN, description="YYYY-MM")) -> Response:
+    """Settlement timeliness (结算及时性, §8) of a region's month per hospital: declared at,
+    pre-settled at (its first monthly statement), the working days between against the limit
+    (20), within the rule yes/no, and the late and pending ones (declared, not yet settled, with
+    the working days so far). A hospital sees only its own row."""
+    who.require(*BUREAU_ROLES, HOSPITAL)
+    _only(request, "region", "period")
+    return await up.relay("pricer", "GET", "/indicators/timeliness", b"", _headers(who),
+                          params={"region": region, "period": period} | _own(who))
+
+
+async def _prepayments(request: Request, up: Upstreams, who: Principal, region: str, year: str) -> Response:
+    who.require(*BUREAU_ROLES, HOSPITAL)
+    _only(request, "region", "year")
+    return await up.relay("pricer", "GET", "/indicators/prepayments", b"", _headers(who),
+                          params={"region": region, "year": year} | _own(who))
+
+
+@router.get("/indicators/prepayments")
+async def prepayments(request: Request, up: Upstream, who: Caller,
+                      region: str = Query(min_length=1, max_length=32),
+                      year: str = Query(pattern=YEAR_PATTERN)) -> Response:
+    """The year-end prepayment (预付金) publication: per hospital of the region the prepayments
+    granted for the year, netted at the annual clearing, and outstanding. A hospital sees only
+    its own row."""
+    return await _prepayments(request, up, who, region, year)
+
+
+PREPAYMENT_COLUMNS = ("hospital_code", "granted", "netted", "outstanding")
+
+
+@router.get("/indicators/prepayments.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}, "description": "the prepayments as CSV"}})
+async def prepayments_csv(request: Request, up: Upstream, who: Caller,
+                          region: str = Query(min_length=1, max_length=32),
+                          year: str = Query(pattern=YEAR_PATTERN)) -> Response:
+    """The prepayment publication as CSV: one line per hospital, then the total."""
+    r = await _prepayments(request, up, who, region, year)
+    if r.status_code != 200:
+        return r
+    a = _answer(r)
+    rows = [*(a.get("rows") or []), {"hospital_code": "total"} | (a.get("total") or {})]
+    return Response(to_csv(PREPAYMENT_COLUMNS, rows), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": f'attachment; filename="drgdip-prepayments-{region}-{year}.csv"'})
+
+
+class DeclarationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    period: str = Field(pattern=MONTH_PATTERN, description="the month declared, YYYY-MM")
+
+
+@router.post("/declarations", status_code=201)
+async def declare(body: DeclarationRequest, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """A hospital declares (申报) a month for settlement, its own only: 201 with the time it was
+    declared; a repeat answers the first declaration (200). The month's settlement timeliness is
+    counted from it (audited)."""
+    who.require(HOSPITAL)
+    _only(request)
+    r = await up.relay("pricer", "POST", "/declarations",
+                       orjson.dumps({"hospital_code": who.hospital_code, "period": body.period}), _audited(who))
+    if r.status_code == 201:
+        a = _answer(r)
+        await _record(engine, request, who, audit.DECLARATION_SUBMITTED,
+                      audit.change_subject(audit.DECLARATION_SUBMITTED, a), audit.change_detail(audit.DECLARATION_SUBMITTED, a))
+    return r
+
+
+CALENDAR_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["year"],
+    "properties": {"format": {"type": "string", "enum": ["drgdip.calendar/1"]}, "year": {"type": "integer"},
+                   "source": {"type": "string"},
+                   "holidays": {"type": "array", "items": {"type": "object"}},
+                   "workdays": {"type": "array", "items": {"type": "object"}}},
+}
+BUDGET_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["region", "year", "amount"], "additionalProperties": False,
+    "properties": {"region": {"type": "string"}, "year": {"type": "string"},
+                   "amount": {"type": "string", "description": "yuan, e.g. \"120000000.00\""},
+                   "point_value": {"type": ["string", "null"], "description": "the budget point value (预算点值)"}},
+}
+
+
+@router.post("/calendar", status_code=201, openapi_extra=_body(CALENDAR_SCHEMA))
+async def import_calendar(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Import a year's public holidays and make-up working days (bureau-admin; audited), as
+    `drgdip calendar import` does; it replaces that year's earlier import."""
+    _only(request)
+    return await _admin_change(request, up, who, engine, "pricer", "/calendar", audit.CALENDAR_IMPORTED,
+                               headers=_audited(who))
+
+
+@router.get("/calendar")
+async def calendar_years(request: Request, up: Upstream, who: Caller) -> Response:
+    """The imported calendar years (bureau roles)."""
+    who.require(*BUREAU_ROLES)
+    _only(request)
+    return await up.relay("pricer", "GET", "/calendar", b"", _headers(who))
+
+
+@router.post("/budgets", status_code=201, openapi_extra=_body(BUDGET_SCHEMA))
+async def set_budget(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Set a region's budget (and budget point value) for a year (bureau-admin; audited), as
+    `drgdip budget set` does: a new version, which budget execution and the annual clearing use."""
+    _only(request)
+    return await _admin_change(request, up, who, engine, "pricer", "/budgets", audit.BUDGET_SET,
+                               headers=_audited(who))
+
+
 def _indicator_table(answer: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     """The export's columns and rows: the answer's rows, then the region's total (key
     `region_total`)."""

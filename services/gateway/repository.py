@@ -53,6 +53,8 @@ cases = Table(
     # what the case adds to its indicator cell (domain/indicators.py Contribution as JSON): taken
     # out again when the case's view changes
     Column("indicator", Text, nullable=True),
+    # the facts of its current list version the contribution reads (indicators.FACT_FIELDS, JSON)
+    Column("facts", Text, nullable=True),
     Index("ix_gateway_cases_hospital", "hospital_code", "status"),
     Index("ix_gateway_cases_group", "hospital_code", "group_code"),
 )
@@ -189,23 +191,30 @@ async def load_views(conn: AsyncConnection, case_ids: Collection[str]) -> dict[s
 
 
 async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: Collection[str],
-                     contributions: Mapping[str, str | None] | None = None) -> None:
-    """Store the changed views (with each case's indicator contribution, JSON): new cases
-    inserted, stored ones updated (one statement each)."""
-    contributions = contributions or {}
+                     contributions: Mapping[str, str | None] | None = None,
+                     facts: Mapping[str, str] | None = None) -> None:
+    """Store the changed views (with each case's indicator contribution and the facts it was
+    computed from, JSON): new cases inserted, stored ones updated (one statement each); a case
+    whose batch carried no facts of its current version keeps those it has."""
+    contributions, facts = contributions or {}, facts or {}
     now = datetime.now(UTC)
     new: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
+    changed_kept: list[dict[str, Any]] = []  # no facts in the batch: the stored ones stay
     for cid, f in filed.items():
         values = {s: f.view[s] for s in ORDER} | dict(
             case_id=cid, list_version=f.view["list_version"], status=f.view["status"], updated_at=now,
             flagged=is_flagged(f.view), group_code=group_of(f.view), indicator=contributions.get(cid))
         if cid in stored:
-            changed.append(values)
+            if cid in facts:
+                changed.append(values | {"facts": facts[cid]})
+            else:
+                changed_kept.append(values)
         else:
-            new.append(values | {"hospital_code": f.hospital_code})
+            new.append(values | {"hospital_code": f.hospital_code, "facts": facts.get(cid)})
     await insert_many(conn, cases, new)
     await update_many(conn, cases, "case_id", changed)
+    await update_many(conn, cases, "case_id", changed_kept)
 
 
 async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
@@ -220,6 +229,31 @@ async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
             await conn.execute(stmt.on_conflict_do_update(
                 index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
                 set_={n: table.c[n] + stmt.excluded[n] for n in sums}), rows)
+
+
+async def count_cases(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(select(func.count()).select_from(cases)) or 0)
+
+
+async def cases_after(conn: AsyncConnection, after: str, n: int) -> list[Row]:
+    """The next `n` cases by id after `after` ("" first), with their views, facts and
+    contributions (the rebuild reads the read model in this order)."""
+    c = cases.c
+    return list((await conn.execute(select(c.case_id, c.list_version, c.status, *[c[s] for s in ORDER],
+                                           c.indicator, c.facts)
+                                    .where(c.case_id > after).order_by(c.case_id).limit(n))).all())
+
+
+async def set_contributions(conn: AsyncConnection, contributions: Mapping[str, str | None]) -> None:
+    """Store the cases' recomputed contributions (JSON)."""
+    await update_many(conn, cases, "case_id", [{"case_id": cid, "indicator": c} for cid, c in contributions.items()])
+
+
+async def replace_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
+    """Every indicator cell replaced by the delta's (a rebuild's, over empty cells)."""
+    await conn.execute(delete(indicator_cells))
+    await conn.execute(delete(indicator_rules))
+    await add_to_indicators(conn, delta)
 
 
 def _dialect_insert(conn: AsyncConnection) -> Any:

@@ -1,10 +1,11 @@
 """Pricer's HTTP routes: policy versions (import, list), settlement runs and statements, re-pricing,
-and negotiation rounds over drafts of policies (`/negotiations…`, `negotiations.py`)."""
+negotiation rounds over drafts of policies (`/negotiations…`, `negotiations.py`),
+hospitals' monthly declarations, the working-day calendar, budgets and the indicators they feed."""
 
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -65,13 +66,90 @@ async def list_statements(hospital: str, conn: Conn, period: str | None = None) 
     return {"statements": await repository.list_statements(conn, hospital, period)}
 
 
+Region = Annotated[str, Query(min_length=1, max_length=32, pattern=ID_PATTERN)]
+Year = Annotated[str, Query(pattern=r"^(19|20)\d{2}$")]
+
+
 @router.get("/indicators/budget")
-async def budget_execution(conn: Conn, region: str = Query(min_length=1, max_length=32),
-                           year: str = Query(pattern=r"^(19|20)\d{2}$")) -> dict:
-    """Budget execution of a region's year (§12): pre-settled per month with the point value,
-    the annual clearing and the prepayments (预付金) per hospital. Money as yuan strings."""
-    doc = await repository.budget_execution(conn, region, year)
+async def budget_execution(conn: Conn, region: Region, year: Year) -> dict:
+    """Budget execution of a region's year (§12): pre-settled per month with the point value and
+    the share of the budget paid (per month and cumulatively), the current point value against
+    the budget point value, the annual clearing and the prepayments (预付金) per hospital. Money
+    as yuan strings; `budget` is null until the bureau sets it."""
+    return jsonable(await handlers.budget_report(conn, region, year))
+
+
+@router.get("/indicators/timeliness")
+async def settlement_timeliness(conn: Conn, policies: Policies, region: Region,
+                                period: str = Query(pattern=r"^(19|20)\d{2}-(0[1-9]|1[0-2])$"),
+                                hospital: str | None = Query(None, min_length=1, max_length=32)) -> dict:
+    """Settlement timeliness (结算及时性, §8) of a region's month per hospital: declared at,
+    first pre-settled at, the working days between (or so far, while pending) against the
+    policy's limit (20). `hospital`: that hospital's row only (the counts stay the region's)."""
+    doc = await handlers.settlement_timeliness(conn, policies.drg, region, period, datetime.now(UTC).date())
+    if hospital is not None:
+        doc["rows"] = [r for r in doc["rows"] if r["hospital_code"] == hospital]
+        doc["late"] = [h for h in doc["late"] if h == hospital]
+        doc["pending"] = [h for h in doc["pending"] if h == hospital]
     return jsonable(doc)
+
+
+@router.get("/indicators/prepayments")
+async def prepayments(conn: Conn, region: Region, year: Year,
+                      hospital: str | None = Query(None, min_length=1, max_length=32)) -> dict:
+    """The year's prepayments (预付金) per hospital of the region: granted, netted at the annual
+    clearing, outstanding. `hospital`: that hospital's row only."""
+    doc = await handlers.prepayment_report(conn, region, year)
+    if hospital is not None:
+        doc["rows"] = [r for r in doc["rows"] if r["hospital_code"] == hospital]
+        doc["total"] = {k: sum((r[k] for r in doc["rows"]), Decimal(0)) for k in doc["total"]}
+    return jsonable(doc)
+
+
+class DeclarationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hospital_code: str = Field(min_length=1, max_length=32)
+    period: str = Field(pattern=r"^(19|20)\d{2}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+
+
+@router.post("/declarations", status_code=201)
+async def declare(body: DeclarationRequest, request: Request, response: Response, conn: Conn) -> dict:
+    """A hospital's monthly declaration (申报): stored once per hospital and month (201); a
+    repeat answers the stored one (200)."""
+    answer = await handlers.declare(conn, body.hospital_code, body.period, _actor(request))
+    if not answer["stored"]:
+        response.status_code = 200
+    return jsonable(answer)
+
+
+@router.post("/calendar", status_code=201)
+async def import_calendar(request: Request, conn: Conn) -> dict:
+    """Import a year's public holidays and make-up working days (domain/timeliness.py),
+    replacing that year's earlier import."""
+    return await handlers.import_calendar(conn, await request.body(), _actor(request))
+
+
+@router.get("/calendar")
+async def calendar(conn: Conn) -> dict:
+    """The imported years, with their numbers of holidays and make-up working days."""
+    return jsonable({"years": await repository.calendar_years(conn)})
+
+
+class BudgetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    region: str = Field(min_length=1, max_length=32, pattern=ID_PATTERN)
+    year: str = Field(pattern=r"^(19|20)\d{2}$")
+    amount: str = Field(pattern=r"^\d{1,15}(\.\d{1,2})?$", description="yuan, e.g. \"120000000.00\"")
+    point_value: str | None = Field(None, pattern=r"^\d{1,12}(\.\d{1,6})?$",
+                                    description="the budget point value (预算点值), point method")
+
+
+@router.post("/budgets", status_code=201)
+async def set_budget(body: BudgetRequest, request: Request, conn: Conn) -> dict:
+    """Set a region's budget for a year (a new version; the annual clearing uses the latest)."""
+    return jsonable(await handlers.set_budget(
+        conn, body.region, body.year, Decimal(body.amount),
+        None if body.point_value is None else Decimal(body.point_value), _actor(request)))
 
 
 def jsonable(value: Any) -> Any:

@@ -34,11 +34,15 @@ FEEDBACK_SENT = "feedback.sent"
 FEEDBACK_TRIAGED = "feedback.triaged"
 FEEDBACK_ANSWERED = "feedback.answered"
 FEEDBACK_CLOSED = "feedback.closed"
+DECLARATION_SUBMITTED = "declaration.submitted"
+CALENDAR_IMPORTED = "calendar.imported"
+BUDGET_SET = "budget.set"
+INDICATORS_REBUILT = "indicators.rebuilt"
 ACTIONS = (TOKEN_CREATED, TOKEN_REVOKED, POLICY_IMPORTED, DIP_POLICY_IMPORTED, DIP_CATALOGUE_REGISTERED,
            SCHEME_REGISTERED, SETTLEMENT_RUN, REPRICED, REGROUPED, ADVANCE_RECORDED, PERSONAL_DATA_READ,
            AUDIT_READ, FLAG_DECIDED, FLAG_ANSWERED, REVIEW_RUN, NEGOTIATION_PUBLISHED, NEGOTIATION_COMMENTED,
            NEGOTIATION_ANSWERED, NEGOTIATION_ADOPTED, FEEDBACK_SENT, FEEDBACK_TRIAGED, FEEDBACK_ANSWERED,
-           FEEDBACK_CLOSED)
+           FEEDBACK_CLOSED, DECLARATION_SUBMITTED, CALENDAR_IMPORTED, BUDGET_SET, INDICATORS_REBUILT)
 
 
 def _span(a: Mapping[str, Any], first: str, last: str) -> str:
@@ -57,6 +61,9 @@ _SUBJECTS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     REPRICED: lambda a: f"{a.get('region')} {_span(a, 'from', 'to')}",
     REGROUPED: lambda a: f"{a.get('scheme')} {_span(a, 'from', 'to')}",
     ADVANCE_RECORDED: lambda a: f"{a.get('hospital')} {a.get('year')}",
+    DECLARATION_SUBMITTED: lambda a: f"{a.get('hospital_code')} {a.get('period')}",
+    CALENDAR_IMPORTED: lambda a: str(a.get("year")),
+    BUDGET_SET: lambda a: f"{a.get('region')} {a.get('year')} v{a.get('version')}",
 }
 
 

@@ -68,6 +68,17 @@ class Contribution:
                    {n: _number(n, v) for n, v in d["sums"].items()}, tuple(d.get("rules") or ()))
 
 
+# The facts of a case's list version (`CaseFacts`) its contribution reads, kept with its view so
+# that the cells can be rebuilt from the read model alone (`rebuild`).
+FACT_FIELDS = ("hospital_code", "region", "treatment_region", "discharge_date", "total_cost", "own_pay",
+               "discharge_way", "planned_readmission", "withdrawn")
+
+
+def indicator_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a case's facts the contribution reads (no person key, no diagnoses)."""
+    return {k: facts[k] for k in FACT_FIELDS if facts.get(k) is not None}
+
+
 def _number(name: str, value: Any) -> Any:
     return int(value) if name in COUNTS else Decimal(value)
 
@@ -164,12 +175,33 @@ class Delta:
         for rule in c.rules:
             self.rules[(c.key, rule)] = self.rules.get((c.key, rule), 0) + sign
 
+    def merge(self, other: Delta) -> None:
+        """Add another delta's changes to this one."""
+        for key, sums in other.cells.items():
+            add_sums(self.cells.setdefault(key, empty_sums()), sums)
+        for rule, n in other.rules.items():
+            self.rules[rule] = self.rules.get(rule, 0) + n
+
     def changed_cells(self) -> dict[Key, dict[str, Any]]:
         """The cells whose sums change (a case moved out and back in changes nothing)."""
         return {k: v for k, v in self.cells.items() if any(v.values())}
 
     def changed_rules(self) -> dict[tuple[Key, str], int]:
         return {k: v for k, v in self.rules.items() if v}
+
+
+def rebuild(cases: Iterable[tuple[Mapping[str, Any], Mapping[str, Any] | None, Contribution | None]],
+            band: Decimal = DEFAULT_NEAR_THRESHOLD_BAND) -> tuple[Delta, list[Contribution | None]]:
+    """The cells from scratch: each case's contribution recomputed from its view and its kept
+    facts, or (no facts kept: folded before they were) its stored contribution as it is. Gives
+    the cells (as a delta over empty ones) and each case's contribution, in order."""
+    d, out = Delta(), []
+    for view, facts, stored in cases:
+        c = contribution(view, facts, band) if facts is not None else stored
+        if c is not None:
+            d.add(c, 1)
+        out.append(c)
+    return d, out
 
 
 def delta(changes: Iterable[tuple[Contribution | None, Contribution | None]]) -> Delta:
