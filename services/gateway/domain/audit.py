@@ -25,9 +25,11 @@ AUDIT_READ = "audit.exported"
 FLAG_DECIDED = "flag.decided"
 FLAG_ANSWERED = "flag.answered"
 REVIEW_RUN = "review.run"
+SIGNED_IN = "dashboard.signed-in"  # a dashboard session opened with a token (never the token itself)
+SIGNED_OUT = "dashboard.signed-out"
 ACTIONS = (TOKEN_CREATED, TOKEN_REVOKED, POLICY_IMPORTED, DIP_POLICY_IMPORTED, DIP_CATALOGUE_REGISTERED,
            SCHEME_REGISTERED, SETTLEMENT_RUN, REPRICED, REGROUPED, ADVANCE_RECORDED, PERSONAL_DATA_READ,
-           AUDIT_READ, FLAG_DECIDED, FLAG_ANSWERED, REVIEW_RUN)
+           AUDIT_READ, FLAG_DECIDED, FLAG_ANSWERED, REVIEW_RUN, SIGNED_IN, SIGNED_OUT)
 
 
 def _span(a: Mapping[str, Any], first: str, last: str) -> str:
