@@ -6,7 +6,7 @@ SHARED  ?= ../shared
 CASES   ?= 20000
 RCASES  ?= 8000
 
-.PHONY: setup demo test bench bench-distributed lint clean
+.PHONY: setup demo test bench bench-distributed bench-dashboard lint clean
 
 $(BIN)/drgdip: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,12 @@ bench: setup
 	$(BIN)/python bench/bench_pipeline.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --cases $(CASES)
 	$(BIN)/python bench/bench_loop_stall.py --shared $(SHARED)
 	$(BIN)/python bench/bench_review_rules.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --cases $(RCASES)
+
+# the dashboard's requests on a built read model of DASHBOARD_CASES cases (SQLite in /tmp;
+# PG=postgresql+asyncpg://… for PostgreSQL)
+DASHBOARD_CASES ?= 1000000
+bench-dashboard: setup
+	$(BIN)/python bench/bench_dashboard.py --cases $(DASHBOARD_CASES) --shared $(SHARED) $(if $(PG),--pg $(PG))
 
 # the distributed pipeline (own PostgreSQL and Kafka): throughput, latency, then every fault
 DCASES ?= 10000

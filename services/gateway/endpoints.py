@@ -552,24 +552,23 @@ async def _scheme_groups(gw: Gateway, who: Principal) -> dict[str, int] | None:
 async def _indicators(request: Request, gw: Gateway, who: Principal, engine: Any) -> dict[str, Any]:
     q = _indicator_query(request, who)
     scheme_groups = await _scheme_groups(gw, who)  # before the connection: the grouper may need it
+    # summed in the database: what leaves it is a row per key, however many cells the period has
     async with engine.connect() as conn:
-        region_cells = await repository.indicator_sums(conn, q.months, q.region, ("scheme_id", "drg"))
+        region = await repository.indicator_aggregates(conn, q.months, q.region, None)
         if q.by == "rule":
             counts = await repository.indicator_rule_counts(conn, q.months, q.region, hospital=q.hospital,
                                                             level=q.level)
-            cells = await repository.indicator_sums(conn, q.months, q.region, ("scheme_id", "drg"),
-                                                    hospital=q.hospital, level=q.level)
+            whole = await repository.indicator_aggregates(conn, q.months, q.region, None, hospital=q.hospital,
+                                                          level=q.level)
         else:
-            cells = await repository.indicator_sums(conn, q.months, q.region,
-                                                    (ind.BY_COLUMN[q.by], "scheme_id", "drg"),
-                                                    hospital=q.hospital, level=q.level)
+            found = await repository.indicator_aggregates(conn, q.months, q.region, ind.BY_COLUMN[q.by],
+                                                          hospital=q.hospital, level=q.level)
+    total = ind.from_aggregate(region[0] if region else ind.EMPTY_AGGREGATE, scheme_groups)
     if q.by == "rule":
-        whole = ind.summarise(cells, [], scheme_groups, None)[0]
-        cases = whole[0]["cases"] if whole else 0
+        cases = int(whole[0].sums["cases"]) if whole else 0
         rows = [{"key": rule, "flagged": n, "flagged_share": ind.ratio(n, cases)} for rule, n in sorted(counts.items())]
-        total = ind.summarise([], region_cells, scheme_groups, None)[1]
     else:
-        rows, total = ind.summarise(cells, region_cells, scheme_groups, q.by)
+        rows = [{"key": a.key} | ind.from_aggregate(a, scheme_groups) for a in sorted(found, key=lambda a: str(a.key))]
     return {"period": q.period, "region": q.region, "by": q.by, "rows": rows, "region_total": total}
 
 

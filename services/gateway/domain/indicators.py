@@ -381,3 +381,33 @@ def summarise(cells: Iterable[Mapping[str, Any]], region_cells: Iterable[Mapping
         if c["drg"] and c["cases"]:
             total_groups[(c["scheme_id"], c["drg"])] = _group_sums(c)
     return out, one(total_sums, total_groups)
+
+
+@dataclass(frozen=True)
+class RowAggregate:
+    """One row's cells summed by the database (the large periods' path: no per-group rows leave
+    it): the sums, the groups with a case, their schemes, and the consumption indices' sums
+    against the region's per-group means, Σ_g cost_g × (region cases_g / region cost_g) over
+    Σ_g cases_g (LOS likewise; groups with no region mean left out, as `consumption_indices`
+    does: n_g × (row mean_g / region mean_g) = cost_g × region cases_g / region cost_g)."""
+
+    key: Any
+    sums: Mapping[str, Any]
+    groups_covered: int
+    schemes: frozenset[str]
+    cost_num: Decimal
+    cost_cases: int
+    time_num: Decimal
+    time_cases: int
+
+
+def from_aggregate(a: RowAggregate, scheme_groups: Mapping[str, int] | None) -> dict[str, Any]:
+    """The indicators of one aggregated row: the same figures `summarise` gives from its cells."""
+    known = None if scheme_groups is None or not a.schemes or any(s not in scheme_groups for s in a.schemes) \
+        else sum(scheme_groups[s] for s in a.schemes)
+    sums = add_sums(empty_sums(), a.sums)
+    return indicators(sums, groups_covered=a.groups_covered, scheme_groups=known,
+                      cost_index=ratio(a.cost_num, a.cost_cases), time_index=ratio(a.time_num, a.time_cases))
+
+
+EMPTY_AGGREGATE = RowAggregate(None, {}, 0, frozenset(), ZERO, 0, ZERO, 0)

@@ -297,14 +297,54 @@ function flagTable(flags) {
 }
 
 async function flags() {
-  const data = await api("/api/v1/flags", { limit: 200 });
+  const p = state.period;
+  // flagged cases per rule over the period, from the indicators (every case, not only a page of flags)
+  const [data, perRule] = await Promise.all([api("/api/v1/flags", { limit: 200 }),
+    indicators({ period: p, by: "rule", hospital: state.who.hospital_code })]);
   const list = data.flags || [];
-  const byRule = {};
-  for (const f of list) byRule[f.rule] = (byRule[f.rule] || 0) + 1;
-  const rules = Object.keys(byRule).sort();
-  page("监测疑点", list.length ? h("div", { class: "charts" },
-    barChart("各规则疑点数（最近 200 条）", rules.map((r) => RULES[r] || r), [{ name: "疑点数", data: rules.map((r) => byRule[r]) }])) : null,
-  h("h3", {}, "疑点列表"), flagTable(list));
+  const rows = ((perRule && perRule.rows) || []).slice().sort((a, b) => String(a.key).localeCompare(String(b.key)));
+  page(`监测疑点 · ${p}`, rows.length ? h("div", { class: "charts" },
+    barChart(`${p} 各规则疑点病例数`, rows.map((r) => RULES[r.key] || r.key),
+      [{ name: "疑点病例数", data: rows.map((r) => num(r.flagged)) }])) : null,
+  h("h3", {}, "疑点列表（最近 200 条）"), flagTable(list));
+}
+
+// ------------------------------------------------------------------ budget execution (GET /api/v1/indicators/budget)
+
+async function budget() {
+  const year = yearOf(state.period);
+  const regions = await indicators({ period: year, by: "region" });
+  const names = ((regions && regions.rows) || []).map((r) => r.key).filter(Boolean).sort();
+  if (!names.length) return page(`预算执行 · ${year}`, h("p", { class: "empty" }, `${year} 年没有病例`));
+  const answers = await Promise.all(names.map((region) => api("/api/v1/indicators/budget", { region, year })));
+  const sections = answers.map((b) => {
+    const months = b.months || [];
+    const labels = months.map((m) => m.period);
+    let total = 0;
+    const cumulative = months.map((m) => +(total += num(m.presettled) || 0).toFixed(2));
+    const annual = b.annual || {};
+    const figures = chart(`${b.region} · 每月预结算与基金应付（元）`, {
+      legend: { top: 0 },
+      xAxis: { type: "category", data: labels },
+      yAxis: [{ type: "value", name: "元" }, { type: "value", name: "点值", scale: true }],
+      series: [
+        { type: "bar", name: "预结算（已付）", data: months.map((m) => num(m.presettled)) },
+        { type: "bar", name: "基金应付", data: months.map((m) => num(m.fund_due)) },
+        { type: "line", name: "累计已付", data: cumulative },
+        { type: "line", name: "点值", yAxisIndex: 1, data: months.map((m) => num(m.provisional_point_value)) }],
+    }, { months: labels, presettled: months.map((m) => num(m.presettled)), fund_due: months.map((m) => num(m.fund_due)),
+      point_value: months.map((m) => num(m.provisional_point_value)) });
+    return h("div", { class: "budget", "data-region": b.region },
+      h("h3", {}, `${b.region} · ${year} 年`),
+      h("div", { class: "charts" }, figures),
+      table([{ key: "period", label: "月份" }, { key: "hospitals", label: "医院数", kind: "int" },
+        { key: "cases", label: "病例数", kind: "int" }, { key: "presettled", label: "预结算（已付）", kind: "yuan" },
+        { key: "fund_due", label: "基金应付", kind: "yuan" }, { key: "provisional_point_value", label: "预结算点值", kind: "num" }],
+      months, "本年度尚未预结算"),
+      h("p", { class: "empty" }, `年终清算：${annual.hospitals ? `${annual.hospitals} 家医院，清算 ${fmt(annual.cleared, "yuan")}，`
+        + `结余 ${fmt(annual.balance, "yuan")}，清算点值 ${fmt(annual.point_value)}` : "尚未清算"}`));
+  });
+  page(`预算执行 · ${year}`, ...sections);
 }
 
 const SC_STATUS = { pending: "待评议", approved: "已通过", rejected: "未通过", appealed: "申诉中" };
@@ -419,7 +459,7 @@ async function oneCase(caseId) {
 
 // ------------------------------------------------------------------ routing, sign-in, sign-out
 
-const ROUTES = { overview, trend, compare, groups, quality, flags, special };
+const ROUTES = { overview, trend, compare, groups, quality, flags, special, budget };
 
 async function route() {
   if (!state.who) return;

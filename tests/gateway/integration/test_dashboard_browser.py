@@ -206,10 +206,44 @@ async def test_bureau_drills_down_from_the_region_to_a_case_with_its_trace_price
     await page.close()
 
 
+async def test_bureau_sees_budget_execution_and_flags_by_rule_with_the_api_numbers(site: Site) -> None:
+    page = await _signed_in(site, "bureau")
+    year = (await page.input_value("#period"))[:4]
+    months = (await site.api.get("/api/v1/indicators", params={"period": year, "by": "month"})).json()["rows"]
+    for month in sorted(r["key"] for r in months):  # the bureau pre-settles the months of the region's cases
+        run = await site.api.post("/api/v1/settlements", json={"policy_id": "test-2024", "period": month})
+        assert run.status_code == 201, run.text
+    region = (await site.api.get("/api/v1/indicators", params={"period": year, "by": "region"})).json()["rows"][0]["key"]
+    budget = (await site.api.get("/api/v1/indicators/budget", params={"region": region, "year": year})).json()
+    assert budget["months"]
+    await page.fill("#period", year)  # the whole year
+    await page.press("#period", "Enter")
+    await page.click('#nav a[data-page="budget"]')
+    chart = f'[data-chart="{region} · 每月预结算与基金应付（元）"]'
+    await page.wait_for_selector(f'{chart}[data-rendered="true"]')
+    assert await page.locator(f"{chart} svg path").count() > len(budget["months"])
+    drawn = orjson.loads(await page.get_attribute(chart, "data-values") or "null")
+    assert drawn["months"] == [m["period"] for m in budget["months"]]
+    assert drawn["presettled"] == [float(m["presettled"]) for m in budget["months"]]
+    assert drawn["fund_due"] == [float(m["fund_due"]) for m in budget["months"]]
+    await _shot(page, "budget-bureau")
+
+    await page.click('#nav a[data-page="flags"]')
+    rules = (await site.api.get("/api/v1/indicators", params={"period": year, "by": "rule"})).json()["rows"]
+    assert rules, "the split admission is a flagged case of the year"
+    chart = f'[data-chart="{year} 各规则疑点病例数"]'
+    await page.wait_for_selector(f'{chart}[data-rendered="true"]')
+    drawn = orjson.loads(await page.get_attribute(chart, "data-values") or "null")
+    assert drawn == [[r["flagged"] for r in sorted(rules, key=lambda r: r["key"])]]
+    await _shot(page, "flags-by-rule-bureau")
+    await page.close()
+
+
 async def test_a_hospital_sees_only_its_own_hospital(site: Site) -> None:
     page = await _signed_in(site, "hospital")
     assert await page.text_content("#who-text") == f"医院 · {OWN}"
     assert await page.locator('#nav a[data-page="compare"]').is_hidden()
+    assert await page.locator('#nav a[data-page="budget"]').is_hidden()  # budget execution: bureau roles
     await page.click('#nav a[data-page="drill"]')  # the region level leads to its own hospital
     await page.wait_for_selector("#cases a[href^='#/case/']")
     shown = await page.locator("#cases tbody tr td:nth-child(2)").all_text_contents()
