@@ -36,6 +36,7 @@ from services.pricer.domain.grouped import (
     SpecialDecision,
     price_from_dict,
     price_grouped,
+    reprices,
     with_decision,
 )
 from services.pricer.domain.policy import (
@@ -105,8 +106,10 @@ async def on_special_case_decided(policies: repository.Policies, conn: AsyncConn
     """The special-case panel decided (review, §10): the decision is kept (the latest per case)
     and the case priced again from the grouping it was last priced from, under the policies in
     force, with the decision: a new priced version announced as `case-priced`, which monthly
-    settlement and annual clearing then use. A decision older than the one kept changes nothing;
-    a case priced before its grouping was kept cannot be re-priced (logged, the decision kept)."""
+    settlement and annual clearing then use. A rejection is kept but prices nothing again,
+    unless it overturns the approval the case is priced with (`reprices`). A decision older
+    than the one kept changes nothing; a case priced before its grouping was kept cannot be
+    re-priced (logged, the decision kept)."""
     kept = await repository.decisions_of(conn, [env.case_id for env in envs])
     latest: dict[str, tuple[Envelope, SpecialDecision]] = {}
     for env in envs:
@@ -118,6 +121,9 @@ async def on_special_case_decided(policies: repository.Policies, conn: AsyncConn
     if not latest:
         return []
     await repository.save_decisions(conn, {cid: d for cid, (_e, d) in latest.items()})
+    latest = {cid: (e, d) for cid, (e, d) in latest.items() if reprices(d, kept.get(cid))}
+    if not latest:
+        return []
     grouped = await repository.latest_grouped_of(conn, list(latest))
     seen = await repository.priced_keys(conn, list(latest))
     drg, dip = await policies.in_force(conn)

@@ -155,6 +155,7 @@ def price_from_dict(d: dict[str, Any]) -> Price:
 
 PAY_BY_ITEM = "pay_by_item"
 ADJUST_STANDARD = "adjust_standard"
+REJECT = "reject"
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,16 @@ class SpecialDecision:
     outcome: str  # pay_by_item | adjust_standard | reject
     amount: Decimal | None = None
     application_id: int | None = None
+
+
+def reprices(d: SpecialDecision, current: SpecialDecision | None) -> bool:
+    """Whether a decision prices the case again (a new priced version), given the decision the
+    case is priced with now: pay by item and adjust the standard do; a rejection leaves the
+    price as it stands, unless it overturns an approval the case is priced with (an appeal's
+    rejection of a first pay-by-item or adjustment), which brings the standard price back."""
+    if d.outcome != REJECT:
+        return True
+    return current is not None and current.outcome != REJECT
 
 
 def decided_price(p: Price, d: SpecialDecision) -> Price:
