@@ -185,8 +185,9 @@ def decided_price(p: Price, d: SpecialDecision) -> Price:
     - pay_by_item: the case is paid its actual cost, in full and outside the points (as an
       out-of-scope case; settlement adds it to `outside_points`);
     - adjust_standard: the decided amount is the case's DRG/DIP payment (it replaces the
-      standard and any outlier payment); under a point method it becomes points at the
-      provisional point value, so it shares in the budget like every other case;
+      standard and any outlier payment), to the fen; under a point method it is also turned
+      into points at the provisional point value, so at the annual clearing it shares in the
+      budget like every other case;
     - reject: the price stands.
     Add-ons (innovative drugs paid on top) are kept."""
     note = f"special case {d.outcome} (application {d.application_id}, decision {d.decision})"
@@ -196,8 +197,10 @@ def decided_price(p: Price, d: SpecialDecision) -> Price:
     if d.outcome == ADJUST_STANDARD and d.amount is not None:
         amount = to_fen(d.amount)
         if p.point_value:
+            # the payment is the decided amount itself: points × point value would round twice
+            # (amount → points to 4 decimals → yuan) and could end a fen off the decision
             points = to_points(amount / p.point_value)
-            return replace(p, special_case=ADJUST_STANDARD, points=points, payment=to_fen(points * p.point_value),
+            return replace(p, special_case=ADJUST_STANDARD, points=points, payment=amount,
                            payment_standard=amount, outlier_extra=ZERO, notes=(*p.notes, note))
         return replace(p, special_case=ADJUST_STANDARD, payment=amount, payment_standard=amount,
                        outlier_extra=ZERO, notes=(*p.notes, note))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pricer_testkit import policy_doc
+from pricer_testkit import points_policy, policy_doc
 from sqlalchemy import select
 
 from services.pricer import handlers, repository
@@ -47,7 +47,7 @@ def test_only_an_approval_or_an_overturned_approval_reprices() -> None:
     assert reprices(SpecialDecision(2, "reject"), adjust)
 
 
-async def _run(tmp_path: Path, doc: dict[str, Any]) -> dict[str, list[tuple[int, Decimal]]]:
+async def _run(tmp_path: Path, doc: dict[str, Any], amount: str = "23456.78") -> dict[str, list[tuple[int, Decimal]]]:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
     await migrate.upgrade(engine, "pricer")
     policies = repository.Policies()
@@ -59,7 +59,7 @@ async def _run(tmp_path: Path, doc: dict[str, Any]) -> dict[str, list[tuple[int,
                 for s in ("R", "A", "P")])
         async with engine.begin() as conn:
             out = await handlers.on_special_case_decided(policies, conn, [
-                decided("H3-R", 1, "reject"), decided("H3-A", 1, "adjust_standard", "23456.78"),
+                decided("H3-R", 1, "reject"), decided("H3-A", 1, "adjust_standard", amount),
                 decided("H3-P", 1, "pay_by_item")])
             assert sorted(e.case_id for e in out) == ["H3-A", "H3-P"]  # the rejection announces nothing
         async with engine.begin() as conn:  # the appeals: the rejection stands, the adjustment is overturned
@@ -80,3 +80,11 @@ async def test_a_rejection_writes_no_priced_version(tmp_path: Path) -> None:
     assert versions["H3-A"] == [(0, standard), (1, Decimal("23456.78")), (2, standard)]
     assert versions["H3-P"] == [(0, standard), (1, Decimal("20000.00"))]
 
+
+async def test_adjusting_under_the_point_method_pays_the_decided_amount_to_the_fen(tmp_path: Path) -> None:
+    # 18000.50 / 123.456789 = 145.8041 points, × 123.456789 = 18000.51 if paid from the points
+    pv = "123.456789"
+    assert points_policy(points={"provisional_point_value": pv}).points.provisional_point_value == Decimal(pv)
+    doc = policy_doc(method="points", points={"scale": 100, "provisional_point_value": pv})
+    versions = await _run(tmp_path, doc, amount="18000.50")
+    assert versions["H3-A"][1] == (1, Decimal("18000.50"))
