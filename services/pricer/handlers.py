@@ -338,14 +338,17 @@ async def run_monthly_presettlement(conn: AsyncConnection, policy_id: str, perio
     """Pre-settle a month (§8) from the stored priced cases; stores a new statement version.
 
     Uses the latest stored version of the policy for the settlement parameters; the cases keep
-    the prices (and versions) they were priced with.
+    the prices (and versions) they were priced with. Review deductions the hospital's previous
+    month of the year could not net are carried in.
     """
     start, end = month_bounds(period)
     policy = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id))
     totals = await _period_totals(conn, policy_id, start, end)
     version = await repository.next_statement_version(conn, "monthly", period, policy_id)
     deducted = await repository.claim_deductions(conn, f"monthly|{policy_id}|{period}", list(totals))
-    out = monthly_presettlement(policy, period, totals.values(), version=version, deductions=deducted)
+    carried = await repository.carried_over(conn, policy_id, period[:4], before=period)
+    out = monthly_presettlement(policy, period, totals.values(), version=version, deductions=deducted,
+                                carried_in=carried)
     await repository.save_statements(conn, out)
     if out:  # the scheduled step after it: review's hospital-level rules for the month
         await Outbox(repository.NAME, repository.metadata).add(conn, [Envelope.new(
@@ -380,7 +383,8 @@ async def run_annual_clearing(conn: AsyncConnection, policy_id: str, year: str,
     """Clear a year (§8) from the stored priced cases; stores a new annual statement version.
 
     Pre-settled amounts are the latest monthly statements of the year; the prepayment advances
-    granted for the year are netted from each hospital's balance.
+    granted for the year are netted from each hospital's balance, and so are the review
+    deductions, with what the year's last month carried over shown apart.
     """
     start, end = year_bounds(year)
     policy = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id))
@@ -389,11 +393,12 @@ async def run_annual_clearing(conn: AsyncConnection, policy_id: str, year: str,
     advanced = await repository.advances_of_year(conn, year)
     version = await repository.next_statement_version(conn, "annual", year, policy_id)
     deducted = await repository.monthly_deductions(conn, policy_id, year)
+    carried = await repository.carried_over(conn, policy_id, year)
     for h, amount in (await repository.claim_deductions(conn, f"annual|{policy_id}|{year}", list(totals))).items():
         deducted[h] = deducted.get(h, ZERO) + amount
     clearing = annual_clearing(
         policy, year, [HospitalYear(t, presettled=paid.get(h, ZERO), advances=Decimal(advanced.get(h, 0)),
-                                    deductions=deducted.get(h, ZERO))
+                                    deductions=deducted.get(h, ZERO), carried_over=carried.get(h, ZERO))
                        for h, t in totals.items()], budget, version=version)
     summary = {k: v for k, v in clearing.to_dict().items() if k != "hospitals"}
     await repository.save_statements(conn, clearing.statements(), summary)
