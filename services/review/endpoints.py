@@ -32,7 +32,7 @@ from shared.csvexport import to_csv
 from shared.errors import Invalid, NotFound
 from shared.messaging import Outbox
 from shared.text import ID_PATTERN
-from shared.web import Conn, stage_service
+from shared.web import Conn, Engine, stage_service
 
 router = APIRouter(tags=["review"])
 
@@ -174,11 +174,19 @@ class MemberRequest(BaseModel):
 
 
 @router.post("/special-cases", status_code=201)
-async def apply(body: Application, who: Who, rules: Rules, conn: Conn) -> dict[str, Any]:
+async def apply(body: Application, who: Who, rules: Rules, engine: Engine) -> dict[str, Any]:
+    """One transaction for the application; a refusal on eligibility or the cap rolls it back
+    and is audited in a second one."""
     if not who.hospital_code:
         raise Invalid("an application comes from a hospital", code="HOSPITAL_REQUIRED", field="hospital")
-    return await special.apply(conn, who, await rules.book.in_force(conn), body.case_id, body.reason, body.text,
-                               [e.model_dump(exclude_none=True) for e in body.evidence])
+    try:
+        async with engine.begin() as conn:
+            return await special.apply(conn, who, await rules.book.in_force(conn), body.case_id, body.reason,
+                                       body.text, [e.model_dump(exclude_none=True) for e in body.evidence])
+    except sc.REFUSALS as refused:
+        async with engine.begin() as conn:
+            await special.record_refusal(conn, who, body.case_id, body.reason, refused)
+        raise
 
 
 @router.get("/special-cases")

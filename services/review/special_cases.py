@@ -5,11 +5,12 @@ caller's connection (the edge owns the one transaction) and never commits.
 - `save_figures`: every priced case's figures kept (its latest version), so an application is
   judged on them and the cap counts the region's discharges and complex cases.
 - `apply`: a hospital applies for one of its cases; the region-quarter's counter row is locked
-  first, so concurrent applications count the cap one at a time.
+  first, so concurrent applications count the cap one at a time. `record_refusal`: an
+  application refused on eligibility or the cap, audited.
 - `decide`, `appeal`: the panel's decision (published as `special-case-decided`, which the
   pricer prices the case again with), the hospital's one appeal, the second member's decision.
 - `register_member`, `publication`: the panel, and the half-yearly counts and outcomes.
-Every application, decision, appeal, membership and parameter change is appended to
+Every application (refused ones too), decision, appeal, membership and parameter change is appended to
 `review_audit` (who, when, before, after, why) in the same transaction as the change.
 """
 
@@ -32,11 +33,12 @@ from shared.messaging import Outbox
 from shared.periods import InForce
 
 APPLIED = "special-case.applied"
+REFUSED = "special-case.refused"
 DECIDED = "special-case.decided"
 APPEALED = "special-case.appealed"
 MEMBER_REGISTERED = "panel-member.registered"
 RULES_IMPORTED = "review-rules.imported"
-ACTIONS = (APPLIED, DECIDED, APPEALED, MEMBER_REGISTERED, RULES_IMPORTED)
+ACTIONS = (APPLIED, REFUSED, DECIDED, APPEALED, MEMBER_REGISTERED, RULES_IMPORTED)
 AUDIT_COLUMNS = ("id", "at", "action", "actor", "role", "subject", "before", "after", "reason")
 
 
@@ -107,6 +109,16 @@ async def apply(conn: AsyncConnection, who: Who, rules: InForce[RuleSet], case_i
     found = await repository.application(conn, application_id)
     assert found is not None
     return found | {"quota": quota_after}
+
+
+async def record_refusal(conn: AsyncConnection, who: Who, case_id: str, reason: sc.Reason,
+                         error: Invalid | Conflict) -> None:
+    """Audit an application refused on eligibility or the cap (`sc.REFUSALS`): who, when, the
+    case, the rule that refused and its numbers. The refused application's own transaction is
+    rolled back, so the edge records it in a transaction of its own."""
+    await repository.record(conn, REFUSED, actor=who.actor, role=who.role, subject=case_id,
+                            after={"reason": reason.value, "hospital_code": who.hospital_code}
+                            | sc.refusal_record(error), reason=error.message)
 
 
 def _now() -> datetime:

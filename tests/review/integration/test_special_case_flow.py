@@ -194,12 +194,20 @@ async def test_apply_decide_reprice_settle_appeal_publish_and_audit(db_url: str)
                 assert _error(await h1.get("/api/v1/special-cases/audit")) == (403, "FORBIDDEN")
                 entries = (await analyst.get("/api/v1/special-cases/audit")).json()["entries"]
                 assert [e["action"] for e in entries] == [
-                    "review-rules.imported", "special-case.applied", "special-case.applied", "panel-member.registered",
+                    "review-rules.imported", "special-case.refused", "special-case.applied", "special-case.applied",
+                    "panel-member.registered",
                     "panel-member.registered", "panel-member.registered", "special-case.decided",
                     "special-case.appealed", "special-case.decided"]
                 rules = entries.pop(0)
                 assert (rules["actor"], rules["subject"], rules["before"]) == ("cli:bureau", "350500", None)
                 assert orjson.loads(rules["after"])["rules"]["SPECIAL_CASES"]["drg_cap_share"] == "0.5"
+                refusal = entries.pop(0)  # the refused application: who, when, the case, the rule
+                assert (refusal["actor"], refusal["role"], refusal["subject"]) == (
+                    f"token:{tokens['h1']['token_id']}", "hospital", case_a)
+                assert refusal["at"] and refusal["reason"].startswith("a long stay needs")
+                assert orjson.loads(refusal["after"]) | {"numbers": None} == {
+                    "reason": "long_stay", "hospital_code": H1, "rule": "SC_LONG_STAY", "numbers": None}
+                assert orjson.loads(refusal["after"])["numbers"]["long_stay_days"] == "60"
                 first, last = entries[5], entries[-1]
                 assert first["actor"] == f"token:{tokens['m2']['token_id']}" and first["role"] == "bureau-reviewer"
                 assert orjson.loads(first["before"])["status"] == "pending"
