@@ -563,7 +563,8 @@ async def special_case_round(runtime: Runtime, stored: list[GroupedCase], year: 
     bureau = special.Who("demo", "bureau-admin")
     async with runtime.engine.begin() as conn:
         member, _token = await create_token(conn, "bureau-reviewer", label="demo panel member")
-        await special.register_member(conn, bureau, member, tied_to, True, "demo panel")
+        for quarter in sorted({a["period"] for a in applied}):
+            await special.register_member(conn, bureau, member, quarter, tied_to, True, "demo panel")
     who = special.Who(f"token:{member}", "bureau-reviewer")
     for a, (outcome, why) in zip(applied, ROUND, strict=False):
         amount = None

@@ -168,6 +168,7 @@ class Appeal(BaseModel):
 class MemberRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     token_id: str = Field(pattern=r"^[0-9a-f]{12}$")
+    period: str = Field(max_length=6, description="the quarter, e.g. 2024Q1")
     hospitals: list[Id] = Field(default_factory=list, max_length=500)
     active: bool = True
     reason: str | None = Field(None, max_length=1000, pattern=TEXT)
@@ -199,13 +200,14 @@ async def list_applications(who: Who, conn: Conn, period: str | None = Query(Non
 
 
 @router.get("/special-cases/panel")
-async def list_panel(conn: Conn) -> dict[str, Any]:
-    return {"members": await repository.list_panel(conn)}
+async def list_panel(conn: Conn, period: str | None = Query(None, max_length=6)) -> dict[str, Any]:
+    return {"members": await repository.list_panel(conn, sc.check_period(period) if period else None)}
 
 
 @router.post("/special-cases/panel", status_code=201)
 async def register_member(body: MemberRequest, who: Who, conn: Conn) -> dict[str, Any]:
-    return await special.register_member(conn, who, body.token_id, body.hospitals, body.active, body.reason)
+    return await special.register_member(conn, who, body.token_id, body.period, body.hospitals, body.active,
+                                         body.reason)
 
 
 @router.get("/special-cases/publication")
