@@ -167,6 +167,6 @@ def test_each_seeded_pattern_is_flagged_by_its_rule(tmp_path: Path) -> None:
     judged = {r["case_id"] for r in run.truth if r["rule"] == "COST_SHIFTING" and r["case_id"] in run.figures
               and bisect.bisect_left(days[run.figures[r["case_id"]]["drg"]],
                                      run.figures[r["case_id"]]["discharge_date"] or "") >= 30}
-    assert len(judged) >= 10
+    assert len(judged) >= 5  # most cost-shifting seeds fall in groups too small to judge
     assert judged <= run.flagged.get("COST_SHIFTING", set())
     assert shifting.true_positives >= len(judged)
