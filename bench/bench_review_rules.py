@@ -1,16 +1,18 @@
-"""Precision and recall of each case-level review rule on a seeded synthetic region.
+"""Precision and recall of each review rule on a seeded synthetic region.
 
     .venv/bin/python bench/bench_review_rules.py [--cases 8000] [--hospitals 20] [--rate 0.02]
 
 Generates a region with every case-level pattern seeded at `--rate` of the cases
 (`drgdip generate --abuse-rate`: split admissions, upcoding, low-standard admissions, cost
-shifting, and planned chemotherapy readmission pairs as true negatives), prices it through the
-embedded pipeline with calibrated point-method policies (every case priced, as
-`bench_pipeline.py`) and compares review's open flags with the ground truth
-(`drgdip/review_truth.py`). A true positive is a flagged case seeded for the rule; flags on
-other cases are "unseeded flags" (organic cases may fire a rule legitimately), so precision is
-a lower bound on the rule's real precision. The seeded cases a rule missed are counted by
-reason where the figures tell it.
+shifting, and planned chemotherapy readmission pairs as true negatives) and two episodes of
+each hospital-level pattern (a hospital's quarter: upcoding, refusing severe patients,
+under-service), prices it through the embedded pipeline with calibrated point-method policies
+(every case priced, as `bench_pipeline.py`), runs the hospital-level rules for every quarter
+and compares review's open flags with the ground truth (`drgdip/review_truth.py`). A true
+positive is a flagged case (hospital rules: a hospital's quarter) seeded for the rule; flags
+on others are "unseeded flags" (organic cases may fire a rule legitimately), so precision is a
+lower bound on the rule's real precision. The seeded cases a rule missed are counted by reason
+where the figures tell it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ if str(REPO) not in sys.path:  # allow running as a plain script from anywhere
 from rich.console import Console  # noqa: E402
 
 from drgdip.demo import resolve_scheme  # noqa: E402
-from drgdip.review_truth import RegionRun, RuleScore, run_region, score, table  # noqa: E402
+from drgdip.review_truth import HOSPITAL_RULES, RegionRun, RuleScore, run_region, score, table  # noqa: E402
 from services.review.domain.parameters import RuleParameters  # noqa: E402
 
 
@@ -50,6 +52,9 @@ def why_missed(run: RegionRun, s: RuleScore) -> Counter[str]:
     for days in by_group.values():
         days.sort()
     for cid in s.missed:
+        if s.rule in HOSPITAL_RULES:
+            out["the rule did not fire for the hospital's quarter"] += 1
+            continue
         found = run.figures.get(cid)
         if found is None:
             out["no figures (not priced)"] += 1

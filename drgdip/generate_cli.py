@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from drgdip.generate import GroundTruth, PatternRates, RegionGenerator
+from drgdip.generate import GroundTruth, PatternRates, RegionGenerator, episode_truth
 
 
 def generate_command(
@@ -65,6 +65,8 @@ def generate_command(
             if n % step == 0:
                 progress.update(task, completed=n)
         progress.update(task, completed=cases)
+        for row in episode_truth(gen.episodes):  # the hospital-level episodes, after the cases
+            tf.write(dumps(row) + b"\n")
     elapsed = time.perf_counter() - t0
     hospitals_file = output.with_name(output.name + ".hospitals.json")
     hospitals_file.write_bytes(orjson.dumps([h.to_dict() for h in gen.hospitals],

@@ -1010,8 +1010,9 @@ APPEAL_SCHEMA: dict[str, Any] = {
     "properties": {"reason": {"type": "string"}},
 }
 MEMBER_SCHEMA: dict[str, Any] = {
-    "type": "object", "required": ["token_id"], "additionalProperties": False,
+    "type": "object", "required": ["token_id", "period"], "additionalProperties": False,
     "properties": {"token_id": {"type": "string", "description": "a bureau-reviewer token's id"},
+                   "period": {"type": "string", "description": "the quarter the member sits on the panel, e.g. 2024Q1"},
                    "hospitals": {"type": "array", "items": {"type": "string"},
                                  "description": "the hospitals the member is tied to"},
                    "active": {"type": "boolean"}, "reason": {"type": ["string", "null"]}},
@@ -1058,16 +1059,17 @@ async def list_special_cases(request: Request, up: Upstream, who: Caller) -> Res
 
 @router.get("/special-cases/panel")
 async def list_panel(request: Request, up: Upstream, who: Caller) -> Response:
-    """The panel's members and the hospitals each is tied to (bureau roles)."""
+    """The panel's members per quarter (`period=2024Q1`) and the hospitals each is tied to
+    (bureau roles)."""
     who.require(*BUREAU_ROLES)
-    _only(request)
-    return await _review(up, who, "GET", "/special-cases/panel")
+    _only(request, "period")
+    return await _review(up, who, "GET", "/special-cases/panel", params=dict(request.query_params))
 
 
 @router.post("/special-cases/panel", status_code=201, openapi_extra=_body(MEMBER_SCHEMA))
 async def register_panel_member(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
-    """Register a bureau-reviewer token as a panel member with the hospitals they are tied to, or
-    change them (bureau-admin; audited by review with the before and after)."""
+    """Register a bureau-reviewer token as a panel member for a quarter with the hospitals they
+    are tied to, or change them (bureau-admin; audited by review with the before and after)."""
     who.require("bureau-admin")
     _only(request)
     body = await _read(request, up)

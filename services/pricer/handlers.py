@@ -41,6 +41,7 @@ from services.pricer.domain.grouped import (
     SpecialDecision,
     price_from_dict,
     price_grouped,
+    reprices,
     with_decision,
 )
 from services.pricer.domain.policy import (
@@ -110,8 +111,10 @@ async def on_special_case_decided(policies: repository.Policies, conn: AsyncConn
     """The special-case panel decided (review, §10): the decision is kept (the latest per case)
     and the case priced again from the grouping it was last priced from, under the policies in
     force, with the decision: a new priced version announced as `case-priced`, which monthly
-    settlement and annual clearing then use. A decision older than the one kept changes nothing;
-    a case priced before its grouping was kept cannot be re-priced (logged, the decision kept)."""
+    settlement and annual clearing then use. A rejection is kept but prices nothing again,
+    unless it overturns the approval the case is priced with (`reprices`). A decision older
+    than the one kept changes nothing; a case priced before its grouping was kept cannot be
+    re-priced (logged, the decision kept)."""
     kept = await repository.decisions_of(conn, [env.case_id for env in envs])
     latest: dict[str, tuple[Envelope, SpecialDecision]] = {}
     for env in envs:
@@ -123,6 +126,9 @@ async def on_special_case_decided(policies: repository.Policies, conn: AsyncConn
     if not latest:
         return []
     await repository.save_decisions(conn, {cid: d for cid, (_e, d) in latest.items()})
+    latest = {cid: (e, d) for cid, (e, d) in latest.items() if reprices(d, kept.get(cid))}
+    if not latest:
+        return []
     grouped = await repository.latest_grouped_of(conn, list(latest))
     seen = await repository.priced_keys(conn, list(latest))
     drg, dip = await policies.in_force(conn)
@@ -337,14 +343,17 @@ async def run_monthly_presettlement(conn: AsyncConnection, policy_id: str, perio
     """Pre-settle a month (§8) from the stored priced cases; stores a new statement version.
 
     Uses the latest stored version of the policy for the settlement parameters; the cases keep
-    the prices (and versions) they were priced with.
+    the prices (and versions) they were priced with. Review deductions the hospital's previous
+    month of the year could not net are carried in.
     """
     start, end = month_bounds(period)
     policy = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id))
     totals = await _period_totals(conn, policy_id, start, end)
     version = await repository.next_statement_version(conn, "monthly", period, policy_id)
     deducted = await repository.claim_deductions(conn, f"monthly|{policy_id}|{period}", list(totals))
-    out = monthly_presettlement(policy, period, totals.values(), version=version, deductions=deducted)
+    carried = await repository.carried_over(conn, policy_id, period[:4], before=period)
+    out = monthly_presettlement(policy, period, totals.values(), version=version, deductions=deducted,
+                                carried_in=carried)
     await repository.save_statements(conn, out)
     if out:  # the scheduled step after it: review's hospital-level rules for the month
         await Outbox(repository.NAME, repository.metadata).add(conn, [Envelope.new(
@@ -380,7 +389,8 @@ async def run_annual_clearing(conn: AsyncConnection, policy_id: str, year: str,
     """Clear a year (§8) from the stored priced cases; stores a new annual statement version.
 
     Pre-settled amounts are the latest monthly statements of the year; the prepayment advances
-    granted for the year are netted from each hospital's balance.
+    granted for the year are netted from each hospital's balance, and so are the review
+    deductions, with what the year's last month carried over shown apart.
     """
     start, end = year_bounds(year)
     policy = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id))
@@ -391,12 +401,13 @@ async def run_annual_clearing(conn: AsyncConnection, policy_id: str, year: str,
     deducted = await repository.monthly_deductions(conn, policy_id, year)
     withheld = await repository.deposit_withheld(conn, policy_id, year)
     returns = await repository.deposit_return_shares(conn, year)
+    carried = await repository.carried_over(conn, policy_id, year)
     for h, amount in (await repository.claim_deductions(conn, f"annual|{policy_id}|{year}", list(totals))).items():
         deducted[h] = deducted.get(h, ZERO) + amount
     clearing = annual_clearing(
         policy, year, [HospitalYear(t, presettled=paid.get(h, ZERO), advances=Decimal(advanced.get(h, 0)),
                                     deductions=deducted.get(h, ZERO), deposit_withheld=withheld.get(h, ZERO),
-                                    deposit_return_share=returns.get(h))
+                                    deposit_return_share=returns.get(h), carried_over=carried.get(h, ZERO))
                        for h, t in totals.items()], budget, version=version)
     summary = {k: v for k, v in clearing.to_dict().items() if k != "hospitals"}
     await repository.save_statements(conn, clearing.statements(), summary)

@@ -615,6 +615,19 @@ async def deposit_return_shares(conn: AsyncConnection, year: str) -> dict[str, D
     return {h: Decimal(share) for h, share in rows}
 
 
+async def carried_over(conn: AsyncConnection, policy_id: str, year: str,
+                       before: str | None = None) -> dict[str, Decimal]:
+    """What each hospital's last monthly statement of the year (latest version; of a month
+    before `before`, "YYYY-MM", when given) carried over: review deductions its pre-settled
+    amount could not net, for its next month or the annual clearing."""
+    last: dict[str, tuple[str, Any]] = {}
+    for (hospital, period), row in (await _latest_monthly(conn, policy_id, year)).items():
+        if (before is None or period < before) and (hospital not in last or period > last[hospital][0]):
+            last[hospital] = (period, row)
+    out = {h: Decimal(orjson.loads(row.document)["lines"].get("carried_over", "0")) for h, (_p, row) in last.items()}
+    return {h: amount for h, amount in out.items() if amount}
+
+
 async def insert_advance(conn: AsyncConnection, hospital_code: str, year: str, amount: Decimal,
                          who: str, note: str | None) -> None:
     await conn.execute(insert(advances).values(

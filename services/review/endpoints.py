@@ -35,7 +35,7 @@ from shared.csvexport import to_csv
 from shared.errors import Invalid, NotFound
 from shared.messaging import Outbox
 from shared.text import ID_PATTERN
-from shared.web import Conn, stage_service
+from shared.web import Conn, Engine, stage_service
 
 router = APIRouter(tags=["review"])
 
@@ -171,17 +171,26 @@ class Appeal(BaseModel):
 class MemberRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     token_id: str = Field(pattern=r"^[0-9a-f]{12}$")
+    period: str = Field(max_length=6, description="the quarter, e.g. 2024Q1")
     hospitals: list[Id] = Field(default_factory=list, max_length=500)
     active: bool = True
     reason: str | None = Field(None, max_length=1000, pattern=TEXT)
 
 
 @router.post("/special-cases", status_code=201)
-async def apply(body: Application, who: Who, rules: Rules, conn: Conn) -> dict[str, Any]:
+async def apply(body: Application, who: Who, rules: Rules, engine: Engine) -> dict[str, Any]:
+    """One transaction for the application; a refusal on eligibility or the cap rolls it back
+    and is audited in a second one."""
     if not who.hospital_code:
         raise Invalid("an application comes from a hospital", code="HOSPITAL_REQUIRED", field="hospital")
-    return await special.apply(conn, who, await rules.book.in_force(conn), body.case_id, body.reason, body.text,
-                               [e.model_dump(exclude_none=True) for e in body.evidence])
+    try:
+        async with engine.begin() as conn:
+            return await special.apply(conn, who, await rules.book.in_force(conn), body.case_id, body.reason,
+                                       body.text, [e.model_dump(exclude_none=True) for e in body.evidence])
+    except sc.REFUSALS as refused:
+        async with engine.begin() as conn:
+            await special.record_refusal(conn, who, body.case_id, body.reason, refused)
+        raise
 
 
 @router.get("/special-cases")
@@ -194,13 +203,14 @@ async def list_applications(who: Who, conn: Conn, period: str | None = Query(Non
 
 
 @router.get("/special-cases/panel")
-async def list_panel(conn: Conn) -> dict[str, Any]:
-    return {"members": await repository.list_panel(conn)}
+async def list_panel(conn: Conn, period: str | None = Query(None, max_length=6)) -> dict[str, Any]:
+    return {"members": await repository.list_panel(conn, sc.check_period(period) if period else None)}
 
 
 @router.post("/special-cases/panel", status_code=201)
 async def register_member(body: MemberRequest, who: Who, conn: Conn) -> dict[str, Any]:
-    return await special.register_member(conn, who, body.token_id, body.hospitals, body.active, body.reason)
+    return await special.register_member(conn, who, body.token_id, body.period, body.hospitals, body.active,
+                                         body.reason)
 
 
 @router.get("/special-cases/publication")

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     bindparam,
     func,
     insert,
@@ -556,13 +557,16 @@ special_decisions = Table(
     Column("decided_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("application_id", "round", name="uq_review_special_decisions_round"),
 )
+# a member is registered per quarter, with the hospitals they are tied to in it
 panel_members = Table(
-    "review_panel_members", metadata,
+    "review_panel_quarters", metadata,
     Column("token_id", String(16), primary_key=True),
+    Column("period", String(6), primary_key=True),  # the quarter "2024Q2"
     Column("hospitals", Text, nullable=False),  # JSON: the hospitals the member is tied to
     Column("active", Boolean, nullable=False),
     Column("registered_by", String(128), nullable=False),
     Column("registered_at", DateTime(timezone=True), nullable=False),
+    Index("ix_review_panel_quarters_period", "period"),
 )
 # Append-only: rows are inserted, never updated or deleted.
 audit = Table(
@@ -680,10 +684,15 @@ async def application(conn: AsyncConnection, application_id: int, *, lock: bool 
 
 async def applications(conn: AsyncConnection, *, period: str | None = None, periods: Collection[str] = (),
                        hospital: str | None = None, status: str | None = None,
+                       tied: Mapping[str, Collection[str]] | None = None,
                        limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-    """Applications, oldest first, filtered by quarter(s), hospital and status."""
+    """Applications, oldest first, filtered by quarter(s), hospital and status; `tied`: the
+    hospitals left out per quarter (a panel member's ties)."""
     s = special_cases.c
     q = select(special_cases)
+    for quarter, hospitals in (tied or {}).items():
+        if hospitals:
+            q = q.where(~and_(s.period == quarter, s.hospital_code.in_(list(hospitals))))
     if period:
         q = q.where(s.period == period)
     if periods:
@@ -711,26 +720,43 @@ async def update_application(conn: AsyncConnection, application_id: int, **value
     await conn.execute(update(special_cases).where(special_cases.c.id == application_id).values(**values))
 
 
-async def panel_member(conn: AsyncConnection, token_id: str) -> dict[str, Any] | None:
-    r = (await conn.execute(select(panel_members).where(panel_members.c.token_id == token_id))).first()
-    return None if r is None else {**r._asdict(), "hospitals": orjson.loads(r.hospitals),
-                                   "registered_at": _iso(r.registered_at)}
+def _member(r: Any) -> dict[str, Any]:
+    return {**r._asdict(), "hospitals": orjson.loads(r.hospitals), "registered_at": _iso(r.registered_at)}
 
 
-async def save_panel_member(conn: AsyncConnection, token_id: str, hospitals: Sequence[str], active: bool,
-                            who: str, exists: bool) -> None:
+async def panel_member(conn: AsyncConnection, token_id: str, period: str) -> dict[str, Any] | None:
+    """A member's registration for a quarter."""
+    m = panel_members.c
+    r = (await conn.execute(select(panel_members).where(m.token_id == token_id, m.period == period))).first()
+    return None if r is None else _member(r)
+
+
+async def save_panel_member(conn: AsyncConnection, token_id: str, period: str, hospitals: Sequence[str],
+                            active: bool, who: str, exists: bool) -> None:
+    m = panel_members.c
     values = dict(hospitals=orjson.dumps(sorted(set(hospitals))).decode(), active=active, registered_by=who,
                   registered_at=datetime.now(UTC))
     if exists:
-        await conn.execute(update(panel_members).where(panel_members.c.token_id == token_id).values(**values))
+        await conn.execute(update(panel_members).where(m.token_id == token_id, m.period == period).values(**values))
     else:
-        await conn.execute(insert(panel_members).values(token_id=token_id, **values))
+        await conn.execute(insert(panel_members).values(token_id=token_id, period=period, **values))
 
 
-async def list_panel(conn: AsyncConnection) -> list[dict[str, Any]]:
-    rows = (await conn.execute(select(panel_members).order_by(panel_members.c.token_id))).all()
-    return [{**r._asdict(), "hospitals": orjson.loads(r.hospitals), "registered_at": _iso(r.registered_at)}
-            for r in rows]
+async def list_panel(conn: AsyncConnection, period: str | None = None) -> list[dict[str, Any]]:
+    """The panel's registrations (of a quarter), by quarter and member."""
+    m = panel_members.c
+    q = select(panel_members)
+    if period is not None:
+        q = q.where(m.period == period)
+    return [_member(r) for r in (await conn.execute(q.order_by(m.period, m.token_id))).all()]
+
+
+async def ties_of(conn: AsyncConnection, token_id: str) -> dict[str, list[str]]:
+    """The hospitals a member is tied to, per quarter of their active registrations."""
+    m = panel_members.c
+    rows = (await conn.execute(select(m.period, m.hospitals).where(m.token_id == token_id,
+                                                                   m.active.is_(True)))).all()
+    return {r.period: orjson.loads(r.hospitals) for r in rows}
 
 
 async def record(conn: AsyncConnection, action: str, *, actor: str, role: str | None, subject: str | None,

@@ -9,8 +9,7 @@ from alembic import op
 from shared.db import ROW_ID
 
 revision = "review_0006"
-# review_0005 (panel quarters) lands from another branch: this chains after it once merged
-down_revision = "review_0004"
+down_revision = "review_0005"
 
 
 def upgrade() -> None:
