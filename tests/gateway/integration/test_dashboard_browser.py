@@ -125,6 +125,7 @@ async def _signed_in(site: Site, who: str) -> Page:
     await page.fill("#token", site.tokens[who])
     await page.click("#sign-in-form button[type=submit]")
     await page.wait_for_selector("#who-text:not(:empty)")
+    await page.wait_for_function("() => document.querySelector('#period').value !== ''")  # the default period is set
     return page
 
 
