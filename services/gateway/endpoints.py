@@ -469,6 +469,19 @@ async def get_case(case_id: str, request: Request, who: Caller, conn: Conn) -> d
     }
 
 
+@router.get("/cases/{case_id}/grouping")
+async def get_case_grouping(case_id: str, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """A case's grouping with its full trace and the scheme's explanation, recomputed by the
+    grouper from the stored list under the scheme it was grouped with (the pipeline does not keep
+    traces: grouping is deterministic for a scheme). Another hospital's case: 404."""
+    _only(request)
+    async with engine.connect() as conn:  # a short read of its own: the relay needs the connection
+        row = await repository.find_case(conn, case_id)
+    if row is None or not who.may_see(row.hospital_code):
+        raise NotFound(f"no case {case_id!r}", code="CASE_NOT_FOUND", field="case_id")
+    return await up.relay("grouper", "GET", f"/cases/{quote(case_id, safe='')}/grouping", b"", _headers(who))
+
+
 @router.get("/cases")
 async def list_cases(request: Request, who: Caller, conn: Conn,
                      hospital: str | None = Query(None, min_length=1, max_length=32),

@@ -422,6 +422,8 @@ const CASE_TYPES = { normal: "正常病例", high_outlier: "高倍率病例", lo
 
 async function oneCase(caseId) {
   const c = await api(`/api/v1/cases/${encodeURIComponent(caseId)}`);
+  // the full grouping trace is recomputed by the grouper on request (none for an ungrouped case)
+  const grouping = c.grouped ? await api(`/api/v1/cases/${encodeURIComponent(caseId)}/grouping`).catch(() => null) : null;
   const g = c.grouped || {}, p = c.priced || {}, b = p.breakdown || {};
   const step = (label, code, name) => h("div", { class: "step" }, h("b", {}, label), code || "—", name ? ` ${name}` : "");
   const dip = g.dip && typeof g.dip === "object" ? g.dip : null;
@@ -447,6 +449,9 @@ async function oneCase(caseId) {
         { label: "其他诊断", value: (r.diagnoses || []).slice(1).join("、") || "—" },
         { label: "手术操作", value: (r.procedures || []).join("、") || "—" }])),
       h("div", { class: "card" }, h("h3", {}, "分组路径"), trace,
+        grouping && (grouping.explanation || []).length
+          ? h("ol", { class: "explanation", id: "grouping-explanation" }, ...grouping.explanation.map((line) => h("li", {}, line)))
+          : null,
         h("h3", {}, "价格明细"), h("div", { id: "price" }, table([{ key: "label", label: "项目" },
           { key: "value", label: "金额/取值" }], priceRows, "尚未计价")),
         (b.notes || []).length ? h("p", { class: "empty" }, (b.notes || []).join("；")) : null)),

@@ -196,6 +196,11 @@ async def test_bureau_drills_down_from_the_region_to_a_case_with_its_trace_price
     await page.wait_for_selector("#trace")
     trace = await page.text_content("#trace") or ""
     assert all(case["grouped"][k] in trace for k in ("mdc", "adrg", "drg"))
+    # the full trace, recomputed by the grouper, line by line as the API gives it
+    grouping = (await site.api.get(f"/api/v1/cases/{site.flagged_case}/grouping")).json()
+    assert grouping["drg"] == group and grouping["explanation"]
+    await page.wait_for_selector("#grouping-explanation li")
+    assert await page.locator("#grouping-explanation li").all_text_contents() == grouping["explanation"]
     price = await page.text_content("#price") or ""
     assert case["priced"]["breakdown"]["payment_standard"] in price and "支付标准" in price
     flags = await page.text_content("#case-flags") or ""
@@ -257,6 +262,9 @@ async def test_a_hospital_sees_only_its_own_hospital(site: Site) -> None:
     await page.goto(f"{site.base}/dashboard/#/case/{other['case_id']}")
     await page.wait_for_selector("main .error")
     assert "CASE_NOT_FOUND" in (await page.text_content("main") or "")
+    # nor its grouping trace through the API with the same session
+    r = await page.request.get(f"{site.base}/api/v1/cases/{other['case_id']}/grouping")
+    assert r.status == 404 and (await r.json())["error"]["code"] == "CASE_NOT_FOUND"
     await _shot(page, "hospital-other-case")
     await _no_token_kept(page, site)
     await page.close()
