@@ -103,7 +103,7 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 # upstream routes that take as long as the data they go through: no timeout
-LONG_RUNNING = (":import", ":reprice", "/settlements")
+LONG_RUNNING = (":import", ":reprice", "/settlements", ":check", ":build")
 
 
 class Upstreams:
@@ -289,6 +289,15 @@ def _answer(response: Response) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """A request body read as a JSON object (anything else as empty: the upstream refuses it)."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 async def _to_ingest(up: Upstreams, path: str, request: Request, who: Principal) -> Response:
     return await up.relay("ingest", request.method, path, await _read(request, up), _headers(who),
                           params=dict(request.query_params))
@@ -371,6 +380,36 @@ async def register_scheme(request: Request, up: Upstream, who: Caller, engine: E
     _only(request)
     return await _admin_change(request, up, who, engine, "grouper", "/schemes/registrations",
                                audit.SCHEME_REGISTERED)
+
+
+CHANGESET_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["id", "name", "base", "region", "author", "operations"],
+    "description": "a local scheme's change set over a national scheme (docs/scheme-changesets.md)",
+    "properties": {"id": {"type": "string"}, "base": {"type": "string"}, "region": {"type": "string"},
+                   "operations": {"type": "array", "items": {"type": "object"}}},
+}
+
+
+@router.post("/changesets:check", openapi_extra=_body(CHANGESET_SCHEMA))
+async def check_change_set(request: Request, up: Upstream, who: Caller,
+                           hospital: str | None = Query(None, min_length=1, max_length=32)) -> Response:
+    """Check a change set against its base scheme (bureau roles): 422 `INVALID_CHANGESET` naming
+    each operation and field, or the groups added, split, merged and renamed; with `hospital`, how
+    that hospital's own cases move (old group → new group, cases)."""
+    who.require(*BUREAU_ROLES)
+    _only(request, "hospital")
+    return await up.relay("grouper", "POST", "/changesets:check", await _read(request, up), _headers(who),
+                          params={"hospital": hospital} if hospital else None)
+
+
+@router.post("/changesets:build", status_code=201, openapi_extra=_body(CHANGESET_SCHEMA))
+async def build_change_set(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Build the local scheme of a change set over its base in the grouper, load it and, with
+    `valid_from` (and `region`, default the change set's; `valid_to`), register it (bureau-admin;
+    audited). A change set negotiated with the hospitals is built by its adoption instead."""
+    _only(request, "region", "valid_from", "valid_to")
+    return await _admin_change(request, up, who, engine, "grouper", "/changesets:build", audit.SCHEME_BUILT,
+                               params=dict(request.query_params))
 
 
 @router.post("/settlements", status_code=201, openapi_extra=_body(SETTLEMENT_SCHEMA))
@@ -1184,7 +1223,8 @@ DRAFT_SCHEMA: dict[str, Any] = {
 DRAFT_COMMENT_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["item", "reason"], "additionalProperties": False,
     "properties": {"item": {"type": "string", "description": "weight:<DRG>, rate:<insurance>:<level>, "
-                            "coefficient:level:<n>, coefficient:hospital:<code>, mean-cost:<DRG>, score:<group>"},
+                            "coefficient:level:<n>, coefficient:hospital:<code>, mean-cost:<DRG>, score:<group>, "
+                            "change:<n> (a change set's operations[n]), document"},
                    "kind": {"type": "string", "enum": ["comment", "objection"]},
                    "reason": {"type": "string"},
                    "counter_proposal": {"type": ["string", "null"], "description": "a decimal for a numeric item"}},
@@ -1200,7 +1240,10 @@ ADOPT_SCHEMA: dict[str, Any] = {
                    "version": {"type": ["integer", "null"]}, "notes": {"type": "string"},
                    "changes": {"type": "array", "items": {
                        "type": "object", "required": ["item", "value", "reason"],
-                       "properties": {"item": {"type": "string"}, "value": {"type": "string"},
+                       "properties": {"item": {"type": "string"},
+                                      "value": {"type": ["string", "object"],
+                                                "description": "a decimal; for a change set's operation "
+                                                "(change:<n>) \"withdrawn\" or the operation as adopted"},
                                       "reason": {"type": "string"},
                                       "comment_ids": {"type": "array", "items": {"type": "integer"}}}}}},
 }
@@ -1215,10 +1258,12 @@ async def _pricer(up: Upstreams, who: Principal, method: str, path: str, body: b
 
 async def _relayed_change(request: Request, up: Upstreams, who: Principal, engine: Any, upstream: str, path: str,
                           action: str, subject: Callable[[dict[str, Any]], str],
-                          detail: Callable[[dict[str, Any]], Any]) -> Response:
-    """Forward a change with who makes it; once the upstream accepted it, record it."""
+                          detail: Callable[[dict[str, Any]], Any], raw: bytes | None = None) -> Response:
+    """Forward a change (its body, or `raw` when the route read it already) with who makes it;
+    once the upstream accepted it, record it."""
     _only(request)
-    r = await up.relay(upstream, "POST", path, await _read(request, up), _to_review(who))
+    r = await up.relay(upstream, "POST", path, raw if raw is not None else await _read(request, up),
+                       _to_review(who))
     if r.status_code < 300:
         a = _answer(r)
         await _record(engine, request, who, action, subject(a), detail(a))
@@ -1230,10 +1275,18 @@ async def publish_draft(request: Request, up: Upstream, who: Caller, engine: Eng
     """Publish a draft of a negotiable element to the hospitals with its comment window
     (bureau-admin; audited)."""
     who.require("bureau-admin")
+    raw = await _read(request, up)
+    draft = _json_object(raw)
+    if draft.get("kind") == "scheme-changeset" and isinstance(draft.get("document"), dict):
+        # the grouper checks a change set against its base before any hospital sees it
+        checked = await up.relay("grouper", "POST", "/changesets:check", orjson.dumps(draft["document"]),
+                                 _headers(who))
+        if checked.status_code >= 300:
+            return checked
     return await _relayed_change(request, up, who, engine, "pricer", "/negotiations", audit.NEGOTIATION_PUBLISHED,
                                  lambda a: f"draft {a.get('id')}",
                                  lambda a: {k: a.get(k) for k in ("kind", "title", "policy_id", "version",
-                                                                  "opens", "closes")})
+                                                                  "opens", "closes")}, raw=raw)
 
 
 @router.get("/negotiations")
@@ -1265,7 +1318,25 @@ async def draft_impact(draft_id: DraftId, request: Request, up: Upstream, who: C
     if hospital is None:
         raise Invalid("name the hospital", code="HOSPITAL_REQUIRED", field="hospital")
     params = {"hospital": hospital} | ({"year": str(year)} if year is not None else {})
+    draft = await _pricer(up, who, "GET", f"/negotiations/{draft_id}")
+    if draft.status_code == 200 and (found := _answer(draft)).get("kind") == "scheme-changeset":
+        return await _migration(up, who, draft_id, hospital, found)
     return await _pricer(up, who, "GET", f"/negotiations/{draft_id}/impact", params=params)
+
+
+async def _migration(up: Upstreams, who: Principal, draft_id: int, hospital: str,
+                     draft: dict[str, Any]) -> Response:
+    """A change set's impact on a hospital: its own stored cases regrouped by the grouper under
+    the base scheme and under the change set (old group → new group, cases)."""
+    r = await up.relay("grouper", "POST", "/changesets:check", orjson.dumps(draft.get("document")),
+                       _headers(who), params={"hospital": hospital})
+    if r.status_code != 200:
+        return r
+    checked = _answer(r)
+    body = {"draft_id": draft_id, "kind": "scheme-changeset", "hospital_code": hospital,
+            "changeset": checked.get("changeset"), "summary": checked.get("summary"),
+            "migration": checked.get("migration")}
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.post("/negotiations/{draft_id}/comments", status_code=201, openapi_extra=_body(DRAFT_COMMENT_SCHEMA))
@@ -1305,10 +1376,52 @@ async def adopt_draft(draft_id: DraftId, request: Request, up: Upstream, who: Ca
     import, with each item changed from the draft, why, and the comments that caused it
     (bureau-admin; audited)."""
     who.require("bureau-admin")
+    _only(request)
+    draft = await _pricer(up, who, "GET", f"/negotiations/{draft_id}")
+    if draft.status_code == 200 and _answer(draft).get("kind") == "scheme-changeset":
+        return await _adopt_change_set(draft_id, request, up, who, engine)
     return await _relayed_change(request, up, who, engine, "pricer", f"/negotiations/{draft_id}/adopt",
-                                 audit.NEGOTIATION_ADOPTED,
-                                 lambda a: f"draft {draft_id}: {a.get('policy_id')} v{a.get('version')}",
-                                 lambda a: {k: a.get(k) for k in ("kind", "valid_from", "changes")})
+                                 audit.NEGOTIATION_ADOPTED, _adopted_subject(draft_id), _adopted_detail)
+
+
+def _adopted_subject(draft_id: int) -> Callable[[dict[str, Any]], str]:
+    return lambda a: f"draft {draft_id}: {a.get('policy_id')} v{a.get('version')}"
+
+
+def _adopted_detail(a: dict[str, Any]) -> dict[str, Any]:
+    return {k: a.get(k) for k in ("kind", "valid_from", "changes")}
+
+
+async def _adopt_change_set(draft_id: int, request: Request, up: Upstreams, who: Principal, engine: Any) -> Response:
+    """A change set is adopted around the grouper's build: the pricer answers the change set as
+    adopted (the operations withdrawn or amended; nothing stored yet), the grouper builds and
+    registers exactly those bytes for the change set's region from `valid_from` (refusing an
+    amended operation that does not fit, 422), then the pricer records the adoption with the
+    scheme built. A retry after a failure between the two builds nothing twice (same change
+    set, same folder; the same registration replaced)."""
+    raw = await _read(request, up)
+    path = f"/negotiations/{draft_id}/adopt"
+    checked = await up.relay("pricer", "POST", path, raw, _to_review(who), params={"check": "true"})
+    if checked.status_code != 200:
+        return checked
+    adopted = _answer(checked)
+    params = {"valid_from": str(adopted.get("valid_from"))} | (
+        {"region": str(adopted["region"])} if adopted.get("region") else {})
+    built = await up.relay("grouper", "POST", "/changesets:build", str(adopted.get("changeset_json")).encode(),
+                           _headers(who), params=params)
+    if built.status_code >= 300:
+        return built
+    scheme = _answer(built)
+    await _record(engine, request, who, audit.SCHEME_BUILT, audit.change_subject(audit.SCHEME_BUILT, scheme),
+                  {k: scheme.get(k) for k in ("scheme", "base", "changeset", "path", "built", "registration")}
+                  | {"draft_id": draft_id})
+    body = _json_object(raw) | {"scheme": scheme}
+    r = await up.relay("pricer", "POST", path, orjson.dumps(body), _to_review(who))
+    if r.status_code < 300:
+        a = _answer(r)
+        await _record(engine, request, who, audit.NEGOTIATION_ADOPTED, _adopted_subject(draft_id)(a),
+                      _adopted_detail(a) | {"scheme": scheme.get("scheme"), "registration": scheme.get("registration")})
+    return r
 
 
 async def _draft_report(draft_id: int, request: Request, up: Upstreams, who: Principal, fmt: str) -> Response:

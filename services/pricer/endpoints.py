@@ -321,7 +321,8 @@ async def answer_comment(draft_id: DraftId, comment_id: CommentId, body: AnswerR
 class ChangeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     item: str = Field(min_length=1, max_length=120, pattern=TEXT)
-    value: str = Field(pattern=DECIMAL)
+    value: Annotated[str, Field(pattern=rf"^(\d{{1,12}}(\.\d{{1,6}})?|{ng.WITHDRAWN})$")] | dict[str, Any] = Field(
+        description='a decimal; for a change-set operation "withdrawn" or the operation as adopted')
     reason: str = Field(min_length=1, max_length=4000, pattern=TEXT)
     comment_ids: list[int] = Field(default_factory=list, max_length=1000)
 
@@ -332,12 +333,17 @@ class AdoptRequest(BaseModel):
     version: int | None = Field(None, ge=1, le=2**31 - 1, description="default: the draft's version")
     changes: list[ChangeBody] = Field(default_factory=list, max_length=10_000)
     notes: str = Field("", max_length=4000)
+    scheme: dict[str, Any] | None = Field(None, description="a scheme change set: the grouper's answer to "
+                                          "building and registering it as adopted (the gateway passes it on)")
 
 
 @router.post("/negotiations/{draft_id}/adopt")
-async def adopt_draft(draft_id: DraftId, body: AdoptRequest, who: Who, conn: Conn, policies: Policies) -> dict:
+async def adopt_draft(draft_id: DraftId, body: AdoptRequest, who: Who, conn: Conn, policies: Policies,
+                      check: bool = Query(False, description="a scheme change set: answer it as adopted, "
+                                                             "store nothing")) -> dict:
     changes = [ng.ChangeRequest(c.item, c.value, c.reason, tuple(c.comment_ids)) for c in body.changes]
-    return await negotiations.adopt(conn, policies, who, draft_id, body.valid_from, body.version, changes, body.notes)
+    return await negotiations.adopt(conn, policies, who, draft_id, body.valid_from, body.version, changes, body.notes,
+                                    scheme=body.scheme, check_only=check)
 
 
 @router.get("/negotiations/{draft_id}/report")

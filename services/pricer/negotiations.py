@@ -3,14 +3,18 @@ repository, decide via `domain/negotiation.py`, save via the repository. Each ta
 connection (the edge owns the one transaction) and never commits.
 
 - `publish`: the bureau publishes a draft (a policy document as `policy import` takes it, a DIP
-  policy with its catalogue, or an opaque scheme change set) with a comment window.
+  policy with its catalogue, or a scheme change set the gateway had the grouper check) with a
+  comment window.
 - `impact`: one hospital's stored cases re-priced under the draft and under the policy in force
   (`simulate`, §9): payment and 盈亏 per group and in total.
 - `comment`, `answer`: a hospital's comment or objection per item while the window is open, the
   bureau's one answer to each.
 - `adopt`: the draft, with the items the bureau changed, imported through `import_policy` (the one
   policy store) as the version in force from a date; the changes are kept with their reasons and
-  the comments that caused them.
+  the comments that caused them. A scheme change set is adopted in two steps around the
+  grouper's build: `adopt(..., check_only=True)` answers the change set as adopted (nothing
+  stored), the gateway has the grouper build and register exactly those bytes, then `adopt`
+  with the grouper's answer records the adoption (the hash must match).
 - `report`: the round's items, comments, answers and changes (HTML and CSV).
 Every step is appended to the round's history (`pricer_draft_history`) in the same transaction.
 """
@@ -18,6 +22,7 @@ Every step is appended to the round's history (`pricer_draft_history`) in the sa
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -69,8 +74,12 @@ async def publish(conn: AsyncConnection, who: Who, kind: str, title: str, docume
         items = dict(ng.dip_items(document))
         region, policy_id, version = dip.region, dip.policy_id, dip.version
     else:
+        if not isinstance(document.get("operations"), list):
+            raise Invalid("a change set has an operations array", code="INVALID_CHANGESET",
+                          field="document.operations")
         items = ng.changeset_items(document)
         region = document.get("region") if isinstance(document.get("region"), str) else None
+        policy_id = str(document.get("id"))[:64] if document.get("id") else None
     now = datetime.now(UTC)
     draft_id = await repository.insert_draft(conn, dict(
         kind=kind, title=title, region=region, policy_id=policy_id, version=version, document=_json(document),
@@ -105,6 +114,9 @@ async def impact(conn: AsyncConnection, policies: repository.Policies, draft_id:
     stored version of its policy id), by the simulation (§9): per group and in total."""
     found = await _found(conn, draft_id, with_document=True)
     head = {"draft_id": draft_id, "hospital_code": hospital, "year": year}
+    if found["kind"] == "scheme-changeset":
+        return head | {"impact": None, "note": "a change set's impact is the hospital's migration table, "
+                                               "which the grouper computes (the gateway asks it)"}
     if found["kind"] != "policy":
         return head | {"impact": None,
                        "note": f"no impact is computed for a {found['kind']} draft (DRG policy drafts only)"}
@@ -184,18 +196,45 @@ async def list_comments(conn: AsyncConnection, draft_id: int, hospital: str | No
 
 # --- adoption --------------------------------------------------------------------------------------
 
+def adopted_changeset(document: dict[str, Any], changes: Sequence[ng.ChangeRequest]) -> tuple[str, list[ng.Change]]:
+    """The change set as adopted, as the bytes the grouper builds (and hashes), and what changed."""
+    adopted, diff = ng.changeset_adoption(document, changes)
+    return orjson.dumps(adopted).decode(), diff
+
+
 async def adopt(conn: AsyncConnection, policies: repository.Policies, who: Who, draft_id: int,
                 valid_from: date, version: int | None, changes: Sequence[ng.ChangeRequest],
-                notes: str) -> dict[str, Any]:
+                notes: str, *, scheme: dict[str, Any] | None = None, check_only: bool = False) -> dict[str, Any]:
     """Adopt a draft as the version in force from `valid_from`, through the policy import (the
-    one store: a version conflict or an overlap is refused as an import is)."""
-    found = await _found(conn, draft_id, with_document=True, lock=True)
+    one store: a version conflict or an overlap is refused as an import is).
+
+    A scheme change set: with `check_only`, the change set as adopted (`changeset_json`, the
+    bytes to build) and its changes, nothing stored; else `scheme` is the grouper's answer to
+    building and registering those bytes (`POST /changesets:build`), recorded with the adoption
+    (409 `SCHEME_MISMATCH` when it built another change set)."""
+    found = await _found(conn, draft_id, with_document=True, lock=not check_only)
     ng.check_not_adopted(found["status"])
     every = await repository.comments(conn, draft_id)
     ng.check_changes(found["kind"], found["items"], changes, {c["id"]: c["item"] for c in every})
     version = version or found["version"]
     imported: dict[str, Any] | None = None
     adopted_items: dict[str, str | None] = found["items"]
+    cs_diff: list[ng.Change] | None = None
+    if found["kind"] == "scheme-changeset":
+        adopted_json, cs_diff = adopted_changeset(found["document"], changes)
+        version = version or 1
+        if check_only:
+            return {"draft_id": draft_id, "kind": found["kind"], "policy_id": found["policy_id"], "version": version,
+                    "valid_from": valid_from.isoformat(), "region": found["region"],
+                    "changeset_json": adopted_json, "changes": [ch.to_dict() for ch in cs_diff]}
+        built = (scheme or {}).get("changeset") or {}
+        if built.get("sha256") != hashlib.sha256(adopted_json.encode()).hexdigest():
+            raise Conflict("the scheme built is not this draft's change set as adopted: build the adopted "
+                           "change set first", code="SCHEME_MISMATCH", field="scheme")
+        imported = {k: (scheme or {}).get(k) for k in ("scheme", "title", "base", "changeset", "registration")}
+    elif check_only:
+        raise Invalid("only a scheme change set is checked before its adoption", code="CHANGES_NOT_SUPPORTED",
+                      field="check")
     if found["kind"] == "policy":
         doc = ng.apply_changes(found["document"], changes)
         doc |= {"valid_from": valid_from.isoformat(), "version": version,
@@ -213,7 +252,8 @@ async def adopt(conn: AsyncConnection, policies: repository.Policies, who: Who, 
         dip_doc = doc["policy"] | {"valid_from": valid_from.isoformat(), "version": version}
         dip = await handlers.import_dip_policy(conn, orjson.dumps(dip_doc), orjson.dumps(doc["catalogue"]), who.actor)
         imported = handlers.dip_policy_summary(dip)
-    diff = [ch.to_dict() for ch in ng.adoption_diff(found["items"], adopted_items, changes)]
+    diff = [ch.to_dict() for ch in (cs_diff if cs_diff is not None
+                                    else ng.adoption_diff(found["items"], adopted_items, changes))]
     await repository.insert_changes(conn, draft_id, diff)
     await repository.update_draft(conn, draft_id, status=ng.ADOPTED, adopted_version=version, adopted_from=valid_from,
                                   adopted_by=who.actor, adopted_at=datetime.now(UTC), adoption_notes=notes or None)
@@ -222,7 +262,8 @@ async def adopt(conn: AsyncConnection, policies: repository.Policies, who: Who, 
                                   subject=f"{found['policy_id']} v{version}", detail=detail)
     if imported is not None:
         await repository.record_policy_adoption(conn, str(found["policy_id"]), version, who.actor, {
-            "draft_id": draft_id, "valid_from": valid_from.isoformat(), "changes": diff})
+            "draft_id": draft_id, "valid_from": valid_from.isoformat(), "changes": diff}
+            | ({"scheme": imported} if found["kind"] == "scheme-changeset" else {}))
     return {"draft_id": draft_id, "kind": found["kind"], "status": ng.ADOPTED, "policy_id": found["policy_id"],
             "version": version, "valid_from": valid_from.isoformat(), "changes": diff, "imported": imported}
 

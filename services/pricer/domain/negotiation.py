@@ -16,8 +16,11 @@ Standard Time, both inclusive). A draft is one of:
 
 - `dip-policy`: a DIP policy with its catalogue ({"policy", "catalogue"}); items `score:<group>`
   (the catalogue's scores); adopted by importing the changed document (no impact computed here);
-- `scheme-changeset`: a local scheme change set, opaque here: one item `document`, plus
-  `change:<id>` for each entry of a `changes` list that has an `id`; no impact is computed.
+- `scheme-changeset`: a local scheme change set (docs/scheme-changesets.md), which the grouper
+  checks and builds: one item `document`, plus `change:<n>` for the operation `operations[n]`
+  (items without a value); its impact on a hospital is the grouper's migration table of the
+  hospital's own cases. On adoption the bureau may withdraw an operation or amend it (the
+  operation as adopted), and the grouper builds and registers the adopted change set.
 
 A hospital comments on, or objects to, one item of a draft while the window is open, with a
 reason and optionally a counter-proposal (a non-negative decimal for a numeric item). The bureau
@@ -121,14 +124,27 @@ def dip_items(document: Mapping[str, Any]) -> dict[str, str]:
     return items
 
 
+WITHDRAWN = "withdrawn"
+
+
 def changeset_items(document: Mapping[str, Any]) -> dict[str, str | None]:
-    """A change set is opaque here: the whole document, and each identified change."""
+    """A change set's items: the whole document, and `change:<n>` for `operations[n]` (the same
+    index the grouper's errors name). They carry no value: a counter-proposal is text."""
     items: dict[str, str | None] = {"document": None}
-    listed = document.get("changes")
-    for change in listed if isinstance(listed, list) else ():
-        if isinstance(change, Mapping) and isinstance(change.get("id"), str | int):
-            items[f"change:{change['id']}"] = None
+    listed = document.get("operations")
+    for n in range(len(listed) if isinstance(listed, list) else 0):
+        items[f"change:{n}"] = None
     return items
+
+
+def operation_label(op: Any) -> str:
+    """A change-set operation in a few words: its kind and subject (e.g. `split_drg TB19`)."""
+    if not isinstance(op, Mapping):
+        return "?"
+    drgs = op.get("drgs")
+    subject = {"split_drg": op.get("drg"), "rename": op.get("group"), "edit_list": op.get("list"),
+               "merge_drgs": "+".join(str(d) for d in drgs) if isinstance(drgs, list) else None}.get(str(op.get("op")))
+    return f"{op.get('op')} {subject}" if subject else str(op.get("op"))
 
 
 def numeric(value: str | None) -> bool:
@@ -182,7 +198,7 @@ class ChangeRequest:
     """One item the bureau changes from the draft on adoption."""
 
     item: str
-    value: str
+    value: str | Mapping[str, Any]  # a decimal; for a change-set operation "withdrawn" or the amended operation
     reason: str
     comment_ids: tuple[int, ...] = ()
 
@@ -204,11 +220,13 @@ class Change:
 
 def check_changes(kind: str, items: Mapping[str, str | None], changes: Sequence[ChangeRequest],
                   comment_items: Mapping[int, str]) -> None:
-    """Each change names a numeric item of the draft once, a new non-negative decimal and a
-    reason; its comments are comments on this draft (`comment_items`: id → item). 422 otherwise."""
-    if changes and kind != "policy":
-        raise Invalid("only a DRG policy draft is adopted with item changes; import the changed "
-                      "document instead", code="CHANGES_NOT_SUPPORTED", field="changes")
+    """Each change names an item of the draft once, a new value and a reason; its comments are
+    comments on this draft (`comment_items`: id → item). 422 otherwise. A DRG policy's item takes
+    a non-negative decimal; a change set's operation (`change:<n>`) is withdrawn (`"withdrawn"`)
+    or amended (the operation as adopted, an object with `op`); a DIP draft takes no changes."""
+    if changes and kind not in ("policy", "scheme-changeset"):
+        raise Invalid("only a DRG policy or a scheme change set is adopted with item changes; import "
+                      "the changed document instead", code="CHANGES_NOT_SUPPORTED", field="changes")
     seen: set[str] = set()
     for i, ch in enumerate(changes):
         field = f"changes[{i}]"
@@ -216,10 +234,18 @@ def check_changes(kind: str, items: Mapping[str, str | None], changes: Sequence[
         if ch.item in seen:
             raise Invalid(f"{ch.item} is changed twice", code="DUPLICATE_CHANGE", field=f"{field}.item")
         seen.add(ch.item)
-        value = _decimal(ch.value)
-        if value is None or value < 0:
-            raise Invalid(f"{ch.item}: the adopted value is a non-negative decimal", code="INVALID_VALUE",
-                          field=f"{field}.value")
+        if kind == "scheme-changeset":
+            if not ch.item.startswith("change:"):
+                raise Invalid("a change set is changed operation by operation (change:<n>); publish a new "
+                              "draft to change the whole", code="CHANGES_NOT_SUPPORTED", field=f"{field}.item")
+            if ch.value != WITHDRAWN and not (isinstance(ch.value, Mapping) and isinstance(ch.value.get("op"), str)):
+                raise Invalid(f'{ch.item}: the adopted value is "{WITHDRAWN}" or the amended operation '
+                              '(an object with "op")', code="INVALID_VALUE", field=f"{field}.value")
+        else:
+            value = _decimal(ch.value) if isinstance(ch.value, str) else None
+            if value is None or value < 0:
+                raise Invalid(f"{ch.item}: the adopted value is a non-negative decimal", code="INVALID_VALUE",
+                              field=f"{field}.value")
         if not ch.reason.strip():
             raise Invalid("say why the item changed", code="REASON_REQUIRED", field=f"{field}.reason")
         for cid in ch.comment_ids:
@@ -238,8 +264,32 @@ def apply_changes(document: Mapping[str, Any], changes: Iterable[ChangeRequest])
         node = out
         for key in path[:-1]:
             node = node.setdefault(key, {})
-        node[path[-1]] = str(_decimal(ch.value))
+        node[path[-1]] = str(_decimal(str(ch.value)))
     return out
+
+
+def changeset_adoption(document: Mapping[str, Any],
+                       changes: Sequence[ChangeRequest]) -> tuple[dict[str, Any], list[Change]]:
+    """The change set as adopted (checked by `check_changes`): each withdrawn operation left out,
+    each amended one replaced, the others as published; and what changed, operation by
+    operation (`split_drg TB19` → `withdrawn` or `amended: split_drg TB19`). 422
+    `NOTHING_ADOPTED` when every operation is withdrawn."""
+    ops: list[Any] = _copy(list(document.get("operations") or []))
+    out = []
+    for ch in changes:
+        n = int(ch.item.removeprefix("change:"))
+        before = operation_label(ops[n])
+        if ch.value == WITHDRAWN:
+            ops[n], after = None, WITHDRAWN
+        else:
+            ops[n] = _copy(ch.value)
+            after = f"amended: {operation_label(ops[n])}"
+        out.append(Change(ch.item, before[:200], after[:200], ch.reason, ch.comment_ids))
+    kept = [op for op in ops if op is not None]
+    if not kept:
+        raise Invalid("every operation of the change set is withdrawn: there is nothing to adopt",
+                      code="NOTHING_ADOPTED", field="changes")
+    return _copy(document) | {"operations": kept}, sorted(out, key=lambda c: int(c.item.removeprefix("change:")))
 
 
 def _copy(value: Any) -> Any:

@@ -284,3 +284,167 @@ async def test_feedback_is_sent_on_own_cases_triaged_answered_closed_and_counted
             "feedback.sent", "feedback.triaged", "feedback.answered", "feedback.closed"]
     finally:
         await rt.stop()
+
+
+async def test_a_local_scheme_change_set_is_negotiated_then_built_and_registered(tmp_path: Path) -> None:
+    """The bureau publishes an age split of a CHS-DRG 1.1 group (checked by the grouper; an invalid
+    one is refused naming the operation and field); a hospital sees its own migration table,
+    objects to the split age, the bureau answers and adopts the amended split, which the grouper
+    builds, stores and registers: the next list of that group at the amended age groups into the
+    new code."""
+    local_dir = tmp_path / "local-schemes"
+    rt = build_runtime("all", db=f"sqlite+aiosqlite:///{tmp_path / 'd.db'}", schemes_dir=SHARED / "schemes",
+                       local_schemes_dir=local_dir, log_level="WARNING")
+    await rt.start()
+    try:
+        async with await api_client(rt) as admin:
+            assert (await admin.post("/api/v1/policies", json=policy())).status_code == 201
+            sent = await receive_and_price(rt, 40)
+            async with rt.engine.connect() as conn:
+                grouped = (await conn.execute(text(
+                    "SELECT r.case_id, r.drg, c.region, c.payload FROM grouper_results r JOIN grouper_cases c "
+                    "ON c.case_id = r.case_id AND c.list_version = r.list_version ORDER BY r.case_id"))).all()
+            drgs = {d["code"] for d in orjson.loads((SHARED / "schemes" / "chs-drg-1.1" / "drg.json").read_bytes())[
+                "drgs"]}
+            cases = [(g.case_id, g.case_id.split("-")[0], g.drg, g.region, orjson.loads(g.payload)["age"])
+                     for g in grouped]
+            target = next(c for c in cases if c[2] != "0000" and isinstance(c[4], int) and c[4] >= 2
+                          and not {c[2][:3] + "Y", c[2][:3] + "Z"} & drgs)
+            target_id, h1_code, drg, region, age = target
+            h2_code = next(c[1] for c in cases if c[1] != h1_code)
+            young, rest = drg[:3] + "Y", drg[:3] + "Z"
+
+            def split(max_age: int) -> dict[str, Any]:
+                return {"op": "split_drg", "drg": drg, "by": "age", "note": "按年龄细分",
+                        "into": [{"code": young, "name": f"{drg}，年龄<{max_age}岁", "max": max_age},
+                                 {"code": rest, "name": f"{drg}，年龄≥{max_age}岁"}]}
+
+            changeset = {"id": "city-350500-2024", "name": "本地分组 2024", "base": "chs-drg-1.1",
+                         "region": region, "author": "市医疗保障局", "operations": [split(age)]}
+            tokens = await _tokens(admin, ("h1", "hospital", h1_code), ("h2", "hospital", h2_code),
+                                   ("reviewer", "bureau-reviewer", None))
+            today = datetime.now(UTC).astimezone(CST).date()
+            draft = {"kind": "scheme-changeset", "title": "2024 本地分组 <征求意见稿>", "document": changeset,
+                     "opens": (today - timedelta(days=1)).isoformat(),
+                     "closes": (today + timedelta(days=10)).isoformat()}
+
+            async with _client(rt, tokens["h1"]) as h1, _client(rt, tokens["h2"]) as h2, \
+                    _client(rt, tokens["reviewer"]) as reviewer:
+                # an invalid change set is refused before any hospital sees it
+                bad_op = split(age)
+                bad_op["into"][0]["code"] = drg  # the group being split
+                r = await admin.post("/api/v1/negotiations", json=draft | {
+                    "document": changeset | {"operations": [bad_op]}})
+                assert _error(r) == (422, "INVALID_CHANGESET"), r.text
+                error = r.json()["error"]
+                assert error["field"] == "operations[0].into[0].code"
+                assert f"(split_drg {drg})" in error["details"][0]["message"]
+                assert (await admin.get("/api/v1/negotiations")).json()["drafts"] == []
+
+                r = await admin.post("/api/v1/negotiations", json=draft)
+                assert r.status_code == 201, r.text
+                draft_id = r.json()["id"]
+                assert r.json()["items"] == {"document": None, "change:0": None}
+                assert r.json()["policy_id"] == "city-350500-2024"
+
+                # each hospital sees its own migration table, never another's
+                mine = (await h1.get(f"/api/v1/negotiations/{draft_id}/impact")).json()
+                own = [c for c in cases if c[1] == h1_code]
+                expected: dict[tuple[str, str], int] = {}
+                for c in own:
+                    if c[2] == drg:
+                        key = (drg, young if isinstance(c[4], int) and c[4] < age else rest)
+                        expected[key] = expected.get(key, 0) + 1
+                assert mine["hospital_code"] == h1_code and mine["migration"]["cases"] == len(own)
+                assert {(m["from"], m["to"]): m["cases"] for m in mine["migration"]["moves"]} == expected
+                assert (drg, rest) in expected  # the target itself moves to the remaining part
+                assert mine["summary"]["split"] == [{"adrg": drg[:3], "before": [drg], "after": [young, rest]}]
+                theirs = (await h2.get(f"/api/v1/negotiations/{draft_id}/impact")).json()
+                assert theirs["migration"]["cases"] == len([c for c in cases if c[1] == h2_code])
+                assert h1_code not in orjson.dumps(theirs).decode()
+                assert _error(await h1.get(f"/api/v1/negotiations/{draft_id}/impact",
+                                           params={"hospital": h2_code})) == (403, "HOSPITAL_MISMATCH")
+
+                # the hospital objects to the split age; the bureau answers
+                path = f"/api/v1/negotiations/{draft_id}/comments"
+                r = await h1.post(path, json={"item": "change:0", "kind": "objection",
+                                              "reason": "该年龄段病例资源消耗接近低龄组",
+                                              "counter_proposal": f"以{age + 1}岁为界"})
+                assert r.status_code == 201, r.text
+                objection_id = r.json()["id"]
+                assert _error(await h1.post(path, json={"item": "change:7", "reason": "x"})) == (422, "UNKNOWN_ITEM")
+                r = await reviewer.post(f"{path}/{objection_id}/answer",
+                                        json={"outcome": "accepted", "reason": f"年龄界限调整为{age + 1}岁"})
+                assert r.status_code == 200, r.text
+
+                # adoption: an amended operation that does not fit is refused by the grouper
+                adopt = f"/api/v1/negotiations/{draft_id}/adopt"
+                change = {"item": "change:0", "value": split(age + 1), "reason": "采纳医院意见",
+                          "comment_ids": [objection_id]}
+                wrong = change | {"value": split(age + 1) | {"drg": "ZZ99"}}
+                r = await admin.post(adopt, json={"valid_from": "2024-07-01", "changes": [wrong]})
+                assert _error(r) == (422, "INVALID_CHANGESET") and r.json()["error"]["field"] == "operations[0].drg"
+                r = await admin.post(adopt, json={"valid_from": "2024-07-01", "changes": [change]})
+                assert r.status_code == 200, r.text
+                adopted = r.json()
+                assert adopted["changes"] == [{"item": "change:0", "draft_value": f"split_drg {drg}",
+                                               "adopted_value": f"amended: split_drg {drg}",
+                                               "reason": "采纳医院意见", "comment_ids": [objection_id]}]
+                built = adopted["imported"]
+                assert (built["scheme"], built["base"]) == ("city-350500-2024", "chs-drg-1.1")
+                assert built["registration"] == {"region": region, "valid_from": "2024-07-01", "valid_to": None,
+                                                 "replaced": False}
+                assert _error(await admin.post(adopt, json={"valid_from": "2024-07-01"})) == (
+                    409, "NEGOTIATION_ADOPTED")
+
+                # the built folder records its base and the change set as adopted (by hash)
+                manifest = orjson.loads((local_dir / "city-350500-2024" / "scheme.json").read_bytes())
+                stored = (local_dir / "city-350500-2024" / "changeset.json").read_bytes()
+                assert orjson.loads(stored)["operations"] == [split(age + 1)]
+                assert manifest["derived_from"]["scheme"] == "chs-drg-1.1"
+                assert manifest["derived_from"]["changeset"]["sha256"] == built["changeset"]["sha256"]
+                async with rt.engine.connect() as conn:
+                    regs = (await conn.execute(text(
+                        "SELECT scheme_id, region, valid_from FROM grouper_schemes"))).all()
+                assert [(x.scheme_id, x.region, str(x.valid_from)) for x in regs] == [
+                    ("city-350500-2024", region, "2024-07-01")]
+
+                # the next list of that group at the amended split age groups into the new code
+                new_list = orjson.loads(orjson.dumps(next(sl for sl in sent if case_id(sl) == target_id)))
+                s = new_list["setlinfo"]
+                s["setl_id"], s["mdtrt_id"], s["medcasno"] = "SNEW0002", "MSNEW0002", "BASNEW0002"
+                stay = (date.fromisoformat(s["dscg_time"][:10]) - date.fromisoformat(s["adm_time"][:10])).days
+                shift = date(2024, 8, 15) - date.fromisoformat(s["dscg_time"][:10])
+                s["brdy"] = (date.fromisoformat(s["brdy"]) + shift).isoformat()  # the same age on the new date
+                s["adm_time"] = f"{date(2024, 8, 15) - timedelta(days=stay)} 09:00:00"
+                s["dscg_time"] = "2024-08-15 10:00:00"
+                s["setl_begn_date"], s["setl_end_date"] = s["adm_time"][:10], "2024-08-15"
+                r = await h1.post("/api/v1/settlement-lists", json=new_list)
+                assert r.status_code == 202, r.text
+                new_id = f"{h1_code}-SNEW0002"
+
+                async def regrouped() -> bool:
+                    return await count(rt.engine, "grouper_results", f"case_id = '{new_id}'") == 1
+
+                await wait_until(regrouped, 60, "the new case grouped")
+                async with rt.engine.connect() as conn:
+                    row = (await conn.execute(text(
+                        f"SELECT scheme_id, drg FROM grouper_results WHERE case_id = '{new_id}'"))).one()
+                assert (row.scheme_id, row.drg) == ("city-350500-2024", young)
+
+                # audited: the gateway's audit, the round's history, the scheme's adoption record
+                entries = (await admin.get("/api/v1/audit")).json()["entries"]
+                steps = [(e["action"], e["subject"]) for e in entries
+                         if e["action"].startswith(("negotiation.", "scheme."))]
+                assert steps == [
+                    ("negotiation.published", f"draft {draft_id}"),
+                    ("negotiation.commented", f"draft {draft_id} comment {objection_id}"),
+                    ("negotiation.answered", f"draft {draft_id} comment {objection_id}"),
+                    ("scheme.built", "city-350500-2024 over chs-drg-1.1"),
+                    ("negotiation.adopted", f"draft {draft_id}: city-350500-2024 v1")]
+                history = (await reviewer.get(f"/api/v1/negotiations/{draft_id}/history")).json()["entries"]
+                assert [h["action"] for h in history] == ["published", "commented", "answered", "adopted"]
+        assert await count(rt.engine, "pricer_policy_audit",
+                           "policy_id = 'city-350500-2024' AND action = 'adopt'") == 1
+    finally:
+        await rt.stop()

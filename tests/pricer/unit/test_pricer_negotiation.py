@@ -45,9 +45,9 @@ def test_a_counter_proposal_on_a_numeric_item_is_a_non_negative_decimal(counter:
 def test_counter_proposals_are_kept_as_decimals_or_text_for_an_opaque_item() -> None:
     assert ng.parse_counter(ITEMS, "weight:AB11", " 1.35 ") == "1.35"
     assert ng.parse_counter(ITEMS, "weight:AB11", None) is None
-    items = ng.changeset_items({"changes": [{"id": "split-AB1", "op": "split"}]})
-    assert set(items) == {"document", "change:split-AB1"}
-    assert ng.parse_counter(items, "change:split-AB1", "keep the national group") == "keep the national group"
+    items = ng.changeset_items(CHANGESET)
+    assert items == {"document": None, "change:0": None, "change:1": None}
+    assert ng.parse_counter(items, "change:0", "keep the national group") == "keep the national group"
 
 
 def test_the_window_takes_comments_from_its_first_to_its_last_day_cst() -> None:
@@ -89,8 +89,46 @@ def test_changes_name_known_items_once_with_a_value_a_reason_and_comments_of_the
     with pytest.raises(NotFound):
         ng.check_changes("policy", ITEMS, [ok], {})
     with pytest.raises(Invalid) as e:
-        ng.check_changes("scheme-changeset", {"document": None}, [ok], {})
+        ng.check_changes("dip-policy", {"score:A": "100"}, [ng.ChangeRequest("score:A", "90", "x")], {})
     assert e.value.code == "CHANGES_NOT_SUPPORTED"
+
+
+CHANGESET = {"id": "city-1", "name": "本地", "base": "chs-drg-1.1", "region": "350500", "author": "局",
+             "operations": [
+                 {"op": "split_drg", "drg": "TB19", "by": "age", "into": [
+                     {"code": "TB1C", "name": "<18", "max": 18}, {"code": "TB1F", "name": "其余"}]},
+                 {"op": "rename", "group": "IZ29", "name": "本地名"}]}
+
+
+def test_a_change_set_is_changed_operation_by_operation_withdrawn_or_amended() -> None:
+    items = ng.changeset_items(CHANGESET)
+    amended = CHANGESET["operations"][0] | {"into": [{"code": "TB1C", "name": "<14", "max": 14},
+                                                     {"code": "TB1F", "name": "其余"}]}
+    changes = [ng.ChangeRequest("change:1", ng.WITHDRAWN, "名称沿用国家版", (3,)),
+               ng.ChangeRequest("change:0", amended, "年龄界限改为14岁", (2,))]
+    ng.check_changes("scheme-changeset", items, changes, {2: "change:0", 3: "change:1"})
+    adopted, diff = ng.changeset_adoption(CHANGESET, changes)
+    assert adopted["operations"] == [amended] and adopted["id"] == "city-1"
+    assert CHANGESET["operations"][0]["into"][0]["max"] == 18  # the draft is not touched
+    assert [c.to_dict() for c in diff] == [
+        {"item": "change:0", "draft_value": "split_drg TB19", "adopted_value": "amended: split_drg TB19",
+         "reason": "年龄界限改为14岁", "comment_ids": [2]},
+        {"item": "change:1", "draft_value": "rename IZ29", "adopted_value": "withdrawn",
+         "reason": "名称沿用国家版", "comment_ids": [3]}]
+    refused = [(ng.ChangeRequest("document", ng.WITHDRAWN, "x"), "CHANGES_NOT_SUPPORTED"),
+               (ng.ChangeRequest("change:0", "1.2", "x"), "INVALID_VALUE"),
+               (ng.ChangeRequest("change:0", {"drg": "TB19"}, "x"), "INVALID_VALUE"),
+               (ng.ChangeRequest("change:2", ng.WITHDRAWN, "x"), "UNKNOWN_ITEM")]
+    for change, code in refused:
+        with pytest.raises(Invalid) as e:
+            ng.check_changes("scheme-changeset", items, [change], {})
+        assert e.value.code == code, change
+    with pytest.raises(Invalid) as e:
+        ng.check_changes("policy", ITEMS, [ng.ChangeRequest("weight:AB11", ng.WITHDRAWN, "x")], {})
+    assert e.value.code == "INVALID_VALUE"
+    with pytest.raises(Invalid) as e:
+        ng.changeset_adoption(CHANGESET, [ng.ChangeRequest(f"change:{n}", ng.WITHDRAWN, "x") for n in (0, 1)])
+    assert e.value.code == "NOTHING_ADOPTED"
 
 
 def test_adoption_applies_the_changes_and_records_exactly_what_differs_from_the_draft() -> None:
