@@ -144,21 +144,14 @@ def indicators_rebuild(
     keeps the contribution it has (none before gateway_0004) until its next event arrives; the
     summary counts them."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+
+    from shared.progress import progress_bar
 
     settings = _settings(db)
     err = Console(stderr=True)
 
     async def work(conn: AsyncConnection) -> dict[str, int]:
-        # only on a terminal: in logs a progress bar is just control codes
-        with Progress(TextColumn("rebuild"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=err, transient=True, disable=not err.is_terminal) as progress:
+        with progress_bar(err, "rebuild") as progress:
             task = progress.add_task("cases", total=await repository.count_cases(conn))
             counts = await handlers.rebuild_indicators(conn, settings.indicator_near_threshold_band, batch,
                                                        lambda n: progress.advance(task, n))

@@ -90,14 +90,7 @@ import orjson
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -121,6 +114,7 @@ from services.pricer.domain.simulation import coverage_warning, simulate
 from shared import jsonl
 from shared.errors import DomainError, NotFound
 from shared.money import ZERO
+from shared.progress import progress_bar
 
 T = TypeVar("T")
 
@@ -135,12 +129,6 @@ class SparseFix(StrEnum):
 
 def stderr() -> Console:
     return Console(stderr=True)
-
-
-def progress_bar(err: Console, what: str) -> Progress:
-    # only on a terminal: in logs a progress bar is just control codes
-    return Progress(TextColumn(what), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                    TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
 
 
 def read_models(path: Path, model: type[M], err: Console,
@@ -220,7 +208,7 @@ def price_command(
     require_file(input, err)
     types: Counter[str] = Counter()
     payment = ZERO
-    with output.open("wb") as out, progress_bar(err, "pricing") as progress:
+    with output.open("wb") as out, progress_bar(err, "pricing", counts=False) as progress:
         for case in read_models(input, CaseToPrice, err, progress):
             price = price_case(pol, case)
             out.write(orjson.dumps(price.to_dict()) + b"\n")
@@ -287,7 +275,7 @@ def calibrate_command(
         weights_version=weights_version, expected_cases=expected,
     )
     if input is not None:
-        with progress_bar(err, "reading") as progress:
+        with progress_bar(err, "reading", counts=False) as progress:
             cases = list(read_models(input, HistoricalCase, err, progress))
     else:
         first, last = year - len(weights), year - 1
@@ -491,9 +479,7 @@ def reprice_command(
     err = stderr()
 
     async def run(engine: AsyncEngine) -> handlers.Repricing:
-        with Progress(TextColumn("re-pricing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True,
-                      disable=not err.is_terminal) as progress:
+        with progress_bar(err, "re-pricing") as progress:
             task = progress.add_task("reprice", total=None)
             return await handlers.reprice(
                 engine, Outbox(repository.NAME, repository.metadata), repository.Policies(), region,
@@ -623,7 +609,7 @@ def simulate_command(
     pol = load_policy_or_exit(policy, err)
     if input is not None:
         require_file(input, err)
-        with progress_bar(err, "reading") as progress:
+        with progress_bar(err, "reading", counts=False) as progress:
             cases = list(read_models(input, CaseToPrice, err, progress))
     elif region is None or year is None:
         raise typer.BadParameter("give --input, or --region and --year for the stored cases",
