@@ -61,8 +61,8 @@ stays = Table(
     Column("discharge_date", Date, nullable=True),
     Column("drg", String(8), nullable=False),
     Column("facts", Text, nullable=False),  # the stay's CaseFacts, to re-announce it later
-    # JSON: how it was priced (method, adrg, dip_group) and what it added to its group's
-    # regional self-pay figures (share_key, cost, own_pay)
+    # JSON: how it was priced (method, adrg, dip_group) and what it added to the regional
+    # figures ("shares": {key: [cost, own_pay]}, one case each; older rows: share_key, share)
     Column("context", Text, nullable=True),
     Index("ix_review_stays_person", "psn_key", "hospital_code"),
 )
@@ -163,7 +163,9 @@ hospital_figures = Table(
 # consumers never lose each other's updates
 group_shares = Table(
     "review_group_shares", metadata,
-    Column("share_key", String(140), primary_key=True),  # "<region>|<drg|dip>|<group>"
+    # "<region>|<drg|dip>|<group>", "<region>|<drg|dip>|adrg:<ADRG>" (self-pay: cases with a 自费
+    # amount) and "<region>|drg|<DRG>|level:<level>" (cost at a hospital level): domain/review.py
+    Column("share_key", String(140), primary_key=True),
     Column("cases", Integer, nullable=False),
     Column("total_cost", money(), nullable=False),
     Column("own_pay", money(), nullable=False),
@@ -204,9 +206,11 @@ async def load_known(conn: AsyncConnection, psn_keys: Collection[str], case_ids:
         stay = replace(stay_of(r.case_id, facts), method=ctx.get("method", "drg"),
                        adrg=ctx.get("adrg", r.drg[:3] if len(r.drg) == 4 else None),
                        dip_group=ctx.get("dip_group"))
-        share = ctx.get("share")
-        known[r.case_id] = Reviewed(stay, r.drg, facts, share_key=ctx.get("share_key"),
-                                    share=Share(1, Decimal(share[0]), Decimal(share[1])) if share else None)
+        added = dict(ctx.get("shares") or {})
+        if ctx.get("share_key") and ctx.get("share"):  # written before the ADRG and level figures
+            added[ctx["share_key"]] = ctx["share"]
+        known[r.case_id] = Reviewed(stay, r.drg, facts, shares={
+            key: Share(1, Decimal(cost), Decimal(own)) for key, (cost, own) in added.items()})
     known.stored = set(known)
     for r in (await conn.execute(select(results).where(results.c.case_id.in_(known.stored)))).all():
         k = known[r.case_id]
@@ -222,8 +226,7 @@ def _flags_json(flags: list[CaseFlag]) -> str:
 
 def _context(k: Reviewed) -> str:
     return orjson.dumps({"method": k.stay.method, "adrg": k.stay.adrg, "dip_group": k.stay.dip_group,
-                         "share_key": k.share_key,
-                         "share": [str(k.share.cost), str(k.share.own_pay)] if k.share else None}).decode()
+                         "shares": {key: [str(a.cost), str(a.own_pay)] for key, a in k.shares.items()}}).decode()
 
 
 async def save(conn: AsyncConnection, changed: Mapping[str, Reviewed], known: Known,

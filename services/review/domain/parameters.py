@@ -22,7 +22,12 @@ SPLIT_ADMISSION (分解住院)      severity high; days 15 (DRG cases: same ADRG
     haemodialysis, 54.98 peritoneal dialysis).
 UPCODING_SECONDARY (高套)       severity medium; `cost_ratio` 1: the case's cost is below
     cost_ratio × the mean cost of the group it would have without the one secondary diagnosis
-    that lifts it into its CC/MCC group.
+    that lifts it into its CC/MCC group. `compare_with` "level": that mean is the lower group's
+    mean at hospitals of the case's level in the region (review's running figures of the DRG-priced
+    cases, as §7 compares DIP cases with the same-level mean), once the region has
+    `min_level_cases` 30 of them; before, the lower group's regional mean (the policy's) × the
+    hospital's coefficient as priced (its level's, e.g. 0.85 at secondary hospitals); "region":
+    the regional mean alone, whatever the level.
 LOW_STANDARD_ADMISSION (低标入院) severity medium; `max_los` 2 days; DRG: cost below
     `cost_ratio` 0.4 × the group mean; DIP: graded by cost / mean, `dip_grades`
     < 0.3 high, < 0.5 medium, < 0.7 low.
@@ -31,7 +36,9 @@ PRIMARY_CARE_AT_TERTIARY        severity low; `groups` [] (DRG, ADRG or DIP grou
     primary-care groups count too; `levels` [3]: the hospital levels it applies to.
 COST_SHIFTING (转移费用)        severity medium; the case's self-pay (自费) share of its cost is
     above `factor` 2 × its group's regional share (Σ 自费 / Σ cost of the region's other cases of
-    the group), at least `min_case_share` 0.10, once the group has `min_cases` 30 cases.
+    the group), at least `min_case_share` 0.10, once the group has `min_cases` 30 cases; while it
+    has fewer, `adrg_fallback` true: its ADRG's regional share (every group of the ADRG, by the
+    same method), once the ADRG has `min_cases`; false: the case is not judged.
 
 Hospital-level rules (per hospital and period, month or quarter; `hospital_rules.py`). A period
 is compared with the hospital's own `history_periods` 4 periods of the same kind before it (the
@@ -111,6 +118,8 @@ class SplitAdmission(_Rule):
 
 class Upcoding(_Rule):
     cost_ratio: Decimal = Field(Decimal(1), gt=0)
+    compare_with: Literal["level", "region"] = "level"
+    min_level_cases: int = Field(30, ge=1)
 
 
 class Grade(BaseModel):
@@ -143,6 +152,7 @@ class CostShifting(_Rule):
     factor: Decimal = Field(Decimal(2), gt=0)
     min_case_share: Decimal = Field(Decimal("0.10"), ge=0, le=1)
     min_cases: int = Field(30, ge=1)
+    adrg_fallback: bool = True
 
 
 class _HospitalRule(_Rule):
