@@ -43,20 +43,24 @@ COST_SHIFTING (转移费用)        severity medium; the case's self-pay (自费
 Hospital-level rules (per hospital and period, month or quarter; `hospital_rules.py`). A period
 is compared with the hospital's own `history_periods` 4 periods of the same kind before it (the
 previous 4 months, or 4 quarters; pooled: Σ counts / Σ cases; at least `min_history_periods` 2
-with cases), and the hospital is judged only with `min_cases` 30 cases in the period:
+with cases), and the hospital is judged only with `min_cases` 30 cases in the period (and in
+its history). A change counts only when it is also significant: a one-sided z-test at
+`significance` 0.05 (two-proportion for a share, pooled; two-sample of the mean RW for the CMI)
+finds it unlikely to be chance at the hospital's volume (1 switches the test off):
 
 HOSPITAL_UPCODING (高套, hospital) severity medium; the MCC/CC share (DRGs ending in 1 or 3) or
     the CMI (Σ RW / cases) rose by at least `share_jump` 0.20 / `cmi_jump` 0.10 (relative) over
     its own history AND is above the `peer_percentile` 90th percentile of the period's other
-    hospitals of the same level in the region (at least `min_peers` 3 with `min_cases`).
+    hospitals of the same level in the region (at least `min_peers` 3 with `min_cases`); both
+    the rise over its history and its excess over the peers' pooled figure significant.
 REFUSING_SEVERE (推诿)          severity high; the share of high-RW cases (RW ≥ `high_rw` 2.0)
     fell by at least `drop` 0.20 (relative) while the share leaving by `discharge_ways` [2, 4]
     (2 医嘱转院 transfer out, 4 非医嘱离院 against advice) rose by at least `rise` 0.20
-    (relative) and `min_points` 0.01 (absolute).
+    (relative) and `min_points` 0.01 (absolute); the fall and the rise both significant.
 UNDER_SERVICE (服务不足)         severity medium; the low-outlier (低倍率) share and the share of
     31-day readmissions (same person, same hospital, admitted within `readmission_days` 31 days
     of a discharge, not planned) both rose by at least `rise` 0.20 (relative) and `min_points`
-    0.01 (absolute).
+    0.01 (absolute), both rises significant.
 
 Every rule has `enabled` (default true). Two sections are not rules:
 
@@ -159,6 +163,7 @@ class _HospitalRule(_Rule):
     min_cases: int = Field(30, ge=1)
     history_periods: int = Field(4, ge=1, le=24)
     min_history_periods: int = Field(2, ge=1, le=24)
+    significance: Decimal = Field(Decimal("0.05"), gt=0, le=1)
 
 
 class HospitalUpcoding(_HospitalRule):
