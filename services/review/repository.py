@@ -383,7 +383,8 @@ async def save_hospital_figures(conn: AsyncConnection, rows: Sequence[Mapping[st
 
 
 async def load_hospital_figures(conn: AsyncConnection, region: str, start: date, end: date) -> list[CaseFigure]:
-    """The region's cases (not withdrawn) discharged in [start, end)."""
+    """The region's cases (not withdrawn) discharged in [start, end), one by one (the rules read
+    `hospital_counts`; its sums are tested against `count_periods` of these)."""
     c = hospital_figures.c
     rows = (await conn.execute(select(hospital_figures).where(
         c.region == region, c.discharge_date >= start, c.discharge_date < end,
