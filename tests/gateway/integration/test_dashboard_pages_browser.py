@@ -168,8 +168,12 @@ async def _column(page: Any, table: str, n: int) -> list[str]:
 
 
 async def _period(page: Any, period: str) -> None:
+    """Choose the period on the overview, once each render of it is done (a render still on its
+    way when the next page is opened would land over it)."""
+    await page.wait_for_selector('main h2:has-text("总览")')
     await page.fill("#period", period)
     await page.press("#period", "Enter")
+    await page.wait_for_selector(f'main h2:has-text("总览 · {period}")')
 
 
 async def test_evaluation_scores_by_level_and_a_hospitals_own_components(seeded: Seeded) -> None:
