@@ -1429,7 +1429,8 @@ async def _draft_report(draft_id: int, request: Request, up: Upstreams, who: Pri
     _only(request)
     r = await _pricer(up, who, "GET", f"/negotiations/{draft_id}/report", params={"format": fmt})
     if r.status_code == 200:
-        r.headers["content-disposition"] = f'attachment; filename="drgdip-negotiation-{draft_id}.{fmt}"'
+        disposition = "inline" if fmt == "html" else "attachment"  # the page opens in the browser
+        r.headers["content-disposition"] = f'{disposition}; filename="drgdip-negotiation-{draft_id}.{fmt}"'
     return r
 
 

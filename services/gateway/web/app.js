@@ -3,7 +3,7 @@
 // Every text from the API is put in with textContent, never as HTML.
 "use strict";
 
-const state = { who: null, period: null };
+const state = { who: null, period: null, nav: 0 };  // nav: which navigation the page on screen belongs to
 
 // ------------------------------------------------------------------ small helpers
 
@@ -22,6 +22,12 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// A request of a page the user has already left: its answer must not draw over the page now shown.
+class Stale extends Error {}
+
+// A fallback for a request a page can do without; a page left meanwhile still stops.
+const unlessStale = (fallback) => (e) => { if (e instanceof Stale) throw e; return fallback; };
+
 class ApiError extends Error {
   constructor(status, body) {
     super((body && body.error && body.error.message) || `HTTP ${status}`);
@@ -31,10 +37,12 @@ class ApiError extends Error {
 }
 
 async function api(path, params) {
+  const nav = state.nav;
   const query = params ? "?" + new URLSearchParams(
     Object.entries(params).filter(([, v]) => v !== null && v !== undefined && v !== "")) : "";
   const r = await fetch(path + query, { credentials: "same-origin", headers: { accept: "application/json" } });
   const body = await r.json().catch(() => null);
+  if (nav !== state.nav) throw new Stale();
   if (r.status === 401) { showSignIn("登录已失效，请重新登录"); throw new ApiError(401, body); }
   if (!r.ok) throw new ApiError(r.status, body);
   return body;
@@ -424,7 +432,7 @@ const CASE_TYPES = { normal: "正常病例", high_outlier: "高倍率病例", lo
 async function oneCase(caseId) {
   const c = await api(`/api/v1/cases/${encodeURIComponent(caseId)}`);
   // the full grouping trace is recomputed by the grouper on request (none for an ungrouped case)
-  const grouping = c.grouped ? await api(`/api/v1/cases/${encodeURIComponent(caseId)}/grouping`).catch(() => null) : null;
+  const grouping = c.grouped ? await api(`/api/v1/cases/${encodeURIComponent(caseId)}/grouping`).catch(unlessStale(null)) : null;
   const g = c.grouped || {}, p = c.priced || {}, b = p.breakdown || {};
   const step = (label, code, name) => h("div", { class: "step" }, h("b", {}, label), code || "—", name ? ` ${name}` : "");
   const dip = g.dip && typeof g.dip === "object" ? g.dip : null;
@@ -723,7 +731,7 @@ async function negotiationDraft(id) {
   const items = [...new Set(every.map((c) => c.item))].sort();
   const count = (item, kind) => every.filter((c) => c.item === item && c.kind === kind).length;
   page(`协商谈判 · ${d.title}`, ...head,
-    h("p", { class: "reports" }, link(`/api/v1/negotiations/${d.id}/report.html`, "下载本轮协商报告（HTML）"), " · ",
+    h("p", { class: "reports" }, link(`/api/v1/negotiations/${d.id}/report.html`, "查看本轮协商报告（HTML）"), " · ",
       link(`/api/v1/negotiations/${d.id}/report.csv`, "CSV")),
     items.length ? h("div", { class: "charts" }, barChart("各条目意见与异议数", items, [
       { name: "意见", data: items.map((i) => count(i, "comment")) }, { name: "异议", data: items.map((i) => count(i, "objection")) }])) : null,
@@ -777,7 +785,7 @@ async function reports() {
   ];
   let issued = null;
   if (!bureau && own) {
-    const list = await api("/api/v1/reports/feedback/issued", { hospital: own }).catch(() => ({ issued: [] }));
+    const list = await api("/api/v1/reports/feedback/issued", { hospital: own }).catch(unlessStale({ issued: [] }));
     issued = h("div", { id: "issued-feedback" }, h("h3", {}, "已下发的月度反馈（预结算后生成）"),
       table([{ key: "period", label: "月份" }, { key: "version", label: "版本", kind: "int" },
         { label: "下发时间", value: (r) => when(r.issued_at) },
@@ -800,6 +808,7 @@ async function route() {
   const name = parts[0] || "overview";
   document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active",
     a.dataset.page === (name === "case" ? "drill" : name)));
+  state.nav += 1;
   main().replaceChildren(h("p", { class: "empty" }, "加载中…"));
   try {
     if (name === "case" && parts[1]) await oneCase(parts[1]);
@@ -807,6 +816,7 @@ async function route() {
     else if (name === "drill") await (parts[2] ? drillGroup(parts[1], parts[2]) : parts[1] ? drillHospital(parts[1]) : drillRegion());
     else await (ROUTES[name] || overview)();
   } catch (e) {
+    if (e instanceof Stale) return;  // the user went on to another page meanwhile
     if (!(e instanceof ApiError && e.status === 401)) page("出错了", failure(e));
   }
 }
