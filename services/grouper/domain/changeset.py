@@ -136,7 +136,7 @@ def parse_change_set(raw: bytes) -> ChangeSet:
         raise change_set_error([Problem("(file)", "a change set is a JSON object")])
     problems: list[Problem] = []
     for key in sorted(set(doc) - _TOP_KEYS):
-        problems.append(Problem(key, f"unknown field (known: {', '.join(sorted(_TOP_KEYS))})"))
+        problems.append(Problem(key or '""', f"unknown field (known: {', '.join(sorted(_TOP_KEYS))})"))
     version = doc.get("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION or isinstance(version, bool):
         problems.append(Problem("format_version", f"must be {FORMAT_VERSION}, got {version!r}"))

@@ -39,7 +39,8 @@ async def test_a_deduction_beyond_the_month_is_carried_to_the_next_month_and_the
     policies = repository.Policies()
     try:
         async with engine.begin() as conn:
-            await handlers.import_policy(conn, orjson.dumps(policy_doc()))
+            # no quality deposit: the carry alone (the deposit's own tests hold it beside)
+            await handlers.import_policy(conn, orjson.dumps(policy_doc(settlement={"quality_deposit_share": "0"})))
             # one 25,000.00 case a month (10,000.00 per RW × 2.5): 23,750.00 pre-settled at 95 %
             await handlers.on_case_grouped(policies, conn, [
                 grouped("M3", date(2024, 3, 11)), grouped("M4", date(2024, 4, 11)), grouped("M5", date(2024, 5, 11)),

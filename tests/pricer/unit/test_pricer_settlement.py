@@ -241,3 +241,16 @@ def test_a_deduction_larger_than_the_month_is_carried_over_never_paid_negative()
     [h] = annual_clearing(pol, "2024", [year], D("100000.00")).hospitals
     assert h.deductions_carried_over == D("101.00")
     assert h.presettled + h.balance == h.fund_amount - D("12001.00")
+
+
+def test_the_quality_deposit_is_withheld_before_deductions_and_only_the_rest_nets_them():
+    pol = make_policy(settlement={"quality_deposit_share": "0.05"})
+    month = HospitalTotals(hospital_code="A", drg_payment=D("10000.00"))
+    [m] = monthly_presettlement(pol, "2024-03", [month], deductions={"A": D("12000.00")})
+    # 10,000 × 0.95 = 9,500.00 due; 475.00 deposit withheld; 9,025.00 nets the 12,000.00 deduction:
+    # nothing paid, 2,975.00 carried over
+    assert (m.amount("quality_deposit"), m.amount("presettled"), m.amount("carried_over")) == (
+        D("475.00"), D("0.00"), D("2975.00"))
+    [a] = monthly_presettlement(pol, "2024-04", [month], carried_in={"A": D("2975.00")})
+    # 9,500.00 due − 475.00 deposit − 2,975.00 carried in = 6,050.00 paid
+    assert (a.amount("presettled"), a.amount("carried_over")) == (D("6050.00"), D("0.00"))
