@@ -14,8 +14,9 @@ $(BIN)/drgdip: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
+# the dashboard's chart library from the npm registry; without npm the rest still runs
 setup: $(BIN)/drgdip
-	bash scripts/install-web.sh >/dev/null
+	@bash scripts/install-web.sh >/dev/null || echo "the dashboard's charts need Node.js and npm: install them, then run make setup again"
 
 demo: setup
 	$(BIN)/drgdip demo --scheme-path $(SHARED)/schemes/chs-drg-1.1
