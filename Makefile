@@ -38,10 +38,14 @@ DASHBOARD_CASES ?= 1000000
 bench-dashboard: setup
 	$(BIN)/python bench/bench_dashboard.py --cases $(DASHBOARD_CASES) --shared $(SHARED) $(if $(PG),--pg $(PG))
 
-# the distributed pipeline (own PostgreSQL and Kafka): throughput, latency, then every fault
+# the distributed pipeline (own PostgreSQL and Kafka): throughput, a stage's own rate with 1 and 2
+# processes (DRAIN=grouper|pricer|review), latency, then every fault
 DCASES ?= 10000
+DRAIN ?= review
 bench-distributed: setup
 	$(BIN)/python bench/bench_distributed.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --cases $(DCASES)
+	$(BIN)/python bench/bench_distributed.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --cases 20000 \
+	  --drain $(DRAIN) --replicas $(DRAIN)=2
 	$(BIN)/python bench/bench_distributed.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --latency
 	$(BIN)/python bench/bench_distributed.py --scheme-path $(SHARED)/schemes/chs-drg-1.1 --cases $(DCASES) \
 	  --fault services,broker,pg --rate 40
