@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_distributed.py [--cases 10000] [--kafka HOST:PORT] [--pg URL]
     .venv/bin/python bench/bench_distributed.py --latency [--rates 20,50,100] [--duration 20]
     .venv/bin/python bench/bench_distributed.py --fault services,broker,pg --cases 5000 --rate 40
+    .venv/bin/python bench/bench_distributed.py --drain grouper --replicas grouper=2 --cases 10000
 
 Without --kafka/--pg it starts a PostgreSQL cluster and a single-node Kafka broker of its own
 (bench/servers.py: free ports, a temporary folder; the broker from the jars `make test` caches)
@@ -29,8 +30,20 @@ Modes:
   undecided lists) is back to its level before the fault. At the end every accepted case is
   counted in each stage: lost, duplicated, dead letters.
 
+- --replicas STAGE=N[,…]: N processes of a stage (one consumer group; the gateway's peers take
+  part in the read model, imports go to the first).
+- --drain STAGE (grouper, pricer, review): the stage's own rate, without its input's rate in the
+  way. In two rounds, each on half the lists: the stage's processes are stopped, the half is
+  imported and everything upstream finishes (its input waits in the topic), the stages after it
+  are stopped; the stage's inbox is locked while 1 (first round) and N (second round, from
+  --replicas) processes start and their consumer group settles, then released: cases/s from the
+  release until its lag and outbox are 0, and the speed-up of N processes over 1, with the CPU
+  each process (and PostgreSQL and Kafka) spent per case meanwhile.
+
 Every mode ends with the same count (every accepted list reviewed exactly once). --samples FILE
-writes every per-second sample as JSON Lines. Figures in README.md, "Distributed benchmarks".
+writes every per-second sample as JSON Lines. Throughput and drain runs keep their figures in
+bench/results/distributed.json (one entry per mode and stage). Figures in README.md,
+"Distributed benchmarks".
 """
 
 from __future__ import annotations
@@ -63,9 +76,9 @@ sys.path[:0] = [p for p in (str(REPO), str(REPO / "bench")) if p not in sys.path
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 from rich.console import Console  # noqa: E402
-from servers import Kafka, Postgres, Service, _children, cpu_seconds, memory, tree_rss  # noqa: E402
+from servers import Kafka, Postgres, Service, _children, cpu_seconds, memory, schedstat, tree_rss  # noqa: E402
 from sqlalchemy import text  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine  # noqa: E402
 
 from drgdip.demo import YEARS, region_policies, resolve_scheme, write_region  # noqa: E402
 from drgdip.generate import RegionGenerator  # noqa: E402
@@ -84,6 +97,10 @@ COUNT_SQL = {
     "gateway": "SELECT COUNT(*) FROM gateway_cases WHERE status IN ('reviewed', 'withdrawn')",
 }
 DEFAULT_DOWN = {"service": 2.0, "broker": 10.0, "pg": 10.0}
+RESULTS = REPO / "bench" / "results" / "distributed.json"
+DRAINABLE = ("grouper", "pricer", "review")
+# members each process of a stage has in its consumer group: one per subscription (services/<name>/app.py)
+MEMBERS = {"grouper": 1, "pricer": 1, "review": 2, "gateway": 1}  # the gateway takes the imports: it cannot be held
 console = Console(stderr=True)
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the sampler's clients while the broker is away
 
@@ -151,16 +168,35 @@ class System:
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         for s in STAGES:
-            self.services[s] = Service(s, self.env(s, scheme_path), logs)
-        self.services["gateway"].env |= {f"DRGDIP_{s.upper()}_URL": self.services[s].url
-                                         for s in ("ingest", "grouper", "pricer", "review")}
+            for i in range(1, self.args.replicas.get(s, 1) + 1):
+                name = s if i == 1 else f"{s}.{i}"
+                self.services[name] = Service(name, self.env(s, scheme_path), logs, stage=s)
+        gateway_env = {f"DRGDIP_{s.upper()}_URL": self.services[s].url
+                       for s in ("ingest", "grouper", "pricer", "review")}
+        for svc in self.instances("gateway"):
+            svc.env |= gateway_env
         for s in STAGES:  # one after the other: each migrates its own database at start
             say(f"starting {s}")
             svc = self.services[s].start(wait=False)
             await wait_for(partial(_ready, svc), 180, f"{s} ready")
+        more = [svc for svc in self.services.values() if svc.name not in STAGES]
+        if more:  # the databases are migrated: the other instances start side by side
+            say(f"starting {', '.join(svc.name for svc in more)}")
+            await self.start_all(more)
         for s in STAGES:
             self.engines[s] = create_async_engine(self.dbs[s], pool_size=2, max_overflow=0,
                                                   pool_pre_ping=True, connect_args={"timeout": 3})
+
+    def instances(self, stage: str) -> list[Service]:
+        return [svc for svc in self.services.values() if (svc.stage or svc.name) == stage]
+
+    async def start_all(self, services: list[Service]) -> None:
+        for svc in services:
+            svc.start(wait=False)
+        await asyncio.gather(*(wait_for(partial(_ready, svc), 180, f"{svc.name} ready") for svc in services))
+
+    async def stop_all(self, services: list[Service]) -> None:
+        await asyncio.gather(*(asyncio.to_thread(svc.stop) for svc in services))
 
     async def make_tokens(self, hospitals: list[str]) -> None:
         from services.gateway.repository import create_token
@@ -314,7 +350,7 @@ class Sampler:
         return out
 
     async def sample(self) -> dict[str, Any]:
-        s: dict[str, Any] = {"t": round(time.monotonic() - self.t0, 2)}
+        s: dict[str, Any] = {"t": round(time.monotonic() - self.t0, 2), "load": uptime()}
         s |= self.procs()
         lags, tables = await asyncio.gather(asyncio.wait_for(self.lags(), 4),
                                             asyncio.wait_for(self.tables(), 4), return_exceptions=True)
@@ -490,25 +526,69 @@ def print_lag_table(samples: list[dict[str, Any]], start: float, end: float, row
 
 
 def print_resources(sampler: Sampler, a: dict[str, Any], b: dict[str, Any], cases: int, seconds: float,
-                    idle: dict[str, float]) -> dict[str, float]:
-    print(f"\nCPU and memory from the import's start until idle ({seconds:.0f} s, {cases:,} cases); "
-          "idle cores: before the import")
-    print(f"{'process':<11}{'CPU s':>8}{'ms/case':>9}{'cores':>7}{'idle cores':>11}{'peak RSS MiB':>14}"
-          f"{'final RSS MiB':>15}")
-    per_case = {}
+                    idle: dict[str, float], what: str = "from the import's start until idle",
+                    ) -> dict[str, dict[str, float]]:
+    """CPU µs per case, cores and peak RSS of every process (each instance of a stage, then the
+    stage's total when it has several); returns them by process and by stage."""
+    print(f"\nCPU and memory {what} ({seconds:.1f} s, {cases:,} cases); idle cores: before the import; "
+          f"{uptime()}")
+    print(f"{'process':<13}{'CPU s':>8}{'µs/case':>9}{'net µs':>8}{'cores':>7}{'idle cores':>11}"
+          f"{'peak RSS MiB':>14}{'final RSS MiB':>15}   (net: less what it spends idle)")
+    procs: dict[str, dict[str, float]] = {}
+    stages: dict[str, dict[str, float]] = {}
     total = 0.0
-    for name in (*STAGES, "postgresql", "kafka"):
+    names = [*sampler.sys.services, "postgresql", "kafka"]
+    for name in names:
         if f"cpu.{name}" not in b:
-            print(f"{name:<11}{'n/a (external server)':>30}")
+            if name in ("postgresql", "kafka"):
+                print(f"{name:<13}{'n/a (external server)':>30}")
             continue
         cpu = b[f"cpu.{name}"] - a.get(f"cpu.{name}", 0.0)
-        per_case[name] = cpu / cases
+        peak = sampler.peak_rss.get(name, 0)
+        net = max(cpu - idle.get(name, 0.0) * seconds, 0.0)
+        procs[name] = {"cpu_s": round(cpu, 2), "cpu_us_per_case": round(cpu / cases * 1e6),
+                       "net_cpu_us_per_case": round(net / cases * 1e6),
+                       "cores": round(cpu / seconds, 3), "idle_cores": round(idle.get(name, 0.0), 3),
+                       "peak_rss_mib": round(peak / 2**20)}
+        svc = sampler.sys.services.get(name)
+        stage = (svc.stage or svc.name) if svc is not None else name
+        st = stages.setdefault(stage, {"cpu_s": 0.0, "net_cpu_s": 0.0, "instances": 0, "peak_rss_mib": 0})
+        st["cpu_s"] += cpu
+        st["net_cpu_s"] += net
+        st["instances"] += 1
+        st["peak_rss_mib"] = max(st["peak_rss_mib"], round(peak / 2**20))
         total += cpu
-        print(f"{name:<11}{cpu:>8.1f}{cpu / cases * 1000:>9.2f}{cpu / seconds:>7.2f}{idle.get(name, 0):>11.2f}"
-              f"{mib(sampler.peak_rss.get(name, 0)):>14}{mib(b.get(f'rss.{name}', 0)):>15}")
-    print(f"{'all':<11}{total:>8.1f}{total / cases * 1000:>9.2f}{total / seconds:>7.2f}"
+        print(f"{name:<13}{cpu:>8.1f}{cpu / cases * 1e6:>9.0f}{net / cases * 1e6:>8.0f}{cpu / seconds:>7.2f}"
+              f"{idle.get(name, 0):>11.2f}"
+              f"{mib(peak):>14}{mib(b.get(f'rss.{name}', 0)):>15}")
+    for stage, st in stages.items():
+        st["cpu_us_per_case"] = round(st["cpu_s"] / cases * 1e6)
+        st["net_cpu_us_per_case"] = round(st.pop("net_cpu_s") / cases * 1e6)
+        st["cpu_s"] = round(st["cpu_s"], 2)
+        if st["instances"] > 1:
+            print(f"{stage + ' (all)':<13}{st['cpu_s']:>8.1f}{st['cpu_us_per_case']:>9.0f}"
+                  f"{st['net_cpu_us_per_case']:>8.0f}{st['cpu_s'] / seconds:>7.2f}")
+    net_total = sum(v["net_cpu_us_per_case"] for v in stages.values())
+    print(f"{'all':<13}{total:>8.1f}{total / cases * 1e6:>9.0f}{net_total:>8.0f}{total / seconds:>7.2f}"
           f"{sum(idle.values()):>11.2f}")
-    return per_case
+    return {"processes": procs, "stages": stages,
+            "all": {"cpu_s": round(total, 2), "cpu_us_per_case": round(total / cases * 1e6),
+                    "net_cpu_us_per_case": net_total}}
+
+
+def uptime() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+def save_result(key: str, entry: dict[str, Any]) -> None:
+    """Keep a run's figures in bench/results/distributed.json (one entry per mode and stage)."""
+    results = orjson.loads(RESULTS.read_bytes()) if RESULTS.exists() else {}
+    results[key] = {"date": str(date.today()), "cores": os.cpu_count(), "python": platform.python_version(),
+                    **entry}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    say(f"figures kept in {RESULTS.relative_to(REPO)} ({key!r})")
 
 
 def machine() -> str:
@@ -552,24 +632,53 @@ async def throughput(system: System, region: Region, sampler: Sampler) -> None:
     cases = counted["accepted_cases"]
     seconds = t_idle - t_start
 
+    load_start = start_sample.get("load", "")
     print(f"\n== throughput: {region.lists:,} lists, {len(region.hospitals)} hospitals, "
-          f"{system.args.partitions} partitions, one process per stage")
+          f"{system.args.partitions} partitions, processes per stage: {replicas_text(system)}")
     print(machine())
     print(f"import: {summary['lines']:,} lines, {summary['accepted']:,} accepted, {summary['rejected']:,} rejected, "
           f"{summary.get('duplicate', 0):,} duplicate; answered after {t_imported - t_start:.1f} s "
           f"({summary['lines'] / (t_imported - t_start):,.0f} lists/s stored and checked)")
     print(f"end to end: {cases:,} cases in {seconds:.1f} s = {cases / seconds:,.0f} cases/s "
           "(import start until every lag, outbox and undecided list is 0)")
-    print(f"\n{'stage':<10}{'done after s':>14}{'cases/s':>10}   (first sample with the stage's final row count)")
+    print(f"\n{'stage':<10}{'done after s':>14}{'cases/s':>10}{'busiest s':>11}   (done: first sample with the "
+          "stage's final row count; busiest: its best 3 s)")
+    rates: dict[str, dict[str, float]] = {}
     for st in STAGES:
         final = end_sample.get(f"done.{st}", 0)
         first = next((s["t"] for s in sampler.samples if s["t"] >= t_start and s.get(f"done.{st}") == final), t_idle)
-        print(f"{st:<10}{first - t_start:>14.1f}{final / max(first - t_start, 1e-9):>10,.0f}")
+        peak = best_rate([s for s in sampler.samples if t_start <= s["t"] <= t_idle + 1], f"done.{st}")
+        rates[st] = {"done_after_s": round(first - t_start, 1),
+                     "cases_per_s": round(final / max(first - t_start, 1e-9)), "best_3s_cases_per_s": round(peak)}
+        print(f"{st:<10}{first - t_start:>14.1f}{final / max(first - t_start, 1e-9):>10,.0f}{peak:>11,.0f}")
     print_lag_table(sampler.samples, t_start, t_idle)
-    per_case = print_resources(sampler, start_sample, end_sample, cases, seconds, idle)
-    print_capacity(per_case)
+    cpu = print_resources(sampler, start_sample, end_sample, cases, seconds, idle)
+    print_capacity({k: v["net_cpu_us_per_case"] / 1e6 for k, v in cpu["stages"].items()})
     print()
-    print_count(counted)
+    ok = print_count(counted)
+    save_result(f"throughput.{system.args.cases}", {
+        "mode": "throughput", "lists": region.lists, "cases": cases, "partitions": system.args.partitions,
+        "replicas": {st: len(system.instances(st)) for st in STAGES},
+        "load_average_at_start": load_start, "load_average_at_end": uptime(),
+        "import_answered_after_s": round(t_imported - t_start, 1), "seconds": round(seconds, 1),
+        "cases_per_s": round(cases / seconds), "stages": rates, "cpu": cpu, "exactly_once": ok})
+
+
+def best_rate(samples: list[dict[str, Any]], key: str, span: float = 3.0) -> float:
+    """The highest rate of `key`'s growth over `span` seconds of the samples."""
+    best = 0.0
+    for i, a in enumerate(samples):
+        if key not in a:
+            continue
+        for b in samples[i + 1:]:
+            if key in b and b["t"] - a["t"] >= span:
+                best = max(best, (b[key] - a[key]) / (b["t"] - a["t"]))
+                break
+    return best
+
+
+def replicas_text(system: System) -> str:
+    return ", ".join(f"{st} {len(system.instances(st))}" for st in STAGES)
 
 
 def print_capacity(per_case: dict[str, float]) -> None:
@@ -577,9 +686,10 @@ def print_capacity(per_case: dict[str, float]) -> None:
     if not per_case:
         return
     total = sum(per_case.values())
-    print(f"\ncapacity: {total * 1000:.1f} ms of CPU per case in all processes "
+    print(f"\ncapacity: {total * 1000:.2f} ms of CPU per case in all processes, less what they spend idle "
           "(a core at 70 % busy; one PostgreSQL and one broker as measured here)")
-    for label, cases, hours in (("7 M cases (a province's year) in 24 h", 7_000_000, 24),
+    for label, cases, hours in (("3,000 cases/s (10.8 M cases an hour)", 3000 * 3600, 1),
+                                ("7 M cases (a province's year) in 24 h", 7_000_000, 24),
                                 ("7 M cases in 8 h", 7_000_000, 8),
                                 ("a month (583 k cases) in 8 h", 7_000_000 / 12, 8),
                                 ("a month in 1 h", 7_000_000 / 12, 1)):
@@ -587,6 +697,169 @@ def print_capacity(per_case: dict[str, float]) -> None:
         cores = {n: rate * c / 0.7 for n, c in per_case.items()}
         detail = ", ".join(f"{n} {v:.1f}" for n, v in cores.items())
         print(f"  {label}: {rate:,.0f} cases/s -> {sum(cores.values()):.1f} cores ({detail})")
+
+
+# --------------------------------------------------------------------------- drain: one stage's own rate
+
+async def group_state(system: System, sampler: Sampler, group: str) -> tuple[str, int]:
+    """(state, members holding partitions) of a consumer group, as its coordinator says."""
+    admin, _consumer = await sampler._kafka_clients()
+    for resp in await admin.describe_consumer_groups([system.namespace + group]):
+        for g in resp.groups:  # (error, group, state, protocol type, protocol, members, …)
+            return str(g[2]), sum(1 for m in g[5] if m[-1])
+    return "", 0
+
+
+async def group_backlog(system: System, sampler: Sampler, stage: str) -> int:
+    """Events the stage's group has not committed, plus the stage's outbox."""
+    from aiokafka import TopicPartition
+
+    admin, consumer = await sampler._kafka_clients()
+    ns, parts = system.namespace, system.args.partitions
+    tps = [TopicPartition(ns + t, p) for t in CONSUMES[stage] for p in range(parts)]
+    ends = await consumer.end_offsets(tps)
+    committed = await admin.list_consumer_group_offsets(ns + stage)
+    lag = sum(max(ends[tp] - max(committed[tp].offset if tp in committed else 0, 0), 0) for tp in tps)
+    async with system.engines[stage].connect() as conn:
+        outbox = int(await conn.scalar(text(f"SELECT COUNT(*) FROM {stage}_outbox")) or 0)
+    return lag + outbox
+
+
+async def wait_upstream(system: System, sampler: Sampler, stage: str, timeout: float) -> None:
+    """Until everything before `stage` is idle (its input all in the topic): two samples in a row."""
+    before = STAGES[:STAGES.index(stage)]
+
+    def idle(s: dict[str, Any]) -> bool:
+        keys = [f"outbox.{st}" for st in before] + [f"lag.{g}" for g in before if g in CONSUMES] + ["pending"]
+        return all(k in s for k in keys) and not any(s[k] for k in keys)
+
+    seen = len(sampler.samples)
+    await wait_for(lambda: len(sampler.samples) > seen + 1 and idle(sampler.samples[-1])
+                   and idle(sampler.samples[-2]), timeout, f"the stages before {stage} idle")
+
+
+@dataclass
+class DrainRound:
+    instances: int
+    events: int
+    settle_s: float
+    seconds: float
+    steady_rate: float
+    cpu: dict[str, Any]
+    loops: dict[str, dict[str, float]]
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+async def drain_round(system: System, sampler: Sampler, stage: str, body: bytes, n: int) -> DrainRound:
+    held, after = system.instances(stage), [svc for st in STAGES[STAGES.index(stage) + 1:]
+                                            for svc in system.instances(st)]
+    await system.stop_all(held)
+    async with httpx.AsyncClient(base_url=system.services["gateway"].url, timeout=None,
+                                 headers=system.bureau) as client:
+        r = await client.post("/api/v1/settlement-lists:import", content=body)
+    if r.status_code != 200:
+        raise RuntimeError(f"import failed: {r.status_code} {r.text[:300]}")
+    got = r.json()
+    say(f"imported {got['lines']:,} lines ({got['accepted']:,} accepted); waiting for the stages before {stage}")
+    await wait_upstream(system, sampler, stage, system.args.timeout)
+    await system.stop_all(after)  # nothing else competes for the cores while the stage drains
+    events = await group_backlog(system, sampler, stage)
+    locker = create_async_engine(system.dbs[stage], pool_size=1, max_overflow=0)
+    try:
+        conn: AsyncConnection = await locker.connect()
+        tx = await conn.begin()
+        # the stage's first batches wait here while its processes start and its group settles
+        await conn.execute(text(f"LOCK TABLE {stage}_inbox IN EXCLUSIVE MODE"))
+        t_spawn = time.monotonic()
+        say(f"starting {n} {stage} process(es) on a backlog of {events:,} events")
+        await system.start_all(held[:n])
+        while (got := await group_state(system, sampler, stage)) != ("Stable", n * MEMBERS[stage]):
+            if time.monotonic() - t_spawn > 120:
+                raise TimeoutError(f"{stage}'s group did not settle with {n * MEMBERS[stage]} members: {got}")
+            await asyncio.sleep(0.2)
+        settle = time.monotonic() - t_spawn
+        cpu_from = sampler.procs()
+        sched_from = {svc.name: schedstat(svc.pid) if svc.pid else None for svc in held[:n]}
+        t0 = time.monotonic()
+        await tx.commit()
+        await conn.close()
+    finally:
+        await locker.dispose()
+    points: list[tuple[float, int]] = []
+    while True:
+        left = await group_backlog(system, sampler, stage)
+        points.append((time.monotonic() - t0, left))
+        if left == 0:
+            break
+        if time.monotonic() - t0 > system.args.timeout:
+            raise TimeoutError(f"{stage} did not drain its backlog: {left:,} left")
+        await asyncio.sleep(0.2)
+    seconds = points[-1][0]
+    cpu_to = sampler.procs()
+    loops = {}
+    for svc in held[:n]:  # where each process's event loop spent the drain
+        a, b = sched_from.get(svc.name), schedstat(svc.pid) if svc.pid else None
+        if a and b:
+            run, wait = (b[0] - a[0]) / seconds, (b[1] - a[1]) / seconds
+            loops[svc.name] = {"running": round(run, 3), "waiting_for_a_core": round(wait, 3),
+                               "blocked": round(max(1 - run - wait, 0), 3)}
+    # the middle 80 % of the backlog: without the first batches' start and the last's tail
+    hi = next((t for t, left in points if left <= events * 0.9), 0.0)
+    lo = next((t for t, left in points if left <= events * 0.1), seconds)
+    steady = events * 0.8 / (lo - hi) if lo > hi else events / seconds
+    cpu = print_resources(sampler, cpu_from, cpu_to, events, seconds, {},
+                          what=f"of {n} {stage} process(es) draining {events:,} events")
+    for svc in held[n:]:
+        cpu["processes"].pop(svc.name, None)
+    for name, lp in loops.items():
+        print(f"{name}'s event loop: running {lp['running']:.0%}, runnable but waiting for a core "
+              f"{lp['waiting_for_a_core']:.0%}, blocked (database, broker, timers) {lp['blocked']:.0%}")
+    await system.start_all(after)
+    return DrainRound(n, events, settle, seconds, steady, cpu, loops)
+
+
+async def drain(system: System, region: Region, sampler: Sampler) -> None:
+    stage = system.args.drain
+    n = len(system.instances(stage))
+    lines = region.path.read_bytes().splitlines(keepends=True)
+    halves = [b"".join(lines[: len(lines) // 2]), b"".join(lines[len(lines) // 2:])]
+    load_start = uptime()
+    rounds = [await drain_round(system, sampler, stage, halves[0], 1)]
+    if n > 1:
+        rounds.append(await drain_round(system, sampler, stage, halves[1], n))
+    await system.start_all([svc for svc in system.services.values() if svc.pid is None])
+    t_idle = await wait_idle(sampler, system.args.timeout, after=sampler.now())
+    counted = await count_cases(system)
+
+    print(f"\n== drain: {stage}'s own rate on a backlog, {system.args.partitions} partitions, "
+          f"{region.lists:,} lists in two halves")
+    print(machine())
+    print("(the stage's inbox is locked while its processes start and their group settles; cases/s from "
+          "the release until its lag and outbox are 0; steady: the middle 80 % of the backlog)")
+    print(f"{'processes':>9}{'events':>8}{'settle s':>9}{'drain s':>8}{'cases/s':>9}{'steady/s':>9}"
+          f"{'speed-up':>9}   µs/case: {stage} (each process) · postgresql · kafka")
+    base = rounds[0]
+    for r in rounds:
+        procs = r.cpu["processes"]
+        mine = " + ".join(f"{procs[svc.name]['cpu_us_per_case']}" for svc in system.instances(stage)
+                          if svc.name in procs)
+        print(f"{r.instances:>9}{r.events:>8,}{r.settle_s:>9.1f}{r.seconds:>8.1f}{r.rate:>9,.0f}"
+              f"{r.steady_rate:>9,.0f}{r.rate / base.rate:>8.2f}x   {mine} · "
+              f"{procs.get('postgresql', {}).get('cpu_us_per_case', '-')} · "
+              f"{procs.get('kafka', {}).get('cpu_us_per_case', '-')}")
+    print(f"pipeline idle {t_idle:.0f} s after the sampler started")
+    ok = print_count(counted)
+    save_result(f"drain.{stage}", {
+        "mode": "drain", "stage": stage, "lists": region.lists, "partitions": system.args.partitions,
+        "load_average_at_start": load_start, "load_average_at_end": uptime(), "exactly_once": ok,
+        "rounds": [{"instances": r.instances, "events": r.events, "settle_s": round(r.settle_s, 1),
+                    "seconds": round(r.seconds, 2), "cases_per_s": round(r.rate),
+                    "steady_cases_per_s": round(r.steady_rate),
+                    "speedup": round(r.rate / base.rate, 2), "event_loops": r.loops, "cpu": r.cpu}
+                   for r in rounds]})
 
 
 async def latency(system: System, region: Region, sampler: Sampler) -> None:
@@ -819,6 +1092,8 @@ async def run(args: argparse.Namespace, root: Path) -> int:
             await latency(system, region, sampler)
         elif args.fault:
             await faults(system, region, sampler)
+        elif args.drain:
+            await drain(system, region, sampler)
         else:
             await throughput(system, region, sampler)
         if args.samples:
@@ -830,6 +1105,16 @@ async def run(args: argparse.Namespace, root: Path) -> int:
             await sampler.stop()
         say("stopping the services and servers")
         await system.stop()
+
+
+def replicas(value: str) -> dict[str, int]:
+    out = {}
+    for part in filter(None, value.split(",")):
+        stage, _, n = part.partition("=")
+        if stage not in STAGES or not n.isdigit() or not 1 <= int(n) <= 16:
+            raise argparse.ArgumentTypeError(f"{part!r}: STAGE=N with a stage of {', '.join(STAGES)} and N 1-16")
+        out[stage] = int(n)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -856,9 +1141,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=15, help="--fault: seconds of import before the first fault")
     p.add_argument("--pause", type=float, default=5, help="--fault: seconds between a recovery and the next fault")
     p.add_argument("--timeout", type=float, default=1800, help="seconds any wait may take")
+    p.add_argument("--replicas", type=replicas, default={},
+                   help="processes per stage, e.g. grouper=2,pricer=2 (one consumer group each; default 1)")
+    p.add_argument("--drain", choices=DRAINABLE,
+                   help="the stage's own rate on a backlog: 1 process, then --replicas of it")
     p.add_argument("--samples", type=Path, help="write every one-second sample here (JSON Lines)")
     p.add_argument("--keep", action="store_true", help="keep the run folder (server and service logs)")
     args = p.parse_args(argv)
+    if args.drain and args.replicas.get(args.drain, 1) == 1:
+        args.replicas[args.drain] = 2
     if args.latency and args.cases == 10_000:
         args.cases = sum(int(r * args.duration) for r in args.rates)
 

@@ -1,16 +1,18 @@
-"""Precision and recall of each case-level review rule on a seeded synthetic region.
+"""Precision and recall of each review rule on a seeded synthetic region.
 
     .venv/bin/python bench/bench_review_rules.py [--cases 8000] [--hospitals 20] [--rate 0.02]
 
 Generates a region with every case-level pattern seeded at `--rate` of the cases
 (`drgdip generate --abuse-rate`: split admissions, upcoding, low-standard admissions, cost
-shifting, and planned chemotherapy readmission pairs as true negatives), prices it through the
-embedded pipeline with calibrated point-method policies (every case priced, as
-`bench_pipeline.py`) and compares review's open flags with the ground truth
-(`drgdip/review_truth.py`). A true positive is a flagged case seeded for the rule; flags on
-other cases are "unseeded flags" (organic cases may fire a rule legitimately), so precision is
-a lower bound on the rule's real precision. The seeded cases a rule missed are counted by
-reason where the figures tell it.
+shifting, and planned chemotherapy readmission pairs as true negatives) and two episodes of
+each hospital-level pattern (a hospital's quarter: upcoding, refusing severe patients,
+under-service), prices it through the embedded pipeline with calibrated point-method policies
+(every case priced, as `bench_pipeline.py`), runs the hospital-level rules for every quarter
+and compares review's open flags with the ground truth (`drgdip/review_truth.py`). A true
+positive is a flagged case (hospital rules: a hospital's quarter) seeded for the rule; flags
+on others are "unseeded flags" (organic cases may fire a rule legitimately), so precision is a
+lower bound on the rule's real precision. The seeded cases a rule missed are counted by reason
+where the figures tell it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ if str(REPO) not in sys.path:  # allow running as a plain script from anywhere
 from rich.console import Console  # noqa: E402
 
 from drgdip.demo import resolve_scheme  # noqa: E402
-from drgdip.review_truth import RegionRun, RuleScore, run_region, score, table  # noqa: E402
+from drgdip.review_truth import HOSPITAL_RULES, RegionRun, RuleScore, run_region, score, table  # noqa: E402
 from services.review.domain.parameters import RuleParameters  # noqa: E402
 
 
@@ -45,11 +47,17 @@ def why_missed(run: RegionRun, s: RuleScore) -> Counter[str]:
     # cases of each group discharged before a case: review meets them first (lists arrive in
     # discharge order), so they are the group's regional figures when the case is reviewed
     by_group: dict[str, list[str]] = {}
+    by_adrg: dict[str, list[str]] = {}  # cost shifting falls back to the ADRG's share
     for f in run.figures.values():
         by_group.setdefault(f["drg"], []).append(f.get("discharge_date") or "")
-    for days in by_group.values():
+        by_adrg.setdefault(f["drg"][:3], []).append(f.get("discharge_date") or "")
+    for days in (*by_group.values(), *by_adrg.values()):
         days.sort()
+    n = p.cost_shifting.min_cases
     for cid in s.missed:
+        if s.rule in HOSPITAL_RULES:
+            out["the rule did not fire for the hospital's quarter"] += 1
+            continue
         found = run.figures.get(cid)
         if found is None:
             out["no figures (not priced)"] += 1
@@ -57,11 +65,14 @@ def why_missed(run: RegionRun, s: RuleScore) -> Counter[str]:
         f = found
         mean = Decimal(f["group_mean_cost"]) if f.get("group_mean_cost") else None
         cost = Decimal(f["total_cost"]) if f.get("total_cost") else None
-        earlier = bisect.bisect_left(by_group.get(f["drg"], []), f.get("discharge_date") or "")
-        if s.rule == "COST_SHIFTING" and run.group_cases.get(f"drg|{f['drg']}", 0) <= p.cost_shifting.min_cases:
-            out[f"group has ≤ {p.cost_shifting.min_cases} cases in the region"] += 1
-        elif s.rule == "COST_SHIFTING" and earlier < p.cost_shifting.min_cases:
-            out[f"fewer than {p.cost_shifting.min_cases} cases of its group discharged before it"] += 1
+        day = f.get("discharge_date") or ""
+        earlier = bisect.bisect_left(by_group.get(f["drg"], []), day)
+        earlier_adrg = bisect.bisect_left(by_adrg.get(f["drg"][:3], []), day)
+        if s.rule == "COST_SHIFTING" and run.group_cases.get(f"drg|{f['drg']}", 0) <= n \
+                and run.group_cases.get(f"drg|adrg:{f['drg'][:3]}", 0) <= n:
+            out[f"group and its ADRG have ≤ {n} cases in the region"] += 1
+        elif s.rule == "COST_SHIFTING" and earlier < n and earlier_adrg < n:
+            out[f"fewer than {n} cases of its group and of its ADRG discharged before it"] += 1
         elif s.rule == "LOW_STANDARD_ADMISSION" and mean is None:
             out["no group mean in the policy"] += 1
         elif s.rule == "LOW_STANDARD_ADMISSION" and cost is not None and mean is not None \

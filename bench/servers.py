@@ -89,6 +89,17 @@ def cpu_seconds(pid: int, tree: dict[int, list[int]] | None = None) -> float | N
     return ticks / CLOCK_TICKS
 
 
+def schedstat(pid: int) -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process's main thread — its
+    event loop — from /proc/<pid>/schedstat; the rest of the wall time it was blocked (waiting
+    for the database, the broker, a timer). None when the kernel does not keep schedstats."""
+    try:
+        run, wait, _slices = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except (OSError, ValueError):
+        return None
+    return int(run) / 1e9, int(wait) / 1e9
+
+
 def memory(pid: int) -> tuple[int, int] | None:
     """(resident, peak resident) bytes of one process (VmRSS, VmHWM)."""
     try:
@@ -285,11 +296,14 @@ class Kafka:
 
 @dataclass
 class Service:
-    """One `drgdip serve <service>` process on a fixed port (kept across restarts)."""
+    """One `drgdip serve <stage>` process on a fixed port (kept across restarts). `name` tells the
+    instances of a stage apart (grouper, grouper.2, …); `stage` is the service it runs (default:
+    the name)."""
 
     name: str
     env: dict[str, str]
     log_dir: Path
+    stage: str = ""
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     starts: int = 0
@@ -310,7 +324,7 @@ class Service:
         spawning thread); with `wait`, block until /readyz answers 200."""
         self.starts += 1
         env = {**os.environ, **self.env, "DRGDIP_PORT": str(self.port), "DRGDIP_LOG_LEVEL": "WARNING"}
-        self.proc = _spawn([DRGDIP, "serve", self.name], self.log_dir / f"{self.name}-{self.starts}.log", env)
+        self.proc = _spawn([DRGDIP, "serve", self.stage or self.name], self.log_dir / f"{self.name}-{self.starts}.log", env)
         if wait:
             self.wait_ready()
         return self
@@ -355,11 +369,17 @@ class Service:
         self.cpu_last = 0.0
 
     def stop(self) -> None:
+        """A clean stop (SIGTERM: the consumer leaves its group); what it spent stays counted."""
         if self.proc is None or self.proc.poll() is not None:
             return
+        tree = _children()
+        if (cpu := cpu_seconds(self.proc.pid, tree)) is not None:
+            self.cpu_last = cpu
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        self.cpu_before += self.cpu_last
+        self.cpu_last = 0.0

@@ -14,7 +14,7 @@ from drgdip.audit import audited
 from drgdip.dip_cli import compare_command, dip_app
 from drgdip.dlq_cli import dlq_app
 from drgdip.generate_cli import generate_command
-from services.gateway.cli import token_app
+from services.gateway.cli import indicators_app, token_app
 from services.gateway.domain import audit
 from services.grouper.cli import (
     group_command,
@@ -26,6 +26,8 @@ from services.grouper.cli import (
 from services.ingest.cli import import_command
 from services.pricer.cli import (
     advance_command,
+    budget_set_command,
+    calendar_import_command,
     calibrate_command,
     dip_import_policy_command,
     policy_from_calibration_command,
@@ -69,6 +71,15 @@ app.add_typer(policy_app, name="policy")
 policy_app.command("import")(audited(audit.POLICY_IMPORTED, policy_import_command))
 policy_app.command("from-calibration")(policy_from_calibration_command)
 app.add_typer(token_app, name="token")
+app.add_typer(indicators_app, name="indicators")
+calendar_app = typer.Typer(help="The working-day calendar: public holidays and make-up working days (调休).",
+                           no_args_is_help=True)
+calendar_app.command("import")(audited(audit.CALENDAR_IMPORTED, calendar_import_command))
+app.add_typer(calendar_app, name="calendar")
+budget_app = typer.Typer(help="The year's budget per region (budget execution, annual clearing).",
+                         no_args_is_help=True)
+budget_app.command("set")(audited(audit.BUDGET_SET, budget_set_command))
+app.add_typer(budget_app, name="budget")
 review_app = typer.Typer(help="Review: monitoring rules (智能监控).", no_args_is_help=True)
 review_app.add_typer(review_rules_app, name="rules")
 review_app.command("run", help="Hospital-level monitoring rules for a month (YYYY-MM) or quarter (YYYYQn).")(

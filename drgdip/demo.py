@@ -515,7 +515,7 @@ async def special_case_round(runtime: Runtime, stored: list[GroupedCase], year: 
     """A special-case round (特例单议, §10) through review's own functions, as the gateway's
     routes call them: hospitals apply for eligible cases of `year` (the eligibility rules and the
     cap decide), the bureau registers a panel member not tied to those hospitals, the member
-    decides; review publishes each decision and the pricer prices the case again."""
+    decides; review publishes each decision and the pricer prices the approved cases again."""
     from services.gateway.repository import create_token
     from services.pricer.repository import priced_versions
     from services.review import special_cases as special
@@ -563,7 +563,8 @@ async def special_case_round(runtime: Runtime, stored: list[GroupedCase], year: 
     bureau = special.Who("demo", "bureau-admin")
     async with runtime.engine.begin() as conn:
         member, _token = await create_token(conn, "bureau-reviewer", label="demo panel member")
-        await special.register_member(conn, bureau, member, tied_to, True, "demo panel")
+        for quarter in sorted({a["period"] for a in applied}):
+            await special.register_member(conn, bureau, member, quarter, tied_to, True, "demo panel")
     who = special.Who(f"token:{member}", "bureau-reviewer")
     for a, (outcome, why) in zip(applied, ROUND, strict=False):
         amount = None
@@ -706,8 +707,8 @@ def print_review(out: Console, r: DemoResult) -> None:
         s.add_row(str(x.application_id), x.case_id, x.hospital_code, x.period, x.reason, outcome,
                   _yuan(x.before), _yuan(x.after), str(len(x.prices)))
     out.print(s if r.special else "Special-case round: no eligible case in the last year")
-    out.print("payment after = the case's newest priced version (a decision is priced as a new version, "
-              "which settlement reads); prices = the versions stored for the case")
+    out.print("payment after = the case's newest priced version (an approval is priced as a new version, "
+              "which settlement reads; a rejection keeps the price); prices = the versions stored for the case")
 
 
 # --------------------------------------------------------------------------- reference-case lists

@@ -52,6 +52,20 @@ MCC_SHARE = 0.20  # target share of cases with a counted MCC (before hospital-le
 CC_SHARE = 0.25  # target share with a counted CC (and no MCC)
 READMISSION_WINDOW_DAYS = 15  # readmitted 1..14 days after discharge
 
+# Hospital-level patterns (§11): in a few (hospital, quarter) episodes the hospital's figures
+# move as the hospital-level rule describes; the truth is the episode, not a case.
+HOSPITAL_PATTERN_RULES = {"hospital_upcoding": "HOSPITAL_UPCODING", "refusing_severe": "REFUSING_SEVERE",
+                          "under_service": "UNDER_SERVICE"}
+EPISODE_QUARTERS = 6  # episodes fall in the last quarters, so earlier ones are their history
+EPISODE_MIN_CASES = 45  # expected discharges per quarter an episode hospital should have
+EPISODE_EXTRA_CC = 0.6  # upcoding: share of its cases without a complication that get one
+EPISODE_HEAVY_COST = 1.4  # refusing: a group whose base cost is ≥ this × the region's mean is "severe"
+EPISODE_REFUSED = 0.8  # refusing: share of its severe cases sent elsewhere (re-drawn lighter)
+EPISODE_LEFT = 0.15  # refusing: share of its cases leaving by transfer out (2) or against advice (4)
+EPISODE_LOW = 0.2  # under-service: share of its cases discharged as low outliers
+EPISODE_READMITTED = 0.12  # under-service: share of its cases readmitted 16-29 days later, unplanned
+PAIR_PATTERNS = ("readmission_15d", "planned_chemo", "readmission_31d")
+
 PATTERNS = ("readmission_15d", "suspicious_cc", "short_low_cost", "bad_record", "cost_shifting",
             "planned_chemo")
 # The review rule each pattern is the ground truth of (services/review/domain/rules.py). A
@@ -178,15 +192,17 @@ class PatternRates:
     cost_shifting: float = 0.0
     planned_chemo: float = 0.0
     strict: bool = False
+    hospital_episodes: int = 0  # (hospital, quarter) episodes of each hospital-level pattern
 
     @classmethod
     def abuse(cls, rate: float, *, chemo: float | None = None) -> PatternRates:
         """Every case-level pattern at `rate`, planned chemotherapy pairs at `chemo` (default
-        `rate`), bad records at their usual share; strict seeds."""
+        `rate`), bad records at their usual share; strict seeds; two episodes of each
+        hospital-level pattern (none at rate 0)."""
         chemo = rate if chemo is None else chemo
         if not (0 <= rate <= 0.15 and 0 <= chemo <= 0.15):
             raise ValueError("a pattern rate must be between 0 and 0.15")
-        return cls(rate, rate, rate, BAD_RECORD_SHARE, rate, chemo, True)
+        return cls(rate, rate, rate, BAD_RECORD_SHARE, rate, chemo, True, 2 if rate > 0 else 0)
 
     def thresholds(self) -> tuple[tuple[float, str], ...]:
         """Cumulative (upper bound, pattern) in the order fresh cases draw them."""
@@ -225,6 +241,14 @@ class GroundTruth:
         return [{"setl_id": s["setl_id"], "fixmedins_code": s["fixmedins_code"],
                  "case_id": f"{s['fixmedins_code']}-{s['setl_id']}", "rule": PATTERN_RULES[pattern],
                  "pattern": pattern, "seeded": pattern != "planned_chemo", "related_setl_id": related}]
+
+
+def episode_truth(episodes: Iterable[Mapping[str, str]]) -> list[dict[str, Any]]:
+    """The truth rows of the hospital-level episodes (`RegionGenerator.episodes`): one per
+    seeded (hospital, quarter), its `case_id` "<hospital>|<quarter>"."""
+    return [{"case_id": f"{e['hospital_code']}|{e['period']}", "fixmedins_code": e["hospital_code"],
+             "rule": e["rule"], "pattern": e["pattern"], "seeded": True, "period": e["period"]}
+            for e in episodes]
 
 
 # --------------------------------------------------------------------------- hospitals
@@ -683,6 +707,7 @@ class RegionGenerator:
         self._coders = [f"编码员{i + 1:03d}" for i in range(len(self.hospitals))]
         self._setup_calendar()
         self._setup_mix()
+        self._setup_episodes()
 
     # -- setup
 
@@ -709,6 +734,52 @@ class RegionGenerator:
             self._cum.append(round(self.cases * acc / total))
         if self._cum:
             self._cum[-1] = self.cases
+
+    def _setup_episodes(self) -> None:
+        """Choose the hospital-level episodes: distinct (hospital, quarter) pairs among the
+        last `EPISODE_QUARTERS` quarters, at hospitals busy enough for the rules to judge."""
+        first_year = self.end_year - self.years + 1
+        self._quarter_of_day = [(date.fromordinal(self._first + i).year - first_year) * 4
+                                + (date.fromordinal(self._first + i).month - 1) // 3 for i in range(self._ndays)]
+        self._quarter_last_day: dict[int, int] = {}
+        for i, q in enumerate(self._quarter_of_day):
+            self._quarter_last_day[q] = i
+        volume = sum(h.volume for h in self.hospitals) or 1.0
+        self._volume_share = [h.volume / volume for h in self.hospitals]
+        adrgs = self.mix.adrgs
+        weight = sum(a.volume for a in adrgs) or 1.0
+        self._heavy_cost = EPISODE_HEAVY_COST * sum(a.volume * a.base_cost for a in adrgs) / weight
+        # (hospital index, quarter index) -> pattern; the public list names them
+        self._episodes: dict[tuple[int, int], str] = {}
+        self._under_service: dict[int, int] = {}  # quarter -> hospital index
+        self.episodes: list[dict[str, str]] = []
+        n = self.rates.hospital_episodes
+        quarters = self.years * 4
+        if not n or not self.cases or quarters < 3:
+            return
+        rng = random.Random(f"episodes:{self.seed}")
+        per_quarter = self.cases / quarters
+        order = sorted(range(len(self.hospitals)), key=lambda i: (-self.hospitals[i].volume, i))
+        busy = [i for i in order if per_quarter * self._volume_share[i] >= EPISODE_MIN_CASES]
+        busy = busy if len(busy) >= 3 else order[:3]
+        last = list(range(max(2, quarters - EPISODE_QUARTERS), quarters))
+        for k, pattern in enumerate(sorted(HOSPITAL_PATTERN_RULES)):
+            for j in range(n):
+                for _ in range(50):
+                    hi = busy[(k * n + j + rng.randrange(len(busy))) % len(busy)]
+                    q = rng.choice(last)
+                    if all(key[0] != hi or abs(key[1] - q) > 1 for key in self._episodes) and \
+                            (pattern != "under_service" or q not in self._under_service):
+                        break
+                else:
+                    continue
+                self._episodes[(hi, q)] = pattern
+                if pattern == "under_service":
+                    self._under_service[q] = hi
+                self.episodes.append({"hospital_code": self.hospitals[hi].code,
+                                      "period": f"{first_year + q // 4}Q{q % 4 + 1}",
+                                      "rule": HOSPITAL_PATTERN_RULES[pattern], "pattern": pattern})
+        self.episodes.sort(key=lambda e: (e["period"], e["hospital_code"]))
 
     def _setup_mix(self) -> None:
         rng = random.Random(f"mix:{self.seed}")
@@ -772,6 +843,19 @@ class RegionGenerator:
         if pattern == "planned_chemo" and self._chemo is None:
             pattern = None
         plan: dict[str, Any] | None = None
+        if pattern is None and self._under_service:
+            q = self._quarter_of_day[day]
+            hi = self._under_service.get(q)
+            if hi is not None and r() < EPISODE_READMITTED * self._volume_share[hi]:
+                # under service: the hospital's patient back 16-29 days later, unplanned (past the
+                # split-admission window, within the 31-day readmissions), in the same quarter
+                gap = 16 + int(r() * 14)
+                los2 = 2 + int(r() * 7)
+                if room >= 1 and day + gap + los2 <= min(last, self._quarter_last_day[q]):
+                    self._serial += 1
+                    plan = {"serial": self._serial, "gap": gap, "due": day + gap + los2,
+                            "pattern": "readmission_31d", "force_hospital": hi}
+                    pattern = "readmission_31d"
         if pattern in ("readmission_15d", "planned_chemo"):
             # Reserve the readmission now so that both lists can name each other.
             gap = 1 + int(r() * (READMISSION_WINDOW_DAYS - 1))  # 1..14 days after discharge
@@ -795,6 +879,7 @@ class RegionGenerator:
         rng = self._rng
         r = rng.random
         mix = self.mix
+        episode: str | None = None  # the hospital-level pattern of the hospital's quarter
         if plan is not None:  # the second stay of a readmission pair
             hi = plan["hospital"]
             prof: AdrgProfile = plan["adrg"]
@@ -802,9 +887,19 @@ class RegionGenerator:
             serial = plan["serial"]
         else:
             hc = self._hosp_cum
-            hi = min(bisect.bisect_right(hc, r() * hc[-1]), len(hc) - 1)
+            if reserve is not None and "force_hospital" in reserve:
+                hi = reserve["force_hospital"]
+            else:
+                hi = min(bisect.bisect_right(hc, r() * hc[-1]), len(hc) - 1)
             cum = self._adrg_cum[hi]
             prof = mix.adrgs[min(bisect.bisect_right(cum, r() * cum[-1]), len(cum) - 1)]
+            episode = self._episodes.get((hi, self._quarter_of_day[day])) if self._episodes else None
+            if episode == "refusing_severe" and pattern is None and prof.base_cost >= self._heavy_cost \
+                    and r() < EPISODE_REFUSED:
+                for _ in range(10):  # the severe patient is sent elsewhere: this hospital takes a lighter one
+                    prof = mix.adrgs[min(bisect.bisect_right(cum, r() * cum[-1]), len(cum) - 1)]
+                    if prof.base_cost < self._heavy_cost:
+                        break
             if pattern == "planned_chemo" and self._chemo is not None:
                 prof = self._chemo
             elif (pattern == "readmission_15d" and self.rates.strict
@@ -824,7 +919,7 @@ class RegionGenerator:
         else:
             t = prof.templates[_skewed(len(prof.templates), r())]
             person = self._new_person(r, t, mdc, h)
-            if pattern in ("readmission_15d", "planned_chemo") and t.newborn is not None:
+            if pattern in PAIR_PATTERNS and t.newborn is not None:
                 pattern = None  # a newborn's second stay would group by another age rule
                 reserve = None
         sex, age, nwb_days, bw = person["sex"], person["age"], person["nwb_age"], person["bw"]
@@ -841,6 +936,8 @@ class RegionGenerator:
                 severity = 2
             elif u < (MCC_SHARE + CC_SHARE) * level_mod:
                 severity = 1
+            elif episode == "hospital_upcoding" and pattern is None and r() < EPISODE_EXTRA_CC:
+                severity = 1 + (r() < 0.4)  # the hospital codes complications it did not before
         if severity:
             code = self._complication(r, t.pdx, severity)
             if code is None:
@@ -894,6 +991,9 @@ class RegionGenerator:
             elif v < HIGH_OUTLIER_SHARE + LOW_OUTLIER_SHARE:
                 outlier = "low"
                 cost *= 0.2 + 0.18 * r()
+            if episode == "under_service" and outlier is None and pattern is None and r() < EPISODE_LOW:
+                outlier = "low"  # discharged before the care was done
+                cost = mean_cost * (0.15 + 0.2 * r())
         total = max(30000, int(cost * 100))  # fen; at least 300 yuan
 
         if plan is not None:
@@ -904,11 +1004,11 @@ class RegionGenerator:
             adm = day - los
             person["birth"] = self._birth(r, person, adm)
             related = None
-            if reserve is not None and pattern in ("readmission_15d", "planned_chemo"):
+            if reserve is not None and pattern in PAIR_PATTERNS:
                 related = f"S{self._tag}{reserve['serial']:09d}"
         lst = self._build(r, h, hi, prof, t, person, dx, procs, day, adm, los, total,
-                          severity, serial, pattern, related)
-        if reserve is not None and pattern in ("readmission_15d", "planned_chemo"):
+                          severity, serial, pattern, related, episode)
+        if reserve is not None and pattern in PAIR_PATTERNS:
             # The readmission: same person, same hospital and ADRG, admitted 1-14 days later.
             reserve.update(hospital=hi, adrg=prof, person=person,
                            adm_day=day + reserve["gap"], index_setl_id=lst["setlinfo"]["setl_id"])
@@ -991,7 +1091,7 @@ class RegionGenerator:
     def _build(self, r: Any, h: Hospital, hi: int, prof: AdrgProfile,
                t: CaseTemplate, person: dict[str, Any], dx: list[str], procs: list[str],
                day: int, adm: int, los: int, total: int, severity: int, serial: int,
-               pattern: str | None, related: str | None) -> dict[str, Any]:
+               pattern: str | None, related: str | None, episode: str | None = None) -> dict[str, Any]:
         dstr, off = self._dstr, self._first - self._t0
         adm_date, dscg_date = dstr[off + adm], dstr[off + day]
         adm_time = adm_date + _TIMES_ADM[int(r() * len(_TIMES_ADM))]
@@ -1019,6 +1119,8 @@ class RegionGenerator:
         death = 0.04 if severity == 2 else 0.004
         dscg_way = ("5" if w < death else "2" if w < death + 0.02 else "4" if w < death + 0.04
                     else "9" if w < death + 0.05 else "1")
+        if episode == "refusing_severe" and dscg_way == "1" and r() < EPISODE_LEFT:
+            dscg_way = "2" if r() < 0.6 else "4"  # transferred out, or left against advice
         vent = "0/0/0"
         if prof.ventilation:
             vent = f"{4 + int(r() * max(1, min(los, 20) - 3))}/{int(r() * 24)}/{int(r() * 60)}"

@@ -21,10 +21,10 @@ from typing import Annotated
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from drgdip.generate import GroundTruth, PatternRates, RegionGenerator
+from drgdip.generate import GroundTruth, PatternRates, RegionGenerator, episode_truth
+from shared.progress import progress_bar
 
 
 def generate_command(
@@ -51,10 +51,8 @@ def generate_command(
     output.parent.mkdir(parents=True, exist_ok=True)
     dumps = orjson.dumps
     t0 = time.perf_counter()
-    with output.open("wb", buffering=1 << 20) as fh, truth_file.open("wb") as tf, Progress(
-        TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, transient=False,
-    ) as progress:
+    with output.open("wb", buffering=1 << 20) as fh, truth_file.open("wb") as tf, progress_bar(
+        err, "[bold]generating", transient=False) as progress:
         task = progress.add_task("lists", total=cases)
         step = max(1, min(10_000, cases // 200 or 1))
         for n, lst in enumerate(gen, start=1):
@@ -65,6 +63,8 @@ def generate_command(
             if n % step == 0:
                 progress.update(task, completed=n)
         progress.update(task, completed=cases)
+        for row in episode_truth(gen.episodes):  # the hospital-level episodes, after the cases
+            tf.write(dumps(row) + b"\n")
     elapsed = time.perf_counter() - t0
     hospitals_file = output.with_name(output.name + ".hospitals.json")
     hospitals_file.write_bytes(orjson.dumps([h.to_dict() for h in gen.hospitals],

@@ -1,5 +1,5 @@
 """The review rules measured against the synthetic region's ground truth (`drgdip generate
---abuse-rate`, `<output>.truth.jsonl`): precision and recall per case-level rule.
+--abuse-rate`, `<output>.truth.jsonl`): precision and recall per rule.
 
 `run_region` generates a seeded region, calibrates it and prices it for real through the
 embedded pipeline (as `bench/bench_pipeline.py`), and returns the truth rows with the open flags
@@ -8,9 +8,11 @@ flags on cases not seeded for the rule are counted apart as "unseeded" (organic 
 a rule legitimately: a short stay that is cheap, a seeded upcoding case that is also a
 low-standard admission). Recall counts only seeded cases intake accepted.
 
-Case-level rules only; hospital-level rules (HOSPITAL_UPCODING, REFUSING_SEVERE,
-UNDER_SERVICE) plug in through `HOSPITAL_RULES`: a rule listed there is scored the same way,
-with its truth rows keyed by hospital and period instead of case (see `score`).
+Hospital-level rules (HOSPITAL_UPCODING, REFUSING_SEVERE, UNDER_SERVICE) are scored the same
+way per (hospital, quarter): the generator seeds a few episodes (`RegionGenerator.episodes`),
+their truth rows' `case_id` is "<hospital>|<quarter>", and the rules are run for every quarter
+of the region (as `drgdip review run --period YYYYQn`); a flag on another hospital's quarter
+is an unseeded flag.
 """
 
 from __future__ import annotations
@@ -22,20 +24,20 @@ from typing import Any
 
 import orjson
 
-from drgdip.generate import GroundTruth, PatternRates, RegionGenerator
+from drgdip.generate import GroundTruth, PatternRates, RegionGenerator, episode_truth
 
 CASE_RULES = ("SPLIT_ADMISSION", "UPCODING_SECONDARY", "LOW_STANDARD_ADMISSION", "COST_SHIFTING",
               "PRIMARY_CARE_AT_TERTIARY")
-# Hospital-level rules to score once they run (their truth rows' `case_id` is then
-# "<hospital>|<period>" and their flags are read from the hospital-level table).
-HOSPITAL_RULES: tuple[str, ...] = ()
+# Hospital-level rules: truth rows and flags keyed "<hospital>|<quarter>"
+HOSPITAL_RULES = ("HOSPITAL_UPCODING", "REFUSING_SEVERE", "UNDER_SERVICE")
+
 
 
 @dataclass(frozen=True)
 class RuleScore:
     rule: str
-    seeded: int  # seeded cases intake accepted
-    flagged: int  # cases the rule flagged
+    seeded: int  # seeded cases intake accepted (hospital rules: seeded hospital-quarters)
+    flagged: int  # cases the rule flagged (hospital rules: hospital-quarters)
     true_positives: int
     negatives: int  # true-negative rows (planned chemotherapy readmissions) accepted
     false_on_negatives: int  # of those, flagged
@@ -104,6 +106,7 @@ async def run_region(scheme_path: Path, workdir: Path, *, cases: int, hospitals:
     from services.ingest.handlers import file_chunks, import_stream
     from services.ingest.repository import lists as ingested
     from services.pricer.handlers import import_policy
+    from services.review.handlers import run_hospital_rules
     from services.review.repository import case_figures, group_shares
     from services.review.repository import flags as review_flags
 
@@ -122,16 +125,23 @@ async def run_region(scheme_path: Path, workdir: Path, *, cases: int, hospitals:
                 await import_policy(conn, orjson.dumps(policy.to_document()), who="bench")
         summary = await import_stream(stage(runtime, "ingest").service, file_chunks(data), "jsonl", None)
         await wait_idle(runtime, timeout)
-        async with runtime.engine.connect() as conn:
+        quarters = [f"{year}Q{q}" for year in range(gen.end_year - gen.years + 1, gen.end_year + 1)
+                    for q in range(1, 5)]
+        async with runtime.engine.begin() as conn:  # the hospital-level rules, every quarter
+            for quarter in quarters:
+                await run_hospital_rules(conn, quarter, trigger="bench")
             accepted = {cid for (cid,) in await conn.execute(select(ingested.c.case_id))}
             flagged: dict[str, set[str]] = {}
-            for cid, rule in await conn.execute(select(review_flags.c.case_id, review_flags.c.rule)
-                                                .where(review_flags.c.status == "open")):
-                flagged.setdefault(rule, set()).add(cid)
+            f = review_flags.c
+            for cid, rule, level, hospital, period in await conn.execute(
+                    select(f.case_id, f.rule, f.level, f.hospital_code, f.period).where(f.status == "open")):
+                flagged.setdefault(rule, set()).add(cid if level == "case" else f"{hospital}|{period}")
             figures = {cid: orjson.loads(f) for cid, f in await conn.execute(
                 select(case_figures.c.case_id, case_figures.c.figures))}
             group_cases = {key.split("|", 1)[1]: int(n) for key, n in await conn.execute(
                 select(group_shares.c.share_key, group_shares.c.cases))}
     finally:
         await runtime.stop()
+    truth += episode_truth(gen.episodes)
+    accepted |= {f"{h.code}|{q}" for h in gen.hospitals for q in quarters}
     return RegionRun(truth, accepted, flagged, summary["lines"], summary["rejected"], figures, group_cases)

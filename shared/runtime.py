@@ -102,7 +102,9 @@ class Runtime:
         self.started = False
         self.engine = dbmod.create_engine(settings.db)
         self.probe = dbmod.Probe(self.engine)
-        self.bus = bus_from_url(settings.bus, client_id="drgdip")
+        self.bus = bus_from_url(settings.bus, client_id="drgdip", kafka={
+            "batch_bytes": settings.kafka_batch_bytes, "fetch_min_bytes": settings.kafka_fetch_min_bytes,
+            "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms})
         self._clients: list[httpx.AsyncClient] = []
         ctx = Context(settings, self.engine, self.bus, self._http)
         self.stages = [f(ctx) for f in factories]
@@ -130,13 +132,17 @@ class Runtime:
                 namespace=settings.namespace,
                 backoff=dbmod.Backoff(settings.transient_retry_ms, settings.transient_retry_max_ms)))
             inbox = Inbox(s.name, s.metadata)
-            for topics, handler in s.subscriptions:
+            for i, (topics, handler) in enumerate(s.subscriptions):
+                # each subscription is a member of the stage's group: a static membership id of
+                # its own, or the second would fence the first out of the group
+                instance_id = settings.instance_id if not i or not settings.instance_id \
+                    else f"{settings.instance_id}.{i}"
                 self.consumers.append(EventConsumer(
                     service=s.name, bus=self.bus, engine=self.engine, outbox=s.outbox, inbox=inbox,
                     topics=topics, handler=handler, metrics=metrics,
                     max_attempts=settings.max_attempts, retry_backoff_ms=settings.retry_backoff_ms,
                     fetch_max_records=settings.fetch_max_records,
-                    fetch_linger_ms=settings.fetch_linger_ms, instance_id=settings.instance_id,
+                    fetch_linger_ms=settings.fetch_linger_ms, instance_id=instance_id,
                     namespace=settings.namespace, transient_retry_ms=settings.transient_retry_ms,
                     transient_retry_max_ms=settings.transient_retry_max_ms,
                     lag_interval_ms=settings.lag_interval_ms,

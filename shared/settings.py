@@ -71,6 +71,17 @@ class ServiceSettings(BaseSettings):
         description="new objects between two collections of the garbage collector's youngest "
                     "generation (Python's 700 has a busy stage collect thousands of times, a tenth "
                     "of its CPU; 0: Python's default)")
+    kafka_batch_bytes: int = Field(
+        256 * 1024, ge=1024, le=1_000_000,
+        description="Kafka: bytes of events per partition in one produce batch (fewer, larger requests)")
+    kafka_fetch_min_bytes: int = Field(
+        64 * 1024, ge=1, le=10_000_000,
+        description="Kafka: bytes a consumer's fetch waits for (up to DRGDIP_KAFKA_FETCH_MAX_WAIT_MS): "
+                    "fewer fetches under a trickle of events, for the broker and the stage")
+    kafka_fetch_max_wait_ms: int = Field(
+        100, ge=0, le=10_000,
+        description="Kafka: longest a fetch waits for DRGDIP_KAFKA_FETCH_MIN_BYTES (the latency it "
+                    "adds to each stage when events are few)")
     lag_interval_ms: int = Field(5000, ge=50, le=600_000,
                                  description="how often each stage reads its consumer lag from the bus")
     instance_id: str | None = Field(None, description="static group membership id (Kafka)")

@@ -1,4 +1,5 @@
-"""The gateway's commands: `drgdip token create|revoke|list` (API tokens).
+"""The gateway's commands: `drgdip token create|revoke|list` (API tokens) and `drgdip
+indicators rebuild` (the indicator cells recomputed from the read model).
 
 The main CLI mounts `token_app` with `app.add_typer(token_app, name="token")`. Each command is
 one transaction on the gateway's database (`--db` or `DRGDIP_DB`), its schema upgraded first.
@@ -18,7 +19,7 @@ import orjson
 import typer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.gateway import repository
+from services.gateway import handlers, repository
 from services.gateway.config import GatewaySettings
 from services.gateway.domain import audit
 from services.gateway.domain.auth import TokenRequestError
@@ -27,6 +28,7 @@ T = TypeVar("T")
 Db = Annotated[str | None, typer.Option(help="sqlite+aiosqlite:///FILE or postgresql+asyncpg://… (env DRGDIP_DB)")]
 
 token_app = typer.Typer(help="API tokens: one per hospital, and separate bureau roles.")
+indicators_app = typer.Typer(help="The indicators' aggregate cells (§12).", no_args_is_help=True)
 
 
 def _settings(db: str | None) -> GatewaySettings:
@@ -126,3 +128,37 @@ def token_list(db: Db = None) -> None:
         else:
             state = f"active, expires {expires:%Y-%m-%d}" if expires else "active"
         typer.echo(f"{t['token_id']}  {t['role']:<16} {t['hospital_code'] or '-':<12} {state}  {t['label'] or ''}")
+
+
+@indicators_app.command("rebuild")
+def indicators_rebuild(
+    batch: Annotated[int, typer.Option(min=100, max=100_000, help="cases read per step")] = 5_000,
+    db: Db = None,
+) -> None:
+    """Recompute every case's indicator contribution and every cell from the read model, with
+    the same functions as the live folding: the cells of cases folded before the contributions
+    were kept (migration gateway_0004), or after a change of the near-threshold band.
+
+    One transaction: the cells are replaced all at once or not at all, and running it again
+    gives the same cells. A case folded before its facts were kept (migration gateway_0007)
+    keeps the contribution it has (none before gateway_0004) until its next event arrives; the
+    summary counts them."""
+    from rich.console import Console
+
+    from shared.progress import progress_bar
+
+    settings = _settings(db)
+    err = Console(stderr=True)
+
+    async def work(conn: AsyncConnection) -> dict[str, int]:
+        with progress_bar(err, "rebuild") as progress:
+            task = progress.add_task("cases", total=await repository.count_cases(conn))
+            counts = await handlers.rebuild_indicators(conn, settings.indicator_near_threshold_band, batch,
+                                                       lambda n: progress.advance(task, n))
+        await repository.record(conn, audit.INDICATORS_REBUILT, actor=cli_actor(), detail=orjson.dumps(counts).decode())
+        return counts
+
+    counts = _in_transaction(settings, work)
+    typer.echo(f"{counts['cases']} cases: {counts['recomputed']} recomputed ({counts['changed']} changed), "
+               f"{counts['without_facts']} without kept facts (their stored contribution kept), "
+               f"{counts['not_counted']} not counted (not priced or withdrawn); {counts['cells']} cells")

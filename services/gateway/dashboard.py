@@ -24,6 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from services.gateway import repository
+from services.gateway.domain import audit
 from services.gateway.domain.auth import SESSION_COOKIE, hash_token, token_id_of
 from services.gateway.endpoints import (
     Caller,
@@ -108,6 +109,9 @@ async def sign_in(request: Request, gw: The, engine: Engine) -> Response:
         raise Invalid("enter an API token", code="TOKEN_REQUIRED", field="token")
     async with engine.begin() as conn:
         who, new, why = await repository.open_token_session(conn, hash_token(token), gw.settings.session_hours)
+        if who is not None and new is not None:  # audited with the session it opened: who, when, from where
+            await repository.record(conn, audit.SIGNED_IN, actor=who.actor, role=who.role, token_id=who.token_id,
+                                    client=client)
     if who is None or new is None:
         gw.throttle.failed(client, now)
         log.warning("sign-in refused", client=client, reason=why, token_id=token_id_of(token))
@@ -134,10 +138,12 @@ async def signed_in(request: Request, gw: The, engine: Engine) -> dict[str, Any]
 
 @router.delete("/session", status_code=204, include_in_schema=False)
 async def sign_out(request: Request, who: Caller, engine: Engine) -> Response:
-    """Sign out: the session ends on the server and its cookie is cleared."""
-    if session := request.cookies.get(SESSION_COOKIE):
-        async with engine.begin() as conn:
+    """Sign out: the session ends on the server and its cookie is cleared (audited)."""
+    async with engine.begin() as conn:
+        if session := request.cookies.get(SESSION_COOKIE):
             await repository.close_session(conn, hash_token(session))
+        await repository.record(conn, audit.SIGNED_OUT, actor=who.actor, role=who.role, token_id=who.token_id,
+                                client=client_of(request))
     log.info("signed out", client=client_of(request), token_id=who.token_id)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")

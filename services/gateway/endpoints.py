@@ -1,7 +1,8 @@
 """The gateway's routes: the one public API for hospitals and the bureau.
 
-Submissions are passed to ingest, draft checks and DIP catalogues to the grouper, policies and
-statements to the pricer, monitoring flags with their workflow and special-case review to review,
+Submissions are passed to ingest, draft checks and DIP catalogues to the grouper, policies,
+statements and negotiation rounds to the pricer, monitoring flags with their workflow,
+special-case review and the feedback channel to review,
 over HTTP (in-process in the embedded mode); queries are answered from the gateway's own read
 model. Tokens and the audit of administrative actions are the
 gateway's own (bureau-admin).
@@ -102,7 +103,7 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 # upstream routes that take as long as the data they go through: no timeout
-LONG_RUNNING = (":import", ":reprice", "/settlements")
+LONG_RUNNING = (":import", ":reprice", "/settlements", ":check", ":build")
 
 
 class Upstreams:
@@ -288,6 +289,15 @@ def _answer(response: Response) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """A request body read as a JSON object (anything else as empty: the upstream refuses it)."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 async def _to_ingest(up: Upstreams, path: str, request: Request, who: Principal) -> Response:
     return await up.relay("ingest", request.method, path, await _read(request, up), _headers(who),
                           params=dict(request.query_params))
@@ -370,6 +380,36 @@ async def register_scheme(request: Request, up: Upstream, who: Caller, engine: E
     _only(request)
     return await _admin_change(request, up, who, engine, "grouper", "/schemes/registrations",
                                audit.SCHEME_REGISTERED)
+
+
+CHANGESET_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["id", "name", "base", "region", "author", "operations"],
+    "description": "a local scheme's change set over a national scheme (docs/scheme-changesets.md)",
+    "properties": {"id": {"type": "string"}, "base": {"type": "string"}, "region": {"type": "string"},
+                   "operations": {"type": "array", "items": {"type": "object"}}},
+}
+
+
+@router.post("/changesets:check", openapi_extra=_body(CHANGESET_SCHEMA))
+async def check_change_set(request: Request, up: Upstream, who: Caller,
+                           hospital: str | None = Query(None, min_length=1, max_length=32)) -> Response:
+    """Check a change set against its base scheme (bureau roles): 422 `INVALID_CHANGESET` naming
+    each operation and field, or the groups added, split, merged and renamed; with `hospital`, how
+    that hospital's own cases move (old group → new group, cases)."""
+    who.require(*BUREAU_ROLES)
+    _only(request, "hospital")
+    return await up.relay("grouper", "POST", "/changesets:check", await _read(request, up), _headers(who),
+                          params={"hospital": hospital} if hospital else None)
+
+
+@router.post("/changesets:build", status_code=201, openapi_extra=_body(CHANGESET_SCHEMA))
+async def build_change_set(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Build the local scheme of a change set over its base in the grouper, load it and, with
+    `valid_from` (and `region`, default the change set's; `valid_to`), register it (bureau-admin;
+    audited). A change set negotiated with the hospitals is built by its adoption instead."""
+    _only(request, "region", "valid_from", "valid_to")
+    return await _admin_change(request, up, who, engine, "grouper", "/changesets:build", audit.SCHEME_BUILT,
+                               params=dict(request.query_params))
 
 
 @router.post("/settlements", status_code=201, openapi_extra=_body(SETTLEMENT_SCHEMA))
@@ -468,6 +508,19 @@ async def get_case(case_id: str, request: Request, who: Caller, conn: Conn) -> d
     }
 
 
+@router.get("/cases/{case_id}/grouping")
+async def get_case_grouping(case_id: str, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """A case's grouping with its full trace and the scheme's explanation, recomputed by the
+    grouper from the stored list under the scheme it was grouped with (the pipeline does not keep
+    traces: grouping is deterministic for a scheme). Another hospital's case: 404."""
+    _only(request)
+    async with engine.connect() as conn:  # a short read of its own: the relay needs the connection
+        row = await repository.find_case(conn, case_id)
+    if row is None or not who.may_see(row.hospital_code):
+        raise NotFound(f"no case {case_id!r}", code="CASE_NOT_FOUND", field="case_id")
+    return await up.relay("grouper", "GET", f"/cases/{quote(case_id, safe='')}/grouping", b"", _headers(who))
+
+
 @router.get("/cases")
 async def list_cases(request: Request, who: Caller, conn: Conn,
                      hospital: str | None = Query(None, min_length=1, max_length=32),
@@ -551,24 +604,23 @@ async def _scheme_groups(gw: Gateway, who: Principal) -> dict[str, int] | None:
 async def _indicators(request: Request, gw: Gateway, who: Principal, engine: Any) -> dict[str, Any]:
     q = _indicator_query(request, who)
     scheme_groups = await _scheme_groups(gw, who)  # before the connection: the grouper may need it
+    # summed in the database: what leaves it is a row per key, however many cells the period has
     async with engine.connect() as conn:
-        region_cells = await repository.indicator_sums(conn, q.months, q.region, ("scheme_id", "drg"))
+        region = await repository.indicator_aggregates(conn, q.months, q.region, None)
         if q.by == "rule":
             counts = await repository.indicator_rule_counts(conn, q.months, q.region, hospital=q.hospital,
                                                             level=q.level)
-            cells = await repository.indicator_sums(conn, q.months, q.region, ("scheme_id", "drg"),
-                                                    hospital=q.hospital, level=q.level)
+            whole = await repository.indicator_aggregates(conn, q.months, q.region, None, hospital=q.hospital,
+                                                          level=q.level)
         else:
-            cells = await repository.indicator_sums(conn, q.months, q.region,
-                                                    (ind.BY_COLUMN[q.by], "scheme_id", "drg"),
-                                                    hospital=q.hospital, level=q.level)
+            found = await repository.indicator_aggregates(conn, q.months, q.region, ind.BY_COLUMN[q.by],
+                                                          hospital=q.hospital, level=q.level)
+    total = ind.from_aggregate(region[0] if region else ind.EMPTY_AGGREGATE, scheme_groups)
     if q.by == "rule":
-        whole = ind.summarise(cells, [], scheme_groups, None)[0]
-        cases = whole[0]["cases"] if whole else 0
+        cases = int(whole[0].sums["cases"]) if whole else 0
         rows = [{"key": rule, "flagged": n, "flagged_share": ind.ratio(n, cases)} for rule, n in sorted(counts.items())]
-        total = ind.summarise([], region_cells, scheme_groups, None)[1]
     else:
-        rows, total = ind.summarise(cells, region_cells, scheme_groups, q.by)
+        rows = [{"key": a.key} | ind.from_aggregate(a, scheme_groups) for a in sorted(found, key=lambda a: str(a.key))]
     return {"period": q.period, "region": q.region, "by": q.by, "rows": rows, "region_total": total}
 
 
@@ -607,6 +659,126 @@ async def budget_execution(request: Request, up: Upstream, who: Caller,
     _only(request, "region", "year")
     return await up.relay("pricer", "GET", "/indicators/budget", b"", _headers(who),
                           params={"region": region, "year": year})
+
+
+MONTH_PATTERN = r"^(19|20)\d{2}-(0[1-9]|1[0-2])$"
+YEAR_PATTERN = r"^(19|20)\d{2}$"
+
+
+def _own(who: Principal) -> dict[str, str]:
+    """A hospital's own rows only; the bureau's roles see every hospital's."""
+    return {} if who.is_bureau else {"hospital": who.hospital_code or ""}
+
+
+@router.get("/indicators/timeliness")
+async def settlement_timeliness(request: Request, up: Upstream, who: Caller,
+                                region: str = Query(min_length=1, max_length=32),
+                                period: str = Query(pattern=MONTH_PATTERN, description="YYYY-MM")) -> Response:
+    """Settlement timeliness (结算及时性, §8) of a region's month per hospital: declared at,
+    pre-settled at (its first monthly statement), the working days between against the limit
+    (20), within the rule yes/no, and the late and pending ones (declared, not yet settled, with
+    the working days so far). A hospital sees only its own row."""
+    who.require(*BUREAU_ROLES, HOSPITAL)
+    _only(request, "region", "period")
+    return await up.relay("pricer", "GET", "/indicators/timeliness", b"", _headers(who),
+                          params={"region": region, "period": period} | _own(who))
+
+
+async def _prepayments(request: Request, up: Upstreams, who: Principal, region: str, year: str) -> Response:
+    who.require(*BUREAU_ROLES, HOSPITAL)
+    _only(request, "region", "year")
+    return await up.relay("pricer", "GET", "/indicators/prepayments", b"", _headers(who),
+                          params={"region": region, "year": year} | _own(who))
+
+
+@router.get("/indicators/prepayments")
+async def prepayments(request: Request, up: Upstream, who: Caller,
+                      region: str = Query(min_length=1, max_length=32),
+                      year: str = Query(pattern=YEAR_PATTERN)) -> Response:
+    """The year-end prepayment (预付金) publication: per hospital of the region the prepayments
+    granted for the year, netted at the annual clearing, and outstanding. A hospital sees only
+    its own row."""
+    return await _prepayments(request, up, who, region, year)
+
+
+PREPAYMENT_COLUMNS = ("hospital_code", "granted", "netted", "outstanding")
+
+
+@router.get("/indicators/prepayments.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}, "description": "the prepayments as CSV"}})
+async def prepayments_csv(request: Request, up: Upstream, who: Caller,
+                          region: str = Query(min_length=1, max_length=32),
+                          year: str = Query(pattern=YEAR_PATTERN)) -> Response:
+    """The prepayment publication as CSV: one line per hospital, then the total."""
+    r = await _prepayments(request, up, who, region, year)
+    if r.status_code != 200:
+        return r
+    a = _answer(r)
+    rows = [*(a.get("rows") or []), {"hospital_code": "total"} | (a.get("total") or {})]
+    return Response(to_csv(PREPAYMENT_COLUMNS, rows), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": f'attachment; filename="drgdip-prepayments-{region}-{year}.csv"'})
+
+
+class DeclarationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    period: str = Field(pattern=MONTH_PATTERN, description="the month declared, YYYY-MM")
+
+
+@router.post("/declarations", status_code=201)
+async def declare(body: DeclarationRequest, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """A hospital declares (申报) a month for settlement, its own only: 201 with the time it was
+    declared; a repeat answers the first declaration (200). The month's settlement timeliness is
+    counted from it (audited)."""
+    who.require(HOSPITAL)
+    _only(request)
+    r = await up.relay("pricer", "POST", "/declarations",
+                       orjson.dumps({"hospital_code": who.hospital_code, "period": body.period}), _audited(who))
+    if r.status_code == 201:
+        a = _answer(r)
+        await _record(engine, request, who, audit.DECLARATION_SUBMITTED,
+                      audit.change_subject(audit.DECLARATION_SUBMITTED, a), audit.change_detail(audit.DECLARATION_SUBMITTED, a))
+    return r
+
+
+CALENDAR_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["year"],
+    "properties": {"format": {"type": "string", "enum": ["drgdip.calendar/1"]}, "year": {"type": "integer"},
+                   "source": {"type": "string"},
+                   "holidays": {"type": "array", "items": {"type": "object"}},
+                   "workdays": {"type": "array", "items": {"type": "object"}}},
+}
+BUDGET_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["region", "year", "amount"], "additionalProperties": False,
+    "properties": {"region": {"type": "string"}, "year": {"type": "string"},
+                   "amount": {"type": "string", "description": "yuan, e.g. \"120000000.00\""},
+                   "point_value": {"type": ["string", "null"], "description": "the budget point value (预算点值)"}},
+}
+
+
+@router.post("/calendar", status_code=201, openapi_extra=_body(CALENDAR_SCHEMA))
+async def import_calendar(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Import a year's public holidays and make-up working days (bureau-admin; audited), as
+    `drgdip calendar import` does; it replaces that year's earlier import."""
+    _only(request)
+    return await _admin_change(request, up, who, engine, "pricer", "/calendar", audit.CALENDAR_IMPORTED,
+                               headers=_audited(who))
+
+
+@router.get("/calendar")
+async def calendar_years(request: Request, up: Upstream, who: Caller) -> Response:
+    """The imported calendar years (bureau roles)."""
+    who.require(*BUREAU_ROLES)
+    _only(request)
+    return await up.relay("pricer", "GET", "/calendar", b"", _headers(who))
+
+
+@router.post("/budgets", status_code=201, openapi_extra=_body(BUDGET_SCHEMA))
+async def set_budget(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Set a region's budget (and budget point value) for a year (bureau-admin; audited), as
+    `drgdip budget set` does: a new version, which budget execution and the annual clearing use."""
+    _only(request)
+    return await _admin_change(request, up, who, engine, "pricer", "/budgets", audit.BUDGET_SET,
+                               headers=_audited(who))
 
 
 def _indicator_table(answer: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -890,8 +1062,9 @@ APPEAL_SCHEMA: dict[str, Any] = {
     "properties": {"reason": {"type": "string"}},
 }
 MEMBER_SCHEMA: dict[str, Any] = {
-    "type": "object", "required": ["token_id"], "additionalProperties": False,
+    "type": "object", "required": ["token_id", "period"], "additionalProperties": False,
     "properties": {"token_id": {"type": "string", "description": "a bureau-reviewer token's id"},
+                   "period": {"type": "string", "description": "the quarter the member sits on the panel, e.g. 2024Q1"},
                    "hospitals": {"type": "array", "items": {"type": "string"},
                                  "description": "the hospitals the member is tied to"},
                    "active": {"type": "boolean"}, "reason": {"type": ["string", "null"]}},
@@ -912,7 +1085,7 @@ def _scoped(request: Request, who: Principal, *known: str) -> dict[str, str]:
     params = dict(request.query_params)
     hospital = params.get("hospital")
     if hospital is not None and not who.may_see(hospital):
-        raise Forbidden("a hospital sees only its own special cases", field="hospital")
+        raise Forbidden("a hospital sees only its own", field="hospital")
     if not who.is_bureau and "hospital" in known:
         params["hospital"] = who.hospital_code or ""
     return params
@@ -938,16 +1111,17 @@ async def list_special_cases(request: Request, up: Upstream, who: Caller) -> Res
 
 @router.get("/special-cases/panel")
 async def list_panel(request: Request, up: Upstream, who: Caller) -> Response:
-    """The panel's members and the hospitals each is tied to (bureau roles)."""
+    """The panel's members per quarter (`period=2024Q1`) and the hospitals each is tied to
+    (bureau roles)."""
     who.require(*BUREAU_ROLES)
-    _only(request)
-    return await _review(up, who, "GET", "/special-cases/panel")
+    _only(request, "period")
+    return await _review(up, who, "GET", "/special-cases/panel", params=dict(request.query_params))
 
 
 @router.post("/special-cases/panel", status_code=201, openapi_extra=_body(MEMBER_SCHEMA))
 async def register_panel_member(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
-    """Register a bureau-reviewer token as a panel member with the hospitals they are tied to, or
-    change them (bureau-admin; audited by review with the before and after)."""
+    """Register a bureau-reviewer token as a panel member for a quarter with the hospitals they
+    are tied to, or change them (bureau-admin; audited by review with the before and after)."""
     who.require("bureau-admin")
     _only(request)
     body = await _read(request, up)
@@ -1031,3 +1205,332 @@ async def appeal_special_case(application_id: SpecialCaseId, request: Request, u
     who.require(HOSPITAL)
     _only(request)
     return await _review(up, who, "POST", f"/special-cases/{application_id}/appeal", await _read(request, up))
+
+
+# ---------------------------------------------------------------- negotiation rounds (协商谈判, pricer)
+# The pricer keeps the drafts, the comments and answers, the adoption and the round's history; the
+# gateway checks the role and the hospital, passes on who asks and records every change it relayed.
+
+DRAFT_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["kind", "title", "document", "opens", "closes"], "additionalProperties": False,
+    "properties": {"kind": {"type": "string", "enum": ["policy", "dip-policy", "scheme-changeset"]},
+                   "title": {"type": "string"},
+                   "document": {"type": "object", "description": "a policy document as POST /policies takes it; "
+                                "{policy, catalogue} for a DIP policy; a scheme change set"},
+                   "opens": {"type": "string", "format": "date", "description": "China Standard Time"},
+                   "closes": {"type": "string", "format": "date", "description": "China Standard Time"}},
+}
+DRAFT_COMMENT_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["item", "reason"], "additionalProperties": False,
+    "properties": {"item": {"type": "string", "description": "weight:<DRG>, rate:<insurance>:<level>, "
+                            "coefficient:level:<n>, coefficient:hospital:<code>, mean-cost:<DRG>, score:<group>, "
+                            "change:<n> (a change set's operations[n]), document"},
+                   "kind": {"type": "string", "enum": ["comment", "objection"]},
+                   "reason": {"type": "string"},
+                   "counter_proposal": {"type": ["string", "null"], "description": "a decimal for a numeric item"}},
+}
+DRAFT_ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["outcome", "reason"], "additionalProperties": False,
+    "properties": {"outcome": {"type": "string", "enum": ["accepted", "partly", "rejected"]},
+                   "reason": {"type": "string"}},
+}
+ADOPT_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["valid_from"], "additionalProperties": False,
+    "properties": {"valid_from": {"type": "string", "format": "date"},
+                   "version": {"type": ["integer", "null"]}, "notes": {"type": "string"},
+                   "changes": {"type": "array", "items": {
+                       "type": "object", "required": ["item", "value", "reason"],
+                       "properties": {"item": {"type": "string"},
+                                      "value": {"type": ["string", "object"],
+                                                "description": "a decimal; for a change set's operation "
+                                                "(change:<n>) \"withdrawn\" or the operation as adopted"},
+                                      "reason": {"type": "string"},
+                                      "comment_ids": {"type": "array", "items": {"type": "integer"}}}}}},
+}
+DraftId = Annotated[int, Path(ge=1, le=2**53, description="the draft's id")]
+CommentId = Annotated[int, Path(ge=1, le=2**53, description="the comment's id")]
+
+
+async def _pricer(up: Upstreams, who: Principal, method: str, path: str, body: bytes = b"",
+                  params: dict[str, str] | None = None) -> Response:
+    return await up.relay("pricer", method, path, body, _to_review(who), params=params)
+
+
+async def _relayed_change(request: Request, up: Upstreams, who: Principal, engine: Any, upstream: str, path: str,
+                          action: str, subject: Callable[[dict[str, Any]], str],
+                          detail: Callable[[dict[str, Any]], Any], raw: bytes | None = None) -> Response:
+    """Forward a change (its body, or `raw` when the route read it already) with who makes it;
+    once the upstream accepted it, record it."""
+    _only(request)
+    r = await up.relay(upstream, "POST", path, raw if raw is not None else await _read(request, up),
+                       _to_review(who))
+    if r.status_code < 300:
+        a = _answer(r)
+        await _record(engine, request, who, action, subject(a), detail(a))
+    return r
+
+
+@router.post("/negotiations", status_code=201, openapi_extra=_body(DRAFT_SCHEMA))
+async def publish_draft(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Publish a draft of a negotiable element to the hospitals with its comment window
+    (bureau-admin; audited)."""
+    who.require("bureau-admin")
+    raw = await _read(request, up)
+    draft = _json_object(raw)
+    if draft.get("kind") == "scheme-changeset" and isinstance(draft.get("document"), dict):
+        # the grouper checks a change set against its base before any hospital sees it
+        checked = await up.relay("grouper", "POST", "/changesets:check", orjson.dumps(draft["document"]),
+                                 _headers(who))
+        if checked.status_code >= 300:
+            return checked
+    return await _relayed_change(request, up, who, engine, "pricer", "/negotiations", audit.NEGOTIATION_PUBLISHED,
+                                 lambda a: f"draft {a.get('id')}",
+                                 lambda a: {k: a.get(k) for k in ("kind", "title", "policy_id", "version",
+                                                                  "opens", "closes")}, raw=raw)
+
+
+@router.get("/negotiations")
+async def list_drafts(request: Request, up: Upstream, who: Caller) -> Response:
+    """The drafts published (hospitals and the bureau), newest first; `status=open|adopted`."""
+    _only(request, "status")
+    return await _pricer(up, who, "GET", "/negotiations", params=dict(request.query_params))
+
+
+@router.get("/negotiations/{draft_id}")
+async def get_draft(draft_id: DraftId, request: Request, up: Upstream, who: Caller) -> Response:
+    """A draft: its document, items and window; once adopted, what changed and why."""
+    _only(request)
+    return await _pricer(up, who, "GET", f"/negotiations/{draft_id}")
+
+
+@router.get("/negotiations/{draft_id}/impact")
+async def draft_impact(draft_id: DraftId, request: Request, up: Upstream, who: Caller,
+                       hospital: str | None = Query(None, min_length=1, max_length=32),
+                       year: int | None = Query(None, ge=1900, le=2099)) -> Response:
+    """What the draft means for a hospital: its own stored cases priced under the draft vs the
+    policy in force, payment and 盈亏 per group and in total. A hospital sees only its own
+    (another's: 403); the bureau names the hospital."""
+    _only(request, "hospital", "year")
+    if hospital is not None and not who.may_see(hospital):
+        raise Forbidden("a hospital sees only its own impact", code="HOSPITAL_MISMATCH", field="hospital")
+    if not who.is_bureau:
+        hospital = who.hospital_code
+    if hospital is None:
+        raise Invalid("name the hospital", code="HOSPITAL_REQUIRED", field="hospital")
+    params = {"hospital": hospital} | ({"year": str(year)} if year is not None else {})
+    draft = await _pricer(up, who, "GET", f"/negotiations/{draft_id}")
+    if draft.status_code == 200 and (found := _answer(draft)).get("kind") == "scheme-changeset":
+        return await _migration(up, who, draft_id, hospital, found)
+    return await _pricer(up, who, "GET", f"/negotiations/{draft_id}/impact", params=params)
+
+
+async def _migration(up: Upstreams, who: Principal, draft_id: int, hospital: str,
+                     draft: dict[str, Any]) -> Response:
+    """A change set's impact on a hospital: its own stored cases regrouped by the grouper under
+    the base scheme and under the change set (old group → new group, cases)."""
+    r = await up.relay("grouper", "POST", "/changesets:check", orjson.dumps(draft.get("document")),
+                       _headers(who), params={"hospital": hospital})
+    if r.status_code != 200:
+        return r
+    checked = _answer(r)
+    body = {"draft_id": draft_id, "kind": "scheme-changeset", "hospital_code": hospital,
+            "changeset": checked.get("changeset"), "summary": checked.get("summary"),
+            "migration": checked.get("migration")}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.post("/negotiations/{draft_id}/comments", status_code=201, openapi_extra=_body(DRAFT_COMMENT_SCHEMA))
+async def comment_on_draft(draft_id: DraftId, request: Request, up: Upstream, who: Caller,
+                           engine: Engine) -> Response:
+    """A hospital's comment or objection on one item of the draft, with a reason and an optional
+    counter-proposal, while the window is open (after: 409 `NEGOTIATION_WINDOW_CLOSED`; audited)."""
+    who.require(HOSPITAL)
+    return await _relayed_change(request, up, who, engine, "pricer", f"/negotiations/{draft_id}/comments",
+                                 audit.NEGOTIATION_COMMENTED, lambda a: f"draft {draft_id} comment {a.get('id')}",
+                                 lambda a: {k: a.get(k) for k in ("item", "kind", "counter_proposal")})
+
+
+@router.get("/negotiations/{draft_id}/comments")
+async def list_draft_comments(draft_id: DraftId, request: Request, up: Upstream, who: Caller) -> Response:
+    """The bureau: every comment with its hospital. A hospital: its own comments with the answers,
+    and every comment and answer anonymised (`all`: no hospital codes)."""
+    _only(request)
+    params = {} if who.is_bureau else {"hospital": who.hospital_code or ""}
+    return await _pricer(up, who, "GET", f"/negotiations/{draft_id}/comments", params=params)
+
+
+@router.post("/negotiations/{draft_id}/comments/{comment_id}/answer", openapi_extra=_body(DRAFT_ANSWER_SCHEMA))
+async def answer_draft_comment(draft_id: DraftId, comment_id: CommentId, request: Request, up: Upstream,
+                               who: Caller, engine: Engine) -> Response:
+    """The bureau's answer to a comment: accepted, partly or rejected, with the reason (once; audited)."""
+    who.require("bureau-reviewer", "bureau-admin")
+    return await _relayed_change(request, up, who, engine, "pricer",
+                                 f"/negotiations/{draft_id}/comments/{comment_id}/answer",
+                                 audit.NEGOTIATION_ANSWERED, lambda a: f"draft {draft_id} comment {comment_id}",
+                                 lambda a: {k: a.get(k) for k in ("item", "hospital_code", "answer")})
+
+
+@router.post("/negotiations/{draft_id}/adopt", openapi_extra=_body(ADOPT_SCHEMA))
+async def adopt_draft(draft_id: DraftId, request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """Adopt the draft as the policy version in force from `valid_from`, through the policy
+    import, with each item changed from the draft, why, and the comments that caused it
+    (bureau-admin; audited)."""
+    who.require("bureau-admin")
+    _only(request)
+    draft = await _pricer(up, who, "GET", f"/negotiations/{draft_id}")
+    if draft.status_code == 200 and _answer(draft).get("kind") == "scheme-changeset":
+        return await _adopt_change_set(draft_id, request, up, who, engine)
+    return await _relayed_change(request, up, who, engine, "pricer", f"/negotiations/{draft_id}/adopt",
+                                 audit.NEGOTIATION_ADOPTED, _adopted_subject(draft_id), _adopted_detail)
+
+
+def _adopted_subject(draft_id: int) -> Callable[[dict[str, Any]], str]:
+    return lambda a: f"draft {draft_id}: {a.get('policy_id')} v{a.get('version')}"
+
+
+def _adopted_detail(a: dict[str, Any]) -> dict[str, Any]:
+    return {k: a.get(k) for k in ("kind", "valid_from", "changes")}
+
+
+async def _adopt_change_set(draft_id: int, request: Request, up: Upstreams, who: Principal, engine: Any) -> Response:
+    """A change set is adopted around the grouper's build: the pricer answers the change set as
+    adopted (the operations withdrawn or amended; nothing stored yet), the grouper builds and
+    registers exactly those bytes for the change set's region from `valid_from` (refusing an
+    amended operation that does not fit, 422), then the pricer records the adoption with the
+    scheme built. A retry after a failure between the two builds nothing twice (same change
+    set, same folder; the same registration replaced)."""
+    raw = await _read(request, up)
+    path = f"/negotiations/{draft_id}/adopt"
+    checked = await up.relay("pricer", "POST", path, raw, _to_review(who), params={"check": "true"})
+    if checked.status_code != 200:
+        return checked
+    adopted = _answer(checked)
+    params = {"valid_from": str(adopted.get("valid_from"))} | (
+        {"region": str(adopted["region"])} if adopted.get("region") else {})
+    built = await up.relay("grouper", "POST", "/changesets:build", str(adopted.get("changeset_json")).encode(),
+                           _headers(who), params=params)
+    if built.status_code >= 300:
+        return built
+    scheme = _answer(built)
+    await _record(engine, request, who, audit.SCHEME_BUILT, audit.change_subject(audit.SCHEME_BUILT, scheme),
+                  {k: scheme.get(k) for k in ("scheme", "base", "changeset", "path", "built", "registration")}
+                  | {"draft_id": draft_id})
+    body = _json_object(raw) | {"scheme": scheme}
+    r = await up.relay("pricer", "POST", path, orjson.dumps(body), _to_review(who))
+    if r.status_code < 300:
+        a = _answer(r)
+        await _record(engine, request, who, audit.NEGOTIATION_ADOPTED, _adopted_subject(draft_id)(a),
+                      _adopted_detail(a) | {"scheme": scheme.get("scheme"), "registration": scheme.get("registration")})
+    return r
+
+
+async def _draft_report(draft_id: int, request: Request, up: Upstreams, who: Principal, fmt: str) -> Response:
+    who.require(*BUREAU_ROLES)
+    _only(request)
+    r = await _pricer(up, who, "GET", f"/negotiations/{draft_id}/report", params={"format": fmt})
+    if r.status_code == 200:
+        disposition = "inline" if fmt == "html" else "attachment"  # the page opens in the browser
+        r.headers["content-disposition"] = f'{disposition}; filename="drgdip-negotiation-{draft_id}.{fmt}"'
+    return r
+
+
+@router.get("/negotiations/{draft_id}/report.html", response_class=Response,
+            responses={200: {"content": {"text/html": {}}, "description": "the round's report"}})
+async def draft_report_html(draft_id: DraftId, request: Request, up: Upstream, who: Caller) -> Response:
+    """The round's report: items, objections, answers and changes, as an HTML page (bureau roles)."""
+    return await _draft_report(draft_id, request, up, who, "html")
+
+
+@router.get("/negotiations/{draft_id}/report.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}, "description": "the round's report"}})
+async def draft_report_csv(draft_id: DraftId, request: Request, up: Upstream, who: Caller) -> Response:
+    """The round's report as CSV (bureau roles)."""
+    return await _draft_report(draft_id, request, up, who, "csv")
+
+
+@router.get("/negotiations/{draft_id}/history")
+async def draft_history(draft_id: DraftId, request: Request, up: Upstream, who: Caller) -> Response:
+    """The round's own history: publication, comments, answers, adoption (bureau roles)."""
+    who.require(*BUREAU_ROLES)
+    _only(request)
+    return await _pricer(up, who, "GET", f"/negotiations/{draft_id}/history")
+
+
+# ---------------------------------------------------------------- feedback channel (意见收集, review)
+
+FEEDBACK_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["category", "text"], "additionalProperties": False,
+    "properties": {"category": {"type": "string", "enum": ["grouping", "weights", "payment", "rules", "monitoring",
+                                                          "special-cases", "data", "other"]},
+                   "text": {"type": "string"}, "author": {"type": ["string", "null"],
+                                                          "description": "a doctor or department, optional"},
+                   "case_ids": {"type": "array", "items": {"type": "string"}}},
+}
+FEEDBACK_STEP_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"note": {"type": ["string", "null"]}, "answer": {"type": ["string", "null"]}},
+}
+FeedbackId = Annotated[int, Path(ge=1, le=2**53, description="the opinion's id")]
+
+
+@router.post("/feedback", status_code=201, openapi_extra=_body(FEEDBACK_SCHEMA))
+async def send_feedback(request: Request, up: Upstream, who: Caller, engine: Engine) -> Response:
+    """A hospital (or a doctor, with the hospital's token) sends an opinion on grouping or the
+    rules, naming its own cases concerned (audited)."""
+    who.require(HOSPITAL)
+    return await _relayed_change(request, up, who, engine, "review", "/feedback", audit.FEEDBACK_SENT,
+                                 lambda a: f"feedback {a.get('id')}",
+                                 lambda a: {k: a.get(k) for k in ("category", "case_ids")})
+
+
+@router.get("/feedback")
+async def list_feedback(request: Request, up: Upstream, who: Caller) -> Response:
+    """Opinions, newest first: a hospital's own, or (bureau) every hospital's; filters status,
+    category, hospital."""
+    params = _scoped(request, who, "status", "category", "hospital", "limit", "offset")
+    return await _review(up, who, "GET", "/feedback", params=params)
+
+
+@router.get("/feedback/stats")
+async def feedback_stats(request: Request, up: Upstream, who: Caller) -> Response:
+    """Counts by status and category and the answer times in working days (for the bureau's
+    indicators); `from`, `to` (sent dates, inclusive), `region` (whose review calendar counts)."""
+    who.require(*BUREAU_ROLES)
+    _only(request, "from", "to", "region")
+    return await _review(up, who, "GET", "/feedback/stats", params=dict(request.query_params))
+
+
+@router.get("/feedback/{feedback_id}")
+async def get_feedback(feedback_id: FeedbackId, request: Request, up: Upstream, who: Caller) -> Response:
+    """One opinion with its history (another hospital's: 404)."""
+    _only(request)
+    return await _review(up, who, "GET", f"/feedback/{feedback_id}")
+
+
+async def _feedback_step(feedback_id: int, step: str, action: str, request: Request, up: Upstreams,
+                         who: Principal, engine: Any) -> Response:
+    who.require("bureau-reviewer", "bureau-admin")
+    return await _relayed_change(request, up, who, engine, "review", f"/feedback/{feedback_id}/{step}", action,
+                                 lambda a: f"feedback {feedback_id}",
+                                 lambda a: {k: a.get(k) for k in ("status", "hospital_code", "category")})
+
+
+@router.post("/feedback/{feedback_id}/triage", openapi_extra=_body(FEEDBACK_STEP_SCHEMA))
+async def triage_feedback(feedback_id: FeedbackId, request: Request, up: Upstream, who: Caller,
+                          engine: Engine) -> Response:
+    """The bureau takes a new opinion in hand (new → triaged; audited)."""
+    return await _feedback_step(feedback_id, "triage", audit.FEEDBACK_TRIAGED, request, up, who, engine)
+
+
+@router.post("/feedback/{feedback_id}/answer", openapi_extra=_body(FEEDBACK_STEP_SCHEMA))
+async def answer_feedback(feedback_id: FeedbackId, request: Request, up: Upstream, who: Caller,
+                          engine: Engine) -> Response:
+    """The bureau answers an opinion (triaged → answered; audited)."""
+    return await _feedback_step(feedback_id, "answer", audit.FEEDBACK_ANSWERED, request, up, who, engine)
+
+
+@router.post("/feedback/{feedback_id}/close", openapi_extra=_body(FEEDBACK_STEP_SCHEMA))
+async def close_feedback(feedback_id: FeedbackId, request: Request, up: Upstream, who: Caller,
+                         engine: Engine) -> Response:
+    """The bureau closes an answered opinion (answered → closed; audited)."""
+    return await _feedback_step(feedback_id, "close", audit.FEEDBACK_CLOSED, request, up, who, engine)

@@ -1,10 +1,10 @@
 """The gateway's event consumer: the four stage events folded into the read model and its
-indicator cells."""
+indicator cells; `rebuild_indicators`: the cells recomputed from the read model."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -29,8 +29,8 @@ async def on_stage_events(conn: AsyncConnection, envs: Sequence[Envelope],
     filed = await asyncio.to_thread(readmodel.file_events, stored, envs, refs)  # CPU work: off the loop
     wanted = _stored_results_wanted(stored, filed)
     results = await repository.load_results(conn, wanted) if wanted else {}
-    contributions, delta = await asyncio.to_thread(_contributions, stored, filed, results, band)
-    await repository.save_views(conn, filed, stored, contributions)
+    contributions, facts, delta = await asyncio.to_thread(_contributions, stored, filed, results, band)
+    await repository.save_views(conn, filed, stored, contributions, facts)
     await repository.add_to_indicators(conn, delta)
     return []
 
@@ -79,10 +79,13 @@ def _stored_results_wanted(stored: Mapping[str, readmodel.Stored],
 
 def _contributions(stored: Mapping[str, readmodel.Stored], filed: Mapping[str, readmodel.Filed],
                    results: Mapping[str, Mapping[str, Any]], band: Decimal,
-                   ) -> tuple[dict[str, str | None], indicators.Delta]:
-    """Each changed case's new contribution (JSON) and the cells' delta from the stored ones. The
-    facts are those of the case's current list version (every event of a version carries them)."""
+                   ) -> tuple[dict[str, str | None], dict[str, str], indicators.Delta]:
+    """Each changed case's new contribution (JSON), the facts it was computed from (JSON, kept
+    for `drgdip indicators rebuild`; of the cases whose batch carried facts of their current
+    list version) and the cells' delta from the stored ones. The facts are those of the case's
+    current list version (every event of a version carries them)."""
     new: dict[str, str | None] = {}
+    kept: dict[str, str] = {}
     changes = []
     for cid, f in filed.items():
         s = stored.get(cid)
@@ -97,6 +100,40 @@ def _contributions(stored: Mapping[str, readmodel.Stored], filed: Mapping[str, r
                 c = indicators.contribution(view, f.facts, band)
         text = c.to_json() if c is not None else None
         new[cid] = text
+        if f.facts:
+            kept[cid] = orjson.dumps(indicators.indicator_facts(f.facts)).decode()
         if text != old:
             changes.append((indicators.Contribution.from_json(old), c))
-    return new, indicators.delta(changes)
+    return new, kept, indicators.delta(changes)
+
+
+async def rebuild_indicators(conn: AsyncConnection, band: Decimal, batch: int = 5_000,
+                             on_progress: Callable[[int], None] | None = None) -> dict[str, int]:
+    """Every case's contribution recomputed from its view and kept facts with the live folding's
+    functions (`indicators.rebuild`), read in batches of `batch` cases by id, and every cell
+    replaced by their sum, in the caller's one transaction (idempotent: a second run changes
+    nothing). Counts what it did."""
+    counts = {"cases": 0, "recomputed": 0, "changed": 0, "without_facts": 0, "not_counted": 0}
+    total, after = indicators.Delta(), ""
+    while rows := await repository.cases_after(conn, after, batch):
+        after = rows[-1].case_id
+        inputs = [({"list_version": r.list_version, "status": r.status, "withdrawn": r.status == "withdrawn",
+                    **{s: getattr(r, s) for s in readmodel.ORDER}},
+                   orjson.loads(r.facts) if r.facts else None, indicators.Contribution.from_json(r.indicator))
+                  for r in rows]
+        part, contributions = await asyncio.to_thread(indicators.rebuild, inputs, band)
+        total.merge(part)
+        changed: dict[str, str | None] = {}
+        for r, (_view, facts, _stored), c in zip(rows, inputs, contributions, strict=True):
+            counts["recomputed" if facts is not None else "without_facts"] += 1
+            counts["not_counted"] += c is None
+            text = c.to_json() if c is not None else None
+            if text != r.indicator:  # as stored (a contribution read back drops its zero sums)
+                changed[r.case_id] = text
+        counts["cases"] += len(rows)
+        counts["changed"] += len(changed)
+        await repository.set_contributions(conn, changed)
+        if on_progress is not None:
+            on_progress(len(rows))
+    await repository.replace_indicators(conn, total)
+    return counts | {"cells": len(total.changed_cells())}

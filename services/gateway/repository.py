@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -11,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -19,11 +21,16 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
+    case,
     delete,
+    distinct,
     false,
     func,
     insert,
+    literal,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import Row
@@ -53,6 +60,8 @@ cases = Table(
     # what the case adds to its indicator cell (domain/indicators.py Contribution as JSON): taken
     # out again when the case's view changes
     Column("indicator", Text, nullable=True),
+    # the facts of its current list version the contribution reads (indicators.FACT_FIELDS, JSON)
+    Column("facts", Text, nullable=True),
     Index("ix_gateway_cases_hospital", "hospital_code", "status"),
     Index("ix_gateway_cases_group", "hospital_code", "group_code"),
 )
@@ -74,12 +83,14 @@ indicator_cells = Table(
     *[Column(n, money(), nullable=False, server_default="0") for n in ind.MONEY],
     PrimaryKeyConstraint(*ind.KEY, name="pk_gateway_indicator_cells"),
     Index("ix_gateway_indicator_cells_month", "region", "month"),
+    Index("ix_gateway_indicator_cells_by_month", "month"),  # the periods of every region
 )
 indicator_rules = Table(
     "gateway_indicator_rules", metadata, *_cell_key(),
     Column("rule", String(40), nullable=False),
     Column("flagged", BigInteger, nullable=False, server_default="0"),  # cases the rule flagged
     PrimaryKeyConstraint(*ind.KEY, "rule", name="pk_gateway_indicator_rules"),
+    Index("ix_gateway_indicator_rules_by_month", "month"),
 )
 # Reports as issued (domain/reports.py Report as JSON): the monthly feedback stored after each
 # pre-settlement (`period-settled`), the quarterly bulletin by `drgdip report bulletin`; a new
@@ -203,11 +214,14 @@ async def load_results(conn: AsyncConnection, wanted: Mapping[str, Collection[st
 
 
 async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: Collection[str],
-                     contributions: Mapping[str, str | None] | None = None) -> None:
-    """Store the changed cases (with each one's indicator contribution, JSON): new cases
-    inserted; of a stored one only what the batch changed is updated (the stage columns it set,
-    status, flagged and group when their stage changed), one statement per set of columns."""
-    contributions = contributions or {}
+                     contributions: Mapping[str, str | None] | None = None,
+                     facts: Mapping[str, str] | None = None) -> None:
+    """Store the changed cases (with each one's indicator contribution and the facts of its
+    current list version it was computed from, JSON): new cases inserted; of a stored one only
+    what the batch changed is updated (the stage columns it set, status, flagged and group when
+    their stage changed, the facts when the batch carried them: else it keeps those it has), one
+    statement per set of columns."""
+    contributions, facts = contributions or {}, facts or {}
     now = datetime.now(UTC)
     new: list[dict[str, Any]] = []
     changed: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -219,9 +233,11 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
         if f.reset or "grouped" in f.results:
             values["group_code"] = group_of(f.results.get("grouped"))
         if cid in stored:
+            if cid in facts:
+                values["facts"] = facts[cid]
             changed.setdefault(tuple(sorted(values)), []).append(values)
         else:
-            new.append(values | {"hospital_code": f.hospital_code})
+            new.append(values | {"hospital_code": f.hospital_code, "facts": facts.get(cid)})
     await insert_many(conn, cases, new)  # a new case's row is whole: the same columns each
     for rows in changed.values():
         await update_many(conn, cases, "case_id", rows)
@@ -239,6 +255,31 @@ async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
             await conn.execute(stmt.on_conflict_do_update(
                 index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
                 set_={n: table.c[n] + stmt.excluded[n] for n in sums}), rows)
+
+
+async def count_cases(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(select(func.count()).select_from(cases)) or 0)
+
+
+async def cases_after(conn: AsyncConnection, after: str, n: int) -> list[Row]:
+    """The next `n` cases by id after `after` ("" first), with their views, facts and
+    contributions (the rebuild reads the read model in this order)."""
+    c = cases.c
+    return list((await conn.execute(select(c.case_id, c.list_version, c.status, *[c[s] for s in ORDER],
+                                           c.indicator, c.facts)
+                                    .where(c.case_id > after).order_by(c.case_id).limit(n))).all())
+
+
+async def set_contributions(conn: AsyncConnection, contributions: Mapping[str, str | None]) -> None:
+    """Store the cases' recomputed contributions (JSON)."""
+    await update_many(conn, cases, "case_id", [{"case_id": cid, "indicator": c} for cid, c in contributions.items()])
+
+
+async def replace_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
+    """Every indicator cell replaced by the delta's (a rebuild's, over empty cells)."""
+    await conn.execute(delete(indicator_cells))
+    await conn.execute(delete(indicator_rules))
+    await add_to_indicators(conn, delta)
 
 
 def _dialect_insert(conn: AsyncConnection) -> Any:
@@ -264,6 +305,75 @@ async def indicator_sums(conn: AsyncConnection, months: Sequence[str], region: s
         q = q.where(c.hospital_level == level)
     q = q.group_by(*cols).having(func.sum(c.cases) > 0)
     return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+
+def _cell_filter(q: Any, c: Any, months: Sequence[str], region: str | None, hospital: str | None,
+                 level: int | None) -> Any:
+    q = q.where(c.month.in_(months))
+    if region is not None:
+        q = q.where(c.region == region)
+    if hospital is not None:
+        q = q.where(c.hospital_code == hospital)
+    if level is not None:
+        q = q.where(c.hospital_level == level)
+    return q
+
+
+async def indicator_aggregates(conn: AsyncConnection, months: Sequence[str], region: str | None,
+                               by: str | None, *, hospital: str | None = None,
+                               level: int | None = None) -> list[ind.RowAggregate]:
+    """The cells of these months summed per `by` column (None: one row) in the database, with
+    each row's groups and its consumption indices' sums against the region's per-group means
+    (`ind.RowAggregate`): a few rows leave the database whatever the number of cells."""
+    c = indicator_cells.c
+    key = c[by].label("key") if by else literal(None).label("key")
+    grouping = [c[by]] if by else []
+    in_group = and_(c.cases > 0, c.drg != "")
+    totals = _cell_filter(select(
+        key, *[func.sum(c[n]).label(n) for n in ind.SUMS],
+        func.count(distinct(case((in_group, c.scheme_id + "|" + c.drg)))).label("groups_covered")),
+        c, months, region, hospital, level).group_by(*grouping).having(func.sum(c.cases) > 0)
+    schemes = _cell_filter(select(key, c.scheme_id).where(in_group).distinct(), c, months, region, hospital, level)
+    # the consumption indices: each row's per-group sums joined to the region's per-group sums
+    reg = _cell_filter(select(c.scheme_id, c.drg, func.sum(c.cases).label("n"), func.sum(c.cost_sum).label("cost"),
+                              func.sum(c.los_cases).label("ln"), func.sum(c.los_sum).label("los")),
+                       c, months, region, None, None).where(c.drg != "").group_by(c.scheme_id, c.drg).having(
+        func.sum(c.cases) > 0).subquery("reg")
+    own = _cell_filter(select(key, c.scheme_id, c.drg, func.sum(c.cases).label("n"),
+                              func.sum(c.cost_sum).label("cost"), func.sum(c.los_cases).label("ln"),
+                              func.sum(c.los_sum).label("los")),
+                       c, months, region, hospital, level).where(in_group).group_by(
+        *grouping, c.scheme_id, c.drg).subquery("own")
+    with_cost = and_(reg.c.n > 0, reg.c.cost != 0)
+    with_los = and_(own.c.ln > 0, reg.c.ln > 0, reg.c.los != 0)
+    real = Float()  # a ratio of sums: the database's arithmetic, not money
+
+    def ratio_sum(when: Any, num: Any, n: Any, den: Any) -> Any:
+        return type_coerce(func.sum(case((when, type_coerce(num, real) * 1.0 * n / type_coerce(den, real)))), real)
+
+    indices = select(
+        own.c.key,
+        ratio_sum(with_cost, own.c.cost, reg.c.n, reg.c.cost).label("cost_num"),
+        func.sum(case((with_cost, own.c.n))).label("cost_cases"),
+        ratio_sum(with_los, own.c.los, reg.c.ln, reg.c.los).label("time_num"),
+        func.sum(case((with_los, own.c.ln))).label("time_cases"),
+    ).select_from(own.join(reg, and_(own.c.scheme_id == reg.c.scheme_id, own.c.drg == reg.c.drg))).group_by(own.c.key)
+    rows = (await conn.execute(totals)).all()
+    of_key: dict[Any, set[str]] = {}
+    for k, scheme in (await conn.execute(schemes)).all():
+        of_key.setdefault(k, set()).add(scheme)
+    idx = {r.key: r for r in (await conn.execute(indices)).all()}
+    out = []
+    for r in rows:
+        m = r._mapping
+        i = idx.get(r.key)
+        out.append(ind.RowAggregate(
+            r.key, {n: m[n] or 0 for n in ind.SUMS}, int(r.groups_covered or 0), frozenset(of_key.get(r.key, ())),
+            Decimal(str(i.cost_num)) if i is not None and i.cost_num is not None else Decimal(0),
+            int(i.cost_cases or 0) if i is not None else 0,
+            Decimal(str(i.time_num)) if i is not None and i.time_num is not None else Decimal(0),
+            int(i.time_cases or 0) if i is not None else 0))
+    return out
 
 
 async def indicator_rule_counts(conn: AsyncConnection, months: Sequence[str], region: str | None,

@@ -25,14 +25,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from services.grouper.config import GrouperSettings
@@ -52,6 +44,7 @@ from services.grouper.domain import (
 from services.grouper.domain.diff import SchemeDiff
 from shared.dip import CatalogueError
 from shared.jsonl import read_jsonl
+from shared.progress import progress_bar
 from shared.settings import load_settings
 
 if TYPE_CHECKING:
@@ -96,15 +89,7 @@ def _file_progress(err: Console, path: Path, label: str) -> Iterator[Callable[[i
     if not err.is_terminal or size < _PROGRESS_MIN_BYTES:
         yield None
         return
-    progress = Progress(
-        TextColumn(label),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
-    with progress:
+    with progress_bar(err, label, counts=False) as progress:
         task = progress.add_task(label, total=size)
         yield partial(progress.advance, task)
 
@@ -245,8 +230,7 @@ def build_command(
             raise typer.Exit(2)
     steps = ("loading the base scheme", "checking the change set", "writing the local scheme",
              "loading the local scheme")
-    with Progress(TextColumn("{task.description}"), BarColumn(), console=err, transient=True,
-                  disable=not err.is_terminal) as progress:
+    with progress_bar(err) as progress:
         task = progress.add_task(steps[0], total=len(steps))
         try:
             sch = load_scheme(base)
@@ -445,9 +429,7 @@ def regroup_command(
                 book.load(reg.path)
         if scheme not in book.schemes:
             raise typer.BadParameter(f"scheme {scheme!r} not found: pass --schemes-dir or import it")
-        with Progress(TextColumn(f"regrouping with {scheme}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                      console=Console(stderr=True)) as progress:
+        with progress_bar(Console(stderr=True), f"regrouping with {scheme}") as progress:
             task = progress.add_task("regroup", total=None)
             return await handlers.regroup(  # one transaction per batch of cases
                 engine, Outbox(repository.NAME, MetaData()), book.schemes[scheme], code_mode=code_mode,

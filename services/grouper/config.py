@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import DirectoryPath, Field
@@ -13,5 +14,8 @@ class GrouperSettings(ServiceSettings):
     schemes_dir: DirectoryPath | None = Field(
         None, description="folder of scheme folders to import at start (e.g. ../shared/schemes)"
     )
+    local_schemes_dir: Path | None = Field(
+        None, description="folder where schemes built from change sets (POST /changesets:build) are "
+        "written, and loaded from at start; created when missing")
     default_scheme: str = Field("chs-drg-1.1", description="scheme for regions with no registration")
     code_mode: Literal["raw", "mapped"] = "raw"

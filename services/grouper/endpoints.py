@@ -1,5 +1,6 @@
 """The grouper's HTTP routes: the draft check, DIP catalogue and scheme registration, the loaded
-schemes."""
+schemes, and local schemes from change sets (checked, with a hospital's migration table; built,
+loaded and registered)."""
 
 from __future__ import annotations
 
@@ -92,6 +93,35 @@ async def register_scheme(body: SchemeRegistration, grouper: Grouper, conn: Conn
 
 @router.get("/schemes")
 async def list_schemes(grouper: Grouper) -> list[dict]:
+    """The loaded schemes; a local one says which scheme and change set (by hash) it came from."""
     book = grouper.book
-    return [{"id": s.id, "title": s.title, "path": book.paths[s.id], "groups": len(s.drgs)}
+    return [{"id": s.id, "title": s.title, "path": book.paths[s.id], "groups": len(s.drgs),
+             "derived_from": s.manifest.get("derived_from")}
             for s in book.schemes.values()]
+
+
+HospitalQuery = Query(None, min_length=1, max_length=32, pattern=ID_PATTERN,
+                      description="also regroup this hospital's own stored cases: its migration table")
+
+
+@router.post("/changesets:check")
+async def check_change_set(request: Request, grouper: Grouper, conn: Conn,
+                           hospital: str | None = HospitalQuery) -> dict:
+    """Check a change set (the body, docs/scheme-changesets.md) against its loaded base scheme:
+    422 `INVALID_CHANGESET` with one `{field, code, message}` per problem, or what it changes
+    (groups added, split, merged, renamed; lists) and, given a hospital, how its own cases move
+    (old group → new group, cases). Nothing is stored."""
+    return await handlers.check_change_set(grouper, conn, await request.body(), hospital)
+
+
+@router.post("/changesets:build", status_code=201)
+async def build_change_set(request: Request, grouper: Grouper, conn: Conn,
+                           region: str | None = Query(None, min_length=1, max_length=32, pattern=ID_PATTERN,
+                                                      description="default: the change set's region"),
+                           valid_from: date | None = Query(None, description="register it from this day"),
+                           valid_to: date | None = Query(None)) -> dict:
+    """Build the local scheme of a change set (the body) over its loaded base, store its folder
+    in the local schemes folder, load it and, with `valid_from`, register it for the region
+    (bureau only, via the gateway)."""
+    return await handlers.build_change_set(grouper, conn, await request.body(), region=region,
+                                           valid_from=valid_from, valid_to=valid_to)

@@ -3,31 +3,52 @@
 Every received list version is stored, grouped with the scheme in force for its region and
 discharge date (with its DIP group where a catalogue is in force, §5) and announced as
 `case-grouped`. A regroup takes the stored cases through the same path with another scheme.
+
+A local scheme's change set (docs/scheme-changesets.md) is checked against the loaded base
+scheme, with one hospital's migration table when asked (`check_change_set`), and built into
+the local schemes folder, loaded and optionally registered (`build_change_set`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import date
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.grouper import repository
 from services.grouper.config import GrouperSettings
 from services.grouper.domain import (
+    ChangeSet,
     Grouping,
     Migration,
     RegistryError,
     Scheme,
     SchemeBook,
+    SchemeDocs,
     SchemeError,
     SchemeRegistry,
     ToGroup,
+    apply_change_set,
+    change_summary,
+    compile_local_scheme,
+    diff_schemes,
+    engine_input,
     group_cases,
+    load_scheme,
+    migration_table,
+    parse_change_set,
+    read_scheme_docs,
+    write_scheme_folder,
 )
+from services.grouper.domain.changeset import Problem, change_set_error
 from shared.dip import Catalogue
-from shared.errors import NotFound
+from shared.errors import Conflict, Invalid, NotFound, Unavailable
 from shared.events import CaseFacts, Envelope
 from shared.messaging import Outbox
 from shared.observability import get_logger
@@ -50,6 +71,9 @@ class GrouperService:
         """The schemes of `schemes_dir` and the registered ones, with their registrations."""
         if self.settings.schemes_dir is not None:
             self.book.load_folder(self.settings.schemes_dir)
+        local = self.settings.local_schemes_dir
+        if local is not None and local.is_dir():  # schemes built from change sets earlier
+            self.book.load_folder(local)
         await self.refresh(conn)
         if not self.book.schemes:
             raise SchemeError("no grouping scheme loaded: set DRGDIP_SCHEMES_DIR or import one")
@@ -108,6 +132,96 @@ async def register_scheme(grouper: GrouperService, conn: AsyncConnection, scheme
     await repository.register_scheme(conn, repository.Registration(
         scheme_id, region, valid_from, valid_to, grouper.book.paths[scheme_id]))
     return scheme, replaced
+
+
+# --- local schemes from change sets ---------------------------------------------------------------
+
+def _apply(book: SchemeBook, raw: bytes) -> tuple[ChangeSet, Scheme, SchemeDocs]:
+    """The change set parsed and applied to its loaded base scheme (422 `INVALID_CHANGESET`
+    naming each operation and field; a base the grouper has not loaded is one of them)."""
+    cs = parse_change_set(raw)
+    base = book.schemes.get(cs.base)
+    if base is None or base.path is None:
+        known = ", ".join(sorted(book.schemes)) or "none"
+        raise change_set_error([Problem("base", f"the grouper has not loaded a scheme {cs.base!r} "
+                                                f"(loaded: {known})")])
+    return cs, base, apply_change_set(base, read_scheme_docs(base), cs)
+
+
+async def check_change_set(grouper: GrouperService, conn: AsyncConnection, raw: bytes,
+                           hospital: str | None) -> dict[str, Any]:
+    """What a change set changes in its base scheme (groups added, split, merged, renamed; lists)
+    and, for a hospital, its own cases' migration table: each of its stored cases (latest list
+    version) grouped under the base and under the local scheme compiled in memory, through the
+    scheme diff (the one grouping path). Nothing is written."""
+    lists = await repository.hospital_lists(conn, hospital) if hospital is not None else None
+    code_mode = grouper.settings.code_mode
+
+    def run() -> dict[str, Any]:  # reading, compiling and regrouping are CPU work: off the event loop
+        cs, base, docs = _apply(grouper.book, raw)
+        local = compile_local_scheme(base, docs)
+        d = diff_schemes(base, local, None if lists is None else [engine_input(r) for r in lists], code_mode)
+        out = {"changeset": cs.summary(), "base": base.id, "summary": change_summary(d)}
+        if lists is not None:
+            out["migration"] = {"hospital_code": hospital, "code_mode": code_mode, **migration_table(d)}
+        return out
+
+    return await asyncio.to_thread(run)
+
+
+async def build_change_set(grouper: GrouperService, conn: AsyncConnection, raw: bytes, *,
+                           region: str | None = None, valid_from: date | None = None,
+                           valid_to: date | None = None) -> dict[str, Any]:
+    """Build the local scheme of a change set over its loaded base into the local schemes folder
+    (`<local_schemes_dir>/<change set id>`, its `scheme.json` recording the base, the change set's
+    id and SHA-256), load it, and with `valid_from` register it for `region` (default: the change
+    set's) as `POST /schemes/registrations` does.
+
+    The same change set again (same id and hash) reuses its folder, so a retried adoption builds
+    nothing twice; another change set under an id already built or loaded is refused (409
+    `SCHEME_EXISTS`)."""
+    root = grouper.settings.local_schemes_dir
+    if root is None:
+        raise Unavailable("the grouper has no folder for local schemes: set DRGDIP_LOCAL_SCHEMES_DIR",
+                          code="LOCAL_SCHEMES_DIR_UNSET")
+    if valid_from is None and (region is not None or valid_to is not None):
+        raise Invalid("give valid_from to register the scheme built", code="VALID_FROM_REQUIRED", field="valid_from")
+
+    def build() -> tuple[ChangeSet, Scheme, Scheme, bool]:
+        cs, base, docs = _apply(grouper.book, raw)
+        out = (root / cs.id).resolve()
+        loaded = grouper.book.paths.get(cs.id)
+        if loaded is not None and loaded != str(out):
+            raise Conflict(f"a scheme {cs.id!r} is loaded from {loaded}: give the change set another id",
+                           code="SCHEME_EXISTS", field="id")
+        if (out / "scheme.json").is_file():
+            built = json.loads((out / "scheme.json").read_text("utf-8"))
+            sha = ((built.get("derived_from") or {}).get("changeset") or {}).get("sha256")
+            if sha != cs.sha256:
+                raise Conflict(f"another change set {cs.id!r} was built already (sha256 {sha}): give this "
+                               "one another id", code="SCHEME_EXISTS", field="id")
+            return cs, base, load_scheme(out), False
+        root.mkdir(parents=True, exist_ok=True)
+        work = root / f".{cs.id}.{uuid.uuid4().hex}"  # written whole, then renamed into place
+        try:
+            write_scheme_folder(base, docs, work, raw)
+            work.rename(out)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return cs, base, load_scheme(out), True
+
+    cs, base, local, built = await asyncio.to_thread(build)
+    grouper.book.put(local)
+    summary = await asyncio.to_thread(lambda: change_summary(diff_schemes(base, local)))
+    answer: dict[str, Any] = {"scheme": local.id, "title": local.title, "base": base.id,
+                              "changeset": cs.summary(), "path": grouper.book.paths[local.id], "built": built,
+                              "summary": summary, "registration": None}
+    if valid_from is not None:
+        where = region or cs.region
+        _scheme, replaced = await register_scheme(grouper, conn, local.id, where, valid_from, valid_to)
+        answer["registration"] = {"region": where, "valid_from": valid_from.isoformat(),
+                                  "valid_to": valid_to.isoformat() if valid_to else None, "replaced": replaced}
+    return answer
 
 
 async def on_case_received(grouper: GrouperService, conn: AsyncConnection,

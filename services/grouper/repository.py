@@ -183,6 +183,20 @@ async def latest_received(conn: AsyncConnection, first: date, last: date) -> lis
             for r in (await conn.execute(_latest_lists(first, last))).all()]
 
 
+async def hospital_lists(conn: AsyncConnection, hospital: str) -> list[CaseReceived]:
+    """The latest list version of each of one hospital's cases (withdrawn lists left out), by
+    case id. Case ids are `<hospital>-<setl_id>` (ingest): the prefix narrows the read, the
+    stored facts decide."""
+    q = latest_per_case(cases, "list_version", where=cases.c.case_id.startswith(f"{hospital}-", autoescape=True))
+    q = q.order_by(cases.c.case_id)
+    out = []
+    for row in (await conn.execute(q)).all():
+        received = CaseReceived.model_validate_json(row.payload)
+        if received.facts.hospital_code == hospital and not received.facts.withdrawn:
+            out.append(received)
+    return out
+
+
 async def latest_drgs(conn: AsyncConnection, case_ids: Collection[str]) -> dict[tuple[str, int], str]:
     """The DRG of the latest grouping of each (case, list version) of these cases."""
     r = results.c

@@ -1,5 +1,6 @@
 """The pricer's commands: `drgdip price`, `calibrate`, `simulate`, `advance`, `settle`,
-`reprice`, `policy import`, `policy from-calibration` and `dip import-policy`.
+`reprice`, `policy import`, `policy from-calibration`, `dip import-policy`, `calendar import`
+and `budget set`.
 
 The main CLI mounts the plain functions: `app.command("price")(price_command)`, and the same
 for the others. `price`, and `calibrate`/`simulate` given --input, read files and write files
@@ -59,12 +60,18 @@ drgdip reprice --region R [--from D] [--to D] [--batch 500] [--db URL]
     Stored cases treated in R re-priced under the policies in force now: a new price version
     and a `case-priced` event for each case whose policy version changed; idempotent.
 
+drgdip calendar import FILE [--db URL]
+    A year's public holidays and make-up working days (examples/calendar-2025.json).
+
+drgdip budget set --region R --year Y --amount AMOUNT [--point-value PV] [--db URL]
+    The region's budget for the year (a new version).
+
 drgdip advance ...; drgdip settle ...
     Store a policy version, a prepayment or settlement statements in the pricer's database:
     one transaction per command (`in_transaction`).
 
 The commands that change what is stored (policy import, dip import-policy, reprice, advance,
-settle) answer a summary of the change, the route's answer where a route makes the same
+settle, calendar import, budget set) answer a summary of the change, the route's answer where a route makes the same
 change: the main CLI records it in the audit (`drgdip.audit`).
 """
 
@@ -83,14 +90,7 @@ import orjson
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -114,6 +114,7 @@ from services.pricer.domain.simulation import coverage_warning, simulate
 from shared import jsonl
 from shared.errors import DomainError, NotFound
 from shared.money import ZERO
+from shared.progress import progress_bar
 
 T = TypeVar("T")
 
@@ -128,12 +129,6 @@ class SparseFix(StrEnum):
 
 def stderr() -> Console:
     return Console(stderr=True)
-
-
-def progress_bar(err: Console, what: str) -> Progress:
-    # only on a terminal: in logs a progress bar is just control codes
-    return Progress(TextColumn(what), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                    TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
 
 
 def read_models(path: Path, model: type[M], err: Console,
@@ -213,7 +208,7 @@ def price_command(
     require_file(input, err)
     types: Counter[str] = Counter()
     payment = ZERO
-    with output.open("wb") as out, progress_bar(err, "pricing") as progress:
+    with output.open("wb") as out, progress_bar(err, "pricing", counts=False) as progress:
         for case in read_models(input, CaseToPrice, err, progress):
             price = price_case(pol, case)
             out.write(orjson.dumps(price.to_dict()) + b"\n")
@@ -280,7 +275,7 @@ def calibrate_command(
         weights_version=weights_version, expected_cases=expected,
     )
     if input is not None:
-        with progress_bar(err, "reading") as progress:
+        with progress_bar(err, "reading", counts=False) as progress:
             cases = list(read_models(input, HistoricalCase, err, progress))
     else:
         first, last = year - len(weights), year - 1
@@ -484,9 +479,7 @@ def reprice_command(
     err = stderr()
 
     async def run(engine: AsyncEngine) -> handlers.Repricing:
-        with Progress(TextColumn("re-pricing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True,
-                      disable=not err.is_terminal) as progress:
+        with progress_bar(err, "re-pricing") as progress:
             task = progress.add_task("reprice", total=None)
             return await handlers.reprice(
                 engine, Outbox(repository.NAME, repository.metadata), repository.Policies(), region,
@@ -530,19 +523,20 @@ def settle_command(
     policy_id: Annotated[str, typer.Option("--policy-id", help="the stored policy to settle under")],
     period: Annotated[str, typer.Option(
         "--period", help="YYYY-MM: monthly pre-settlement; YYYY: annual clearing")],
-    budget: Annotated[str | None, typer.Option("--budget", help="annual clearing: the year's budget, yuan")] = None,
+    budget: Annotated[str | None, typer.Option(
+        "--budget", help="annual clearing: the year's budget, yuan (default: the region's, `drgdip budget set`)")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="also write the statements as CSV")] = None,
     db: Annotated[str | None, typer.Option("--db", help="the pricer's database (env DRGDIP_DB)")] = None,
 ) -> dict[str, object]:
     """Pre-settle a month or clear a year (§8); each run stores a new statement version."""
     amount = parse_amount(budget, "--budget") if len(period) == 4 else None  # a month takes none
-    if len(period) == 4 and amount is None:
-        raise typer.BadParameter("the annual clearing needs the year's budget", param_hint="--budget")
     try:
         run = in_transaction(db, lambda conn: handlers.settle(conn, policy_id, period, amount))
     except NotFound:  # nothing priced under the policy in the period: nothing stored
         stderr().print(f"no priced case under {policy_id} in {period}")
         raise typer.Exit(1) from None
+    except DomainError as e:  # no budget given nor stored, an unknown policy, a bad period
+        raise typer.BadParameter(e.message, param_hint=f"--{e.field or 'period'}".replace("_", "-")) from None
     statements = run.statements
     rows = [row for st in statements for row in st.csv_rows()]
     if csv_out is not None:
@@ -555,6 +549,45 @@ def settle_command(
         table.add_row(st.hospital_code, str(st.version), f"{st.amount(figure):,.2f}")
     Console().print(table)
     return run.summary()
+
+
+def calendar_import_command(
+    file: Annotated[Path, typer.Argument(help="a year's calendar JSON (examples/calendar-2025.json)")],
+    db: Db = None,
+) -> dict[str, Any]:
+    """Import a year's public holidays and make-up working days (调休), replacing that year's
+    earlier import: the working days of the settlement timeliness (§8)."""
+    err = stderr()
+    require_file(file, err)
+    try:
+        answer = in_transaction(db, lambda conn: handlers.import_calendar(conn, file.read_bytes(), "cli"))
+    except DomainError as e:
+        err.print(f"[red]invalid calendar {file}[/]" + (f" at {e.field}" if e.field else "") + f": {e.message}",
+                  highlight=False)
+        raise typer.Exit(2) from None
+    typer.echo(f"calendar {answer['year']}: {answer['holidays']} holidays, {answer['workdays']} make-up working days")
+    return answer
+
+
+def budget_set_command(
+    region: Annotated[str, typer.Option("--region", help="the region (统筹区)")],
+    year: Annotated[str, typer.Option("--year", help="YYYY")],
+    amount: Annotated[str, typer.Option("--amount", help="the year's budget, yuan")],
+    point_value: Annotated[str | None, typer.Option("--point-value", help="the budget point value (预算点值)")] = None,
+    db: Db = None,
+) -> dict[str, Any]:
+    """Set a region's budget for a year (a new version): budget execution compares with it and
+    the annual clearing uses it when no --budget is given."""
+    value = parse_amount(amount, "--amount")
+    pv = parse_amount(point_value, "--point-value")
+    assert value is not None
+    try:
+        answer = in_transaction(db, lambda conn: handlers.set_budget(conn, region, year, value, pv, "cli"))
+    except DomainError as e:
+        raise typer.BadParameter(e.message, param_hint=f"--{(e.field or 'amount').replace('_', '-')}") from None
+    typer.echo(f"budget of {region} for {year}: {value} yuan" + (f", point value {pv}" if pv else "")
+               + f" (version {answer['version']})")
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in answer.items()}
 
 
 # --------------------------------------------------------------------------- simulate
@@ -576,7 +609,7 @@ def simulate_command(
     pol = load_policy_or_exit(policy, err)
     if input is not None:
         require_file(input, err)
-        with progress_bar(err, "reading") as progress:
+        with progress_bar(err, "reading", counts=False) as progress:
             cases = list(read_models(input, CaseToPrice, err, progress))
     elif region is None or year is None:
         raise typer.BadParameter("give --input, or --region and --year for the stored cases",

@@ -12,6 +12,10 @@ transaction) and never commits.
 - `reprice`: stored cases re-priced under the policies in force now, as new price versions
   announced as `case-priced` (the regroup pattern).
 - `run_monthly_presettlement`, `run_annual_clearing`, `settle`, `record_advance`: settlement (§8).
+  An annual clearing without a budget given uses the region's stored one (`set_budget`).
+- `declare`, `import_calendar`, `set_budget`: a hospital's monthly declaration (申报), the
+  working-day calendar, the year's budget; `settlement_timeliness`, `budget_report`,
+  `prepayment_report`: the indicators they feed (§12).
   A monthly pre-settlement is announced as `period-settled` (review runs the period's
   hospital-level rules); `on_deduction_confirmed` keeps review's confirmed deductions, which the
   next settlement run of the hospital applies.
@@ -30,12 +34,14 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.pricer import repository
+from services.pricer.domain import timeliness
 from services.pricer.domain.dip_policy import policy_for_settlement, read_dip_policy
 from services.pricer.domain.dip_pricing import DipPolicy
 from services.pricer.domain.grouped import (
     SpecialDecision,
     price_from_dict,
     price_grouped,
+    reprices,
     with_decision,
 )
 from services.pricer.domain.policy import (
@@ -105,8 +111,10 @@ async def on_special_case_decided(policies: repository.Policies, conn: AsyncConn
     """The special-case panel decided (review, §10): the decision is kept (the latest per case)
     and the case priced again from the grouping it was last priced from, under the policies in
     force, with the decision: a new priced version announced as `case-priced`, which monthly
-    settlement and annual clearing then use. A decision older than the one kept changes nothing;
-    a case priced before its grouping was kept cannot be re-priced (logged, the decision kept)."""
+    settlement and annual clearing then use. A rejection is kept but prices nothing again,
+    unless it overturns the approval the case is priced with (`reprices`). A decision older
+    than the one kept changes nothing; a case priced before its grouping was kept cannot be
+    re-priced (logged, the decision kept)."""
     kept = await repository.decisions_of(conn, [env.case_id for env in envs])
     latest: dict[str, tuple[Envelope, SpecialDecision]] = {}
     for env in envs:
@@ -118,6 +126,9 @@ async def on_special_case_decided(policies: repository.Policies, conn: AsyncConn
     if not latest:
         return []
     await repository.save_decisions(conn, {cid: d for cid, (_e, d) in latest.items()})
+    latest = {cid: (e, d) for cid, (e, d) in latest.items() if reprices(d, kept.get(cid))}
+    if not latest:
+        return []
     grouped = await repository.latest_grouped_of(conn, list(latest))
     seen = await repository.priced_keys(conn, list(latest))
     drg, dip = await policies.in_force(conn)
@@ -332,14 +343,17 @@ async def run_monthly_presettlement(conn: AsyncConnection, policy_id: str, perio
     """Pre-settle a month (§8) from the stored priced cases; stores a new statement version.
 
     Uses the latest stored version of the policy for the settlement parameters; the cases keep
-    the prices (and versions) they were priced with.
+    the prices (and versions) they were priced with. Review deductions the hospital's previous
+    month of the year could not net are carried in.
     """
     start, end = month_bounds(period)
     policy = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id))
     totals = await _period_totals(conn, policy_id, start, end)
     version = await repository.next_statement_version(conn, "monthly", period, policy_id)
     deducted = await repository.claim_deductions(conn, f"monthly|{policy_id}|{period}", list(totals))
-    out = monthly_presettlement(policy, period, totals.values(), version=version, deductions=deducted)
+    carried = await repository.carried_over(conn, policy_id, period[:4], before=period)
+    out = monthly_presettlement(policy, period, totals.values(), version=version, deductions=deducted,
+                                carried_in=carried)
     await repository.save_statements(conn, out)
     if out:  # the scheduled step after it: review's hospital-level rules for the month
         await Outbox(repository.NAME, repository.metadata).add(conn, [Envelope.new(
@@ -375,7 +389,8 @@ async def run_annual_clearing(conn: AsyncConnection, policy_id: str, year: str,
     """Clear a year (§8) from the stored priced cases; stores a new annual statement version.
 
     Pre-settled amounts are the latest monthly statements of the year; the prepayment advances
-    granted for the year are netted from each hospital's balance.
+    granted for the year are netted from each hospital's balance, and so are the review
+    deductions, with what the year's last month carried over shown apart.
     """
     start, end = year_bounds(year)
     policy = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id))
@@ -386,12 +401,13 @@ async def run_annual_clearing(conn: AsyncConnection, policy_id: str, year: str,
     deducted = await repository.monthly_deductions(conn, policy_id, year)
     withheld = await repository.deposit_withheld(conn, policy_id, year)
     returns = await repository.deposit_return_shares(conn, year)
+    carried = await repository.carried_over(conn, policy_id, year)
     for h, amount in (await repository.claim_deductions(conn, f"annual|{policy_id}|{year}", list(totals))).items():
         deducted[h] = deducted.get(h, ZERO) + amount
     clearing = annual_clearing(
         policy, year, [HospitalYear(t, presettled=paid.get(h, ZERO), advances=Decimal(advanced.get(h, 0)),
                                     deductions=deducted.get(h, ZERO), deposit_withheld=withheld.get(h, ZERO),
-                                    deposit_return_share=returns.get(h))
+                                    deposit_return_share=returns.get(h), carried_over=carried.get(h, ZERO))
                        for h, t in totals.items()], budget, version=version)
     summary = {k: v for k, v in clearing.to_dict().items() if k != "hospitals"}
     await repository.save_statements(conn, clearing.statements(), summary)
@@ -437,12 +453,18 @@ class SettlementRun:
 
 
 async def settle(conn: AsyncConnection, policy_id: str, period: str, budget: Decimal | None) -> SettlementRun:
-    """Pre-settle a month ("YYYY-MM") or clear a year ("YYYY", with its budget), as `drgdip
+    """Pre-settle a month ("YYYY-MM") or clear a year ("YYYY", with its budget: given, else the
+    region's stored one), as `drgdip
     settle` does. A period without any case priced under the policy is refused (404
     `NO_PRICED_CASES`): nothing is stored."""
     if len(period) == 4:
+        if budget is None:  # the region's budget for the year, as the bureau set it
+            region = policy_for_settlement(policy_id, await repository.latest_policy(conn, policy_id)).region
+            stored = await repository.latest_budget(conn, region, period)
+            budget = stored["amount"] if stored else None
         if budget is None:
-            raise SettlementError("budget", "the annual clearing needs the year's budget")
+            raise SettlementError("budget", "the annual clearing needs the year's budget "
+                                            "(given, or set with `drgdip budget set`)")
         clearing = await run_annual_clearing(conn, policy_id, period, budget)
         run = SettlementRun(clearing.statements(), clearing)
     else:
@@ -452,3 +474,80 @@ async def settle(conn: AsyncConnection, policy_id: str, period: str, budget: Dec
     if not run.statements:
         raise NotFound(f"no case priced under {policy_id} in {period}", code="NO_PRICED_CASES", field="period")
     return run
+
+
+# --- declarations, calendar, budgets and the indicators they feed (§8, §12) -----------------------
+
+async def declare(conn: AsyncConnection, hospital_code: str, period: str, who: str) -> dict[str, Any]:
+    """A hospital's declaration (申报) of a month: stored once, a repeat answers the first."""
+    timeliness.check_month(period)
+    at, stored = await repository.declare(conn, hospital_code, period, who)
+    return {"hospital_code": hospital_code, "period": period, "declared_at": at, "stored": stored}
+
+
+async def import_calendar(conn: AsyncConnection, document: bytes, who: str) -> dict[str, Any]:
+    """A year's public holidays and make-up working days (replacing the year's earlier import)."""
+    try:
+        doc = orjson.loads(document)
+    except orjson.JSONDecodeError:
+        raise timeliness.CalendarError("the calendar is not JSON", field=None) from None
+    year, days = timeliness.parse_calendar(doc)
+    await repository.replace_calendar_year(conn, year, days, who)
+    return {"year": year, "holidays": sum(d.kind == timeliness.HOLIDAY for d in days),
+            "workdays": sum(d.kind == timeliness.WORKDAY for d in days),
+            "source": str(doc.get("source") or "")[:200] or None}
+
+
+async def set_budget(conn: AsyncConnection, region: str, year: str, amount: Decimal,
+                     point_value: Decimal | None, who: str) -> dict[str, Any]:
+    """The region's budget (and budget point value) for the year, as a new version."""
+    timeliness.check_year(year)
+    amount, point_value = timeliness.check_budget(amount, point_value)
+    version = await repository.set_budget(conn, region, year, amount, point_value, who)
+    return {"region": region, "year": year, "version": version, "amount": amount, "point_value": point_value}
+
+
+async def settlement_limit(conn: AsyncConnection, book: Versions[Policy], region: str, period: str) -> int:
+    """The working days a month has from declaration to pre-settlement: the region's policy in
+    force on the month's first day, else the rule's 20 (§8)."""
+    policy = (await book.in_force(conn)).on(region, month_bounds(period)[0])
+    return policy.settlement.settlement_working_days if policy is not None \
+        else timeliness.DEFAULT_SETTLEMENT_WORKING_DAYS
+
+
+async def settlement_timeliness(conn: AsyncConnection, book: Versions[Policy], region: str, period: str,
+                                today: date) -> dict[str, Any]:
+    """The month's timeliness per hospital of the region (domain/timeliness.py), `today` the
+    day pending declarations are counted to."""
+    timeliness.check_month(period)
+    hospitals = await repository.region_hospitals(conn, region)
+    declared = {h: at for h, at in (await repository.declarations_of(conn, period)).items() if h in hospitals}
+    presettled = await repository.first_presettled(conn, await repository.region_policy_ids(conn, region), period)
+    calendar = timeliness.Calendar.of(await repository.load_calendar(conn))
+    limit = await settlement_limit(conn, book, region, period)
+    return {"region": region} | timeliness.timeliness_report(period, declared, presettled, today, calendar, limit)
+
+
+async def budget_report(conn: AsyncConnection, region: str, year: str) -> dict[str, Any]:
+    """Budget execution (§12): the year as settled so far against the region's stored budget."""
+    timeliness.check_year(year)
+    doc = await repository.budget_execution(conn, region, year)
+    stored = await repository.latest_budget(conn, region, year)
+    provisional = [m["provisional_point_value"] for m in doc["months"] if m["provisional_point_value"]]
+    current = doc["annual"]["point_value"] or (provisional[-1] if provisional else None)
+    doc["execution"] = timeliness.budget_execution(
+        doc["months"], stored["amount"] if stored else None, stored["point_value"] if stored else None,
+        Decimal(current) if current is not None else None)
+    doc["budget"] = stored
+    return doc
+
+
+async def prepayment_report(conn: AsyncConnection, region: str, year: str) -> dict[str, Any]:
+    """The year's prepayments (预付金) per hospital of the region, as published at year end."""
+    timeliness.check_year(year)
+    hospitals = await repository.region_hospitals(conn, region)
+    granted = {h: a for h, a in (await repository.advances_of_year(conn, year)).items() if h in hospitals}
+    netted = await repository.netted_advances(conn, await repository.region_policy_ids(conn, region), year)
+    rows = timeliness.prepayments(granted, {h: a for h, a in netted.items() if h in hospitals})
+    return {"region": region, "year": year, "rows": rows,
+            "total": {k: sum((r[k] for r in rows), ZERO) for k in ("granted", "netted", "outstanding")}}

@@ -45,6 +45,7 @@ from services.pricer.domain.grouped import (
 from services.pricer.domain.policy import Policy, parse_policy
 from services.pricer.domain.pricing import CaseToPrice
 from services.pricer.domain.settlement import Statement
+from services.pricer.domain.timeliness import CalendarDay
 from shared.db import ROW_ID, ExactDecimal, Versions, insert_many, latest_per_case, money
 from shared.dip import Catalogue
 from shared.events import CaseGrouped
@@ -206,6 +207,107 @@ deposit_returns = Table(
     Column("adopted_by", String(128), nullable=False),
     Column("adopted_at", DateTime(timezone=True), nullable=False),
     Index("ix_pricer_deposit_returns_year", "year", "hospital_code"),
+)
+
+# Negotiation rounds (协商谈判, §14): the drafts published to hospitals, each hospital's comments
+# and objections per item with the bureau's answer, what the adopted version changed and why, and
+# the round's own append-only history (who did what, when).
+drafts = Table(
+    "pricer_drafts", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("kind", String(24), nullable=False),  # policy | dip-policy | scheme-changeset
+    Column("title", String(200), nullable=False),
+    Column("region", String(32), nullable=True),
+    Column("policy_id", String(64), nullable=True),
+    Column("version", Integer, nullable=True),  # the version the draft proposes
+    Column("document", Text, nullable=False),  # the draft as published (normalised JSON)
+    Column("items", Text, nullable=False),  # JSON {item: value or null}
+    Column("opens", Date, nullable=False),  # the comment window, CST, inclusive
+    Column("closes", Date, nullable=False),
+    Column("status", String(12), nullable=False),  # open | adopted
+    Column("published_by", String(128), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+    Column("adopted_version", Integer, nullable=True),
+    Column("adopted_from", Date, nullable=True),
+    Column("adopted_by", String(128), nullable=True),
+    Column("adopted_at", DateTime(timezone=True), nullable=True),
+    Column("adoption_notes", Text, nullable=True),
+)
+draft_comments = Table(
+    "pricer_draft_comments", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("draft_id", ROW_ID, nullable=False),
+    Column("item", String(120), nullable=False),
+    Column("kind", String(12), nullable=False),  # comment | objection
+    Column("hospital_code", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("counter_proposal", String(200), nullable=True),
+    Column("commented_by", String(128), nullable=False),
+    Column("commented_at", DateTime(timezone=True), nullable=False),
+    Column("answer", String(12), nullable=True),  # accepted | partly | rejected
+    Column("answer_reason", Text, nullable=True),
+    Column("answered_by", String(128), nullable=True),
+    Column("answered_at", DateTime(timezone=True), nullable=True),
+    Index("ix_pricer_draft_comments_draft", "draft_id", "hospital_code"),
+)
+draft_changes = Table(
+    "pricer_draft_changes", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("draft_id", ROW_ID, nullable=False),
+    Column("item", String(120), nullable=False),
+    Column("draft_value", String(200), nullable=True),
+    Column("adopted_value", String(200), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("comment_ids", Text, nullable=False),  # JSON [id]
+    Index("ix_pricer_draft_changes_draft", "draft_id"),
+)
+draft_history = Table(
+    "pricer_draft_history", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("draft_id", ROW_ID, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(24), nullable=False),  # published | commented | answered | adopted
+    Column("actor", String(128), nullable=False),
+    Column("role", String(32), nullable=True),
+    Column("subject", String(128), nullable=True),
+    Column("detail", Text, nullable=True),  # JSON
+    Index("ix_pricer_draft_history_draft", "draft_id"),
+)
+# Hospitals' monthly declarations (申报, §8): one per hospital and month; the timeliness of the
+# month's pre-settlement is counted from it.
+declarations = Table(
+    "pricer_declarations", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("hospital_code", String(32), nullable=False),
+    Column("period", String(7), nullable=False),  # "2024-03"
+    Column("declared_at", DateTime(timezone=True), nullable=False),
+    Column("declared_by", String(128), nullable=False),
+    UniqueConstraint("hospital_code", "period", name="uq_pricer_declarations"),
+)
+# The working-day calendar the bureau imports (domain/timeliness.py): per year its public
+# holidays and make-up working days; an import replaces the year's days.
+calendar_days = Table(
+    "pricer_calendar_days", metadata,
+    Column("day", Date, primary_key=True),
+    Column("year", Integer, nullable=False),
+    Column("kind", String(8), nullable=False),  # holiday | workday
+    Column("name", String(64), nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_by", String(128), nullable=False),
+    Index("ix_pricer_calendar_days_year", "year"),
+)
+# The year's budget per region (§12 budget execution): a new value is a new version.
+budgets = Table(
+    "pricer_budgets", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("region", String(32), nullable=False),
+    Column("year", String(4), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("amount", money(), nullable=False),
+    Column("point_value", ExactDecimal(18, 6), nullable=True),  # the budget point value (预算点值)
+    Column("set_at", DateTime(timezone=True), nullable=False),
+    Column("set_by", String(128), nullable=False),
+    UniqueConstraint("region", "year", "version", name="uq_pricer_budgets_version"),
 )
 
 # --- policies -----------------------------------------------------------------------------------
@@ -513,6 +615,19 @@ async def deposit_return_shares(conn: AsyncConnection, year: str) -> dict[str, D
     return {h: Decimal(share) for h, share in rows}
 
 
+async def carried_over(conn: AsyncConnection, policy_id: str, year: str,
+                       before: str | None = None) -> dict[str, Decimal]:
+    """What each hospital's last monthly statement of the year (latest version; of a month
+    before `before`, "YYYY-MM", when given) carried over: review deductions its pre-settled
+    amount could not net, for its next month or the annual clearing."""
+    last: dict[str, tuple[str, Any]] = {}
+    for (hospital, period), row in (await _latest_monthly(conn, policy_id, year)).items():
+        if (before is None or period < before) and (hospital not in last or period > last[hospital][0]):
+            last[hospital] = (period, row)
+    out = {h: Decimal(orjson.loads(row.document)["lines"].get("carried_over", "0")) for h, (_p, row) in last.items()}
+    return {h: amount for h, amount in out.items() if amount}
+
+
 async def insert_advance(conn: AsyncConnection, hospital_code: str, year: str, amount: Decimal,
                          who: str, note: str | None) -> None:
     await conn.execute(insert(advances).values(
@@ -547,8 +662,7 @@ async def budget_execution(conn: AsyncConnection, region: str, year: str) -> dic
     latest statement version of each hospital summed (fund due, pre-settled, the provisional
     point value), the annual clearing's latest version (final point value, cleared, balance) and
     the prepayments (预付金) granted per hospital."""
-    policy_ids = [r[0] for r in (await conn.execute(
-        select(policy_versions.c.policy_id).where(policy_versions.c.region == region).distinct())).all()]
+    policy_ids = await region_policy_ids(conn, region)
     s = statements.c
     rows = (await conn.execute(select(statements).where(
         s.policy_id.in_(policy_ids), s.period.like(f"{year}%")).order_by(s.version))).all()
@@ -576,6 +690,131 @@ async def budget_execution(conn: AsyncConnection, region: str, year: str) -> dic
     return {"region": region, "year": year, "months": [months[k] for k in sorted(months)], "annual": annual,
             "advances": [{"hospital_code": g.hospital_code, "amount": g.amount, "granted_at": g.granted_at}
                          for g in granted]}
+
+
+async def region_policy_ids(conn: AsyncConnection, region: str) -> list[str]:
+    """The ids of the region's DRG and DIP policies (its statements are under them)."""
+    out: set[str] = set()
+    for table in (policy_versions, dip_policies):
+        out.update((await conn.execute(select(table.c.policy_id).where(table.c.region == region).distinct()))
+                   .scalars())
+    return sorted(out)
+
+
+async def region_hospitals(conn: AsyncConnection, region: str) -> set[str]:
+    """The hospitals with a case priced where it was treated in the region, or a statement
+    under one of the region's policies."""
+    r, s = results.c, statements.c
+    found = set((await conn.execute(select(r.hospital_code).where(
+        r.treatment_region == region, r.hospital_code.is_not(None)).distinct())).scalars())
+    ids = await region_policy_ids(conn, region)
+    if ids:
+        found.update((await conn.execute(select(s.hospital_code).where(s.policy_id.in_(ids)).distinct())).scalars())
+    return found
+
+
+# --- declarations, the calendar, budgets (timeliness and budget execution, §8, §12) ----------------
+
+def _insert_or_ignore(conn: AsyncConnection, table: Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+async def declare(conn: AsyncConnection, hospital_code: str, period: str, who: str) -> tuple[datetime, bool]:
+    """Store a hospital's declaration of a month unless it has one; (declared at, newly stored).
+    Two concurrent declarations store one (the unique constraint), both answer its time."""
+    d = declarations.c
+    now = datetime.now(UTC)
+    result = await conn.execute(_insert_or_ignore(conn, declarations).values(
+        hospital_code=hospital_code, period=period, declared_at=now, declared_by=who[:128]))
+    at = (await conn.execute(select(d.declared_at).where(d.hospital_code == hospital_code,
+                                                          d.period == period))).scalar_one()
+    return _aware(at), bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def declarations_of(conn: AsyncConnection, period: str) -> dict[str, datetime]:
+    """When each hospital declared the month."""
+    d = declarations.c
+    return {h: _aware(at) for h, at in (await conn.execute(
+        select(d.hospital_code, d.declared_at).where(d.period == period))).all()}
+
+
+async def first_presettled(conn: AsyncConnection, policy_ids: Sequence[str], period: str) -> dict[str, datetime]:
+    """When each hospital's first monthly statement of the month was created (its pre-settlement)."""
+    if not policy_ids:
+        return {}
+    s = statements.c
+    return {h: _aware(at) for h, at in (await conn.execute(
+        select(s.hospital_code, func.min(s.created_at)).where(
+            s.kind == "monthly", s.period == period, s.policy_id.in_(list(policy_ids)))
+        .group_by(s.hospital_code))).all()}
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite gives back naive datetimes (stored as UTC)."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+async def replace_calendar_year(conn: AsyncConnection, year: int, days: Sequence[CalendarDay], who: str) -> None:
+    """The year's holidays and make-up working days, replacing those imported before."""
+    now = datetime.now(UTC)
+    await conn.execute(delete(calendar_days).where(calendar_days.c.year == year))
+    await insert_many(conn, calendar_days, [dict(day=d.day, year=year, kind=d.kind, name=d.name,
+                                                 imported_at=now, imported_by=who[:128]) for d in days])
+
+
+async def load_calendar(conn: AsyncConnection) -> list[CalendarDay]:
+    """Every imported calendar day (a few dozen a year)."""
+    c = calendar_days.c
+    return [CalendarDay(r.day, r.kind, r.name)
+            for r in (await conn.execute(select(c.day, c.kind, c.name).order_by(c.day))).all()]
+
+
+async def calendar_years(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Per imported year: its holidays, make-up working days and when it was imported."""
+    c = calendar_days.c
+    rows = (await conn.execute(select(c.year, c.kind, func.count(), func.max(c.imported_at), func.max(c.imported_by))
+                               .group_by(c.year, c.kind).order_by(c.year))).all()
+    out: dict[int, dict[str, Any]] = {}
+    for year, kind, n, at, who in rows:
+        y = out.setdefault(year, {"year": year, "holidays": 0, "workdays": 0, "imported_at": _aware(at),
+                                  "imported_by": who})
+        y["holidays" if kind == "holiday" else "workdays"] = n
+    return list(out.values())
+
+
+async def set_budget(conn: AsyncConnection, region: str, year: str, amount: Decimal,
+                     point_value: Decimal | None, who: str) -> int:
+    """Store the region's budget for the year as a new version; its number."""
+    b = budgets.c
+    prev = await conn.scalar(select(func.max(b.version)).where(b.region == region, b.year == year))
+    version = (prev or 0) + 1
+    await conn.execute(insert(budgets).values(region=region, year=year, version=version, amount=amount,
+                                              point_value=point_value, set_at=datetime.now(UTC), set_by=who[:128]))
+    return version
+
+
+async def latest_budget(conn: AsyncConnection, region: str, year: str) -> dict[str, Any] | None:
+    """The region's budget for the year (its latest version), or None."""
+    b = budgets.c
+    row = (await conn.execute(select(b.version, b.amount, b.point_value, b.set_at, b.set_by).where(
+        b.region == region, b.year == year).order_by(b.version.desc()).limit(1))).first()
+    return None if row is None else row._asdict() | {"set_at": _aware(row.set_at)}
+
+
+async def netted_advances(conn: AsyncConnection, policy_ids: Sequence[str], year: str) -> dict[str, Decimal]:
+    """The prepayments each hospital's annual clearing (its latest version) netted."""
+    if not policy_ids:
+        return {}
+    s = statements.c
+    rows = (await conn.execute(select(s.hospital_code, s.version, s.document).where(
+        s.kind == "annual", s.period == year, s.policy_id.in_(list(policy_ids))).order_by(s.version))).all()
+    latest = {r.hospital_code: r for r in rows}  # the highest version wins
+    return {h: Decimal((orjson.loads(r.document).get("lines") or {}).get("advances") or 0)
+            for h, r in latest.items()}
 
 
 async def priced_versions(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]:
@@ -618,3 +857,113 @@ async def claim_deductions(conn: AsyncConnection, run: str, hospitals: Sequence[
     for h, amount in (await conn.execute(select(d.hospital_code, d.amount).where(d.applied_to == run))).all():
         out[h] = out.get(h, ZERO) + amount
     return out
+
+
+# --- negotiation rounds (§14) ---------------------------------------------------------------------
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if value is not None and hasattr(value, "isoformat") else value
+
+
+def _draft_dict(r: Any) -> dict[str, Any]:
+    return {**{k: _iso(v) for k, v in r._asdict().items() if k not in ("document", "items")},
+            "items": orjson.loads(r.items)}
+
+
+async def insert_draft(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
+    return int((await conn.execute(insert(drafts).values(**values).returning(drafts.c.id))).scalar_one())
+
+
+async def draft(conn: AsyncConnection, draft_id: int, *, with_document: bool = False,
+                lock: bool = False) -> dict[str, Any] | None:
+    """A draft (its items parsed; its document too when asked), or None."""
+    q = select(drafts).where(drafts.c.id == draft_id)
+    if lock and conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    r = (await conn.execute(q)).first()
+    if r is None:
+        return None
+    out = _draft_dict(r)
+    if with_document:
+        out["document"] = orjson.loads(r.document)
+    return out
+
+
+async def list_drafts(conn: AsyncConnection, status: str | None) -> list[dict[str, Any]]:
+    q = select(drafts).order_by(drafts.c.id.desc())
+    if status:
+        q = q.where(drafts.c.status == status)
+    return [_draft_dict(r) | {"items": len(orjson.loads(r.items))} for r in (await conn.execute(q)).all()]
+
+
+async def update_draft(conn: AsyncConnection, draft_id: int, **values: Any) -> None:
+    await conn.execute(update(drafts).where(drafts.c.id == draft_id).values(**values))
+
+
+async def insert_comment(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
+    return int((await conn.execute(insert(draft_comments).values(**values)
+                                   .returning(draft_comments.c.id))).scalar_one())
+
+
+async def comments(conn: AsyncConnection, draft_id: int, *, hospital: str | None = None,
+                   comment_id: int | None = None) -> list[dict[str, Any]]:
+    """A draft's comments, oldest first (one hospital's, or one comment, when asked)."""
+    c = draft_comments.c
+    q = select(draft_comments).where(c.draft_id == draft_id)
+    if hospital is not None:
+        q = q.where(c.hospital_code == hospital)
+    if comment_id is not None:
+        q = q.where(c.id == comment_id)
+    return [{k: _iso(v) for k, v in r._asdict().items()} for r in (await conn.execute(q.order_by(c.id))).all()]
+
+
+async def answer_comment(conn: AsyncConnection, comment_id: int, **values: Any) -> None:
+    await conn.execute(update(draft_comments).where(draft_comments.c.id == comment_id).values(**values))
+
+
+async def insert_changes(conn: AsyncConnection, draft_id: int, changes: Sequence[Mapping[str, Any]]) -> None:
+    await insert_many(conn, draft_changes, [
+        dict(draft_id=draft_id, item=ch["item"], draft_value=ch["draft_value"], adopted_value=ch["adopted_value"],
+             reason=ch["reason"], comment_ids=orjson.dumps(ch["comment_ids"]).decode()) for ch in changes])
+
+
+async def changes(conn: AsyncConnection, draft_id: int) -> list[dict[str, Any]]:
+    c = draft_changes.c
+    rows = (await conn.execute(select(draft_changes).where(c.draft_id == draft_id).order_by(c.id))).all()
+    return [{"item": r.item, "draft_value": r.draft_value, "adopted_value": r.adopted_value, "reason": r.reason,
+             "comment_ids": orjson.loads(r.comment_ids)} for r in rows]
+
+
+async def record_draft(conn: AsyncConnection, draft_id: int, action: str, *, actor: str, role: str | None,
+                       subject: str | None = None, detail: Any = None) -> None:
+    """Append one row to a round's history (never updated or deleted)."""
+    await conn.execute(insert(draft_history).values(
+        draft_id=draft_id, at=datetime.now(UTC), action=action, actor=actor[:128], role=role,
+        subject=subject, detail=None if detail is None else orjson.dumps(detail, default=str).decode()))
+
+
+async def draft_history_of(conn: AsyncConnection, draft_id: int) -> list[dict[str, Any]]:
+    h = draft_history.c
+    rows = (await conn.execute(select(draft_history).where(h.draft_id == draft_id).order_by(h.at, h.id))).all()
+    return [{**r._asdict(), "at": r.at.isoformat(),
+             "detail": orjson.loads(r.detail) if r.detail else None} for r in rows]
+
+
+async def record_policy_adoption(conn: AsyncConnection, policy_id: str, version: int, who: str,
+                                 what: Mapping[str, Any]) -> None:
+    """The policy's own history: the version was adopted from a negotiated draft."""
+    await conn.execute(insert(policy_audit).values(
+        policy_id=policy_id, version=version, action="adopt", who=who, at=datetime.now(UTC),
+        what=orjson.dumps(what).decode()))
+
+
+async def hospital_cases_to_price(conn: AsyncConnection, region: str, hospital: str,
+                                  year: int | None) -> list[CaseToPrice]:
+    """The pricing inputs of one hospital's stored cases treated in the region (latest row per
+    case, withdrawn lists left out; one discharge year when given), for a draft's impact (§9)."""
+    r = results.c
+    q = _latest_results(r.case_input).where(
+        r.treatment_region == region, r.hospital_code == hospital, r.case_input.is_not(None), r.status != WITHDRAWN)
+    if year is not None:
+        q = q.where(r.discharge_date >= date(year, 1, 1), r.discharge_date <= date(year, 12, 31))
+    return [CaseToPrice.model_validate_json(x) for x in (await conn.execute(q)).scalars()]

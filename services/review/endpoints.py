@@ -12,11 +12,13 @@ bound to, `x-drgdip-hospital`).
 - `/special-cases…`: special-case review (特例单议): applications, the panel and its decisions,
   the one appeal, the half-yearly publication and the audit; a decision goes to the outbox as
   `special-case-decided` for the pricer to price the case again.
+- `/feedback…`: the feedback channel (意见收集): opinions of hospitals and their doctors, the
+  bureau's triage, answer and closing, and the counts and answer times for the indicators.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -24,15 +26,16 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.review import handlers, repository
+from services.review import feedback, handlers, repository
 from services.review import special_cases as special
+from services.review.domain import feedback as fb
 from services.review.domain import special_cases as sc
 from services.review.domain.workflow import STATUSES
 from shared.csvexport import to_csv
 from shared.errors import Invalid, NotFound
 from shared.messaging import Outbox
 from shared.text import ID_PATTERN
-from shared.web import Conn, stage_service
+from shared.web import Conn, Engine, stage_service
 
 router = APIRouter(tags=["review"])
 
@@ -168,17 +171,26 @@ class Appeal(BaseModel):
 class MemberRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     token_id: str = Field(pattern=r"^[0-9a-f]{12}$")
+    period: str = Field(max_length=6, description="the quarter, e.g. 2024Q1")
     hospitals: list[Id] = Field(default_factory=list, max_length=500)
     active: bool = True
     reason: str | None = Field(None, max_length=1000, pattern=TEXT)
 
 
 @router.post("/special-cases", status_code=201)
-async def apply(body: Application, who: Who, rules: Rules, conn: Conn) -> dict[str, Any]:
+async def apply(body: Application, who: Who, rules: Rules, engine: Engine) -> dict[str, Any]:
+    """One transaction for the application; a refusal on eligibility or the cap rolls it back
+    and is audited in a second one."""
     if not who.hospital_code:
         raise Invalid("an application comes from a hospital", code="HOSPITAL_REQUIRED", field="hospital")
-    return await special.apply(conn, who, await rules.book.in_force(conn), body.case_id, body.reason, body.text,
-                               [e.model_dump(exclude_none=True) for e in body.evidence])
+    try:
+        async with engine.begin() as conn:
+            return await special.apply(conn, who, await rules.book.in_force(conn), body.case_id, body.reason,
+                                       body.text, [e.model_dump(exclude_none=True) for e in body.evidence])
+    except sc.REFUSALS as refused:
+        async with engine.begin() as conn:
+            await special.record_refusal(conn, who, body.case_id, body.reason, refused)
+        raise
 
 
 @router.get("/special-cases")
@@ -191,13 +203,14 @@ async def list_applications(who: Who, conn: Conn, period: str | None = Query(Non
 
 
 @router.get("/special-cases/panel")
-async def list_panel(conn: Conn) -> dict[str, Any]:
-    return {"members": await repository.list_panel(conn)}
+async def list_panel(conn: Conn, period: str | None = Query(None, max_length=6)) -> dict[str, Any]:
+    return {"members": await repository.list_panel(conn, sc.check_period(period) if period else None)}
 
 
 @router.post("/special-cases/panel", status_code=201)
 async def register_member(body: MemberRequest, who: Who, conn: Conn) -> dict[str, Any]:
-    return await special.register_member(conn, who, body.token_id, body.hospitals, body.active, body.reason)
+    return await special.register_member(conn, who, body.token_id, body.period, body.hospitals, body.active,
+                                         body.reason)
 
 
 @router.get("/special-cases/publication")
@@ -247,3 +260,76 @@ async def appeal(application_id: ApplicationId, body: Appeal, who: Who, conn: Co
     if not who.hospital_code:
         raise Invalid("an appeal comes from the hospital", code="HOSPITAL_REQUIRED", field="hospital")
     return await special.appeal(conn, who, application_id, body.reason)
+
+
+# --- the feedback channel (意见收集) -----------------------------------------------------------------
+
+FeedbackId = Annotated[int, Path(ge=1, le=2**53)]
+CaseId = Annotated[str, Field(min_length=1, max_length=100, pattern=ID_PATTERN)]
+
+
+class Opinion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    category: fb.Category
+    text: str = Field(min_length=1, max_length=4000, pattern=TEXT)
+    author: str | None = Field(None, min_length=1, max_length=100, pattern=TEXT,
+                               description="a doctor or a department, as the hospital names it")
+    case_ids: list[CaseId] = Field(default_factory=list, max_length=fb.MAX_CASES)
+
+
+class FeedbackStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(None, max_length=4000, pattern=TEXT)
+    answer: str | None = Field(None, max_length=4000, pattern=TEXT)
+
+
+@router.post("/feedback", status_code=201)
+async def send_feedback(body: Opinion, who: Who, conn: Conn) -> dict[str, Any]:
+    return await feedback.send(conn, who, body.category, body.text, body.author, body.case_ids)
+
+
+@router.get("/feedback")
+async def list_feedback(who: Who, conn: Conn, hospital: str | None = Query(None, max_length=32, pattern=ID_PATTERN),
+                        status: str | None = Query(None, max_length=12), category: str | None = Query(None, max_length=24),
+                        limit: int = Query(100, ge=1, le=1000),
+                        offset: int = Query(0, ge=0, le=100_000_000)) -> dict[str, Any]:
+    if status is not None and status not in fb.STATUSES:
+        raise Invalid(f"status must be one of {', '.join(fb.STATUSES)}", code="INVALID_FIELD", field="status")
+    if category is not None and category not in fb.CATEGORIES:
+        raise Invalid(f"category must be one of {', '.join(fb.CATEGORIES)}", code="INVALID_FIELD", field="category")
+    return {"feedback": await repository.list_feedback(conn, hospital=who.hospital_code or hospital, status=status,
+                                                       category=category, limit=limit, offset=offset)}
+
+
+@router.get("/feedback/stats")
+async def feedback_stats(conn: Conn, rules: Rules,
+                         first: date | None = Query(None, alias="from", description="sent on or after (CST)"),
+                         last: date | None = Query(None, alias="to", description="sent on or before (CST)"),
+                         region: str | None = Query(None, max_length=32, pattern=ID_PATTERN)) -> dict[str, Any]:
+    """Counts and answer times (working days of the region's review calendar) for the indicators."""
+    return await feedback.stats(conn, await rules.book.in_force(conn), region, first, last)
+
+
+@router.get("/feedback/{feedback_id}")
+async def get_feedback(feedback_id: FeedbackId, who: Who, conn: Conn) -> dict[str, Any]:
+    return await feedback.get(conn, who, feedback_id)
+
+
+async def _feedback_step(feedback_id: int, step: str, body: FeedbackStep, who: special.Who,
+                         conn: Any) -> dict[str, Any]:
+    return await feedback.step(conn, who, feedback_id, step, body.note, body.answer)
+
+
+@router.post("/feedback/{feedback_id}/triage")
+async def triage_feedback(feedback_id: FeedbackId, body: FeedbackStep, who: Who, conn: Conn) -> dict[str, Any]:
+    return await _feedback_step(feedback_id, "triage", body, who, conn)
+
+
+@router.post("/feedback/{feedback_id}/answer")
+async def answer_feedback(feedback_id: FeedbackId, body: FeedbackStep, who: Who, conn: Conn) -> dict[str, Any]:
+    return await _feedback_step(feedback_id, "answer", body, who, conn)
+
+
+@router.post("/feedback/{feedback_id}/close")
+async def close_feedback(feedback_id: FeedbackId, body: FeedbackStep, who: Who, conn: Conn) -> dict[str, Any]:
+    return await _feedback_step(feedback_id, "close", body, who, conn)

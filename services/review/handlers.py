@@ -25,8 +25,8 @@ from services.review.domain import workflow
 from services.review.domain.hospital_rules import (
     HospitalFlag,
     Period,
-    history_start,
-    hospital_flags,
+    judge,
+    periods_needed,
 )
 from services.review.domain.parameters import (
     DEFAULTS,
@@ -159,13 +159,15 @@ async def run_hospital_rules(conn: AsyncConnection, period: str, region: str | N
     out = []
     for r in regions:
         rs = in_force.on(r, p.end - timedelta(days=1)) or DEFAULTS
-        cases = await repository.load_hospital_figures(conn, r, history_start(p, rs.params), p.end)
-        found = hospital_flags(cases, p, rs.params)
+        # each hospital's figures per period, summed by the database (not the cases themselves)
+        counts = await repository.hospital_counts(
+            conn, r, periods_needed(p, rs.params), readmission_days=rs.params.under_service.readmission_days,
+            high_rw=rs.params.refusing_severe.high_rw)
+        found = judge(counts, p, rs.params)
         insert, supersede = reconcile(await repository.hospital_flags_of(conn, r, p.label), found)
         ids = await repository.raise_hospital_flags(conn, r, rs.label, insert, supersede)
-        now = [c for c in cases if c.discharge_date in p]
-        run = HospitalRun(r, p.label, rs.label, len(now), len({c.hospital_code for c in now}), found, ids,
-                          supersede)
+        run = HospitalRun(r, p.label, rs.label, sum(k.cases for k in counts[p].values()), len(counts[p]),
+                          found, ids, supersede)
         await repository.record_run(conn, r, p.label, rs.label, run.cases, run.hospitals, len(found), len(ids),
                                     len(supersede), trigger)
         out.append(run)

@@ -21,18 +21,28 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     bindparam,
+    case,
     func,
     insert,
+    literal,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.review.domain.hospital_rules import CaseFigure, HospitalFlag
+from services.review.domain.hospital_rules import (
+    LOW_OUTLIER,
+    CaseFigure,
+    Counts,
+    HospitalFlag,
+    Period,
+)
 from services.review.domain.parameters import RuleParameters, RuleSet, parse_rules
 from services.review.domain.review import Announcement, Reviewed, stay_of, where_treated
 from services.review.domain.rules import Share
@@ -60,8 +70,8 @@ stays = Table(
     Column("discharge_date", Date, nullable=True),
     Column("drg", String(8), nullable=False),
     Column("facts", Text, nullable=False),  # the stay's CaseFacts, to re-announce it later
-    # JSON: how it was priced (method, adrg, dip_group) and what it added to its group's
-    # regional self-pay figures (share_key, cost, own_pay)
+    # JSON: how it was priced (method, adrg, dip_group) and what it added to the regional
+    # figures ("shares": {key: [cost, own_pay]}, one case each; older rows: share_key, share)
     Column("context", Text, nullable=True),
     Index("ix_review_stays_person", "psn_key", "hospital_code"),
 )
@@ -157,12 +167,15 @@ hospital_figures = Table(
     Column("planned", Boolean, nullable=False),
     Column("withdrawn", Boolean, nullable=False),
     Index("ix_review_hospital_figures_region", "region", "discharge_date"),
+    Index("ix_review_hospital_figures_person", "psn_key", "hospital_code"),  # readmissions
 )
 # a group's regional self-pay figures (cost shifting): changed by increments, so concurrent
 # consumers never lose each other's updates
 group_shares = Table(
     "review_group_shares", metadata,
-    Column("share_key", String(140), primary_key=True),  # "<region>|<drg|dip>|<group>"
+    # "<region>|<drg|dip>|<group>", "<region>|<drg|dip>|adrg:<ADRG>" (self-pay: cases with a 自费
+    # amount) and "<region>|drg|<DRG>|level:<level>" (cost at a hospital level): domain/review.py
+    Column("share_key", String(140), primary_key=True),
     Column("cases", Integer, nullable=False),
     Column("total_cost", money(), nullable=False),
     Column("own_pay", money(), nullable=False),
@@ -203,9 +216,11 @@ async def load_known(conn: AsyncConnection, psn_keys: Collection[str], case_ids:
         stay = replace(stay_of(r.case_id, facts), method=ctx.get("method", "drg"),
                        adrg=ctx.get("adrg", r.drg[:3] if len(r.drg) == 4 else None),
                        dip_group=ctx.get("dip_group"))
-        share = ctx.get("share")
-        known[r.case_id] = Reviewed(stay, r.drg, facts, share_key=ctx.get("share_key"),
-                                    share=Share(1, Decimal(share[0]), Decimal(share[1])) if share else None)
+        added = dict(ctx.get("shares") or {})
+        if ctx.get("share_key") and ctx.get("share"):  # written before the ADRG and level figures
+            added[ctx["share_key"]] = ctx["share"]
+        known[r.case_id] = Reviewed(stay, r.drg, facts, shares={
+            key: Share(1, Decimal(cost), Decimal(own)) for key, (cost, own) in added.items()})
     known.stored = set(known)
     for r in (await conn.execute(select(results).where(results.c.case_id.in_(known.stored)))).all():
         k = known[r.case_id]
@@ -221,8 +236,7 @@ def _flags_json(flags: list[CaseFlag]) -> str:
 
 def _context(k: Reviewed) -> str:
     return orjson.dumps({"method": k.stay.method, "adrg": k.stay.adrg, "dip_group": k.stay.dip_group,
-                         "share_key": k.share_key,
-                         "share": [str(k.share.cost), str(k.share.own_pay)] if k.share else None}).decode()
+                         "shares": {key: [str(a.cost), str(a.own_pay)] for key, a in k.shares.items()}}).decode()
 
 
 async def save(conn: AsyncConnection, changed: Mapping[str, Reviewed], known: Known,
@@ -369,7 +383,8 @@ async def save_hospital_figures(conn: AsyncConnection, rows: Sequence[Mapping[st
 
 
 async def load_hospital_figures(conn: AsyncConnection, region: str, start: date, end: date) -> list[CaseFigure]:
-    """The region's cases (not withdrawn) discharged in [start, end)."""
+    """The region's cases (not withdrawn) discharged in [start, end), one by one (the rules read
+    `hospital_counts`; its sums are tested against `count_periods` of these)."""
     c = hospital_figures.c
     rows = (await conn.execute(select(hospital_figures).where(
         c.region == region, c.discharge_date >= start, c.discharge_date < end,
@@ -377,6 +392,60 @@ async def load_hospital_figures(conn: AsyncConnection, region: str, start: date,
     return [CaseFigure(r.case_id, r.hospital_code, r.discharge_date, r.admission_date, r.psn_key,
                        r.hospital_level, r.drg, r.weight, r.case_type, r.discharge_way, r.planned)
             for r in rows]
+
+
+def _days_before(conn: AsyncConnection, day: Any, days: int) -> Any:
+    """`day` − `days` days, in the database's own date arithmetic."""
+    if conn.dialect.name == "postgresql":
+        return day - literal(days, Integer())  # date − integer is a date
+    return func.date(day, f"-{days} days")  # SQLite keeps dates as YYYY-MM-DD text
+
+
+async def hospital_counts(conn: AsyncConnection, region: str, periods: Sequence[Period], *,
+                          readmission_days: int, high_rw: Decimal) -> dict[Period, dict[str, Counts]]:
+    """Each hospital's figures per period (`Counts`), summed in the database over the region's
+    cases (not withdrawn) discharged in `periods` (of one kind, not overlapping): one row per
+    hospital, period and discharge way. A case is a readmission when the same person was
+    discharged from the same hospital (a case of the region, not withdrawn) at most
+    `readmission_days` days before its admission, and neither list says it was planned."""
+    out: dict[Period, dict[str, Counts]] = {p: {} for p in periods}
+    if not periods:
+        return out
+    c, e = hospital_figures.alias("c").c, hospital_figures.alias("e")
+    period = case(*[(and_(c.discharge_date >= p.start, c.discharge_date < p.end), literal(p.label))
+                    for p in periods], else_=None).label("period")
+    earlier = select(literal(1)).select_from(e).where(
+        e.c.psn_key == c.psn_key, e.c.hospital_code == c.hospital_code, e.c.region == c.region,
+        e.c.case_id != c.case_id, e.c.withdrawn.is_(False), e.c.planned.is_(False),
+        e.c.discharge_date <= c.admission_date, e.c.discharge_date <= c.discharge_date,
+        e.c.discharge_date >= _days_before(conn, c.admission_date, readmission_days))
+    readmitted = and_(c.planned.is_(False), c.admission_date.is_not(None), c.psn_key != "", earlier.exists())
+
+    def count_if(condition: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    q = (select(c.hospital_code, period, c.discharge_way, func.count().label("cases"),
+                count_if(and_(func.length(c.drg) == 4, func.substr(c.drg, 4, 1).in_(("1", "3")))).label("mcc_cc"),
+                func.count(c.weight).label("weighted"),
+                type_coerce(func.sum(c.weight), ExactDecimal(20, 4)).label("weight"),
+                type_coerce(func.sum(c.weight * c.weight), ExactDecimal(30, 8)).label("weight_sq"),
+                count_if(c.weight >= high_rw).label("high_rw"),
+                count_if(c.case_type == LOW_OUTLIER).label("low_outliers"),
+                count_if(readmitted).label("readmissions"),
+                func.max(c.hospital_level).label("level"))
+         .where(c.region == region, c.withdrawn.is_(False), c.discharge_date >= min(p.start for p in periods),
+                c.discharge_date < max(p.end for p in periods))
+         .group_by(c.hospital_code, period, c.discharge_way))
+    by_label = {p.label: p for p in periods}
+    for r in (await conn.execute(q)).all():
+        if r.period is None:
+            continue
+        k = Counts(int(r.cases), int(r.mcc_cc), int(r.weighted), r.weight or Decimal(0), r.weight_sq or Decimal(0),
+                   int(r.high_rw), {} if r.discharge_way is None else {int(r.discharge_way): int(r.cases)},
+                   int(r.low_outliers), int(r.readmissions), None if r.level is None else int(r.level))
+        hospitals = out[by_label[r.period]]
+        hospitals[r.hospital_code] = hospitals[r.hospital_code].add(k) if r.hospital_code in hospitals else k
+    return out
 
 
 async def regions_with_cases(conn: AsyncConnection, start: date, end: date) -> list[str]:
@@ -556,13 +625,16 @@ special_decisions = Table(
     Column("decided_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("application_id", "round", name="uq_review_special_decisions_round"),
 )
+# a member is registered per quarter, with the hospitals they are tied to in it
 panel_members = Table(
-    "review_panel_members", metadata,
+    "review_panel_quarters", metadata,
     Column("token_id", String(16), primary_key=True),
+    Column("period", String(6), primary_key=True),  # the quarter "2024Q2"
     Column("hospitals", Text, nullable=False),  # JSON: the hospitals the member is tied to
     Column("active", Boolean, nullable=False),
     Column("registered_by", String(128), nullable=False),
     Column("registered_at", DateTime(timezone=True), nullable=False),
+    Index("ix_review_panel_quarters_period", "period"),
 )
 # Append-only: rows are inserted, never updated or deleted.
 audit = Table(
@@ -680,10 +752,15 @@ async def application(conn: AsyncConnection, application_id: int, *, lock: bool 
 
 async def applications(conn: AsyncConnection, *, period: str | None = None, periods: Collection[str] = (),
                        hospital: str | None = None, status: str | None = None,
+                       tied: Mapping[str, Collection[str]] | None = None,
                        limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-    """Applications, oldest first, filtered by quarter(s), hospital and status."""
+    """Applications, oldest first, filtered by quarter(s), hospital and status; `tied`: the
+    hospitals left out per quarter (a panel member's ties)."""
     s = special_cases.c
     q = select(special_cases)
+    for quarter, hospitals in (tied or {}).items():
+        if hospitals:
+            q = q.where(~and_(s.period == quarter, s.hospital_code.in_(list(hospitals))))
     if period:
         q = q.where(s.period == period)
     if periods:
@@ -711,26 +788,43 @@ async def update_application(conn: AsyncConnection, application_id: int, **value
     await conn.execute(update(special_cases).where(special_cases.c.id == application_id).values(**values))
 
 
-async def panel_member(conn: AsyncConnection, token_id: str) -> dict[str, Any] | None:
-    r = (await conn.execute(select(panel_members).where(panel_members.c.token_id == token_id))).first()
-    return None if r is None else {**r._asdict(), "hospitals": orjson.loads(r.hospitals),
-                                   "registered_at": _iso(r.registered_at)}
+def _member(r: Any) -> dict[str, Any]:
+    return {**r._asdict(), "hospitals": orjson.loads(r.hospitals), "registered_at": _iso(r.registered_at)}
 
 
-async def save_panel_member(conn: AsyncConnection, token_id: str, hospitals: Sequence[str], active: bool,
-                            who: str, exists: bool) -> None:
+async def panel_member(conn: AsyncConnection, token_id: str, period: str) -> dict[str, Any] | None:
+    """A member's registration for a quarter."""
+    m = panel_members.c
+    r = (await conn.execute(select(panel_members).where(m.token_id == token_id, m.period == period))).first()
+    return None if r is None else _member(r)
+
+
+async def save_panel_member(conn: AsyncConnection, token_id: str, period: str, hospitals: Sequence[str],
+                            active: bool, who: str, exists: bool) -> None:
+    m = panel_members.c
     values = dict(hospitals=orjson.dumps(sorted(set(hospitals))).decode(), active=active, registered_by=who,
                   registered_at=datetime.now(UTC))
     if exists:
-        await conn.execute(update(panel_members).where(panel_members.c.token_id == token_id).values(**values))
+        await conn.execute(update(panel_members).where(m.token_id == token_id, m.period == period).values(**values))
     else:
-        await conn.execute(insert(panel_members).values(token_id=token_id, **values))
+        await conn.execute(insert(panel_members).values(token_id=token_id, period=period, **values))
 
 
-async def list_panel(conn: AsyncConnection) -> list[dict[str, Any]]:
-    rows = (await conn.execute(select(panel_members).order_by(panel_members.c.token_id))).all()
-    return [{**r._asdict(), "hospitals": orjson.loads(r.hospitals), "registered_at": _iso(r.registered_at)}
-            for r in rows]
+async def list_panel(conn: AsyncConnection, period: str | None = None) -> list[dict[str, Any]]:
+    """The panel's registrations (of a quarter), by quarter and member."""
+    m = panel_members.c
+    q = select(panel_members)
+    if period is not None:
+        q = q.where(m.period == period)
+    return [_member(r) for r in (await conn.execute(q.order_by(m.period, m.token_id))).all()]
+
+
+async def ties_of(conn: AsyncConnection, token_id: str) -> dict[str, list[str]]:
+    """The hospitals a member is tied to, per quarter of their active registrations."""
+    m = panel_members.c
+    rows = (await conn.execute(select(m.period, m.hospitals).where(m.token_id == token_id,
+                                                                   m.active.is_(True)))).all()
+    return {r.period: orjson.loads(r.hospitals) for r in rows}
 
 
 async def record(conn: AsyncConnection, action: str, *, actor: str, role: str | None, subject: str | None,
@@ -761,3 +855,81 @@ async def audit_rows(conn: AsyncConnection, *, action: str | None = None, actor:
     if limit is not None:
         q = q.limit(limit)
     return [{**r._asdict(), "at": _iso(r.at)} for r in (await conn.execute(q)).all()]
+
+
+# === the feedback channel (意见收集, docs/domain.md §14) =========================================
+# Opinions of hospitals and their doctors, with the bureau's triage, answer and closing; every
+# step is appended to `review_audit` (subject "feedback:<id>") in the same transaction.
+
+feedback = Table(
+    "review_feedback", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("hospital_code", String(32), nullable=False),
+    Column("category", String(24), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("author", String(100), nullable=True),  # a doctor or a department, as the hospital names it
+    Column("case_ids", Text, nullable=False),  # JSON [case id]
+    Column("status", String(12), nullable=False),  # new | triaged | answered | closed
+    Column("sent_by", String(128), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("triaged_by", String(128), nullable=True),
+    Column("triaged_at", DateTime(timezone=True), nullable=True),
+    Column("triage_note", Text, nullable=True),
+    Column("answer", Text, nullable=True),
+    Column("answered_by", String(128), nullable=True),
+    Column("answered_at", DateTime(timezone=True), nullable=True),
+    Column("closed_by", String(128), nullable=True),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_review_feedback_hospital", "hospital_code", "status"),
+    Index("ix_review_feedback_sent", "sent_at"),
+)
+
+
+async def case_owners(conn: AsyncConnection, case_ids: Collection[str]) -> dict[str, str]:
+    """The hospital of each of these cases review has priced figures of."""
+    c = case_figures.c
+    rows = (await conn.execute(select(c.case_id, c.hospital_code).where(c.case_id.in_(list(case_ids))))).all()
+    return {r.case_id: r.hospital_code for r in rows}
+
+
+def _feedback_dict(r: Any) -> dict[str, Any]:
+    return {**{k: _iso(v) if isinstance(v, datetime) else v for k, v in r._asdict().items()},
+            "case_ids": orjson.loads(r.case_ids)}
+
+
+async def insert_feedback(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
+    return int((await conn.execute(insert(feedback).values(**values).returning(feedback.c.id))).scalar_one())
+
+
+async def feedback_of(conn: AsyncConnection, feedback_id: int, *, lock: bool = False) -> dict[str, Any] | None:
+    q = select(feedback).where(feedback.c.id == feedback_id)
+    if lock and conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    r = (await conn.execute(q)).first()
+    return None if r is None else _feedback_dict(r)
+
+
+async def list_feedback(conn: AsyncConnection, *, hospital: str | None, status: str | None, category: str | None,
+                        limit: int, offset: int) -> list[dict[str, Any]]:
+    f = feedback.c
+    q = select(feedback)
+    for column, value in ((f.hospital_code, hospital), (f.status, status), (f.category, category)):
+        if value:
+            q = q.where(column == value)
+    rows = (await conn.execute(q.order_by(f.id.desc()).limit(limit).offset(offset))).all()
+    return [_feedback_dict(r) for r in rows]
+
+
+async def update_feedback(conn: AsyncConnection, feedback_id: int, **values: Any) -> None:
+    await conn.execute(update(feedback).where(feedback.c.id == feedback_id).values(**values))
+
+
+async def feedback_times(conn: AsyncConnection, since: datetime | None, until: datetime | None) -> list[Any]:
+    """(status, category, sent_at, answered_at) of the opinions sent in [since, until)."""
+    f = feedback.c
+    q = select(f.status, f.category, f.sent_at, f.answered_at)
+    if since:
+        q = q.where(f.sent_at >= since)
+    if until:
+        q = q.where(f.sent_at < until)
+    return [r._asdict() for r in (await conn.execute(q)).all()]

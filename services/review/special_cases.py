@@ -5,11 +5,13 @@ caller's connection (the edge owns the one transaction) and never commits.
 - `save_figures`: every priced case's figures kept (its latest version), so an application is
   judged on them and the cap counts the region's discharges and complex cases.
 - `apply`: a hospital applies for one of its cases; the region-quarter's counter row is locked
-  first, so concurrent applications count the cap one at a time.
+  first, so concurrent applications count the cap one at a time. `record_refusal`: an
+  application refused on eligibility or the cap, audited.
 - `decide`, `appeal`: the panel's decision (published as `special-case-decided`, which the
   pricer prices the case again with), the hospital's one appeal, the second member's decision.
-- `register_member`, `publication`: the panel, and the half-yearly counts and outcomes.
-Every application, decision, appeal, membership and parameter change is appended to
+- `register_member`, `publication`: the panel (each member registered per quarter with the
+  hospitals they are tied to in it), and the half-yearly counts and outcomes.
+Every application (refused ones too), decision, appeal, membership and parameter change is appended to
 `review_audit` (who, when, before, after, why) in the same transaction as the change.
 """
 
@@ -32,11 +34,13 @@ from shared.messaging import Outbox
 from shared.periods import InForce
 
 APPLIED = "special-case.applied"
+REFUSED = "special-case.refused"
 DECIDED = "special-case.decided"
 APPEALED = "special-case.appealed"
 MEMBER_REGISTERED = "panel-member.registered"
 RULES_IMPORTED = "review-rules.imported"
-ACTIONS = (APPLIED, DECIDED, APPEALED, MEMBER_REGISTERED, RULES_IMPORTED)
+ACTIONS = (APPLIED, REFUSED, DECIDED, APPEALED, MEMBER_REGISTERED, RULES_IMPORTED)
+REVIEWER = "bureau-reviewer"  # the role whose tokens sit on the panel
 AUDIT_COLUMNS = ("id", "at", "action", "actor", "role", "subject", "before", "after", "reason")
 
 
@@ -109,12 +113,23 @@ async def apply(conn: AsyncConnection, who: Who, rules: InForce[RuleSet], case_i
     return found | {"quota": quota_after}
 
 
+async def record_refusal(conn: AsyncConnection, who: Who, case_id: str, reason: sc.Reason,
+                         error: Invalid | Conflict) -> None:
+    """Audit an application refused on eligibility or the cap (`sc.REFUSALS`): who, when, the
+    case, the rule that refused and its numbers. The refused application's own transaction is
+    rolled back, so the edge records it in a transaction of its own."""
+    await repository.record(conn, REFUSED, actor=who.actor, role=who.role, subject=case_id,
+                            after={"reason": reason.value, "hospital_code": who.hospital_code}
+                            | sc.refusal_record(error), reason=error.message)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _member(conn: AsyncConnection, token_id: str) -> sc.Member | None:
-    m = await repository.panel_member(conn, token_id)
+async def _member(conn: AsyncConnection, token_id: str, period: str) -> sc.Member | None:
+    """The member's registration for the quarter (their ties in it), None when not registered."""
+    m = await repository.panel_member(conn, token_id, period)
     return None if m is None else sc.Member(m["token_id"], frozenset(m["hospitals"]), m["active"])
 
 
@@ -133,7 +148,8 @@ async def decide(conn: AsyncConnection, outbox: Outbox, who: Who, application_id
     sc.check_decision(d)
     a = await _open(conn, application_id)
     first = next((x["member"] for x in a["decisions"] if x["round"] == 1), None)
-    round_ = sc.may_decide(await _member(conn, who.token_id), a["hospital_code"], sc.Status(a["status"]), first)
+    member = await _member(conn, who.token_id, a["period"])  # the panel of the application's quarter
+    round_ = sc.may_decide(member, a["hospital_code"], sc.Status(a["status"]), first)
     await repository.insert_decision(conn, application_id, round_, d.outcome.value, d.amount, d.reason,
                                      who.token_id)
     status = sc.Status.DECIDED if round_ == 1 else sc.Status.FINAL
@@ -168,27 +184,29 @@ async def appeal(conn: AsyncConnection, who: Who, application_id: int, text: str
     return found
 
 
-async def register_member(conn: AsyncConnection, who: Who, token_id: str, hospitals: Sequence[str],
+async def register_member(conn: AsyncConnection, who: Who, token_id: str, period: str, hospitals: Sequence[str],
                           active: bool, why: str | None) -> dict[str, Any]:
-    """Register (or change) a panel member with the hospitals they are tied to."""
-    before = await repository.panel_member(conn, token_id)
-    await repository.save_panel_member(conn, token_id, hospitals, active, who.actor, before is not None)
-    after = await repository.panel_member(conn, token_id)
+    """Register (or change) a panel member for a quarter with the hospitals they are tied to."""
+    sc.check_period(period)
+    before = await repository.panel_member(conn, token_id, period)
+    await repository.save_panel_member(conn, token_id, period, hospitals, active, who.actor, before is not None)
+    after = await repository.panel_member(conn, token_id, period)
     assert after is not None
 
     def shown(m: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if m is None else {"hospitals": m["hospitals"], "active": m["active"]}
+        return None if m is None else {"period": m["period"], "hospitals": m["hospitals"], "active": m["active"]}
 
-    await repository.record(conn, MEMBER_REGISTERED, actor=who.actor, role=who.role, subject=token_id,
+    await repository.record(conn, MEMBER_REGISTERED, actor=who.actor, role=who.role, subject=f"{token_id} {period}",
                             before=shown(before), after=shown(after), reason=why)
     return after
 
 
 async def queue(conn: AsyncConnection, who: Who, *, period: str | None, hospital: str | None,
                 status: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
-    """The applications a caller may see: a hospital its own; the bureau any. Each carries the
-    case's figures and the evidence's names and hashes, never the patient's name or ID number
-    (review holds none)."""
+    """The applications a caller may see: a hospital its own; the bureau any, except that a
+    panel member's queue leaves out, in each quarter they are registered for, the hospitals
+    they are tied to in it (they never decide those). Each carries the case's figures and the
+    evidence's names and hashes, never the patient's name or ID number (review holds none)."""
     if status is not None and status not in {s.value for s in sc.Status}:
         raise Invalid(f"status must be one of {', '.join(s.value for s in sc.Status)}", code="INVALID_FIELD",
                       field="status")
@@ -196,8 +214,9 @@ async def queue(conn: AsyncConnection, who: Who, *, period: str | None, hospital
         if hospital is not None and hospital != who.hospital_code:
             raise Forbidden("a hospital sees only its own applications", field="hospital")
         hospital = who.hospital_code
+    tied = await repository.ties_of(conn, who.token_id) if who.role == REVIEWER else None
     return await repository.applications(conn, period=sc.check_period(period) if period else None,
-                                         hospital=hospital, status=status, limit=limit, offset=offset)
+                                         hospital=hospital, status=status, tied=tied, limit=limit, offset=offset)
 
 
 async def publication(conn: AsyncConnection, half: str, hospital: str | None) -> list[dict[str, str]]:

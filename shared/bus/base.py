@@ -83,8 +83,9 @@ class Bus(ABC):
         return None
 
 
-def bus_from_url(url: str, *, client_id: str = "drgdip") -> Bus:
-    """`memory://` for the embedded mode, `kafka://host:port[,host:port]` for the real broker."""
+def bus_from_url(url: str, *, client_id: str = "drgdip", kafka: dict[str, int] | None = None) -> Bus:
+    """`memory://` for the embedded mode, `kafka://host:port[,host:port]` for the real broker
+    (`kafka`: the client settings KafkaBus takes, e.g. batch_bytes, fetch_min_bytes)."""
     if url.startswith("memory://"):
         from shared.bus.memory import MemoryBus
 
@@ -92,5 +93,5 @@ def bus_from_url(url: str, *, client_id: str = "drgdip") -> Bus:
     if url.startswith("kafka://"):
         from shared.bus.kafka import KafkaBus
 
-        return KafkaBus(url.removeprefix("kafka://"), client_id=client_id)
+        return KafkaBus(url.removeprefix("kafka://"), client_id=client_id, **(kafka or {}))
     raise ValueError(f"unknown bus url {url!r}: expected memory:// or kafka://HOST:PORT")

@@ -115,15 +115,19 @@ def test_the_summary_shows_the_flags_found_and_a_decided_special_case_round(demo
     assert "Monitoring flags" in text and "Special-case round" in text
     assert all(rule in text for _level, rule, _s, _n in demo.flags)
     assert demo.flag_examples and all(subject in text for _r, subject, _m in demo.flag_examples)
-    # one of each outcome, decided by the panel, and each decision priced again as a new version
+    # one of each outcome, decided by the panel; an approval is priced again as a new version,
+    # a rejection keeps the price the case had
     assert [x.outcome for x in demo.special] == ["pay_by_item", "adjust_standard", "reject"]
     assert {x.status for x in demo.special} == {"decided"}
     for x in demo.special:
         assert x.case_id in text
-        assert [p["special_case"] for p in x.prices][-1] == 1 and x.prices[-2]["special_case"] == 0
+        if x.outcome == "reject":
+            assert [p["special_case"] for p in x.prices] == [0] * len(x.prices) and x.after == x.before
+        else:
+            assert [p["special_case"] for p in x.prices][-1] == 1 and x.prices[-2]["special_case"] == 0
     adjusted = demo.special[1]
     assert adjusted.amount is not None and adjusted.after is not None and adjusted.before is not None
-    assert abs(adjusted.after - adjusted.amount) <= Decimal("0.05")  # the amount, to the point's rounding
+    assert adjusted.after == adjusted.amount  # the decided amount, to the fen
     assert "psn_name" not in text
 
 

@@ -16,6 +16,7 @@ POLICY_IMPORTED = "policy.imported"
 DIP_POLICY_IMPORTED = "dip-policy.imported"
 DIP_CATALOGUE_REGISTERED = "dip-catalogue.registered"
 SCHEME_REGISTERED = "scheme.registered"
+SCHEME_BUILT = "scheme.built"  # a local scheme built from a change set (and registered, when asked)
 SETTLEMENT_RUN = "settlement.run"
 REPRICED = "cases.repriced"
 REGROUPED = "cases.regrouped"
@@ -25,9 +26,27 @@ AUDIT_READ = "audit.exported"
 FLAG_DECIDED = "flag.decided"
 FLAG_ANSWERED = "flag.answered"
 REVIEW_RUN = "review.run"
+# negotiation rounds (协商谈判) and the feedback channel (意见收集), §14
+NEGOTIATION_PUBLISHED = "negotiation.published"
+NEGOTIATION_COMMENTED = "negotiation.commented"
+NEGOTIATION_ANSWERED = "negotiation.answered"
+NEGOTIATION_ADOPTED = "negotiation.adopted"
+FEEDBACK_SENT = "feedback.sent"
+FEEDBACK_TRIAGED = "feedback.triaged"
+FEEDBACK_ANSWERED = "feedback.answered"
+FEEDBACK_CLOSED = "feedback.closed"
+DECLARATION_SUBMITTED = "declaration.submitted"
+CALENDAR_IMPORTED = "calendar.imported"
+BUDGET_SET = "budget.set"
+INDICATORS_REBUILT = "indicators.rebuilt"
+SIGNED_IN = "dashboard.signed-in"  # a dashboard session opened with a token (never the token itself)
+SIGNED_OUT = "dashboard.signed-out"
 ACTIONS = (TOKEN_CREATED, TOKEN_REVOKED, POLICY_IMPORTED, DIP_POLICY_IMPORTED, DIP_CATALOGUE_REGISTERED,
-           SCHEME_REGISTERED, SETTLEMENT_RUN, REPRICED, REGROUPED, ADVANCE_RECORDED, PERSONAL_DATA_READ,
-           AUDIT_READ, FLAG_DECIDED, FLAG_ANSWERED, REVIEW_RUN)
+           SCHEME_REGISTERED, SCHEME_BUILT, SETTLEMENT_RUN, REPRICED, REGROUPED, ADVANCE_RECORDED, PERSONAL_DATA_READ,
+           AUDIT_READ, FLAG_DECIDED, FLAG_ANSWERED, REVIEW_RUN, NEGOTIATION_PUBLISHED, NEGOTIATION_COMMENTED,
+           NEGOTIATION_ANSWERED, NEGOTIATION_ADOPTED, FEEDBACK_SENT, FEEDBACK_TRIAGED, FEEDBACK_ANSWERED,
+           FEEDBACK_CLOSED, DECLARATION_SUBMITTED, CALENDAR_IMPORTED, BUDGET_SET, INDICATORS_REBUILT,
+           SIGNED_IN, SIGNED_OUT)
 
 
 def _span(a: Mapping[str, Any], first: str, last: str) -> str:
@@ -42,10 +61,14 @@ _SUBJECTS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     DIP_POLICY_IMPORTED: lambda a: f"{a.get('policy_id')} v{a.get('version')}",
     DIP_CATALOGUE_REGISTERED: lambda a: f"{a.get('region')} {_span(a, 'valid_from', 'valid_to')}",
     SCHEME_REGISTERED: lambda a: f"{a.get('scheme')} {a.get('region')} {_span(a, 'valid_from', 'valid_to')}",
+    SCHEME_BUILT: lambda a: f"{a.get('scheme')} over {a.get('base')}",
     SETTLEMENT_RUN: lambda a: f"{a.get('policy_id')} {a.get('period')} v{a.get('version')}",
     REPRICED: lambda a: f"{a.get('region')} {_span(a, 'from', 'to')}",
     REGROUPED: lambda a: f"{a.get('scheme')} {_span(a, 'from', 'to')}",
     ADVANCE_RECORDED: lambda a: f"{a.get('hospital')} {a.get('year')}",
+    DECLARATION_SUBMITTED: lambda a: f"{a.get('hospital_code')} {a.get('period')}",
+    CALENDAR_IMPORTED: lambda a: str(a.get("year")),
+    BUDGET_SET: lambda a: f"{a.get('region')} {a.get('year')} v{a.get('version')}",
 }
 
 

@@ -69,6 +69,17 @@ class Contribution:
                    {n: _number(n, v) for n, v in d["sums"].items()}, tuple(d.get("rules") or ()))
 
 
+# The facts of a case's list version (`CaseFacts`) its contribution reads, kept with its view so
+# that the cells can be rebuilt from the read model alone (`rebuild`).
+FACT_FIELDS = ("hospital_code", "region", "treatment_region", "discharge_date", "total_cost", "own_pay",
+               "discharge_way", "planned_readmission", "withdrawn", "fees")
+
+
+def indicator_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a case's facts the contribution reads (no person key, no diagnoses)."""
+    return {k: facts[k] for k in FACT_FIELDS if facts.get(k) is not None}
+
+
 def _number(name: str, value: Any) -> Any:
     return int(value) if name in COUNTS else Decimal(value)
 
@@ -180,6 +191,13 @@ class Delta:
         for rule in c.rules:
             self.rules[(c.key, rule)] = self.rules.get((c.key, rule), 0) + sign
 
+    def merge(self, other: Delta) -> None:
+        """Add another delta's changes to this one."""
+        for key, sums in other.cells.items():
+            add_sums(self.cells.setdefault(key, empty_sums()), sums)
+        for rule, n in other.rules.items():
+            self.rules[rule] = self.rules.get(rule, 0) + n
+
     def changed_cells(self) -> dict[Key, dict[str, Any]]:
         """The cells whose sums change (a case moved out and back in changes nothing), with
         every sum (0 where it does not change)."""
@@ -187,6 +205,20 @@ class Delta:
 
     def changed_rules(self) -> dict[tuple[Key, str], int]:
         return {k: v for k, v in self.rules.items() if v}
+
+
+def rebuild(cases: Iterable[tuple[Mapping[str, Any], Mapping[str, Any] | None, Contribution | None]],
+            band: Decimal = DEFAULT_NEAR_THRESHOLD_BAND) -> tuple[Delta, list[Contribution | None]]:
+    """The cells from scratch: each case's contribution recomputed from its view and its kept
+    facts, or (no facts kept: folded before they were) its stored contribution as it is. Gives
+    the cells (as a delta over empty ones) and each case's contribution, in order."""
+    d, out = Delta(), []
+    for view, facts, stored in cases:
+        c = contribution(view, facts, band) if facts is not None else stored
+        if c is not None:
+            d.add(c, 1)
+        out.append(c)
+    return d, out
 
 
 def delta(changes: Iterable[tuple[Contribution | None, Contribution | None]]) -> Delta:
@@ -366,3 +398,33 @@ def summarise(cells: Iterable[Mapping[str, Any]], region_cells: Iterable[Mapping
         if c["drg"] and c["cases"]:
             total_groups[(c["scheme_id"], c["drg"])] = _group_sums(c)
     return out, one(total_sums, total_groups)
+
+
+@dataclass(frozen=True)
+class RowAggregate:
+    """One row's cells summed by the database (the large periods' path: no per-group rows leave
+    it): the sums, the groups with a case, their schemes, and the consumption indices' sums
+    against the region's per-group means, Σ_g cost_g × (region cases_g / region cost_g) over
+    Σ_g cases_g (LOS likewise; groups with no region mean left out, as `consumption_indices`
+    does: n_g × (row mean_g / region mean_g) = cost_g × region cases_g / region cost_g)."""
+
+    key: Any
+    sums: Mapping[str, Any]
+    groups_covered: int
+    schemes: frozenset[str]
+    cost_num: Decimal
+    cost_cases: int
+    time_num: Decimal
+    time_cases: int
+
+
+def from_aggregate(a: RowAggregate, scheme_groups: Mapping[str, int] | None) -> dict[str, Any]:
+    """The indicators of one aggregated row: the same figures `summarise` gives from its cells."""
+    known = None if scheme_groups is None or not a.schemes or any(s not in scheme_groups for s in a.schemes) \
+        else sum(scheme_groups[s] for s in a.schemes)
+    sums = add_sums(empty_sums(), a.sums)
+    return indicators(sums, groups_covered=a.groups_covered, scheme_groups=known,
+                      cost_index=ratio(a.cost_num, a.cost_cases), time_index=ratio(a.time_num, a.time_cases))
+
+
+EMPTY_AGGREGATE = RowAggregate(None, {}, 0, frozenset(), ZERO, 0, ZERO, 0)

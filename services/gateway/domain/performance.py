@@ -63,7 +63,8 @@ class Band:
             fraction = Decimal(1) if value == self.full else Decimal(0)
         else:
             fraction = min(max((value - self.zero) / (self.full - self.zero), Decimal(0)), Decimal(1))
-        return (self.weight * fraction).quantize(POINTS, rounding=ROUND_HALF_UP)
+        points = (self.weight * fraction).quantize(POINTS, rounding=ROUND_HALF_UP)
+        return abs(points) if points == 0 else points  # a value on the band's zero: 0.00, never -0.00
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 // Every text from the API is put in with textContent, never as HTML.
 "use strict";
 
-const state = { who: null, period: null };
+const state = { who: null, period: null, nav: 0 };  // nav: which navigation the page on screen belongs to
 
 // ------------------------------------------------------------------ small helpers
 
@@ -22,6 +22,12 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// A request of a page the user has already left: its answer must not draw over the page now shown.
+class Stale extends Error {}
+
+// A fallback for a request a page can do without; a page left meanwhile still stops.
+const unlessStale = (fallback) => (e) => { if (e instanceof Stale) throw e; return fallback; };
+
 class ApiError extends Error {
   constructor(status, body) {
     super((body && body.error && body.error.message) || `HTTP ${status}`);
@@ -31,10 +37,12 @@ class ApiError extends Error {
 }
 
 async function api(path, params) {
+  const nav = state.nav;
   const query = params ? "?" + new URLSearchParams(
     Object.entries(params).filter(([, v]) => v !== null && v !== undefined && v !== "")) : "";
   const r = await fetch(path + query, { credentials: "same-origin", headers: { accept: "application/json" } });
   const body = await r.json().catch(() => null);
+  if (nav !== state.nav) throw new Stale();
   if (r.status === 401) { showSignIn("登录已失效，请重新登录"); throw new ApiError(401, body); }
   if (!r.ok) throw new ApiError(r.status, body);
   return body;
@@ -203,6 +211,7 @@ async function overview() {
   }
   page(`总览 · ${p}` + (state.who.hospital_code ? ` · ${state.who.hospital_code}` : " · 全区"),
     total ? null : NO_INDICATORS(), cards, charts);
+  if (state.who.is_bureau) overviewFeedback(cards);  // 意见反馈 figures, added when they arrive
 }
 
 async function trend() {
@@ -297,14 +306,54 @@ function flagTable(flags) {
 }
 
 async function flags() {
-  const data = await api("/api/v1/flags", { limit: 200 });
+  const p = state.period;
+  // flagged cases per rule over the period, from the indicators (every case, not only a page of flags)
+  const [data, perRule] = await Promise.all([api("/api/v1/flags", { limit: 200 }),
+    indicators({ period: p, by: "rule", hospital: state.who.hospital_code })]);
   const list = data.flags || [];
-  const byRule = {};
-  for (const f of list) byRule[f.rule] = (byRule[f.rule] || 0) + 1;
-  const rules = Object.keys(byRule).sort();
-  page("监测疑点", list.length ? h("div", { class: "charts" },
-    barChart("各规则疑点数（最近 200 条）", rules.map((r) => RULES[r] || r), [{ name: "疑点数", data: rules.map((r) => byRule[r]) }])) : null,
-  h("h3", {}, "疑点列表"), flagTable(list));
+  const rows = ((perRule && perRule.rows) || []).slice().sort((a, b) => String(a.key).localeCompare(String(b.key)));
+  page(`监测疑点 · ${p}`, rows.length ? h("div", { class: "charts" },
+    barChart(`${p} 各规则疑点病例数`, rows.map((r) => RULES[r.key] || r.key),
+      [{ name: "疑点病例数", data: rows.map((r) => num(r.flagged)) }])) : null,
+  h("h3", {}, "疑点列表（最近 200 条）"), flagTable(list));
+}
+
+// ------------------------------------------------------------------ budget execution (GET /api/v1/indicators/budget)
+
+async function budget() {
+  const year = yearOf(state.period);
+  const regions = await indicators({ period: year, by: "region" });
+  const names = ((regions && regions.rows) || []).map((r) => r.key).filter(Boolean).sort();
+  if (!names.length) return page(`预算执行 · ${year}`, h("p", { class: "empty" }, `${year} 年没有病例`));
+  const answers = await Promise.all(names.map((region) => api("/api/v1/indicators/budget", { region, year })));
+  const sections = answers.map((b) => {
+    const months = b.months || [];
+    const labels = months.map((m) => m.period);
+    let total = 0;
+    const cumulative = months.map((m) => +(total += num(m.presettled) || 0).toFixed(2));
+    const annual = b.annual || {};
+    const figures = chart(`${b.region} · 每月预结算与基金应付（元）`, {
+      legend: { top: 0 },
+      xAxis: { type: "category", data: labels },
+      yAxis: [{ type: "value", name: "元" }, { type: "value", name: "点值", scale: true }],
+      series: [
+        { type: "bar", name: "预结算（已付）", data: months.map((m) => num(m.presettled)) },
+        { type: "bar", name: "基金应付", data: months.map((m) => num(m.fund_due)) },
+        { type: "line", name: "累计已付", data: cumulative },
+        { type: "line", name: "点值", yAxisIndex: 1, data: months.map((m) => num(m.provisional_point_value)) }],
+    }, { months: labels, presettled: months.map((m) => num(m.presettled)), fund_due: months.map((m) => num(m.fund_due)),
+      point_value: months.map((m) => num(m.provisional_point_value)) });
+    return h("div", { class: "budget", "data-region": b.region },
+      h("h3", {}, `${b.region} · ${year} 年`),
+      h("div", { class: "charts" }, figures),
+      table([{ key: "period", label: "月份" }, { key: "hospitals", label: "医院数", kind: "int" },
+        { key: "cases", label: "病例数", kind: "int" }, { key: "presettled", label: "预结算（已付）", kind: "yuan" },
+        { key: "fund_due", label: "基金应付", kind: "yuan" }, { key: "provisional_point_value", label: "预结算点值", kind: "num" }],
+      months, "本年度尚未预结算"),
+      h("p", { class: "empty" }, `年终清算：${annual.hospitals ? `${annual.hospitals} 家医院，清算 ${fmt(annual.cleared, "yuan")}，`
+        + `结余 ${fmt(annual.balance, "yuan")}，清算点值 ${fmt(annual.point_value)}` : "尚未清算"}`));
+  });
+  page(`预算执行 · ${year}`, ...sections);
 }
 
 const SC_STATUS = { pending: "待评议", approved: "已通过", rejected: "未通过", appealed: "申诉中" };
@@ -382,6 +431,8 @@ const CASE_TYPES = { normal: "正常病例", high_outlier: "高倍率病例", lo
 
 async function oneCase(caseId) {
   const c = await api(`/api/v1/cases/${encodeURIComponent(caseId)}`);
+  // the full grouping trace is recomputed by the grouper on request (none for an ungrouped case)
+  const grouping = c.grouped ? await api(`/api/v1/cases/${encodeURIComponent(caseId)}/grouping`).catch(unlessStale(null)) : null;
   const g = c.grouped || {}, p = c.priced || {}, b = p.breakdown || {};
   const step = (label, code, name) => h("div", { class: "step" }, h("b", {}, label), code || "—", name ? ` ${name}` : "");
   const dip = g.dip && typeof g.dip === "object" ? g.dip : null;
@@ -407,6 +458,9 @@ async function oneCase(caseId) {
         { label: "其他诊断", value: (r.diagnoses || []).slice(1).join("、") || "—" },
         { label: "手术操作", value: (r.procedures || []).join("、") || "—" }])),
       h("div", { class: "card" }, h("h3", {}, "分组路径"), trace,
+        grouping && (grouping.explanation || []).length
+          ? h("ol", { class: "explanation", id: "grouping-explanation" }, ...grouping.explanation.map((line) => h("li", {}, line)))
+          : null,
         h("h3", {}, "价格明细"), h("div", { id: "price" }, table([{ key: "label", label: "项目" },
           { key: "value", label: "金额/取值" }], priceRows, "尚未计价")),
         (b.notes || []).length ? h("p", { class: "empty" }, (b.notes || []).join("；")) : null)),
@@ -417,9 +471,336 @@ async function oneCase(caseId) {
       { key: "list_version", label: "版本" }, { key: "occurred_at", label: "时间" }], c.timeline || []));
 }
 
+// ------------------------------------------------------------------ shared by the pages below
+
+// "2024-10-08T02:00:00+00:00" → "2024-10-08 10:00" (China Standard Time)
+function when(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const p = Object.fromEntries(new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Shanghai", year: "numeric",
+    month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23" })
+    .formatToParts(d).map((x) => [x.type, x.value]));
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`;
+}
+const pill = (text, kind) => h("span", { class: "pill" + (kind ? ` ${kind}` : "") }, text);
+const kpiCard = (label, value) => h("div", { class: "kpi", "data-kpi": label }, h("div", { class: "label" }, label),
+  h("div", { class: "value" }, value));
+const levelName = (l) => LEVELS[l] || "等级未知";
+
+// the regions of the signed-in role's cases in a year (a hospital: its own region)
+async function regionsOf(year) {
+  const data = await indicators({ period: year, by: "region" });
+  return ((data && data.rows) || []).map((r) => r.key).filter(Boolean).sort();
+}
+function monthsOf(period) {
+  let m;
+  if ((m = /^(\d{4})-(\d{2})$/.exec(period))) return [period];
+  const year = period.slice(0, 4);
+  const all = Array.from({ length: 12 }, (_, i) => `${year}-${String(i + 1).padStart(2, "0")}`);
+  if ((m = /^\d{4}Q([1-4])$/.exec(period))) return all.slice((+m[1] - 1) * 3, +m[1] * 3);
+  return all;
+}
+function chooser(id, options, value, onchange) {
+  return h("select", { id, onchange: (ev) => onchange(ev.target.value) },
+    options.map(([v, label]) => h("option", { value: v, selected: v === value }, label)));
+}
+
+// ------------------------------------------------------------------ performance evaluation (GET /api/v1/evaluations)
+
+// Per region and period the evaluation that counts: the latest adopted one, else the latest computed.
+function evaluationsInForce(list) {
+  const by = new Map();
+  for (const e of list) {
+    const key = `${e.region}|${e.period}`, best = by.get(key);
+    const rank = (x) => [x.adopted_at ? 1 : 0, x.evaluation_id];
+    if (!best || rank(e)[0] > rank(best)[0] || (rank(e)[0] === rank(best)[0] && e.evaluation_id > best.evaluation_id)) by.set(key, e);
+  }
+  return [...by.values()];
+}
+const byLevelThenCode = (a, b) => b.level - a.level || String(a.hospital_code).localeCompare(String(b.hospital_code));
+
+function scoreChart(title, rows) {
+  const labels = rows.map((r) => r.hospital_code);
+  const levels = [...new Set(rows.map((r) => r.level))].sort((a, b) => b - a);
+  return chart(title, {
+    legend: { top: 0 },
+    xAxis: { type: "category", data: labels, axisLabel: { rotate: labels.length > 8 ? 35 : 0 } },
+    yAxis: { type: "value", name: "得分", max: 100 },
+    series: levels.map((l) => ({ type: "bar", name: levelName(l), stack: "score", barMaxWidth: 48,
+      data: rows.map((r) => (r.level === l ? num(r.score) : null)) })),
+  }, { hospitals: labels, levels: rows.map((r) => r.level), scores: rows.map((r) => num(r.score)) });
+}
+
+function evaluationSection(e) {
+  const rows = (e.hospitals || []).slice().sort(byLevelThenCode);
+  const yearly = /^\d{4}$/.test(e.period);
+  const status = e.adopted_at ? pill(`已采纳 ${when(e.adopted_at)}`, "ok") : pill("已计算，未采纳");
+  const head = h("p", { class: "meta" }, `评价 #${e.evaluation_id} · 参数版本 ${e.parameters_version} · 计算于 ${when(e.evaluated_at)} · `,
+    status, yearly ? " · 年度评价采纳后，按得分返还质量保证金（年终清算）" : " · 季度评价（质量保证金按年度评价返还）");
+  const share = { label: yearly ? "质量保证金返还比例" : "质量保证金返还比例（参考）", kind: "pct", key: "deposit_return_share" };
+  if (!state.who.is_bureau) {
+    const own = rows[0];
+    if (!own) return h("div", { class: "evaluation", "data-region": e.region }, h("h3", {}, `${e.region} · ${e.period}`), head,
+      h("p", { class: "empty" }, "本次评价没有本院的得分"));
+    const comps = own.components || [];
+    return h("div", { class: "evaluation", "data-region": e.region }, h("h3", {}, `${e.region} · ${e.period} · ${own.hospital_code}`), head,
+      h("div", { class: "kpis" }, kpiCard("综合得分", own.score), kpiCard("医院等级", levelName(own.level)),
+        kpiCard(share.label, fmt(own.deposit_return_share, "pct"))),
+      h("div", { class: "charts" }, barChart("各项指标得分与满分", comps.map((c) => c.label), [
+        { name: "得分", data: comps.map((c) => num(c.points)) }, { name: "满分（权重）", data: comps.map((c) => num(c.weight)) }])),
+      h("div", { id: "evaluation-components" }, table([{ key: "label", label: "指标" }, { key: "component", label: "代码" },
+        { key: "value", label: "取值", kind: "num" }, { key: "weight", label: "满分（权重）", kind: "num" },
+        { label: "得分", value: (c) => (c.points === null ? "未计（无数据）" : c.points) }], comps)));
+  }
+  const names = (rows[0] && rows[0].components || []).map((c) => [c.component, `${c.label}（${c.weight}分）`]);
+  const scores = rows.map((r) => num(r.score));
+  const mean = scores.length ? scores.reduce((a, b) => a + b, 0) / scores.length : null;
+  return h("div", { class: "evaluation", "data-region": e.region }, h("h3", {}, `${e.region} · ${e.period}`), head,
+    h("div", { class: "kpis" }, kpiCard("参评医院", fmt(rows.length, "int")), kpiCard("平均得分", mean === null ? "—" : mean.toFixed(2)),
+      kpiCard("全额返还保证金医院", fmt(rows.filter((r) => num(r.deposit_return_share) === 1).length, "int"))),
+    h("div", { class: "charts" }, scoreChart(`${e.region} · ${e.period} 各医院绩效得分（按医院等级）`, rows)),
+    h("div", { class: "wide", id: "evaluation-table" }, table([{ key: "hospital_code", label: "医院" },
+      { label: "等级", value: (r) => levelName(r.level) }, { key: "score", label: "综合得分" }, share,
+      ...names.map(([code, label]) => ({ label, kind: "num", value: (r) => {
+        const c = (r.components || []).find((x) => x.component === code);
+        return c && c.points !== null ? num(c.points) + 0 : null;  // + 0: no "-0"
+      } }))], rows)));
+}
+
+async function evaluation(chosen) {
+  const list = evaluationsInForce((await api("/api/v1/evaluations")).evaluations || []);
+  const periods = [...new Set(list.map((e) => e.period))].sort((a, b) => (a.slice(0, 4) + (a[5] || "9")).localeCompare(b.slice(0, 4) + (b[5] || "9")));
+  if (!periods.length) return page("绩效评价", h("p", { class: "empty" }, "尚未开展绩效评价（医保局管理员计算季度或年度评价后在此显示）。"));
+  const p = state.period, quarter = /^\d{4}-\d{2}$/.test(p) ? `${p.slice(0, 4)}Q${Math.ceil(+p.slice(5, 7) / 3)}` : p;
+  const period = [chosen, p, quarter, yearOf(p)].find((x) => x && periods.includes(x)) || periods[periods.length - 1];
+  const label = (x) => (/^\d{4}$/.test(x) ? `${x} 年度` : `${x.slice(0, 4)} 年第 ${x.slice(5)} 季度`);
+  const sections = list.filter((e) => e.period === period).sort((a, b) => a.region.localeCompare(b.region)).map(evaluationSection);
+  page(`绩效评价 · ${label(period)}`, h("div", { class: "toolbar" }, h("label", { for: "evaluation-period" }, "评价期"),
+    chooser("evaluation-period", periods.map((x) => [x, label(x)]), period, (v) => evaluation(v))), ...sections);
+}
+
+// ------------------------------------------------------------------ settlement timeliness and prepayments
+
+const TIMELINESS = { within: ["按时", "ok"], late: ["逾期结算", "warn"], pending: ["待结算", null], overdue: ["超期未结", "warn"],
+  not_declared: ["未申报", null] };
+async function timelinessSection(region, month) {
+  const t = await api("/api/v1/indicators/timeliness", { region, period: month });
+  const c = t.counts || {};
+  return h("div", { class: "timeliness", "data-region": region },
+    h("h3", {}, `${region} · ${month} 申报至预结算（时限 ${t.limit} 个工作日）`),
+    h("div", { class: "kpis" }, kpiCard("医院数", fmt(t.hospitals, "int")), kpiCard("按时", fmt(c.within, "int")),
+      kpiCard("逾期结算", fmt(c.late, "int")), kpiCard("待结算", fmt(c.pending, "int")), kpiCard("超期未结", fmt(c.overdue, "int")),
+      kpiCard("及时率", fmt(t.timely_rate, "pct"))),
+    h("div", { class: "timeliness-rows" }, table([{ key: "hospital_code", label: "医院" },
+      { label: "申报时间", value: (r) => when(r.declared_at) }, { label: "预结算时间", value: (r) => when(r.presettled_at) },
+      { key: "working_days", label: "工作日", kind: "int" },
+      { label: "是否在时限内", value: (r) => (r.within_rule === null ? "—" : r.within_rule ? "是" : "否") },
+      { label: "状态", value: (r) => pill(...(TIMELINESS[r.status] || [r.status])) }], t.rows || [], `${month} 没有医院申报或预结算`)));
+}
+
+async function prepaymentSection(region, year) {
+  const pre = await api("/api/v1/indicators/prepayments", { region, year });
+  const rows = pre.rows || [];
+  return h("div", { class: "prepayments", "data-region": region }, h("h3", {}, `${region} · ${year} 年预付金`),
+    table([{ key: "hospital_code", label: "医院" }, { key: "granted", label: "已拨付", kind: "yuan" },
+      { key: "netted", label: "年终清算冲抵", kind: "yuan" }, { key: "outstanding", label: "未冲抵", kind: "yuan" }],
+    rows.length ? [...rows, { hospital_code: "合计", ...(pre.total || {}) }] : [], `${year} 年没有预付金`));
+}
+
+async function timeliness(chosen) {
+  const p = state.period, year = yearOf(p), months = monthsOf(p);
+  const month = (chosen && chosen.startsWith(year) ? chosen : null) || months[months.length - 1];
+  const regions = await regionsOf(year);
+  if (!regions.length) return page(`结算及时性 · ${year}`, h("p", { class: "empty" }, `${year} 年没有病例`));
+  const sections = await Promise.all(regions.map((r) => timelinessSection(r, month)));
+  const pre = await Promise.all(regions.map((r) => prepaymentSection(r, year)));
+  page(`结算及时性 · ${month}`, h("div", { class: "toolbar" }, h("label", { for: "timeliness-month" }, "申报月份"),
+    chooser("timeliness-month", monthsOf(year).map((m) => [m, m]), month, (v) => timeliness(v))),
+  h("p", { class: "meta" }, "医院按月申报后，医保局应在 20 个工作日内完成预结算（节假日与调休工作日按日历计算）。"),
+  ...sections, ...pre);
+}
+
+// ------------------------------------------------------------------ feedback channel (GET /api/v1/feedback, /feedback/stats)
+
+const FEEDBACK_CATEGORY = { grouping: "分组", weights: "权重/分值", payment: "支付", rules: "规则", monitoring: "监测",
+  "special-cases": "特例单议", data: "数据", other: "其他" };
+const FEEDBACK_STATUS = { new: ["新提交", "warn"], triaged: ["已受理", null], answered: ["已答复", "ok"], closed: ["已办结", "ok"] };
+function feedbackCards(stats) {
+  const s = stats.by_status || {}, d = stats.answer_working_days || {};
+  return [kpiCard("意见总数", fmt(stats.total, "int")), kpiCard("待受理", fmt(s.new, "int")),
+    kpiCard("处理中", fmt(s.triaged, "int")), kpiCard("已答复", fmt(stats.answered, "int")),
+    kpiCard("平均答复用时", d.mean === null || d.mean === undefined ? "—" : `${d.mean} 个工作日`),
+    kpiCard("最长答复用时", d.max === null || d.max === undefined ? "—" : `${d.max} 个工作日`)];
+}
+// the overview's feedback figures (bureau roles), added once they arrive
+async function overviewFeedback(into) {
+  try {
+    const stats = await api("/api/v1/feedback/stats");
+    if (into.isConnected) into.append(...feedbackCards(stats).slice(0, 3).map((c) => {
+      c.dataset.kpi = `意见反馈·${c.dataset.kpi}`;
+      c.querySelector(".label").textContent = `意见反馈 · ${c.querySelector(".label").textContent}`;
+      return c;
+    }));
+  } catch (e) { /* the overview stands without them */ }
+}
+
+async function feedback() {
+  const [list, stats] = await Promise.all([api("/api/v1/feedback", { limit: 200 }),
+    state.who.is_bureau ? api("/api/v1/feedback/stats") : null]);
+  const rows = list.feedback || [];
+  const cats = stats ? Object.entries(stats.by_category || {}) : [];
+  page("意见反馈",
+    stats ? h("div", { class: "kpis", id: "feedback-kpis" }, feedbackCards(stats)) : null,
+    cats.length ? h("div", { class: "charts" }, barChart("各类别意见数", cats.map(([c]) => FEEDBACK_CATEGORY[c] || c),
+      [{ name: "意见数", data: cats.map(([, n]) => n) }])) : null,
+    h("h3", {}, state.who.is_bureau ? "意见列表（全部医院，最近 200 条）" : "本院提交的意见"),
+    h("div", { id: "feedback-list" }, table([{ key: "id", label: "编号" }, { key: "hospital_code", label: "医院" },
+      { label: "类别", value: (f) => FEEDBACK_CATEGORY[f.category] || f.category }, { key: "text", label: "内容" },
+      { label: "相关病例", value: (f) => ((f.case_ids || []).length
+        ? h("span", {}, f.case_ids.flatMap((c, i) => [i ? "、" : "", link(`#/case/${encodeURIComponent(c)}`, c)])) : "—") },
+      { label: "提交时间", value: (f) => when(f.sent_at) },
+      { label: "状态", value: (f) => pill(...(FEEDBACK_STATUS[f.status] || [f.status])) },
+      { label: "答复", value: (f) => f.answer || "—" }, { label: "答复时间", value: (f) => when(f.answered_at) }], rows, "没有意见反馈")));
+}
+
+// ------------------------------------------------------------------ negotiation rounds (GET /api/v1/negotiations…)
+
+const DRAFT_KIND = { policy: "DRG 政策（权重/费率/系数）", "dip-policy": "DIP 政策与目录", "scheme-changeset": "本地分组变更" };
+const COMMENT_KIND = { comment: "意见", objection: "异议" };
+const OUTCOME = { accepted: ["采纳", "ok"], partly: ["部分采纳", null], rejected: ["不采纳", "warn"] };
+function cstToday() { return when(new Date().toISOString()).slice(0, 10); }
+function windowState(d) {
+  if (d.status === "adopted") return pill(`已采纳${d.adopted_from ? `（${d.adopted_from} 起执行）` : ""}`, "ok");
+  const today = cstToday();
+  if (today < d.opens) return pill("未开始");
+  if (today > d.closes) return pill("意见征集已截止");
+  return pill("征求意见中", "warn");
+}
+const answerCell = (c) => (c.answer ? h("span", {}, pill(...(OUTCOME[c.answer] || [c.answer])), ` ${c.answer_reason || ""}`) : "待答复");
+
+async function negotiation() {
+  const drafts = (await api("/api/v1/negotiations")).drafts || [];
+  const columns = [{ key: "id", label: "编号" }, { label: "标题", value: (d) => link(`#/negotiation/${d.id}`, d.title) },
+    { label: "类型", value: (d) => DRAFT_KIND[d.kind] || d.kind },
+    { label: "政策/版本", value: (d) => (d.policy_id ? `${d.policy_id}${d.version ? ` v${d.version}` : ""}` : "—") },
+    { label: "意见征集期", value: (d) => `${d.opens} 至 ${d.closes}` }, { key: "items", label: "条目数", kind: "int" },
+    { label: "状态", value: windowState }];
+  const open = drafts.filter((d) => d.status === "open"), done = drafts.filter((d) => d.status !== "open");
+  page("协商谈判", h("h3", {}, "征求意见中的草案"), h("div", { id: "drafts-open" }, table(columns, open, "没有征求意见中的草案")),
+    h("h3", {}, "已采纳"), table(columns, done, "尚无已采纳的草案"));
+}
+
+async function draftImpact(d) {
+  const impact = await api(`/api/v1/negotiations/${d.id}/impact`);
+  if (impact.migration !== undefined) {  // a change set: the hospital's cases old group → new group
+    const rows = Array.isArray(impact.migration) ? impact.migration : [];
+    const keys = rows.length ? Object.keys(rows[0]) : [];
+    return h("div", { id: "draft-impact" }, h("h3", {}, "本院病例的分组迁移"),
+      table(keys.map((k) => ({ key: k, label: k, kind: typeof rows[0][k] === "number" ? "int" : "text" })), rows, "本院没有受影响的病例"));
+  }
+  if (!impact.groups) return h("div", { id: "draft-impact" }, h("p", { class: "empty" }, impact.note || "该草案不测算影响"));
+  const groups = impact.groups, t = impact.total || {};
+  return h("div", { id: "draft-impact" }, h("h3", {}, `本院测算：${impact.cases} 例病例按草案与现行政策分别计价`),
+    h("div", { class: "kpis" }, kpiCard("现行政策支付", fmt(t.current_payment, "yuan")), kpiCard("草案支付", fmt(t.draft_payment, "yuan")),
+      kpiCard("支付变化", fmt(t.payment_change, "yuan")), kpiCard("草案盈亏", fmt(t.draft_profit_loss, "yuan"))),
+    h("div", { class: "charts" }, barChart("各病组支付变化（草案 − 现行，元）", groups.map((g) => g.drg),
+      [{ name: "支付变化", data: groups.map((g) => num(g.payment_change)) }])),
+    table([{ key: "drg", label: "病组" }, { key: "cases", label: "病例数", kind: "int" },
+      { key: "current_payment", label: "现行支付", kind: "yuan" }, { key: "draft_payment", label: "草案支付", kind: "yuan" },
+      { key: "payment_change", label: "变化", kind: "yuan" }, { key: "current_profit_loss", label: "现行盈亏", kind: "yuan" },
+      { key: "draft_profit_loss", label: "草案盈亏", kind: "yuan" }], groups, "本院没有可测算的病例"));
+}
+
+async function negotiationDraft(id) {
+  const d = await api(`/api/v1/negotiations/${encodeURIComponent(id)}`);
+  const comments = await api(`/api/v1/negotiations/${encodeURIComponent(id)}/comments`);
+  const head = [crumbs(["协商谈判", "#/negotiation"], [d.title]),
+    h("p", { class: "meta" }, `${DRAFT_KIND[d.kind] || d.kind} · 意见征集期 ${d.opens} 至 ${d.closes} · `, windowState(d))];
+  const commentColumns = [{ key: "item", label: "条目" }, { label: "类型", value: (c) => COMMENT_KIND[c.kind] || c.kind },
+    { key: "reason", label: "理由" }, { label: "建议值", value: (c) => c.counter_proposal || "—" },
+    { label: "提交时间", value: (c) => when(c.commented_at) }, { label: "答复", value: answerCell }];
+  const changes = (d.changes || []).length ? [h("h3", {}, "采纳时的修改"), table([{ key: "item", label: "条目" },
+    { key: "draft_value", label: "草案值" }, { key: "adopted_value", label: "采纳值" }, { key: "reason", label: "理由" }], d.changes)] : [];
+  if (!state.who.is_bureau) {
+    return page(`协商谈判 · ${d.title}`, ...head, await draftImpact(d).catch(failure),
+      h("h3", {}, "本院的意见与答复"), h("div", { id: "own-comments" }, table(commentColumns, comments.own || [], "本院尚未提交意见")),
+      h("h3", {}, "全部意见与答复（匿名）"), table(commentColumns, comments.all || [], "尚无意见"), ...changes);
+  }
+  const every = comments.comments || [];
+  const items = [...new Set(every.map((c) => c.item))].sort();
+  const count = (item, kind) => every.filter((c) => c.item === item && c.kind === kind).length;
+  page(`协商谈判 · ${d.title}`, ...head,
+    h("p", { class: "reports" }, link(`/api/v1/negotiations/${d.id}/report.html`, "查看本轮协商报告（HTML）"), " · ",
+      link(`/api/v1/negotiations/${d.id}/report.csv`, "CSV")),
+    items.length ? h("div", { class: "charts" }, barChart("各条目意见与异议数", items, [
+      { name: "意见", data: items.map((i) => count(i, "comment")) }, { name: "异议", data: items.map((i) => count(i, "objection")) }])) : null,
+    h("h3", {}, "各条目的意见与答复"),
+    h("div", { id: "item-comments" }, table([commentColumns[0], { key: "hospital_code", label: "医院" }, ...commentColumns.slice(1)],
+      every.slice().sort((a, b) => a.item.localeCompare(b.item) || a.id - b.id), "尚无意见")), ...changes);
+}
+
+// ------------------------------------------------------------------ reports (HTML pages of /api/v1/reports/…)
+
+// A report's address from its form's filled fields (an empty optional field is left out), kept on
+// the form's link: the report opens in a new tab of the same signed-in browser.
+function reportForm(id, title, path, fields, note) {
+  const a = h("a", { class: "button", target: "_blank", rel: "noopener", id: `${id}-link` }, "打开报告");
+  const inputs = fields.map((f) => f.input);
+  const update = () => {
+    const q = new URLSearchParams(inputs.filter((i) => i.value.trim() !== "").map((i) => [i.name, i.value.trim()]));
+    a.href = `${path}?${q}`;
+  };
+  inputs.forEach((i) => { i.addEventListener("input", update); i.addEventListener("change", update); });
+  update();
+  return h("form", { class: "card report", id, onsubmit: (ev) => { ev.preventDefault(); a.click(); } }, h("h3", {}, title),
+    note ? h("p", { class: "meta" }, note) : null,
+    h("div", { class: "fields" }, fields.map((f) => h("label", {}, f.label, f.input))), a);
+}
+const field = (name, label, value, attrs = {}) => ({ label, input: h("input", { name, value: value ?? "", size: 12, ...attrs }) });
+const choice = (name, label, options, value) => ({ label,
+  input: h("select", { name }, options.map(([v, l]) => h("option", { value: v, selected: v === value }, l))) });
+const FORMAT = ["format", "格式", [["html", "网页 HTML"], ["csv", "CSV"], ["xlsx", "Excel XLSX"]], "html"];
+
+async function reports() {
+  const p = state.period, year = yearOf(p), months = monthsOf(p), month = months[months.length - 1];
+  const quarter = `${year}Q${Math.ceil(+month.slice(5, 7) / 3)}`, half = `${year}H${+month.slice(5, 7) <= 6 ? 1 : 2}`;
+  const bureau = state.who.is_bureau;
+  const [regions, hospitals] = await Promise.all([regionsOf(year),
+    bureau ? indicators({ period: year, by: "hospital" }).then((d) => ((d && d.rows) || []).map((r) => r.key)) : null]);
+  const own = state.who.hospital_code;
+  const hospitalField = bureau
+    ? choice("hospital", "医院", (hospitals || []).map((x) => [x, x]), (hospitals || [])[0])
+    : { label: "医院", input: h("input", { name: "hospital", value: own, readonly: true, size: 12 }) };
+  const forms = [
+    reportForm("report-feedback", "医院月度反馈", "/api/v1/reports/feedback", [hospitalField,
+      field("month", "月份（YYYY-MM）", month, { pattern: "\\d{4}-\\d{2}" }), choice(...FORMAT)],
+    "分组、高低倍率、支付、清单质量与监测疑点，按当前数据生成。"),
+    bureau ? reportForm("report-bulletin", "数据工作组季度通报", "/api/v1/reports/bulletin", [
+      choice("region", "统筹区", regions.map((r) => [r, r]), regions[0]), field("quarter", "季度（YYYYQn）", quarter),
+      field("budget", "年度预算（元，可不填）", "", { inputmode: "decimal" }), choice(...FORMAT)],
+    "基金概况、费用结构、各医院费用分布，按医院等级的平均住院日、次均费用与自费比例。") : null,
+    reportForm("report-special", "特例单议半年公示", "/api/v1/reports/special-cases", [
+      field("half", "半年（YYYYH1/H2）", half), choice(...FORMAT)], bureau ? "各医院特例单议申请数与评议结果。" : "本院的特例单议申请数与评议结果。"),
+  ];
+  let issued = null;
+  if (!bureau && own) {
+    const list = await api("/api/v1/reports/feedback/issued", { hospital: own }).catch(unlessStale({ issued: [] }));
+    issued = h("div", { id: "issued-feedback" }, h("h3", {}, "已下发的月度反馈（预结算后生成）"),
+      table([{ key: "period", label: "月份" }, { key: "version", label: "版本", kind: "int" },
+        { label: "下发时间", value: (r) => when(r.issued_at) },
+        { label: "报告", value: (r) => h("a", { target: "_blank", rel: "noopener",
+          href: `/api/v1/reports/feedback/issued?${new URLSearchParams({ hospital: own, month: r.period, version: r.version })}` }, "打开") }],
+      (list.issued || []).slice().sort((a, b) => b.period.localeCompare(a.period) || b.version - a.version), "尚未下发月度反馈"));
+  }
+  page("报告", h("p", { class: "meta" }, "报告在新标签页中打开，使用本次登录，无需再次输入令牌。"),
+    h("div", { class: "two" }, forms.filter(Boolean)), issued);
+}
+
 // ------------------------------------------------------------------ routing, sign-in, sign-out
 
-const ROUTES = { overview, trend, compare, groups, quality, flags, special };
+const ROUTES = { overview, trend, compare, groups, quality, flags, special, budget,
+  evaluation, timeliness, feedback, negotiation, reports };
 
 async function route() {
   if (!state.who) return;
@@ -427,12 +808,15 @@ async function route() {
   const name = parts[0] || "overview";
   document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active",
     a.dataset.page === (name === "case" ? "drill" : name)));
+  state.nav += 1;
   main().replaceChildren(h("p", { class: "empty" }, "加载中…"));
   try {
     if (name === "case" && parts[1]) await oneCase(parts[1]);
+    else if (name === "negotiation" && parts[1]) await negotiationDraft(parts[1]);
     else if (name === "drill") await (parts[2] ? drillGroup(parts[1], parts[2]) : parts[1] ? drillHospital(parts[1]) : drillRegion());
     else await (ROUTES[name] || overview)();
   } catch (e) {
+    if (e instanceof Stale) return;  // the user went on to another page meanwhile
     if (!(e instanceof ApiError && e.status === 401)) page("出错了", failure(e));
   }
 }

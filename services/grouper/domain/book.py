@@ -31,6 +31,13 @@ class SchemeBook:
         self.paths[scheme.id] = path
         return scheme
 
+    def put(self, scheme: Scheme) -> None:
+        """A scheme loaded from its folder elsewhere (off the event loop), now known by its id."""
+        if scheme.path is None:
+            raise ValueError("only a scheme loaded from a folder is kept in the book")
+        self.schemes[scheme.id] = scheme
+        self.paths[scheme.id] = str(Path(scheme.path).resolve())
+
     def load_folder(self, schemes_dir: Path) -> None:
         """Every scheme folder (with a scheme.json) in `schemes_dir`."""
         for sub in sorted(schemes_dir.iterdir()):

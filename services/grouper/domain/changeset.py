@@ -9,7 +9,12 @@ split a DRG, merge DRGs of one ADRG, rename a group, add or remove codes of a li
   and returns the documents of the local scheme (`SchemeDocs`);
 * `read_scheme_docs` / `write_scheme_folder` read a scheme folder as plain JSON documents and
   write the local scheme as a folder in the same format, which `load_scheme` loads like any
-  other.
+  other;
+* `compile_local_scheme(base, docs)` compiles the local scheme in memory (the base's code
+  tables, the new documents), so that a change set can be checked and cases regrouped under it
+  before anything is written;
+* `change_summary(diff)` says what a local scheme changed, `migration_table(diff)` which
+  cases moved, both from `diff_schemes`.
 
 Every problem is collected and raised together as `ChangeSetError`, each naming the
 operation (its index and kind) and the field: ``operations[2].into[0].code (split_drg GZ13):
@@ -38,8 +43,9 @@ from typing import Any
 
 from shared.errors import detail
 
+from .diff import SchemeDiff
 from .errors import ChangeSetError
-from .scheme import FILE_KEYS, Scheme
+from .scheme import FILE_KEYS, Scheme, compile_scheme
 
 FORMAT_VERSION = 1
 OPERATIONS = ("split_drg", "merge_drgs", "rename", "edit_list")
@@ -130,7 +136,7 @@ def parse_change_set(raw: bytes) -> ChangeSet:
         raise change_set_error([Problem("(file)", "a change set is a JSON object")])
     problems: list[Problem] = []
     for key in sorted(set(doc) - _TOP_KEYS):
-        problems.append(Problem(key, f"unknown field (known: {', '.join(sorted(_TOP_KEYS))})"))
+        problems.append(Problem(key or '""', f"unknown field (known: {', '.join(sorted(_TOP_KEYS))})"))
     version = doc.get("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION or isinstance(version, bool):
         problems.append(Problem("format_version", f"must be {FORMAT_VERSION}, got {version!r}"))
@@ -353,6 +359,45 @@ def write_scheme_folder(base: Scheme, docs: SchemeDocs, out: Path, change_set_ra
     (out / "changeset.json").write_bytes(change_set_raw)
     (out / "scheme.json").write_text(
         json.dumps(docs.manifest, ensure_ascii=False, indent=2) + "\n", "utf-8")
+
+
+def compile_local_scheme(base: Scheme, docs: SchemeDocs) -> Scheme:
+    """The local scheme as `load_scheme` would load it from `write_scheme_folder`'s folder, but
+    compiled in memory: the base's code tables (a build copies them unchanged) with the new
+    documents. It has no `path`."""
+    files = docs.manifest["files"]
+    tables = {"diagnoses": base.diagnosis_names, "procedures": base.procedure_names,
+              "diagnosis_map": base.diagnosis_map, "procedure_map": base.procedure_map,
+              "cc": base.cc, "mcc": base.mcc, "cc_exclusion": base.cc_exclusion,
+              "or_procedures": base.or_procedures}
+    lists = {lid: frozenset(codes) for lid, codes in docs.lists.items()}
+    return compile_scheme(None, docs.manifest, files, tables, lists,
+                          {"mdc": docs.mdc, "adrg": docs.adrg, "drg": docs.drg})
+
+
+def change_summary(d: SchemeDiff) -> dict[str, Any]:
+    """What a local scheme changed from its base (`diff_schemes(base, local)`): the groups
+    added, split, merged, recoded and renamed, the lists added or edited."""
+    kinds = {"split": "split", "merge": "merged", "recode": "recoded", "regroup": "regrouped"}
+    out: dict[str, Any] = {
+        "base": d.a, "scheme": d.b,
+        "groups_added": d.drgs_added, "groups_removed": d.drgs_removed,
+        **{name: [{"adrg": g.adrg, "before": list(g.before), "after": list(g.after)}
+                  for g in d.group_changes if g.kind == kind] for kind, name in kinds.items()},
+        "renamed": [{"kind": r.kind, "code": r.code, "before": r.before, "after": r.after} for r in d.renames],
+        "lists_added": d.lists_added,
+        "lists_changed": [{"list": c.list_b, "added": list(c.added), "removed": list(c.removed)}
+                          for c in d.list_changes],
+    }
+    return out
+
+
+def migration_table(d: SchemeDiff) -> dict[str, Any]:
+    """The cases `diff_schemes` regrouped under both schemes: how many, how many moved, and
+    how many went from each old group to each new one (moved cases only; most first)."""
+    return {"cases": d.cases, "moved": d.moved_cases,
+            "moves": [{"from": a, "to": b, "cases": n}
+                      for (a, b), n in sorted(d.moves.items(), key=lambda kv: (-kv[1], kv[0]))]}
 
 
 # --------------------------------------------------------------------------- semantics

@@ -4,7 +4,7 @@ Rules are compared by value: list ids are replaced by the list contents, so a li
 renamed but holds the same codes is not reported. Inside each ADRG both schemes have, the DRGs
 that only one side has are read as a split (one DRG became several), a merge (several became
 one), a new code (one became another) or a regrouping; a group whose name changed is a rename.
-Given cases, both schemes group them (raw mode) and the diff counts how many moved from one
+Given cases, both schemes group them (raw mode unless told) and the diff counts how many moved from one
 group to another (the migration table).
 """
 
@@ -132,8 +132,10 @@ class SchemeDiff:
         return d
 
 
-def diff_schemes(a: Scheme, b: Scheme, cases: Iterable[Mapping[str, Any]] | None = None) -> SchemeDiff:
-    """Compare scheme `a` (before) with `b` (after)."""
+def diff_schemes(a: Scheme, b: Scheme, cases: Iterable[Mapping[str, Any]] | None = None,
+                 code_mode: str = "raw") -> SchemeDiff:
+    """Compare scheme `a` (before) with `b` (after); given cases (engine input), group each
+    under both in `code_mode` and count the moves."""
     d = SchemeDiff(a.id, b.id, [m.code for m in a.mdcs], [m.code for m in b.mdcs])
     mdcs_a = {m.code: m for m in a.mdcs}
     mdcs_b = {m.code: m for m in b.mdcs}
@@ -202,7 +204,7 @@ def diff_schemes(a: Scheme, b: Scheme, cases: Iterable[Mapping[str, Any]] | None
             d.evaluation[opt] = (va, vb)
 
     if cases is not None:
-        ga, gb = a.grouper("raw"), b.grouper("raw")
+        ga, gb = a.grouper(code_mode), b.grouper(code_mode)
         for case in cases:
             d.cases += 1
             ra, rb = ga(case), gb(case)

@@ -201,13 +201,26 @@ def load_scheme(path: str | Path) -> Scheme:
         for key, header in FILE_KEYS.items()
         if header is not None
     }
-    lists = _load_lists(root, names["lists"])
+    lists = _load_lists(_read_json(root, names["lists"]), names["lists"])
+    docs = {key: _read_json(root, names[key]) for key in ("mdc", "adrg", "drg")}
+    return compile_scheme(root, manifest, names, tables, lists, docs)
+
+
+def compile_scheme(
+    root: Path | None,
+    manifest: Mapping[str, Any],
+    names: Mapping[str, str],
+    tables: Mapping[str, Mapping[str, str]],
+    lists: dict[str, frozenset[str]],
+    docs: Mapping[str, Any],
+) -> Scheme:
+    """Check and compile a scheme's documents (`docs`: the mdc, adrg and drg JSON documents;
+    `tables`: the code tables by manifest key; `names`: the file names, for messages). A
+    scheme loaded from a folder has its `root`; one built in memory has none."""
     has_mcc, has_cc = make_cc_predicates(tables["cc"], tables["mcc"], tables["cc_exclusion"])
     env = CompileEnv(lists=lists, has_mcc=has_mcc, has_cc=has_cc)
 
-    mdc_doc = _read_json(root, names["mdc"])
-    adrg_doc = _read_json(root, names["adrg"])
-    drg_doc = _read_json(root, names["drg"])
+    mdc_doc, adrg_doc, drg_doc = docs["mdc"], docs["adrg"], docs["drg"]
     mdc_file, adrg_file, drg_file = names["mdc"], names["adrg"], names["drg"]
 
     drgs = _load_drgs(drg_doc, drg_file, env)
@@ -290,8 +303,7 @@ def _read_tsv(root: Path, name: str, header: tuple[str, str]) -> dict[str, str]:
     return out
 
 
-def _load_lists(root: Path, name: str) -> dict[str, frozenset[str]]:
-    doc = _read_json(root, name)
+def _load_lists(doc: Any, name: str) -> dict[str, frozenset[str]]:
     if not isinstance(doc, dict):
         raise SchemeError(f"{name}: must be an object of list id → array of codes")
     lists: dict[str, frozenset[str]] = {}

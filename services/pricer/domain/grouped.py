@@ -155,6 +155,7 @@ def price_from_dict(d: dict[str, Any]) -> Price:
 
 PAY_BY_ITEM = "pay_by_item"
 ADJUST_STANDARD = "adjust_standard"
+REJECT = "reject"
 
 
 @dataclass(frozen=True)
@@ -168,14 +169,25 @@ class SpecialDecision:
     application_id: int | None = None
 
 
+def reprices(d: SpecialDecision, current: SpecialDecision | None) -> bool:
+    """Whether a decision prices the case again (a new priced version), given the decision the
+    case is priced with now: pay by item and adjust the standard do; a rejection leaves the
+    price as it stands, unless it overturns an approval the case is priced with (an appeal's
+    rejection of a first pay-by-item or adjustment), which brings the standard price back."""
+    if d.outcome != REJECT:
+        return True
+    return current is not None and current.outcome != REJECT
+
+
 def decided_price(p: Price, d: SpecialDecision) -> Price:
     """The price under the panel's decision.
 
     - pay_by_item: the case is paid its actual cost, in full and outside the points (as an
       out-of-scope case; settlement adds it to `outside_points`);
     - adjust_standard: the decided amount is the case's DRG/DIP payment (it replaces the
-      standard and any outlier payment); under a point method it becomes points at the
-      provisional point value, so it shares in the budget like every other case;
+      standard and any outlier payment), to the fen; under a point method it is also turned
+      into points at the provisional point value, so at the annual clearing it shares in the
+      budget like every other case;
     - reject: the price stands.
     Add-ons (innovative drugs paid on top) are kept."""
     note = f"special case {d.outcome} (application {d.application_id}, decision {d.decision})"
@@ -185,8 +197,10 @@ def decided_price(p: Price, d: SpecialDecision) -> Price:
     if d.outcome == ADJUST_STANDARD and d.amount is not None:
         amount = to_fen(d.amount)
         if p.point_value:
+            # the payment is the decided amount itself: points × point value would round twice
+            # (amount → points to 4 decimals → yuan) and could end a fen off the decision
             points = to_points(amount / p.point_value)
-            return replace(p, special_case=ADJUST_STANDARD, points=points, payment=to_fen(points * p.point_value),
+            return replace(p, special_case=ADJUST_STANDARD, points=points, payment=amount,
                            payment_standard=amount, outlier_extra=ZERO, notes=(*p.notes, note))
         return replace(p, special_case=ADJUST_STANDARD, payment=amount, payment_standard=amount,
                        outlier_extra=ZERO, notes=(*p.notes, note))

@@ -63,6 +63,8 @@ settlement.quality_deposit_share      quality deposit (质量保证金) withheld
                                       pre-settlement, as a share of what it pays ("0.05");
                                       returned at annual clearing by the yearly performance
                                       score (绩效评价), in full without an adopted evaluation
+settlement.settlement_working_days    working days from a hospital's monthly declaration (申报)
+                                      to its pre-settlement (20), §8: the timeliness indicator
 points.scale                          base points = RW × scale (100; 1000 also used)
 points.provisional_point_value        yuan per point for monthly pre-settlement and pricing,
                                       6 decimals; required for the point method
@@ -334,6 +336,8 @@ class Settlement(_Model):
     )
     reserve_share: Ratio = Decimal("0.05")
     quality_deposit_share: Ratio = Decimal("0.05")
+    # §8: a month is pre-settled within 20 working days of the hospital's declaration
+    settlement_working_days: int = Field(20, ge=1, le=250)
 
     @field_validator("pre_settlement_share", "reserve_share", "quality_deposit_share")
     @classmethod

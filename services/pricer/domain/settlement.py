@@ -10,8 +10,13 @@ Monthly pre-settlement (月度预结算)
     withheld; paid now = due now − quality deposit, less the
     review deductions (monitoring flags the bureau confirmed with a deduction, §11) the run
     applies: each deduction lowers the first pre-settlement of its hospital run after it was
-    confirmed (and the new versions of that same month), by exactly its amount; what is paid
-    may then be negative (the hospital owes it back).
+    confirmed (and the new versions of that same month), by exactly its amount. What is paid
+    is never negative: the part of the deductions (with the rest carried in from the
+    hospital's previous month of the year, `carried_in`) that the month's amount does not
+    cover is carried over (`carried_over`) to the hospital's next pre-settlement of the year,
+    and what the year's last month still carries is settled by the annual clearing:
+      owed = review deductions + carried in; presettled = max(fund due × share − owed, 0);
+      carried over = owed − (fund due × share − presettled).
 
 Annual clearing (年度清算), with the final point value (point method)
     reserve (调剂金) = budget × reserve_share, withheld first;
@@ -46,7 +51,10 @@ Annual clearing (年度清算), with the final point value (point method)
       forfeited deposit, to net; > 0 the bureau pays, < 0 the hospital refunds (the
       pre-settled amounts are net of the deposit, so the returned part is paid here). The review deductions are those the
       year's monthly statements applied (their pre-settled amounts are net of them, so the
-      deduction is not paid back here) plus those the clearing applies itself.
+      deduction is not paid back here) plus those the clearing applies itself. What the last
+      month carried over (`deductions_carried_over`: deductions the months could not net) is
+      shown; it is part of the review deductions, and the pre-settled amounts are what was
+      really paid, so the balance nets it once.
     Budget identity (point method): Σ A + reserve = budget, and
       Σ (A − recovered + shared) + Σ recovered + reserve left = budget.
 
@@ -180,19 +188,24 @@ def _statement(policy: Policy, kind: str, hospital: str, period: str, version: i
 
 
 def monthly_presettlement(policy: Policy, period: str, totals: Iterable[HospitalTotals],
-                          *, version: int = 1, deductions: Mapping[str, Decimal] | None = None) -> list[Statement]:
+                          *, version: int = 1, deductions: Mapping[str, Decimal] | None = None,
+                          carried_in: Mapping[str, Decimal] | None = None) -> list[Statement]:
     """Monthly pre-settlement statements (§8): provisional amounts × pre-settlement share, less
-    each hospital's review deductions."""
+    each hospital's review deductions and what its previous month carried over (`carried_in`),
+    never below 0: the rest is carried over to its next month (see the module docstring)."""
     share = policy.settlement.pre_settlement_share
     deductions = deductions or {}
+    carried_in = carried_in or {}
     out = []
     for t in totals:
         gross = t.drg_payment + t.outside_points
         fund_due = max(gross - t.patient_share, ZERO)
         deducted = deductions.get(t.hospital_code, ZERO)
-        due_now = to_fen(fund_due * share)
-        deposit = to_fen(due_now * policy.settlement.quality_deposit_share)
-        paid = due_now - deposit - deducted
+        brought = carried_in.get(t.hospital_code, ZERO)
+        due = to_fen(fund_due * share)
+        deposit = to_fen(due * policy.settlement.quality_deposit_share)
+        paid = max(due - deposit - deducted - brought, ZERO)
+        carried = deducted + brought - (due - deposit - paid)
         lines: list[tuple[str, Decimal | str]] = [
             ("cases", Decimal(t.cases)),
             ("unpriced_cases", Decimal(t.unpriced)),
@@ -205,7 +218,9 @@ def monthly_presettlement(policy: Policy, period: str, totals: Iterable[Hospital
             ("pre_settlement_share", share),
             ("quality_deposit", deposit),
             ("review_deductions", deducted),
+            ("carried_in", brought),
             ("presettled", paid),
+            ("carried_over", carried),
         ]
         if policy.method == "points" and policy.points.provisional_point_value is not None:
             lines.insert(4, ("provisional_point_value", policy.points.provisional_point_value))
@@ -225,6 +240,7 @@ class HospitalYear:
     deductions: Decimal = ZERO  # review deductions of the year (§11)
     deposit_withheld: Decimal = ZERO  # Σ quality deposit the monthly statements withheld
     deposit_return_share: Decimal | None = None  # the yearly evaluation's share; None: not evaluated
+    carried_over: Decimal = ZERO  # of them, what the year's last monthly statement carried over
 
 
 @dataclass(frozen=True)
@@ -249,6 +265,7 @@ class HospitalClearing:
     quality_deposit_withheld: Decimal
     performance_return_share: Decimal
     quality_deposit_returned: Decimal
+    deductions_carried_over: Decimal  # part of review_deductions the months could not net
     balance: Decimal  # > 0 the bureau pays, < 0 the hospital refunds
 
 
@@ -371,7 +388,7 @@ def annual_clearing(policy: Policy, year: str, hospitals: Iterable[HospitalYear]
             patient_share=t.patient_share, fund_amount=fund, presettled=year_row.presettled,
             advances=year_row.advances, review_deductions=year_row.deductions,
             quality_deposit_withheld=year_row.deposit_withheld, performance_return_share=return_share,
-            quality_deposit_returned=returned,
+            quality_deposit_returned=returned, deductions_carried_over=year_row.carried_over,
             balance=fund - year_row.deductions - year_row.presettled - year_row.advances
             - (year_row.deposit_withheld - returned),
         ))

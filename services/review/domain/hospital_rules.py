@@ -9,20 +9,28 @@ history and with its peers. Parameters and defaults: `parameters.py`.
 - UNDER_SERVICE (服务不足): the low-outlier share rose together with the 31-day readmissions.
 
 The history is pooled (Σ counts / Σ cases over the previous periods of the same kind), so a
-quiet month weighs what its cases weigh. A flag's evidence holds every number compared and the
+quiet month weighs what its cases weigh. A change counts only when it is large (the rule's
+relative and absolute thresholds) AND unlikely to be chance at the hospital's volume: a one-sided
+two-proportion z-test of the period's share against the pooled history (and, for upcoding, against
+the pooled peers), or for the CMI a two-sample z-test of the mean RW, at the rule's
+`significance` level. A hospital with 40 cases a quarter moves by 20 % by chance; with 400 it
+does not. A flag's evidence holds every number compared (z and one-sided p included) and the
 parameters they were compared with, so a reviewer judges it without a query.
 
-Pure: the caller loads the region's cases from `history_start(period, params)` to the period's
-end (what the history and the readmission window need) and stores the flags.
+Pure: the rules take each hospital's figures per period (`Counts`), which the repository sums in
+the database (`periods_needed`: the period and its history); `count_periods` sums a list of
+cases the same way (the reference the database's sums are tested against).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from statistics import NormalDist
 
 from services.review.domain.parameters import (
     HospitalUpcoding,
@@ -132,6 +140,7 @@ class Counts:
     mcc_cc: int = 0  # DRGs ending in 1 (MCC) or 3 (CC)
     weighted: int = 0  # cases with an RW
     weight: Decimal = Decimal(0)
+    weight_sq: Decimal = Decimal(0)  # Σ RW²: the CMI's variance
     high_rw: int = 0
     left: dict[int, int] = field(default_factory=dict)  # by discharge way
     low_outliers: int = 0
@@ -142,10 +151,12 @@ class Counts:
         left = dict(self.left)
         for k, v in other.left.items():
             left[k] = left.get(k, 0) + v
+        levels = [lv for lv in (self.level, other.level) if lv is not None]
         return Counts(self.cases + other.cases, self.mcc_cc + other.mcc_cc, self.weighted + other.weighted,
-                      self.weight + other.weight, self.high_rw + other.high_rw, left,
+                      self.weight + other.weight, self.weight_sq + other.weight_sq,
+                      self.high_rw + other.high_rw, left,
                       self.low_outliers + other.low_outliers, self.readmissions + other.readmissions,
-                      self.level if self.level is not None else other.level)
+                      max(levels) if levels else None)
 
     def share(self, part: int, of: int | None = None) -> Decimal | None:
         whole = self.cases if of is None else of
@@ -159,12 +170,17 @@ class Counts:
         return sum(self.left.get(w, 0) for w in ways)
 
 
+def periods_needed(period: Period, params: RuleParameters) -> list[Period]:
+    """The period and the history periods before it the rules compare it with, newest first."""
+    deepest = max(params.hospital_upcoding.history_periods, params.refusing_severe.history_periods,
+                  params.under_service.history_periods)
+    return [period.shifted(-n) for n in range(deepest + 1)]
+
+
 def history_start(period: Period, params: RuleParameters) -> date:
     """The first discharge day the rules need: the oldest history period, less the readmission
     window (a readmission's earlier stay may be older than the period)."""
-    deepest = max(params.hospital_upcoding.history_periods, params.refusing_severe.history_periods,
-                  params.under_service.history_periods)
-    return period.shifted(-deepest).start - timedelta(days=params.under_service.readmission_days)
+    return periods_needed(period, params)[-1].start - timedelta(days=params.under_service.readmission_days)
 
 
 def _readmissions(cases: Sequence[CaseFigure], days: int) -> set[str]:
@@ -204,12 +220,14 @@ def count_periods(cases: Sequence[CaseFigure], periods: Sequence[Period],
                 continue
             k = out[p].setdefault(c.hospital_code, Counts())
             k.cases += 1
-            k.level = k.level if c.hospital_level is None else c.hospital_level
+            if c.hospital_level is not None:
+                k.level = c.hospital_level if k.level is None else max(k.level, c.hospital_level)
             if len(c.drg) == 4 and c.drg[3] in "13":
                 k.mcc_cc += 1
             if c.weight is not None:
                 k.weighted += 1
                 k.weight += c.weight
+                k.weight_sq += c.weight * c.weight
                 k.high_rw += c.weight >= high
             if c.discharge_way is not None:
                 k.left[c.discharge_way] = k.left.get(c.discharge_way, 0) + 1
@@ -237,6 +255,51 @@ def percentile(values: Sequence[Decimal], pct: Decimal) -> Decimal:
     lo = int(rank)
     hi = min(lo + 1, len(v) - 1)
     return v[lo] + (v[hi] - v[lo]) * (rank - lo)
+
+
+_NORMAL = NormalDist()
+
+
+def z_proportions(x1: int, n1: int, x2: int, n2: int) -> float | None:
+    """The two-proportion z statistic of x1/n1 − x2/n2 (pooled under no difference); None when
+    a side has no cases; 0 when both shares are 0 or both 1 (no variation, no difference)."""
+    if n1 <= 0 or n2 <= 0:
+        return None
+    pooled = (x1 + x2) / (n1 + n2)
+    var = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
+    diff = x1 / n1 - x2 / n2
+    if var <= 0:
+        return 0.0
+    return diff / math.sqrt(var)
+
+
+def z_means(a: Counts, b: Counts) -> float | None:
+    """The two-sample (Welch) z statistic of the mean RW (CMI) of `a` − that of `b`; None with
+    fewer than 2 weighted cases on a side; ±inf when neither side varies but the means differ."""
+    if a.weighted < 2 or b.weighted < 2:
+        return None
+
+    def mean_var(k: Counts) -> tuple[float, float]:
+        n, total, sq = k.weighted, float(k.weight), float(k.weight_sq)
+        return total / n, max(sq - total * total / n, 0.0) / (n - 1)
+
+    (m1, v1), (m2, v2) = mean_var(a), mean_var(b)
+    se = math.sqrt(v1 / a.weighted + v2 / b.weighted)
+    if se == 0:
+        return 0.0 if m1 == m2 else math.copysign(math.inf, m1 - m2)
+    return (m1 - m2) / se
+
+
+def p_above(z: float | None) -> float | None:
+    """The one-sided p-value of a rise (a fall: `p_above(-z)`)."""
+    return None if z is None else 1 - _NORMAL.cdf(z)
+
+
+def _test(z: float | None, alpha: Decimal) -> tuple[bool, dict[str, str | None]]:
+    """Whether a rise with statistic `z` is significant at `alpha` (one-sided), and its evidence."""
+    p = p_above(z)
+    ok = alpha >= 1 or (p is not None and p < float(alpha))
+    return ok, {"z": None if z is None else f"{z:.2f}", "p": None if p is None else f"{p:.4f}"}
 
 
 @dataclass(frozen=True)
@@ -273,11 +336,19 @@ def _rose(now: Decimal | None, before: Decimal | None, rise: Decimal, points: De
 
 def _base(j: _Judged, period: Period, rule: RefusingSevere | UnderService | HospitalUpcoding) -> dict:
     return {"period": period.label, "cases": j.now.cases, "history_periods": j.history,
-            "history_cases": j.before.cases, "min_cases": rule.min_cases}
+            "history_cases": j.before.cases, "min_cases": rule.min_cases,
+            "significance": str(rule.significance)}
 
 
 def _pair(now: Decimal | None, before: Decimal | None) -> dict[str, str | None]:
     return {"period": None if now is None else _r(now), "history": None if before is None else _r(before)}
+
+
+def _pooled(counts: Iterable[Counts]) -> Counts:
+    out = Counts()
+    for c in counts:
+        out = out.add(c)
+    return out
 
 
 def hospital_upcoding(by_period: dict[Period, dict[str, Counts]], period: Period,
@@ -294,11 +365,13 @@ def hospital_upcoding(by_period: dict[Period, dict[str, Counts]], period: Period
                  if h != hospital and c.level is not None and c.level == j.now.level and c.cases >= p.min_cases]
         if len(peers) < p.min_peers:
             continue
+        pooled = _pooled(peers)
         metrics: dict[str, dict] = {}
         fired = []
-        for name, value, jump in (
-                ("mcc_cc_share", lambda c: c.share(c.mcc_cc), p.share_jump),
-                ("cmi", lambda c: c.cmi, p.cmi_jump)):
+        for name, value, jump, z_of in (
+                ("mcc_cc_share", lambda c: c.share(c.mcc_cc), p.share_jump,
+                 lambda a, b: z_proportions(a.mcc_cc, a.cases, b.mcc_cc, b.cases)),
+                ("cmi", lambda c: c.cmi, p.cmi_jump, z_means)):
             get: Callable[[Counts], Decimal | None] = value
             now, before = get(j.now), get(j.before)
             peer_values = [v for c in peers if (v := get(c)) is not None]
@@ -306,9 +379,14 @@ def hospital_upcoding(by_period: dict[Period, dict[str, Counts]], period: Period
                 continue
             rise = now / before - 1
             bar = percentile(peer_values, p.peer_percentile)
-            metrics[name] = _pair(now, before) | {"rise": _r(rise), "min_rise": str(jump),
-                                                  "peers": len(peer_values), "peer_percentile": _r(bar)}
-            if rise >= jump and now > bar:
+            vs_history, history_test = _test(z_of(j.now, j.before), p.significance)
+            vs_peers, peers_test = _test(z_of(j.now, pooled), p.significance)
+            peers_value = get(pooled)
+            metrics[name] = _pair(now, before) | {
+                "rise": _r(rise), "min_rise": str(jump), "peers": len(peer_values), "peer_percentile": _r(bar),
+                "peers_pooled": None if peers_value is None else _r(peers_value),
+                "test_history": history_test, "test_peers": peers_test}
+            if rise >= jump and now > bar and vs_history and vs_peers:
                 fired.append(name)
         if not fired:
             continue
@@ -316,7 +394,8 @@ def hospital_upcoding(by_period: dict[Period, dict[str, Counts]], period: Period
         out.append(HospitalFlag(
             hospital, period.label, HOSPITAL_UPCODING, p.severity.value,
             f"{what} rose against the hospital's own history and is above the "
-            f"{p.peer_percentile}th percentile of level-{j.now.level} peers in {period.label}",
+            f"{p.peer_percentile}th percentile of level-{j.now.level} peers in {period.label} "
+            f"(both significant at {p.significance})",
             _base(j, period, p) | {"fired": fired, "level": j.now.level, "mcc_cc_cases": j.now.mcc_cc,
                                    "percentile": str(p.peer_percentile), **metrics}))
     return out
@@ -339,6 +418,13 @@ def refusing_severe(by_period: dict[Period, dict[str, Counts]], period: Period,
             continue
         if not _rose(out_now, out_before, p.rise, p.min_points):
             continue
+        ways = p.discharge_ways
+        fell, fell_test = _test(z_proportions(j.before.high_rw, j.before.weighted, j.now.high_rw, j.now.weighted),
+                                p.significance)
+        left, left_test = _test(z_proportions(j.now.left_by(ways), j.now.cases, j.before.left_by(ways),
+                                              j.before.cases), p.significance)
+        if not (fell and left):
+            continue
         by_way = {str(w): _pair(j.now.share(j.now.left.get(w, 0)), j.before.share(j.before.left.get(w, 0)))
                   for w in p.discharge_ways}
         out.append(HospitalFlag(
@@ -351,7 +437,7 @@ def refusing_severe(by_period: dict[Period, dict[str, Counts]], period: Period,
                 "high_rw": str(p.high_rw), "max_share_after_drop": _r(hi_before * (1 - p.drop)),
                 "drop": str(p.drop), "left_share": _pair(out_now, out_before), "left_by_way": by_way,
                 "discharge_ways": list(p.discharge_ways), "rise": str(p.rise),
-                "min_points": str(p.min_points)}))
+                "min_points": str(p.min_points), "test_high_rw_fall": fell_test, "test_left_rise": left_test}))
     return out
 
 
@@ -368,6 +454,12 @@ def under_service(by_period: dict[Period, dict[str, Counts]], period: Period,
         re_now, re_before = j.now.share(j.now.readmissions), j.before.share(j.before.readmissions)
         if not (_rose(low_now, low_before, p.rise, p.min_points) and _rose(re_now, re_before, p.rise, p.min_points)):
             continue
+        low_up, low_test = _test(z_proportions(j.now.low_outliers, j.now.cases, j.before.low_outliers,
+                                               j.before.cases), p.significance)
+        re_up, re_test = _test(z_proportions(j.now.readmissions, j.now.cases, j.before.readmissions,
+                                             j.before.cases), p.significance)
+        if not (low_up and re_up):
+            continue
         assert low_now is not None and re_now is not None and low_before is not None and re_before is not None
         out.append(HospitalFlag(
             hospital, period.label, UNDER_SERVICE, p.severity.value,
@@ -377,17 +469,21 @@ def under_service(by_period: dict[Period, dict[str, Counts]], period: Period,
                 "low_outlier_share": _pair(low_now, low_before), "low_outliers": j.now.low_outliers,
                 "readmission_share": _pair(re_now, re_before), "readmissions": j.now.readmissions,
                 "readmission_days": p.readmission_days, "rise": str(p.rise),
-                "min_points": str(p.min_points)}))
+                "min_points": str(p.min_points), "test_low_outlier_rise": low_test,
+                "test_readmission_rise": re_test}))
     return out
+
+
+def judge(by_period: dict[Period, dict[str, Counts]], period: Period, params: RuleParameters) -> list[HospitalFlag]:
+    """Every hospital-level flag of `period`, by rule then hospital, from each hospital's figures
+    per period (`by_period` holds `periods_needed(period, params)`)."""
+    by_period = {q: by_period.get(q, {}) for q in periods_needed(period, params)} | by_period
+    return (hospital_upcoding(by_period, period, params.hospital_upcoding)
+            + refusing_severe(by_period, period, params.refusing_severe)
+            + under_service(by_period, period, params.under_service))
 
 
 def hospital_flags(cases: Sequence[CaseFigure], period: Period, params: RuleParameters) -> list[HospitalFlag]:
     """Every hospital-level flag of `period`, by rule then hospital. `cases`: the region's cases
     discharged from `history_start(period, params)` to the period's end."""
-    deepest = max(params.hospital_upcoding.history_periods, params.refusing_severe.history_periods,
-                  params.under_service.history_periods)
-    periods = [period.shifted(-n) for n in range(deepest + 1)]
-    by_period = count_periods(cases, periods, params)
-    return (hospital_upcoding(by_period, period, params.hospital_upcoding)
-            + refusing_severe(by_period, period, params.refusing_severe)
-            + under_service(by_period, period, params.under_service))
+    return judge(count_periods(cases, periods_needed(period, params), params), period, params)

@@ -22,7 +22,12 @@ SPLIT_ADMISSION (分解住院)      severity high; days 15 (DRG cases: same ADRG
     haemodialysis, 54.98 peritoneal dialysis).
 UPCODING_SECONDARY (高套)       severity medium; `cost_ratio` 1: the case's cost is below
     cost_ratio × the mean cost of the group it would have without the one secondary diagnosis
-    that lifts it into its CC/MCC group.
+    that lifts it into its CC/MCC group. `compare_with` "level": that mean is the lower group's
+    mean at hospitals of the case's level in the region (review's running figures of the DRG-priced
+    cases, as §7 compares DIP cases with the same-level mean), once the region has
+    `min_level_cases` 30 of them; before, the lower group's regional mean (the policy's) × the
+    hospital's coefficient as priced (its level's, e.g. 0.85 at secondary hospitals); "region":
+    the regional mean alone, whatever the level.
 LOW_STANDARD_ADMISSION (低标入院) severity medium; `max_los` 2 days; DRG: cost below
     `cost_ratio` 0.4 × the group mean; DIP: graded by cost / mean, `dip_grades`
     < 0.3 high, < 0.5 medium, < 0.7 low.
@@ -31,25 +36,31 @@ PRIMARY_CARE_AT_TERTIARY        severity low; `groups` [] (DRG, ADRG or DIP grou
     primary-care groups count too; `levels` [3]: the hospital levels it applies to.
 COST_SHIFTING (转移费用)        severity medium; the case's self-pay (自费) share of its cost is
     above `factor` 2 × its group's regional share (Σ 自费 / Σ cost of the region's other cases of
-    the group), at least `min_case_share` 0.10, once the group has `min_cases` 30 cases.
+    the group), at least `min_case_share` 0.10, once the group has `min_cases` 30 cases; while it
+    has fewer, `adrg_fallback` true: its ADRG's regional share (every group of the ADRG, by the
+    same method), once the ADRG has `min_cases`; false: the case is not judged.
 
 Hospital-level rules (per hospital and period, month or quarter; `hospital_rules.py`). A period
 is compared with the hospital's own `history_periods` 4 periods of the same kind before it (the
 previous 4 months, or 4 quarters; pooled: Σ counts / Σ cases; at least `min_history_periods` 2
-with cases), and the hospital is judged only with `min_cases` 30 cases in the period:
+with cases), and the hospital is judged only with `min_cases` 30 cases in the period (and in
+its history). A change counts only when it is also significant: a one-sided z-test at
+`significance` 0.05 (two-proportion for a share, pooled; two-sample of the mean RW for the CMI)
+finds it unlikely to be chance at the hospital's volume (1 switches the test off):
 
 HOSPITAL_UPCODING (高套, hospital) severity medium; the MCC/CC share (DRGs ending in 1 or 3) or
     the CMI (Σ RW / cases) rose by at least `share_jump` 0.20 / `cmi_jump` 0.10 (relative) over
     its own history AND is above the `peer_percentile` 90th percentile of the period's other
-    hospitals of the same level in the region (at least `min_peers` 3 with `min_cases`).
+    hospitals of the same level in the region (at least `min_peers` 3 with `min_cases`); both
+    the rise over its history and its excess over the peers' pooled figure significant.
 REFUSING_SEVERE (推诿)          severity high; the share of high-RW cases (RW ≥ `high_rw` 2.0)
     fell by at least `drop` 0.20 (relative) while the share leaving by `discharge_ways` [2, 4]
     (2 医嘱转院 transfer out, 4 非医嘱离院 against advice) rose by at least `rise` 0.20
-    (relative) and `min_points` 0.01 (absolute).
+    (relative) and `min_points` 0.01 (absolute); the fall and the rise both significant.
 UNDER_SERVICE (服务不足)         severity medium; the low-outlier (低倍率) share and the share of
     31-day readmissions (same person, same hospital, admitted within `readmission_days` 31 days
     of a discharge, not planned) both rose by at least `rise` 0.20 (relative) and `min_points`
-    0.01 (absolute).
+    0.01 (absolute), both rises significant.
 
 Every rule has `enabled` (default true). Two sections are not rules:
 
@@ -111,6 +122,8 @@ class SplitAdmission(_Rule):
 
 class Upcoding(_Rule):
     cost_ratio: Decimal = Field(Decimal(1), gt=0)
+    compare_with: Literal["level", "region"] = "level"
+    min_level_cases: int = Field(30, ge=1)
 
 
 class Grade(BaseModel):
@@ -143,12 +156,14 @@ class CostShifting(_Rule):
     factor: Decimal = Field(Decimal(2), gt=0)
     min_case_share: Decimal = Field(Decimal("0.10"), ge=0, le=1)
     min_cases: int = Field(30, ge=1)
+    adrg_fallback: bool = True
 
 
 class _HospitalRule(_Rule):
     min_cases: int = Field(30, ge=1)
     history_periods: int = Field(4, ge=1, le=24)
     min_history_periods: int = Field(2, ge=1, le=24)
+    significance: Decimal = Field(Decimal("0.05"), gt=0, le=1)
 
 
 class HospitalUpcoding(_HospitalRule):

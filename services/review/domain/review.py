@@ -5,7 +5,12 @@ of the batch's groups, the rule parameters in force), `review_cases` decides, th
 the result and announces one `case-flagged` per review (docs/domain.md §11).
 
 A new priced version of a case is reviewed again: its flags replace the previous version's, and
-its previous contribution to its group's regional figures is taken back. A stay may be the
+its previous contributions to the regional figures are taken back.
+
+The regional figures review keeps as it goes (`Share`s by key, `review_group_shares`):
+`<region>|<method>|<group>` and `<region>|<method>|adrg:<ADRG>` (self-pay, cost shifting: cases
+with a 自费 amount) and `<region>|drg|<DRG>|level:<level>` (cost at hospitals of a level, DRG-priced
+cases: upcoding's lower-group mean at the case's level). A stay may be the
 earlier stay of one reviewed before it arrived (or a new version of such a stay): the person's
 later stays get their split-admission flags evaluated again, and a new review when they change.
 """
@@ -22,6 +27,7 @@ from services.review.domain.rules import (
     READMISSION_REACH,
     CaseFigures,
     Lift,
+    Regional,
     Share,
     Stay,
     case_flags,
@@ -52,8 +58,7 @@ class Reviewed:
     list_version: int | None = None
     review_version: int = 0
     flags: list[CaseFlag] = field(default_factory=list)
-    share_key: str | None = None  # the group whose regional figures count this stay
-    share: Share | None = None  # what it added to them
+    shares: dict[str, Share] = field(default_factory=dict)  # what it added to each regional figure
 
 
 def _adrg_of(drg: str) -> str | None:
@@ -75,6 +80,7 @@ class PricedStay:
     group_mean_cost: Decimal | None = None
     primary_care: bool = False
     lift: Lift | None = None
+    coefficient: Decimal | None = None
 
     @classmethod
     def of(cls, case_id: str, p: CasePriced, correlation_id: str) -> PricedStay:
@@ -82,7 +88,7 @@ class PricedStay:
         return cls(case_id, p.facts, p.drg, correlation_id, adrg=p.adrg or _adrg_of(p.drg),
                    dip_group=p.dip_group, hospital_level=p.hospital_level,
                    group_mean_cost=p.group_mean_cost, primary_care=p.primary_care,
-                   lift=None if lift is None else Lift(tuple(lift.codes), lift.level, lift.drg_without,
+                   coefficient=p.coefficient, lift=None if lift is None else Lift(tuple(lift.codes), lift.level, lift.drg_without,
                                                        lift.drg_without_mean_cost))
 
     @property
@@ -105,13 +111,46 @@ class PricedStay:
         f = self.facts
         los = (f.discharge_date - f.admission_date).days if f.discharge_date and f.admission_date else None
         return CaseFigures(self.group, los, f.total_cost, f.own_pay, self.group_mean_cost,
-                           self.hospital_level, self.primary_care, self.lift)
+                           self.hospital_level, self.primary_care, self.lift, self.coefficient)
 
     def share_key(self) -> str | None:
         """Its group's key in the regional self-pay figures (None: not a grouped case)."""
         if self.adrg is None and self.dip_group is None:
             return None
         return f"{where_treated(self.facts)}|{self.method}|{self.group}"
+
+    def adrg_key(self) -> str | None:
+        """Its ADRG's key in the regional self-pay figures (cost shifting's fallback)."""
+        return None if self.adrg is None else f"{where_treated(self.facts)}|{self.method}|adrg:{self.adrg}"
+
+    def level_key(self, drg: str | None = None) -> str | None:
+        """The key of a DRG's (default: its own) cost figures at its hospital's level (DRG-priced
+        cases only: upcoding compares with the lower group's mean at the case's level)."""
+        if self.method != "drg" or self.hospital_level is None or self.adrg is None:
+            return None
+        return f"{where_treated(self.facts)}|drg|{drg or self.drg}|level:{self.hospital_level}"
+
+    def lower_level_key(self) -> str | None:
+        """The key of the lower group's cost figures at its level, when a diagnosis lifts it."""
+        return None if self.lift is None else self.level_key(self.lift.drg_without)
+
+    def contributions(self) -> dict[str, Share]:
+        """What the case adds to the regional figures (none for a withdrawn list)."""
+        f = self.facts
+        if f.withdrawn or f.total_cost is None or f.total_cost <= 0:
+            return {}
+        out: dict[str, Share] = {}
+        if (own := own_pay_share(self.figures())) is not None:
+            out |= {k: own for k in (self.share_key(), self.adrg_key()) if k is not None}
+        if (level := self.level_key()) is not None:
+            out[level] = Share(1, f.total_cost, f.own_pay or Decimal(0))
+        return out
+
+    def regional(self, shares: dict[str, Share]) -> Regional:
+        def get(key: str | None) -> Share:
+            return shares.get(key, Share()) if key is not None else Share()
+
+        return Regional(get(self.share_key()), get(self.adrg_key()), get(self.lower_level_key()))
 
 
 def stay_of(case_id: str, f: CaseFacts) -> Stay:
@@ -154,9 +193,12 @@ class Outcome:
 
 
 def share_keys(known: dict[str, Reviewed], priced: Iterable[PricedStay]) -> set[str]:
-    """The groups whose regional figures a batch reads or changes."""
-    keys = {key for p in priced if (key := p.share_key()) is not None}
-    keys |= {r.share_key for p in priced if (r := known.get(p.case_id)) is not None and r.share_key}
+    """The keys of the regional figures a batch reads or changes."""
+    keys: set[str] = set()
+    for p in priced:
+        keys |= {k for k in (p.share_key(), p.adrg_key(), p.level_key(), p.lower_level_key()) if k is not None}
+        if (r := known.get(p.case_id)) is not None:
+            keys |= set(r.shares)
     return keys
 
 
@@ -189,20 +231,18 @@ def review_cases(known: dict[str, Reviewed], priced: Sequence[PricedStay], *,
                 old = by_person.get(previous.stay.psn_key, {})
                 old.pop(p.case_id, None)
                 affected.append(old)
-            if previous.share_key and previous.share:
-                out.add_share(shares, previous.share_key, previous.share, -1)
+            for old_key, taken in previous.shares.items():
+                out.add_share(shares, old_key, taken, -1)
         others = [k.stay for cid, k in mine.items() if cid != p.case_id]
-        figures = p.figures()
-        key = p.share_key()
         flags: list[CaseFlag] = []
         if not f.withdrawn:  # a withdrawn list is not a stay to flag (it stays in history)
             flags = split_admission_flags(stay, others, rules.params.split_admission) + \
-                case_flags(figures, stay, shares.get(key, Share()) if key else Share(), rules.params)
-        contribution = None if f.withdrawn or key is None else own_pay_share(figures)
-        if key is not None and contribution is not None:
-            out.add_share(shares, key, contribution, 1)
+                case_flags(p.figures(), stay, p.regional(shares), rules.params)
+        contributions = p.contributions()
+        for key, add in contributions.items():
+            out.add_share(shares, key, add, 1)
         k = Reviewed(stay, p.drg, f, f.list_version, (previous.review_version if previous else 0) + 1,
-                     flags, key if contribution else None, contribution)
+                     flags, contributions)
         known[p.case_id] = mine[p.case_id] = out.changed[p.case_id] = k
         out.announcements.append(Announcement.of(k, p.correlation_id, rules, readmission_days(stay, others)))
         for person in affected:

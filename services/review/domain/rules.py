@@ -9,11 +9,15 @@ parameters they were compared with, so a reviewer can judge it without a query.
   chemotherapy, radiotherapy or dialysis stay. Flagged on the readmission.
 - UPCODING_SECONDARY (高套): one secondary diagnosis alone lifts the case into its CC/MCC group
   (the grouper says which, and the group it would have without it) and the cost is below the
-  mean of that lower group.
+  mean of that lower group at hospitals of the case's level (as §7 compares DIP deviation cases
+  with the same-level mean: costs differ by level, so a regional mean flags every cheaper level);
+  until the region has enough of the lower group's cases at that level, the lower group's
+  regional mean × the hospital's coefficient stands in for it.
 - LOW_STANDARD_ADMISSION (低标入院): a short stay (LOS ≤ 2) costing below 0.4 × the group mean
   (DIP: graded by the ratio).
 - PRIMARY_CARE_AT_TERTIARY: a primary-care group (基层病组) treated at a tertiary hospital.
-- COST_SHIFTING (转移费用): the case's self-pay (自费) share far above its group's regional share.
+- COST_SHIFTING (转移费用): the case's self-pay (自费) share far above its group's regional share
+  (its ADRG's while the group has too few cases in the region to have a share of its own).
 
 Hospital-level rules (the rest of §11) run per period over many cases and live beside these.
 """
@@ -89,6 +93,7 @@ class CaseFigures:
     hospital_level: int | None
     primary_care: bool = False  # the DIP catalogue marks its group primary-care
     lift: Lift | None = None
+    coefficient: Decimal | None = None  # the hospital's (or its level's) coefficient as priced
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,21 @@ class Share:
     def plus(self, other: Share, sign: int = 1) -> Share:
         return Share(self.cases + sign * other.cases, self.cost + sign * other.cost,
                      self.own_pay + sign * other.own_pay)
+
+    @property
+    def mean_cost(self) -> Decimal | None:
+        return self.cost / self.cases if self.cases > 0 else None
+
+
+@dataclass(frozen=True)
+class Regional:
+    """The region's running figures a case is compared with (without the case itself): its
+    group's and its ADRG's self-pay figures (cost shifting), and the cost figures of the group it
+    would have without its lifting diagnosis, at hospitals of its level (upcoding)."""
+
+    group: Share = Share()
+    adrg: Share = Share()
+    lower_at_level: Share = Share()
 
 
 # --- split admission ------------------------------------------------------------------------------
@@ -206,24 +226,60 @@ def _day(d: date | None) -> str | None:
 
 # --- single-case rules ----------------------------------------------------------------------------
 
-def upcoding(c: CaseFigures, p: Upcoding) -> CaseFlag | None:
+def _money(d: Decimal) -> str:
+    return str(d.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def lower_group_mean(c: CaseFigures, lower_at_level: Share, p: Upcoding) -> tuple[Decimal, str] | None:
+    """The mean cost the upcoding rule compares the case with, and its basis: the lower group's
+    mean at the hospital's level once the region has `min_level_cases` of them, else its regional
+    mean × the hospital's coefficient (the regional mean alone when the coefficient is unknown or
+    `compare_with` is "region")."""
     lift = c.lift
-    if not p.enabled or lift is None or c.total_cost is None or not lift.drg_without_mean_cost:
+    if lift is None:
         return None
-    limit = p.cost_ratio * lift.drg_without_mean_cost
+    if p.compare_with == "level" and c.hospital_level is not None and lower_at_level.cases >= p.min_level_cases:
+        mean = lower_at_level.mean_cost
+        if mean:
+            return mean, "level"
+    if not lift.drg_without_mean_cost:
+        return None
+    if p.compare_with == "level" and c.coefficient:
+        return lift.drg_without_mean_cost * c.coefficient, "region × coefficient"
+    return lift.drg_without_mean_cost, "region"
+
+
+def upcoding(c: CaseFigures, p: Upcoding, lower_at_level: Share = Share()) -> CaseFlag | None:
+    """`lower_at_level`: the region's cases of the lower group at the case's hospital level."""
+    lift = c.lift
+    if not p.enabled or lift is None or c.total_cost is None:
+        return None
+    found = lower_group_mean(c, lower_at_level, p)
+    if found is None:
+        return None
+    mean, basis = found
+    limit = p.cost_ratio * mean
     if c.total_cost >= limit:
         return None
     codes = ", ".join(lift.codes)
+    where = {"level": f"at level-{c.hospital_level} hospitals ({lower_at_level.cases} cases)",
+             "region × coefficient": f"(regional mean {lift.drg_without_mean_cost} × coefficient {c.coefficient})",
+             "region": "in the region"}[basis]
     return CaseFlag(
         rule=UPCODING_SECONDARY, severity=p.severity.value,
         message=f"secondary diagnosis {codes} ({lift.level}) alone lifts the case from {lift.drg_without} "
                 f"to {c.drg}, and its cost {c.total_cost} is below {lift.drg_without}'s mean "
-                f"{lift.drg_without_mean_cost}",
+                f"{_money(mean)} {where}",
         evidence={"drg": c.drg, "drg_without": lift.drg_without, "lifting_diagnoses": list(lift.codes),
                   "level": lift.level, "total_cost": str(c.total_cost),
-                  "lower_group_mean_cost": str(lift.drg_without_mean_cost),
-                  "ratio": _ratio(c.total_cost / lift.drg_without_mean_cost),
-                  "cost_ratio": str(p.cost_ratio)})
+                  "lower_group_mean_cost": _money(mean), "basis": basis,
+                  "hospital_level": c.hospital_level,
+                  "lower_group_level_cases": lower_at_level.cases,
+                  "lower_group_regional_mean_cost": None if lift.drg_without_mean_cost is None
+                  else str(lift.drg_without_mean_cost),
+                  "coefficient": None if c.coefficient is None else str(c.coefficient),
+                  "ratio": _ratio(c.total_cost / mean), "cost_ratio": str(p.cost_ratio),
+                  "min_level_cases": p.min_level_cases})
 
 
 def low_standard_admission(c: CaseFigures, method: str, p: LowStandardAdmission) -> CaseFlag | None:
@@ -272,30 +328,40 @@ def own_pay_share(c: CaseFigures) -> Share | None:
     return Share(1, c.total_cost, c.own_pay)
 
 
-def cost_shifting(c: CaseFigures, regional: Share, p: CostShifting) -> CaseFlag | None:
-    """`regional`: the group's figures without this case."""
+def cost_shifting(c: CaseFigures, regional: Share, p: CostShifting, adrg: Share = Share(),
+                  adrg_code: str | None = None) -> CaseFlag | None:
+    """`regional`: the group's figures without this case; `adrg`: its ADRG's (the fallback while
+    the group has fewer than `min_cases`)."""
     mine = own_pay_share(c)
-    if not p.enabled or mine is None or regional.cases < p.min_cases or regional.cost <= 0:
+    if not p.enabled or mine is None:
         return None
-    share, region_share = mine.own_pay / mine.cost, regional.own_pay / regional.cost
+    basis, base = "group", regional
+    if regional.cases < p.min_cases or regional.cost <= 0:
+        if not p.adrg_fallback or adrg_code is None or adrg.cases < p.min_cases or adrg.cost <= 0:
+            return None
+        basis, base = "ADRG", adrg
+    share, region_share = mine.own_pay / mine.cost, base.own_pay / base.cost
     if share < p.min_case_share or share <= p.factor * region_share:
         return None
+    whose = "group's" if basis == "group" else f"ADRG {adrg_code}'s"
     return CaseFlag(
         rule=COST_SHIFTING, severity=p.severity.value,
-        message=f"self-pay share {_ratio(share)} of the cost is above {p.factor} × the group's "
-                f"regional share {_ratio(region_share)} ({regional.cases} cases)",
+        message=f"self-pay share {_ratio(share)} of the cost is above {p.factor} × the {whose} "
+                f"regional share {_ratio(region_share)} ({base.cases} cases)",
         evidence={"own_pay": str(mine.own_pay), "total_cost": str(mine.cost), "share": _ratio(share),
-                  "regional_share": _ratio(region_share), "regional_cases": regional.cases,
+                  "regional_share": _ratio(region_share), "regional_cases": base.cases,
+                  "basis": basis, "group_cases": regional.cases,
                   "factor": str(p.factor), "min_case_share": str(p.min_case_share),
-                  "group": c.drg})
+                  "min_cases": p.min_cases, "group": c.drg,
+                  **({"adrg": adrg_code} if basis == "ADRG" else {})})
 
 
-def case_flags(c: CaseFigures, stay: Stay, regional: Share, p: RuleParameters) -> list[CaseFlag]:
+def case_flags(c: CaseFigures, stay: Stay, regional: Regional, p: RuleParameters) -> list[CaseFlag]:
     """The single-case rules' flags, in rule order (split admissions are added by the caller)."""
-    out = [upcoding(c, p.upcoding_secondary),
+    out = [upcoding(c, p.upcoding_secondary, regional.lower_at_level),
            low_standard_admission(c, stay.method, p.low_standard_admission),
            primary_care_at_tertiary(c, (c.drg, stay.adrg, stay.dip_group), p.primary_care_at_tertiary),
-           cost_shifting(c, regional, p.cost_shifting)]
+           cost_shifting(c, regional.group, p.cost_shifting, regional.adrg, stay.adrg)]
     return [f for f in out if f is not None]
 
 

@@ -345,15 +345,34 @@ def quota_of(region: str, period: str, drg: int, dip: int, loads: Mapping[str, i
                  quotas.get(hospital_code, 0), used.get(hospital_code, 0), sum(used.values()))
 
 
-def check_quota(q: Quota) -> None:
-    """409 SPECIAL_CASE_QUOTA_EXHAUSTED when the hospital's quota (or the region's cap) is used."""
-    if q.used >= q.quota or q.region_used >= q.cap:
+class QuotaExhausted(Conflict):
+    """The hospital's quota (or the region's cap) is used (409 SPECIAL_CASE_QUOTA_EXHAUSTED);
+    `details` carries the quota's numbers."""
+
+    def __init__(self, q: Quota) -> None:
+        code = "SPECIAL_CASE_QUOTA_EXHAUSTED"
         message = (f"hospital {q.hospital_code} has used {q.used} of its {q.quota} special-case applications "
                    f"for {q.region} {q.period} (region cap {q.cap}: {q.drg_discharges} DRG and "
                    f"{q.dip_discharges} DIP discharges; its complex cases: {q.load})")
-        raise Conflict(message, code="SPECIAL_CASE_QUOTA_EXHAUSTED", field="case_id",
-                       details=[detail("case_id", "SPECIAL_CASE_QUOTA_EXHAUSTED", message,
-                                       numbers={k: str(v) for k, v in q.numbers().items()})])
+        super().__init__(message, code=code, field="case_id",
+                         details=[detail("case_id", code, message, rule=code,
+                                         numbers={k: str(v) for k, v in q.numbers().items()})])
+
+
+# what refuses an application on its merits (eligibility, the cap): each refusal is audited
+REFUSALS: tuple[type[Invalid | Conflict], ...] = (NotEligible, QuotaExhausted)
+
+
+def refusal_record(error: Invalid | Conflict) -> dict[str, Any]:
+    """What the audit keeps of a refusal: the rule that refused and the numbers it compared."""
+    first = error.details[0] if error.details else {}
+    return {"rule": error.code, "numbers": first.get("numbers", {})}
+
+
+def check_quota(q: Quota) -> None:
+    """409 SPECIAL_CASE_QUOTA_EXHAUSTED when the hospital's quota (or the region's cap) is used."""
+    if q.used >= q.quota or q.region_used >= q.cap:
+        raise QuotaExhausted(q)
 
 
 # --- the panel ----------------------------------------------------------------------------------------

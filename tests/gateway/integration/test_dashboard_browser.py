@@ -125,6 +125,7 @@ async def _signed_in(site: Site, who: str) -> Page:
     await page.fill("#token", site.tokens[who])
     await page.click("#sign-in-form button[type=submit]")
     await page.wait_for_selector("#who-text:not(:empty)")
+    await page.wait_for_function("() => document.querySelector('#period').value !== ''")  # the default period is set
     return page
 
 
@@ -195,6 +196,11 @@ async def test_bureau_drills_down_from_the_region_to_a_case_with_its_trace_price
     await page.wait_for_selector("#trace")
     trace = await page.text_content("#trace") or ""
     assert all(case["grouped"][k] in trace for k in ("mdc", "adrg", "drg"))
+    # the full trace, recomputed by the grouper, line by line as the API gives it
+    grouping = (await site.api.get(f"/api/v1/cases/{site.flagged_case}/grouping")).json()
+    assert grouping["drg"] == group and grouping["explanation"]
+    await page.wait_for_selector("#grouping-explanation li")
+    assert await page.locator("#grouping-explanation li").all_text_contents() == grouping["explanation"]
     price = await page.text_content("#price") or ""
     assert case["priced"]["breakdown"]["payment_standard"] in price and "支付标准" in price
     flags = await page.text_content("#case-flags") or ""
@@ -206,10 +212,44 @@ async def test_bureau_drills_down_from_the_region_to_a_case_with_its_trace_price
     await page.close()
 
 
+async def test_bureau_sees_budget_execution_and_flags_by_rule_with_the_api_numbers(site: Site) -> None:
+    page = await _signed_in(site, "bureau")
+    year = (await page.input_value("#period"))[:4]
+    months = (await site.api.get("/api/v1/indicators", params={"period": year, "by": "month"})).json()["rows"]
+    for month in sorted(r["key"] for r in months):  # the bureau pre-settles the months of the region's cases
+        run = await site.api.post("/api/v1/settlements", json={"policy_id": "test-2024", "period": month})
+        assert run.status_code == 201, run.text
+    region = (await site.api.get("/api/v1/indicators", params={"period": year, "by": "region"})).json()["rows"][0]["key"]
+    budget = (await site.api.get("/api/v1/indicators/budget", params={"region": region, "year": year})).json()
+    assert budget["months"]
+    await page.fill("#period", year)  # the whole year
+    await page.press("#period", "Enter")
+    await page.click('#nav a[data-page="budget"]')
+    chart = f'[data-chart="{region} · 每月预结算与基金应付（元）"]'
+    await page.wait_for_selector(f'{chart}[data-rendered="true"]')
+    assert await page.locator(f"{chart} svg path").count() > len(budget["months"])
+    drawn = orjson.loads(await page.get_attribute(chart, "data-values") or "null")
+    assert drawn["months"] == [m["period"] for m in budget["months"]]
+    assert drawn["presettled"] == [float(m["presettled"]) for m in budget["months"]]
+    assert drawn["fund_due"] == [float(m["fund_due"]) for m in budget["months"]]
+    await _shot(page, "budget-bureau")
+
+    await page.click('#nav a[data-page="flags"]')
+    rules = (await site.api.get("/api/v1/indicators", params={"period": year, "by": "rule"})).json()["rows"]
+    assert rules, "the split admission is a flagged case of the year"
+    chart = f'[data-chart="{year} 各规则疑点病例数"]'
+    await page.wait_for_selector(f'{chart}[data-rendered="true"]')
+    drawn = orjson.loads(await page.get_attribute(chart, "data-values") or "null")
+    assert drawn == [[r["flagged"] for r in sorted(rules, key=lambda r: r["key"])]]
+    await _shot(page, "flags-by-rule-bureau")
+    await page.close()
+
+
 async def test_a_hospital_sees_only_its_own_hospital(site: Site) -> None:
     page = await _signed_in(site, "hospital")
     assert await page.text_content("#who-text") == f"医院 · {OWN}"
     assert await page.locator('#nav a[data-page="compare"]').is_hidden()
+    assert await page.locator('#nav a[data-page="budget"]').is_hidden()  # budget execution: bureau roles
     await page.click('#nav a[data-page="drill"]')  # the region level leads to its own hospital
     await page.wait_for_selector("#cases a[href^='#/case/']")
     shown = await page.locator("#cases tbody tr td:nth-child(2)").all_text_contents()
@@ -222,6 +262,9 @@ async def test_a_hospital_sees_only_its_own_hospital(site: Site) -> None:
     await page.goto(f"{site.base}/dashboard/#/case/{other['case_id']}")
     await page.wait_for_selector("main .error")
     assert "CASE_NOT_FOUND" in (await page.text_content("main") or "")
+    # nor its grouping trace through the API with the same session
+    r = await page.request.get(f"{site.base}/api/v1/cases/{other['case_id']}/grouping")
+    assert r.status == 404 and (await r.json())["error"]["code"] == "CASE_NOT_FOUND"
     await _shot(page, "hospital-other-case")
     await _no_token_kept(page, site)
     await page.close()

@@ -10,7 +10,8 @@ import httpx
 from helpers import SHARED
 
 from drgdip.stages import build_runtime
-from services.gateway.repository import create_token, revoke_token
+from services.gateway.domain import audit
+from services.gateway.repository import audit_rows, create_token, revoke_token
 
 ORIGIN = "http://test"
 
@@ -55,6 +56,15 @@ async def test_sign_in_session_cookie_origin_check_and_sign_out(tmp_path: Path, 
             assert (await web.delete("/dashboard/session", headers={"origin": ORIGIN})).status_code == 204
             web.cookies.set("drgdip_session", session)  # the old cookie, kept by someone
             assert (await web.get("/api/v1/summary")).json()["error"]["code"] == "SESSION_ENDED"
+
+            # the sign-in and the sign-out are in the audit: who, when, from where; never the token
+            async with rt.engine.connect() as conn:
+                rows = [r for r in await audit_rows(conn) if r["action"] in (audit.SIGNED_IN, audit.SIGNED_OUT)]
+            assert [r["action"] for r in rows] == [audit.SIGNED_IN, audit.SIGNED_OUT]  # the refusals: not in it
+            for r in rows:
+                assert (r["actor"], r["role"], r["token_id"]) == (f"token:{token_id}", "hospital", token_id)
+                assert r["client"] and r["at"]
+                assert token not in str(r) and session not in str(r)
 
             # a session ends with its token
             web.cookies.clear()

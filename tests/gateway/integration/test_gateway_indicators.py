@@ -112,3 +112,152 @@ async def test_indicators_are_the_cases_aggregated(tmp_path: Path) -> None:
             assert other not in lines and mine in lines
     finally:
         await rt.stop()
+
+
+async def _cells(engine) -> list[tuple]:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        cells = (await conn.execute(text("SELECT * FROM gateway_indicator_cells ORDER BY region, month, "
+                                         "hospital_code, hospital_level, dept, scheme_id, drg"))).all()
+        rules = (await conn.execute(text("SELECT * FROM gateway_indicator_rules ORDER BY region, month, "
+                                         "hospital_code, hospital_level, dept, scheme_id, drg, rule"))).all()
+    return [tuple(c) for c in cells if any(c[7:])] + [tuple(r) for r in rules if r[-1]]
+
+
+async def test_timeliness_budget_prepayments_and_the_rebuild(tmp_path: Path) -> None:
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from drgdip.cli import app
+    from services.gateway.handlers import rebuild_indicators
+    from services.pricer.handlers import record_advance
+
+    n = 40
+    db = f"sqlite+aiosqlite:///{tmp_path / 'd.db'}"
+    rt = build_runtime("all", db=db, schemes_dir=SHARED / "schemes", log_level="WARNING")
+    await rt.start()
+    try:
+        async with await api_client(rt) as admin:
+            assert (await admin.post("/api/v1/policies", json=policy("1.2000"))).status_code == 201
+            await receive_and_price(rt, n)
+            async with rt.engine.connect() as conn:  # hospitals with a case discharged in March
+                mine, other = sorted((await conn.execute(text(
+                    "SELECT DISTINCT hospital_code FROM pricer_results WHERE discharge_date >= '2024-03-01' "
+                    "AND discharge_date < '2024-04-01'"))).scalars())[:2]
+
+            async def folded() -> bool:
+                return await count(rt.engine, "gateway_cases", "status = 'reviewed'") == n
+
+            await wait_until(folded, 120, "the gateway to fold every review")
+
+            # the calendar (the bureau's data): imported, listed; a bad one names its field
+            example = (Path(__file__).parents[3] / "examples" / "calendar-2025.json").read_bytes()
+            r = await admin.post("/api/v1/calendar", content=example)
+            assert r.status_code == 201, r.text
+            assert r.json()["year"] == 2025 and r.json()["workdays"] == 5
+            assert [y["year"] for y in (await admin.get("/api/v1/calendar")).json()["years"]] == [2025]
+            bad = await admin.post("/api/v1/calendar", json={"year": 2025, "workdays": [{"date": "2025-01-27"}]})
+            assert bad.status_code == 422 and bad.json()["error"]["field"] == "workdays[0]"
+
+            async with await api_client(rt, "hospital", mine) as hospital:
+                first = await hospital.post("/api/v1/declarations", json={"period": "2024-03"})
+                assert first.status_code == 201, first.text
+                again = await hospital.post("/api/v1/declarations", json={"period": "2024-03"})
+                assert again.status_code == 200 and again.json()["declared_at"] == first.json()["declared_at"]
+                assert (await hospital.post("/api/v1/declarations", json={"period": "2024-03", "hospital_code": other})
+                        ).status_code == 422  # its own only: the body names no hospital
+                assert (await hospital.post("/api/v1/declarations", json={"period": "2024-13"})).status_code == 422
+                assert (await hospital.post("/api/v1/declarations", json={"period": "2024-04"})).status_code == 201
+            assert (await admin.post("/api/v1/declarations", json={"period": "2024-03"})).status_code == 403
+
+            q = {"region": "350500", "period": "2024-03"}
+            before = (await admin.get("/api/v1/indicators/timeliness", params=q)).json()
+            (row,) = before["rows"]
+            assert (row["hospital_code"], row["status"], row["presettled_at"]) == (mine, "pending", None)
+            assert isinstance(row["working_days"], int) and before["pending"] == [mine] and before["limit"] == 20
+
+            assert (await admin.post("/api/v1/settlements", json={"policy_id": "test-2024", "period": "2024-03"})
+                    ).status_code == 201
+            after = (await admin.get("/api/v1/indicators/timeliness", params=q)).json()
+            rows = {r["hospital_code"]: r for r in after["rows"]}
+            assert rows[mine]["status"] == "within" and rows[mine]["within_rule"] is True
+            assert rows[mine]["presettled_at"] is not None and after["pending"] == [] and after["late"] == []
+            assert {r["status"] for h, r in rows.items() if h != mine} <= {"not_declared"}
+            # the first statement's time stays the pre-settlement's when the month is settled again
+            assert (await admin.post("/api/v1/settlements", json={"policy_id": "test-2024", "period": "2024-03"})
+                    ).status_code == 201
+            again_rows = {r["hospital_code"]: r for r in
+                          (await admin.get("/api/v1/indicators/timeliness", params=q)).json()["rows"]}
+            assert again_rows[mine]["presettled_at"] == rows[mine]["presettled_at"]
+            assert (await admin.get("/api/v1/indicators/timeliness", params={**q, "period": "2024-3"})
+                    ).status_code == 422
+
+            # the budget: set (audited), compared with what was paid
+            r = await admin.post("/api/v1/budgets", json={"region": "350500", "year": "2024",
+                                                          "amount": "1000000.00", "point_value": "10.5"})
+            assert r.status_code == 201 and r.json()["version"] == 1, r.text
+            bad = await admin.post("/api/v1/budgets", json={"region": "350500", "year": "2024", "amount": "-1"})
+            assert bad.status_code == 422 and bad.json()["error"]["field"] == "amount"
+            budget = (await admin.get("/api/v1/indicators/budget", params={"region": "350500", "year": "2024"})).json()
+            (march,) = budget["months"]
+            paid = Decimal(march["presettled"])
+            assert Decimal(budget["execution"]["paid"]) == paid == Decimal(march["presettled_cumulative"])
+            assert budget["execution"]["budget"] == "1000000.00" and budget["budget"]["point_value"] == "10.500000"
+            assert budget["execution"]["execution_rate"] == str((paid / Decimal(1000000)).quantize(Decimal("0.0001")))
+
+            # a prepayment granted, netted by the annual clearing, which uses the stored budget
+            async with rt.engine.begin() as conn:
+                await record_advance(conn, mine, "2024", Decimal("500.00"), "test")
+            pre = (await admin.get("/api/v1/indicators/prepayments", params={"region": "350500", "year": "2024"})).json()
+            assert pre["rows"] == [{"hospital_code": mine, "granted": "500.00", "netted": "0", "outstanding": "500.00"}]
+            r = await admin.post("/api/v1/settlements", json={"policy_id": "test-2024", "period": "2024"})
+            assert r.status_code == 201 and r.json()["budget"] == "1000000.00", r.text
+            pre = (await admin.get("/api/v1/indicators/prepayments", params={"region": "350500", "year": "2024"})).json()
+            assert pre["rows"] == [{"hospital_code": mine, "granted": "500.00", "netted": "500.00",
+                                    "outstanding": "0.00"}]
+            lines = list(csv.DictReader(io.StringIO((await admin.get(
+                "/api/v1/indicators/prepayments.csv", params={"region": "350500", "year": "2024"})).text)))
+            assert [(x["hospital_code"], x["granted"], x["outstanding"]) for x in lines] == [
+                (mine, "500.00", "0.00"), ("total", "500.00", "0.00")]
+
+            audited = {a: len((await admin.get("/api/v1/audit", params={"action": a})).json()["entries"])
+                       for a in ("declaration.submitted", "calendar.imported", "budget.set")}
+            assert audited == {"declaration.submitted": 2, "calendar.imported": 1, "budget.set": 1}
+
+        async with await api_client(rt, "hospital", other) as hospital:
+            seen = (await hospital.get("/api/v1/indicators/timeliness", params=q)).json()
+            assert [r["hospital_code"] for r in seen["rows"]] == [other]
+            pre = (await hospital.get("/api/v1/indicators/prepayments", params={"region": "350500", "year": "2024"}))
+            assert pre.json()["rows"] == []
+            assert (await hospital.post("/api/v1/budgets", json={"region": "350500", "year": "2024",
+                                                                 "amount": "1.00"})).status_code == 403
+
+        # the rebuild gives the cells the live folding gave, also when no contribution was kept
+        live = await _cells(rt.engine)
+        assert live
+        async with rt.engine.begin() as conn:
+            counts = await rebuild_indicators(conn, Decimal("0.10"), batch=7)
+        assert counts["cases"] == n and counts["changed"] == 0 and counts["without_facts"] == 0
+        assert await _cells(rt.engine) == live
+        async with rt.engine.begin() as conn:  # as before gateway_0004: no contribution, no cells
+            await conn.execute(text("UPDATE gateway_cases SET indicator = NULL"))
+            await conn.execute(text("DELETE FROM gateway_indicator_cells"))
+            await conn.execute(text("DELETE FROM gateway_indicator_rules"))
+            counts = await rebuild_indicators(conn, Decimal("0.10"), batch=7)
+        assert counts["changed"] == n - counts["not_counted"]
+        assert await _cells(rt.engine) == live
+    finally:
+        await rt.stop()
+
+    # the command, on the stopped service's database: the same cells again, audited
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["indicators", "rebuild", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert f"{n} cases: {n} recomputed (0 changed)" in result.output
+    from shared.db import create_engine
+
+    engine = create_engine(db)
+    try:
+        assert await _cells(engine) == live
+        assert await count(engine, "gateway_audit", "action = 'indicators.rebuilt'") == 1
+    finally:
+        await engine.dispose()

@@ -8,6 +8,7 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from batches import case_id, chunks, cuts, facts, rows, run, stays
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -67,7 +68,8 @@ def _varied_events(raw: list[tuple[int, int, int, int, int]], order: list[int]) 
         f = facts(person, hospital, day, length, version)
         if version == 2 and day % 3 == 0:
             f = f.model_copy(update={"withdrawn": True})
-        f = f.model_copy(update={"total_cost": Decimal(1000 + 37 * day), "region": "R"})
+        f = f.model_copy(update={"total_cost": Decimal(1000 + 37 * day), "region": "R",
+                                 "fees": {"01": Decimal(10 + day), "03": Decimal(version)} if day % 2 else {}})
         flags = [CaseFlag(rule=f"R{(day + i) % 3}", message="m") for i in range(length % 3)]
         payloads = [CaseReceived(facts=f, sex=1, age=40, diagnoses=["J18.900"], dept=f"D{day % 2}", los=length),
                     CaseGrouped(facts=f, scheme_id="s", mdc="MDCE", adrg="ES2", drg=f"ES2{1 + day % 3}",
@@ -92,7 +94,8 @@ def test_indicator_cells_are_the_recomputed_contributions_of_the_stored_cases(
         tmp_path_factory: Any, raw: list, order: list, sizes: list) -> None:
     """However the events arrive and are batched (a review alone updates the stored contribution
     without reading the other results), every stored contribution is the one recomputed from the
-    stored results, and the cells are their sum."""
+    stored results, the stored facts are those of the case's current list version, and the cells
+    are their sum; `drgdip indicators rebuild` from the stored facts gives the same cells."""
     events = _varied_events(raw, order)
     db = tmp_path_factory.mktemp("gateway") / "g.db"
 
@@ -106,18 +109,31 @@ def test_indicator_cells_are_the_recomputed_contributions_of_the_stored_cases(
                              if e.case_id == cid and e.payload["facts"]["list_version"] == r["list_version"])
             c = indicators.contribution(view, facts_now)
             assert r["indicator"] == (c.to_json() if c is not None else None), cid
+            assert r["facts"] == orjson.dumps(indicators.indicator_facts(facts_now)).decode(), cid
             if c is not None:
                 expected.add(c, 1)
-        cells = await rows_of(db, repository.indicator_cells)
-        want = expected.changed_cells()
-        got = {tuple(r[k] for k in indicators.KEY): {n: r[n] for n in indicators.SUMS} for r in cells
-               if any(r[n] for n in indicators.SUMS)}
-        assert got == want
-        rules = await rows_of(db, repository.indicator_rules)
-        assert {(tuple(r[k] for k in indicators.KEY), r["rule"]): r["flagged"] for r in rules if r["flagged"]} \
-            == expected.changed_rules()
+        await _assert_cells(db, expected)
+        engine = create_engine(f"sqlite+aiosqlite:///{db}")
+        try:
+            async with engine.begin() as conn:
+                counts = await handlers.rebuild_indicators(conn, indicators.DEFAULT_NEAR_THRESHOLD_BAND, batch=3)
+        finally:
+            await engine.dispose()
+        assert counts["cases"] == len(stored) and counts["changed"] == 0 and counts["without_facts"] == 0
+        await _assert_cells(db, expected)
 
     asyncio.run(check())
+
+
+async def _assert_cells(db: Any, expected: indicators.Delta) -> None:
+    """The stored cells and rule counts are the expected ones (cells with nothing in them aside)."""
+    cells = await rows_of(db, repository.indicator_cells)
+    got = {tuple(r[k] for k in indicators.KEY): {n: r[n] for n in indicators.SUMS} for r in cells
+           if any(r[n] for n in indicators.SUMS)}
+    assert got == expected.changed_cells()
+    rules = await rows_of(db, repository.indicator_rules)
+    assert {(tuple(r[k] for k in indicators.KEY), r["rule"]): r["flagged"] for r in rules if r["flagged"]} \
+        == expected.changed_rules()
 
 
 async def rows_of(db: Any, table: Any) -> list[dict[str, Any]]:

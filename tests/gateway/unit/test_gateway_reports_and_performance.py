@@ -121,3 +121,10 @@ def test_parameters_are_checked_and_keep_defaults() -> None:
     assert e.value.field == "components.doctor_cap"
     with pytest.raises(Invalid):
         perf.parse_parameters({"deposit_full_score": "50", "deposit_zero_score": "60"})
+
+
+def test_a_value_on_the_bands_zero_scores_zero_points_never_minus_zero() -> None:
+    from services.gateway.domain.performance import Band
+    lower_is_better = Band(Decimal(10), full=Decimal(0), zero=Decimal("0.3"))
+    assert str(lower_is_better.points(Decimal("0.3"))) == "0.00"
+    assert str(lower_is_better.points(Decimal(0))) == "10.00"

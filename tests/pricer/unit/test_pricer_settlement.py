@@ -216,3 +216,41 @@ def test_quality_deposit_withheld_monthly_and_returned_by_the_yearly_score():
     [odd] = annual_clearing(pol, "2024", [HospitalYear(totals, deposit_withheld=D("333.33"),
                                                        deposit_return_share=D("0.3333"))], D("1000000.00")).hospitals
     assert odd.quality_deposit_returned == D("111.10")
+
+
+def test_a_deduction_larger_than_the_month_is_carried_over_never_paid_negative():
+    pol = make_policy(settlement={"quality_deposit_share": "0"})  # pre-settlement share 0.95, no deposit
+    march, april = (HospitalTotals(hospital_code="A", drg_payment=D("10000.00")),
+                    HospitalTotals(hospital_code="A", drg_payment=D("20000.00")))
+    [m] = monthly_presettlement(pol, "2024-03", [march], deductions={"A": D("12000.00")})
+    # 10,000 × 0.95 = 9,500.00 due; 12,000.00 deducted: nothing paid, 2,500.00 carried over
+    assert (m.amount("presettled"), m.amount("carried_over"), m.amount("review_deductions")) == (
+        D("0.00"), D("2500.00"), D("12000.00"))
+    [a] = monthly_presettlement(pol, "2024-04", [april], carried_in={"A": m.amount("carried_over")})
+    assert (a.amount("carried_in"), a.amount("presettled"), a.amount("carried_over")) == (
+        D("2500.00"), D("16500.00"), D("0.00"))
+    # a carry larger than the next month again: it keeps going
+    [b] = monthly_presettlement(pol, "2024-05", [march], carried_in={"A": D("9600.00")},
+                                deductions={"A": D("1.00")})
+    assert (b.amount("presettled"), b.amount("carried_over")) == (D("0.00"), D("101.00"))
+    # the annual clearing nets what the last month still carried: over the year the hospital
+    # gets its fund amount less the deductions, once
+    year = HospitalYear(HospitalTotals(hospital_code="A", drg_payment=D("40000.00"), actual_cost=D("40000.00")),
+                        presettled=m.amount("presettled") + a.amount("presettled") + b.amount("presettled"),
+                        deductions=D("12001.00"), carried_over=b.amount("carried_over"))
+    [h] = annual_clearing(pol, "2024", [year], D("100000.00")).hospitals
+    assert h.deductions_carried_over == D("101.00")
+    assert h.presettled + h.balance == h.fund_amount - D("12001.00")
+
+
+def test_the_quality_deposit_is_withheld_before_deductions_and_only_the_rest_nets_them():
+    pol = make_policy(settlement={"quality_deposit_share": "0.05"})
+    month = HospitalTotals(hospital_code="A", drg_payment=D("10000.00"))
+    [m] = monthly_presettlement(pol, "2024-03", [month], deductions={"A": D("12000.00")})
+    # 10,000 × 0.95 = 9,500.00 due; 475.00 deposit withheld; 9,025.00 nets the 12,000.00 deduction:
+    # nothing paid, 2,975.00 carried over
+    assert (m.amount("quality_deposit"), m.amount("presettled"), m.amount("carried_over")) == (
+        D("475.00"), D("0.00"), D("2975.00"))
+    [a] = monthly_presettlement(pol, "2024-04", [month], carried_in={"A": D("2975.00")})
+    # 9,500.00 due − 475.00 deposit − 2,975.00 carried in = 6,050.00 paid
+    assert (a.amount("presettled"), a.amount("carried_over")) == (D("6050.00"), D("0.00"))

@@ -33,6 +33,15 @@ def test_adjusting_under_a_point_method_gives_points_at_the_provisional_value() 
     assert hospital_totals([adjusted])["H3"].points == adjusted.points
 
 
+def test_adjusting_under_a_point_method_pays_the_decided_amount_to_the_fen() -> None:
+    p = price_case(points_policy(points={"provisional_point_value": "123.456789"}), case(case_id="1"))
+    # 18000.50 / 123.456789 = 145.8041 points; paid from the points it would be 18000.51
+    adjusted = decided_price(p, SpecialDecision(1, "adjust_standard", D("18000.50")))
+    assert (adjusted.points, adjusted.payment, adjusted.total_payment) == (
+        D("145.8041"), D("18000.50"), D("18000.50"))
+    assert hospital_totals([adjusted])["H3"].drg_payment == D("18000.50")
+
+
 def test_paid_by_item_is_paid_in_full_outside_the_points_and_reject_changes_nothing() -> None:
     p = price_case(make_policy(), case(case_id="1", total_cost="12000"))
     by_item = decided_price(p, SpecialDecision(2, "pay_by_item"))

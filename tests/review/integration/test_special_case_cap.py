@@ -71,6 +71,10 @@ async def test_fifty_concurrent_applications_at_the_edge_of_the_cap_accept_exact
         assert await count(rt.engine, "review_special_cases") == 10
         assert await count(rt.engine, "review_special_quota", "applications = 10") == 1
         assert await count(rt.engine, "review_audit", "action = 'special-case.applied'") == 10
+        # every refusal is audited: who, when, the case, the rule that refused
+        refused = await count(rt.engine, "review_audit", "action = 'special-case.refused' AND "
+                              "after LIKE '%SPECIAL_CASE_QUOTA_EXHAUSTED%' AND actor LIKE 'token:%'")
+        assert refused == 40
     finally:
         await rt.stop()
 

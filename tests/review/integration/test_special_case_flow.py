@@ -131,20 +131,30 @@ async def test_apply_decide_reprice_settle_appeal_publish_and_audit(db_url: str)
                 assert _error(await h1.post("/api/v1/special-cases", json=application)) == (409, "SPECIAL_CASE_EXISTS")
                 assert (await h1.post("/api/v1/special-cases", json=application | {"case_id": case_b})).status_code == 201
 
-                # the panel: registered by the bureau-admin, a reviewer token only
-                for name, tied_to in (("tied", [H1]), ("m2", [H2]), ("m3", [])):
+                # the panel, registered by the bureau-admin (reviewer tokens only): each member for a
+                # quarter with the hospitals they are tied to in it; the outsider sat on 2024Q1's
+                for name, quarter, tied_to in (("tied", "2024Q2", [H1]), ("m2", "2024Q2", [H2]), ("m3", "2024Q2", []),
+                                               ("outsider", "2024Q1", [])):
                     r = await admin.post("/api/v1/special-cases/panel", json={
-                        "token_id": tokens[name]["token_id"], "hospitals": tied_to, "reason": "2024 panel"})
+                        "token_id": tokens[name]["token_id"], "period": quarter, "hospitals": tied_to,
+                        "reason": "2024 panel"})
                     assert r.status_code == 201, r.text
+                    assert r.json()["period"] == quarter
                 assert _error(await admin.post("/api/v1/special-cases/panel", json={
-                    "token_id": tokens["h1"]["token_id"]})) == (422, "NOT_A_REVIEWER")
+                    "token_id": tokens["m3"]["token_id"], "period": "2024Q5"})) == (422, "INVALID_PERIOD")
+                panel = (await m2.get("/api/v1/special-cases/panel", params={"period": "2024Q2"})).json()["members"]
+                assert sorted(m["token_id"] for m in panel) == sorted(tokens[n]["token_id"] for n in ("tied", "m2", "m3"))
+                assert _error(await admin.post("/api/v1/special-cases/panel", json={
+                    "token_id": tokens["h1"]["token_id"], "period": "2024Q2"})) == (422, "NOT_A_REVIEWER")
                 assert _error(await m2.post("/api/v1/special-cases/panel", json={
-                    "token_id": tokens["m2"]["token_id"]})) == (403, "FORBIDDEN")
+                    "token_id": tokens["m2"]["token_id"], "period": "2024Q2"})) == (403, "FORBIDDEN")
 
                 # the quarter's queue: the bureau sees every application, a hospital its own
                 queue = (await m2.get("/api/v1/special-cases", params={"period": "2024Q2",
                                                                        "status": "pending"})).json()["applications"]
                 assert [x["case_id"] for x in queue] == [case_a, case_b]
+                # a member's queue leaves out the hospitals they are tied to in the quarter
+                assert (await tied.get("/api/v1/special-cases", params={"period": "2024Q2"})).json()["applications"] == []
                 assert "psn_name" not in orjson.dumps(queue).decode()
                 assert (await h2.get("/api/v1/special-cases")).json()["applications"] == []
                 assert _error(await h2.get("/api/v1/special-cases", params={"hospital": H1})) == (403, "FORBIDDEN")
@@ -154,6 +164,7 @@ async def test_apply_decide_reprice_settle_appeal_publish_and_audit(db_url: str)
                 decision = {"outcome": "adjust_standard", "amount": "25000.00", "reason": "通气时间长, 标准调整"}
                 path = f"/api/v1/special-cases/{a['id']}/decision"
                 assert _error(await tied.post(path, json=decision)) == (403, "SPECIAL_CASE_MEMBER_TIED")
+                # the outsider is a member of another quarter's panel, not of the application's
                 assert _error(await outsider.post(path, json=decision)) == (403, "SPECIAL_CASE_NOT_PANEL_MEMBER")
                 assert _error(await admin.post(path, json=decision)) == (403, "FORBIDDEN")
                 assert _error(await m2.post(path, json=decision | {"amount": None})) == (422, "INVALID_AMOUNT")
@@ -194,13 +205,21 @@ async def test_apply_decide_reprice_settle_appeal_publish_and_audit(db_url: str)
                 assert _error(await h1.get("/api/v1/special-cases/audit")) == (403, "FORBIDDEN")
                 entries = (await analyst.get("/api/v1/special-cases/audit")).json()["entries"]
                 assert [e["action"] for e in entries] == [
-                    "review-rules.imported", "special-case.applied", "special-case.applied", "panel-member.registered",
+                    "review-rules.imported", "special-case.refused", "special-case.applied", "special-case.applied",
+                    "panel-member.registered", "panel-member.registered",
                     "panel-member.registered", "panel-member.registered", "special-case.decided",
                     "special-case.appealed", "special-case.decided"]
                 rules = entries.pop(0)
                 assert (rules["actor"], rules["subject"], rules["before"]) == ("cli:bureau", "350500", None)
                 assert orjson.loads(rules["after"])["rules"]["SPECIAL_CASES"]["drg_cap_share"] == "0.5"
-                first, last = entries[5], entries[-1]
+                refusal = entries.pop(0)  # the refused application: who, when, the case, the rule
+                assert (refusal["actor"], refusal["role"], refusal["subject"]) == (
+                    f"token:{tokens['h1']['token_id']}", "hospital", case_a)
+                assert refusal["at"] and refusal["reason"].startswith("a long stay needs")
+                assert orjson.loads(refusal["after"]) | {"numbers": None} == {
+                    "reason": "long_stay", "hospital_code": H1, "rule": "SC_LONG_STAY", "numbers": None}
+                assert orjson.loads(refusal["after"])["numbers"]["long_stay_days"] == "60"
+                first, last = entries[6], entries[-1]
                 assert first["actor"] == f"token:{tokens['m2']['token_id']}" and first["role"] == "bureau-reviewer"
                 assert orjson.loads(first["before"])["status"] == "pending"
                 assert orjson.loads(first["after"])["amount"] == "25000.00" and first["reason"].startswith("通气")

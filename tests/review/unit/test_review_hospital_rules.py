@@ -14,10 +14,14 @@ from services.review.domain.hospital_rules import (
     REFUSING_SEVERE,
     UNDER_SERVICE,
     CaseFigure,
+    Counts,
     Period,
     PeriodError,
     hospital_flags,
+    p_above,
     percentile,
+    z_means,
+    z_proportions,
 )
 from services.review.domain.parameters import RuleParameters
 
@@ -71,6 +75,9 @@ def test_hospital_upcoding_fires_on_a_jump_above_the_peers() -> None:
     assert e["fired"] == ["mcc_cc_share"] and e["mcc_cc_share"]["period"] == "0.5000"
     assert e["mcc_cc_share"]["history"] == "0.2000" and e["mcc_cc_share"]["peer_percentile"] == "0.2000"
     assert e["history_periods"] == [p.label for p in sorted(HISTORY)] and e["cases"] == 40
+    # 20 of 40 against 32 of 160 (history) and of 160 (the peers pooled): z 3.87 both times
+    assert e["mcc_cc_share"]["test_history"] == {"z": "3.87", "p": "0.0001"}
+    assert e["mcc_cc_share"]["test_peers"] == {"z": "3.87", "p": "0.0001"} and e["significance"] == "0.05"
 
 
 def test_hospital_upcoding_needs_both_the_jump_and_the_peers() -> None:
@@ -153,3 +160,41 @@ def test_a_quarter_is_compared_with_the_quarters_before() -> None:
     found = hospital_flags(cases, q, RuleParameters())
     assert [(f.rule, f.period) for f in found] == [(REFUSING_SEVERE, "2024Q2")]
     assert found[0].evidence["history_periods"] == ["2023Q2", "2023Q3", "2023Q4", "2024Q1"]
+
+
+def test_the_z_statistics() -> None:
+    # 20 of 40 against 32 of 160: pooled 0.26, se √(0.26 × 0.74 × (1/40 + 1/160)) = 0.0775
+    assert round(z_proportions(20, 40, 32, 160) or 0, 3) == 3.869
+    assert z_proportions(0, 40, 0, 160) == 0 and z_proportions(3, 0, 1, 10) is None
+    assert round(p_above(1.6449) or 0, 3) == 0.05
+    # mean RW 2 (1 and 3) against 1 (all 1): the second side does not vary, se √(2/2) = 1
+    a = Counts(weighted=2, weight=Decimal(4), weight_sq=Decimal(10))
+    b = Counts(weighted=3, weight=Decimal(3), weight_sq=Decimal(3))
+    assert z_means(a, b) == 1.0 and z_means(b, b) == 0 and z_means(Counts(weighted=1), b) is None
+
+
+def test_a_change_must_be_unlikely_to_be_chance_at_the_hospitals_volume() -> None:
+    # the low-outlier share doubles (0.05 → 0.10) with the readmissions (0.025 → 0.075): large
+    # enough for the thresholds, yet at 40 cases a month it is chance (one-sided p 0.12 and 0.06)
+    small = region({"H1": {"low": 4, "readmit": 3}}, {"H1": {"low": 2, "readmit": 1}})
+    assert flags(small) == {}
+    assert flags(small, UNDER_SERVICE={"significance": "0.2"}) == {UNDER_SERVICE: ["H1"]}
+    assert flags(small, UNDER_SERVICE={"significance": "1"}) == {UNDER_SERVICE: ["H1"]}  # no test
+    # the same shares at 400 cases a month are not chance (z 3.77 and 4.87)
+    large = region({"H1": {"n": 400, "low": 40, "readmit": 30}}, {"H1": {"n": 400, "low": 20, "readmit": 10}})
+    found = hospital_flags(large, NOW, RuleParameters())
+    assert [(f.rule, f.hospital_code) for f in found] == [(UNDER_SERVICE, "H1")]
+    assert found[0].evidence["test_low_outlier_rise"] == {"z": "3.77", "p": "0.0001"}
+    assert found[0].evidence["test_readmission_rise"]["z"] == "4.87"
+
+
+def test_refusing_severe_and_hospital_upcoding_need_significant_changes_too() -> None:
+    # severe cases 10 → 7 of 40 and transfers 1 → 3 of 40: large, but chance at this volume
+    before = {"H1": {"high": 10, "left": {2: 1}}}
+    assert flags(region({"H1": {"high": 7, "left": {2: 3}}}, before)) == {}
+    assert flags(region({"H1": {"high": 7, "left": {2: 3}}}, before),
+                 REFUSING_SEVERE={"significance": "1"}) == {REFUSING_SEVERE: ["H1"]}
+    # the MCC/CC share 8 → 12 of 40 (+50 %) above peers at 8: not significant (z 1.37)
+    cases = region({"H1": {"mcc": 12}, **PEERS}, {"H1": {"mcc": 8}, **PEERS})
+    assert flags(cases) == {}
+    assert flags(cases, HOSPITAL_UPCODING={"significance": "1"}) == {HOSPITAL_UPCODING: ["H1"]}

@@ -4,6 +4,7 @@ replacing the flags of the previous one)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -118,9 +119,10 @@ def test_changing_the_window_changes_the_outcome() -> None:
 
 def _fig(cost: str, *, drg: str = "FR21", los: int | None = 5, mean: str | None = "10000",
          own: str | None = None, level: int | None = 3, lift: Lift | None = None,
-         primary: bool = False) -> CaseFigures:
+         primary: bool = False, coefficient: str | None = None) -> CaseFigures:
     return CaseFigures(drg, los, Decimal(cost), None if own is None else Decimal(own),
-                       None if mean is None else Decimal(mean), level, primary, lift)
+                       None if mean is None else Decimal(mean), level, primary, lift,
+                       None if coefficient is None else Decimal(coefficient))
 
 
 LIFT = Lift(("J96.000",), "MCC", "FR25", Decimal("8000"))
@@ -130,13 +132,37 @@ def test_upcoding_one_secondary_lifting_the_group_of_a_cheap_case() -> None:
     f = upcoding(_fig("6000", lift=LIFT), Upcoding())
     assert f is not None and (f.rule, f.severity) == (UPCODING_SECONDARY, "medium")
     assert f.evidence == {"drg": "FR21", "drg_without": "FR25", "lifting_diagnoses": ["J96.000"],
-                          "level": "MCC", "total_cost": "6000", "lower_group_mean_cost": "8000",
-                          "ratio": "0.7500", "cost_ratio": "1"}
+                          "level": "MCC", "total_cost": "6000", "lower_group_mean_cost": "8000.00",
+                          "basis": "region", "hospital_level": 3, "lower_group_level_cases": 0,
+                          "lower_group_regional_mean_cost": "8000", "coefficient": None,
+                          "ratio": "0.7500", "cost_ratio": "1", "min_level_cases": 30}
     assert upcoding(_fig("9000", lift=LIFT), Upcoding()) is None  # costs more than the lower group
     assert upcoding(_fig("6000"), Upcoding()) is None  # no single lifting diagnosis
     assert upcoding(_fig("6000", lift=Lift(("J96.000",), "MCC", "FR25", None)), Upcoding()) is None
     # a stricter bureau: only cases below 0.7 × the lower mean
     assert upcoding(_fig("6000", lift=LIFT), Upcoding(cost_ratio=Decimal("0.7"))) is None
+
+
+def test_upcoding_compares_with_the_lower_groups_mean_at_the_hospitals_level() -> None:
+    # a secondary hospital (coefficient 0.85) whose FR25 cases cost 5,000 on average: a lifted case
+    # costing 6,000 is dearer than that, though below the regional mean of 8,000 (all levels)
+    secondary = _fig("6000", level=2, coefficient="0.85", lift=LIFT)
+    at_level = Share(30, Decimal("150000"), Decimal(0))
+    assert upcoding(secondary, Upcoding(), at_level) is None
+    f = upcoding(_fig("4500", level=2, coefficient="0.85", lift=LIFT), Upcoding(), at_level)
+    assert f is not None and (f.evidence["basis"], f.evidence["lower_group_mean_cost"]) == ("level", "5000.00")
+    assert f.evidence["lower_group_level_cases"] == 30 and f.evidence["ratio"] == "0.9000"
+    # fewer than `min_level_cases` of FR25 at the level: the regional mean × the coefficient
+    # (8,000 × 0.85 = 6,800) stands in, and 6,000 is below it
+    few = Share(29, Decimal("145000"), Decimal(0))
+    f = upcoding(secondary, Upcoding(), few)
+    assert f is not None and (f.evidence["basis"], f.evidence["lower_group_mean_cost"]) == \
+        ("region × coefficient", "6800.00")
+    assert upcoding(_fig("7000", level=2, coefficient="0.85", lift=LIFT), Upcoding(), few) is None
+    assert upcoding(secondary, Upcoding(min_level_cases=29), few) is None  # 29 are enough: 5,000
+    # the bureau may keep the regional mean whatever the level
+    region = upcoding(secondary, Upcoding(compare_with="region"), at_level)
+    assert region is not None and region.evidence["basis"] == "region"
 
 
 def test_low_standard_admission_short_and_cheap() -> None:
@@ -180,6 +206,26 @@ def test_cost_shifting_self_pay_far_above_the_groups_regional_share() -> None:
     assert cost_shifting(_fig("10000", own="2500"), Share(29, Decimal("290000"), Decimal("14500")), p) is None
     assert cost_shifting(_fig("10000"), region, p) is None  # no 自费 on the list
     assert cost_shifting(_fig("10000", own="2500"), region, CostShifting(factor=Decimal(6))) is None
+
+
+def test_cost_shifting_falls_back_to_the_adrgs_share_while_the_group_is_small() -> None:
+    p = CostShifting()
+    group = Share(12, Decimal("120000"), Decimal("6000"))  # too few cases of its own
+    adrg = Share(90, Decimal("900000"), Decimal("54000"))  # 6 % over the ADRG's groups
+    f = cost_shifting(_fig("10000", own="2500"), group, p, adrg, "FR2")
+    assert f is not None and (f.evidence["basis"], f.evidence["adrg"], f.evidence["regional_share"]) == \
+        ("ADRG", "FR2", "0.0600")
+    assert (f.evidence["regional_cases"], f.evidence["group_cases"]) == (90, 12)
+    assert "ADRG FR2's regional share" in f.message
+    assert cost_shifting(_fig("10000", own="1100"), group, p, adrg, "FR2") is None  # 11 % ≤ 2 × 6 %
+    # the ADRG too small, no ADRG known, or the fallback switched off: not judged
+    small = Share(29, Decimal("290000"), Decimal("14500"))
+    assert cost_shifting(_fig("10000", own="2500"), group, p, small, "FR2") is None
+    assert cost_shifting(_fig("10000", own="2500"), group, p, adrg, None) is None
+    assert cost_shifting(_fig("10000", own="2500"), group, CostShifting(adrg_fallback=False), adrg, "FR2") is None
+    # the group's own share is used once it has `min_cases`, even when the ADRG's would differ
+    own = Share(30, Decimal("300000"), Decimal("150000"))  # 50 %: the group pays much 自费
+    assert cost_shifting(_fig("10000", own="2500"), own, p, adrg, "FR2") is None
 
 
 # --- parameters -----------------------------------------------------------------------------------
@@ -277,3 +323,35 @@ def test_the_days_since_the_previous_discharge_are_announced_for_the_readmission
     review_cases(known, [_priced("B", 25, 3, adrg="FR2")])
     out = review_cases(known, [_priced("A", 0, 5)])
     assert [(a.case_id, a.readmission_days) for a in out.announcements] == [("A", None), ("B", 20)]
+
+
+def _case(case_id: str, drg: str, cost: str, *, level: int = 2, own: str = "0", lift: Lift | None = None,
+          version: int = 1) -> PricedStay:
+    facts = CaseFacts(hospital_code="H1", setl_id=case_id, psn_key=case_id, admission_date=DAY0, region="350500",
+                      discharge_date=DAY0 + timedelta(days=5), list_version=version,
+                      principal_diagnosis="J18.900", total_cost=Decimal(cost), own_pay=Decimal(own))
+    return PricedStay(case_id, facts, drg, "corr", adrg=drg[:3], hospital_level=level,
+                      coefficient=Decimal("0.85"), lift=lift)
+
+
+def test_review_keeps_the_groups_figures_per_level_and_per_adrg_as_it_goes() -> None:
+    known: dict[str, Reviewed] = {}
+    shares: dict[str, Share] = {}
+    cheap = [_case(f"L{i}", "FR25", "5000") for i in range(29)] + [_case("T1", "FR25", "20000", level=3)]
+    review_cases(known, cheap, shares=shares)
+    assert shares["350500|drg|FR25|level:2"] == Share(29, Decimal("145000"), Decimal(0))
+    assert shares["350500|drg|adrg:FR2"].cases == 30 and shares["350500|drg|FR25"].cases == 30
+    lifted = _case("X", "FR21", "6000", lift=LIFT)
+    # 29 level-2 cases of FR25: the regional mean 8,000 × 0.85 = 6,800 stands in, 6,000 is below
+    out = review_cases(known, [lifted], shares=shares)
+    assert [(f.rule, f.evidence["basis"]) for f in out.announcements[0].flags] == \
+        [(UPCODING_SECONDARY, "region × coefficient")]
+    # a 30th level-2 case: the level's mean (5,000) decides, and 6,000 is not below it
+    review_cases(known, [_case("L29", "FR25", "5000")], shares=shares)
+    out = review_cases(known, [replace(lifted, facts=lifted.facts.model_copy(update={"list_version": 2}))],
+                       shares=shares)
+    assert out.announcements[0].flags == ()
+    # a new version takes back what the previous one added, on every key
+    out = review_cases(known, [_case("L0", "FR25", "7000", version=2)], shares=shares)
+    assert shares["350500|drg|FR25|level:2"] == Share(30, Decimal("152000"), Decimal(0))
+    assert out.share_deltas["350500|drg|FR25|level:2"] == Share(0, Decimal("2000"), Decimal(0))

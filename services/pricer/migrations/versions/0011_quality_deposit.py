@@ -9,7 +9,7 @@ from alembic import op
 from shared.db import ROW_ID, ExactDecimal
 
 revision = "pricer_0011"
-down_revision = "pricer_0009"  # rechained after pricer_0010 when the branches merge
+down_revision = "pricer_0010"
 
 
 def upgrade() -> None:
