@@ -716,7 +716,7 @@ async def prepayments_csv(request: Request, up: Upstream, who: Caller,
     a = _answer(r)
     rows = [*(a.get("rows") or []), {"hospital_code": "total"} | (a.get("total") or {})]
     return Response(to_csv(PREPAYMENT_COLUMNS, rows), media_type="text/csv; charset=utf-8",
-                    headers={"content-disposition": f'attachment; filename="drgdip-prepayments-{region}-{year}.csv"'})
+                    headers={"content-disposition": f'attachment; filename="drgdip-prepayments-{quote(region, safe="")}-{year}.csv"'})
 
 
 class DeclarationRequest(BaseModel):

@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -64,6 +65,7 @@ def render(report: rep.Report, fmt: str, name: str) -> Response:
     if fmt == "json":
         return Response(orjson.dumps(report.to_dict()), media_type="application/json")
     columns, rows = rep.table(report)
+    name = quote(name, safe="-_.")  # a header is latin-1: a region or group of any text stays valid
     if fmt == "csv":
         return Response(to_csv(columns, rows), media_type="text/csv; charset=utf-8",
                         headers={"content-disposition": f'attachment; filename="{name}.csv"'})
@@ -406,7 +408,7 @@ async def list_evaluations(request: Request, who: Caller, engine: Engine) -> dic
 
 
 @router.post("/evaluations/{evaluation_id}/adopt")
-async def adopt_evaluation(evaluation_id: int, request: Request, gw: The, who: Caller, engine: Engine) -> dict:
+async def adopt_evaluation(evaluation_id: Annotated[int, Path(ge=1, le=2**53)], request: Request, gw: The, who: Caller, engine: Engine) -> dict:
     """Adopt a yearly evaluation (bureau-admin; audited): each hospital's deposit return share
     goes to the pricer, whose annual clearing of that year returns the quality deposit by it."""
     who.require("bureau-admin")
