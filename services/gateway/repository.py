@@ -24,12 +24,16 @@ from sqlalchemy import (
     and_,
     case,
     delete,
+    distinct,
     false,
     func,
     insert,
     literal,
+    literal_column,
     select,
+    true,
     type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.engine import Row
@@ -103,12 +107,16 @@ def _rollup(name: str, columns: tuple[str, ...], *extra: Any) -> Table:
     key = {c.name: c for c in _cell_key()}
     return Table(f"gateway_indicator_{name}", metadata, Column("period", String(7), nullable=False),
                  key["region"], *[key[c] for c in columns], *_sums(),
-                 PrimaryKeyConstraint("period", "region", *columns, name=f"pk_gateway_indicator_{name}"), *extra)
+                 PrimaryKeyConstraint("period", "region", *columns, name=f"pk_gateway_indicator_{name}"), *extra,
+                 sqlite_with_rowid=False)  # SQLite: the rows kept in key order (a period's rows together)
 
 
 rollups: dict[str, Table] = {name: _rollup(name, cols, *(
     [Index("ix_gateway_indicator_hospital_groups_hospital", "hospital_code", "period")]
     if name == "hospital_groups" else [])) for name, cols in ind.ROLLUPS.items()}
+# A batch's changes to the cells, held only inside the batch's transaction (emptied before it
+# ends): the cells and every rollup add them up in the database, one statement each.
+indicator_changes = Table("gateway_indicator_changes", metadata, *_cell_key(), *_sums())
 # The cases per (hospital, status), kept with the read model: /summary reads a few rows.
 case_counts = Table(
     "gateway_case_counts", metadata,
@@ -252,22 +260,38 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
     await update_many(conn, cases, "case_id", changed_kept)
 
 
+# The periods a month's cells also count in (domain/indicators.py periods_of), in SQL: the month
+# itself, its quarter and its year (a month not known counts only in itself).
+_PERIODS = (
+    "month",
+    "CASE WHEN length(month) = 7 THEN substr(month, 1, 4) || 'Q' || "
+    "CAST((CAST(substr(month, 6, 2) AS INTEGER) + 2) / 3 AS VARCHAR(1)) END",
+    "CASE WHEN length(month) = 7 THEN substr(month, 1, 4) END",
+)
+
+
 async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
-    """Add a batch's changes to the indicator cells and their rollups: one upsert per table (a
-    row's sums grow by the delta in the database, so two consumers adding to one row never lose
-    a change)."""
-    changed = delta.changed_cells()
-    cells = [dict(zip(ind.KEY, k, strict=True)) | v for k, v in changed.items()]
+    """Add a batch's changes to the indicator cells and to their rollups per period: the changed
+    cells written once (`gateway_indicator_changes`), then one upsert per table summing them in
+    the database (a row's sums grow by the delta, so two consumers adding to one row never lose
+    a change), and the changes emptied again."""
     rules = [dict(zip(ind.KEY, k, strict=True)) | {"rule": rule, "flagged": n}
              for (k, rule), n in delta.changed_rules().items()]
-    work: list[tuple[Table, list[dict[str, Any]], Sequence[str]]] = [
-        (indicator_cells, cells, ind.SUMS), (indicator_rules, rules, ("flagged",))]
+    await _add(conn, indicator_rules, rules, ("flagged",))
+    changed = delta.changed_cells()
+    if not changed:
+        return
+    await insert_many(conn, indicator_changes, [dict(zip(ind.KEY, k, strict=True)) | v for k, v in changed.items()])
+    ch = indicator_changes.c
+    sums = [ch[n] for n in ind.SUMS]
+    await _add_from(conn, indicator_cells, select(*[ch[n] for n in ind.KEY], *sums).where(true()))
     for name, columns in ind.ROLLUPS.items():
-        names = ("period", "region", *columns)
-        work.append((rollups[name], [dict(zip(names, k, strict=True)) | v
-                                     for k, v in ind.rollup(changed, columns).items()], ind.SUMS))
-    for table, rows, sums in work:
-        await _add(conn, table, rows, sums)
+        each = union_all(*[select(literal_column(expr).label("period"), ch.region, *[ch[c] for c in columns], *sums)
+                           .where(literal_column(expr).is_not(None)) for expr in _PERIODS]).subquery("each")
+        keys = [each.c[n] for n in ("period", "region", *columns)]
+        await _add_from(conn, rollups[name], select(*keys, *[func.sum(each.c[n]).label(n) for n in ind.SUMS])
+                        .group_by(*keys))
+    await conn.execute(delete(indicator_changes))
 
 
 async def _add(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]], sums: Sequence[str]) -> None:
@@ -277,6 +301,16 @@ async def _add(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]], 
         await conn.execute(stmt.on_conflict_do_update(
             index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
             set_={n: table.c[n] + stmt.excluded[n] for n in sums}), rows)
+
+
+async def _add_from(conn: AsyncConnection, table: Table, rows: Any) -> None:
+    """One upsert of a query's rows (the key columns, then ind.SUMS): inserted, or their sums
+    added to the stored row's."""
+    stmt = _dialect_insert(conn)(table).from_select(
+        [*table.primary_key.columns.keys(), *ind.SUMS], rows)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
+        set_={n: table.c[n] + stmt.excluded[n] for n in ind.SUMS}))
 
 
 async def add_to_case_counts(conn: AsyncConnection, changes: Iterable[tuple[str, str | None, str | None]]) -> None:
@@ -315,7 +349,7 @@ async def set_contributions(conn: AsyncConnection, contributions: Mapping[str, s
 async def replace_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
     """Every indicator cell and rollup replaced by the delta's (a rebuild's, over empty cells),
     and the cases per (hospital, status) counted again."""
-    for table in (indicator_cells, indicator_rules, *rollups.values(), case_counts):
+    for table in (indicator_cells, indicator_rules, *rollups.values(), indicator_changes, case_counts):
         await conn.execute(delete(table))
     await add_to_indicators(conn, delta)
     c = cases.c
@@ -388,20 +422,19 @@ async def indicator_aggregates(conn: AsyncConnection, months: Sequence[str], reg
     t, key, where = source(wanted)
     totals = select(key.label("key"), *[func.sum(t.c[n]).label(n) for n in ind.SUMS]).where(*where).group_by(
         *([key] if by else [])).having(func.sum(t.c.cases) > 0)
-    # each row's sums per group, and the region's per group over the whole period (its means:
-    # the consumption indices' yardstick; neither the hospital nor the level applies to them)
+    # each row's sums against the region's per group over the whole period (its means: the
+    # consumption indices' yardstick; neither the hospital nor the level applies to them). A
+    # row's index sums are linear in its per-group sums (n_g × own mean_g / region mean_g =
+    # cost_g × region n_g / region cost_g), so they are summed straight from the rollup's rows,
+    # never grouped per group first; a row without a case has none of the sums (all 0).
     g, gkey, gwhere = source(wanted | {"scheme_id", "drg"})
-    own = select(gkey.label("key"), g.c.scheme_id, g.c.drg, func.sum(g.c.cases).label("n"),
-                 func.sum(g.c.cost_sum).label("cost"), func.sum(g.c.los_cases).label("ln"),
-                 func.sum(g.c.los_sum).label("los")).where(*gwhere, g.c.drg != "").group_by(
-        *([gkey] if by else []), g.c.scheme_id, g.c.drg).having(func.sum(g.c.cases) > 0).subquery("own")
     r, _, rperiod = _source({"scheme_id", "drg"}, months)
     reg = select(r.c.scheme_id, r.c.drg, func.sum(r.c.cases).label("n"), func.sum(r.c.cost_sum).label("cost"),
                  func.sum(r.c.los_cases).label("ln"), func.sum(r.c.los_sum).label("los")).where(
         *_where(r, rperiod, region, {}), r.c.drg != "").group_by(r.c.scheme_id, r.c.drg).having(
         func.sum(r.c.cases) > 0).subquery("reg")
     with_cost = and_(reg.c.n > 0, reg.c.cost != 0)
-    with_los = and_(own.c.ln > 0, reg.c.ln > 0, reg.c.los != 0)
+    with_los = and_(g.c.los_cases > 0, reg.c.ln > 0, reg.c.los != 0)
     real = Float()  # a ratio of sums: the database's arithmetic, not money
 
     def ratio_sum(when: Any, num: Any, n: Any, den: Any) -> Any:
@@ -409,13 +442,13 @@ async def indicator_aggregates(conn: AsyncConnection, months: Sequence[str], reg
 
     # per (row, scheme): the groups with a case, and the indices' sums
     indices = select(
-        own.c.key, own.c.scheme_id, func.count().label("groups"),
-        ratio_sum(with_cost, own.c.cost, reg.c.n, reg.c.cost).label("cost_num"),
-        func.sum(case((with_cost, own.c.n))).label("cost_cases"),
-        ratio_sum(with_los, own.c.los, reg.c.ln, reg.c.los).label("time_num"),
-        func.sum(case((with_los, own.c.ln))).label("time_cases"),
-    ).select_from(own.outerjoin(reg, and_(own.c.scheme_id == reg.c.scheme_id, own.c.drg == reg.c.drg))).group_by(
-        own.c.key, own.c.scheme_id)
+        gkey.label("key"), g.c.scheme_id, func.count(distinct(g.c.drg)).label("groups"),
+        ratio_sum(with_cost, g.c.cost_sum, reg.c.n, reg.c.cost).label("cost_num"),
+        func.sum(case((with_cost, g.c.cases))).label("cost_cases"),
+        ratio_sum(with_los, g.c.los_sum, reg.c.ln, reg.c.los).label("time_num"),
+        func.sum(case((with_los, g.c.los_cases))).label("time_cases"),
+    ).select_from(g.outerjoin(reg, and_(g.c.scheme_id == reg.c.scheme_id, g.c.drg == reg.c.drg))).where(
+        *gwhere, g.c.drg != "", g.c.cases > 0).group_by(*([gkey] if by else []), g.c.scheme_id)
     rows = (await conn.execute(totals)).all()
     per_key: dict[Any, list[Any]] = {}
     for i in (await conn.execute(indices)).all():

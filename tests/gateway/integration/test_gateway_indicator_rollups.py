@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services.gateway import repository
 from services.gateway.domain import indicators as ind
@@ -65,6 +65,8 @@ async def _assert_rollups_are_the_cells(engine: Any) -> None:
                       for r in (await conn.execute(select(t))).all()}
             stored = {k: v for k, v in stored.items() if any(v.values())}
             assert stored == ind.rollup(cells, columns), name
+        # a batch's changes stay within its transaction
+        assert (await conn.execute(select(func.count()).select_from(repository.indicator_changes))).scalar() == 0
 
 
 BREAKDOWNS = [b for b in ind.BY if b != "rule"]

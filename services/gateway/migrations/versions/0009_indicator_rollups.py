@@ -1,6 +1,7 @@
 """gateway: the indicator cells' rollups per period (month, quarter, year) — per hospital, per
 group, per department and group, per hospital and group — and the cases per (hospital, status),
-filled from the cells and the cases; a hospital's cases in id order
+filled from the cells and the cases; a batch's changes to the cells (the upserts' source); a
+hospital's cases in id order
 
 Revision ID: gateway_0009
 """
@@ -44,13 +45,22 @@ def upgrade() -> None:
             *[sa.Column(n, sa.BigInteger, nullable=False, server_default="0") for n in COUNTS],
             sa.Column("weight_sum", ExactDecimal(18, 4), nullable=False, server_default="0"),
             *[sa.Column(n, money(), nullable=False, server_default="0") for n in MONEY],
-            sa.PrimaryKeyConstraint("period", "region", *columns, name=f"pk_{table}"))
+            sa.PrimaryKeyConstraint("period", "region", *columns, name=f"pk_{table}"), sqlite_with_rowid=False)
         keys = ", ".join(("region", *columns))
         for period in PERIODS:
             op.execute(f"INSERT INTO {table} (period, {keys}, {', '.join(SUMS)}) "
                        f"SELECT {period}, {keys}, {', '.join(f'SUM({n})' for n in SUMS)} "
                        f"FROM gateway_indicator_cells WHERE {period} IS NOT NULL AND cases <> 0 "
                        f"GROUP BY {period}, {keys}")
+    # a batch's changes to the cells, within its transaction only
+    op.create_table(
+        "gateway_indicator_changes",
+        *[sa.Column(c, sa.Integer, nullable=False) if c == "hospital_level" else
+          sa.Column(c, sa.String(7 if c == "month" else STRINGS[c]), nullable=False)
+          for c in ("region", "month", "hospital_code", "hospital_level", "dept", "scheme_id", "drg")],
+        *[sa.Column(n, sa.BigInteger, nullable=False, server_default="0") for n in COUNTS],
+        sa.Column("weight_sum", ExactDecimal(18, 4), nullable=False, server_default="0"),
+        *[sa.Column(n, money(), nullable=False, server_default="0") for n in MONEY])
     op.create_index("ix_gateway_indicator_hospital_groups_hospital", "gateway_indicator_hospital_groups",
                     ["hospital_code", "period"])
     op.create_table(
@@ -67,6 +77,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_gateway_cases_hospital_id", table_name="gateway_cases")
     op.drop_table("gateway_case_counts")
+    op.drop_table("gateway_indicator_changes")
     op.drop_index("ix_gateway_indicator_hospital_groups_hospital", table_name="gateway_indicator_hospital_groups")
     for name in reversed(ROLLUPS):
         op.drop_table(f"gateway_indicator_{name}")
