@@ -101,19 +101,17 @@ indicator_rules = Table(
 )
 
 
-def _rollup(name: str, columns: tuple[str, ...], *extra: Any) -> Table:
-    """A rollup of the cells (domain/indicators.py ROLLUPS): their sums per (period, region,
-    *columns), period a month (YYYY-MM), a quarter (YYYYQn) or a year (YYYY)."""
+def _rollup(name: str, columns: tuple[str, ...]) -> Table:
+    """A rollup of the cells (domain/indicators.py ROLLUPS): their sums per (period, *columns),
+    period a month (YYYY-MM), a quarter (YYYYQn) or a year (YYYY)."""
     key = {c.name: c for c in _cell_key()}
     return Table(f"gateway_indicator_{name}", metadata, Column("period", String(7), nullable=False),
-                 key["region"], *[key[c] for c in columns], *_sums(),
-                 PrimaryKeyConstraint("period", "region", *columns, name=f"pk_gateway_indicator_{name}"), *extra,
+                 *[key[c] for c in columns], *_sums(),
+                 PrimaryKeyConstraint("period", *columns, name=f"pk_gateway_indicator_{name}"),
                  sqlite_with_rowid=False)  # SQLite: the rows kept in key order (a period's rows together)
 
 
-rollups: dict[str, Table] = {name: _rollup(name, cols, *(
-    [Index("ix_gateway_indicator_hospital_groups_hospital", "hospital_code", "period")]
-    if name == "hospital_groups" else [])) for name, cols in ind.ROLLUPS.items()}
+rollups: dict[str, Table] = {name: _rollup(name, cols) for name, cols in ind.ROLLUPS.items()}
 # A batch's changes to the cells, held only inside the batch's transaction (emptied before it
 # ends): the cells and every rollup add them up in the database, one statement each.
 indicator_changes = Table("gateway_indicator_changes", metadata, *_cell_key(), *_sums())
@@ -286,9 +284,9 @@ async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
     sums = [ch[n] for n in ind.SUMS]
     await _add_from(conn, indicator_cells, select(*[ch[n] for n in ind.KEY], *sums).where(true()))
     for name, columns in ind.ROLLUPS.items():
-        each = union_all(*[select(literal_column(expr).label("period"), ch.region, *[ch[c] for c in columns], *sums)
+        each = union_all(*[select(literal_column(expr).label("period"), *[ch[c] for c in columns], *sums)
                            .where(literal_column(expr).is_not(None)) for expr in _PERIODS]).subquery("each")
-        keys = [each.c[n] for n in ("period", "region", *columns)]
+        keys = [each.c[n] for n in ("period", *columns)]
         await _add_from(conn, rollups[name], select(*keys, *[func.sum(each.c[n]).label(n) for n in ind.SUMS])
                         .group_by(*keys))
     await conn.execute(delete(indicator_changes))
@@ -440,34 +438,39 @@ async def indicator_aggregates(conn: AsyncConnection, months: Sequence[str], reg
     def ratio_sum(when: Any, num: Any, n: Any, den: Any) -> Any:
         return type_coerce(func.sum(case((when, type_coerce(num, real) * 1.0 * n / type_coerce(den, real)))), real)
 
-    # per (row, scheme): the groups with a case, and the indices' sums
+    # per row: the groups with a case, their schemes (the first and last: one, nearly always),
+    # and the indices' sums
+    in_group = [*gwhere, g.c.drg != "", g.c.cases > 0]
     indices = select(
-        gkey.label("key"), g.c.scheme_id, func.count(distinct(g.c.drg)).label("groups"),
+        gkey.label("key"), func.count(distinct(g.c.scheme_id + "|" + g.c.drg)).label("groups"),
+        func.min(g.c.scheme_id).label("first_scheme"), func.max(g.c.scheme_id).label("last_scheme"),
         ratio_sum(with_cost, g.c.cost_sum, reg.c.n, reg.c.cost).label("cost_num"),
         func.sum(case((with_cost, g.c.cases))).label("cost_cases"),
         ratio_sum(with_los, g.c.los_sum, reg.c.ln, reg.c.los).label("time_num"),
         func.sum(case((with_los, g.c.los_cases))).label("time_cases"),
     ).select_from(g.outerjoin(reg, and_(g.c.scheme_id == reg.c.scheme_id, g.c.drg == reg.c.drg))).where(
-        *gwhere, g.c.drg != "", g.c.cases > 0).group_by(*([gkey] if by else []), g.c.scheme_id)
+        *in_group).group_by(*([gkey] if by else []))
     rows = (await conn.execute(totals)).all()
-    per_key: dict[Any, list[Any]] = {}
-    for i in (await conn.execute(indices)).all():
-        per_key.setdefault(i.key, []).append(i)
+    idx = {i.key: i for i in (await conn.execute(indices)).all()}
+    schemes = {k: {i.first_scheme} for k, i in idx.items() if i.first_scheme == i.last_scheme}
+    if len(schemes) < len(idx):  # rows under several schemes: which
+        for k, scheme in (await conn.execute(select(gkey, g.c.scheme_id).where(*in_group).distinct())).all():
+            if idx[k].first_scheme != idx[k].last_scheme:
+                schemes.setdefault(k, set()).add(scheme)
     out = []
     for row in rows:
         m = row._mapping
-        parts = per_key.get(row.key, [])
+        i = idx.get(row.key)
         out.append(ind.RowAggregate(
-            row.key, {n: m[n] or 0 for n in ind.SUMS}, sum(int(i.groups) for i in parts),
-            frozenset(i.scheme_id for i in parts),
-            _float_sum(i.cost_num for i in parts), sum(int(i.cost_cases or 0) for i in parts),
-            _float_sum(i.time_num for i in parts), sum(int(i.time_cases or 0) for i in parts)))
+            row.key, {n: m[n] or 0 for n in ind.SUMS}, int(i.groups) if i is not None else 0,
+            frozenset(schemes.get(row.key, ())),
+            _decimal(i.cost_num) if i is not None else Decimal(0), int(i.cost_cases or 0) if i is not None else 0,
+            _decimal(i.time_num) if i is not None else Decimal(0), int(i.time_cases or 0) if i is not None else 0))
     return out
 
 
-def _float_sum(values: Iterable[Any]) -> Decimal:
-    present = [float(v) for v in values if v is not None]
-    return Decimal(str(sum(present))) if present else Decimal(0)
+def _decimal(value: Any) -> Decimal:
+    return Decimal(str(value)) if value is not None else Decimal(0)
 
 
 async def indicator_rule_counts(conn: AsyncConnection, months: Sequence[str], region: str | None,

@@ -417,13 +417,14 @@ EMPTY_AGGREGATE = RowAggregate(None, {}, 0, frozenset(), ZERO, 0, ZERO, 0)
 
 # The cells summed over fewer key columns, per period — each month's cells also count in their
 # quarter (YYYYQn) and their year (YYYY) — so that a request reads about as many rows as it
-# answers whatever the period. Kept by the same upsert as the cells (each a sum of cells: equal
-# to summing the cells, to the fen). Each is keyed (period, region, *columns); smallest first.
+# answers whatever the period. Kept by the same upserts as the cells (each a sum of cells: equal
+# to summing the cells, to the fen). Each is keyed (period, *columns), in this order (a
+# hospital's rows together: it is in one region); smallest first.
 ROLLUPS: dict[str, tuple[str, ...]] = {
-    "hospitals": ("hospital_code", "hospital_level"),  # per hospital: its totals, a level's, the region's
-    "groups": ("scheme_id", "drg"),  # per group: the region's per-group means (the consumption indices)
-    "depts": ("dept", "scheme_id", "drg"),  # per department and group
-    "hospital_groups": ("hospital_code", "hospital_level", "scheme_id", "drg"),  # per hospital and group
+    "hospitals": ("hospital_code", "hospital_level", "region"),  # its totals, a level's, the region's
+    "groups": ("region", "scheme_id", "drg"),  # the region's per group (the consumption indices' means)
+    "depts": ("region", "dept", "scheme_id", "drg"),  # per department and group
+    "hospital_groups": ("hospital_code", "hospital_level", "region", "scheme_id", "drg"),  # per hospital and group
 }
 
 
@@ -447,11 +448,11 @@ def period_of(months: Sequence[str]) -> str | None:
 
 
 def rollup(cells: Mapping[Key, Mapping[str, Any]], columns: Sequence[str]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """Cells (or a delta's changes) summed per (period, region, *columns), each month's cells in
-    the month, its quarter and its year; rows that sum to nothing left out."""
+    """Cells (or a delta's changes) summed per (period, *columns), each month's cells in the
+    month, its quarter and its year; rows that sum to nothing left out."""
     where = [KEY.index(c) for c in columns]
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for key, sums in cells.items():
         for period in periods_of(key[1]):
-            add_sums(out.setdefault((period, key[0], *(key[i] for i in where)), empty_sums()), sums)
+            add_sums(out.setdefault((period, *(key[i] for i in where)), empty_sums()), sums)
     return {k: v for k, v in out.items() if any(v.values())}

@@ -21,10 +21,10 @@ MONEY = ("cost_sum", "own_pay_sum", "paid_cost_sum", "payment_sum", "fund_paymen
          *(f"fee_{n:02d}_sum" for n in range(1, 15)))
 SUMS = (*COUNTS, "weight_sum", *MONEY)
 ROLLUPS = {
-    "hospitals": ("hospital_code", "hospital_level"),
-    "groups": ("scheme_id", "drg"),
-    "depts": ("dept", "scheme_id", "drg"),
-    "hospital_groups": ("hospital_code", "hospital_level", "scheme_id", "drg"),
+    "hospitals": ("hospital_code", "hospital_level", "region"),
+    "groups": ("region", "scheme_id", "drg"),
+    "depts": ("region", "dept", "scheme_id", "drg"),
+    "hospital_groups": ("hospital_code", "hospital_level", "region", "scheme_id", "drg"),
 }
 STRINGS = {"region": 32, "hospital_code": 32, "dept": 32, "scheme_id": 64, "drg": 32}
 # a month's cells count in the month, its quarter and its year (discharge month not known: itself)
@@ -41,12 +41,12 @@ def upgrade() -> None:
         op.create_table(
             table, sa.Column("period", sa.String(7), nullable=False),
             *[sa.Column(c, sa.Integer, nullable=False) if c == "hospital_level" else
-              sa.Column(c, sa.String(STRINGS[c]), nullable=False) for c in ("region", *columns)],
+              sa.Column(c, sa.String(STRINGS[c]), nullable=False) for c in columns],
             *[sa.Column(n, sa.BigInteger, nullable=False, server_default="0") for n in COUNTS],
             sa.Column("weight_sum", ExactDecimal(18, 4), nullable=False, server_default="0"),
             *[sa.Column(n, money(), nullable=False, server_default="0") for n in MONEY],
-            sa.PrimaryKeyConstraint("period", "region", *columns, name=f"pk_{table}"), sqlite_with_rowid=False)
-        keys = ", ".join(("region", *columns))
+            sa.PrimaryKeyConstraint("period", *columns, name=f"pk_{table}"), sqlite_with_rowid=False)
+        keys = ", ".join(columns)
         for period in PERIODS:
             op.execute(f"INSERT INTO {table} (period, {keys}, {', '.join(SUMS)}) "
                        f"SELECT {period}, {keys}, {', '.join(f'SUM({n})' for n in SUMS)} "
@@ -61,8 +61,6 @@ def upgrade() -> None:
         *[sa.Column(n, sa.BigInteger, nullable=False, server_default="0") for n in COUNTS],
         sa.Column("weight_sum", ExactDecimal(18, 4), nullable=False, server_default="0"),
         *[sa.Column(n, money(), nullable=False, server_default="0") for n in MONEY])
-    op.create_index("ix_gateway_indicator_hospital_groups_hospital", "gateway_indicator_hospital_groups",
-                    ["hospital_code", "period"])
     op.create_table(
         "gateway_case_counts",
         sa.Column("hospital_code", sa.String(32), nullable=False),
@@ -78,6 +76,5 @@ def downgrade() -> None:
     op.drop_index("ix_gateway_cases_hospital_id", table_name="gateway_cases")
     op.drop_table("gateway_case_counts")
     op.drop_table("gateway_indicator_changes")
-    op.drop_index("ix_gateway_indicator_hospital_groups_hospital", table_name="gateway_indicator_hospital_groups")
     for name in reversed(ROLLUPS):
         op.drop_table(f"gateway_indicator_{name}")
