@@ -23,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     case,
+    cast,
     delete,
     distinct,
     false,
@@ -433,10 +434,11 @@ async def indicator_aggregates(conn: AsyncConnection, months: Sequence[str], reg
         func.sum(r.c.cases) > 0).subquery("reg")
     with_cost = and_(reg.c.n > 0, reg.c.cost != 0)
     with_los = and_(g.c.los_cases > 0, reg.c.ln > 0, reg.c.los != 0)
-    real = Float()  # a ratio of sums: the database's arithmetic, not money
+    real = Float()  # a ratio of sums: the database's floating point, not money (PostgreSQL's
+    # numeric division per row would cost more than the rest of the query)
 
     def ratio_sum(when: Any, num: Any, n: Any, den: Any) -> Any:
-        return type_coerce(func.sum(case((when, type_coerce(num, real) * 1.0 * n / type_coerce(den, real)))), real)
+        return type_coerce(func.sum(case((when, cast(num, real) * cast(n, real) / cast(den, real)))), real)
 
     # per row: the groups with a case, their schemes (the first and last: one, nearly always),
     # and the indices' sums
