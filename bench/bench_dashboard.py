@@ -7,9 +7,9 @@ bench_pipeline.py's figure): `--cases` cases of one year (12 months) over `--hos
 hospitals of three levels in two regions, ~30 departments and the scheme's groups (popular
 groups far more frequent, a level-1 hospital treating only the common ones), written with bulk
 inserts through the gateway's repository: `gateway_cases` rows with each stage's result as the
-read model stores it, and the indicator cells each case adds, computed by the gateway's own
-`indicators.contribution` and added by `repository.add_to_indicators` as the consumer does (a
-batch at a time). Then starts every stage in one process (embedded, as `drgdip serve all`),
+read model stores it, and the indicator cells (and their rollups) each case adds, computed by the
+gateway's own `indicators.contribution` and added by `repository.add_to_indicators` as the
+consumer does (a batch at a time), with the cases per (hospital, status). Then starts every stage in one process (embedded, as `drgdip serve all`),
 signs in to the dashboard as the bureau and as a hospital (session cookie) and sends every
 request the pages of services/gateway/web/app.js make, `--reps` times each, through the real
 app (httpx's ASGI transport: the gateway's routing, authentication, queries and JSON, no
@@ -183,7 +183,8 @@ async def load(engine: Any, n: int, hospitals: list[Hospital], groups: list[Grou
     """Write the read model: cases and their timeline rows by bulk insert, a batch's indicator
     cells added with the gateway's own upsert."""
     async with engine.begin() as conn:
-        for table in (gw.cases, gw.indicator_cells, gw.indicator_rules, gw.timeline):
+        for table in (gw.cases, gw.indicator_cells, gw.indicator_rules, *gw.rollups.values(), gw.case_counts,
+                      gw.timeline):
             await conn.execute(delete(table))
     started = time.perf_counter()
     done = 0
@@ -213,6 +214,7 @@ async def load(engine: Any, n: int, hospitals: list[Hospital], groups: list[Grou
             await insert_many(conn, gw.cases, rows)
             await insert_many(conn, gw.timeline, events)
             await gw.add_to_indicators(conn, ind.delta(changes))
+            await gw.add_to_case_counts(conn, [(r["hospital_code"], None, r["status"]) for r in rows])
         done += len(batch)
         batch.clear()
         rate = done / (time.perf_counter() - started)

@@ -1,5 +1,5 @@
 """The gateway's commands: `drgdip token create|revoke|list` (API tokens) and `drgdip
-indicators rebuild` (the indicator cells recomputed from the read model).
+indicators rebuild` (the indicator cells and their rollups recomputed from the read model).
 
 The main CLI mounts `token_app` with `app.add_typer(token_app, name="token")`. Each command is
 one transaction on the gateway's database (`--db` or `DRGDIP_DB`), its schema upgraded first.
@@ -135,7 +135,8 @@ def indicators_rebuild(
     batch: Annotated[int, typer.Option(min=100, max=100_000, help="cases read per step")] = 5_000,
     db: Db = None,
 ) -> None:
-    """Recompute every case's indicator contribution and every cell from the read model, with
+    """Recompute every case's indicator contribution, every cell and every rollup of the cells
+    (per period, migration gateway_0009), and the cases per status, from the read model, with
     the same functions as the live folding: the cells of cases folded before the contributions
     were kept (migration gateway_0004), or after a change of the near-threshold band.
 

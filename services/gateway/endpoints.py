@@ -529,14 +529,17 @@ async def list_cases(request: Request, who: Caller, conn: Conn,
                      group: str | None = Query(None, min_length=1, max_length=32,
                                                description="the DRG (or DIP group) the case was grouped into"),
                      limit: int = Query(100, ge=1, le=1000),
-                     offset: int = Query(0, ge=0, le=100_000_000)) -> dict:
-    """Cases of the read model: a hospital's own, or (bureau) any hospital's."""
-    _only(request, "hospital", "status", "flagged", "group", "limit", "offset")
+                     offset: int = Query(0, ge=0, le=100_000_000),
+                     after: str | None = Query(None, min_length=1, max_length=100,
+                                               description="the last case id of the previous page: the next page")) -> dict:
+    """Cases of the read model by id: a hospital's own, or (bureau) any hospital's. Page with
+    `after` (the last id of the previous page; `offset` counts past the rows it skips)."""
+    _only(request, "hospital", "status", "flagged", "group", "limit", "offset", "after")
     if hospital is not None and not who.may_see(hospital):
         raise Forbidden("a hospital sees only its own cases", field="hospital")
     if not who.is_bureau:
         hospital = who.hospital_code
-    return {"cases": await repository.list_cases(conn, hospital, status, limit, offset, flagged, group)}
+    return {"cases": await repository.list_cases(conn, hospital, status, limit, offset, flagged, group, after)}
 
 
 @router.get("/summary")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -23,14 +23,18 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     case,
+    cast,
     delete,
     distinct,
     false,
     func,
     insert,
     literal,
+    literal_column,
     select,
+    true,
     type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.engine import Row
@@ -64,6 +68,7 @@ cases = Table(
     Column("facts", Text, nullable=True),
     Index("ix_gateway_cases_hospital", "hospital_code", "status"),
     Index("ix_gateway_cases_group", "hospital_code", "group_code"),
+    Index("ix_gateway_cases_hospital_id", "hospital_code", "case_id"),  # a hospital's cases in id order
 )
 
 
@@ -74,13 +79,16 @@ def _cell_key() -> list[Column]:
             Column("drg", String(32), nullable=False)]
 
 
+def _sums() -> list[Column]:
+    return [*[Column(n, BigInteger, nullable=False, server_default="0") for n in ind.COUNTS],
+            Column("weight_sum", ExactDecimal(18, 4), nullable=False, server_default="0"),
+            *[Column(n, money(), nullable=False, server_default="0") for n in ind.MONEY]]
+
+
 # The indicators' aggregates (domain/indicators.py): counts and sums per cell, updated with the
 # read model; a quarter or a year is the sum of its months.
 indicator_cells = Table(
-    "gateway_indicator_cells", metadata, *_cell_key(),
-    *[Column(n, BigInteger, nullable=False, server_default="0") for n in ind.COUNTS],
-    Column("weight_sum", ExactDecimal(18, 4), nullable=False, server_default="0"),
-    *[Column(n, money(), nullable=False, server_default="0") for n in ind.MONEY],
+    "gateway_indicator_cells", metadata, *_cell_key(), *_sums(),
     PrimaryKeyConstraint(*ind.KEY, name="pk_gateway_indicator_cells"),
     Index("ix_gateway_indicator_cells_month", "region", "month"),
     Index("ix_gateway_indicator_cells_by_month", "month"),  # the periods of every region
@@ -92,6 +100,31 @@ indicator_rules = Table(
     PrimaryKeyConstraint(*ind.KEY, "rule", name="pk_gateway_indicator_rules"),
     Index("ix_gateway_indicator_rules_by_month", "month"),
 )
+
+
+def _rollup(name: str, columns: tuple[str, ...]) -> Table:
+    """A rollup of the cells (domain/indicators.py ROLLUPS): their sums per (period, *columns),
+    period a month (YYYY-MM), a quarter (YYYYQn) or a year (YYYY)."""
+    key = {c.name: c for c in _cell_key()}
+    return Table(f"gateway_indicator_{name}", metadata, Column("period", String(7), nullable=False),
+                 *[key[c] for c in columns], *_sums(),
+                 PrimaryKeyConstraint("period", *columns, name=f"pk_gateway_indicator_{name}"),
+                 sqlite_with_rowid=False)  # SQLite: the rows kept in key order (a period's rows together)
+
+
+rollups: dict[str, Table] = {name: _rollup(name, cols) for name, cols in ind.ROLLUPS.items()}
+# A batch's changes to the cells, held only inside the batch's transaction (emptied before it
+# ends): the cells and every rollup add them up in the database, one statement each.
+indicator_changes = Table("gateway_indicator_changes", metadata, *_cell_key(), *_sums())
+# The cases per (hospital, status), kept with the read model: /summary reads a few rows.
+case_counts = Table(
+    "gateway_case_counts", metadata,
+    Column("hospital_code", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("cases", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("hospital_code", "status", name="pk_gateway_case_counts"),
+)
+
 # Reports as issued (domain/reports.py Report as JSON): the monthly feedback stored after each
 # pre-settlement (`period-settled`), the quarterly bulletin by `drgdip report bulletin`; a new
 # issue of the same report is a new version, never an overwrite.
@@ -243,18 +276,72 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
         await update_many(conn, cases, "case_id", rows)
 
 
+# The periods a month's cells also count in (domain/indicators.py periods_of), in SQL: the month
+# itself, its quarter and its year (a month not known counts only in itself).
+_PERIODS = (
+    "month",
+    "CASE WHEN length(month) = 7 THEN substr(month, 1, 4) || 'Q' || "
+    "CAST((CAST(substr(month, 6, 2) AS INTEGER) + 2) / 3 AS VARCHAR(1)) END",
+    "CASE WHEN length(month) = 7 THEN substr(month, 1, 4) END",
+)
+
+
 async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
-    """Add a batch's changes to the indicator cells: one upsert per table (a cell's sums grow by
-    the delta in the database, so two consumers adding to one cell never lose a change)."""
-    cells = [dict(zip(ind.KEY, k, strict=True)) | v for k, v in delta.changed_cells().items()]
+    """Add a batch's changes to the indicator cells and to their rollups per period: the changed
+    cells written once (`gateway_indicator_changes`), then one upsert per table summing them in
+    the database (a row's sums grow by the delta, so two consumers adding to one row never lose
+    a change), and the changes emptied again."""
     rules = [dict(zip(ind.KEY, k, strict=True)) | {"rule": rule, "flagged": n}
              for (k, rule), n in delta.changed_rules().items()]
-    for table, rows, sums in ((indicator_cells, cells, ind.SUMS), (indicator_rules, rules, ("flagged",))):
-        if rows:
-            stmt = _dialect_insert(conn)(table)
-            await conn.execute(stmt.on_conflict_do_update(
-                index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
-                set_={n: table.c[n] + stmt.excluded[n] for n in sums}), rows)
+    await _add(conn, indicator_rules, rules, ("flagged",))
+    changed = delta.changed_cells()
+    if not changed:
+        return
+    await insert_many(conn, indicator_changes, [dict(zip(ind.KEY, k, strict=True)) | v for k, v in changed.items()])
+    ch = indicator_changes.c
+    sums = [ch[n] for n in ind.SUMS]
+    await _add_from(conn, indicator_cells, select(*[ch[n] for n in ind.KEY], *sums).where(true()))
+    for name, columns in ind.ROLLUPS.items():
+        each = union_all(*[select(literal_column(expr).label("period"), *[ch[c] for c in columns], *sums)
+                           .where(literal_column(expr).is_not(None)) for expr in _PERIODS]).subquery("each")
+        keys = [each.c[n] for n in ("period", *columns)]
+        await _add_from(conn, rollups[name], select(*keys, *[func.sum(each.c[n]).label(n) for n in ind.SUMS])
+                        .group_by(*keys))
+    await conn.execute(delete(indicator_changes))
+
+
+async def _add(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]], sums: Sequence[str]) -> None:
+    """One upsert: the rows inserted, or their `sums` added to the stored row's."""
+    if rows:
+        stmt = _dialect_insert(conn)(table)
+        await conn.execute(stmt.on_conflict_do_update(
+            index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
+            set_={n: table.c[n] + stmt.excluded[n] for n in sums}), rows)
+
+
+async def _add_from(conn: AsyncConnection, table: Table, rows: Any) -> None:
+    """One upsert of a query's rows (the key columns, then ind.SUMS): inserted, or their sums
+    added to the stored row's."""
+    stmt = _dialect_insert(conn)(table).from_select(
+        [*table.primary_key.columns.keys(), *ind.SUMS], rows)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
+        set_={n: table.c[n] + stmt.excluded[n] for n in ind.SUMS}))
+
+
+async def add_to_case_counts(conn: AsyncConnection, changes: Iterable[tuple[str, str | None, str | None]]) -> None:
+    """Keep the cases per (hospital, status): (hospital, status before or None, status after or
+    None) per changed case, one upsert."""
+    n: dict[tuple[str, str], int] = {}
+    for hospital, before, after in changes:
+        if before == after:
+            continue
+        if before is not None:
+            n[(hospital, before)] = n.get((hospital, before), 0) - 1
+        if after is not None:
+            n[(hospital, after)] = n.get((hospital, after), 0) + 1
+    await _add(conn, case_counts, [{"hospital_code": h, "status": st, "cases": k}
+                                   for (h, st), k in sorted(n.items()) if k], ("cases",))
 
 
 async def count_cases(conn: AsyncConnection) -> int:
@@ -276,10 +363,15 @@ async def set_contributions(conn: AsyncConnection, contributions: Mapping[str, s
 
 
 async def replace_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
-    """Every indicator cell replaced by the delta's (a rebuild's, over empty cells)."""
-    await conn.execute(delete(indicator_cells))
-    await conn.execute(delete(indicator_rules))
+    """Every indicator cell and rollup replaced by the delta's (a rebuild's, over empty cells),
+    and the cases per (hospital, status) counted again."""
+    for table in (indicator_cells, indicator_rules, *rollups.values(), indicator_changes, case_counts):
+        await conn.execute(delete(table))
     await add_to_indicators(conn, delta)
+    c = cases.c
+    await conn.execute(insert(case_counts).from_select(
+        ["hospital_code", "status", "cases"],
+        select(c.hospital_code, c.status, func.count()).group_by(c.hospital_code, c.status)))
 
 
 def _dialect_insert(conn: AsyncConnection) -> Any:
@@ -290,33 +382,40 @@ def _dialect_insert(conn: AsyncConnection) -> Any:
     return sqlite_insert
 
 
+def _source(columns: Collection[str], months: Sequence[str], *, each_month: bool = False) -> tuple[Table, Any, Any]:
+    """Where to read the sums of these key columns (besides the region) over these months: the
+    smallest rollup holding them (its rows of the period, or with `each_month` its rows of each
+    month), else the cells. Gives (the table, its month or period column, the period's condition)."""
+    period = ind.period_of(months)
+    if period is not None:
+        for name, held in ind.ROLLUPS.items():  # smallest first
+            if set(columns) <= set(held):
+                t = rollups[name]
+                return t, t.c.period, t.c.period.in_(months) if each_month else t.c.period == period
+    c = indicator_cells.c
+    return indicator_cells, c.month, c.month.in_(months)
+
+
+def _filters(hospital: str | None, level: int | None) -> dict[str, Any]:
+    return {n: v for n, v in (("hospital_code", hospital), ("hospital_level", level)) if v is not None}
+
+
+def _where(t: Table, period: Any, region: str | None, filters: Mapping[str, Any]) -> list[Any]:
+    return [period, *([t.c.region == region] if region is not None else []),
+            *[t.c[n] == v for n, v in filters.items()]]
+
+
 async def indicator_sums(conn: AsyncConnection, months: Sequence[str], region: str | None,
                          group_by: Sequence[str], *, hospital: str | None = None,
                          level: int | None = None) -> list[dict[str, Any]]:
-    """The cells of these months summed per `group_by` columns (cells with no case left out)."""
-    c = indicator_cells.c
-    cols = [c[n] for n in group_by]
-    q = select(*cols, *[func.sum(c[n]).label(n) for n in ind.SUMS]).where(c.month.in_(months))
-    if region is not None:
-        q = q.where(c.region == region)
-    if hospital is not None:
-        q = q.where(c.hospital_code == hospital)
-    if level is not None:
-        q = q.where(c.hospital_level == level)
-    q = q.group_by(*cols).having(func.sum(c.cases) > 0)
+    """The cells of these months summed per `group_by` columns (cells with no case left out),
+    read from the smallest rollup that holds those columns."""
+    filters = _filters(hospital, level)
+    t, _, period = _source({*group_by, *filters} - {"region"}, months)
+    cols = [t.c[n] for n in group_by]
+    q = select(*cols, *[func.sum(t.c[n]).label(n) for n in ind.SUMS]).where(*_where(t, period, region, filters))
+    q = q.group_by(*cols).having(func.sum(t.c.cases) > 0)
     return [dict(r._mapping) for r in (await conn.execute(q)).all()]
-
-
-def _cell_filter(q: Any, c: Any, months: Sequence[str], region: str | None, hospital: str | None,
-                 level: int | None) -> Any:
-    q = q.where(c.month.in_(months))
-    if region is not None:
-        q = q.where(c.region == region)
-    if hospital is not None:
-        q = q.where(c.hospital_code == hospital)
-    if level is not None:
-        q = q.where(c.hospital_level == level)
-    return q
 
 
 async def indicator_aggregates(conn: AsyncConnection, months: Sequence[str], region: str | None,
@@ -324,56 +423,73 @@ async def indicator_aggregates(conn: AsyncConnection, months: Sequence[str], reg
                                level: int | None = None) -> list[ind.RowAggregate]:
     """The cells of these months summed per `by` column (None: one row) in the database, with
     each row's groups and its consumption indices' sums against the region's per-group means
-    (`ind.RowAggregate`): a few rows leave the database whatever the number of cells."""
-    c = indicator_cells.c
-    key = c[by].label("key") if by else literal(None).label("key")
-    grouping = [c[by]] if by else []
-    in_group = and_(c.cases > 0, c.drg != "")
-    totals = _cell_filter(select(
-        key, *[func.sum(c[n]).label(n) for n in ind.SUMS],
-        func.count(distinct(case((in_group, c.scheme_id + "|" + c.drg)))).label("groups_covered")),
-        c, months, region, hospital, level).group_by(*grouping).having(func.sum(c.cases) > 0)
-    schemes = _cell_filter(select(key, c.scheme_id).where(in_group).distinct(), c, months, region, hospital, level)
-    # the consumption indices: each row's per-group sums joined to the region's per-group sums
-    reg = _cell_filter(select(c.scheme_id, c.drg, func.sum(c.cases).label("n"), func.sum(c.cost_sum).label("cost"),
-                              func.sum(c.los_cases).label("ln"), func.sum(c.los_sum).label("los")),
-                       c, months, region, None, None).where(c.drg != "").group_by(c.scheme_id, c.drg).having(
-        func.sum(c.cases) > 0).subquery("reg")
-    own = _cell_filter(select(key, c.scheme_id, c.drg, func.sum(c.cases).label("n"),
-                              func.sum(c.cost_sum).label("cost"), func.sum(c.los_cases).label("ln"),
-                              func.sum(c.los_sum).label("los")),
-                       c, months, region, hospital, level).where(in_group).group_by(
-        *grouping, c.scheme_id, c.drg).subquery("own")
+    (`ind.RowAggregate`). Each part is read from the smallest rollup that holds its columns (the
+    totals per row; the row's sums per group; the region's per group), so what is read is about
+    what is answered, whatever the period: a year is its year's rows, not its months' cells."""
+    filters = _filters(hospital, level)
+    each_month = by == "month"
+    wanted = {*filters, *([by] if by not in (None, "month", "region") else [])}
+
+    def source(columns: set[str]) -> tuple[Table, Any, list[Any]]:
+        t, period_col, period = _source(columns, months, each_month=each_month)
+        key = (period_col if each_month else t.c[by]) if by else literal(None)
+        return t, key, _where(t, period, region, filters)
+
+    t, key, where = source(wanted)
+    totals = select(key.label("key"), *[func.sum(t.c[n]).label(n) for n in ind.SUMS]).where(*where).group_by(
+        *([key] if by else [])).having(func.sum(t.c.cases) > 0)
+    # each row's sums against the region's per group over the whole period (its means: the
+    # consumption indices' yardstick; neither the hospital nor the level applies to them). A
+    # row's index sums are linear in its per-group sums (n_g × own mean_g / region mean_g =
+    # cost_g × region n_g / region cost_g), so they are summed straight from the rollup's rows,
+    # never grouped per group first; a row without a case has none of the sums (all 0).
+    g, gkey, gwhere = source(wanted | {"scheme_id", "drg"})
+    r, _, rperiod = _source({"scheme_id", "drg"}, months)
+    reg = select(r.c.scheme_id, r.c.drg, func.sum(r.c.cases).label("n"), func.sum(r.c.cost_sum).label("cost"),
+                 func.sum(r.c.los_cases).label("ln"), func.sum(r.c.los_sum).label("los")).where(
+        *_where(r, rperiod, region, {}), r.c.drg != "").group_by(r.c.scheme_id, r.c.drg).having(
+        func.sum(r.c.cases) > 0).subquery("reg")
     with_cost = and_(reg.c.n > 0, reg.c.cost != 0)
-    with_los = and_(own.c.ln > 0, reg.c.ln > 0, reg.c.los != 0)
-    real = Float()  # a ratio of sums: the database's arithmetic, not money
+    with_los = and_(g.c.los_cases > 0, reg.c.ln > 0, reg.c.los != 0)
+    real = Float()  # a ratio of sums: the database's floating point, not money (PostgreSQL's
+    # numeric division per row would cost more than the rest of the query)
 
     def ratio_sum(when: Any, num: Any, n: Any, den: Any) -> Any:
-        return type_coerce(func.sum(case((when, type_coerce(num, real) * 1.0 * n / type_coerce(den, real)))), real)
+        return type_coerce(func.sum(case((when, cast(num, real) * cast(n, real) / cast(den, real)))), real)
 
+    # per row: the groups with a case, their schemes (the first and last: one, nearly always),
+    # and the indices' sums
+    in_group = [*gwhere, g.c.drg != "", g.c.cases > 0]
     indices = select(
-        own.c.key,
-        ratio_sum(with_cost, own.c.cost, reg.c.n, reg.c.cost).label("cost_num"),
-        func.sum(case((with_cost, own.c.n))).label("cost_cases"),
-        ratio_sum(with_los, own.c.los, reg.c.ln, reg.c.los).label("time_num"),
-        func.sum(case((with_los, own.c.ln))).label("time_cases"),
-    ).select_from(own.join(reg, and_(own.c.scheme_id == reg.c.scheme_id, own.c.drg == reg.c.drg))).group_by(own.c.key)
+        gkey.label("key"), func.count(distinct(g.c.scheme_id + "|" + g.c.drg)).label("groups"),
+        func.min(g.c.scheme_id).label("first_scheme"), func.max(g.c.scheme_id).label("last_scheme"),
+        ratio_sum(with_cost, g.c.cost_sum, reg.c.n, reg.c.cost).label("cost_num"),
+        func.sum(case((with_cost, g.c.cases))).label("cost_cases"),
+        ratio_sum(with_los, g.c.los_sum, reg.c.ln, reg.c.los).label("time_num"),
+        func.sum(case((with_los, g.c.los_cases))).label("time_cases"),
+    ).select_from(g.outerjoin(reg, and_(g.c.scheme_id == reg.c.scheme_id, g.c.drg == reg.c.drg))).where(
+        *in_group).group_by(*([gkey] if by else []))
     rows = (await conn.execute(totals)).all()
-    of_key: dict[Any, set[str]] = {}
-    for k, scheme in (await conn.execute(schemes)).all():
-        of_key.setdefault(k, set()).add(scheme)
-    idx = {r.key: r for r in (await conn.execute(indices)).all()}
+    idx = {i.key: i for i in (await conn.execute(indices)).all()}
+    schemes = {k: {i.first_scheme} for k, i in idx.items() if i.first_scheme == i.last_scheme}
+    if len(schemes) < len(idx):  # rows under several schemes: which
+        for k, scheme in (await conn.execute(select(gkey, g.c.scheme_id).where(*in_group).distinct())).all():
+            if idx[k].first_scheme != idx[k].last_scheme:
+                schemes.setdefault(k, set()).add(scheme)
     out = []
-    for r in rows:
-        m = r._mapping
-        i = idx.get(r.key)
+    for row in rows:
+        m = row._mapping
+        i = idx.get(row.key)
         out.append(ind.RowAggregate(
-            r.key, {n: m[n] or 0 for n in ind.SUMS}, int(r.groups_covered or 0), frozenset(of_key.get(r.key, ())),
-            Decimal(str(i.cost_num)) if i is not None and i.cost_num is not None else Decimal(0),
-            int(i.cost_cases or 0) if i is not None else 0,
-            Decimal(str(i.time_num)) if i is not None and i.time_num is not None else Decimal(0),
-            int(i.time_cases or 0) if i is not None else 0))
+            row.key, {n: m[n] or 0 for n in ind.SUMS}, int(i.groups) if i is not None else 0,
+            frozenset(schemes.get(row.key, ())),
+            _decimal(i.cost_num) if i is not None else Decimal(0), int(i.cost_cases or 0) if i is not None else 0,
+            _decimal(i.time_num) if i is not None else Decimal(0), int(i.time_cases or 0) if i is not None else 0))
     return out
+
+
+def _decimal(value: Any) -> Decimal:
+    return Decimal(str(value)) if value is not None else Decimal(0)
 
 
 async def indicator_rule_counts(conn: AsyncConnection, months: Sequence[str], region: str | None,
@@ -406,7 +522,9 @@ async def case_timeline(conn: AsyncConnection, case_id: str) -> list[dict[str, A
 
 async def list_cases(conn: AsyncConnection, hospital_code: str | None, status: str | None,
                      limit: int, offset: int, flagged: bool | None = None,
-                     group_code: str | None = None) -> list[dict[str, Any]]:
+                     group_code: str | None = None, after: str | None = None) -> list[dict[str, Any]]:
+    """Cases by id; `after`: those after this id (the next page, read from where the last one
+    ended rather than counted past)."""
     q = select(cases.c.case_id, cases.c.hospital_code, cases.c.status, cases.c.list_version, cases.c.flagged,
                cases.c.group_code)
     if hospital_code:
@@ -417,16 +535,19 @@ async def list_cases(conn: AsyncConnection, hospital_code: str | None, status: s
         q = q.where(cases.c.status == status)
     if flagged is not None:
         q = q.where(cases.c.flagged.is_(flagged))
+    if after is not None:
+        q = q.where(cases.c.case_id > after)
     rows = (await conn.execute(q.order_by(cases.c.case_id).limit(limit).offset(offset))).all()
     return [dict(r._mapping) for r in rows]
 
 
 async def count_by_status(conn: AsyncConnection, hospital_code: str | None = None) -> dict[str, int]:
-    """Cases per status, of one hospital or (None) of all."""
-    q = select(cases.c.status, func.count()).group_by(cases.c.status)
+    """Cases per status, of one hospital or (None) of all: from the counts kept with the read model."""
+    k = case_counts.c
+    q = select(k.status, func.sum(k.cases)).group_by(k.status)
     if hospital_code is not None:
-        q = q.where(cases.c.hospital_code == hospital_code)
-    return {r[0]: r[1] for r in (await conn.execute(q)).all()}
+        q = q.where(k.hospital_code == hospital_code)
+    return {r[0]: int(r[1]) for r in (await conn.execute(q)).all() if r[1]}
 
 
 # ---------------------------------------------------------------- tokens
