@@ -32,7 +32,7 @@ async def on_stage_events(conn: AsyncConnection, envs: Sequence[Envelope],
     contributions, facts, delta = await asyncio.to_thread(_contributions, stored, filed, results, band)
     await repository.save_views(conn, filed, stored, contributions, facts)
     await repository.add_to_indicators(conn, delta)
-    await repository.add_to_case_counts(conn, [(f.hospital_code, (stored.get(cid) or {}).get("status"), f.view["status"])
+    await repository.add_to_case_counts(conn, [(f.hospital_code, s.status if (s := stored.get(cid)) else None, f.status)
                                                for cid, f in filed.items()])
     return []
 

@@ -7,7 +7,7 @@ the list version it belongs to, and whether that version withdraws the list.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,14 @@ def status_of(view: dict[str, Any]) -> str:
         return "withdrawn"
     reached = [s for s in ORDER if view.get(s) is not None]
     return reached[-1] if reached else "unknown"
+
+
+def status_reached(withdrawn: bool, reached: Collection[str]) -> str:
+    """The furthest of the stage columns holding a result, or "withdrawn"."""
+    if withdrawn:
+        return "withdrawn"
+    furthest = [s for s in ORDER if s in reached]
+    return furthest[-1] if furthest else "unknown"
 
 
 def apply(view: dict[str, Any] | None, event_type: str, list_version: int, result: Any,
@@ -96,6 +104,10 @@ class Stored:
     reached: frozenset[str]
     indicator: str | None = None
 
+    @property
+    def status(self) -> str:
+        return status_reached(self.withdrawn, self.reached)
+
 
 @dataclass
 class Filed:
@@ -114,11 +126,7 @@ class Filed:
 
     @property
     def status(self) -> str:
-        """The furthest stage the case's current list version has reached, or "withdrawn"."""
-        if self.withdrawn:
-            return "withdrawn"
-        reached = [s for s in ORDER if s in self.reached]
-        return reached[-1] if reached else "unknown"
+        return status_reached(self.withdrawn, self.reached)
 
     def texts(self) -> dict[str, str | None]:
         """The stage columns to write, as JSON: the results the batch set, and None for the
