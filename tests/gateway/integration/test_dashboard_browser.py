@@ -13,6 +13,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -74,9 +75,7 @@ def _region_lists() -> list[dict[str, Any]]:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
-    import uvicorn
 
-    from services.gateway.repository import create_token
 
     tmp = tmp_path_factory.mktemp("dashboard")
     (tmp / "policy.json").write_bytes(orjson.dumps(policy()))
@@ -84,7 +83,6 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
                        policy_file=tmp / "policy.json", log_level="WARNING")
     await rt.start()
     client = await api_client(rt)
-    server = None
     try:
         sent = _region_lists()
         for sl in sent:
@@ -96,27 +94,41 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
         await wait_until(reviewed, 120, "every list reviewed")
         flagged = (await client.get("/api/v1/cases", params={"flagged": "true"})).json()["cases"]
         assert flagged, "the split admission was not flagged"
-        tokens = {}
-        async with rt.engine.begin() as conn:
-            tokens["bureau"] = (await create_token(conn, "bureau-analyst"))[1]
-            tokens["hospital"] = (await create_token(conn, "hospital", OWN))[1]
-        port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(rt.app, host="127.0.0.1", port=port, log_level="warning",
-                                               lifespan="off"))
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.05)
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            try:
-                yield Site(f"http://127.0.0.1:{port}", tokens, flagged[0]["case_id"], browser, client)
-            finally:
-                await browser.close()
-        server.should_exit = True
-        await serving
+        async with serve_site(rt, client, flagged[0]["case_id"]) as site:
+            yield site
     finally:
         await client.aclose()
         await rt.stop()
+
+
+@asynccontextmanager
+async def serve_site(rt: Any, api: Any, case_id: str) -> AsyncIterator[Site]:
+    """The runtime's gateway served on a loopback port with a bureau-analyst and an own-hospital
+    token, and a headless Chromium to open it."""
+    import uvicorn
+
+    from services.gateway.repository import create_token
+
+    tokens = {}
+    async with rt.engine.begin() as conn:
+        tokens["bureau"] = (await create_token(conn, "bureau-analyst"))[1]
+        tokens["hospital"] = (await create_token(conn, "hospital", OWN))[1]
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(rt.app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                yield Site(f"http://127.0.0.1:{port}", tokens, case_id, browser, api)
+            finally:
+                await browser.close()
+    finally:
+        server.should_exit = True
+        await serving
 
 
 async def _signed_in(site: Site, who: str) -> Page:

@@ -9,7 +9,6 @@ hospital only its own rows. Screenshots go where test_dashboard_browser.py puts 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -21,16 +20,13 @@ import pytest
 import pytest_asyncio
 from helpers import SHARED, api_client, policy, wait_until
 from test_dashboard_browser import (
-    CHROMIUM,
-    CHROMIUM_FLAGS,
     OWN,
     Site,
-    _free_port,
     _region_lists,
     _shot,
     _signed_in,
-    async_playwright,
     pytestmark,  # noqa: F401  (the same skips: no Chromium, no Playwright)
+    serve_site,
 )
 
 from drgdip.stages import build_runtime
@@ -56,9 +52,7 @@ async def _hospital(rt: Any, code: str) -> Any:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def seeded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Seeded]:
-    import uvicorn
 
-    from services.gateway.repository import create_token
     from services.pricer.handlers import record_advance
 
     tmp = tmp_path_factory.mktemp("dashboard-pages")
@@ -68,7 +62,6 @@ async def seeded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Seed
     await rt.start()
     admin = await api_client(rt)
     own, other, no_cases = (await _hospital(rt, OWN), await _hospital(rt, OTHER), await _hospital(rt, NO_CASES))
-    server = None
     try:
         sent = _region_lists()
         for sl in sent:
@@ -132,25 +125,8 @@ async def seeded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Seed
         r = await admin.post(f"{path}/{own_comment}/answer", json={"outcome": "partly", "reason": "调至 1.3000"})
         assert r.status_code == 200, r.text
 
-        tokens = {}
-        async with rt.engine.begin() as conn:
-            tokens["bureau"] = (await create_token(conn, "bureau-analyst"))[1]
-            tokens["hospital"] = (await create_token(conn, "hospital", OWN))[1]
-        port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(rt.app, host="127.0.0.1", port=port, log_level="warning",
-                                               lifespan="off"))
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.05)
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            try:
-                site = Site(f"http://127.0.0.1:{port}", tokens, case["case_id"], browser, admin)
-                yield Seeded(site, region, draft_id, drg, own_comment)
-            finally:
-                await browser.close()
-        server.should_exit = True
-        await serving
+        async with serve_site(rt, admin, case["case_id"]) as site:
+            yield Seeded(site, region, draft_id, drg, own_comment)
     finally:
         for client in (admin, own, other, no_cases):
             await client.aclose()
