@@ -24,6 +24,7 @@ from sqlalchemy import (
     Insert,
     LargeBinary,
     MetaData,
+    Row,
     String,
     Table,
     delete,
@@ -134,7 +135,15 @@ def _insert_ignoring_duplicates(conn: AsyncConnection, table: Table) -> Insert:
 
 
 class OutboxRelay:
-    """Publishes outbox rows in id order, then deletes them. Safe to run in several processes."""
+    """Publishes outbox rows in id order, then deletes them. Safe to run in several processes.
+
+    On a bus that does not outlive the process (`Bus.durable` False: the embedded mode) a row is
+    deleted only once every group reading its topic has committed the message it became; until
+    then the relay remembers it as published so it is not published twice while the process
+    runs. After a crash the rows still there are published again and the consumers' inboxes
+    drop what they had applied. There the outbox backlog (`OutboxReading`) means "not yet
+    consumed by every group", not "not yet published".
+    """
 
     def __init__(self, engine: AsyncEngine, outbox: Outbox, bus: Bus, metrics: ServiceMetrics,
                  interval_ms: int = 200, batch: int = 500, namespace: str = "",
@@ -142,24 +151,59 @@ class OutboxRelay:
         self.engine, self.outbox, self.bus, self.metrics = engine, outbox, bus, metrics
         self.interval, self.batch, self.namespace = interval_ms / 1000, batch, namespace
         self.backoff = backoff or Backoff()
+        # bus not durable: row id -> (topic, offset) of the message it became, not yet consumed
+        self.in_flight: dict[int, tuple[str, int]] = {}
+        # ...and the highest row id published: the next rows are above it (SQLite gives row ids
+        # in commit order; where they are not, a row committed late waits until none is in flight)
+        self.published_upto = 0
 
     async def flush(self) -> int:
         t = self.outbox.table
+        if not self.bus.durable:
+            await self._delete_consumed()
+        query = select(t.c.id, t.c.topic, t.c.key, t.c.value).order_by(t.c.id).limit(self.batch)
+        if self.in_flight:
+            query = query.where(t.c.id > self.published_upto)
         async with self.engine.begin() as conn:
-            rows = (await conn.execute(
-                select(t.c.id, t.c.topic, t.c.key, t.c.value)
-                .order_by(t.c.id).limit(self.batch).with_for_update(skip_locked=True)
-            )).all()
+            rows = (await conn.execute(query.with_for_update(skip_locked=True))).all()
             if rows:
-                await self.bus.publish([Record(self.namespace + r.topic, r.key, r.value) for r in rows])
-                await conn.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
+                records = [Record(self.namespace + r.topic, r.key, r.value) for r in rows]
+                await self.bus.publish(records)
+                if self.bus.durable:
+                    await conn.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
+                else:
+                    self._remember(rows, records)
         self.metrics.last_flush.set_to_current_time()
         if not rows:
-            self.metrics.outbox.drained()
+            if not self.in_flight:
+                self.metrics.outbox.drained()
             return 0
         for topic, n in Counter(r.topic for r in rows).items():
             self.metrics.published.labels(topic).inc(n)
         return len(rows)
+
+    def _remember(self, rows: Sequence[Row], records: Sequence[Record]) -> None:
+        """Where each published row went: the in-process bus appended the records without
+        yielding, so each topic's last messages are these, in order."""
+        offset = {topic: self.bus.end(topic) - n for topic, n in Counter(r.topic for r in records).items()}
+        for row, record in zip(rows, records, strict=True):
+            self.in_flight[row.id] = (record.topic, offset[record.topic])
+            offset[record.topic] += 1
+        self.published_upto = max(self.published_upto, rows[-1].id)
+
+    async def _delete_consumed(self) -> None:
+        """Delete the rows whose messages every subscribed group has committed."""
+        done_below = {topic: self.bus.committed_by_all(topic) for topic, _o in self.in_flight.values()}
+        done = [i for i, (topic, offset) in self.in_flight.items() if offset < done_below[topic]]
+        t = self.outbox.table
+        for start in range(0, len(done), self.batch):
+            chunk = done[start:start + self.batch]
+            async with self.engine.begin() as conn:
+                await conn.execute(delete(t).where(t.c.id.in_(chunk)))
+            for i in chunk:
+                del self.in_flight[i]
+        if not self.in_flight:
+            self.published_upto = 0  # a row committed late (below it) is published at the next flush
 
     async def read_backlog(self, conn: AsyncConnection | None) -> None:
         """Refresh the outbox reading through `conn` (None: the database did not answer, so the

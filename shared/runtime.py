@@ -199,10 +199,12 @@ class Runtime:
         gc.freeze()
         if self.settings.gc_threshold:  # batches make objects by the thousand, nearly all freed at once
             gc.set_threshold(self.settings.gc_threshold, *gc.get_threshold()[1:])
-        for r in self.relays:
-            self._tasks.append(asyncio.create_task(r.run(), name=f"relay-{r.outbox.table.name}"))
+        # consumers first: they join their groups before a relay publishes, so an in-process
+        # bus knows whom each message waits for before the relay asks it
         for c in self.consumers:
             self._tasks.append(asyncio.create_task(c.run(), name=f"consumer-{c.service}"))
+        for r in self.relays:
+            self._tasks.append(asyncio.create_task(r.run(), name=f"relay-{r.outbox.table.name}"))
         self._tasks.append(asyncio.create_task(self.dead_letters.run(), name="dead-letters"))
         if (trim := _malloc_trim()) is not None:
             self._tasks.append(asyncio.create_task(_return_memory(trim), name="return-memory"))

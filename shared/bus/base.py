@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,21 @@ class Subscriber(ABC):
 
 
 class Bus(ABC):
+    durable: ClassVar[bool] = True
+    """True: a published message outlives this process (a broker keeps it). False: it lives in
+    this process's memory only, so a publisher must keep its own copy until every group reading
+    the topic has committed it (`end`, `committed_by_all`), and publish that copy again after a
+    restart."""
+
+    def end(self, topic: str) -> int:
+        """(A bus that is not durable) the offset the next message published to `topic` gets."""
+        raise NotImplementedError
+
+    def committed_by_all(self, topic: str) -> int:
+        """(A bus that is not durable) the offset below which every group that subscribed to
+        `topic` has committed (`end(topic)` when none subscribed: nobody waits for it)."""
+        raise NotImplementedError
+
     @abstractmethod
     async def start(self) -> None: ...
 

@@ -5,6 +5,9 @@ redelivery of uncommitted messages to a restarted subscriber) without a broker. 
 broker's retention, messages every subscribed group has committed are dropped once there are
 `retain` of them, so a long import does not keep every event in memory; a topic nobody
 subscribes to (the dead letters) keeps everything.
+
+The log dies with the process (`durable` is False): the outbox relay keeps each row until every
+group has committed the message it became, and publishes what is left again after a restart.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from shared.bus.base import Bus, Message, Record, Subscriber
 
 
 class MemoryBus(Bus):
+    durable = False
+
     def __init__(self, retain: int = 1_000) -> None:
         self._logs: dict[str, list[Message]] = defaultdict(list)
         self._base: dict[str, int] = defaultdict(int)  # offset of the first message kept
@@ -61,10 +66,14 @@ class MemoryBus(Bus):
         start = max(position - self._base[topic], 0)
         return self._logs[topic][start:start + n]
 
-    def _end(self, topic: str) -> int:
+    def end(self, topic: str) -> int:
         return self._base[topic] + len(self._logs[topic])
 
-    def _committed_by_all(self, topic: str) -> None:
+    def committed_by_all(self, topic: str) -> int:
+        groups = self._groups.get(topic)
+        return min(self._committed[(g, topic)] for g in groups) if groups else self.end(topic)
+
+    def _retain(self, topic: str) -> None:
         done = min(self._committed[(g, topic)] for g in self._groups[topic]) - self._base[topic]
         if done >= self.retain:
             del self._logs[topic][:done]
@@ -114,11 +123,11 @@ class _MemorySubscriber(Subscriber):
 
     async def lag(self) -> dict[tuple[str, int], int]:
         # one partition per topic, and every member of a group reads all of it
-        return {(t, 0): self._bus._end(t) - self._bus._committed[(self._group, t)] for t in self._topics}
+        return {(t, 0): self._bus.end(t) - self._bus._committed[(self._group, t)] for t in self._topics}
 
     async def commit(self, messages: Sequence[Message]) -> None:
         for m in messages:
             key = (self._group, m.topic)
             self._bus._committed[key] = max(self._bus._committed[key], m.offset + 1)
         for t in {m.topic for m in messages}:
-            self._bus._committed_by_all(t)
+            self._bus._retain(t)

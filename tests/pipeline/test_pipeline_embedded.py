@@ -245,3 +245,57 @@ async def test_a_correlation_id_that_is_not_a_plain_id_is_replaced_not_refused(e
         assert r.headers["x-correlation-id"] != given and len(r.headers["x-correlation-id"]) == 36
     r = await client.get("/api/v1/summary", headers={"x-correlation-id": "his-batch:42"})
     assert r.headers["x-correlation-id"] == "his-batch:42"
+
+
+async def test_a_crash_after_ingest_published_loses_no_case_and_prices_none_twice(tmp_path: Path) -> None:
+    """The in-process bus dies with the process: what ingest published but the grouper had not
+    committed yet is published again after the restart, and applied once."""
+    policy_file = tmp_path / "policy.json"
+    policy_file.write_bytes(orjson.dumps(policy()))
+
+    def runtime():  # type: ignore[no-untyped-def]
+        return build_runtime("all", db=f"sqlite+aiosqlite:///{tmp_path / 'drgdip.db'}",
+                             schemes_dir=SHARED / "schemes", policy_file=policy_file, log_level="WARNING")
+
+    batch = lists(30)
+    rt = runtime()
+    await rt.start()
+    # the grouper joins its group, then stops consuming (as a process that dies before it commits)
+    consumer = next(c for c in rt.consumers if c.service == "grouper")
+
+    async def joined() -> bool:
+        return bool(consumer.lag)  # its first lag reading: it holds the topic
+
+    await wait_until(joined, 30, "the grouper to join its group")
+    next(t for t in rt._tasks if t.get_name() == "consumer-grouper").cancel()
+    client = await api_client(rt)
+    try:
+        for sl in batch:
+            assert (await client.post("/api/v1/settlement-lists", json=sl)).status_code == 202
+
+        async def published() -> bool:
+            return len(rt.bus.log(CASE_RECEIVED)) >= len(batch)  # none committed by the grouper
+
+        await wait_until(published, 60, "ingest's relay to publish every case")
+    finally:
+        await client.aclose()
+        await rt.stop()  # abruptly: the grouper never saw the cases; the bus's log is gone
+
+    rt = runtime()
+    await rt.start()
+    client = await api_client(rt)
+    try:
+        async def all_reviewed() -> bool:
+            return await _reviewed(client) == len(batch)
+
+        await wait_until(all_reviewed, 120, "every case reviewed after the restart")
+        assert await stage_counts(rt.engine) == {stage: len(batch) for stage in
+                                                 ("ingest", "grouper", "pricer", "review")}
+
+        async def outbox_empty() -> bool:
+            return await count(rt.engine, "ingest_outbox") == 0
+
+        await wait_until(outbox_empty, 30, "ingest's outbox deleted once consumed")
+    finally:
+        await client.aclose()
+        await rt.stop()

@@ -71,3 +71,17 @@ async def test_lag_counts_what_the_group_has_not_committed_even_after_retention(
     other = bus.subscriber("h", ["t"])  # a group that joins late has all that is kept to read
     await other.start()
     assert await other.lag() == {("t", 0): 12}
+
+
+async def test_it_says_how_far_every_subscribed_group_has_committed() -> None:
+    bus = MemoryBus(retain=2)
+    assert not bus.durable
+    await bus.publish(_records("t", 3))
+    assert (bus.end("t"), bus.committed_by_all("t")) == (3, 3)  # nobody subscribed: nobody waits
+    fast, slow = bus.subscriber("fast", ["t"]), bus.subscriber("slow", ["t"])
+    await fast.start()
+    await slow.start()
+    assert bus.committed_by_all("t") == 0
+    await fast.commit(await fast.fetch(timeout_ms=10, max_records=3))
+    await slow.commit((await slow.fetch(timeout_ms=10, max_records=2))[:1])
+    assert (bus.end("t"), bus.committed_by_all("t")) == (3, 1)
