@@ -719,7 +719,7 @@ async def prepayments_csv(request: Request, up: Upstream, who: Caller,
     a = _answer(r)
     rows = [*(a.get("rows") or []), {"hospital_code": "total"} | (a.get("total") or {})]
     return Response(to_csv(PREPAYMENT_COLUMNS, rows), media_type="text/csv; charset=utf-8",
-                    headers={"content-disposition": f'attachment; filename="drgdip-prepayments-{quote(region, safe="")}-{year}.csv"'})
+                    headers={"content-disposition": attachment(f"drgdip-prepayments-{region}-{year}.csv")})
 
 
 class DeclarationRequest(BaseModel):
@@ -792,8 +792,14 @@ def _indicator_table(answer: dict[str, Any]) -> tuple[list[str], list[dict[str, 
     return ["key", *ind.FIELDS], [*answer["rows"], {"key": "region_total"} | answer["region_total"]]
 
 
+def attachment(name: str) -> str:
+    """The content-disposition of a download; the name quoted, as a header is latin-1 and a
+    region, hospital or group may be any text."""
+    return f'attachment; filename="{quote(name, safe="-_.")}"'
+
+
 def _export_name(answer: dict[str, Any], ext: str) -> str:
-    return f'attachment; filename="drgdip-indicators-{answer["period"]}-{answer["by"]}.{ext}"'
+    return attachment(f'drgdip-indicators-{answer["period"]}-{answer["by"]}.{ext}')
 
 
 @router.get("/indicators.csv", response_class=Response,
@@ -896,7 +902,7 @@ async def export_audit(request: Request, who: Caller, conn: Conn,
     rows = await _audit_rows(conn, action, actor, since, until, None, 0)
     await _record_on(conn, request, who, audit.AUDIT_READ, None, dict(request.query_params))
     return Response(to_csv(audit.CSV_COLUMNS, rows), media_type="text/csv; charset=utf-8",
-                    headers={"content-disposition": 'attachment; filename="drgdip-audit.csv"'})
+                    headers={"content-disposition": attachment("drgdip-audit.csv")})
 
 
 def _to_review(who: Principal) -> dict[str, str]:
@@ -1036,7 +1042,7 @@ async def export_flag_history(request: Request, up: Upstream, who: Caller) -> Re
     """The flag workflow's audit as CSV (bureau roles), with the same filters."""
     rows = await _flag_history(request, up, who, paged=False)
     return Response(to_csv(audit.FLAG_HISTORY_COLUMNS, rows), media_type="text/csv; charset=utf-8",
-                    headers={"content-disposition": 'attachment; filename="drgdip-flag-history.csv"'})
+                    headers={"content-disposition": attachment("drgdip-flag-history.csv")})
 
 
 # ---------------------------------------------------------------- special-case review (特例单议)
@@ -1181,7 +1187,7 @@ async def special_case_audit_csv(request: Request, up: Upstream, who: Caller, en
     r = await _review(up, who, "GET", "/special-cases/audit", params=dict(request.query_params) | {"format": "csv"})
     if r.status_code == 200:
         await _record(engine, request, who, audit.AUDIT_READ, "special-cases", dict(request.query_params))
-        r.headers["content-disposition"] = 'attachment; filename="drgdip-special-case-audit.csv"'
+        r.headers["content-disposition"] = attachment("drgdip-special-case-audit.csv")
     return r
 
 

@@ -26,7 +26,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Path, Request
@@ -48,6 +47,7 @@ from services.gateway.endpoints import (
     _only,
     _read,
     _record,
+    attachment,
 )
 from shared.csvexport import to_csv
 from shared.errors import DomainError, Forbidden, Invalid, NotFound
@@ -65,12 +65,11 @@ def render(report: rep.Report, fmt: str, name: str) -> Response:
     if fmt == "json":
         return Response(orjson.dumps(report.to_dict()), media_type="application/json")
     columns, rows = rep.table(report)
-    name = quote(name, safe="-_.")  # a header is latin-1: a region or group of any text stays valid
     if fmt == "csv":
         return Response(to_csv(columns, rows), media_type="text/csv; charset=utf-8",
-                        headers={"content-disposition": f'attachment; filename="{name}.csv"'})
+                        headers={"content-disposition": attachment(f"{name}.csv")})
     return Response(to_xlsx(columns, rows, sheet=report.kind), media_type=XLSX,
-                    headers={"content-disposition": f'attachment; filename="{name}.xlsx"'})
+                    headers={"content-disposition": attachment(f"{name}.xlsx")})
 
 
 def _format(request: Request) -> str:
