@@ -21,6 +21,13 @@ event-loop steps, its thread-pool work and its SQLite calls, of which the SQLite
 not). The figures go to bench/results/pipeline.json (the last run of each size), from which
 the README's throughput table is written.
 
+Then (unless `--import-only`) the two paths a bureau runs over stored history, each with the
+pipeline running and timed until it is idle again: **re-pricing** (a second version of every
+year's policy with another point value, then `reprice` of the region: every case gets a new
+price version, reviewed and folded again) and **regrouping** (`regroup` of every stored case
+with the scheme: a new grouping version each, priced, reviewed and folded again). For each the
+bench prints cases/s and the CPU per case by stage, as for the import.
+
 The 200,000-case run (`--cases 200000`) is the figure to quote for a prefecture-sized region:
 run it before a release. `bench_cores.py` gives the floor of the one-process pipeline: what the
 pure cores alone cost per case.
@@ -39,6 +46,7 @@ import tempfile
 import threading
 import time
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +59,7 @@ from rich.console import Console  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from drgdip.demo import (  # noqa: E402
+    REGION,
     YEARS,
     embedded_runtime,
     pipeline_idle,
@@ -179,8 +188,50 @@ async def stage_counts(runtime: Runtime) -> dict[str, int]:
         return {name: int(await conn.scalar(q) or 0) for name, q in queries.items()}
 
 
+class Measured:
+    """CPU and wall time of one phase of the run, by stage (the StageClock cleared at its start)."""
+
+    def __init__(self, clock: StageClock) -> None:
+        self.clock = clock
+        clock.cpu.clear()
+        clock.sql.clear()
+        self.cpu_before, self.started = _cpu(), time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def figures(self, cases: int, seconds: float) -> dict[str, Any]:
+        cpu = _cpu() - self.cpu_before
+        stages = {name: self.clock.cpu.get(name, 0.0) for name in STAGES}
+        stages[RUNTIME] = cpu - sum(stages.values())  # the event loop's own work, the bench's polling
+        return {"cases": cases, "seconds": round(seconds, 1), "cases_per_s": round(cases / seconds),
+                "cpu_s": round(cpu, 1), "cpu_us_per_case": round(cpu / cases * 1e6),
+                "cpu_us_per_case_by_stage": {k: round(v / cases * 1e6) for k, v in stages.items()},
+                "sqlite_us_per_case_by_stage": {k: round(self.clock.sql.get(k, 0.0) / cases * 1e6)
+                                                for k in stages},
+                "cases_per_cpu_s": round(cases / cpu)}
+
+
+def in_stage(name: str, work: Any) -> asyncio.Task[Any]:
+    """Run `work` (a coroutine) as a task whose CPU counts for stage `name`."""
+    ctx = contextvars.copy_context()
+    ctx.run(STAGE.set, name)
+    return asyncio.create_task(work, context=ctx)
+
+
+async def until_idle(runtime: Runtime, status: Any, what: str, started: float, timeout: float) -> float:
+    """Seconds from `started` until every event is consumed and every outbox empty."""
+    deadline = time.monotonic() + timeout
+    while not await pipeline_idle(runtime):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: the pipeline was not idle after {timeout:.0f} s")
+        status.update(f"{what}: {time.perf_counter() - started:6.0f} s, waiting for the pipeline")
+        await asyncio.sleep(0.5)
+    return time.perf_counter() - started
+
+
 async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir: Path, timeout: float,
-              results: Path | None) -> None:
+              results: Path | None, history_paths: bool = True) -> None:
     console = Console(stderr=True)
     scheme = load_scheme(scheme_path)
     data = workdir / "region.jsonl"
@@ -192,7 +243,10 @@ async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir:
           f"({cases / generated:,.0f} lists/s)")
     policies = region_policies(gen, history)
 
+    from services.grouper.handlers import regroup
     from services.ingest.handlers import file_chunks, import_stream
+    from services.pricer.handlers import reprice
+    from services.pricer.repository import Policies
 
     runtime = embedded_runtime(scheme, scheme_path, workdir / "drgdip.db")
     clock = StageClock()
@@ -203,15 +257,12 @@ async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir:
             await import_policy(conn, orjson.dumps(policy.to_document()), who="bench")
     reached: dict[str, float] = {}
     load_before = _load()
+    paths: dict[str, dict[str, Any]] = {}
     try:
-        cpu_before = _cpu()
-        clock.cpu.clear()
-        clock.sql.clear()
-        started = time.perf_counter()
-        importing_ctx = contextvars.copy_context()
-        importing_ctx.run(STAGE.set, "ingest")
-        importing = asyncio.create_task(import_stream(stage(runtime, "ingest").service, file_chunks(data),
-                                                      "jsonl", None), context=importing_ctx)
+        measured = Measured(clock)
+        started = measured.started
+        importing = in_stage("ingest", import_stream(stage(runtime, "ingest").service, file_chunks(data),
+                                                     "jsonl", None))
         accepted: int | None = None
         deadline = time.monotonic() + timeout
         with console.status("importing") as status:
@@ -229,20 +280,41 @@ async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir:
                 status.update(f"{now:6.0f} s  " + "  ".join(f"{n} {counts[n]:,}" for n in STAGES))
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"timed out after {timeout:.0f} s: {counts} of {accepted}")
-        while not await pipeline_idle(runtime):  # review's re-announcements may still be in flight
-            await asyncio.sleep(0.5)
-        idle = time.perf_counter() - started
-        cpu = _cpu() - cpu_before
-        by_stage, sql = dict(clock.cpu), dict(clock.sql)
+            # review's re-announcements may still be in flight
+            idle = await until_idle(runtime, status, "import", started, timeout)
+        assert accepted is not None
+        imported = measured.figures(accepted, idle)
         from services.pricer.repository import results as priced
         async with runtime.engine.connect() as conn:
             statuses: dict[str, int] = dict((await conn.execute(
                 select(priced.c.status, func.count()).group_by(priced.c.status))).all())
+
+        if history_paths:
+            # re-pricing: a second version of each year's policy (another point value), then the region
+            async with runtime.engine.begin() as conn:
+                for policy in policies:
+                    doc = policy.with_point_value(Decimal("11")).to_document()
+                    await import_policy(conn, orjson.dumps({**doc, "version": policy.version + 1}), who="bench")
+            with console.status("re-pricing") as status:
+                measured = Measured(clock)
+                pricer = stage(runtime, "pricer")
+                repricing = await in_stage("pricer", reprice(
+                    runtime.engine, pricer.outbox, Policies(), REGION,
+                    progress=lambda done, total: status.update(f"re-pricing: {done:,} of {total:,} stored")))
+                paths["reprice"] = measured.figures(
+                    repricing.repriced, await until_idle(runtime, status, "re-pricing", measured.started, timeout))
+            with console.status("regrouping") as status:
+                measured = Measured(clock)
+                grouper = stage(runtime, "grouper")
+                migration = await in_stage("grouper", regroup(
+                    runtime.engine, grouper.outbox, scheme,
+                    progress=lambda done, total: status.update(f"regrouping: {done:,} of {total:,} stored")))
+                paths["regroup"] = measured.figures(
+                    migration.cases, await until_idle(runtime, status, "regrouping", measured.started, timeout))
     finally:
         await runtime.stop()
         clock.uninstall()
 
-    assert accepted is not None
     cores = len(os.sched_getaffinity(0))
     print(f"imported {summary['lines']:,} lists: {summary['accepted']:,} accepted, "
           f"{summary['rejected']:,} rejected by QC, {summary['duplicate']:,} duplicates")
@@ -252,18 +324,13 @@ async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir:
     for name in STAGES:
         print(f"{name:<10}{reached[name]:>14.1f}{accepted / reached[name]:>12,.0f}")
     print(f"{'overall':<10}{idle:>14.1f}{accepted / idle:>12,.0f}  (until the pipeline is idle)")
-    stages = {name: by_stage.get(name, 0.0) for name in STAGES}
-    stages[RUNTIME] = cpu - sum(stages.values())  # the event loop's own work, the bench's polling
-    per_case = {name: spent / accepted * 1e6 for name, spent in stages.items()}
-    sql_per_case = {name: sql.get(name, 0.0) / accepted * 1e6 for name in stages}
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"CPU per case, µs (every thread; {cores} cores, load {load_before} at the start, "
           f"{_load()} at the end):")
-    print(f"  {'stage':<10}{'total':>8}{'SQLite':>8}")
-    for name, us in per_case.items():
-        print(f"  {name:<10}{us:>8.0f}{sql_per_case[name]:>8.0f}")
-    print(f"  {'overall':<10}{cpu / accepted * 1e6:>8.0f}   ({cpu:.1f} s of CPU over {idle:.1f} s: "
-          f"{accepted / cpu:,.0f} cases per CPU-second)")
+    print_cpu({"import": imported, **paths})
+    for name, figures in paths.items():
+        print(f"{name}: {figures['cases']:,} cases in {figures['seconds']:.1f} s: "
+              f"{figures['cases_per_s']:,} cases/s until the pipeline is idle")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory {peak_mb:,.0f} MB")
     if results is not None:
         results.parent.mkdir(parents=True, exist_ok=True)
@@ -271,16 +338,26 @@ async def run(scheme_path: Path, cases: int, hospitals: int, seed: int, workdir:
             "date": date.today().isoformat(), "cases": cases, "accepted": accepted, "scheme": scheme_path.name,
             "cores": cores, "load_average_at_start": load_before, "load_average_at_end": _load(),
             "python": sys.version.split()[0],
-            "seconds": round(idle, 1), "cases_per_s": round(accepted / idle),
+            **{k: v for k, v in imported.items() if k != "cases"},
             "stage_done_after_s": {name: round(reached[name], 1) for name in ("import", *STAGES)},
-            "cpu_s": round(cpu, 1), "cpu_us_per_case": round(cpu / accepted * 1e6),
-            "cpu_us_per_case_by_stage": {k: round(v) for k, v in per_case.items()},
-            "sqlite_us_per_case_by_stage": {k: round(v) for k, v in sql_per_case.items()},
-            "cases_per_cpu_s": round(accepted / cpu), "peak_rss_mb": round(peak_mb)}
+            "peak_rss_mb": round(peak_mb), **paths}
         runs = json.loads(results.read_text()) if results.exists() else {}
         runs[str(cases)] = record  # the last run of each size
         results.write_text(json.dumps(runs, indent=2, ensure_ascii=False) + "\n")
         print(f"figures written to {results}")
+
+
+def print_cpu(phases: dict[str, dict[str, Any]]) -> None:
+    """CPU µs per case by stage, one column per phase (total and its SQLite part)."""
+    print(f"  {'stage':<10}" + "".join(f"{name + ' (SQLite)':>22}" for name in phases))
+    for stage_name in (*STAGES, RUNTIME):
+        print(f"  {stage_name:<10}" + "".join(
+            f"{f['cpu_us_per_case_by_stage'][stage_name]:>14,} ({f['sqlite_us_per_case_by_stage'][stage_name]:>5,})"
+            for f in phases.values()))
+    print(f"  {'overall':<10}" + "".join(f"{f['cpu_us_per_case']:>22,}" for f in phases.values()))
+    for name, f in phases.items():
+        print(f"  {name}: {f['cpu_s']:.1f} s of CPU over {f['seconds']:.1f} s: "
+              f"{f['cases_per_cpu_s']:,} cases per CPU-second")
 
 
 def readme_table(results: Path) -> str:
@@ -295,6 +372,16 @@ def readme_table(results: Path) -> str:
             f"{int(size):,}", r["date"], f"{r['cases_per_s']:,}", f"{r['cpu_us_per_case']:,}",
             *(str(by[s]) for s in (*STAGES, RUNTIME)), f"{r['peak_rss_mb']:,}",
             r["load_average_at_start"].replace(" ", " / ")]) + " |")
+    paths = [(size, name, runs[size][name]) for size in sorted(runs, key=int)
+             for name in ("reprice", "regroup") if name in runs[size]]
+    if paths:
+        head = ["lists", "path", "cases", "cases/s", "CPU µs/case", *STAGES, RUNTIME]
+        lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for size, name, f in paths:
+            by = f["cpu_us_per_case_by_stage"]
+            lines.append("| " + " | ".join([
+                f"{int(size):,}", {"reprice": "re-pricing", "regroup": "regrouping"}[name], f"{f['cases']:,}",
+                f"{f['cases_per_s']:,}", f"{f['cpu_us_per_case']:,}", *(str(by[s]) for s in (*STAGES, RUNTIME))]) + " |")
     return "\n".join(lines)
 
 
@@ -310,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=RESULTS,
                    help="JSON file keeping the last run's figures per size (the README table's source)")
     p.add_argument("--no-results", action="store_true", help="print only, write no figures")
+    p.add_argument("--import-only", action="store_true",
+                   help="skip the re-pricing and regrouping of the stored history after the import")
     p.add_argument("--table", action="store_true", help="print the README table from --results and exit")
     args = p.parse_args(argv)
     if args.table:
@@ -319,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     scheme_path, _sample = resolve_scheme(option, Console(stderr=True))
     with tempfile.TemporaryDirectory(prefix="drgdip-bench-") as tmp:
         asyncio.run(run(scheme_path, args.cases, args.hospitals, args.seed, Path(tmp), args.timeout,
-                        None if args.no_results else args.results))
+                        None if args.no_results else args.results, not args.import_only))
     return 0
 
 
