@@ -161,9 +161,9 @@ class Price:
                 d[name] = str(v)
         d["case_type"] = self.case_type.value
         d["notes"] = list(self.notes)
-        total = self.total_payment
+        total, fund = self.total_payment, self.fund_payment
         d["total_payment"] = None if total is None else str(total)
-        d["fund_payment"] = None if total is None else str(max(total - self.patient_share, ZERO))
+        d["fund_payment"] = None if fund is None else str(fund)
         return d
 
 
