@@ -39,7 +39,14 @@ from services.review.domain.review import PricedStay, review_cases, share_keys, 
 from services.review.domain.workflow import FlagState, answer_deadline, cst_day, reconcile
 from shared.db import Versions
 from shared.errors import NotFound
-from shared.events import CaseFlagged, CasePriced, DeductionConfirmed, Envelope, PeriodSettled
+from shared.events import (
+    CaseFacts,
+    CaseFlagged,
+    CasePriced,
+    DeductionConfirmed,
+    Envelope,
+    PeriodSettled,
+)
 
 
 class Rules:
@@ -57,19 +64,23 @@ async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope],
     """Review a batch of priced cases (reads and writes each table once per batch)."""
     rules = rules or _DEFAULT_RULES
 
-    def decode() -> tuple[list[tuple[str, CasePriced]], list[PricedStay], list[dict[str, Any]]]:
+    def decode() -> tuple[list[tuple[str, CasePriced]], list[PricedStay], list[dict[str, Any]],
+                          dict[str, tuple[CaseFacts, str]]]:
         payloads: list[tuple[str, CasePriced]] = [(e.case_id, e.typed_payload()) for e in envs]
         priced = [PricedStay.of(e.case_id, p, e.correlation_id) for e, (_id, p) in zip(envs, payloads, strict=True)]
-        return payloads, priced, [_figures_row(case_id, p) for case_id, p in payloads]
+        # the stays' facts as stored: the validated payload's own JSON, not serialized again
+        facts_json = {e.case_id: (p.facts, orjson.dumps(e.payload["facts"]).decode())
+                      for e, (_id, p) in zip(envs, payloads, strict=True)}
+        return payloads, priced, [_figures_row(case_id, p) for case_id, p in payloads], facts_json
 
-    payloads, priced, figures = await asyncio.to_thread(decode)  # CPU work: off the event loop
+    payloads, priced, figures, facts_json = await asyncio.to_thread(decode)  # CPU work: off the event loop
     known = await repository.load_known(conn, {p.facts.psn_key for p in priced},
                                         {p.case_id for p in priced})
     in_force = await rules.book.in_force(conn)
     shares = await repository.load_shares(conn, share_keys(known, priced))
     # reviewing a batch is CPU work: off the event loop, which keeps serving meanwhile
     outcome = await asyncio.to_thread(review_cases, known, priced, rules_on=in_force.on, shares=shares)
-    await repository.save(conn, outcome.changed, known, outcome.announcements)
+    await repository.save(conn, outcome.changed, known, outcome.announcements, facts_json)
     await repository.save_share_deltas(conn, outcome.share_deltas)
     await repository.save_hospital_figures(conn, figures)  # the hospital-level rules read them
     await special.save_figures(conn, payloads, in_force)  # special-case review judges applications on them

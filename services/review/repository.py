@@ -231,7 +231,7 @@ async def load_known(conn: AsyncConnection, psn_keys: Collection[str], case_ids:
 
 
 def _flags_json(flags: list[CaseFlag]) -> str:
-    return orjson.dumps([f.model_dump() for f in flags]).decode()
+    return orjson.dumps([f.model_dump() for f in flags]).decode() if flags else "[]"
 
 
 def _context(k: Reviewed) -> str:
@@ -240,20 +240,25 @@ def _context(k: Reviewed) -> str:
 
 
 async def save(conn: AsyncConnection, changed: Mapping[str, Reviewed], known: Known,
-               announcements: Sequence[Announcement] = ()) -> None:
+               announcements: Sequence[Announcement] = (),
+               facts_json: Mapping[str, tuple[CaseFacts, str]] | None = None) -> None:
     """Store the changed stays and their reviews: one statement per table and kind of write.
     Each review's flags go to the history (`review_flags`): the open flags of the cases
-    reviewed again are superseded, the latest review's flags are open."""
+    reviewed again are superseded, the latest review's flags are open. `facts_json`: the JSON
+    of facts the caller has already (by case id, with the facts it is of), stored as it is."""
     now = datetime.now(UTC)
     rules = {a.case_id: a.rules for a in announcements}
+    given = facts_json or {}
     new_stays: list[dict] = []
     old_stays: list[dict] = []
     new_results: list[dict] = []
     old_results: list[dict] = []
     for cid, k in changed.items():
+        raw = given.get(cid)
         s = dict(case_id=cid, psn_key=k.stay.psn_key, hospital_code=k.stay.hospital_code,
-                 admission_date=k.stay.admission_date, discharge_date=k.stay.discharge_date,
-                 drg=k.drg, facts=k.facts.model_dump_json(), context=_context(k))
+                 admission_date=k.stay.admission_date, discharge_date=k.stay.discharge_date, drg=k.drg,
+                 facts=raw[1] if raw is not None and raw[0] is k.facts else k.facts.model_dump_json(),
+                 context=_context(k))
         (old_stays if cid in known.stored else new_stays).append(s)
         r = dict(case_id=cid, list_version=k.list_version, review_version=k.review_version,
                  flags=_flags_json(k.flags), reviewed_at=now, rules=rules.get(cid))
@@ -262,15 +267,19 @@ async def save(conn: AsyncConnection, changed: Mapping[str, Reviewed], known: Kn
     await update_many(conn, stays, "case_id", old_stays)
     await insert_many(conn, results, new_results)
     await update_many(conn, results, "case_id", old_results)
-    await _save_flags(conn, announcements, now)
+    await _save_flags(conn, announcements, now, known.reviewed)
 
 
-async def _save_flags(conn: AsyncConnection, announcements: Sequence[Announcement], now: datetime) -> None:
+async def _save_flags(conn: AsyncConnection, announcements: Sequence[Announcement], now: datetime,
+                      stored: Collection[str]) -> None:
+    """`stored`: the cases with a stored review (only they can have flags to supersede: a review
+    and its flags are written together)."""
     if not announcements:
         return
-    reviewed = {a.case_id for a in announcements}
-    await conn.execute(update(flags).where(flags.c.case_id.in_(reviewed), flags.c.status.in_(LIVE))
-                       .values(status=SUPERSEDED, closed_at=now))
+    again = {a.case_id for a in announcements if a.case_id in stored}
+    if again:
+        await conn.execute(update(flags).where(flags.c.case_id.in_(again), flags.c.status.in_(LIVE))
+                           .values(status=SUPERSEDED, closed_at=now))
     last = {a.case_id: i for i, a in enumerate(announcements)}
     rows = [dict(case_id=a.case_id, review_version=a.review_version, list_version=a.facts.list_version,
                  rule=f.rule, severity=f.severity, related_case_id=f.related_case_id, message=f.message,
@@ -292,20 +301,62 @@ async def load_shares(conn: AsyncConnection, keys: Collection[str]) -> dict[str,
     return {r.share_key: Share(r.cases, r.total_cost, r.own_pay) for r in rows}
 
 
+# Statements a batch runs with hundreds of rows, compiled once per dialect (their SQL, their
+# parameters' order and those parameters' bind processors) and handed to the driver's
+# executemany, as shared.db's insert_many does for plain inserts.
+_Compiled = tuple[str, tuple[str, ...], tuple[Any, ...]]
+_compiled: dict[tuple[str, str], _Compiled] = {}
+
+
+def _compile(dialect: Any, name: str, build: Any) -> _Compiled:
+    """`build(insert)`: the statement (bind parameters named as the row keys) and their types."""
+    found = _compiled.get((dialect.name, name))
+    if found is None:
+        stmt, types = build(pg_insert if dialect.name == "postgresql" else sqlite_insert)
+        compiled = stmt.compile(dialect=dialect)
+        order = tuple(compiled.positiontup or ())
+        found = _compiled[(dialect.name, name)] = (str(compiled), order, tuple(
+            types[n].dialect_impl(dialect).bind_processor(dialect) for n in order))
+    return found
+
+
+async def _execute_rows(conn: AsyncConnection, compiled: _Compiled, rows: Sequence[Mapping[str, Any]]) -> None:
+    sql, order, processors = compiled
+    pairs = tuple(zip(order, processors, strict=True))
+    await conn.exec_driver_sql(sql, [tuple(r[n] if p is None or r[n] is None else p(r[n]) for n, p in pairs)
+                                     for r in rows])
+
+
+def _upsert_rows(table: Table, key: str, columns: Sequence[str]) -> Any:
+    """INSERT rows of `table`, or replace the other columns of the row with the same `key`."""
+    def build(make: Any) -> tuple[Any, dict[str, Any]]:
+        stmt = make(table).values({c: bindparam(c, type_=table.c[c].type) for c in columns})
+        return (stmt.on_conflict_do_update(index_elements=[key],
+                                           set_={c: stmt.excluded[c] for c in columns if c != key}),
+                {c: table.c[c].type for c in columns})
+    return build
+
+
+def _add_shares(make: Any) -> tuple[Any, dict[str, Any]]:
+    """INSERT a figure's change as its row, or add it to the row there."""
+    c = group_shares.c
+    types = {"k": c.share_key.type, "d_cases": Integer(), "d_cost": money(), "d_own": money()}
+    stmt = make(group_shares).values(share_key=bindparam("k", type_=types["k"]),
+                                     cases=bindparam("d_cases", type_=types["d_cases"]),
+                                     total_cost=bindparam("d_cost", type_=types["d_cost"]),
+                                     own_pay=bindparam("d_own", type_=types["d_own"]))
+    return stmt.on_conflict_do_update(index_elements=["share_key"], set_=dict(
+        cases=c.cases + stmt.excluded.cases, total_cost=c.total_cost + stmt.excluded.total_cost,
+        own_pay=c.own_pay + stmt.excluded.own_pay)), types
+
+
 async def save_share_deltas(conn: AsyncConnection, deltas: Mapping[str, Share]) -> None:
-    """Add each group's change to its figures (rows made first where missing)."""
-    changed = {k: d for k, d in deltas.items() if d != Share()}
+    """Add each group's change to its figures (a row made where missing): one statement."""
+    changed = sorted((k, d) for k, d in deltas.items() if d != Share())
     if not changed:
         return
-    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    await conn.execute(make(group_shares).on_conflict_do_nothing(), [
-        dict(share_key=k, cases=0, total_cost=Decimal(0), own_pay=Decimal(0)) for k in sorted(changed)])
-    c = group_shares.c
-    await conn.execute(update(group_shares).where(c.share_key == bindparam("k")).values(
-        cases=c.cases + bindparam("d_cases", type_=Integer()),
-        total_cost=c.total_cost + bindparam("d_cost", type_=money()),
-        own_pay=c.own_pay + bindparam("d_own", type_=money())),
-        [dict(k=k, d_cases=d.cases, d_cost=d.cost, d_own=d.own_pay) for k, d in sorted(changed.items())])
+    await _execute_rows(conn, _compile(conn.dialect, "add_shares", _add_shares),
+                        [{"k": k, "d_cases": d.cases, "d_cost": d.cost, "d_own": d.own_pay} for k, d in changed])
 
 
 # --- rule parameters ------------------------------------------------------------------------------
@@ -376,10 +427,10 @@ async def save_hospital_figures(conn: AsyncConnection, rows: Sequence[Mapping[st
     latest = {r["case_id"]: r for r in rows}  # a batch may price a case twice
     if not latest:
         return
-    stored = set((await conn.execute(select(hospital_figures.c.case_id)
-                                      .where(hospital_figures.c.case_id.in_(latest)))).scalars())
-    await insert_many(conn, hospital_figures, [r for cid, r in latest.items() if cid not in stored])
-    await update_many(conn, hospital_figures, "case_id", [r for cid, r in latest.items() if cid in stored])
+    found = list(latest.values())
+    columns = tuple(found[0])
+    await _execute_rows(conn, _compile(conn.dialect, f"hospital_figures {columns}",
+                                       _upsert_rows(hospital_figures, "case_id", columns)), found)
 
 
 async def load_hospital_figures(conn: AsyncConnection, region: str, start: date, end: date) -> list[CaseFigure]:
@@ -660,12 +711,10 @@ async def save_case_figures(conn: AsyncConnection, rows: Sequence[dict[str, Any]
     """Store each case's latest figures (a new priced version replaces them)."""
     if not rows:
         return
-    latest = {r["case_id"]: r for r in rows}  # a batch may hold two versions of a case
-    stmt = _upsert(conn, case_figures)
-    await conn.execute(stmt.on_conflict_do_update(
-        index_elements=["case_id"],
-        set_={c: stmt.excluded[c] for c in ("hospital_code", "region", "period", "method", "complex",
-                                             "withdrawn", "figures")}), list(latest.values()))
+    latest = list({r["case_id"]: r for r in rows}.values())  # a batch may hold two versions of a case
+    columns = ("case_id", "hospital_code", "region", "period", "method", "complex", "withdrawn", "figures")
+    await _execute_rows(conn, _compile(conn.dialect, "case_figures", _upsert_rows(case_figures, "case_id", columns)),
+                        latest)
 
 
 async def case_figures_of(conn: AsyncConnection, case_id: str) -> dict[str, Any] | None:

@@ -37,15 +37,28 @@ def case_to_price(case_id: str, g: CaseGrouped) -> CaseToPrice:
 
     LOS is the number of days between admission and discharge (the list's own LOS was checked
     against the dates at intake); the innovative-drug amount is not carried (0: no add-on).
+
+    The event is validated: its amounts are decimals already, so they are made what `Amount`
+    makes of them (to the fen, none as zero) without validating each one again; a value
+    `CaseToPrice` refuses (a negative amount or LOS) goes through its validation, which says why.
     """
     f = g.facts
     los = (f.discharge_date - f.admission_date).days if f.discharge_date and f.admission_date else None
-    return CaseToPrice(
-        case_id=case_id, hospital_code=f.hospital_code, region=f.region,
+    cost, share, fees = f.total_cost, f.patient_share, f.fees
+    if ((los is not None and los < 0) or (cost is not None and cost < 0) or (share is not None and share < 0)
+            or (fees and min(fees.values()) < 0)):
+        return CaseToPrice(
+            case_id=case_id, hospital_code=f.hospital_code, region=f.region,
+            treatment_region=f.treatment_region, insurance_type=f.insurance_type, drg=g.drg,
+            group_status=g.status, los=los, total_cost=cost, fees=dict(fees), patient_share=share,
+            discharge_date=f.discharge_date)
+    return CaseToPrice.model_construct(
+        case_id=case_id, hospital_code=f.hospital_code, hospital_level=None, region=f.region,
         treatment_region=f.treatment_region, insurance_type=f.insurance_type, drg=g.drg,
-        group_status=g.status, los=los, total_cost=f.total_cost, fees=dict(f.fees),
-        patient_share=f.patient_share, discharge_date=f.discharge_date,
-    )
+        group_status=g.status, los=los, total_cost=ZERO if cost is None else to_fen(cost),
+        fees={k: to_fen(v) for k, v in fees.items()}, innovative_drug_amount=ZERO,
+        patient_share=ZERO if share is None else to_fen(share), per_diem=False,
+        discharge_date=f.discharge_date)
 
 
 def legacy_status(price: Price | None) -> str:

@@ -154,15 +154,21 @@ class Price:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: decimals as strings, None kept as null."""
-        d = {name: getattr(self, name) for name in _PRICE_FIELDS}  # flat: no need for asdict's deep copy
+        d = self.__dict__.copy()  # the fields in their order (flat: no need for asdict's deep copy)
+        for name in _DECIMAL_FIELDS:
+            v = d[name]
+            if isinstance(v, Decimal):
+                d[name] = str(v)
         d["case_type"] = self.case_type.value
         d["notes"] = list(self.notes)
-        d["total_payment"] = self.total_payment
-        d["fund_payment"] = self.fund_payment
-        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in d.items()}
+        total, fund = self.total_payment, self.fund_payment
+        d["total_payment"] = None if total is None else str(total)
+        d["fund_payment"] = None if fund is None else str(fund)
+        return d
 
 
-_PRICE_FIELDS = tuple(f.name for f in fields(Price))
+# the fields that hold a Decimal (or None), which `Price.to_dict` writes as strings
+_DECIMAL_FIELDS = tuple(f.name for f in fields(Price) if "Decimal" in str(f.type))
 
 
 def select_policy(policies: Iterable[Policy], case: CaseToPrice) -> Policy | None:

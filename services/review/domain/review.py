@@ -18,7 +18,7 @@ later stays get their split-admission flags evaluated again, and a new review wh
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import date
 from decimal import Decimal
 
@@ -115,13 +115,11 @@ class PricedStay:
 
     def share_key(self) -> str | None:
         """Its group's key in the regional self-pay figures (None: not a grouped case)."""
-        if self.adrg is None and self.dip_group is None:
-            return None
-        return f"{where_treated(self.facts)}|{self.method}|{self.group}"
+        return self.keys().group
 
     def adrg_key(self) -> str | None:
         """Its ADRG's key in the regional self-pay figures (cost shifting's fallback)."""
-        return None if self.adrg is None else f"{where_treated(self.facts)}|{self.method}|adrg:{self.adrg}"
+        return self.keys().adrg
 
     def level_key(self, drg: str | None = None) -> str | None:
         """The key of a DRG's (default: its own) cost figures at its hospital's level (DRG-priced
@@ -132,25 +130,54 @@ class PricedStay:
 
     def lower_level_key(self) -> str | None:
         """The key of the lower group's cost figures at its level, when a diagnosis lifts it."""
-        return None if self.lift is None else self.level_key(self.lift.drg_without)
+        return self.keys().lower_level
 
-    def contributions(self) -> dict[str, Share]:
-        """What the case adds to the regional figures (none for a withdrawn list)."""
+    def keys(self) -> Keys:
+        """Its keys in the regional figures, each made once."""
+        region, dip = where_treated(self.facts), self.dip_group
+        method = "dip" if dip else "drg"
+        group = None if self.adrg is None and dip is None else f"{region}|{method}|{dip or self.drg}"
+        adrg = None if self.adrg is None else f"{region}|{method}|adrg:{self.adrg}"
+        level = lower = None
+        if not dip and self.hospital_level is not None and self.adrg is not None:
+            level = f"{region}|drg|{self.drg}|level:{self.hospital_level}"
+            if self.lift is not None:
+                lower = f"{region}|drg|{self.lift.drg_without or self.drg}|level:{self.hospital_level}"
+        return Keys(group, adrg, level, lower)
+
+    def contributions(self, figures: CaseFigures | None = None, keys: Keys | None = None) -> dict[str, Share]:
+        """What the case adds to the regional figures (none for a withdrawn list); `figures`,
+        `keys`: its `figures()` and `keys()` when the caller has them already."""
         f = self.facts
         if f.withdrawn or f.total_cost is None or f.total_cost <= 0:
             return {}
+        k = keys or self.keys()
         out: dict[str, Share] = {}
-        if (own := own_pay_share(self.figures())) is not None:
-            out |= {k: own for k in (self.share_key(), self.adrg_key()) if k is not None}
-        if (level := self.level_key()) is not None:
-            out[level] = Share(1, f.total_cost, f.own_pay or Decimal(0))
+        if (own := own_pay_share(figures or self.figures())) is not None:
+            if k.group is not None:
+                out[k.group] = own
+            if k.adrg is not None:
+                out[k.adrg] = own
+        if k.level is not None:
+            out[k.level] = Share(1, f.total_cost, f.own_pay or Decimal(0))
         return out
 
-    def regional(self, shares: dict[str, Share]) -> Regional:
-        def get(key: str | None) -> Share:
-            return shares.get(key, Share()) if key is not None else Share()
+    def regional(self, shares: dict[str, Share], keys: Keys | None = None) -> Regional:
+        k = keys or self.keys()
+        none = Share()
+        return Regional(shares.get(k.group, none) if k.group is not None else none,
+                        shares.get(k.adrg, none) if k.adrg is not None else none,
+                        shares.get(k.lower_level, none) if k.lower_level is not None else none)
 
-        return Regional(get(self.share_key()), get(self.adrg_key()), get(self.lower_level_key()))
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """A case's keys in the regional figures (None: it has none of that kind)."""
+
+    group: str | None
+    adrg: str | None
+    level: str | None
+    lower_level: str | None
 
 
 def stay_of(case_id: str, f: CaseFacts) -> Stay:
@@ -187,16 +214,13 @@ class Outcome:
     announcements: list[Announcement] = field(default_factory=list)
     share_deltas: dict[str, Share] = field(default_factory=dict)
 
-    def add_share(self, shares: dict[str, Share], key: str, s: Share, sign: int) -> None:
-        shares[key] = shares.get(key, Share()).plus(s, sign)
-        self.share_deltas[key] = self.share_deltas.get(key, Share()).plus(s, sign)
 
 
 def share_keys(known: dict[str, Reviewed], priced: Iterable[PricedStay]) -> set[str]:
     """The keys of the regional figures a batch reads or changes."""
     keys: set[str] = set()
     for p in priced:
-        keys |= {k for k in (p.share_key(), p.adrg_key(), p.level_key(), p.lower_level_key()) if k is not None}
+        keys.update(k for k in astuple(p.keys()) if k is not None)
         if (r := known.get(p.case_id)) is not None:
             keys |= set(r.shares)
     return keys
@@ -211,6 +235,16 @@ def review_cases(known: dict[str, Reviewed], priced: Sequence[PricedStay], *,
     cases, `shares` the stored figures of `share_keys`; both are updated in place. `rules_on`
     gives the parameters in force for a region and discharge date (None: the defaults)."""
     shares = {} if shares is None else shares
+    before: dict[str, Share] = {}  # the figures changed, as they were before the batch
+
+    def add(key: str, s: Share, sign: int) -> None:
+        now = shares.get(key)
+        if now is None:
+            now = Share()
+        if key not in before:
+            before[key] = now
+        shares[key] = now.plus(s, sign)
+
     by_person: dict[str, dict[str, Reviewed]] = {}
     for k in known.values():
         by_person.setdefault(k.stay.psn_key, {})[k.stay.case_id] = k
@@ -232,15 +266,16 @@ def review_cases(known: dict[str, Reviewed], priced: Sequence[PricedStay], *,
                 old.pop(p.case_id, None)
                 affected.append(old)
             for old_key, taken in previous.shares.items():
-                out.add_share(shares, old_key, taken, -1)
+                add(old_key, taken, -1)
         others = [k.stay for cid, k in mine.items() if cid != p.case_id]
+        figures, keys = p.figures(), p.keys()
         flags: list[CaseFlag] = []
         if not f.withdrawn:  # a withdrawn list is not a stay to flag (it stays in history)
             flags = split_admission_flags(stay, others, rules.params.split_admission) + \
-                case_flags(p.figures(), stay, p.regional(shares), rules.params)
-        contributions = p.contributions()
-        for key, add in contributions.items():
-            out.add_share(shares, key, add, 1)
+                case_flags(figures, stay, p.regional(shares, keys), rules.params)
+        contributions = p.contributions(figures, keys)
+        for key, s in contributions.items():
+            add(key, s, 1)
         k = Reviewed(stay, p.drg, f, f.list_version, (previous.review_version if previous else 0) + 1,
                      flags, contributions)
         known[p.case_id] = mine[p.case_id] = out.changed[p.case_id] = k
@@ -248,6 +283,8 @@ def review_cases(known: dict[str, Reviewed], priced: Sequence[PricedStay], *,
         for person in affected:
             _review_later_stays(person, previous.stay if previous else None, stay, p.correlation_id,
                                 rules_for, out)
+    out.share_deltas = {key: Share(shares[key].cases - was.cases, shares[key].cost - was.cost,
+                                   shares[key].own_pay - was.own_pay) for key, was in before.items()}
     return out
 
 

@@ -3,6 +3,8 @@
 - SQLite numbers a batch of received lists in order (`repository.store_raw`), and the latest
   version of a list is found by its case id even when two keys share one
   (`repository.latest_versions`).
+- Deciding lists this process just stored locks them by id without reading their bytes back
+  (`repository.lock_pending_ids`): a list decided meanwhile is still not decided again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from paths import SHARED
 from sqlalchemy import select
 
 from services.ingest import repository
-from services.ingest.domain.intake import Received
+from services.ingest.domain.intake import Received, Stored
 from shared.events import CASE_RECEIVED
 
 HSA = SHARED / "testdata" / "hsa"
@@ -81,3 +83,19 @@ async def test_keys_sharing_a_case_id_keep_their_own_versions(runtime: Any) -> N
     third = await receive([variant("A-B", "C", "1"), variant("A-B", "C", "3")])
     assert [(o.status, o.list_version) for o in third] == [("duplicate", 1), ("accepted", 2)]
     await published(runtime, 4)
+
+
+async def test_a_list_decided_meanwhile_is_not_decided_again(runtime: Any) -> None:
+    intake = runtime.stages[0].service
+    raw = orjson.dumps(EXAMPLES["4101-01"]["input"])
+    async with runtime.engine.begin() as conn:
+        ids = await repository.store_raw(conn, [Received("native", raw, correlation_id=f"c{i}") for i in range(3)])
+    rows = [Stored(i, "native", raw, None, f"c{n}") for n, i in enumerate(ids)]
+    first = await intake.finish(rows[1:2])  # the middle one decided (by the sweep, say) first
+    assert [(o.status, o.list_version) for o in first] == [("accepted", 1)]
+    outcomes = await intake.finish(rows)
+    assert [(o.raw_id, o.status, o.list_version) for o in outcomes] == [
+        (ids[0], "duplicate", 1), (ids[1], "accepted", 1), (ids[2], "duplicate", 1)]
+    async with runtime.engine.connect() as conn:
+        assert await repository.count_lists(conn) == 1
+    await published(runtime, 1)
