@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -286,10 +287,27 @@ async def _execute_many(conn: AsyncConnection, prepared: _Prepared, rows: Sequen
                         key: str = _KEY) -> None:
     sql, order, processors = prepared
     names = tuple(key if n == _KEY else n for n in order)
-    pairs = tuple(zip(names, processors, strict=True))
+    get = itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
+    convert = tuple((i, p) for i, p in enumerate(processors) if p is not None)
 
     def params() -> list[tuple[Any, ...]]:
-        return [tuple(row[n] if p is None or row[n] is None else p(row[n]) for n, p in pairs) for row in rows]
+        if not convert:
+            return [get(row) for row in rows]
+        out: list[tuple[Any, ...]] = []
+        # a batch's rows often share a value (the batch's timestamp): converted once
+        last: list[tuple[Any, Any]] = [(None, None)] * len(names)
+        for row in rows:
+            values = list(get(row))
+            for i, process in convert:
+                v = values[i]
+                if v is not None:
+                    seen, done = last[i]
+                    if v is not seen:
+                        done = process(v)
+                        last[i] = (v, done)
+                    values[i] = done
+            out.append(tuple(values))
+        return out
 
     # a stage's batch is hundreds of rows: converting them is CPU work, off the event loop
     await conn.exec_driver_sql(sql, await asyncio.to_thread(params) if len(rows) > 50 else params())

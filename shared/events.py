@@ -234,7 +234,10 @@ def new_event_id() -> str:
     return str(uuid.UUID(int=value))
 
 
-class Envelope(BaseModel):
+class _EnvelopeFields(BaseModel):
+    """The envelope as it is checked when the quick path of `Envelope.from_bytes` does not apply
+    (and for an envelope built with `Envelope(...)`): read tolerantly, unknown fields ignored."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     event_id: str
@@ -246,39 +249,127 @@ class Envelope(BaseModel):
     producer: str
     payload: dict[str, Any]
 
+
+_HEADER = ("event_id", "event_type", "schema_version", "occurred_at", "case_id", "correlation_id",
+           "producer")
+_TEXT = ("event_id", "event_type", "case_id", "correlation_id", "producer")
+
+
+class Envelope:
+    """An event on the bus: who made it, when, for which case, and its payload.
+
+    Each message is decoded once and its payload validated once: `from_bytes` checks the
+    envelope and keeps the payload as the JSON object it arrived as (`payload`, which is what
+    the read model and the stored copies keep); `typed_payload()` validates it into its model
+    the first time it is asked for and keeps that model. An envelope made by `new` holds the
+    producer's validated model and its JSON, written once (`to_bytes` puts the envelope around
+    it; `payload` parses it only if someone asks for the dict). Immutable: the fields are
+    read-only."""
+
+    __slots__ = ("_head", "_payload", "_typed", "_json", "_bytes")
+
+    _head: tuple[str, str, int, datetime, str, str, str]  # in the order of `_HEADER`
+    _payload: dict[str, Any] | None
+    _typed: _Payload | None
+    _json: bytes | None
+    _bytes: bytes | None
+
+    event_id: str = property(lambda self: self._head[0])  # type: ignore[assignment]
+    event_type: str = property(lambda self: self._head[1])  # type: ignore[assignment]
+    schema_version: int = property(lambda self: self._head[2])  # type: ignore[assignment]
+    occurred_at: datetime = property(lambda self: self._head[3])  # type: ignore[assignment]
+    case_id: str = property(lambda self: self._head[4])  # type: ignore[assignment]
+    correlation_id: str = property(lambda self: self._head[5])  # type: ignore[assignment]
+    producer: str = property(lambda self: self._head[6])  # type: ignore[assignment]
+
+    def __init__(self, **fields: Any) -> None:
+        """Validates the fields (raises `pydantic.ValidationError`): `payload` is a JSON object."""
+        checked = _EnvelopeFields.model_validate(fields)
+        self._head = tuple(getattr(checked, name) for name in _HEADER)  # type: ignore[assignment]
+        self._payload, self._typed, self._json, self._bytes = checked.payload, None, None, None
+
+    @classmethod
+    def _of(cls, head: tuple[Any, ...], payload: dict[str, Any] | None, typed: _Payload | None,
+            json: bytes | None) -> Envelope:
+        env = cls.__new__(cls)
+        env._head = head  # type: ignore[assignment]
+        env._payload, env._typed, env._json, env._bytes = payload, typed, json, None
+        return env
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Envelope):
+            return NotImplemented
+        return self._head == other._head and self.payload == other.payload
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"Envelope(event_id={self.event_id!r}, event_type={self.event_type!r}, "
+                f"case_id={self.case_id!r}, producer={self.producer!r})")
+
     @classmethod
     def new(
         cls, payload: _Payload, *, case_id: str, correlation_id: str, producer: str
     ) -> Envelope:
         event_type = _EVENT_TYPES.get(type(payload)) or next(
             t for t, p in PAYLOADS.items() if isinstance(payload, p))
-        # every field is made here from a validated payload: nothing to validate again
-        return cls.model_construct(
-            event_id=new_event_id(),
-            event_type=event_type,
-            schema_version=SCHEMA_VERSION,
-            occurred_at=datetime.now(UTC),
-            case_id=case_id,
-            correlation_id=correlation_id,
-            producer=producer,
-            payload=payload.model_dump(mode="json"),
-        )
+        # the payload is a validated model: written to JSON once, straight to bytes
+        return cls._of((new_event_id(), event_type, SCHEMA_VERSION, datetime.now(UTC), case_id,
+                        correlation_id, producer), None, payload,
+                       payload.__pydantic_serializer__.to_json(payload))
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload as a JSON-ready dict (as received; for a new event, as it will be sent)."""
+        if self._payload is None:
+            self._payload = orjson.loads(self._json)  # type: ignore[arg-type]
+        return self._payload  # type: ignore[return-value]
 
     def typed_payload(self) -> Any:
-        """The payload as its pydantic model; raises `pydantic.ValidationError` if malformed."""
-        return PAYLOADS[self.event_type].model_validate(self.payload)
+        """The payload as its pydantic model; raises `pydantic.ValidationError` if malformed.
+        Validated once: the model is kept."""
+        if self._typed is None:
+            self._typed = PAYLOADS[self.event_type].model_validate(self._payload)
+        return self._typed
 
     def to_bytes(self) -> bytes:
-        # the payload is JSON-ready already (see `new`); orjson writes the datetime in ISO 8601
-        return orjson.dumps({name: getattr(self, name) for name in _ENVELOPE_FIELDS})
+        if self._bytes is None:
+            head = orjson.dumps(dict(zip(_HEADER, self._head, strict=True)))
+            body = self._json if self._json is not None else orjson.dumps(self._payload)
+            self._bytes = b"".join((head[:-1], b',"payload":', body, b"}"))
+        return self._bytes
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
         """Raises `ValueError` (incl. pydantic's) on anything that is not a valid envelope."""
-        env = cls.model_validate(orjson.loads(raw))
-        if env.event_type not in PAYLOADS:
-            raise ValueError(f"unknown event_type {env.event_type!r}")
-        return env
+        data = orjson.loads(raw)
+        head = _quick_header(data)
+        if head is None:  # not in the shape this code writes: the full check says what is wrong
+            checked = _EnvelopeFields.model_validate(data)
+            head, payload = tuple(getattr(checked, name) for name in _HEADER), checked.payload
+        else:
+            payload = data["payload"]
+        if head[1] not in PAYLOADS:
+            raise ValueError(f"unknown event_type {head[1]!r}")
+        return cls._of(head, payload, None, None)
 
 
-_ENVELOPE_FIELDS = tuple(Envelope.model_fields)
+def _quick_header(data: Any) -> tuple[Any, ...] | None:
+    """The header of a decoded envelope in exactly the shape `to_bytes` writes (text fields as
+    strings, an integer schema version, an ISO 8601 timestamp, an object payload), or None:
+    anything else goes through the full validation."""
+    if type(data) is not dict or type(data.get("payload")) is not dict:
+        return None
+    g = data.get
+    head = (g("event_id"), g("event_type"), g("schema_version", SCHEMA_VERSION), g("occurred_at"),
+            g("case_id"), g("correlation_id"), g("producer"))
+    at = head[3]
+    if (type(head[0]) is not str or type(head[1]) is not str or type(head[2]) is not int
+            or type(at) is not str or type(head[4]) is not str or type(head[5]) is not str
+            or type(head[6]) is not str or len(at) < 19 or at[10] != "T" or at[4] != "-"):
+        return None
+    try:
+        occurred_at = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    return head[:3] + (occurred_at,) + head[4:]

@@ -15,11 +15,14 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+import orjson
 import pydantic
 import structlog
 from sqlalchemy import (
     Column,
+    ColumnElement,
     DateTime,
     Insert,
     LargeBinary,
@@ -27,12 +30,14 @@ from sqlalchemy import (
     Row,
     String,
     Table,
+    any_,
     delete,
     func,
     select,
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.bus import Bus, Message, Record, Subscriber
@@ -123,10 +128,33 @@ class Inbox:
         if not wanted:
             return set()
         now = datetime.now(UTC)
+        if conn.dialect.name == "sqlite":
+            # one statement over the batch as one JSON array: no per-row parameters to convert
+            result = await conn.exec_driver_sql(
+                f"INSERT INTO {self.table.name} (event_id, topic, processed_at) "
+                "SELECT value ->> 0, value ->> 1, ? FROM json_each(?) WHERE true "
+                "ON CONFLICT DO NOTHING RETURNING event_id",
+                (_bound(conn, self.table.c.processed_at, now), orjson.dumps(list(wanted.items()))))
+            return {row[0] for row in result}
         result = await conn.execute(
             _insert_ignoring_duplicates(conn, self.table).returning(self.table.c.event_id),
             [{"event_id": e, "topic": t, "processed_at": now} for e, t in wanted.items()])
         return set(result.scalars())
+
+
+def _bound(conn: AsyncConnection, column: Column, value: Any) -> Any:
+    """`value` as the driver receives it for `column` (converted once, not per row)."""
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return value if process is None or value is None else process(value)
+
+
+def _ids_in(conn: AsyncConnection, column: Column, ids: Sequence[int]) -> ColumnElement[bool]:
+    """`column IN ids`, with the ids as one parameter (a JSON array on SQLite, an array on
+    PostgreSQL) instead of one parameter each."""
+    if conn.dialect.name == "sqlite":
+        each = func.json_each(orjson.dumps(list(ids)).decode()).table_valued("value")
+        return column.in_(select(each.c.value))
+    return column == any_(array(list(ids)))
 
 
 def _insert_ignoring_duplicates(conn: AsyncConnection, table: Table) -> Insert:
@@ -170,7 +198,7 @@ class OutboxRelay:
                 records = [Record(self.namespace + r.topic, r.key, r.value) for r in rows]
                 await self.bus.publish(records)
                 if self.bus.durable:
-                    await conn.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
+                    await conn.execute(delete(t).where(_ids_in(conn, t.c.id, [r.id for r in rows])))
                 else:
                     self._remember(rows, records)
         self.metrics.last_flush.set_to_current_time()
@@ -193,13 +221,14 @@ class OutboxRelay:
 
     async def _delete_consumed(self) -> None:
         """Delete the rows whose messages every subscribed group has committed."""
-        done_below = {topic: self.bus.committed_by_all(topic) for topic, _o in self.in_flight.values()}
+        done_below = {topic: self.bus.committed_by_all(topic)
+                      for topic in {topic for topic, _o in self.in_flight.values()}}
         done = [i for i, (topic, offset) in self.in_flight.items() if offset < done_below[topic]]
         t = self.outbox.table
         for start in range(0, len(done), self.batch):
             chunk = done[start:start + self.batch]
             async with self.engine.begin() as conn:
-                await conn.execute(delete(t).where(t.c.id.in_(chunk)))
+                await conn.execute(delete(t).where(_ids_in(conn, t.c.id, chunk)))
             for i in chunk:
                 del self.in_flight[i]
         if not self.in_flight:

@@ -27,7 +27,9 @@ class MemoryBus(Bus):
         self._base: dict[str, int] = defaultdict(int)  # offset of the first message kept
         self._committed: dict[tuple[str, str], int] = defaultdict(int)  # (group, topic) -> next
         self._groups: dict[str, set[str]] = defaultdict(set)  # topic -> groups that subscribed
-        self._waiters: set[asyncio.Event] = set()  # one per subscriber, so no wake-up is lost
+        # topic -> one event per subscriber reading it, so no wake-up is lost (and a publish
+        # wakes only the subscribers of its topics)
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self.retain = retain
 
     async def start(self) -> None:
@@ -43,8 +45,8 @@ class MemoryBus(Bus):
         for r in records:
             log = self._logs[r.topic]
             log.append(Message(r.topic, 0, self._base[r.topic] + len(log), r.key, r.value, r.headers))
-        if records:
-            for w in self._waiters:
+        for topic in {r.topic for r in records}:
+            for w in self._waiters.get(topic, ()):
                 w.set()
 
     def subscriber(
@@ -91,10 +93,11 @@ class _MemorySubscriber(Subscriber):
         self._position = {t: self._bus._committed[(self._group, t)] for t in self._topics}
         for t in self._topics:
             self._bus._groups[t].add(self._group)
-        self._bus._waiters.add(self._changed)
+            self._bus._waiters[t].add(self._changed)
 
     async def stop(self) -> None:
-        self._bus._waiters.discard(self._changed)
+        for t in self._topics:
+            self._bus._waiters[t].discard(self._changed)
 
     async def fetch(self, timeout_ms: int = 500, max_records: int = 200) -> list[Message]:
         batch = self._take(max_records)
