@@ -325,6 +325,11 @@ class Envelope:
             self._payload = orjson.loads(self._json)  # type: ignore[arg-type]
         return self._payload  # type: ignore[return-value]
 
+    @property
+    def payload_json(self) -> bytes:
+        """The payload as JSON (for a new event, the text `to_bytes` sends; never parsed back)."""
+        return self._json if self._json is not None else orjson.dumps(self._payload)
+
     def typed_payload(self) -> Any:
         """The payload as its pydantic model; raises `pydantic.ValidationError` if malformed.
         Validated once: the model is kept."""
@@ -335,8 +340,7 @@ class Envelope:
     def to_bytes(self) -> bytes:
         if self._bytes is None:
             head = orjson.dumps(dict(zip(_HEADER, self._head, strict=True)))
-            body = self._json if self._json is not None else orjson.dumps(self._payload)
-            self._bytes = b"".join((head[:-1], b',"payload":', body, b"}"))
+            self._bytes = b"".join((head[:-1], b',"payload":', self.payload_json, b"}"))
         return self._bytes
 
     @classmethod

@@ -307,9 +307,8 @@ class Changes:
                     warnings: Sequence[nat.Problem]) -> None:
         envelope = Envelope.new(payload, case_id=case_id_for(*key), correlation_id=row.correlation_id,
                                 producer=self.producer)
-        # the payload as JSON once: the same text as `payload.model_dump_json()` (tested), which
-        # would serialise the model a second time
-        event = orjson.dumps(envelope.payload).decode()
+        # the payload as JSON once: the same text as `payload.model_dump_json()` (tested)
+        event = envelope.payload_json.decode()
         self.versions.append(NewVersion(key, payload.facts.list_version, row.id, status, digest, envelope,
                                         event, warnings))
         self.latest[key] = Latest(key[0], key[1], payload.facts.list_version, status, digest, event)
