@@ -85,7 +85,8 @@ def is_flagged(reviewed: Mapping[str, Any] | None) -> bool:
 
 def stage_result(env: Envelope, facts: CaseRef) -> dict[str, Any]:
     """What the read model keeps of an event: its payload without the carried facts."""
-    result = {k: v for k, v in env.payload.items() if k != "facts"}
+    result = dict(env.payload)
+    result.pop("facts", None)
     if facts.withdrawn:
         result["withdrawn"] = True
     result["event_id"] = env.event_id
