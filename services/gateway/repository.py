@@ -337,7 +337,7 @@ def _statements(dialect: Dialect) -> tuple[Any, ...]:
                                                  for c in columns}).compile(dialect=dialect)
     if tuple(compiled.positiontup or ()) != columns:
         raise ValueError("gateway_indicator_changes: cannot prepare the insert")
-    processors = tuple(indicator_changes.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns)
+    processors = tuple(_bind_processor(indicator_changes.c[c].type, dialect) for c in columns)
     zeros = tuple(0 if p is None else p(0) for p in processors[len(ind.KEY):])
     ch = indicator_changes.c
     sums = [ch[n] for n in ind.SUMS]
@@ -360,6 +360,25 @@ def _statements(dialect: Dialect) -> tuple[Any, ...]:
         statements.append(str(c))
     found = _compiled[dialect.name] = tuple(statements)
     return found
+
+
+def _bind_processor(type_: Any, dialect: Dialect) -> Any:
+    """The column type's bind processor; on SQLite, where an ExactDecimal is stored as an integer
+    count of its unit, a sum already whole in that unit (a sum of amounts in fen: nearly always)
+    is counted without rounding it first (what rounding it would give)."""
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    if dialect.name != "sqlite" or not isinstance(type_, ExactDecimal) or process is None:
+        return process
+    scale = type_.scale
+
+    def exact(value: Any) -> Any:
+        if type(value) is Decimal:
+            units = value.scaleb(scale)
+            whole = int(units)
+            if whole == units:
+                return whole
+        return process(value)
+    return exact
 
 
 def _upsert_from(dialect: Dialect, table: Table, rows: Any) -> Any:
