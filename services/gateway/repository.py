@@ -390,12 +390,20 @@ def _upsert_from(dialect: Dialect, table: Table, rows: Any) -> Any:
 
 
 async def _add(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]], sums: Sequence[str]) -> None:
-    """One upsert: the rows inserted, or their `sums` added to the stored row's."""
+    """One upsert: the rows inserted, or their `sums` added to the stored row's (the statement
+    built once per dialect and table)."""
     if rows:
-        stmt = _dialect_insert(conn.dialect.name)(table)
-        await conn.execute(stmt.on_conflict_do_update(
-            index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
-            set_={n: table.c[n] + stmt.excluded[n] for n in sums}), rows)
+        key = (conn.dialect.name, table.name, tuple(rows[0]), tuple(sums))
+        stmt = _upserts.get(key)
+        if stmt is None:
+            insert_ = _dialect_insert(conn.dialect.name)(table)
+            stmt = _upserts[key] = insert_.on_conflict_do_update(
+                index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
+                set_={n: table.c[n] + insert_.excluded[n] for n in sums})
+        await conn.execute(stmt, rows)
+
+
+_upserts: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
 
 
 async def add_to_case_counts(conn: AsyncConnection, changes: Iterable[tuple[str, str | None, str | None]]) -> None:
