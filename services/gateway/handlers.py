@@ -88,22 +88,24 @@ def _contributions(stored: Mapping[str, readmodel.Stored], filed: Mapping[str, r
     current list version (every event of a version carries them)."""
     new: dict[str, str | None] = {}
     kept: dict[str, str] = {}
-    changes = []
+    changes: list[tuple[indicators.Contribution | None, indicators.Contribution | None]] = []
     for cid, f in filed.items():
         s = stored.get(cid)
         old = s.indicator if s is not None else None
-        c: indicators.Contribution | None = None
-        if _counts(f):
-            if _reviewed_only(f, old):
-                c = indicators.with_review(indicators.Contribution.from_json(old),  # type: ignore[arg-type]
-                                           f.results["reviewed"], f.facts)
-            else:
-                view = {"withdrawn": f.withdrawn, **results.get(cid, {}), **f.results}
-                c = indicators.contribution(view, f.facts, band)
-        text = c.to_json() if c is not None else None
-        new[cid] = text
         if f.facts:
             kept[cid] = orjson.dumps(indicators.indicator_facts(f.facts)).decode()
+        if _counts(f) and _reviewed_only(f, old):
+            # the review's sums and rules replaced in the stored text: the rest is the same
+            new[cid], before, after = indicators.review_changed(old, f.results["reviewed"], f.facts)  # type: ignore[arg-type]
+            if before != after:
+                changes.append((before, after))
+            continue
+        c: indicators.Contribution | None = None
+        if _counts(f):
+            view = {"withdrawn": f.withdrawn, **results.get(cid, {}), **f.results}
+            c = indicators.contribution(view, f.facts, band)
+        text = c.to_json() if c is not None else None
+        new[cid] = text
         if text != old:
             changes.append((indicators.Contribution.from_json(old), c))
     return new, kept, indicators.delta(changes)

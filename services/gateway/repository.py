@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -37,7 +39,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.gateway.domain import indicators as ind
@@ -290,43 +292,118 @@ async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
     """Add a batch's changes to the indicator cells and to their rollups per period: the changed
     cells written once (`gateway_indicator_changes`), then one upsert per table summing them in
     the database (a row's sums grow by the delta, so two consumers adding to one row never lose
-    a change), and the changes emptied again."""
+    a change), and the changes emptied again. The statements are built and compiled once per
+    dialect (`_statements`): they take no parameters."""
     rules = [dict(zip(ind.KEY, k, strict=True)) | {"rule": rule, "flagged": n}
              for (k, rule), n in delta.changed_rules().items()]
     await _add(conn, indicator_rules, rules, ("flagged",))
-    changed = delta.changed_cells()
+    changed = [(k, v) for k, v in delta.cells.items() if any(v.values())]
     if not changed:
         return
-    await insert_many(conn, indicator_changes, [dict(zip(ind.KEY, k, strict=True)) | v for k, v in changed.items()])
+    insert_changes, *add, empty = _statements(conn.dialect)
+    sql, zeros, index, processors = insert_changes
+
+    def params() -> list[tuple[Any, ...]]:
+        out = []
+        for key, sums in changed:
+            row = [*key, *zeros]  # the sums a cell's delta does not hold are 0
+            for name, value in sums.items():
+                if value:
+                    i = index[name]
+                    p = processors[i]
+                    row[i] = value if p is None else p(value)
+            out.append(tuple(row))
+        return out
+
+    await conn.exec_driver_sql(sql, await asyncio.to_thread(params) if len(changed) > 50 else params())
+    for statement in add:
+        await conn.exec_driver_sql(statement)
+    await conn.exec_driver_sql(empty)
+
+
+_compiled: dict[str, tuple[Any, ...]] = {}
+
+
+def _statements(dialect: Dialect) -> tuple[Any, ...]:
+    """add_to_indicators' statements compiled for this dialect, once: the insert of the changes
+    (its SQL, the sums' zero parameters, each sum's place in a row and each column's bind
+    processor), the upserts of the cells and of each rollup from the changes (SQL without
+    parameters) and their emptying."""
+    found = _compiled.get(dialect.name)
+    if found is not None:
+        return found
+    columns = (*ind.KEY, *ind.SUMS)
+    compiled = insert(indicator_changes).values({c: bindparam(c, type_=indicator_changes.c[c].type)
+                                                 for c in columns}).compile(dialect=dialect)
+    if tuple(compiled.positiontup or ()) != columns:
+        raise ValueError("gateway_indicator_changes: cannot prepare the insert")
+    processors = tuple(_bind_processor(indicator_changes.c[c].type, dialect) for c in columns)
+    zeros = tuple(0 if p is None else p(0) for p in processors[len(ind.KEY):])
     ch = indicator_changes.c
     sums = [ch[n] for n in ind.SUMS]
-    await _add_from(conn, indicator_cells, select(*[ch[n] for n in ind.KEY], *sums).where(true()))
-    for name, columns in ind.ROLLUPS.items():
-        each = union_all(*[select(literal_column(expr).label("period"), *[ch[c] for c in columns], *sums)
+    upserts = [_upsert_from(dialect, indicator_cells, select(*[ch[n] for n in ind.KEY], *sums).where(true()))]
+    for name, cols in ind.ROLLUPS.items():
+        each = union_all(*[select(literal_column(expr).label("period"), *[ch[c] for c in cols], *sums)
                            .where(literal_column(expr).is_not(None)) for expr in _PERIODS]).subquery("each")
-        keys = [each.c[n] for n in ("period", *columns)]
-        await _add_from(conn, rollups[name], select(*keys, *[func.sum(each.c[n]).label(n) for n in ind.SUMS])
-                        .group_by(*keys))
-    await conn.execute(delete(indicator_changes))
+        keys = [each.c[n] for n in ("period", *cols)]
+        # SQLite adds a query's rows to the table one after the other, so rows with one key need
+        # not be summed first (sorting them cost more than adding them); PostgreSQL updates a
+        # row once per statement
+        upserts.append(_upsert_from(dialect, rollups[name], select(*each.c).where(true()) if dialect.name == "sqlite"
+                                    else select(*keys, *[func.sum(each.c[n]).label(n) for n in ind.SUMS])
+                                    .group_by(*keys)))
+    statements: list[Any] = [(str(compiled), zeros, {n: i for i, n in enumerate(columns)}, processors)]
+    for stmt in [*upserts, delete(indicator_changes)]:
+        c = stmt.compile(dialect=dialect)
+        if c.params:
+            raise ValueError(f"{stmt}: a statement run as compiled takes no parameters")
+        statements.append(str(c))
+    found = _compiled[dialect.name] = tuple(statements)
+    return found
+
+
+def _bind_processor(type_: Any, dialect: Dialect) -> Any:
+    """The column type's bind processor; on SQLite, where an ExactDecimal is stored as an integer
+    count of its unit, a sum already whole in that unit (a sum of amounts in fen: nearly always)
+    is counted without rounding it first (what rounding it would give)."""
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    if dialect.name != "sqlite" or not isinstance(type_, ExactDecimal) or process is None:
+        return process
+    scale = type_.scale
+
+    def exact(value: Any) -> Any:
+        if type(value) is Decimal:
+            units = value.scaleb(scale)
+            whole = int(units)
+            if whole == units:
+                return whole
+        return process(value)
+    return exact
+
+
+def _upsert_from(dialect: Dialect, table: Table, rows: Any) -> Any:
+    """An upsert of a query's rows (the key columns, then ind.SUMS): inserted, or their sums
+    added to the stored row's."""
+    stmt = _dialect_insert(dialect.name)(table).from_select([*table.primary_key.columns.keys(), *ind.SUMS], rows)
+    return stmt.on_conflict_do_update(index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
+                                      set_={n: table.c[n] + stmt.excluded[n] for n in ind.SUMS})
 
 
 async def _add(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]], sums: Sequence[str]) -> None:
-    """One upsert: the rows inserted, or their `sums` added to the stored row's."""
+    """One upsert: the rows inserted, or their `sums` added to the stored row's (the statement
+    built once per dialect and table)."""
     if rows:
-        stmt = _dialect_insert(conn)(table)
-        await conn.execute(stmt.on_conflict_do_update(
-            index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
-            set_={n: table.c[n] + stmt.excluded[n] for n in sums}), rows)
+        key = (conn.dialect.name, table.name, tuple(rows[0]), tuple(sums))
+        stmt = _upserts.get(key)
+        if stmt is None:
+            insert_ = _dialect_insert(conn.dialect.name)(table)
+            stmt = _upserts[key] = insert_.on_conflict_do_update(
+                index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
+                set_={n: table.c[n] + insert_.excluded[n] for n in sums})
+        await conn.execute(stmt, rows)
 
 
-async def _add_from(conn: AsyncConnection, table: Table, rows: Any) -> None:
-    """One upsert of a query's rows (the key columns, then ind.SUMS): inserted, or their sums
-    added to the stored row's."""
-    stmt = _dialect_insert(conn)(table).from_select(
-        [*table.primary_key.columns.keys(), *ind.SUMS], rows)
-    await conn.execute(stmt.on_conflict_do_update(
-        index_elements=[table.c[k] for k in table.primary_key.columns.keys()],
-        set_={n: table.c[n] + stmt.excluded[n] for n in ind.SUMS}))
+_upserts: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
 
 
 async def add_to_case_counts(conn: AsyncConnection, changes: Iterable[tuple[str, str | None, str | None]]) -> None:
@@ -374,8 +451,8 @@ async def replace_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
         select(c.hospital_code, c.status, func.count()).group_by(c.hospital_code, c.status)))
 
 
-def _dialect_insert(conn: AsyncConnection) -> Any:
-    if conn.dialect.name == "postgresql":
+def _dialect_insert(dialect: str) -> Any:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
         return pg_insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert

@@ -80,8 +80,11 @@ def indicator_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
     return {k: facts[k] for k in FACT_FIELDS if facts.get(k) is not None}
 
 
+_COUNTS = frozenset(COUNTS)
+
+
 def _number(name: str, value: Any) -> Any:
-    return int(value) if name in COUNTS else Decimal(value)
+    return int(value) if name in _COUNTS else Decimal(value)
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -166,6 +169,36 @@ def with_review(c: Contribution, reviewed: Mapping[str, Any], facts: Mapping[str
     other stages' results again."""
     review, rules = _review_sums(reviewed, facts)
     return Contribution(c.key, {**c.sums, **review}, rules)
+
+
+REVIEW_SUMS = ("flagged", *(f"readmissions_{limit}" for limit in READMISSION_DAYS))  # what `_review_sums` sets
+
+
+def review_changed(old: str, reviewed: Mapping[str, Any], facts: Mapping[str, Any],
+                   ) -> tuple[str, Contribution, Contribution]:
+    """`with_review` on a stored contribution's JSON, without reading back its other sums: the
+    new JSON (what `with_review(Contribution.from_json(old), ...).to_json()` gives: the review's
+    sums and rules replaced in the stored text) and the review's part of the old and of the new
+    contribution (the same key; their difference is the cell's change, the other sums being
+    the same in both)."""
+    d = orjson.loads(old)
+    k, sums = d["key"], d["sums"]
+    key: Key = (k[0], k[1], k[2], int(k[3]), k[4], k[5], k[6])
+    before = Contribution(key, {n: int(sums.get(n) or 0) for n in REVIEW_SUMS}, tuple(d.get("rules") or ()))
+    review, rules = _review_sums(reviewed, facts)
+    after = Contribution(key, review, rules)
+    if after == before and "rules" in d and not any(_is_zero(v) for v in sums.values()):
+        return old, before, after  # as to_json would write it again
+    for name, value in review.items():
+        sums[name] = value
+    d["sums"] = {n: v for n, v in sums.items() if not _is_zero(v)}
+    d["rules"] = list(rules)
+    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode(), before, after
+
+
+def _is_zero(value: Any) -> bool:
+    """A stored sum that is 0 (to_json leaves those out): 0, or a decimal's text such as "0.00"."""
+    return not value or (isinstance(value, str) and not value.strip("-+0."))
 
 
 def _just_above(cost: Decimal | None, threshold: Decimal | None, band: Decimal) -> bool:

@@ -19,6 +19,7 @@ from shared.events import CASE_FLAGGED, CASE_GROUPED, CASE_PRICED, CASE_RECEIVED
 STAGE_COLUMN = {CASE_RECEIVED: "received", CASE_GROUPED: "grouped", CASE_PRICED: "priced",
                 CASE_FLAGGED: "reviewed"}
 ORDER = ("received", "grouped", "priced", "reviewed")
+_FURTHEST_FIRST = ORDER[::-1]
 
 
 class CaseRef(BaseModel):
@@ -47,8 +48,10 @@ def status_reached(withdrawn: bool, reached: Collection[str]) -> str:
     """The furthest of the stage columns holding a result, or "withdrawn"."""
     if withdrawn:
         return "withdrawn"
-    furthest = [s for s in ORDER if s in reached]
-    return furthest[-1] if furthest else "unknown"
+    for s in _FURTHEST_FIRST:
+        if s in reached:
+            return s
+    return "unknown"
 
 
 def apply(view: dict[str, Any] | None, event_type: str, list_version: int, result: Any,
@@ -85,7 +88,8 @@ def is_flagged(reviewed: Mapping[str, Any] | None) -> bool:
 
 def stage_result(env: Envelope, facts: CaseRef) -> dict[str, Any]:
     """What the read model keeps of an event: its payload without the carried facts."""
-    result = {k: v for k, v in env.payload.items() if k != "facts"}
+    result = dict(env.payload)
+    result.pop("facts", None)
     if facts.withdrawn:
         result["withdrawn"] = True
     result["event_id"] = env.event_id

@@ -103,6 +103,31 @@ def test_flags_by_rule_follow_the_review() -> None:
     assert d.changed_cells()[before.key]["flagged"] == -1
 
 
+@pytest.mark.parametrize(("before", "after"), [
+    (None, ([], None)), (None, (["SPLIT_ADMISSION"], 12)), ((["UPCODING"], None), (["SPLIT_ADMISSION", "UPCODING"], 20)),
+    ((["UPCODING"], 3), ([], None)), ((["UPCODING"], 3), (["UPCODING"], 3)),
+])
+def test_a_review_changed_on_the_stored_text_is_what_the_whole_contribution_gives(
+        before: tuple[list[str], int | None] | None, after: tuple[list[str], int | None]) -> None:
+    """The fold's review path (`review_changed`: the stored JSON's review sums replaced) writes the
+    text `with_review` on the parsed contribution writes, and changes the cells as much."""
+    flags, days = before or (None, None)
+    old = ind.contribution(_view(flags=flags, readmission_days=days), _facts())
+    assert old is not None
+    reviewed = {"flags": [{"rule": r} for r in after[0]], "readmission_days": after[1]}
+    whole = ind.with_review(old, reviewed, _facts())
+    text, part_before, part_after = ind.review_changed(old.to_json(), reviewed, _facts())
+    assert text == whole.to_json()
+    assert ind.delta([(part_before, part_after)]).changed_cells() == ind.delta([(old, whole)]).changed_cells()
+    assert ind.delta([(part_before, part_after)]).changed_rules() == ind.delta([(old, whole)]).changed_rules()
+    legacy = orjson.loads(old.to_json()) | {"sums": orjson.loads(old.to_json())["sums"] | {"near_high": 0,
+                                                                                            "payment_sum": "0.00"}}
+    legacy.pop("rules")  # stored before the rules were kept: written again as to_json writes it
+    text, _, _ = ind.review_changed(orjson.dumps(legacy).decode(), reviewed, _facts())
+    assert text == ind.with_review(ind.Contribution.from_json(orjson.dumps(legacy).decode()),  # type: ignore[arg-type]
+                                   reviewed, _facts()).to_json()
+
+
 def _cell(hospital: str, drg: str, cases: int, cost: str, los: int, **more: Any) -> dict[str, Any]:
     return ind.empty_sums() | {"hospital_code": hospital, "scheme_id": "s", "drg": drg, "cases": cases,
                                "cost_sum": Decimal(cost), "los_cases": cases, "los_sum": los} | more
