@@ -195,7 +195,10 @@ class Runtime:
             if s.on_start:
                 await s.on_start()
         # What is loaded by now (schemes, code dictionaries, policies) lives as long as the
-        # process: the garbage collector need not walk it again at every collection.
+        # process: the garbage collector need not walk it again at every collection. Garbage is
+        # collected first: what is frozen is never collected, and a process that starts several
+        # runtimes (the tests) would otherwise keep every earlier one's garbage for good.
+        gc.collect()
         gc.freeze()
         if self.settings.gc_threshold:  # batches make objects by the thousand, nearly all freed at once
             gc.set_threshold(self.settings.gc_threshold, *gc.get_threshold()[1:])
