@@ -376,7 +376,7 @@ def fee_lines_present(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     if not sl.iteminfo:
         yield _p("QC-REQ-002", "iteminfo")
     for i, item in enumerate(sl.iteminfo):
-        if item.amt is None:
+        if item.get("amt") is None:
             yield _p("QC-REQ-003", f"iteminfo[{i}].amt")
 
 
@@ -520,8 +520,9 @@ def dates_plausible(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
 def fee_categories_valid(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     """QC-FEE-001: each fee line's med_chrgitm is one of the 14 categories 01–14."""
     for i, item in enumerate(sl.iteminfo):
-        if item.med_chrgitm not in FEE_CATEGORIES:
-            shown = item.med_chrgitm or "空"
+        category = item.get("med_chrgitm")
+        if category not in FEE_CATEGORIES:
+            shown = category or "空"
             yield _p("QC-FEE-001", f"iteminfo[{i}].med_chrgitm", shown, shown)
 
 
@@ -530,7 +531,7 @@ def fee_categories_sum(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     total = sl.setlinfo.medfee_sumamt
     if total is None or not sl.iteminfo:
         return
-    summed = to_fen(sum((i.amt for i in sl.iteminfo if i.amt is not None), ZERO))  # "0.00" if none
+    summed = to_fen(sum((a for i in sl.iteminfo if (a := i.get("amt")) is not None), ZERO))  # "0.00" if none
     if abs(summed - total) > FEE_TOLERANCE:
         yield _p("QC-FEE-002", "setlinfo.medfee_sumamt", f"分类合计{summed}，总额{total}",
                  f"categories sum to {summed}, total is {total}")
@@ -540,11 +541,11 @@ def fee_categories_unique(sl: SettlementList, ctx: QcContext) -> Iterator[Proble
     """QC-FEE-003: each fee category on one line only."""
     seen: set[str] = set()
     for i, item in enumerate(sl.iteminfo):
-        if item.med_chrgitm in seen:
-            yield _p("QC-FEE-003", f"iteminfo[{i}].med_chrgitm", item.med_chrgitm or "",
-                     item.med_chrgitm or "")
-        if item.med_chrgitm is not None:
-            seen.add(item.med_chrgitm)
+        category = item.get("med_chrgitm")
+        if category in seen:
+            yield _p("QC-FEE-003", f"iteminfo[{i}].med_chrgitm", category or "", category or "")
+        if category is not None:
+            seen.add(category)
 
 
 def one_principal_diagnosis(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
