@@ -41,7 +41,9 @@ _WITHOUT_DICTIONARIES = tuple(r for r in qc.ALL_RULES
 FLAT_REQUIRED = {"4101A": ("setl_id", "psn_no", "fixmedins_code", "gend", "adm_time", "dscg_time")}
 
 
-@dataclass(frozen=True)
+# Made once or more per list: plain slotted dataclasses, never changed once made (a frozen one sets
+# each field through object.__setattr__, which cost more than the rest of making it).
+@dataclass(slots=True)
 class Accepted:
     fields: nat.CaseFields
     content_sha256: str  # of the list node as sent: the native and national forms of a list agree
@@ -50,7 +52,7 @@ class Accepted:
     declared: date | None = None  # the day the list says it was declared (uploaded): 时效性
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Rejected:
     problems: list[nat.Problem]
     hospital_code: str | None = None
@@ -109,7 +111,7 @@ def evaluate(fmt: str, doc: Any, *, caller_hospital: str | None,
     if caller_hospital is not None and hospital != caller_hospital:
         return Rejected([_mismatch("setlinfo.fixmedins_code", hospital, caller_hospital)], hospital, True)
     rules = qc.ALL_RULES if dictionaries is not None else _WITHOUT_DICTIONARIES
-    window = qc.DateWindow(today, limits.earliest_year, limits.future_days) if today else None
+    window = _window(today, limits.earliest_year, limits.future_days) if today else None
     problems = qc.check(sl, dictionaries or qc.Dictionaries(frozenset(), frozenset()), kind=kind,
                         rules=rules, required=required, window=window)
     errors = qc.blocking(problems)
@@ -126,6 +128,11 @@ def evaluate(fmt: str, doc: Any, *, caller_hospital: str | None,
     digest = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
     treated = (header.mdtrtarea_admvs if header else None) or hospital_region(fields.hospital_code)
     return Accepted(fields, digest, problems, treated, declared)
+
+
+@functools.lru_cache(maxsize=8)
+def _window(today: date, earliest_year: int, future_days: int) -> qc.DateWindow:
+    return qc.DateWindow(today, earliest_year, future_days)  # the same for every list of a day
 
 
 def declared_day(sl: nat.SettlementList, header: nat.HsaHeader | None = None) -> date | None:
@@ -207,7 +214,7 @@ class Received:
     job_line: int | None = None  # its line in the import job's upload
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Stored:
     """A received list as stored verbatim (status pending), before it is decided."""
 
@@ -218,7 +225,7 @@ class Stored:
     correlation_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Latest:
     """The newest stored version of a list."""
 
@@ -230,7 +237,7 @@ class Latest:
     event: str  # the case-received payload of this version, as JSON
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     raw_id: int
     status: str  # accepted | duplicate | withdrawn | rejected
@@ -252,7 +259,7 @@ class Outcome:
         return nat.ListRejected(list(self.problems), forbidden=self.forbidden)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RawDecided:
     """What a received list's stored row says once the list is decided."""
 
@@ -266,7 +273,7 @@ class RawDecided:
     declared_on: date | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewVersion:
     """A version of a list to store, announced by `envelope`."""
 

@@ -40,8 +40,10 @@ from pydantic import (
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     ValidationError,
+    with_config,
 )
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
 from shared.errors import Invalid, detail
 from shared.money import ZERO
@@ -443,15 +445,21 @@ class OprnInfo(_Node):
     anst_endtime: OptDateTime = None
 
 
-class ItemInfo(_Node):
-    """`iteminfo[]`: the amount of one of the 14 fee categories (收费项目类别, 4101 only)."""
+@with_config(ConfigDict(extra="allow"))
+class ItemInfo(TypedDict, total=False):
+    """`iteminfo[]`: the amount of one of the 14 fee categories (收费项目类别, 4101 only).
 
-    med_chrgitm: OptStr = None
-    amt: Money = None
-    claa_sumfee: Money = None  # 甲类
-    clab_amt: Money = None  # 乙类
-    fulamt_ownpay_amt: Money = None  # 全自费
-    oth_amt: Money = None
+    A dict, read by the same rules as the nodes (an absent field is absent: `item.get("amt")`),
+    unknown fields kept as they came. Why not a model: a list has 14 of these, and making 14
+    model instances cost more than reading their 84 fields.
+    """
+
+    med_chrgitm: OptStr
+    amt: Money
+    claa_sumfee: Money  # 甲类
+    clab_amt: Money  # 乙类
+    fulamt_ownpay_amt: Money  # 全自费
+    oth_amt: Money
 
 
 class PayInfo(_Node):
@@ -847,11 +855,12 @@ def case_fields(sl: SettlementList, *, header: HsaHeader | None = None) -> CaseF
 
     fees: dict[str, Decimal] = {}
     for item in sl.iteminfo:
-        if item.med_chrgitm is not None and item.amt is not None:
-            fees[item.med_chrgitm] = fees.get(item.med_chrgitm, ZERO) + item.amt
+        category, amt = item.get("med_chrgitm"), item.get("amt")
+        if category is not None and amt is not None:
+            fees[category] = fees.get(category, ZERO) + amt
     total = s.medfee_sumamt
     if total is None and sl.iteminfo:
-        total = _sum(i.amt for i in sl.iteminfo)
+        total = _sum(i.get("amt") for i in sl.iteminfo)
     region = s.insuplc or (header.insuplc_admdvs if header else None) or "default"
     return CaseFields(
         hospital_code=s.fixmedins_code, setl_id=s.setl_id, psn_no=s.psn_no, region=region,

@@ -349,13 +349,20 @@ class QcContext:
     age_rules: Sequence[AgeRule]
     principal_rules: Sequence[PrincipalRule]
     window: DateWindow | None = None
+    western: Sequence[tuple[int, DiseInfo]] | None = None  # the list's, when `check` found them
 
 
 Rule = Callable[[SettlementList, QcContext], Iterator[Problem]]
 
 
-def _western(sl: SettlementList) -> list[tuple[int, DiseInfo]]:
+def western_diagnoses(sl: SettlementList) -> list[tuple[int, DiseInfo]]:
+    """The Western diagnoses of a list, with their indexes."""
     return [(i, d) for i, d in enumerate(sl.diseinfo) if d.diag_type in WESTERN_DIAG_TYPES]
+
+
+def _western(sl: SettlementList, ctx: QcContext) -> Sequence[tuple[int, DiseInfo]]:
+    """The list's Western diagnoses: found once by `check` for all its rules."""
+    return ctx.western if ctx.western is not None else western_diagnoses(sl)
 
 
 def _dx(i: int) -> str:
@@ -376,7 +383,7 @@ def fee_lines_present(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     if not sl.iteminfo:
         yield _p("QC-REQ-002", "iteminfo")
     for i, item in enumerate(sl.iteminfo):
-        if item.amt is None:
+        if item.get("amt") is None:
             yield _p("QC-REQ-003", f"iteminfo[{i}].amt")
 
 
@@ -396,7 +403,7 @@ def discharge_way_valid(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]
 
 def diagnoses_in_dictionary(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     """QC-DICT-001: each Western diagnosis code is in the ICD-10 医保版 dictionary."""
-    for i, d in _western(sl):
+    for i, d in _western(sl, ctx):
         if d.diag_code not in ctx.dictionaries.diagnoses:
             yield _p("QC-DICT-001", _dx(i), d.diag_code, d.diag_code)
 
@@ -415,7 +422,7 @@ def sex_specific_diagnoses(sl: SettlementList, ctx: QcContext) -> Iterator[Probl
     if g not in ("1", "2"):  # unknown / unspecified sex: nothing to compare with
         return
     sex = int(g)
-    for i, d in _western(sl):
+    for i, d in _western(sl, ctx):
         for rule in _covering(ctx.sex_rules, d.diag_code):
             if rule.sex != sex:
                 who_zh, who_en = ("女性", "female") if rule.sex == FEMALE else ("男性", "male")
@@ -429,7 +436,7 @@ def age_specific_diagnoses(sl: SettlementList, ctx: QcContext) -> Iterator[Probl
     age = sl.setlinfo.age
     if age is None:
         return
-    for i, d in _western(sl):
+    for i, d in _western(sl, ctx):
         for rule in _covering(ctx.age_rules, d.diag_code):
             if not rule.min_age <= age < rule.max_age:
                 yield _p("QC-AGE-001", _dx(i), f"{d.diag_code}（{rule.label_zh}）用于{age}岁患者",
@@ -520,8 +527,9 @@ def dates_plausible(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
 def fee_categories_valid(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     """QC-FEE-001: each fee line's med_chrgitm is one of the 14 categories 01–14."""
     for i, item in enumerate(sl.iteminfo):
-        if item.med_chrgitm not in FEE_CATEGORIES:
-            shown = item.med_chrgitm or "空"
+        category = item.get("med_chrgitm")
+        if category not in FEE_CATEGORIES:
+            shown = category or "空"
             yield _p("QC-FEE-001", f"iteminfo[{i}].med_chrgitm", shown, shown)
 
 
@@ -530,7 +538,7 @@ def fee_categories_sum(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     total = sl.setlinfo.medfee_sumamt
     if total is None or not sl.iteminfo:
         return
-    summed = to_fen(sum((i.amt for i in sl.iteminfo if i.amt is not None), ZERO))  # "0.00" if none
+    summed = to_fen(sum((a for i in sl.iteminfo if (a := i.get("amt")) is not None), ZERO))  # "0.00" if none
     if abs(summed - total) > FEE_TOLERANCE:
         yield _p("QC-FEE-002", "setlinfo.medfee_sumamt", f"分类合计{summed}，总额{total}",
                  f"categories sum to {summed}, total is {total}")
@@ -540,16 +548,16 @@ def fee_categories_unique(sl: SettlementList, ctx: QcContext) -> Iterator[Proble
     """QC-FEE-003: each fee category on one line only."""
     seen: set[str] = set()
     for i, item in enumerate(sl.iteminfo):
-        if item.med_chrgitm in seen:
-            yield _p("QC-FEE-003", f"iteminfo[{i}].med_chrgitm", item.med_chrgitm or "",
-                     item.med_chrgitm or "")
-        if item.med_chrgitm is not None:
-            seen.add(item.med_chrgitm)
+        category = item.get("med_chrgitm")
+        if category in seen:
+            yield _p("QC-FEE-003", f"iteminfo[{i}].med_chrgitm", category or "", category or "")
+        if category is not None:
+            seen.add(category)
 
 
 def one_principal_diagnosis(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     """QC-DX-001: exactly one Western diagnosis has maindiag_flag "1"."""
-    flagged = [i for i, d in _western(sl) if d.maindiag_flag == PRINCIPAL_FLAG]
+    flagged = [i for i, d in _western(sl, ctx) if d.maindiag_flag == PRINCIPAL_FLAG]
     if not flagged:
         yield _p("QC-DX-001", "diseinfo", "未标记主要诊断", "none flagged")
     for i in flagged[1:]:
@@ -560,7 +568,7 @@ def one_principal_diagnosis(sl: SettlementList, ctx: QcContext) -> Iterator[Prob
 def duplicate_diagnoses(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     """QC-DX-002: a diagnosis code appears once."""
     seen: set[str] = set()
-    for i, d in _western(sl):
+    for i, d in _western(sl, ctx):
         if d.diag_code in seen:
             yield _p("QC-DX-002", _dx(i), d.diag_code, d.diag_code)
         seen.add(d.diag_code)
@@ -568,7 +576,7 @@ def duplicate_diagnoses(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]
 
 def principal_allowed(sl: SettlementList, ctx: QcContext) -> Iterator[Problem]:
     """QC-DX-003 / 004: the principal is no external cause (error) or symptom code (warning)."""
-    western = _western(sl)
+    western = _western(sl, ctx)
     if not western:
         return
     # the principal as `principal_first` picks it (the first flagged, else the first), with its index
@@ -617,7 +625,8 @@ def check(sl: SettlementList, dictionaries: Dictionaries, *, kind: ListKind = "4
     dates are checked against `window` when given."""
     if kind not in LIST_INTERFACES:
         raise ValueError(f"kind must be one of {LIST_INTERFACES}, not {kind!r}")
-    ctx = QcContext(dictionaries, kind, required, sex_rules, age_rules, principal_rules, window)
+    ctx = QcContext(dictionaries, kind, required, sex_rules, age_rules, principal_rules, window,
+                    western_diagnoses(sl))
     return [problem for rule in rules for problem in rule(sl, ctx)]
 
 

@@ -20,7 +20,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
-from typing import Annotated, Any, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 import orjson
 import pytest
@@ -34,7 +34,9 @@ from pydantic import (
     Field,
     ValidationError,
     create_model,
+    with_config,
 )
+from typing_extensions import TypedDict, is_typeddict
 
 from services.ingest.domain import intake, qc
 from services.ingest.domain import national as nat
@@ -52,6 +54,8 @@ EXAMPLES = {name: json.loads((HSA / f"{name}.json").read_text(encoding="utf-8"))
 def _reference_annotation(annotation: Any, made: dict[type, type[BaseModel]]) -> Any:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return _reference(annotation, made)
+    if is_typeddict(annotation):
+        return _reference_typeddict(annotation, made)
     if get_origin(annotation) is list:
         return list[_reference_annotation(get_args(annotation)[0], made)]  # type: ignore[misc]
     return annotation
@@ -73,6 +77,20 @@ def _reference(model: type[BaseModel], made: dict[type, type[BaseModel]]) -> typ
                                    __doc__=model.__doc__,
                                    **fields)
     return made[model]
+
+
+def _reference_typeddict(typed: Any, made: dict[Any, Any]) -> Any:
+    """A TypedDict node with every field read by its Python reader."""
+    if typed not in made:
+        fields = {}
+        for name, hint in get_type_hints(typed, include_extras=True).items():
+            args = get_args(hint)
+            meta = [BeforeValidator(m.read) if isinstance(m, nat._CanonicalFirst) else m for m in args[1:]]
+            fields[name] = Annotated[(args[0], *meta)] if meta else hint  # type: ignore[valid-type]
+        reference = TypedDict(f"Reference{typed.__name__}", fields, total=typed.__total__)  # type: ignore[operator]
+        reference.__doc__ = typed.__doc__
+        made[typed] = with_config(ConfigDict(extra="allow"))(reference)
+    return made[typed]
 
 
 _MADE: dict[type, type[BaseModel]] = {}
@@ -204,6 +222,52 @@ def test_json_schema_is_that_of_the_annotated_types() -> None:
     for model, reference in MODELS.items():
         theirs = json.loads(json.dumps(reference.model_json_schema()).replace("Reference", ""))
         assert model.model_json_schema() == theirs
+
+
+# ----------------------------------------------------------------------------- fee items
+
+
+class FormerItemInfo(nat._Node):
+    """`iteminfo[]` as a model, as it was read before it became a dict."""
+
+    med_chrgitm: nat.OptStr = None
+    amt: nat.Money = None
+    claa_sumfee: nat.Money = None
+    clab_amt: nat.Money = None
+    fulamt_ownpay_amt: nat.Money = None
+    oth_amt: nat.Money = None
+
+
+class FormerSettlementList(nat.SettlementList):
+    iteminfo: nat.Array[FormerItemInfo] = Field(default_factory=list)  # type: ignore[assignment]
+
+
+def _problems_or_fees(model: type[nat.SettlementList], doc: Any) -> Any:
+    try:
+        sl = model.model_validate(doc)
+    except ValidationError as e:
+        return [(p.field, p.code, p.message_en) for p in nat._problems(e, "input")]
+    return [{name: _plain(item.get(name) if isinstance(item, dict) else getattr(item, name))
+             for name in FormerItemInfo.model_fields} | {"extra": _plain(
+                 {k: v for k, v in item.items() if k not in FormerItemInfo.model_fields}
+                 if isinstance(item, dict) else item.model_extra)} for item in sl.iteminfo]
+
+
+fee_names = st.sampled_from([*FormerItemInfo.model_fields, "x"])
+fee_items = st.lists(st.dictionaries(fee_names, scalars, max_size=6) | json_values, max_size=4) | json_values
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(fee_items)
+def test_fee_items_read_as_the_former_model(items: Any) -> None:
+    """The same amounts, extras and problems (field path, code) as when each was a model."""
+    doc = copy.deepcopy(EXAMPLES["4101-01"]["input"]) | {"iteminfo": items}
+    assert _problems_or_fees(nat.SettlementList, doc) == _problems_or_fees(FormerSettlementList, doc)
+
+
+def test_example_fee_items_read_as_the_former_model() -> None:
+    for doc in [*_generated(50), *(m["input"] for m in EXAMPLES.values())]:
+        assert _problems_or_fees(nat.SettlementList, doc) == _problems_or_fees(FormerSettlementList, doc)
 
 
 # ----------------------------------------------------------------------------- QC, events, keys
