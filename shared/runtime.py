@@ -121,6 +121,7 @@ class Runtime:
         self.relays: list[OutboxRelay] = []
         self.consumers: list[EventConsumer] = []
         self._tasks: list[asyncio.Task] = []
+        self._gc_threshold: tuple[int, ...] | None = None  # the collector's thresholds before `start`
         watched: list[tuple[str, list[str], ServiceMetrics]] = []
         self._stage_metrics: list[ServiceMetrics] = []
         for s in self.stages:
@@ -195,13 +196,13 @@ class Runtime:
             if s.on_start:
                 await s.on_start()
         # What is loaded by now (schemes, code dictionaries, policies) lives as long as the
-        # process: the garbage collector need not walk it again at every collection. Garbage is
-        # collected first: what is frozen is never collected, and a process that starts several
-        # runtimes (the tests) would otherwise keep every earlier one's garbage for good.
+        # runtime: the garbage collector need not walk it again at every collection. What is
+        # frozen is never collected: garbage is collected first, and `stop` unfreezes.
         gc.collect()
         gc.freeze()
+        self._gc_threshold = gc.get_threshold()
         if self.settings.gc_threshold:  # batches make objects by the thousand, nearly all freed at once
-            gc.set_threshold(self.settings.gc_threshold, *gc.get_threshold()[1:])
+            gc.set_threshold(self.settings.gc_threshold, *self._gc_threshold[1:])
         # consumers first: they join their groups before a relay publishes, so an in-process
         # bus knows whom each message waits for before the relay asks it
         for c in self.consumers:
@@ -233,6 +234,10 @@ class Runtime:
         await self.bus.stop()
         await self.engine.dispose()
         await self.probe.dispose()
+        if self._gc_threshold is not None:  # a process may start another runtime (the tests do)
+            gc.unfreeze()
+            gc.set_threshold(*self._gc_threshold)
+            self._gc_threshold = None
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
