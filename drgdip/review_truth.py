@@ -107,7 +107,7 @@ async def run_region(scheme_path: Path, workdir: Path, *, cases: int, hospitals:
     from services.ingest.repository import lists as ingested
     from services.pricer.handlers import import_policy
     from services.review.handlers import run_hospital_rules
-    from services.review.repository import case_figures, group_shares
+    from services.review.repository import all_case_figures, group_shares
     from services.review.repository import flags as review_flags
 
     scheme = load_scheme(scheme_path)
@@ -136,8 +136,7 @@ async def run_region(scheme_path: Path, workdir: Path, *, cases: int, hospitals:
             for cid, rule, level, hospital, period in await conn.execute(
                     select(f.case_id, f.rule, f.level, f.hospital_code, f.period).where(f.status == "open")):
                 flagged.setdefault(rule, set()).add(cid if level == "case" else f"{hospital}|{period}")
-            figures = {cid: orjson.loads(f) for cid, f in await conn.execute(
-                select(case_figures.c.case_id, case_figures.c.figures))}
+            figures = await all_case_figures(conn)
             group_cases = {key.split("|", 1)[1]: int(n) for key, n in await conn.execute(
                 select(group_shares.c.share_key, group_shares.c.cases))}
     finally:

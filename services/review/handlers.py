@@ -63,27 +63,27 @@ async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope],
                          rules: Rules | None = None) -> list[Envelope]:
     """Review a batch of priced cases (reads and writes each table once per batch)."""
     rules = rules or _DEFAULT_RULES
+    in_force = await rules.book.in_force(conn)
 
-    def decode() -> tuple[list[tuple[str, CasePriced]], list[PricedStay], list[dict[str, Any]],
-                          dict[str, tuple[CaseFacts, str]]]:
-        payloads: list[tuple[str, CasePriced]] = [(e.case_id, e.typed_payload()) for e in envs]
-        priced = [PricedStay.of(e.case_id, p, e.correlation_id) for e, (_id, p) in zip(envs, payloads, strict=True)]
-        # the stays' facts as stored: the validated payload's own JSON, not serialized again
-        facts_json = {e.case_id: (p.facts, orjson.dumps(e.payload["facts"]).decode())
-                      for e, (_id, p) in zip(envs, payloads, strict=True)}
-        return payloads, priced, [_figures_row(case_id, p) for case_id, p in payloads], facts_json
+    def decode() -> tuple[list[PricedStay], dict[str, tuple[CaseFacts, str]], dict[str, dict[str, Any]]]:
+        priced, facts_json, figures = [], {}, {}
+        for e in envs:
+            case_id, p = e.case_id, e.typed_payload()
+            priced.append(PricedStay.of(case_id, p, e.correlation_id))
+            # the stay's facts as stored: the validated payload's own JSON, not serialized again
+            facts_json[case_id] = (p.facts, orjson.dumps(e.payload["facts"]).decode())
+            # what the hospital-level rules and the special-case review read of it (the latest wins)
+            figures[case_id] = _figures(p) | special.figures_of(case_id, p, in_force)
+        return priced, facts_json, figures
 
-    payloads, priced, figures, facts_json = await asyncio.to_thread(decode)  # CPU work: off the event loop
+    priced, facts_json, figures = await asyncio.to_thread(decode)  # CPU work: off the event loop
     known = await repository.load_known(conn, {p.facts.psn_key for p in priced},
                                         {p.case_id for p in priced})
-    in_force = await rules.book.in_force(conn)
     shares = await repository.load_shares(conn, share_keys(known, priced))
     # reviewing a batch is CPU work: off the event loop, which keeps serving meanwhile
     outcome = await asyncio.to_thread(review_cases, known, priced, rules_on=in_force.on, shares=shares)
-    await repository.save(conn, outcome.changed, known, outcome.announcements, facts_json)
+    await repository.save(conn, outcome.changed, known, outcome.announcements, facts_json, figures)
     await repository.save_share_deltas(conn, outcome.share_deltas)
-    await repository.save_hospital_figures(conn, figures)  # the hospital-level rules read them
-    await special.save_figures(conn, payloads, in_force)  # special-case review judges applications on them
     return await asyncio.to_thread(lambda: [
         Envelope.new(CaseFlagged(facts=a.facts, drg=a.drg, flags=list(a.flags), rules=a.rules,
                                  readmission_days=a.readmission_days),
@@ -91,12 +91,10 @@ async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope],
         for a in outcome.announcements])
 
 
-def _figures_row(case_id: str, p: CasePriced) -> dict[str, Any]:
-    """What the hospital-level rules keep of a priced case."""
+def _figures(p: CasePriced) -> dict[str, Any]:
+    """What the hospital-level rules keep of a priced case (besides what its stay holds)."""
     f = p.facts
-    return dict(case_id=case_id, region=where_treated(f), hospital_code=f.hospital_code,
-                hospital_level=p.hospital_level, psn_key=f.psn_key, admission_date=f.admission_date,
-                discharge_date=f.discharge_date, drg=p.drg, weight=p.weight, case_type=p.case_type,
+    return dict(region=where_treated(f), hospital_level=p.hospital_level, weight=p.weight, case_type=p.case_type,
                 discharge_way=f.discharge_way, planned=f.planned_readmission, withdrawn=f.withdrawn)
 
 

@@ -73,7 +73,21 @@ stays = Table(
     # JSON: how it was priced (method, adrg, dip_group) and what it added to the regional
     # figures ("shares": {key: [cost, own_pay]}, one case each; older rows: share_key, share)
     Column("context", Text, nullable=True),
-    Index("ix_review_stays_person", "psn_key", "hospital_code"),
+    # what the hospital-level rules read of the case's latest price (NULL region: a stay stored
+    # before review kept figures)
+    Column("region", String(32), nullable=True),  # where care was given
+    Column("hospital_level", Integer, nullable=True),
+    Column("weight", ExactDecimal(12, 4), nullable=True),
+    Column("case_type", String(16), nullable=True),
+    Column("discharge_way", Integer, nullable=True),
+    Column("planned", Boolean, nullable=True),
+    Column("withdrawn", Boolean, nullable=True),
+    # what the special-case review judges an application on (NULL figures: none kept)
+    Column("method", String(8), nullable=True),  # drg | dip
+    Column("complex", Boolean, nullable=True),  # counts in its hospital's complex-case load
+    Column("figures", Text, nullable=True),  # JSON: the CaseData
+    Index("ix_review_stays_person", "psn_key", "hospital_code"),  # readmissions
+    Index("ix_review_stays_region", "region", "discharge_date"),
 )
 results = Table(
     "review_results", metadata,
@@ -149,26 +163,6 @@ hospital_runs = Table(
     Column("run_at", DateTime(timezone=True), nullable=False),
     Index("ix_review_hospital_runs_period", "region", "period"),
 )
-# what the hospital-level rules read of each case's latest price (one row per case; the
-# special-case review keeps its own figures in review_case_figures)
-hospital_figures = Table(
-    "review_hospital_figures", metadata,
-    Column("case_id", String(100), primary_key=True),
-    Column("region", String(32), nullable=False),  # where care was given
-    Column("hospital_code", String(32), nullable=False),
-    Column("hospital_level", Integer, nullable=True),
-    Column("psn_key", String(64), nullable=False),
-    Column("admission_date", Date, nullable=True),
-    Column("discharge_date", Date, nullable=True),
-    Column("drg", String(8), nullable=False),
-    Column("weight", ExactDecimal(12, 4), nullable=True),
-    Column("case_type", String(16), nullable=True),
-    Column("discharge_way", Integer, nullable=True),
-    Column("planned", Boolean, nullable=False),
-    Column("withdrawn", Boolean, nullable=False),
-    Index("ix_review_hospital_figures_region", "region", "discharge_date"),
-    Index("ix_review_hospital_figures_person", "psn_key", "hospital_code"),  # readmissions
-)
 # a group's regional self-pay figures (cost shifting): changed by increments, so concurrent
 # consumers never lose each other's updates
 group_shares = Table(
@@ -239,35 +233,63 @@ def _context(k: Reviewed) -> str:
                          "shares": {key: [str(a.cost), str(a.own_pay)] for key, a in k.shares.items()}}).decode()
 
 
+# the columns of a priced case's stay besides its key, person, dates, DRG, facts and context
+FIGURES = ("region", "hospital_level", "weight", "case_type", "discharge_way", "planned", "withdrawn",
+           "method", "complex", "figures")
+_STAY = ("case_id", "psn_key", "hospital_code", "admission_date", "discharge_date", "drg", "facts", "context")
+
+
 async def save(conn: AsyncConnection, changed: Mapping[str, Reviewed], known: Known,
                announcements: Sequence[Announcement] = (),
-               facts_json: Mapping[str, tuple[CaseFacts, str]] | None = None) -> None:
+               facts_json: Mapping[str, tuple[CaseFacts, str]] | None = None,
+               figures: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Store the changed stays and their reviews: one statement per table and kind of write.
     Each review's flags go to the history (`review_flags`): the open flags of the cases
     reviewed again are superseded, the latest review's flags are open. `facts_json`: the JSON
-    of facts the caller has already (by case id, with the facts it is of), stored as it is."""
+    of facts the caller has already (by case id, with the facts it is of), stored as it is.
+    `figures`: the `FIGURES` columns of the cases priced (by case id), stored with their stays;
+    a stored stay without them (reviewed again because an earlier stay arrived) is unchanged
+    and not written again."""
     now = datetime.now(UTC)
     rules = {a.case_id: a.rules for a in announcements}
     given = facts_json or {}
-    new_stays: list[dict] = []
-    old_stays: list[dict] = []
+    priced = figures or {}
+    with_figures: list[dict] = []
+    without: list[dict] = []
     new_results: list[dict] = []
     old_results: list[dict] = []
     for cid, k in changed.items():
-        raw = given.get(cid)
-        s = dict(case_id=cid, psn_key=k.stay.psn_key, hospital_code=k.stay.hospital_code,
-                 admission_date=k.stay.admission_date, discharge_date=k.stay.discharge_date, drg=k.drg,
-                 facts=raw[1] if raw is not None and raw[0] is k.facts else k.facts.model_dump_json(),
-                 context=_context(k))
-        (old_stays if cid in known.stored else new_stays).append(s)
+        columns = priced.get(cid)
+        if columns is not None or cid not in known.stored:
+            raw = given.get(cid)
+            s = dict(case_id=cid, psn_key=k.stay.psn_key, hospital_code=k.stay.hospital_code,
+                     admission_date=k.stay.admission_date, discharge_date=k.stay.discharge_date, drg=k.drg,
+                     facts=raw[1] if raw is not None and raw[0] is k.facts else k.facts.model_dump_json(),
+                     context=_context(k))
+            if columns is None:
+                without.append(s)
+            else:
+                s.update(columns)
+                with_figures.append(s)
         r = dict(case_id=cid, list_version=k.list_version, review_version=k.review_version,
                  flags=_flags_json(k.flags), reviewed_at=now, rules=rules.get(cid))
         (old_results if cid in known.reviewed else new_results).append(r)
-    await insert_many(conn, stays, new_stays)
-    await update_many(conn, stays, "case_id", old_stays)
+    await save_stays(conn, with_figures)
+    await save_stays(conn, without)
     await insert_many(conn, results, new_results)
     await update_many(conn, results, "case_id", old_results)
     await _save_flags(conn, announcements, now, known.reviewed)
+
+
+async def save_stays(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Store stays (dicts with the same keys: the key and any other columns), each replacing the
+    stored row's columns it has (one statement; the last row of a case wins)."""
+    latest = list({r["case_id"]: r for r in rows}.values())
+    if not latest:
+        return
+    columns = tuple(latest[0])
+    await _execute_rows(conn, _compile(conn.dialect, f"stays {columns}", _upsert_rows(stays, "case_id", columns)),
+                        latest)
 
 
 async def _save_flags(conn: AsyncConnection, announcements: Sequence[Announcement], now: datetime,
@@ -422,22 +444,13 @@ async def count_flags(conn: AsyncConnection) -> list[tuple[str, str, str, int]]:
 
 # --- what the hospital-level rules read -----------------------------------------------------------
 
-async def save_hospital_figures(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Each priced case's figures, replacing those of its earlier price (the latest wins)."""
-    latest = {r["case_id"]: r for r in rows}  # a batch may price a case twice
-    if not latest:
-        return
-    found = list(latest.values())
-    columns = tuple(found[0])
-    await _execute_rows(conn, _compile(conn.dialect, f"hospital_figures {columns}",
-                                       _upsert_rows(hospital_figures, "case_id", columns)), found)
-
-
 async def load_hospital_figures(conn: AsyncConnection, region: str, start: date, end: date) -> list[CaseFigure]:
     """The region's cases (not withdrawn) discharged in [start, end), one by one (the rules read
     `hospital_counts`; its sums are tested against `count_periods` of these)."""
-    c = hospital_figures.c
-    rows = (await conn.execute(select(hospital_figures).where(
+    c = stays.c
+    rows = (await conn.execute(select(c.case_id, c.hospital_code, c.discharge_date, c.admission_date, c.psn_key,
+                                      c.hospital_level, c.drg, c.weight, c.case_type, c.discharge_way,
+                                      c.planned).where(
         c.region == region, c.discharge_date >= start, c.discharge_date < end,
         c.withdrawn.is_(False)))).all()
     return [CaseFigure(r.case_id, r.hospital_code, r.discharge_date, r.admission_date, r.psn_key,
@@ -462,7 +475,7 @@ async def hospital_counts(conn: AsyncConnection, region: str, periods: Sequence[
     out: dict[Period, dict[str, Counts]] = {p: {} for p in periods}
     if not periods:
         return out
-    c, e = hospital_figures.alias("c").c, hospital_figures.alias("e")
+    c, e = stays.alias("c").c, stays.alias("e")
     period = case(*[(and_(c.discharge_date >= p.start, c.discharge_date < p.end), literal(p.label))
                     for p in periods], else_=None).label("period")
     earlier = select(literal(1)).select_from(e).where(
@@ -500,9 +513,9 @@ async def hospital_counts(conn: AsyncConnection, region: str, periods: Sequence[
 
 
 async def regions_with_cases(conn: AsyncConnection, start: date, end: date) -> list[str]:
-    c = hospital_figures.c
+    c = stays.c
     return sorted((await conn.execute(select(c.region).distinct().where(
-        c.discharge_date >= start, c.discharge_date < end))).scalars())
+        c.region.is_not(None), c.discharge_date >= start, c.discharge_date < end))).scalars())
 
 
 # --- hospital-level flags and the flag workflow ---------------------------------------------------
@@ -621,22 +634,10 @@ async def flag_history(conn: AsyncConnection, *, flag_id: int | None = None, hos
 
 
 # === special-case review (特例单议, docs/domain.md §10) ===========================================
-# What review knows of each priced case for an application (its latest priced version), the
-# applications, the panel's decisions, the members, one counter row per region and quarter (the
+# What review knows of each priced case for an application (its latest priced version: the
+# `method`, `complex` and `figures` columns of review_stays), the applications, the panel's decisions, the members, one counter row per region and quarter (the
 # lock that keeps the cap under concurrent applications) and the append-only audit.
 
-case_figures = Table(
-    "review_case_figures", metadata,
-    Column("case_id", String(100), primary_key=True),
-    Column("hospital_code", String(32), nullable=False),
-    Column("region", String(32), nullable=False),  # where it was treated
-    Column("period", String(6), nullable=True),  # the discharge quarter "2024Q1"
-    Column("method", String(8), nullable=False),  # drg | dip
-    Column("complex", Boolean, nullable=False),  # counts in its hospital's complex-case load
-    Column("withdrawn", Boolean, nullable=False),
-    Column("figures", Text, nullable=False),  # JSON: the CaseData
-    Index("ix_review_case_figures_period", "region", "period"),
-)
 special_quota = Table(
     "review_special_quota", metadata,
     Column("region", String(32), primary_key=True),
@@ -707,19 +708,24 @@ def _upsert(conn: AsyncConnection, table: Table) -> Any:
     return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
-async def save_case_figures(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Store each case's latest figures (a new priced version replaces them)."""
-    if not rows:
-        return
-    latest = list({r["case_id"]: r for r in rows}.values())  # a batch may hold two versions of a case
-    columns = ("case_id", "hospital_code", "region", "period", "method", "complex", "withdrawn", "figures")
-    await _execute_rows(conn, _compile(conn.dialect, "case_figures", _upsert_rows(case_figures, "case_id", columns)),
-                        latest)
-
-
 async def case_figures_of(conn: AsyncConnection, case_id: str) -> dict[str, Any] | None:
-    r = (await conn.execute(select(case_figures).where(case_figures.c.case_id == case_id))).first()
-    return None if r is None else {**r._asdict(), "figures": orjson.loads(r.figures)}
+    """The case's latest priced figures as the special-case review keeps them (None: none kept)."""
+    c = stays.c
+    r = (await conn.execute(select(c.case_id, c.hospital_code, c.region, c.discharge_date, c.method, c.complex,
+                                   c.withdrawn, c.figures)
+                            .where(c.case_id == case_id, c.figures.is_not(None)))).first()
+    if r is None:
+        return None
+    return {"case_id": r.case_id, "hospital_code": r.hospital_code, "region": r.region,
+            "period": None if r.discharge_date is None else Period.month_of(r.discharge_date).quarter().label,
+            "method": r.method, "complex": r.complex, "withdrawn": r.withdrawn, "figures": orjson.loads(r.figures)}
+
+
+async def all_case_figures(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
+    """Every case's kept figures (the special-case review's), by case id."""
+    c = stays.c
+    return {r.case_id: orjson.loads(r.figures)
+            for r in await conn.execute(select(c.case_id, c.figures).where(c.figures.is_not(None)))}
 
 
 async def lock_quota(conn: AsyncConnection, region: str, period: str) -> int:
@@ -743,8 +749,9 @@ async def count_applied(conn: AsyncConnection, region: str, period: str) -> None
 async def region_period(conn: AsyncConnection, region: str, period: str) -> tuple[int, int, dict[str, int], dict[str, int]]:
     """(DRG discharges, DIP discharges, complex cases per hospital, applications per hospital)
     of a region's quarter (withdrawn lists left out)."""
-    f = case_figures.c
-    where = (f.region == region, f.period == period, f.withdrawn.is_(False))
+    f, quarter = stays.c, Period.parse(period)
+    where = (f.region == region, f.discharge_date >= quarter.start, f.discharge_date < quarter.end,
+             f.figures.is_not(None), f.withdrawn.is_(False))
     by_method = {r.method: r.n for r in (await conn.execute(
         select(f.method, func.count().label("n")).where(*where).group_by(f.method))).all()}
     loads = {r.hospital_code: r.n for r in (await conn.execute(
@@ -936,8 +943,9 @@ feedback = Table(
 
 async def case_owners(conn: AsyncConnection, case_ids: Collection[str]) -> dict[str, str]:
     """The hospital of each of these cases review has priced figures of."""
-    c = case_figures.c
-    rows = (await conn.execute(select(c.case_id, c.hospital_code).where(c.case_id.in_(list(case_ids))))).all()
+    c = stays.c
+    rows = (await conn.execute(select(c.case_id, c.hospital_code).where(c.case_id.in_(list(case_ids)),
+                                                                        c.figures.is_not(None)))).all()
     return {r.case_id: r.hospital_code for r in rows}
 
 

@@ -2,8 +2,9 @@
 repository, decide via `domain/special_cases.py`, save via the repository. Each takes the
 caller's connection (the edge owns the one transaction) and never commits.
 
-- `save_figures`: every priced case's figures kept (its latest version), so an application is
-  judged on them and the cap counts the region's discharges and complex cases.
+- `figures_of`: what is kept of every priced case (its latest version, stored with its stay by
+  the handler), so an application is judged on it and the cap counts the region's discharges
+  and complex cases.
 - `apply`: a hospital applies for one of its cases; the region-quarter's counter row is locked
   first, so concurrent applications count the cap one at a time. `record_refusal`: an
   application refused on eligibility or the cap, audited.
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -62,16 +64,20 @@ def _params(rules: InForce[RuleSet] | None, region: str, day: date | None) -> sc
     return (found or DEFAULTS).params.special_cases
 
 
-async def save_figures(conn: AsyncConnection, priced: Sequence[tuple[str, CasePriced]],
-                       rules: InForce[RuleSet]) -> None:
-    """Keep the figures of a batch of priced cases, `(case id, payload)` (their latest versions)."""
-    rows = []
-    for case_id, p in priced:
-        c = sc.case_data(case_id, p)
-        rows.append(dict(case_id=c.case_id, hospital_code=c.hospital_code, region=c.region, period=c.period,
-                         method=c.method, complex=sc.is_complex(c, _params(rules, c.region, c.discharge_date)),
-                         withdrawn=c.withdrawn, figures=_json(sc.to_json(c))))
-    await repository.save_case_figures(conn, rows)
+def figures_of(case_id: str, p: CasePriced, rules: InForce[RuleSet]) -> dict[str, Any]:
+    """What the special-case review keeps of a priced case (the repository stores it with the
+    case's stay, its latest version): how it was priced, whether it counts in its hospital's
+    complex-case load, and its figures (`sc.to_json` of its `CaseData`, as JSON)."""
+    c = sc.case_data(case_id, p)
+    return dict(method=c.method, complex=sc.is_complex(c, _params(rules, c.region, c.discharge_date)),
+                figures=orjson.dumps(c, default=_text).decode())
+
+
+def _text(value: Any) -> str:
+    """The JSON of what orjson does not write itself: decimals as `sc.to_json` writes them."""
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _json(value: Any) -> str:

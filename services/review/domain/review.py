@@ -18,9 +18,10 @@ later stays get their split-admission flags evaluated again, and a new review wh
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import cached_property
 
 from services.review.domain.parameters import DEFAULTS, RuleSet
 from services.review.domain.rules import (
@@ -134,6 +135,10 @@ class PricedStay:
 
     def keys(self) -> Keys:
         """Its keys in the regional figures, each made once."""
+        return self._keys
+
+    @cached_property
+    def _keys(self) -> Keys:
         region, dip = where_treated(self.facts), self.dip_group
         method = "dip" if dip else "drg"
         group = None if self.adrg is None and dip is None else f"{region}|{method}|{dip or self.drg}"
@@ -220,7 +225,8 @@ def share_keys(known: dict[str, Reviewed], priced: Iterable[PricedStay]) -> set[
     """The keys of the regional figures a batch reads or changes."""
     keys: set[str] = set()
     for p in priced:
-        keys.update(k for k in astuple(p.keys()) if k is not None)
+        k = p.keys()
+        keys.update(key for key in (k.group, k.adrg, k.level, k.lower_level) if key is not None)
         if (r := known.get(p.case_id)) is not None:
             keys |= set(r.shares)
     return keys

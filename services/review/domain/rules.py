@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple
 
 from services.review.domain.parameters import (
     CostShifting,
@@ -96,9 +97,9 @@ class CaseFigures:
     coefficient: Decimal | None = None  # the hospital's (or its level's) coefficient as priced
 
 
-@dataclass(frozen=True)
-class Share:
-    """A group's regional self-pay figures: cases, Σ cost, Σ 自费 (cases with both figures)."""
+class Share(NamedTuple):
+    """A group's regional self-pay figures: cases, Σ cost, Σ 自费 (cases with both figures).
+    A tuple: a batch's review makes several of them for each case."""
 
     cases: int = 0
     cost: Decimal = Decimal(0)
@@ -309,7 +310,7 @@ def primary_care_at_tertiary(c: CaseFigures, groups: Iterable[str | None],
                              p: PrimaryCareAtTertiary) -> CaseFlag | None:
     if not p.enabled or c.hospital_level is None or c.hospital_level not in p.levels:
         return None
-    listed = next((g for g in groups if g and g in p.groups), None)
+    listed = next((g for g in groups if g and g in p.groups), None) if p.groups else None
     source = "parameters" if listed else "DIP catalogue" if p.use_catalogue_flag and c.primary_care else None
     if source is None:
         return None

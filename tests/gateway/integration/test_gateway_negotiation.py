@@ -232,12 +232,12 @@ async def test_feedback_is_sent_on_own_cases_triaged_answered_closed_and_counted
             await receive_and_price(rt, 12)
 
             async def reviewed() -> bool:
-                return await count(rt.engine, "review_case_figures") == 12
+                return await count(rt.engine, "review_stays", "figures IS NOT NULL") == 12
 
             await wait_until(reviewed, 60, "the cases reviewed")
             async with rt.engine.connect() as conn:
                 owners = (await conn.execute(text(
-                    "SELECT case_id, hospital_code FROM review_case_figures ORDER BY hospital_code, case_id"))).all()
+                    "SELECT case_id, hospital_code FROM review_stays WHERE figures IS NOT NULL ORDER BY hospital_code, case_id"))).all()
             h1_code = owners[0].hospital_code
             own = [o.case_id for o in owners if o.hospital_code == h1_code]
             other = next(o for o in owners if o.hospital_code != h1_code)

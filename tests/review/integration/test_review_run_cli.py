@@ -32,14 +32,14 @@ def _rows(region: str) -> list[dict]:
     return [dict(case_id=c.case_id, region=region, hospital_code=c.hospital_code, hospital_level=c.hospital_level,
                  psn_key=c.psn_key, admission_date=c.admission_date, discharge_date=c.discharge_date, drg=c.drg,
                  weight=c.weight, case_type=c.case_type, discharge_way=c.discharge_way, planned=c.planned,
-                 withdrawn=False) for c in cases]
+                 withdrawn=False, facts="{}") for c in cases]  # facts: not read by these rules
 
 
 def test_review_run_raises_hospital_flags_once(tmp_path: Path, db_url: str) -> None:
     db = db_url
 
     async def seed(conn) -> None:  # type: ignore[no-untyped-def]
-        await repository.save_hospital_figures(conn, _rows("350500"))
+        await repository.save_stays(conn, _rows("350500"))
 
     in_transaction(db, seed)
     runner = CliRunner()

@@ -91,7 +91,7 @@ async def test_apply_decide_reprice_settle_appeal_publish_and_audit(db_url: str)
                 [Received("native", orjson.dumps(sl)) for sl in sent]))
 
             async def reviewed() -> bool:
-                return await count(rt.engine, "review_case_figures") == N
+                return await count(rt.engine, "review_stays", "figures IS NOT NULL") == N
 
             await wait_until(reviewed, 120, f"{N} cases priced and reviewed")
             async with rt.engine.connect() as conn:
