@@ -22,7 +22,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
-    bindparam,
     case,
     func,
     insert,
@@ -297,15 +296,12 @@ async def save_share_deltas(conn: AsyncConnection, deltas: Mapping[str, Share]) 
     changed = {k: d for k, d in deltas.items() if d != Share()}
     if not changed:
         return
-    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    await conn.execute(make(group_shares).on_conflict_do_nothing(), [
-        dict(share_key=k, cases=0, total_cost=Decimal(0), own_pay=Decimal(0)) for k in sorted(changed)])
-    c = group_shares.c
-    await conn.execute(update(group_shares).where(c.share_key == bindparam("k")).values(
-        cases=c.cases + bindparam("d_cases", type_=Integer()),
-        total_cost=c.total_cost + bindparam("d_cost", type_=money()),
-        own_pay=c.own_pay + bindparam("d_own", type_=money())),
-        [dict(k=k, d_cases=d.cases, d_cost=d.cost, d_own=d.own_pay) for k, d in sorted(changed.items())])
+    # one upsert a key: a new key starts at its change, a stored one adds it to its figures
+    stmt = _upsert(conn, group_shares)
+    c, new = group_shares.c, stmt.excluded
+    await conn.execute(stmt.on_conflict_do_update(index_elements=["share_key"], set_=dict(
+        cases=c.cases + new.cases, total_cost=c.total_cost + new.total_cost, own_pay=c.own_pay + new.own_pay)), [
+        dict(share_key=k, cases=d.cases, total_cost=d.cost, own_pay=d.own_pay) for k, d in sorted(changed.items())])
 
 
 # --- rule parameters ------------------------------------------------------------------------------
