@@ -113,7 +113,8 @@ class Intake:
         (the sweep, another replica) is not decided again: its stored outcome is returned."""
         async def decide_pending() -> list[Outcome]:
             async with self.engine.begin() as conn:
-                todo = await repository.lock_pending(conn, [r.id for r in rows], skip_locked=sweeping)
+                pending = await repository.lock_still_pending(conn, [r.id for r in rows], skip_locked=sweeping)
+                todo = [r for r in rows if r.id in pending]
                 done = {o.raw_id: o for o in await self.process(conn, todo)} if todo else {}
                 if sweeping:
                     return list(done.values())

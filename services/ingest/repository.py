@@ -148,6 +148,16 @@ async def lock_pending(conn: AsyncConnection, ids: Sequence[int], *, skip_locked
             for r in (await conn.execute(q)).all()]
 
 
+async def lock_still_pending(conn: AsyncConnection, ids: Sequence[int], *, skip_locked: bool = False) -> set[int]:
+    """`lock_pending` for a caller that holds the stored lists already: which of them are still
+    pending, locked until the transaction ends (the ids only: their bytes are not read back)."""
+    if not ids:
+        return set()
+    q = (select(raw_table.c.id).where(raw_table.c.id.in_(list(ids)), raw_table.c.status == "pending")
+         .order_by(raw_table.c.id).with_for_update(skip_locked=skip_locked))
+    return set((await conn.scalars(q)).all())
+
+
 async def outcomes(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Outcome]:
     """The outcomes of lists already decided, as their stored rows say."""
     if not ids:
