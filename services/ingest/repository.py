@@ -25,6 +25,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -49,6 +50,8 @@ raw_table = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("format", String(8), nullable=False),
     Column("caller_hospital", String(32), nullable=True),
+    # compressed with lz4 on PostgreSQL servers that have it (migration ingest_0005): pglz,
+    # the default, was the largest single cost of storing a list
     Column("raw", LargeBinary, nullable=False),
     Column("status", String(12), nullable=False),  # pending | accepted | duplicate | rejected
     Column("hospital_code", String(32), nullable=True),
@@ -60,9 +63,15 @@ raw_table = Table(
     Column("job_line", Integer, nullable=True),  # the list's line in its import job's upload
     Column("correlation_id", String(64), nullable=False),
     Column("declared_on", Date, nullable=True),  # the list's own 申报时间 (dcla_time), for 时效性
-    Index("ix_ingest_raw_status", "status"),
-    Index("ix_ingest_raw_hospital", "hospital_code", "discharge_date"),
-    Index("ix_ingest_raw_job", "job_id"),
+    # partial: a list is indexed here only while it waits to be decided (the sweep's and the
+    # backlog's reads), and by hospital only once decided (the quality scores' read)
+    Index("ix_ingest_raw_pending", "id", postgresql_where=text("status = 'pending'"),
+          sqlite_where=text("status = 'pending'")),
+    Index("ix_ingest_raw_hospital", "hospital_code", "discharge_date",
+          postgresql_where=text("hospital_code IS NOT NULL"), sqlite_where=text("hospital_code IS NOT NULL")),
+    # with the time: when a job's last list arrived is the end of the index (the sweep asks it
+    # of every open job; by job id alone it read each of the job's rows)
+    Index("ix_ingest_raw_job", "job_id", "received_at"),
 )
 lists = Table(
     "ingest_lists", metadata,
