@@ -1,7 +1,5 @@
-"""pricer: cheaper to store a priced case. Its rows are kept whole in their pages (no pglz
-compression or TOAST rows for each case: `toast_tuple_target` 8160 on PostgreSQL), and the
-index on the case id alone goes (the unique version key starts with the case id and serves
-every read by case)
+"""pricer: cheaper to store a priced case on PostgreSQL: its rows are kept whole in their pages
+(no pglz compression or TOAST rows for each case: `toast_tuple_target` 8160)
 
 Revision ID: pricer_0013
 """
@@ -13,7 +11,6 @@ down_revision = "pricer_0012"
 
 
 def upgrade() -> None:
-    op.drop_index("ix_pricer_results_case", table_name="pricer_results")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE pricer_results SET (toast_tuple_target = 8160)")
 
@@ -21,4 +18,3 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE pricer_results RESET (toast_tuple_target)")
-    op.create_index("ix_pricer_results_case", "pricer_results", ["case_id"])
