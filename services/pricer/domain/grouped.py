@@ -8,7 +8,7 @@ the caller stores the result and publishes the event.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from services.pricer.domain.dip_pricing import DipPolicy, _group_mean, price_dip_case
@@ -24,7 +24,7 @@ from services.pricer.domain.pricing import (
 )
 from shared.dip import Catalogue
 from shared.events import CaseGrouped, CasePriced, CcLift
-from shared.money import ZERO, to_fen, to_points
+from shared.money import FEN, ZERO, to_fen, to_points
 from shared.periods import InForce
 
 NO_POLICY = "NO_POLICY"
@@ -52,13 +52,30 @@ def case_to_price(case_id: str, g: CaseGrouped) -> CaseToPrice:
             treatment_region=f.treatment_region, insurance_type=f.insurance_type, drg=g.drg,
             group_status=g.status, los=los, total_cost=cost, fees=dict(fees), patient_share=share,
             discharge_date=f.discharge_date)
-    return CaseToPrice.model_construct(
+    return _trusted_case(dict(
         case_id=case_id, hospital_code=f.hospital_code, hospital_level=None, region=f.region,
         treatment_region=f.treatment_region, insurance_type=f.insurance_type, drg=g.drg,
-        group_status=g.status, los=los, total_cost=ZERO if cost is None else to_fen(cost),
-        fees={k: to_fen(v) for k, v in fees.items()}, innovative_drug_amount=ZERO,
-        patient_share=ZERO if share is None else to_fen(share), per_diem=False,
-        discharge_date=f.discharge_date)
+        group_status=g.status, los=los, total_cost=ZERO if cost is None else cost.quantize(FEN, ROUND_HALF_UP),
+        fees={k: v.quantize(FEN, ROUND_HALF_UP) for k, v in fees.items()}, innovative_drug_amount=ZERO,
+        patient_share=ZERO if share is None else share.quantize(FEN, ROUND_HALF_UP), per_diem=False,
+        discharge_date=f.discharge_date))
+
+
+_CASE_FIELDS = tuple(CaseToPrice.model_fields)
+
+
+def _trusted_case(values: dict[str, Any]) -> CaseToPrice:
+    """`CaseToPrice.model_construct(**values)` for `values` that name every field, in the
+    model's order, by its own name: the same instance (its fields set, no extra, no private
+    attributes), without model_construct's search of each field's aliases (about 3 µs a case).
+    The amounts are rounded to the fen as `to_fen` does, the rounding passed positionally (a
+    keyword argument costs the call about three times as much)."""
+    m = CaseToPrice.__new__(CaseToPrice)
+    object.__setattr__(m, "__dict__", values)
+    object.__setattr__(m, "__pydantic_fields_set__", set(_CASE_FIELDS))
+    object.__setattr__(m, "__pydantic_extra__", None)
+    object.__setattr__(m, "__pydantic_private__", None)
+    return m
 
 
 def legacy_status(price: Price | None) -> str:
