@@ -411,7 +411,7 @@ async def latest_policy(conn: AsyncConnection, policy_id: str) -> Policy | tuple
 
 # --- priced cases -------------------------------------------------------------------------------
 
-_RESULT_COLUMNS = tuple(c.name for c in results.columns if c.name != "id")
+_EMPTY_ROW = dict.fromkeys(c.name for c in results.columns if c.name != "id")
 
 
 def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: datetime,
@@ -420,7 +420,8 @@ def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: dateti
     received (JSON-ready), kept so that the case can be re-priced; `decision`: the special-case
     decision it was priced with (0: none)."""
     f, case, p = g.facts, r.case, r.price
-    return dict.fromkeys(_RESULT_COLUMNS) | dict(
+    row = _EMPTY_ROW.copy()  # every column, in the table's order: the rows of a batch bind alike
+    row.update(
         case_id=case_id, list_version=f.list_version, grouping_version=g.grouping_version,
         drg=g.drg, status=r.status, priced_at=priced_at,
         policy_version=p.policy_version if p else None, weights_version=p.weights_version if p else None,
@@ -431,7 +432,9 @@ def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: dateti
         method=r.method, dip_group=r.dip_group,
         grouped=orjson.dumps(grouped if grouped is not None else g.model_dump(mode="json")).decode(),
         special_case=decision,
-    ) | r.figures
+    )
+    row.update(r.figures)
+    return row
 
 
 async def save_results(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from services.pricer.domain.dip_pricing import DipPolicy, _group_mean, price_dip_case
 from services.pricer.domain.policy import Policy
 from services.pricer.domain.pricing import (
+    CASE_TYPE_TEXT,
     DRG_PRICED,
     GROUPED_STATUSES,
     CaseToPrice,
@@ -61,7 +62,7 @@ def case_to_price(case_id: str, g: CaseGrouped) -> CaseToPrice:
         discharge_date=f.discharge_date))
 
 
-_CASE_FIELDS = tuple(CaseToPrice.model_fields)
+_CASE_FIELDS = set(CaseToPrice.model_fields)
 
 
 def _trusted_case(values: dict[str, Any]) -> CaseToPrice:
@@ -72,7 +73,7 @@ def _trusted_case(values: dict[str, Any]) -> CaseToPrice:
     keyword argument costs the call about three times as much)."""
     m = CaseToPrice.__new__(CaseToPrice)
     object.__setattr__(m, "__dict__", values)
-    object.__setattr__(m, "__pydantic_fields_set__", set(_CASE_FIELDS))
+    object.__setattr__(m, "__pydantic_fields_set__", _CASE_FIELDS.copy())
     object.__setattr__(m, "__pydantic_extra__", None)
     object.__setattr__(m, "__pydantic_private__", None)
     return m
@@ -82,7 +83,7 @@ def legacy_status(price: Price | None) -> str:
     """The `status` of `case-priced` (PRICED | NOT_GROUPED | NO_WEIGHT | NO_RATE | …)."""
     if price is None:
         return NO_POLICY
-    return PRICED if price.case_type in DRG_PRICED else price.case_type.value.upper()
+    return PRICED if price.case_type in DRG_PRICED else CASE_TYPE_TEXT[price.case_type].upper()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,7 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
                         group_mean_cost=dp.mean_cost if dp.mean_cost is not None
                         else _group_mean(group, dp.hospital_level)[0])
         figures: dict[str, Any] = dict(
-            policy_id=p.policy_id, coefficient=p.coefficient, case_type=p.case_type.value,
+            policy_id=p.policy_id, coefficient=p.coefficient, case_type=CASE_TYPE_TEXT[p.case_type],
             payment=p.total_payment, fund_payment=p.fund_payment)
     else:
         policy = None if f.withdrawn else select_policy(
@@ -154,7 +155,7 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
         # payment includes the add-on, so fund payment = payment − patient share (§7)
         figures = {} if p is None else dict(
             policy_id=p.policy_id, weight=p.rw, base_rate=p.base_rate, coefficient=p.coefficient,
-            payment_standard=p.payment_standard, case_type=p.case_type.value,
+            payment_standard=p.payment_standard, case_type=CASE_TYPE_TEXT[p.case_type],
             payment=p.total_payment, fund_payment=p.fund_payment)
     status = WITHDRAWN if f.withdrawn else legacy_status(p)
     return PricingResult(case, status, p, method, dip_group, breakdown, figures,
