@@ -415,10 +415,10 @@ _EMPTY_ROW = dict.fromkeys(c.name for c in results.columns if c.name != "id")
 
 
 def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: datetime,
-               grouped: Mapping[str, Any] | None = None, decision: int = 0) -> dict[str, Any]:
+               grouped: Mapping[str, Any] | str | None = None, decision: int = 0) -> dict[str, Any]:
     """The `pricer_results` row of a priced case; `grouped` is the `case-grouped` payload as
-    received (JSON-ready), kept so that the case can be re-priced; `decision`: the special-case
-    decision it was priced with (0: none)."""
+    received (JSON-ready, or its JSON text as stored), kept so that the case can be re-priced;
+    `decision`: the special-case decision it was priced with (0: none)."""
     f, case, p = g.facts, r.case, r.price
     row = _EMPTY_ROW.copy()  # every column, in the table's order: the rows of a batch bind alike
     row.update(
@@ -430,7 +430,8 @@ def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: dateti
         case_input=case.model_dump_json(),
         breakdown=orjson.dumps(r.breakdown).decode() if p is not None else None,
         method=r.method, dip_group=r.dip_group,
-        grouped=orjson.dumps(grouped if grouped is not None else g.model_dump(mode="json")).decode(),
+        grouped=grouped if isinstance(grouped, str) else orjson.dumps(
+            grouped if grouped is not None else g.model_dump(mode="json")).decode(),
         special_case=decision,
     )
     row.update(r.figures)
