@@ -139,14 +139,13 @@ async def on_special_case_decided(policies: repository.Policies, conn: AsyncConn
         if payload is None:
             log.warning("special-case decision on a case that cannot be re-priced", case_id=case_id)
             continue
-        doc = orjson.loads(payload)
-        g = CaseGrouped.model_validate(doc)
+        g = CaseGrouped.model_validate_json(payload)
         result = with_decision(price_grouped(case_id, g, drg, dip), d)
         p = result.price
         if (case_id, g.facts.list_version, g.grouping_version, p.policy_id if p else None,
                 p.policy_version if p else None, d.decision) in seen:
             continue
-        rows.append(repository.result_row(case_id, g, result, now, doc, d.decision))
+        rows.append(repository.result_row(case_id, g, result, now, payload, d.decision))
         events.append(Envelope.new(result.event, case_id=case_id, correlation_id=env.correlation_id,
                                    producer=repository.NAME))
     await repository.save_results(conn, rows)
@@ -258,8 +257,7 @@ def _reprice_batch(chunk: Sequence[tuple[str, date | None, str | None]], seen: s
         if payload is None:
             done.not_priceable(case_id, discharged)
             continue
-        grouped = orjson.loads(payload)
-        g = CaseGrouped.model_validate(grouped)
+        g = CaseGrouped.model_validate_json(payload)  # the stored text is kept as it is
         d = decisions.get(case_id)
         result = with_decision(price_grouped(case_id, g, drg, dip), d)
         p = result.price
@@ -268,7 +266,7 @@ def _reprice_batch(chunk: Sequence[tuple[str, date | None, str | None]], seen: s
         if key in seen:
             done.unchanged += 1
             continue
-        rows.append(repository.result_row(case_id, g, result, now, grouped, d.decision if d else 0))
+        rows.append(repository.result_row(case_id, g, result, now, payload, d.decision if d else 0))
         events.append(Envelope.new(result.event, case_id=case_id, correlation_id=correlation_id,
                                    producer=repository.NAME))
         label = f"{p.policy_id} v{p.policy_version}" if p else result.status

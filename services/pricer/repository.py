@@ -415,16 +415,17 @@ async def latest_policy(conn: AsyncConnection, policy_id: str) -> Policy | tuple
 
 # --- priced cases -------------------------------------------------------------------------------
 
-_RESULT_COLUMNS = tuple(c.name for c in results.columns if c.name != "id")
+_EMPTY_ROW = dict.fromkeys(c.name for c in results.columns if c.name != "id")
 
 
 def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: datetime,
-               grouped: Mapping[str, Any] | None = None, decision: int = 0) -> dict[str, Any]:
+               grouped: Mapping[str, Any] | str | None = None, decision: int = 0) -> dict[str, Any]:
     """The `pricer_results` row of a priced case; `grouped` is the `case-grouped` payload as
-    received (JSON-ready), kept so that the case can be re-priced; `decision`: the special-case
-    decision it was priced with (0: none)."""
+    received (JSON-ready, or its JSON text as stored), kept so that the case can be re-priced;
+    `decision`: the special-case decision it was priced with (0: none)."""
     f, case, p = g.facts, r.case, r.price
-    return dict.fromkeys(_RESULT_COLUMNS) | dict(
+    row = _EMPTY_ROW.copy()  # every column, in the table's order: the rows of a batch bind alike
+    row.update(
         case_id=case_id, list_version=f.list_version, grouping_version=g.grouping_version,
         drg=g.drg, status=r.status, priced_at=priced_at,
         policy_version=p.policy_version if p else None, weights_version=p.weights_version if p else None,
@@ -433,9 +434,12 @@ def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: dateti
         case_input=case.model_dump_json(),
         breakdown=orjson.dumps(r.breakdown).decode() if p is not None else None,
         method=r.method, dip_group=r.dip_group,
-        grouped=orjson.dumps(grouped if grouped is not None else g.model_dump(mode="json")).decode(),
+        grouped=grouped if isinstance(grouped, str) else orjson.dumps(
+            grouped if grouped is not None else g.model_dump(mode="json")).decode(),
         special_case=decision,
-    ) | r.figures
+    )
+    row.update(r.figures)
+    return row
 
 
 async def save_results(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:

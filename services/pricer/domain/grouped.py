@@ -8,12 +8,13 @@ the caller stores the result and publishes the event.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from services.pricer.domain.dip_pricing import DipPolicy, _group_mean, price_dip_case
 from services.pricer.domain.policy import Policy
 from services.pricer.domain.pricing import (
+    CASE_TYPE_TEXT,
     DRG_PRICED,
     GROUPED_STATUSES,
     CaseToPrice,
@@ -24,7 +25,7 @@ from services.pricer.domain.pricing import (
 )
 from shared.dip import Catalogue
 from shared.events import CaseGrouped, CasePriced, CcLift
-from shared.money import ZERO, to_fen, to_points
+from shared.money import FEN, ZERO, to_fen, to_points
 from shared.periods import InForce
 
 NO_POLICY = "NO_POLICY"
@@ -52,20 +53,37 @@ def case_to_price(case_id: str, g: CaseGrouped) -> CaseToPrice:
             treatment_region=f.treatment_region, insurance_type=f.insurance_type, drg=g.drg,
             group_status=g.status, los=los, total_cost=cost, fees=dict(fees), patient_share=share,
             discharge_date=f.discharge_date)
-    return CaseToPrice.model_construct(
+    return _trusted_case(dict(
         case_id=case_id, hospital_code=f.hospital_code, hospital_level=None, region=f.region,
         treatment_region=f.treatment_region, insurance_type=f.insurance_type, drg=g.drg,
-        group_status=g.status, los=los, total_cost=ZERO if cost is None else to_fen(cost),
-        fees={k: to_fen(v) for k, v in fees.items()}, innovative_drug_amount=ZERO,
-        patient_share=ZERO if share is None else to_fen(share), per_diem=False,
-        discharge_date=f.discharge_date)
+        group_status=g.status, los=los, total_cost=ZERO if cost is None else cost.quantize(FEN, ROUND_HALF_UP),
+        fees={k: v.quantize(FEN, ROUND_HALF_UP) for k, v in fees.items()}, innovative_drug_amount=ZERO,
+        patient_share=ZERO if share is None else share.quantize(FEN, ROUND_HALF_UP), per_diem=False,
+        discharge_date=f.discharge_date))
+
+
+_CASE_FIELDS = set(CaseToPrice.model_fields)
+
+
+def _trusted_case(values: dict[str, Any]) -> CaseToPrice:
+    """`CaseToPrice.model_construct(**values)` for `values` that name every field, in the
+    model's order, by its own name: the same instance (its fields set, no extra, no private
+    attributes), without model_construct's search of each field's aliases (about 3 µs a case).
+    The amounts are rounded to the fen as `to_fen` does, the rounding passed positionally (a
+    keyword argument costs the call about three times as much)."""
+    m = CaseToPrice.__new__(CaseToPrice)
+    object.__setattr__(m, "__dict__", values)
+    object.__setattr__(m, "__pydantic_fields_set__", _CASE_FIELDS.copy())
+    object.__setattr__(m, "__pydantic_extra__", None)
+    object.__setattr__(m, "__pydantic_private__", None)
+    return m
 
 
 def legacy_status(price: Price | None) -> str:
     """The `status` of `case-priced` (PRICED | NOT_GROUPED | NO_WEIGHT | NO_RATE | …)."""
     if price is None:
         return NO_POLICY
-    return PRICED if price.case_type in DRG_PRICED else price.case_type.value.upper()
+    return PRICED if price.case_type in DRG_PRICED else CASE_TYPE_TEXT[price.case_type].upper()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +137,7 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
                         group_mean_cost=dp.mean_cost if dp.mean_cost is not None
                         else _group_mean(group, dp.hospital_level)[0])
         figures: dict[str, Any] = dict(
-            policy_id=p.policy_id, coefficient=p.coefficient, case_type=p.case_type.value,
+            policy_id=p.policy_id, coefficient=p.coefficient, case_type=CASE_TYPE_TEXT[p.case_type],
             payment=p.total_payment, fund_payment=p.fund_payment)
     else:
         policy = None if f.withdrawn else select_policy(
@@ -137,7 +155,7 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
         # payment includes the add-on, so fund payment = payment − patient share (§7)
         figures = {} if p is None else dict(
             policy_id=p.policy_id, weight=p.rw, base_rate=p.base_rate, coefficient=p.coefficient,
-            payment_standard=p.payment_standard, case_type=p.case_type.value,
+            payment_standard=p.payment_standard, case_type=CASE_TYPE_TEXT[p.case_type],
             payment=p.total_payment, fund_payment=p.fund_payment)
     status = WITHDRAWN if f.withdrawn else legacy_status(p)
     return PricingResult(case, status, p, method, dip_group, breakdown, figures,

@@ -38,16 +38,16 @@ Rounding: each yuan figure is rounded half-up to the fen once, from the exact pr
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from services.pricer.domain.policy import Policy
-from shared.money import ZERO, Amount, to_fen, to_points
+from shared.money import FEN, POINT_PLACES, ZERO, Amount
 
 GROUPED_STATUSES = frozenset({"SUCCESS", "QY"})  # grouper's GROUPED_STATUSES, as strings
 
@@ -63,6 +63,8 @@ class CaseType(StrEnum):
 
 
 DRG_PRICED = frozenset({CaseType.NORMAL, CaseType.HIGH_OUTLIER, CaseType.LOW_OUTLIER})
+# each case type's text: a look-up costs a fifth of the enum's `.value` (read for every case)
+CASE_TYPE_TEXT = {t: t.value for t in CaseType}
 PAID = DRG_PRICED | {CaseType.OUT_OF_SCOPE}
 
 
@@ -138,6 +140,19 @@ class Price:
     # the special-case panel's decision it was priced with (§10): pay_by_item | adjust_standard
     special_case: str | None = None
 
+    @classmethod
+    def of(cls, **values: Any) -> Price:
+        """`Price(**values)`, made without the frozen dataclass's `object.__setattr__` per field
+        (31 of them): the same instance, its fields in their order, the defaults for those not
+        given."""
+        if not _REQUIRED <= values.keys():
+            raise TypeError(f"Price needs {sorted(_REQUIRED - values.keys())}")
+        p = object.__new__(cls)
+        d = p.__dict__
+        d.update(_DEFAULTS)
+        d.update(values)
+        return p
+
     @property
     def priced(self) -> bool:
         return self.case_type in PAID
@@ -159,7 +174,7 @@ class Price:
             v = d[name]
             if isinstance(v, Decimal):
                 d[name] = str(v)
-        d["case_type"] = self.case_type.value
+        d["case_type"] = CASE_TYPE_TEXT[self.case_type]
         d["notes"] = list(self.notes)
         total, fund = self.total_payment, self.fund_payment
         d["total_payment"] = None if total is None else str(total)
@@ -169,6 +184,20 @@ class Price:
 
 # the fields that hold a Decimal (or None), which `Price.to_dict` writes as strings
 _DECIMAL_FIELDS = tuple(f.name for f in fields(Price) if "Decimal" in str(f.type))
+# every field in its order with its default (None for a required one: `Price.of` is given those)
+_DEFAULTS = {f.name: None if f.default is MISSING else f.default for f in fields(Price)}
+_REQUIRED = frozenset(f.name for f in fields(Price) if f.default is MISSING)
+
+
+def _fen(amount: Decimal) -> Decimal:
+    """`shared.money.to_fen`, the rounding passed positionally (a keyword argument makes the
+    call about three times as costly, and a case rounds a dozen figures)."""
+    return amount.quantize(FEN, ROUND_HALF_UP)
+
+
+def _points(value: Decimal) -> Decimal:
+    """`shared.money.to_points`, as `_fen`."""
+    return value.quantize(POINT_PLACES, ROUND_HALF_UP)
 
 
 def select_policy(policies: Iterable[Policy], case: CaseToPrice) -> Policy | None:
@@ -192,7 +221,7 @@ def price_case(policy: Policy, case: CaseToPrice) -> Price:
     )
 
     def done(case_type: CaseType, **figures: Any) -> Price:
-        return Price(case_type=case_type, **head, **figures, notes=tuple(notes))
+        return Price.of(case_type=case_type, **head, **figures, notes=tuple(notes))
 
     if case.group_status not in GROUPED_STATUSES:
         return done(CaseType.NOT_GROUPED)
@@ -204,7 +233,7 @@ def price_case(policy: Policy, case: CaseToPrice) -> Price:
         notes.append(why)
         if policy.scope.out_of_scope_payment == "per_diem":
             assert policy.scope.per_diem_rate is not None  # guaranteed by validation
-            payment = to_fen(policy.scope.per_diem_rate * (case.los or 0))
+            payment = _fen(policy.scope.per_diem_rate * (case.los or 0))
             add_on, add_on_points = _add_on(policy, case, point_value=None)
         else:
             payment, add_on, add_on_points = case.total_cost, ZERO, ZERO  # by item: all items
@@ -239,22 +268,22 @@ def price_case(policy: Policy, case: CaseToPrice) -> Price:
     figures: dict[str, Any] = dict(
         rw=rw, hospital_level=level, coefficient=coefficient, group_mean_cost=mean,
         outlier_cost=cost,
-        high_threshold=None if high_threshold is None else to_fen(high_threshold),
-        low_threshold=None if low_threshold is None else to_fen(low_threshold),
+        high_threshold=None if high_threshold is None else _fen(high_threshold),
+        low_threshold=None if low_threshold is None else _fen(low_threshold),
     )
     extra = policy.outliers.high_extra_coefficient
 
     if policy.method == "rate":
         assert rate is not None
-        standard = to_fen(rate * rw * coefficient)
+        standard = _fen(rate * rw * coefficient)
         outlier_extra = ZERO
         if case_type is CaseType.HIGH_OUTLIER:
             assert high_threshold is not None
-            outlier_extra = to_fen((cost - high_threshold) * extra)
+            outlier_extra = _fen((cost - high_threshold) * extra)
             payment = standard + outlier_extra
         elif case_type is CaseType.LOW_OUTLIER:
             assert mean is not None
-            payment = cost if policy.outliers.low_payment == "by_item" else to_fen(rate * rw * coefficient * cost / mean)
+            payment = cost if policy.outliers.low_payment == "by_item" else _fen(rate * rw * coefficient * cost / mean)
         else:
             payment = standard
         add_on, add_on_points = _add_on(policy, case, point_value=None)
@@ -267,21 +296,21 @@ def price_case(policy: Policy, case: CaseToPrice) -> Price:
     overall = policy.overall_mean_cost
     assert pv is not None and overall is not None  # guaranteed by validation
     scale = Decimal(policy.points.scale)
-    base = to_points(rw * scale)
+    base = _points(rw * scale)
     extra_points = ZERO
     if case_type is CaseType.HIGH_OUTLIER:
         assert high_threshold is not None
-        extra_points = to_points((cost - high_threshold) / overall * scale * extra)
+        extra_points = _points((cost - high_threshold) / overall * scale * extra)
         points = base + extra_points
     elif case_type is CaseType.LOW_OUTLIER:
         assert mean is not None
-        points = to_points(base * min(cost / mean, Decimal(1)))
+        points = _points(base * min(cost / mean, Decimal(1)))
     else:
-        points = to_points(base * coefficient)
+        points = _points(base * coefficient)
     add_on, add_on_points = _add_on(policy, case, point_value=pv)
     return done(case_type, base_points=base, points=points, point_value=pv,
-                payment_standard=to_fen(base * coefficient * pv),
-                outlier_extra=to_fen(extra_points * pv), payment=to_fen(points * pv),
+                payment_standard=_fen(base * coefficient * pv),
+                outlier_extra=_fen(extra_points * pv), payment=_fen(points * pv),
                 add_on=add_on, add_on_points=add_on_points, **figures)
 
 
@@ -292,9 +321,9 @@ def _add_on(policy: Policy, case: CaseToPrice, *, point_value: Decimal | None) -
     if amount == 0:
         return ZERO, ZERO
     if rule.mode == "points" and point_value is not None and policy.overall_mean_cost:
-        points = to_points(amount / policy.overall_mean_cost * policy.points.scale)
-        return to_fen(points * point_value), points
-    return to_fen(amount), ZERO
+        points = _points(amount / policy.overall_mean_cost * policy.points.scale)
+        return _fen(points * point_value), points
+    return _fen(amount), ZERO
 
 
 def price_many(policy: Policy, cases: Sequence[CaseToPrice] | Iterable[CaseToPrice]) -> list[Price]:

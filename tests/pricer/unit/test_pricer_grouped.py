@@ -4,12 +4,15 @@ figures the stored row and `case-priced` share."""
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError, fields
 from datetime import date
 from decimal import Decimal
 
+import pytest
 from pricer_testkit import make_policy
 
 from services.pricer.domain.grouped import case_to_price, price_from_dict, price_grouped
+from services.pricer.domain.pricing import CaseToPrice, Price
 from shared.events import CaseFacts, CaseGrouped
 from shared.periods import InForce
 
@@ -44,3 +47,30 @@ def test_no_policy_in_force_and_a_withdrawn_list_are_not_priced() -> None:
         "NO_POLICY", None, {}, {})
     withdrawn = price_grouped("H3-S1", grouped(withdrawn=True), POLICIES, NO_DIP)
     assert (withdrawn.status, withdrawn.price, withdrawn.event.status) == ("WITHDRAWN", None, "WITHDRAWN")
+
+
+def test_the_pricing_input_is_the_model_constructed_field_for_field() -> None:
+    case = case_to_price("H3-S1", grouped(fees={"01": "12.3", "02": "0", "03": "7.005"}, total_cost="1.235"))
+    values = dict(case.__dict__)
+    built = CaseToPrice.model_construct(**values)
+    assert list(case.__dict__) == list(CaseToPrice.model_fields) == list(built.__dict__)
+    assert case == built and case.model_fields_set == built.model_fields_set
+    assert (case.model_extra, case.__pydantic_private__) == (built.model_extra, built.__pydantic_private__)
+    assert case.model_dump_json() == built.model_dump_json()
+    # rounded to the fen half up, as `Amount` does
+    assert case.fees == {"01": Decimal("12.30"), "02": Decimal("0.00"), "03": Decimal("7.01")}
+    assert str(case.total_cost) == "1.24" and case == CaseToPrice.model_validate(case.model_dump())
+
+
+def test_a_price_made_by_of_is_the_dataclass_instance() -> None:
+    p = price_grouped("H3-S1", grouped(), POLICIES, NO_DIP).price
+    assert p is not None
+    values = {f.name: getattr(p, f.name) for f in fields(Price)}
+    assert Price.of(**values) == Price(**values) == p
+    assert list(Price.of(**values).__dict__) == [f.name for f in fields(Price)]
+    short = {k: v for k, v in values.items() if k not in ("rw", "notes", "points")}
+    assert Price.of(**short) == Price(**short) and list(Price.of(**short).__dict__) == list(values)
+    with pytest.raises(TypeError, match="policy_id"):
+        Price.of(**{k: v for k, v in values.items() if k != "policy_id"})
+    with pytest.raises(FrozenInstanceError):
+        p.payment = Decimal(0)  # type: ignore[misc]
