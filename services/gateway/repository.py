@@ -218,21 +218,46 @@ audit = Table(
 # ---------------------------------------------------------------- the read model (consumer)
 
 async def add_timeline(conn: AsyncConnection, envs: Sequence[Envelope], refs: Sequence[CaseRef]) -> None:
-    """One timeline row per event."""
-    await insert_many(conn, timeline, [dict(
-        case_id=env.case_id, event_id=env.event_id, event_type=env.event_type, list_version=ref.list_version,
-        occurred_at=env.occurred_at, producer=env.producer) for env, ref in zip(envs, refs, strict=True)])
+    """One timeline row per event (the insert compiled once per dialect, its rows bound as tuples)."""
+    if not envs:
+        return
+    sql, at = _timeline_insert(conn.dialect)
+
+    def params() -> list[tuple[Any, ...]]:
+        return [(env.case_id, env.event_id, env.event_type, ref.list_version, at(env.occurred_at), env.producer)
+                for env, ref in zip(envs, refs, strict=True)]
+
+    await conn.exec_driver_sql(sql, await asyncio.to_thread(params) if len(envs) > 50 else params())
+
+
+_TIMELINE = ("case_id", "event_id", "event_type", "list_version", "occurred_at", "producer")
+_timeline_compiled: dict[str, tuple[str, Any]] = {}
+
+
+def _timeline_insert(dialect: Dialect) -> tuple[str, Any]:
+    """The timeline's insert for this dialect, and the occurred_at column's bind processor (the
+    other columns have none)."""
+    found = _timeline_compiled.get(dialect.name)
+    if found is None:
+        compiled = insert(timeline).values({c: bindparam(c, type_=timeline.c[c].type) for c in _TIMELINE}
+                                           ).compile(dialect=dialect)
+        if tuple(compiled.positiontup or ()) != _TIMELINE or any(
+                _bind_processor(timeline.c[c].type, dialect) for c in _TIMELINE if c != "occurred_at"):
+            raise ValueError("gateway_timeline: cannot prepare the insert")
+        found = _timeline_compiled[dialect.name] = (
+            str(compiled), _bind_processor(timeline.c.occurred_at.type, dialect) or (lambda at: at))
+    return found
 
 
 async def load_cases(conn: AsyncConnection, case_ids: Collection[str]) -> dict[str, Stored]:
     """What the fold needs of these stored cases: list version, withdrawn, the stage columns that
-    hold a result (not the results) and the indicator contribution."""
+    hold a result (not the results), the indicator contribution and whether facts are kept."""
     c = cases.c
-    rows = (await conn.execute(select(c.case_id, c.list_version, c.status, c.indicator,
-                                      *[c[s].is_not(None).label(s) for s in ORDER])
+    rows = (await conn.execute(select(c.case_id, c.list_version, c.status, c.indicator, c.facts.is_not(None),
+                                      *[c[s].is_not(None) for s in ORDER])
                                .where(c.case_id.in_(case_ids)))).all()
-    return {r.case_id: Stored(r.list_version, r.status == "withdrawn",
-                              frozenset(s for s, held in zip(ORDER, tuple(r)[4:], strict=True) if held), r.indicator)
+    return {r[0]: Stored(r[1], r[2] == "withdrawn", frozenset(s for s, held in zip(ORDER, r[5:], strict=True) if held),
+                         r[3], bool(r[4]))
             for r in rows}
 
 
@@ -355,6 +380,8 @@ def _bind_processor(type_: Any, dialect: Dialect) -> Any:
     count of its unit, a sum already whole in that unit (a sum of amounts in fen: nearly always)
     is counted without rounding it first (what rounding it would give)."""
     process = type_.dialect_impl(dialect).bind_processor(dialect)
+    if dialect.name == "sqlite" and isinstance(type_, DateTime) and process is not None:
+        return _sqlite_datetime(process)
     if dialect.name != "sqlite" or not isinstance(type_, ExactDecimal) or process is None:
         return process
     scale = type_.scale
@@ -367,6 +394,21 @@ def _bind_processor(type_: Any, dialect: Dialect) -> Any:
                 return whole
         return process(value)
     return exact
+
+
+def _sqlite_datetime(process: Any) -> Any:
+    """SQLite's DateTime bind processor, for a datetime its ISO text with a space and
+    microseconds (the same text: the processor's default format, checked here; without building
+    a dict of its fields each time)."""
+    samples = (datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC), datetime(987, 1, 2, 3, 4, 5), datetime(2024, 12, 31))
+    if any(process(at) != at.replace(tzinfo=None).isoformat(" ", "microseconds") for at in samples):
+        return process
+
+    def text(value: Any) -> Any:
+        if type(value) is datetime:
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return process(value)
+    return text
 
 
 def _upsert_from(dialect: Dialect, table: Table, rows: Any) -> Any:
