@@ -32,9 +32,11 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     select,
     true,
     type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.engine import Dialect, Row
@@ -104,13 +106,12 @@ indicator_rules = Table(
 
 def _rollup(name: str, columns: tuple[str, ...]) -> Table:
     """A rollup of the cells (domain/indicators.py ROLLUPS): their sums per (period, *columns),
-    period the cells' month (YYYY-MM; "" when not known). A quarter or a year is read as its
-    months' rows."""
+    period a month (YYYY-MM), a quarter (YYYYQn) or a year (YYYY)."""
     key = {c.name: c for c in _cell_key()}
     return Table(f"gateway_indicator_{name}", metadata, Column("period", String(7), nullable=False),
                  *[key[c] for c in columns], *_sums(),
                  PrimaryKeyConstraint("period", *columns, name=f"pk_gateway_indicator_{name}"),
-                 sqlite_with_rowid=False)  # SQLite: the rows kept in key order (a month's rows together)
+                 sqlite_with_rowid=False)  # SQLite: the rows kept in key order (a period's rows together)
 
 
 rollups: dict[str, Table] = {name: _rollup(name, cols) for name, cols in ind.ROLLUPS.items()}
@@ -302,8 +303,18 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
         await update_many(conn, cases, "case_id", rows)
 
 
+# The periods a month's cells also count in (domain/indicators.py periods_of), in SQL: the month
+# itself, its quarter and its year (a month not known counts only in itself).
+_PERIODS = (
+    "month",
+    "CASE WHEN length(month) = 7 THEN substr(month, 1, 4) || 'Q' || "
+    "CAST((CAST(substr(month, 6, 2) AS INTEGER) + 2) / 3 AS VARCHAR(1)) END",
+    "CASE WHEN length(month) = 7 THEN substr(month, 1, 4) END",
+)
+
+
 async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
-    """Add a batch's changes to the indicator cells and to their rollups per month: the changed
+    """Add a batch's changes to the indicator cells and to their rollups per period: the changed
     cells written once (`gateway_indicator_changes`), then one upsert per table summing them in
     the database (a row's sums grow by the delta, so two consumers adding to one row never lose
     a change), and the changes emptied again. The statements are built and compiled once per
@@ -357,14 +368,15 @@ def _statements(dialect: Dialect) -> tuple[Any, ...]:
     sums = [ch[n] for n in ind.SUMS]
     upserts = [_upsert_from(dialect, indicator_cells, select(*[ch[n] for n in ind.KEY], *sums).where(true()))]
     for name, cols in ind.ROLLUPS.items():
-        keys = [ch.month.label("period"), *[ch[c] for c in cols]]
+        each = union_all(*[select(literal_column(expr).label("period"), *[ch[c] for c in cols], *sums)
+                           .where(literal_column(expr).is_not(None)) for expr in _PERIODS]).subquery("each")
+        keys = [each.c[n] for n in ("period", *cols)]
         # SQLite adds a query's rows to the table one after the other, so rows with one key need
         # not be summed first (sorting them cost more than adding them); PostgreSQL updates a
         # row once per statement
-        upserts.append(_upsert_from(dialect, rollups[name], select(*keys, *sums).where(true())
-                                    if dialect.name == "sqlite" else
-                                    select(*keys, *[func.sum(ch[n]).label(n) for n in ind.SUMS])
-                                    .group_by(ch.month, *[ch[c] for c in cols])))
+        upserts.append(_upsert_from(dialect, rollups[name], select(*each.c).where(true()) if dialect.name == "sqlite"
+                                    else select(*keys, *[func.sum(each.c[n]).label(n) for n in ind.SUMS])
+                                    .group_by(*keys)))
     statements: list[Any] = [(str(compiled), zeros, {n: i for i, n in enumerate(columns)}, processors)]
     for stmt in [*upserts, delete(indicator_changes)]:
         c = stmt.compile(dialect=dialect)
@@ -489,14 +501,16 @@ def _dialect_insert(dialect: str) -> Any:
     return sqlite_insert
 
 
-def _source(columns: Collection[str], months: Sequence[str]) -> tuple[Table, Any, Any]:
+def _source(columns: Collection[str], months: Sequence[str], *, each_month: bool = False) -> tuple[Table, Any, Any]:
     """Where to read the sums of these key columns (besides the region) over these months: the
-    smallest rollup holding them (its rows of these months), else the cells. Gives (the table,
-    its month column, the months' condition)."""
-    for name, held in ind.ROLLUPS.items():  # smallest first
-        if set(columns) <= set(held):
-            t = rollups[name]
-            return t, t.c.period, t.c.period.in_(months)
+    smallest rollup holding them (its rows of the period, or with `each_month` its rows of each
+    month), else the cells. Gives (the table, its month or period column, the period's condition)."""
+    period = ind.period_of(months)
+    if period is not None:
+        for name, held in ind.ROLLUPS.items():  # smallest first
+            if set(columns) <= set(held):
+                t = rollups[name]
+                return t, t.c.period, t.c.period.in_(months) if each_month else t.c.period == period
     c = indicator_cells.c
     return indicator_cells, c.month, c.month.in_(months)
 
@@ -530,13 +544,13 @@ async def indicator_aggregates(conn: AsyncConnection, months: Sequence[str], reg
     each row's groups and its consumption indices' sums against the region's per-group means
     (`ind.RowAggregate`). Each part is read from the smallest rollup that holds its columns (the
     totals per row; the row's sums per group; the region's per group), so what is read is about
-    what is answered, whatever the period: a year is its months' rows of a rollup, not their cells."""
+    what is answered, whatever the period: a year is its year's rows, not its months' cells."""
     filters = _filters(hospital, level)
     each_month = by == "month"
     wanted = {*filters, *([by] if by not in (None, "month", "region") else [])}
 
     def source(columns: set[str]) -> tuple[Table, Any, list[Any]]:
-        t, period_col, period = _source(columns, months)
+        t, period_col, period = _source(columns, months, each_month=each_month)
         key = (period_col if each_month else t.c[by]) if by else literal(None)
         return t, key, _where(t, period, region, filters)
 

@@ -473,12 +473,11 @@ EMPTY_AGGREGATE = RowAggregate(None, {}, 0, frozenset(), ZERO, 0, ZERO, 0)
 
 # ---------------------------------------------------------------- rollups
 
-# The cells summed over fewer key columns, per month, so that a request reads about as many rows
-# as it answers: a quarter or a year is read as the rows of its months (summing them when read
-# costs less than keeping a quarter's and a year's rows with every change). Kept by the same
-# upserts as the cells (each a sum of cells: equal to summing the cells, to the fen). Each is
-# keyed (period: the month, *columns), in this order (a hospital's rows together: it is in one
-# region); smallest first.
+# The cells summed over fewer key columns, per period — each month's cells also count in their
+# quarter (YYYYQn) and their year (YYYY) — so that a request reads about as many rows as it
+# answers whatever the period. Kept by the same upserts as the cells (each a sum of cells: equal
+# to summing the cells, to the fen). Each is keyed (period, *columns), in this order (a
+# hospital's rows together: it is in one region); smallest first.
 ROLLUPS: dict[str, tuple[str, ...]] = {
     "hospitals": ("hospital_code", "hospital_level", "region"),  # its totals, a level's, the region's
     "groups": ("region", "scheme_id", "drg"),  # the region's per group (the consumption indices' means)
@@ -487,11 +486,31 @@ ROLLUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+def periods_of(month: str) -> tuple[str, ...]:
+    """The periods a month's cells count in: the month, its quarter and its year ("2024-05" →
+    "2024-05", "2024Q2", "2024"); a month not known ("") only in itself."""
+    if len(month) != 7 or month[4] != "-" or not month[:4].isdigit() or not month[5:].isdigit():
+        return (month,)
+    return (month, f"{month[:4]}Q{(int(month[5:]) + 2) // 3}", month[:4])
+
+
+def period_of(months: Sequence[str]) -> str | None:
+    """The period whose months these are (as `months_of` gives them), None when they are not one."""
+    for candidate in periods_of(months[0]) if months else ():
+        try:
+            if months_of(candidate) == list(months):
+                return candidate
+        except ValueError:
+            return None
+    return None
+
+
 def rollup(cells: Mapping[Key, Mapping[str, Any]], columns: Sequence[str]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """Cells (or a delta's changes) summed per (month, *columns); rows that sum to nothing left
-    out."""
+    """Cells (or a delta's changes) summed per (period, *columns), each month's cells in the
+    month, its quarter and its year; rows that sum to nothing left out."""
     where = [KEY.index(c) for c in columns]
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for key, sums in cells.items():
-        add_sums(out.setdefault((key[1], *(key[i] for i in where)), empty_sums()), sums)
+        for period in periods_of(key[1]):
+            add_sums(out.setdefault((period, *(key[i] for i in where)), empty_sums()), sums)
     return {k: v for k, v in out.items() if any(v.values())}
