@@ -92,8 +92,7 @@ def _contributions(stored: Mapping[str, readmodel.Stored], filed: Mapping[str, r
     for cid, f in filed.items():
         s = stored.get(cid)
         old = s.indicator if s is not None else None
-        if f.facts and (f.reset or not s.has_facts):  # type: ignore[union-attr]
-            # the facts of a new list version (those of a kept version are the same in each event)
+        if f.facts:
             kept[cid] = orjson.dumps(indicators.indicator_facts(f.facts)).decode()
         if _counts(f) and _reviewed_only(f, old):
             # the review's sums and rules replaced in the stored text: the rest is the same

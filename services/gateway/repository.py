@@ -253,13 +253,13 @@ def _timeline_insert(dialect: Dialect) -> tuple[str, Any]:
 
 async def load_cases(conn: AsyncConnection, case_ids: Collection[str]) -> dict[str, Stored]:
     """What the fold needs of these stored cases: list version, withdrawn, the stage columns that
-    hold a result (not the results), the indicator contribution and whether facts are kept."""
+    hold a result (not the results) and the indicator contribution."""
     c = cases.c
-    rows = (await conn.execute(select(c.case_id, c.list_version, c.status, c.indicator, c.facts.is_not(None),
+    rows = (await conn.execute(select(c.case_id, c.list_version, c.status, c.indicator,
                                       *[c[s].is_not(None) for s in ORDER])
                                .where(c.case_id.in_(case_ids)))).all()
-    return {r[0]: Stored(r[1], r[2] == "withdrawn", frozenset(s for s, held in zip(ORDER, r[5:], strict=True) if held),
-                         r[3], bool(r[4]))
+    return {r[0]: Stored(r[1], r[2] == "withdrawn", frozenset(s for s, held in zip(ORDER, r[4:], strict=True) if held),
+                         r[3])
             for r in rows}
 
 

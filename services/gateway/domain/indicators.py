@@ -195,13 +195,24 @@ def review_changed(old: str, reviewed: Mapping[str, Any], facts: Mapping[str, An
     before = Contribution(key, {n: int(sums.get(n) or 0) for n in REVIEW_SUMS}, tuple(d.get("rules") or ()))
     review, rules = _review_sums(reviewed, facts)
     after = Contribution(key, review, rules)
-    if after == before and "rules" in d and not any(_is_zero(v) for v in sums.values()):
+    if after == before and "rules" in d and not _any_zero(sums.values()):
         return old, before, after  # as to_json would write it again
     for name, value in review.items():
         sums[name] = value
     d["sums"] = {n: v for n, v in sums.items() if not _is_zero(v)}
     d["rules"] = list(rules)
     return orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode(), before, after
+
+
+def _any_zero(values: Iterable[Any]) -> bool:
+    """Whether any of these stored sums is 0 (`_is_zero`), in one loop."""
+    for value in values:
+        if type(value) is str:
+            if not value.strip("-+0."):
+                return True
+        elif not value:
+            return True
+    return False
 
 
 def _is_zero(value: Any) -> bool:
