@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -45,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.gateway.domain import indicators as ind
 from services.gateway.domain.auth import NewSession, Principal, expiry, issue_token, open_session
 from services.gateway.domain.readmodel import ORDER, CaseRef, Filed, Stored, group_of, is_flagged
-from shared.db import ROW_ID, ExactDecimal, insert_many, money, update_many
+from shared.db import ROW_ID, ExactDecimal, money, update_many
 from shared.events import Envelope
 
 NAME = "gateway"
@@ -219,10 +220,35 @@ audit = Table(
 # ---------------------------------------------------------------- the read model (consumer)
 
 async def add_timeline(conn: AsyncConnection, envs: Sequence[Envelope], refs: Sequence[CaseRef]) -> None:
-    """One timeline row per event."""
-    await insert_many(conn, timeline, [dict(
-        case_id=env.case_id, event_id=env.event_id, event_type=env.event_type, list_version=ref.list_version,
-        occurred_at=env.occurred_at, producer=env.producer) for env, ref in zip(envs, refs, strict=True)])
+    """One timeline row per event (the insert compiled once per dialect, its rows bound as tuples)."""
+    if not envs:
+        return
+    sql, at = _timeline_insert(conn.dialect)
+
+    def params() -> list[tuple[Any, ...]]:
+        return [(env.case_id, env.event_id, env.event_type, ref.list_version, at(env.occurred_at), env.producer)
+                for env, ref in zip(envs, refs, strict=True)]
+
+    await conn.exec_driver_sql(sql, await asyncio.to_thread(params) if len(envs) > 50 else params())
+
+
+_TIMELINE = ("case_id", "event_id", "event_type", "list_version", "occurred_at", "producer")
+_timeline_compiled: dict[str, tuple[str, Any]] = {}
+
+
+def _timeline_insert(dialect: Dialect) -> tuple[str, Any]:
+    """The timeline's insert for this dialect, and the occurred_at column's bind processor (the
+    other columns have none)."""
+    found = _timeline_compiled.get(dialect.name)
+    if found is None:
+        compiled = insert(timeline).values({c: bindparam(c, type_=timeline.c[c].type) for c in _TIMELINE}
+                                           ).compile(dialect=dialect)
+        if tuple(compiled.positiontup or ()) != _TIMELINE or any(
+                _bind_processor(timeline.c[c].type, dialect) for c in _TIMELINE if c != "occurred_at"):
+            raise ValueError("gateway_timeline: cannot prepare the insert")
+        found = _timeline_compiled[dialect.name] = (
+            str(compiled), _bind_processor(timeline.c.occurred_at.type, dialect) or (lambda at: at))
+    return found
 
 
 async def load_cases(conn: AsyncConnection, case_ids: Collection[str]) -> dict[str, Stored]:
@@ -230,10 +256,10 @@ async def load_cases(conn: AsyncConnection, case_ids: Collection[str]) -> dict[s
     hold a result (not the results) and the indicator contribution."""
     c = cases.c
     rows = (await conn.execute(select(c.case_id, c.list_version, c.status, c.indicator,
-                                      *[c[s].is_not(None).label(s) for s in ORDER])
+                                      *[c[s].is_not(None) for s in ORDER])
                                .where(c.case_id.in_(case_ids)))).all()
-    return {r.case_id: Stored(r.list_version, r.status == "withdrawn",
-                              frozenset(s for s, held in zip(ORDER, tuple(r)[4:], strict=True) if held), r.indicator)
+    return {r[0]: Stored(r[1], r[2] == "withdrawn", frozenset(s for s, held in zip(ORDER, r[4:], strict=True) if held),
+                         r[3])
             for r in rows}
 
 
@@ -255,27 +281,76 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
     current list version it was computed from, JSON): new cases inserted; of a stored one only
     what the batch changed is updated (the stage columns it set, status, flagged and group when
     their stage changed, the facts when the batch carried them: else it keeps those it has), one
-    statement per set of columns."""
+    statement per set of columns (each compiled once per dialect, its rows bound as tuples)."""
     contributions, facts = contributions or {}, facts or {}
-    now = datetime.now(UTC)
-    new: list[dict[str, Any]] = []
-    changed: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    dialect = conn.dialect
+    now = _case_value(dialect, "updated_at", datetime.now(UTC))
+    flag = {b: _case_value(dialect, "flagged", b) for b in (False, True)}
+    new: list[tuple[Any, ...]] = []
+    changed: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for cid, f in filed.items():
-        values: dict[str, Any] = dict(case_id=cid, list_version=f.list_version, status=f.status, updated_at=now,
-                                      indicator=contributions.get(cid), **f.texts())
+        names: list[str] = ["list_version", "status", "updated_at", "indicator"]
+        values: list[Any] = [f.list_version, f.status, now, contributions.get(cid)]
+        texts = f.texts()
+        for column in ORDER:  # in one order: rows setting the same columns share a statement
+            if column in texts:
+                names.append(column)
+                values.append(texts[column])
         if f.reset or "reviewed" in f.results:
-            values["flagged"] = is_flagged(f.results.get("reviewed"))
+            names.append("flagged")
+            values.append(flag[is_flagged(f.results.get("reviewed"))])
         if f.reset or "grouped" in f.results:
-            values["group_code"] = group_of(f.results.get("grouped"))
+            names.append("group_code")
+            values.append(group_of(f.results.get("grouped")))
         if cid in stored:
             if cid in facts:
-                values["facts"] = facts[cid]
-            changed.setdefault(tuple(sorted(values)), []).append(values)
+                names.append("facts")
+                values.append(facts[cid])
+            names.append("case_id")
+            values.append(cid)
+            changed.setdefault(tuple(names), []).append(tuple(values))
         else:
-            new.append(values | {"hospital_code": f.hospital_code, "facts": facts.get(cid)})
-    await insert_many(conn, cases, new)  # a new case's row is whole: the same columns each
-    for rows in changed.values():
-        await update_many(conn, cases, "case_id", rows)
+            names += ("case_id", "hospital_code", "facts")
+            values += (cid, f.hospital_code, facts.get(cid))
+            new.append(tuple(values))
+            new_names = tuple(names)
+    if new:  # a new case's row is whole: the same columns each (every stage column, flagged, group)
+        sql, order = _case_statement(dialect, new_names, False)
+        await conn.exec_driver_sql(sql, [order(row) for row in new])
+    for names_, rows in changed.items():
+        sql, order = _case_statement(dialect, names_, True)
+        await conn.exec_driver_sql(sql, [order(row) for row in rows])
+
+
+_case_statements: dict[tuple[str, bool, tuple[str, ...]], tuple[str, Any]] = {}
+
+
+def _case_statement(dialect: Dialect, names: tuple[str, ...], update_: bool) -> tuple[str, Any]:
+    """save_views' insert (or update by case_id) of these columns, compiled once per dialect, and
+    the function putting a row's values (in the order of `names`) in the statement's order. The
+    values are bound as given: only updated_at and flagged have bind processors here
+    (`_case_value`), the others none, as checked."""
+    key = (dialect.name, update_, names)
+    found = _case_statements.get(key)
+    if found is None:
+        c = cases.c
+        set_ = [n for n in names if n != "case_id"] if update_ else list(names)
+        values = {n: bindparam(n, type_=c[n].type) for n in set_}
+        stmt = (update(cases).where(c.case_id == bindparam("_key", type_=c.case_id.type)).values(values)
+                if update_ else insert(cases).values(values))
+        compiled = stmt.compile(dialect=dialect)
+        order = tuple("case_id" if n == "_key" else n for n in compiled.positiontup or ())
+        if sorted(order) != sorted(names) or any(
+                _bind_processor(c[n].type, dialect) for n in names if n not in ("updated_at", "flagged")):
+            raise ValueError(f"gateway_cases: cannot prepare a statement for {names}")
+        found = _case_statements[key] = (str(compiled), itemgetter(*[names.index(n) for n in order]))
+    return found
+
+
+def _case_value(dialect: Dialect, column: str, value: Any) -> Any:
+    """A value of a gateway_cases column as bound (its type's bind processor applied)."""
+    process = _bind_processor(cases.c[column].type, dialect)
+    return value if process is None else process(value)
 
 
 # The periods a month's cells also count in (domain/indicators.py periods_of), in SQL: the month
@@ -367,6 +442,8 @@ def _bind_processor(type_: Any, dialect: Dialect) -> Any:
     count of its unit, a sum already whole in that unit (a sum of amounts in fen: nearly always)
     is counted without rounding it first (what rounding it would give)."""
     process = type_.dialect_impl(dialect).bind_processor(dialect)
+    if dialect.name == "sqlite" and isinstance(type_, DateTime) and process is not None:
+        return _sqlite_datetime(process)
     if dialect.name != "sqlite" or not isinstance(type_, ExactDecimal) or process is None:
         return process
     scale = type_.scale
@@ -379,6 +456,21 @@ def _bind_processor(type_: Any, dialect: Dialect) -> Any:
                 return whole
         return process(value)
     return exact
+
+
+def _sqlite_datetime(process: Any) -> Any:
+    """SQLite's DateTime bind processor, for a datetime its ISO text with a space and
+    microseconds (the same text: the processor's default format, checked here; without building
+    a dict of its fields each time)."""
+    samples = (datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC), datetime(987, 1, 2, 3, 4, 5), datetime(2024, 12, 31))
+    if any(process(at) != at.replace(tzinfo=None).isoformat(" ", "microseconds") for at in samples):
+        return process
+
+    def text(value: Any) -> Any:
+        if type(value) is datetime:
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return process(value)
+    return text
 
 
 def _upsert_from(dialect: Dialect, table: Table, rows: Any) -> Any:

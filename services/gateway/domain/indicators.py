@@ -88,7 +88,12 @@ def _number(name: str, value: Any) -> Any:
 
 
 def _dec(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
+    if value is None:
+        return None
+    return Decimal(value) if type(value) is str else Decimal(str(value))
+
+
+_FEE_SUMS = tuple((code, f"fee_{code}_sum") for code in FEE_ITEMS)  # (item, its sum's name)
 
 
 def _load(text: Any) -> dict[str, Any]:
@@ -127,6 +132,7 @@ def contribution(view: Mapping[str, Any], facts: Mapping[str, Any],
     breakdown = priced.get("breakdown") or {}
     payment, weight, los = _dec(priced.get("payment")), _dec(priced.get("weight")), received.get("los")
     case_type = priced.get("case_type")
+    discharge_way = facts.get("discharge_way")
     s: dict[str, Any] = {
         "cases": 1, "grouped": int(is_grouped), "cost_sum": cost,
         "own_pay_sum": _dec(facts.get("own_pay")) or ZERO,
@@ -138,17 +144,19 @@ def contribution(view: Mapping[str, Any], facts: Mapping[str, Any],
         "high_outliers": int(case_type == "high_outlier"), "low_outliers": int(case_type == "low_outlier"),
         "special_review": int(bool(breakdown.get("special_review"))),
         "special_cases": int(breakdown.get("special_case") is not None),
-        "transfers_out": int(facts.get("discharge_way") == TRANSFERRED),
-        "left_against_advice": int(facts.get("discharge_way") == LEFT_AGAINST_ADVICE),
+        "transfers_out": int(discharge_way == TRANSFERRED),
+        "left_against_advice": int(discharge_way == LEFT_AGAINST_ADVICE),
     }
     fees = facts.get("fees") or {}
-    for code in FEE_ITEMS:
-        s[f"fee_{code}_sum"] = _dec(fees.get(code)) or ZERO
+    for code, name in _FEE_SUMS:
+        fee = fees.get(code)
+        s[name] = ZERO if fee is None else _dec(fee) or ZERO
     outlier_cost = _dec(breakdown.get("outlier_cost"))
     s["near_high"] = int(_just_above(outlier_cost, _dec(breakdown.get("high_threshold")), band))
     s["near_low"] = int(_just_above(outlier_cost, _dec(breakdown.get("low_threshold")), band))
     review, rules = _review_sums(reviewed, facts)
-    return Contribution(key, s | review, rules)
+    s.update(review)
+    return Contribution(key, s, rules)
 
 
 def _review_sums(reviewed: Mapping[str, Any], facts: Mapping[str, Any]) -> tuple[dict[str, int], tuple[str, ...]]:
@@ -187,13 +195,24 @@ def review_changed(old: str, reviewed: Mapping[str, Any], facts: Mapping[str, An
     before = Contribution(key, {n: int(sums.get(n) or 0) for n in REVIEW_SUMS}, tuple(d.get("rules") or ()))
     review, rules = _review_sums(reviewed, facts)
     after = Contribution(key, review, rules)
-    if after == before and "rules" in d and not any(_is_zero(v) for v in sums.values()):
+    if after == before and "rules" in d and not _any_zero(sums.values()):
         return old, before, after  # as to_json would write it again
     for name, value in review.items():
         sums[name] = value
     d["sums"] = {n: v for n, v in sums.items() if not _is_zero(v)}
     d["rules"] = list(rules)
     return orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode(), before, after
+
+
+def _any_zero(values: Iterable[Any]) -> bool:
+    """Whether any of these stored sums is 0 (`_is_zero`), in one loop."""
+    for value in values:
+        if type(value) is str:
+            if not value.strip("-+0."):
+                return True
+        elif not value:
+            return True
+    return False
 
 
 def _is_zero(value: Any) -> bool:

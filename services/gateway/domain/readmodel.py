@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -22,8 +22,16 @@ ORDER = ("received", "grouped", "priced", "reviewed")
 _FURTHEST_FIRST = ORDER[::-1]
 
 
-class CaseRef(BaseModel):
+class CaseRef(NamedTuple):
     """The case facts the read model files an event by (the rest of the payload is kept as is)."""
+
+    hospital_code: str
+    list_version: int = 1
+    withdrawn: bool = False
+
+
+class _CaseRefFields(BaseModel):
+    """CaseRef's validation: what the facts of an event must hold."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     hospital_code: str
@@ -32,8 +40,19 @@ class CaseRef(BaseModel):
 
 
 def case_ref(env: Envelope) -> CaseRef:
-    """The facts an event is filed by; a malformed event raises (the consumer dead-letters it)."""
-    return CaseRef.model_validate(env.payload.get("facts"))
+    """The facts an event is filed by; a malformed event raises (the consumer dead-letters it).
+
+    Facts whose fields have exactly the types the model keeps as they are (a str, an int, a
+    bool: nearly always) are taken without the model, which would accept and keep them the
+    same; anything else goes through its validation."""
+    facts = env.payload.get("facts")
+    if type(facts) is dict:
+        hospital, version, withdrawn = (facts.get("hospital_code"), facts.get("list_version", 1),
+                                        facts.get("withdrawn", False))
+        if type(hospital) is str and type(version) is int and type(withdrawn) is bool:
+            return CaseRef(hospital, version, withdrawn)
+    checked = _CaseRefFields.model_validate(facts)
+    return CaseRef(checked.hospital_code, checked.list_version, checked.withdrawn)
 
 
 def status_of(view: dict[str, Any]) -> str:
@@ -97,8 +116,7 @@ def stage_result(env: Envelope, facts: CaseRef) -> dict[str, Any]:
     return result
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):
     """What the fold reads of a stored case: its list version, whether that version withdraws the
     list, which stage columns hold a result and its indicator contribution (JSON). The stage
     results themselves are read only when a new contribution needs them."""
