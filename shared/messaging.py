@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import pydantic
 import structlog
+from prometheus_client import Histogram
 from sqlalchemy import (
     Column,
     ColumnElement,
@@ -454,9 +455,7 @@ class EventConsumer:
         per_event = (time.perf_counter() - started) / len(envs)
         for topic, n in Counter(msg.topic for msg, _env in envs).items():
             self.metrics.consumed.labels(topic).inc(n)
-            processing = self.metrics.processing.labels(topic)
-            for _ in range(n):
-                processing.observe(per_event)
+            _observe_times(self.metrics.processing.labels(topic), per_event, n)
 
     @staticmethod
     def _topics(envs: Sequence[tuple[Message, Envelope]]) -> list[str]:
@@ -520,6 +519,24 @@ class EventConsumer:
         )
         await self.bus.publish([Record(dead_letter_topic(msg.topic), msg.key or "", msg.value, headers)])
         self.metrics.dead_lettered.labels(msg.topic).inc()
+
+
+def _observe_times(histogram: Histogram, amount: float, n: int) -> None:
+    """`histogram.observe(amount)` n times over: the sum grows by n amounts and the amount's
+    bucket by n, in one step each (prometheus_client has no call for it; a client without
+    these internals gets the n observations one by one)."""
+    try:
+        histogram._raise_if_not_observable()  # what observe checks first
+        bounds, buckets, total = histogram._upper_bounds, histogram._buckets, histogram._sum
+    except AttributeError:
+        for _ in range(n):
+            histogram.observe(amount)
+        return
+    total.inc(amount * n)
+    for i, bound in enumerate(bounds):
+        if amount <= bound:
+            buckets[i].inc(n)
+            break
 
 
 RACE_RETRIES = 3  # tries of a batch after an IntegrityError before it counts as a content failure
