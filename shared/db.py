@@ -8,7 +8,8 @@ own database. Stages use SQLAlchemy Core: one transaction per consumed message o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from operator import itemgetter
 from pathlib import Path
@@ -31,10 +32,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.sqlite import base as sqlite_types
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.sqltypes import _Binary
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from shared.periods import InForce
@@ -266,6 +269,27 @@ _prepared: dict[tuple[str, str, str, tuple[str, ...], str | None], _Prepared] = 
 _KEY = "_key"
 
 
+def bind_processor(dialect: Dialect, type_: TypeEngine[Any]) -> Callable[[Any], Any] | None:
+    """What a value of `type_` is turned into for the driver, as SQLAlchemy binds it (None: as
+    it is). On SQLite three common ones are done the quick way, to the same value: bytes go to
+    sqlite3 as they are (SQLAlchemy wraps them in a memoryview, which sqlite3 stores alike), and
+    a datetime or date becomes its ISO text directly instead of through a format string and a
+    dictionary of its fields (the text SQLAlchemy's default storage format writes; any other
+    value still goes through SQLAlchemy's own conversion)."""
+    impl = type_.dialect_impl(dialect)
+    process = impl.bind_processor(dialect)
+    if dialect.name != "sqlite" or process is None:
+        return process
+    if isinstance(impl, _Binary):
+        return lambda v: v if type(v) is bytes else process(v)
+    if type(impl) is sqlite_types.DATETIME and impl._storage_format == sqlite_types.DATETIME._storage_format:
+        # "YYYY-MM-DD HH:MM:SS.ffffff", the time zone left out as SQLAlchemy leaves it out
+        return lambda v: v.isoformat(" ", "microseconds")[:26] if type(v) is datetime else process(v)
+    if type(impl) is sqlite_types.DATE and impl._storage_format == sqlite_types.DATE._storage_format:
+        return lambda v: v.isoformat() if type(v) is date else process(v)
+    return process
+
+
 def _prepare(dialect: Dialect, table: Table, columns: tuple[str, ...], key: str | None) -> _Prepared:
     cache_key = (dialect.name, table.name, "update" if key else "insert", columns, key)
     found = _prepared.get(cache_key)
@@ -279,8 +303,31 @@ def _prepare(dialect: Dialect, table: Table, columns: tuple[str, ...], key: str 
             raise ValueError(f"{table.name}: cannot prepare a bulk statement for {columns}")
         types = {c: table.c[c].type for c in columns} | ({_KEY: table.c[key].type} if key else {})
         found = _prepared[cache_key] = (str(compiled), order, tuple(
-            types[name].dialect_impl(dialect).bind_processor(dialect) for name in order))
+            bind_processor(dialect, types[name]) for name in order))
     return found
+
+
+def _converted(rows: Iterable[Sequence[Any]], processors: Sequence[Callable[[Any], Any] | None]
+               ) -> list[tuple[Any, ...]]:
+    """Each row (its values in the statement's order) as the driver receives it."""
+    convert = tuple((i, p) for i, p in enumerate(processors) if p is not None)
+    if not convert:
+        return [tuple(row) for row in rows]
+    out: list[tuple[Any, ...]] = []
+    # a batch's rows often share a value (the batch's timestamp): converted once
+    last: list[tuple[Any, Any]] = [(None, None)] * len(processors)
+    for row in rows:
+        values = list(row)
+        for i, process in convert:
+            v = values[i]
+            if v is not None:
+                seen, done = last[i]
+                if v is not seen:
+                    done = process(v)
+                    last[i] = (v, done)
+                values[i] = done
+        out.append(tuple(values))
+    return out
 
 
 async def _execute_many(conn: AsyncConnection, prepared: _Prepared, rows: Sequence[Mapping[str, Any]],
@@ -288,26 +335,9 @@ async def _execute_many(conn: AsyncConnection, prepared: _Prepared, rows: Sequen
     sql, order, processors = prepared
     names = tuple(key if n == _KEY else n for n in order)
     get = itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
-    convert = tuple((i, p) for i, p in enumerate(processors) if p is not None)
 
     def params() -> list[tuple[Any, ...]]:
-        if not convert:
-            return [get(row) for row in rows]
-        out: list[tuple[Any, ...]] = []
-        # a batch's rows often share a value (the batch's timestamp): converted once
-        last: list[tuple[Any, Any]] = [(None, None)] * len(names)
-        for row in rows:
-            values = list(get(row))
-            for i, process in convert:
-                v = values[i]
-                if v is not None:
-                    seen, done = last[i]
-                    if v is not seen:
-                        done = process(v)
-                        last[i] = (v, done)
-                    values[i] = done
-            out.append(tuple(values))
-        return out
+        return _converted(map(get, rows), processors)
 
     # a stage's batch is hundreds of rows: converting them is CPU work, off the event loop
     await conn.exec_driver_sql(sql, await asyncio.to_thread(params) if len(rows) > 50 else params())
@@ -317,6 +347,19 @@ async def insert_many(conn: AsyncConnection, table: Table, rows: Sequence[Mappin
     """INSERT `rows` (dicts with the same keys) into `table` with one driver call."""
     if rows:
         await _execute_many(conn, _prepare(conn.dialect, table, tuple(rows[0]), None), rows)
+
+
+def insert_statement(dialect: Dialect, table: Table, columns: tuple[str, ...],
+                     rows: Iterable[Sequence[Any]]) -> tuple[str, list[tuple[Any, ...]]]:
+    """The INSERT of `rows` (each the values of `columns`, in that order) into `table` and its
+    parameters as the driver takes them, for one `exec_driver_sql`: as `insert_many` does it,
+    without a dictionary per row. CPU work only, so a large batch can be prepared in a worker
+    thread; `rows` may be a generator."""
+    sql, order, processors = _prepare(dialect, table, columns, None)
+    if order != columns:  # the statement binds them in another order
+        pick = itemgetter(*(columns.index(n) for n in order))
+        rows = (pick(row) for row in rows)
+    return sql, _converted(rows, processors)
 
 
 async def update_many(conn: AsyncConnection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -42,9 +42,10 @@ class MemoryBus(Bus):
         return True
 
     async def publish(self, records: Sequence[Record]) -> None:
-        for r in records:
-            log = self._logs[r.topic]
-            log.append(Message(r.topic, 0, self._base[r.topic] + len(log), r.key, r.value, r.headers))
+        logs, base = self._logs, self._base
+        for topic, key, value, headers in records:
+            log = logs[topic]
+            log.append(Message(topic, 0, base[topic] + len(log), key, value, headers))
         for topic in {r.topic for r in records}:
             for w in self._waiters.get(topic, ()):
                 w.set()
@@ -129,8 +130,12 @@ class _MemorySubscriber(Subscriber):
         return {(t, 0): self._bus.end(t) - self._bus._committed[(self._group, t)] for t in self._topics}
 
     async def commit(self, messages: Sequence[Message]) -> None:
+        upto: dict[str, int] = {}  # topic -> the offset after the last message committed
         for m in messages:
-            key = (self._group, m.topic)
-            self._bus._committed[key] = max(self._bus._committed[key], m.offset + 1)
-        for t in {m.topic for m in messages}:
+            if upto.get(m.topic, 0) <= m.offset:
+                upto[m.topic] = m.offset + 1
+        committed = self._bus._committed
+        for t, end in upto.items():
+            key = (self._group, t)
+            committed[key] = max(committed[key], end)
             self._bus._retain(t)

@@ -24,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 
-from shared.db import create_engine, insert_many, update_many
+from shared.db import create_engine, insert_many, insert_statement, update_many
 
 metadata = MetaData()
 things = Table(
@@ -38,8 +38,9 @@ things = Table(
     Column("note", Text, nullable=True),
 )
 AT = datetime(2024, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
-ROWS = [
-    {"id": f"r{i}", "n": i, "day": date(2024, 1, 1 + i), "at": AT, "amount": Decimal("12345.67") + i,
+ROWS = [  # a timestamp shared by the rows, and one of their own (whole seconds, no time zone)
+    {"id": f"r{i}", "n": i, "day": date(2024, 1, 1 + i),
+     "at": AT if i % 2 else datetime(999 + i, 12, 31, 23, 59, 59 - i, 0 if i == 2 else i), "amount": Decimal("12345.67") + i,
      "raw": bytes([i, 0, 255]), "note": None if i % 2 else f"说明 {i}"}
     for i in range(5)
 ]
@@ -52,13 +53,18 @@ async def _both_ways(url: str) -> tuple[list[tuple], list[tuple]]:
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
         out = []
-        for helpers in (True, False):
+        for helpers in ("dicts", "tuples", None):
             async with engine.begin() as conn:
                 await conn.execute(things.delete())
                 changes = [{"id": "r1", "note": "改", "amount": Decimal("0.01"), "day": None},
                            {"id": "r3", "note": None, "amount": Decimal("-5.50"), "day": date(2025, 12, 31)}]
                 if helpers:
-                    await insert_many(conn, things, ROWS)
+                    if helpers == "dicts":
+                        await insert_many(conn, things, ROWS)
+                    else:  # the columns in another order than the statement binds them
+                        columns = tuple(reversed(ROWS[0]))
+                        await conn.exec_driver_sql(*insert_statement(
+                            conn.dialect, things, columns, ([r[c] for c in columns] for r in ROWS)))
                     await update_many(conn, things, "id", changes)
                 else:
                     await conn.execute(insert(things), ROWS)
@@ -67,7 +73,8 @@ async def _both_ways(url: str) -> tuple[list[tuple], list[tuple]]:
                                            .values({k: v for k, v in c.items() if k != "id"}))
             async with engine.connect() as conn:
                 out.append([tuple(r) for r in (await conn.execute(select(things).order_by(things.c.id))).all()])
-        return out[0], out[1]
+        assert out[1] == out[0]
+        return out[0], out[2]
     finally:
         await engine.dispose()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import CollectorRegistry
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from shared.observability import OutboxReading, ServiceMetrics, age_seconds
 
@@ -50,3 +51,22 @@ def test_the_outbox_gauges_read_the_reading_when_scraped() -> None:
     assert registry.get_sample_value("stage_outbox_oldest_age_seconds") >= 3600
     m.consumer_lag.labels("stage", "t", "0").set(4)
     assert registry.get_sample_value("drgdip_consumer_lag", {"group": "stage", "topic": "t", "partition": "0"}) == 4
+
+
+def test_a_batch_observed_at_once_reads_as_observed_one_by_one() -> None:
+    from shared.messaging import _observe_times
+
+    one_by_one, at_once = CollectorRegistry(), CollectorRegistry()
+    h1 = Histogram("t_seconds", "d", ["topic"], registry=one_by_one)
+    h2 = Histogram("t_seconds", "d", ["topic"], registry=at_once)
+    for amount, n in [(0.0004, 500), (0.02, 3), (1e9, 2), (0.25, 1)]:
+        for _ in range(n):
+            h1.labels("t").observe(amount)
+        _observe_times(h2.labels("t"), amount, n)
+
+    def samples(registry: CollectorRegistry) -> list[str]:
+        return [s for s in generate_latest(registry).decode().splitlines() if "_created" not in s]
+
+    assert samples(at_once) == samples(one_by_one)
+    with pytest.raises(ValueError):  # as observe: the labelled parent is not observed
+        _observe_times(h2, 1.0, 2)
