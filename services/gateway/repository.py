@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.gateway.domain import indicators as ind
 from services.gateway.domain.auth import NewSession, Principal, expiry, issue_token, open_session
 from services.gateway.domain.readmodel import ORDER, CaseRef, Filed, Stored, group_of, is_flagged
-from shared.db import ROW_ID, ExactDecimal, money, update_many
+from shared.db import ROW_ID, ExactDecimal, bind_processor, money, update_many
 from shared.events import Envelope
 
 NAME = "gateway"
@@ -441,9 +441,7 @@ def _bind_processor(type_: Any, dialect: Dialect) -> Any:
     """The column type's bind processor; on SQLite, where an ExactDecimal is stored as an integer
     count of its unit, a sum already whole in that unit (a sum of amounts in fen: nearly always)
     is counted without rounding it first (what rounding it would give)."""
-    process = type_.dialect_impl(dialect).bind_processor(dialect)
-    if dialect.name == "sqlite" and isinstance(type_, DateTime) and process is not None:
-        return _sqlite_datetime(process)
+    process = bind_processor(dialect, type_)
     if dialect.name != "sqlite" or not isinstance(type_, ExactDecimal) or process is None:
         return process
     scale = type_.scale
@@ -456,21 +454,6 @@ def _bind_processor(type_: Any, dialect: Dialect) -> Any:
                 return whole
         return process(value)
     return exact
-
-
-def _sqlite_datetime(process: Any) -> Any:
-    """SQLite's DateTime bind processor, for a datetime its ISO text with a space and
-    microseconds (the same text: the processor's default format, checked here; without building
-    a dict of its fields each time)."""
-    samples = (datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC), datetime(987, 1, 2, 3, 4, 5), datetime(2024, 12, 31))
-    if any(process(at) != at.replace(tzinfo=None).isoformat(" ", "microseconds") for at in samples):
-        return process
-
-    def text(value: Any) -> Any:
-        if type(value) is datetime:
-            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-        return process(value)
-    return text
 
 
 def _upsert_from(dialect: Dialect, table: Table, rows: Any) -> Any:

@@ -55,7 +55,15 @@ from services.review.domain.workflow import (
     FlagState,
     Stored,
 )
-from shared.db import ROW_ID, ExactDecimal, Versions, insert_many, money, update_many
+from shared.db import (
+    ROW_ID,
+    ExactDecimal,
+    Versions,
+    bind_processor,
+    insert_many,
+    money,
+    update_many,
+)
 from shared.errors import Conflict
 from shared.events import CaseFacts, CaseFlag
 
@@ -338,7 +346,7 @@ def _compile(dialect: Any, name: str, build: Any) -> _Compiled:
         compiled = stmt.compile(dialect=dialect)
         order = tuple(compiled.positiontup or ())
         found = _compiled[(dialect.name, name)] = (str(compiled), order, tuple(
-            types[n].dialect_impl(dialect).bind_processor(dialect) for n in order))
+            bind_processor(dialect, types[n]) for n in order))
     return found
 
 
