@@ -319,18 +319,26 @@ class _CanonicalFirst:
 # ASCII digits (Python's \d takes other digits too: those go the tolerant way).
 _SPACE = "".join(f"\\x{{{ord(c):x}}}" for c in map(chr, range(0x3001)) if c.isspace())
 CANONICAL_TEXT = core_schema.str_schema(strict=True, pattern=f"^[^{_SPACE}](?s:.*[^{_SPACE}])?$")
+# integers, dates and times in their canonical shape are converted by the core too (a Python
+# reader called for each date of a list); the same values as `int(...)`, `date`/`datetime.
+# fromisoformat(...)`: a value the core refuses (31 February) goes the tolerant way and is
+# refused there as before. Amounts: `Decimal` itself (pydantic's decimal validator costs more)
 CANONICAL_INT = core_schema.chain_schema([
-    core_schema.str_schema(strict=True, pattern=r"^[0-9]{1,12}$"),
-    core_schema.no_info_plain_validator_function(int)])
+    core_schema.str_schema(strict=True, pattern=r"^[0-9]{1,12}$"), core_schema.int_schema()])
 CANONICAL_MONEY = core_schema.chain_schema([
     core_schema.str_schema(strict=True, pattern=r"^[0-9]{1,12}\.[0-9][0-9]$"),
     core_schema.no_info_plain_validator_function(Decimal)])
+CANONICAL_DATETIME = core_schema.chain_schema([
+    core_schema.str_schema(strict=True, pattern=r"^[0-9]{4}-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]$"),
+    core_schema.datetime_schema()])
+CANONICAL_DATE = core_schema.chain_schema([
+    core_schema.str_schema(strict=True, pattern=r"^[0-9]{4}-[0-9][0-9]-[0-9][0-9]$"), core_schema.date_schema()])
 
 OptStr = Annotated[str | None, _CanonicalFirst(CANONICAL_TEXT, _opt_str, "NAT-TYPE")]
 OptInt = Annotated[int | None, _CanonicalFirst(CANONICAL_INT, _opt_int, "NAT-INT")]
 Money = Annotated[Decimal | None, _CanonicalFirst(CANONICAL_MONEY, to_money, "NAT-MONEY")]
-OptDateTime = Annotated[datetime | None, BeforeValidator(_parse_dt)]
-OptDate = Annotated[date | None, BeforeValidator(_opt_date)]
+OptDateTime = Annotated[datetime | None, _CanonicalFirst(CANONICAL_DATETIME, _parse_dt, "NAT-DATE")]
+OptDate = Annotated[date | None, _CanonicalFirst(CANONICAL_DATE, _opt_date, "NAT-DATE")]
 Id64 = Annotated[str, BeforeValidator(_ident(64))]
 Code32 = Annotated[str, BeforeValidator(_ident(32))]
 DiagCode = Annotated[str, BeforeValidator(_ident(64))]
