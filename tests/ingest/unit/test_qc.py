@@ -256,3 +256,36 @@ def test_check_never_raises(setl_changes: list[tuple[str, object]],
     for kind in ("4101", "4101A"):
         for p in qc.check(sl, DICTS, kind=kind):  # type: ignore[arg-type]
             assert p.field and p.code in qc.RULES and p.severity in ("error", "warning")
+        assert_same_as_each_rule(sl, kind)  # type: ignore[arg-type]
+
+
+def each_rule(sl: SettlementList, kind: qc.ListKind, rules: tuple[qc.Rule, ...],
+              window: qc.DateWindow | None) -> list[qc.Problem]:
+    """What running the rules one by one finds (`check` tells the usual list in one pass)."""
+    ctx = qc.QcContext(DICTS, kind, qc.REQUIRED_FIELDS, qc.SEX_RULES, qc.AGE_RULES,
+                       qc.PRINCIPAL_RULES, window)
+    return [p for rule in rules for p in rule(sl, ctx)]
+
+
+def assert_same_as_each_rule(sl: SettlementList, kind: qc.ListKind) -> None:
+    without_dictionaries = tuple(r for r in qc.ALL_RULES
+                                 if r not in (qc.diagnoses_in_dictionary, qc.procedures_in_dictionary))
+    for rules in (qc.ALL_RULES, without_dictionaries, (qc.fee_categories_sum,)):
+        for window in (WINDOW, qc.DateWindow(date(2025, 11, 16), earliest_year=2025), None):
+            assert qc.check(sl, DICTS, kind=kind, rules=rules, window=window) == \
+                each_rule(sl, kind, rules, window)
+
+
+@pytest.mark.parametrize("code", sorted(CASES))
+def test_check_finds_what_each_rule_finds(code: str) -> None:
+    breaks, _path, keeps = CASES[code]
+    for change in (breaks, keeps):
+        for name, kind in (("4101-01", "4101"), ("4101-03", "4101"), ("4101A-04", "4101A")):
+            doc = example(name)
+            try:
+                change(doc)
+                sl = parse_settlement_list(doc)
+            except (IndexError, KeyError, ListRejected):
+                continue
+            assert_same_as_each_rule(sl, kind)  # type: ignore[arg-type]
+            assert_same_as_each_rule(sl, "4101A" if kind == "4101" else "4101")
