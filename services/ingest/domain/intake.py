@@ -76,10 +76,11 @@ def problem(path: str, code: str, zh: str, en: str) -> nat.Problem:
 
 def evaluate(fmt: str, doc: Any, *, caller_hospital: str | None,
              dictionaries: qc.Dictionaries | None, limits: lim.Limits = lim.DEFAULT,
-             today: date | None = None) -> Decision:
+             today: date | None = None, raw: bytes | None = None) -> Decision:
     """Bound, parse, check the caller and run QC. `doc` is decoded JSON (or a flat CSV row
-    dict); the list's dates are checked against `today` when given."""
-    out_of_bounds = lim.check_document(fmt, doc, limits)
+    dict), decoded from `raw` when given; the list's dates are checked against `today` when
+    given."""
+    out_of_bounds = lim.check_document(fmt, doc, limits, raw)
     if out_of_bounds:  # nothing of it is read further (its size is what the bounds prevent)
         return Rejected(out_of_bounds)
     header: nat.HsaHeader | None = None
@@ -334,7 +335,7 @@ def decide(row: Stored, dictionaries: qc.Dictionaries | None, limits: lim.Limits
         return Rejected([problem("body", "MALFORMED_JSON", f"不是合法的 JSON：{e}",
                                  f"body is not valid JSON: {e}")])
     return evaluate(row.format, doc, caller_hospital=row.caller_hospital, dictionaries=dictionaries,
-                    limits=limits, today=today)
+                    limits=limits, today=today, raw=row.raw)
 
 
 def keys_to_look_up(decisions: Iterable[Decision]) -> list[Key]:

@@ -90,11 +90,13 @@ def check_size(raw: bytes, limit: int, path: str = "body") -> list[Problem]:
     return [too_large(path, len(raw), limit)] if len(raw) > limit else []
 
 
-def check_document(fmt: str, doc: Any, limits: Limits = DEFAULT) -> list[Problem]:
+def check_document(fmt: str, doc: Any, limits: Limits = DEFAULT, raw: bytes | None = None) -> list[Problem]:
     """Every bound `doc` (decoded JSON, or a flat CSV row) breaks, with its field path in the
-    form's own names (a list's fields relative to the list, as the parsers and QC name them)."""
-    if _within(doc, limits):  # the usual case: nothing to name, no field paths to build
-        return []
+    form's own names (a list's fields relative to the list, as the parsers and QC name them).
+    `raw`: the JSON text `doc` was decoded from, when there is one (its bytes tell at once
+    whether any text can hold a character the bounds refuse)."""
+    if _within(doc, limits) if raw is None or not _plain(raw) else _sized(doc, None, 0, limits):
+        return []  # the usual case: nothing to name, no field paths to build
     found: list[Problem] = []
     root_strip = "input." if fmt in ("4101", "4101A") else ""
     _walk(doc, "", None, 0, limits, found)
@@ -117,6 +119,62 @@ def _within(doc: Any, limits: Limits) -> bool:
             # a space is safe in an identifier, a line break in a text: joined, one search each
             and UNSAFE_IN_ID.search(" ".join(ids)) is None
             and _BAD_IN_TEXT.search("\n".join(texts)) is None)
+
+
+# What any character refused in a text or an identifier (shared.text's UNSAFE_IN_ID, a superset
+# of `_BAD_IN_TEXT`) looks like in JSON text: an escape, or a UTF-8 sequence starting with one
+# of these bytes (C0 characters cannot stand unescaped in a JSON string): DEL, C1 (0xC2 ..),
+# U+061C (0xD8 ..), U+200B-F, U+202A-E and U+2060-9 (0xE2 ..); or U+FEFF (EF BB BF). Text with
+# none of them holds no such character anywhere (the other characters of these leading bytes
+# are rare and take the full check). Single bytes: each found at the speed of memchr.
+_REFUSED_LEADS = (b"\\", b"\x7f", b"\xc2", b"\xd8", b"\xe2")
+
+
+def _plain(raw: bytes) -> bool:
+    """True when the JSON text `raw` can hold no character that a bound refuses."""
+    for lead in _REFUSED_LEADS:
+        if lead in raw:
+            return False
+    return b"\xef" not in raw or b"\xef\xbb\xbf" not in raw  # 0xEF: also fullwidth punctuation
+
+
+def _sized(value: Any, key: Any, depth: int, limits: Limits) -> bool:
+    """`_within` for JSON decoded from text that holds no refused character (`_plain`): the same
+    bounds of structure and length, read without gathering the texts. Decoded JSON: its types
+    are exactly str, dict, list (or a number, a bool, None)."""
+    id_chars, text_chars = limits.id_chars, limits.text_chars
+    shortest = min(id_chars, text_chars)
+    kind = type(value)
+    if kind is str:
+        return len(value) <= (id_chars if key in IDENTIFIERS else text_chars)
+    if kind is dict:
+        if depth >= MAX_DEPTH:
+            return False
+        if key == "fees" and any(len(k) > id_chars for k in value):
+            return False
+        depth += 1
+        for k, v in value.items():
+            kind = type(v)
+            if kind is str:
+                if len(v) > shortest and len(v) > (id_chars if k in IDENTIFIERS else text_chars):
+                    return False
+            elif (kind is dict or kind is list) and not _sized(v, k, depth, limits):
+                return False
+    elif kind is list:
+        bound = (limits.diagnoses if key in _DIAGNOSES else limits.procedures if key in _PROCEDURES
+                 else limits.entries)
+        if len(value) > bound or depth >= MAX_DEPTH:
+            return False
+        longest = id_chars if key in _CODE_ARRAYS else text_chars
+        depth += 1
+        for v in value:
+            kind = type(v)
+            if kind is str:
+                if len(v) > longest:
+                    return False
+            elif (kind is dict or kind is list) and not _sized(v, None, depth, limits):
+                return False
+    return True
 
 
 def _gather(value: Any, key: Any, depth: int, limits: Limits, ids: list[str], texts: list[str]) -> bool:

@@ -4,6 +4,7 @@ own dates (pure: no database)."""
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -27,6 +28,9 @@ def national() -> dict[str, Any]:
 def decide(doc: Any, fmt: str = "native", limits: Limits = Limits()) -> Accepted | Rejected:
     d = evaluate(fmt, doc, caller_hospital=None, dictionaries=None, limits=limits, today=TODAY)
     assert isinstance(d, Accepted | Rejected)
+    # decided from its JSON text too (the quick pass over the bytes): the same decision
+    assert evaluate(fmt, doc, caller_hospital=None, dictionaries=None, limits=limits, today=TODAY,
+                    raw=orjson.dumps(doc)) == d
     return d
 
 
@@ -68,7 +72,27 @@ def test_the_quick_pass_finds_a_problem_wherever_the_full_walk_does(bad: str) ->
             walked: list[Problem] = []
             _walk(spoiled, "", None, 0, Limits(), walked)
             assert check_document(fmt, spoiled) == walked, path
+            for raw in (orjson.dumps(spoiled), json.dumps(spoiled).encode()):  # as sent; escaped
+                assert check_document(fmt, spoiled, raw=raw) == walked, path
 
+
+@pytest.mark.parametrize("limits", [Limits(), Limits(text_chars=20, id_chars=30), Limits(id_chars=5)])
+def test_the_quick_pass_over_the_bytes_keeps_every_bound(limits: Limits) -> None:
+    """Lengths at and over each bound, in every kind of place (identifiers, texts, native code
+    arrays and fee keys), entries and nesting: the same problems with the bytes as without."""
+    native = simple_lists(1)[0]
+    for doc, fmt in ((national(), "native"), (native, "flat")):
+        for path in _leaves(doc):
+            for size in (limits.id_chars, limits.id_chars + 1, limits.text_chars, limits.text_chars + 1):
+                spoiled = copy.deepcopy(doc)
+                node = spoiled
+                for step in path[:-1]:
+                    node = node[step]
+                node[path[-1]] = "名" * size
+                raw = orjson.dumps(spoiled)
+                assert check_document(fmt, spoiled, limits, raw) == check_document(fmt, spoiled, limits), path
+    doc = dict(native, fees={"0" * (limits.id_chars + 1): "1.00"}, diagnoses=["A" * (limits.id_chars + 1)])
+    assert check_document("flat", doc, limits, orjson.dumps(doc)) == check_document("flat", doc, limits) != []
 
 def test_free_text_may_hold_line_breaks_but_no_nul() -> None:
     doc = national()
