@@ -865,7 +865,10 @@ def case_fields(sl: SettlementList, *, header: HsaHeader | None = None) -> CaseF
     for item in sl.iteminfo:
         category, amt = item.get("med_chrgitm"), item.get("amt")
         if category is not None and amt is not None:
-            fees[category] = fees.get(category, ZERO) + amt
+            prev = fees.get(category)
+            # the first amount of a category as read: 0 + amt is amt itself (2 places, as every
+            # `Money` is), but for -0.00, which the sum makes 0.00
+            fees[category] = amt if prev is None and not amt.is_signed() else (ZERO if prev is None else prev) + amt
     total = s.medfee_sumamt
     if total is None and sl.iteminfo:
         total = _sum(i.get("amt") for i in sl.iteminfo)
@@ -881,7 +884,7 @@ def case_fields(sl: SettlementList, *, header: HsaHeader | None = None) -> CaseF
         insurance_type=s.hi_type,
         planned_readmission=s.days_rinp_flag_31 in PLANNED_READMISSION_CODES,
         own_pay=s.psn_ownpay,
-        icu_hours=sum(duration_hours(i.scs_cutd_sum_dura) for i in sl.icuinfo),
+        icu_hours=sum(duration_hours(i.scs_cutd_sum_dura) for i in sl.icuinfo) if sl.icuinfo else 0,
         ventilation_hours=duration_hours(s.vent_used_dura),
     )
 

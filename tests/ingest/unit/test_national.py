@@ -420,3 +420,14 @@ def test_icu_and_ventilation_hours_are_carried_for_special_case_review() -> None
     doc["icuinfo"] = [{"scs_cutd_sum_dura": "1/0/30"}, {"scs_cutd_sum_dura": "0/12/0"}]
     cf = case_fields(parse_settlement_list(doc))
     assert (cf.ventilation_hours, cf.icu_hours) == (97, 36)
+
+
+def test_fee_categories_are_summed_as_decimals() -> None:
+    """A category's amount is the sum of its lines from zero: 0.00 for a sent -0.00, each line
+    added once, 2 places kept."""
+    doc = example("4101-01")["input"]
+    doc["iteminfo"] = [{"med_chrgitm": "01", "amt": "-0.00"}, {"med_chrgitm": "02", "amt": "1.10"},
+                       {"med_chrgitm": "02", "amt": 2.2}, {"med_chrgitm": "03", "amt": "0.00"},
+                       {"med_chrgitm": "04", "amt": 5}]
+    fees = case_fields(parse_settlement_list(doc)).fees
+    assert {k: str(v) for k, v in fees.items()} == {"01": "0.00", "02": "3.30", "03": "0.00", "04": "5.00"}
