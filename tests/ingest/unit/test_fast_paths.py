@@ -344,3 +344,14 @@ def test_person_key_is_the_keyed_hash() -> None:
         for psn in ("", "P0001", "患者"):
             expected = hmac.new(secret.encode(), psn.encode(), hashlib.sha256).hexdigest()[:32]
             assert intake.person_key(psn, secret) == expected
+
+
+def test_correlation_ids_are_random_uuids_as_uuid4_writes_them() -> None:
+    import uuid
+
+    made = {intake.new_correlation_id() for _ in range(2000)}
+    assert len(made) == 2000
+    for text in made:
+        u = uuid.UUID(text)
+        assert str(u) == text and u.version == 4 and u.variant == uuid.RFC_4122
+    assert intake.Received("native", b"{}").correlation_id != intake.Received("native", b"{}").correlation_id
