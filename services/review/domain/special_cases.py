@@ -171,8 +171,18 @@ def _chapter(code: str) -> int | None:
     return next((i for i, (lo, hi) in enumerate(_CHAPTERS) if lo <= n <= hi), None)
 
 
+# the chapter of each two-digit head ("00"–"99"), looked up once per procedure code
+_CHAPTER_OF = {f"{n:02d}": _chapter(f"{n:02d}") for n in range(100)}
+
+
 def surgical_chapters(procedures: Iterable[str]) -> int:
-    return len({c for p in procedures if (c := _chapter(p)) is not None})
+    chapters = set()
+    for p in procedures:
+        head = p[:2]
+        c = _CHAPTER_OF[head] if head in _CHAPTER_OF else _chapter(p)
+        if c is not None:
+            chapters.add(c)
+    return len(chapters)
 
 
 def _ratio(d: Decimal) -> str:
