@@ -265,7 +265,7 @@ class Probe:
 # the rows to the driver's executemany.
 
 _Prepared = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]
-_prepared: dict[tuple[str, str, str, tuple[str, ...], str | None], _Prepared] = {}
+_prepared: dict[tuple[str, str, str, tuple[str, ...], str | None, bool], _Prepared] = {}
 _KEY = "_key"
 _unnest: set[str] = set()  # the statements that take one array per column
 
@@ -291,24 +291,34 @@ def bind_processor(dialect: Dialect, type_: TypeEngine[Any]) -> Callable[[Any], 
     return process
 
 
-def _unnest_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> str:
-    """PostgreSQL: the INSERT of a batch given as one array per column (`unnest`), run once.
-    The driver's executemany runs the statement once per row, and each run is an executor
-    start, a snapshot and an executor end in the server: that, not the row, was most of what a
-    row cost PostgreSQL."""
+def _unnest_statement(dialect: Dialect, table: Table, columns: tuple[str, ...], key: str | None) -> str:
+    """PostgreSQL: the INSERT (or, with `key`, the UPDATE) of a batch given as one array per
+    column (`unnest`; the key's array last), run once. The driver's executemany runs the
+    statement once per row, and each run is an executor start, a snapshot and an executor end
+    in the server: that, not the row, was most of what a row cost PostgreSQL."""
     quote = dialect.identifier_preparer.quote
-    arrays = ", ".join(f"${i}::{table.c[c].type.compile(dialect=dialect)}[]" for i, c in enumerate(columns, 1))
-    return (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
-            f"({', '.join(quote(c) for c in columns)}) SELECT * FROM unnest({arrays})")
+    name = dialect.identifier_preparer.format_table(table)
+    names = (*columns, key) if key else columns
+    arrays = ", ".join(f"${i}::{table.c[c].type.compile(dialect=dialect)}[]" for i, c in enumerate(names, 1))
+    if key is None:
+        return f"INSERT INTO {name} ({', '.join(map(quote, columns))}) SELECT * FROM unnest({arrays})"
+    return (f"UPDATE {name} SET {', '.join(f'{quote(c)} = batch.c{i}' for i, c in enumerate(columns))} "
+            f"FROM unnest({arrays}) AS batch({', '.join(f'c{i}' for i in range(len(columns)))}, k) "
+            f"WHERE {name}.{quote(key)} = batch.k")
 
 
-def _prepare(dialect: Dialect, table: Table, columns: tuple[str, ...], key: str | None) -> _Prepared:
-    cache_key = (dialect.name, table.name, "update" if key else "insert", columns, key)
+def _prepare(dialect: Dialect, table: Table, columns: tuple[str, ...], key: str | None,
+             columnwise: bool = True) -> _Prepared:
+    """The statement of a bulk write and how its parameters are bound. On PostgreSQL (unless
+    not `columnwise`) one array per column, else one row of parameters per row."""
+    columnwise = columnwise and dialect.name == "postgresql"
+    cache_key = (dialect.name, table.name, "update" if key else "insert", columns, key, columnwise)
     found = _prepared.get(cache_key)
-    if found is None and key is None and dialect.name == "postgresql":
-        sql = _unnest_insert(dialect, table, columns)
+    if found is None and columnwise:
+        sql = _unnest_statement(dialect, table, columns, key)
         _unnest.add(sql)
-        found = _prepared[cache_key] = (sql, columns, tuple(bind_processor(dialect, table.c[c].type) for c in columns))
+        order, names = ((*columns, _KEY), (*columns, key)) if key else (columns, columns)
+        found = _prepared[cache_key] = (sql, order, tuple(bind_processor(dialect, table.c[c].type) for c in names))
     if found is None:
         values = {c: bindparam(c, type_=table.c[c].type) for c in columns}
         stmt = (insert(table).values(values) if key is None else
@@ -361,8 +371,8 @@ async def _execute_many(conn: AsyncConnection, prepared: _Prepared, rows: Sequen
 
 
 def _columnwise(sql: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | tuple[list[Any], ...]:
-    """The parameters of `sql` for `rows`: as they are (executemany), or for an `unnest` insert
-    one array per column (one execution)."""
+    """The parameters of `sql` for `rows`: as they are (executemany), or for an `unnest`
+    statement one array per column (one execution)."""
     if sql not in _unnest:
         return rows
     return tuple(list(column) for column in zip(*rows, strict=True))
@@ -391,7 +401,10 @@ async def update_many(conn: AsyncConnection, table: Table, key: str, rows: Seque
     """UPDATE `table` SET the other keys of each row WHERE `key` = the row's `key` (one driver call)."""
     if rows:
         columns = tuple(c for c in rows[0] if c != key)
-        await _execute_many(conn, _prepare(conn.dialect, table, columns, key), rows, key)
+        # one array per column updates each row once: a key twice in the batch is done row by
+        # row, so that the last of its rows wins as it would one after the other
+        unique = len({row[key] for row in rows}) == len(rows)
+        await _execute_many(conn, _prepare(conn.dialect, table, columns, key, unique), rows, key)
 
 
 # --- versioned documents valid per region and period ---------------------------------------------
