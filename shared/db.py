@@ -403,7 +403,7 @@ async def update_many(conn: AsyncConnection, table: Table, key: str, rows: Seque
         columns = tuple(c for c in rows[0] if c != key)
         # one array per column updates each row once: a key twice in the batch is done row by
         # row, so that the last of its rows wins as it would one after the other
-        unique = len({row[key] for row in rows}) == len(rows)
+        unique = conn.dialect.name == "postgresql" and len({row[key] for row in rows}) == len(rows)
         await _execute_many(conn, _prepare(conn.dialect, table, columns, key, unique), rows, key)
 
 
