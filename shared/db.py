@@ -265,8 +265,9 @@ class Probe:
 # the rows to the driver's executemany.
 
 _Prepared = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]
-_prepared: dict[tuple[str, str, str, tuple[str, ...], str | None], _Prepared] = {}
+_prepared: dict[tuple[str, str, str, tuple[str, ...], str | None, bool], _Prepared] = {}
 _KEY = "_key"
+_unnest: set[str] = set()  # the statements that take one array per column
 
 
 def bind_processor(dialect: Dialect, type_: TypeEngine[Any]) -> Callable[[Any], Any] | None:
@@ -290,9 +291,34 @@ def bind_processor(dialect: Dialect, type_: TypeEngine[Any]) -> Callable[[Any], 
     return process
 
 
-def _prepare(dialect: Dialect, table: Table, columns: tuple[str, ...], key: str | None) -> _Prepared:
-    cache_key = (dialect.name, table.name, "update" if key else "insert", columns, key)
+def _unnest_statement(dialect: Dialect, table: Table, columns: tuple[str, ...], key: str | None) -> str:
+    """PostgreSQL: the INSERT (or, with `key`, the UPDATE) of a batch given as one array per
+    column (`unnest`; the key's array last), run once. The driver's executemany runs the
+    statement once per row, and each run is an executor start, a snapshot and an executor end
+    in the server: that, not the row, was most of what a row cost PostgreSQL."""
+    quote = dialect.identifier_preparer.quote
+    name = dialect.identifier_preparer.format_table(table)
+    names = (*columns, key) if key else columns
+    arrays = ", ".join(f"${i}::{table.c[c].type.compile(dialect=dialect)}[]" for i, c in enumerate(names, 1))
+    if key is None:
+        return f"INSERT INTO {name} ({', '.join(map(quote, columns))}) SELECT * FROM unnest({arrays})"
+    return (f"UPDATE {name} SET {', '.join(f'{quote(c)} = batch.c{i}' for i, c in enumerate(columns))} "
+            f"FROM unnest({arrays}) AS batch({', '.join(f'c{i}' for i in range(len(columns)))}, k) "
+            f"WHERE {name}.{quote(key)} = batch.k")
+
+
+def _prepare(dialect: Dialect, table: Table, columns: tuple[str, ...], key: str | None,
+             columnwise: bool = True) -> _Prepared:
+    """The statement of a bulk write and how its parameters are bound. On PostgreSQL (unless
+    not `columnwise`) one array per column, else one row of parameters per row."""
+    columnwise = columnwise and dialect.name == "postgresql"
+    cache_key = (dialect.name, table.name, "update" if key else "insert", columns, key, columnwise)
     found = _prepared.get(cache_key)
+    if found is None and columnwise:
+        sql = _unnest_statement(dialect, table, columns, key)
+        _unnest.add(sql)
+        order, names = ((*columns, _KEY), (*columns, key)) if key else (columns, columns)
+        found = _prepared[cache_key] = (sql, order, tuple(bind_processor(dialect, table.c[c].type) for c in names))
     if found is None:
         values = {c: bindparam(c, type_=table.c[c].type) for c in columns}
         stmt = (insert(table).values(values) if key is None else
@@ -340,7 +366,16 @@ async def _execute_many(conn: AsyncConnection, prepared: _Prepared, rows: Sequen
         return _converted(map(get, rows), processors)
 
     # a stage's batch is hundreds of rows: converting them is CPU work, off the event loop
-    await conn.exec_driver_sql(sql, await asyncio.to_thread(params) if len(rows) > 50 else params())
+    converted = await asyncio.to_thread(params) if len(rows) > 50 else params()
+    await conn.exec_driver_sql(sql, _columnwise(sql, converted))
+
+
+def _columnwise(sql: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | tuple[list[Any], ...]:
+    """The parameters of `sql` for `rows`: as they are (executemany), or for an `unnest`
+    statement one array per column (one execution)."""
+    if sql not in _unnest:
+        return rows
+    return tuple(list(column) for column in zip(*rows, strict=True))
 
 
 async def insert_many(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -349,8 +384,8 @@ async def insert_many(conn: AsyncConnection, table: Table, rows: Sequence[Mappin
         await _execute_many(conn, _prepare(conn.dialect, table, tuple(rows[0]), None), rows)
 
 
-def insert_statement(dialect: Dialect, table: Table, columns: tuple[str, ...],
-                     rows: Iterable[Sequence[Any]]) -> tuple[str, list[tuple[Any, ...]]]:
+def insert_statement(dialect: Dialect, table: Table, columns: tuple[str, ...], rows: Iterable[Sequence[Any]]
+                     ) -> tuple[str, list[tuple[Any, ...]] | tuple[list[Any], ...]]:
     """The INSERT of `rows` (each the values of `columns`, in that order) into `table` and its
     parameters as the driver takes them, for one `exec_driver_sql`: as `insert_many` does it,
     without a dictionary per row. CPU work only, so a large batch can be prepared in a worker
@@ -359,14 +394,17 @@ def insert_statement(dialect: Dialect, table: Table, columns: tuple[str, ...],
     if order != columns:  # the statement binds them in another order
         pick = itemgetter(*(columns.index(n) for n in order))
         rows = (pick(row) for row in rows)
-    return sql, _converted(rows, processors)
+    return sql, _columnwise(sql, _converted(rows, processors))
 
 
 async def update_many(conn: AsyncConnection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """UPDATE `table` SET the other keys of each row WHERE `key` = the row's `key` (one driver call)."""
     if rows:
         columns = tuple(c for c in rows[0] if c != key)
-        await _execute_many(conn, _prepare(conn.dialect, table, columns, key), rows, key)
+        # one array per column updates each row once: a key twice in the batch is done row by
+        # row, so that the last of its rows wins as it would one after the other
+        unique = conn.dialect.name == "postgresql" and len({row[key] for row in rows}) == len(rows)
+        await _execute_many(conn, _prepare(conn.dialect, table, columns, key, unique), rows, key)
 
 
 # --- versioned documents valid per region and period ---------------------------------------------

@@ -97,6 +97,31 @@ async def test_bulk_helpers_write_what_core_writes_on_postgres(new_pg_database) 
     _check(*await _both_ways(new_pg_database("bulk")))
 
 
+async def _updated_twice(url: str) -> list[tuple]:
+    """The rows after an update_many that names one row twice (and another once)."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            await conn.execute(things.delete())
+            await insert_many(conn, things, ROWS)
+            await update_many(conn, things, "id", [{"id": "r2", "n": 20}, {"id": "r0", "n": 7}, {"id": "r2", "n": 21}])
+        async with engine.connect() as conn:
+            return [tuple(r) for r in (await conn.execute(select(things.c.id, things.c.n).order_by(things.c.id)))]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_row_updated_twice_in_a_batch_keeps_the_last_values_on_sqlite(tmp_path: Path) -> None:
+    assert await _updated_twice(f"sqlite+aiosqlite:///{tmp_path / 'twice.db'}") == [
+        ("r0", 7), ("r1", 1), ("r2", 21), ("r3", 3), ("r4", 4)]
+
+
+@pytest.mark.postgres
+async def test_a_row_updated_twice_in_a_batch_keeps_the_last_values_on_postgres(new_pg_database) -> None:
+    assert await _updated_twice(new_pg_database("twice")) == [("r0", 7), ("r1", 1), ("r2", 21), ("r3", 3), ("r4", 4)]
+
+
 async def test_rows_must_share_their_keys(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bulk.db'}")
     try:
