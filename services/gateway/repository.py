@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import compress
 from operator import itemgetter
 from typing import Any
 
@@ -278,9 +279,7 @@ async def load_cases(conn: AsyncConnection, case_ids: Collection[str]) -> dict[s
     """What the fold needs of these stored cases: list version, withdrawn, the stages that hold a
     result (not the results) and the indicator contribution."""
     rows = (await conn.execute(_STORED_CASES, {"ids": list(case_ids)})).all()
-    return {r[0]: Stored(r[1], r[2] == "withdrawn", frozenset(s for s, held in zip(ORDER, r[4:], strict=True) if held),
-                         r[3])
-            for r in rows}
+    return {r[0]: Stored(r[1], r[2] == "withdrawn", frozenset(compress(ORDER, r[4:])), r[3]) for r in rows}
 
 
 async def load_results(conn: AsyncConnection, wanted: Mapping[str, Collection[str]]) -> dict[str, dict[str, Any]]:

@@ -77,7 +77,8 @@ FACT_FIELDS = ("hospital_code", "region", "treatment_region", "discharge_date", 
 
 def indicator_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
     """What of a case's facts the contribution reads (no person key, no diagnoses)."""
-    return {k: facts[k] for k in FACT_FIELDS if facts.get(k) is not None}
+    get = facts.get
+    return {k: v for k in FACT_FIELDS if (v := get(k)) is not None}
 
 
 _COUNTS = frozenset(COUNTS)
@@ -236,10 +237,14 @@ class Delta:
     rules: dict[tuple[Key, str], int] = field(default_factory=dict)
 
     def add(self, c: Contribution, sign: int) -> None:
-        cell = self.cells.setdefault(c.key, {})  # the sums that change only; the rest are 0
-        for name, value in c.sums.items():
-            if value:
-                cell[name] = cell.get(name, 0) + sign * value
+        cell = self.cells.get(c.key)  # the sums that change only; the rest are 0
+        if cell is None:  # a cell the batch has not changed yet (nearly always): its sums as they are
+            self.cells[c.key] = {n: v for n, v in c.sums.items() if v} if sign == 1 else {
+                n: sign * v for n, v in c.sums.items() if v}
+        else:
+            for name, value in c.sums.items():
+                if value:
+                    cell[name] = cell.get(name, 0) + sign * value
         for rule in c.rules:
             self.rules[(c.key, rule)] = self.rules.get((c.key, rule), 0) + sign
 
