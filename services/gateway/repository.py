@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import compress
 from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -33,11 +35,9 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     select,
     true,
     type_coerce,
-    union_all,
     update,
 )
 from sqlalchemy.engine import Dialect, Row
@@ -57,10 +57,6 @@ cases = Table(
     Column("hospital_code", String(32), nullable=False),
     Column("list_version", Integer, nullable=False),
     Column("status", String(16), nullable=False),
-    Column("received", Text, nullable=True),
-    Column("grouped", Text, nullable=True),
-    Column("priced", Text, nullable=True),
-    Column("reviewed", Text, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("flagged", Boolean, nullable=False, server_default=false()),  # review raised a flag
     Column("group_code", String(32), nullable=True),  # the DRG (else DIP group) it was grouped into
@@ -72,6 +68,16 @@ cases = Table(
     Index("ix_gateway_cases_hospital", "hospital_code", "status"),
     Index("ix_gateway_cases_group", "hospital_code", "group_code"),
     Index("ix_gateway_cases_hospital_id", "hospital_code", "case_id"),  # a hospital's cases in id order
+)
+# Each case's stage results (domain/readmodel.py ORDER: the latest of its current list version,
+# JSON as the read model keeps it), one row per (case, stage): an event writes its own result
+# only, and the case's row stays small (SQLite: the rows kept in key order, a case's together).
+case_results = Table(
+    "gateway_case_results", metadata,
+    Column("case_id", String(100), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("result", Text, nullable=False),
+    PrimaryKeyConstraint("case_id", "stage", name="pk_gateway_case_results"),
 )
 
 
@@ -106,8 +112,8 @@ indicator_rules = Table(
 
 
 def _rollup(name: str, columns: tuple[str, ...]) -> Table:
-    """A rollup of the cells (domain/indicators.py ROLLUPS): their sums per (period, *columns),
-    period a month (YYYY-MM), a quarter (YYYYQn) or a year (YYYY)."""
+    """A rollup of the cells (domain/indicators.py ROLLUPS): their sums per (month, *columns) (the
+    column is named period: a quarter or a year is the sum of its months' rows, `_source`)."""
     key = {c.name: c for c in _cell_key()}
     return Table(f"gateway_indicator_{name}", metadata, Column("period", String(7), nullable=False),
                  *[key[c] for c in columns], *_sums(),
@@ -251,58 +257,79 @@ def _timeline_insert(dialect: Dialect) -> tuple[str, Any]:
     return found
 
 
+def _stored_cases() -> Any:
+    """load_cases' query (its ids an expanding parameter: built once, not per batch)."""
+    c, r = cases.c, case_results.c
+    return select(c.case_id, c.list_version, c.status, c.indicator,
+                  *[select(r.stage).where(r.case_id == c.case_id, r.stage == s).exists() for s in ORDER]).where(
+        c.case_id.in_(bindparam("ids", expanding=True)))
+
+
+def _stored_results() -> Any:
+    """load_results' query (its ids and stages expanding parameters)."""
+    r = case_results.c
+    return select(r.case_id, r.stage, r.result).where(r.case_id.in_(bindparam("ids", expanding=True)),
+                                                      r.stage.in_(bindparam("stages", expanding=True)))
+
+
+_STORED_CASES, _STORED_RESULTS = _stored_cases(), _stored_results()
+
+
 async def load_cases(conn: AsyncConnection, case_ids: Collection[str]) -> dict[str, Stored]:
-    """What the fold needs of these stored cases: list version, withdrawn, the stage columns that
-    hold a result (not the results) and the indicator contribution."""
-    c = cases.c
-    rows = (await conn.execute(select(c.case_id, c.list_version, c.status, c.indicator,
-                                      *[c[s].is_not(None) for s in ORDER])
-                               .where(c.case_id.in_(case_ids)))).all()
-    return {r[0]: Stored(r[1], r[2] == "withdrawn", frozenset(s for s, held in zip(ORDER, r[4:], strict=True) if held),
-                         r[3])
-            for r in rows}
+    """What the fold needs of these stored cases: list version, withdrawn, the stages that hold a
+    result (not the results) and the indicator contribution."""
+    rows = (await conn.execute(_STORED_CASES, {"ids": list(case_ids)})).all()
+    return {r[0]: Stored(r[1], r[2] == "withdrawn", frozenset(compress(ORDER, r[4:])), r[3]) for r in rows}
 
 
 async def load_results(conn: AsyncConnection, wanted: Mapping[str, Collection[str]]) -> dict[str, dict[str, Any]]:
-    """The stored stage results (JSON text) of these cases, the columns wanted of each."""
-    columns = [s for s in ORDER if any(s in w for w in wanted.values())]
-    if not columns:
+    """The stored stage results (JSON text) of these cases, the stages wanted of each."""
+    stages = [s for s in ORDER if any(s in w for w in wanted.values())]
+    if not stages:
         return {}
-    c = cases.c
-    rows = (await conn.execute(select(c.case_id, *[c[s] for s in columns])
-                               .where(c.case_id.in_(list(wanted))))).all()
-    return {r.case_id: {s: r[i + 1] for i, s in enumerate(columns) if s in wanted[r.case_id]} for r in rows}
+    out: dict[str, dict[str, Any]] = {}
+    for cid, stage, result in (await conn.execute(_STORED_RESULTS, {"ids": list(wanted), "stages": stages})).all():
+        if stage in wanted[cid]:
+            out.setdefault(cid, {})[stage] = result
+    return out
 
 
-async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: Collection[str],
+async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: Mapping[str, Stored],
                      contributions: Mapping[str, str | None] | None = None,
                      facts: Mapping[str, str] | None = None) -> None:
     """Store the changed cases (with each one's indicator contribution and the facts of its
     current list version it was computed from, JSON): new cases inserted; of a stored one only
-    what the batch changed is updated (the stage columns it set, status, flagged and group when
-    their stage changed, the facts when the batch carried them: else it keeps those it has), one
-    statement per set of columns (each compiled once per dialect, its rows bound as tuples)."""
+    what the batch changed is updated (status when it changed, flagged and group when their
+    stage changed, the facts when the batch carried them: else it keeps those it has), one statement per set of columns (each compiled once per dialect, its
+    rows bound as tuples). Each stage result the batch set is written to its own row; a stored
+    case's results are cleared first when a newer list version replaces them."""
     contributions, facts = contributions or {}, facts or {}
     dialect = conn.dialect
     now = _case_value(dialect, "updated_at", datetime.now(UTC))
     flag = {b: _case_value(dialect, "flagged", b) for b in (False, True)}
     new: list[tuple[Any, ...]] = []
     changed: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    cleared: list[tuple[str]] = []
+    results: list[tuple[str, str, str]] = []
     for cid, f in filed.items():
-        names: list[str] = ["list_version", "status", "updated_at", "indicator"]
-        values: list[Any] = [f.list_version, f.status, now, contributions.get(cid)]
-        texts = f.texts()
-        for column in ORDER:  # in one order: rows setting the same columns share a statement
-            if column in texts:
-                names.append(column)
-                values.append(texts[column])
+        s = stored.get(cid)
+        status = f.status
+        names: list[str] = ["list_version", "updated_at", "indicator"]
+        values: list[Any] = [f.list_version, now, contributions.get(cid)]
+        if s is None or s.status != status:  # its index is updated only when it changes
+            names.append("status")
+            values.append(status)
         if f.reset or "reviewed" in f.results:
             names.append("flagged")
             values.append(flag[is_flagged(f.results.get("reviewed"))])
         if f.reset or "grouped" in f.results:
             names.append("group_code")
             values.append(group_of(f.results.get("grouped")))
-        if cid in stored:
+        for column, result in f.results.items():
+            results.append((cid, column, orjson.dumps(result).decode()))
+        if s is not None:
+            if f.reset and s.reached:
+                cleared.append((cid,))
             if cid in facts:
                 names.append("facts")
                 values.append(facts[cid])
@@ -313,13 +340,42 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
             names += ("case_id", "hospital_code", "facts")
             values += (cid, f.hospital_code, facts.get(cid))
             new.append(tuple(values))
-            new_names = tuple(names)
-    if new:  # a new case's row is whole: the same columns each (every stage column, flagged, group)
-        sql, order = _case_statement(dialect, new_names, False)
+    if new:  # a new case's row is whole: the same columns each
+        sql, order = _case_statement(dialect, _NEW_CASE, False)
         await conn.exec_driver_sql(sql, [order(row) for row in new])
     for names_, rows in changed.items():
         sql, order = _case_statement(dialect, names_, True)
         await conn.exec_driver_sql(sql, [order(row) for row in rows])
+    clear, upsert = _result_statements(dialect)
+    if cleared:
+        await conn.exec_driver_sql(clear, cleared)
+    if results:
+        await conn.exec_driver_sql(upsert, results)
+
+
+_NEW_CASE = ("list_version", "updated_at", "indicator", "status", "flagged", "group_code", "case_id",
+             "hospital_code", "facts")
+_result_compiled: dict[str, tuple[str, str]] = {}
+
+
+def _result_statements(dialect: Dialect) -> tuple[str, str]:
+    """save_views' statements on the stage results, compiled once per dialect: the clearing of a
+    case's results (by case_id) and the upsert of one (case_id, stage, result); neither column
+    has a bind processor."""
+    found = _result_compiled.get(dialect.name)
+    if found is None:
+        r = case_results.c
+        clear = delete(case_results).where(r.case_id == bindparam("case_id", type_=r.case_id.type)).compile(
+            dialect=dialect)
+        ins = _dialect_insert(dialect.name)(case_results).values(
+            {n: bindparam(n, type_=r[n].type) for n in ("case_id", "stage", "result")})
+        upsert = ins.on_conflict_do_update(index_elements=[r.case_id, r.stage],
+                                           set_={"result": ins.excluded.result}).compile(dialect=dialect)
+        if tuple(clear.positiontup or ()) != ("case_id",) or tuple(upsert.positiontup or ()) != (
+                "case_id", "stage", "result") or any(_bind_processor(r[n].type, dialect) for n in r.keys()):
+            raise ValueError("gateway_case_results: cannot prepare the statements")
+        found = _result_compiled[dialect.name] = (str(clear), str(upsert))
+    return found
 
 
 _case_statements: dict[tuple[str, bool, tuple[str, ...]], tuple[str, Any]] = {}
@@ -351,16 +407,6 @@ def _case_value(dialect: Dialect, column: str, value: Any) -> Any:
     """A value of a gateway_cases column as bound (its type's bind processor applied)."""
     process = _bind_processor(cases.c[column].type, dialect)
     return value if process is None else process(value)
-
-
-# The periods a month's cells also count in (domain/indicators.py periods_of), in SQL: the month
-# itself, its quarter and its year (a month not known counts only in itself).
-_PERIODS = (
-    "month",
-    "CASE WHEN length(month) = 7 THEN substr(month, 1, 4) || 'Q' || "
-    "CAST((CAST(substr(month, 6, 2) AS INTEGER) + 2) / 3 AS VARCHAR(1)) END",
-    "CASE WHEN length(month) = 7 THEN substr(month, 1, 4) END",
-)
 
 
 async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
@@ -418,15 +464,14 @@ def _statements(dialect: Dialect) -> tuple[Any, ...]:
     sums = [ch[n] for n in ind.SUMS]
     upserts = [_upsert_from(dialect, indicator_cells, select(*[ch[n] for n in ind.KEY], *sums).where(true()))]
     for name, cols in ind.ROLLUPS.items():
-        each = union_all(*[select(literal_column(expr).label("period"), *[ch[c] for c in cols], *sums)
-                           .where(literal_column(expr).is_not(None)) for expr in _PERIODS]).subquery("each")
-        keys = [each.c[n] for n in ("period", *cols)]
+        keys = [ch.month.label("period"), *[ch[c] for c in cols]]
         # SQLite adds a query's rows to the table one after the other, so rows with one key need
         # not be summed first (sorting them cost more than adding them); PostgreSQL updates a
         # row once per statement
-        upserts.append(_upsert_from(dialect, rollups[name], select(*each.c).where(true()) if dialect.name == "sqlite"
-                                    else select(*keys, *[func.sum(each.c[n]).label(n) for n in ind.SUMS])
-                                    .group_by(*keys)))
+        upserts.append(_upsert_from(dialect, rollups[name], select(*keys, *sums).where(true())
+                                    if dialect.name == "sqlite" else
+                                    select(*keys, *[func.sum(ch[n]).label(n) for n in ind.SUMS])
+                                    .group_by(ch.month, *[ch[c] for c in cols])))
     statements: list[Any] = [(str(compiled), zeros, {n: i for i, n in enumerate(columns)}, processors)]
     for stmt in [*upserts, delete(indicator_changes)]:
         c = stmt.compile(dialect=dialect)
@@ -504,8 +549,7 @@ async def cases_after(conn: AsyncConnection, after: str, n: int) -> list[Row]:
     """The next `n` cases by id after `after` ("" first), with their views, facts and
     contributions (the rebuild reads the read model in this order)."""
     c = cases.c
-    return list((await conn.execute(select(c.case_id, c.list_version, c.status, *[c[s] for s in ORDER],
-                                           c.indicator, c.facts)
+    return list((await conn.execute(_with_results(c.case_id, c.list_version, c.status, c.indicator, c.facts)
                                     .where(c.case_id > after).order_by(c.case_id).limit(n))).all())
 
 
@@ -534,25 +578,39 @@ def _dialect_insert(dialect: str) -> Any:
     return sqlite_insert
 
 
-def _source(columns: Collection[str], months: Sequence[str], *, each_month: bool = False) -> tuple[Table, Any, Any]:
+def _source(columns: Collection[str], months: Sequence[str], *, each_month: bool = False) -> tuple[Any, Any, Any]:
     """Where to read the sums of these key columns (besides the region) over these months: the
-    smallest rollup holding them (its rows of the period, or with `each_month` its rows of each
-    month), else the cells. Gives (the table, its month or period column, the period's condition)."""
+    smallest rollup holding them (its rows of the month; of a quarter or a year, its months'
+    rows summed per key, as one row each: `_period_rows`; with `each_month` its rows of each
+    month), else the cells. Gives (the table or rows, its month or period column, the period's
+    condition)."""
     period = ind.period_of(months)
     if period is not None:
         for name, held in ind.ROLLUPS.items():  # smallest first
             if set(columns) <= set(held):
                 t = rollups[name]
-                return t, t.c.period, t.c.period.in_(months) if each_month else t.c.period == period
+                if each_month or list(months) == [period]:
+                    return t, t.c.period, t.c.period.in_(months) if each_month else t.c.period == period
+                rows = _period_rows(t, months, period)
+                return rows, rows.c.period, true()
     c = indicator_cells.c
     return indicator_cells, c.month, c.month.in_(months)
+
+
+def _period_rows(t: Table, months: Sequence[str], period: str) -> Any:
+    """A rollup's rows of a quarter or a year: its months' rows summed per key (exact sums: what
+    a row of the period itself would hold), with the period as their period."""
+    keys = [t.c[k] for k in t.primary_key.columns.keys() if k != "period"]
+    return select(type_coerce(literal(period), t.c.period.type).label("period"), *keys,
+                  *[type_coerce(func.sum(t.c[n]), t.c[n].type).label(n) for n in ind.SUMS]).where(
+        t.c.period.in_(months)).group_by(*keys).subquery(f"{t.name}_{period}")
 
 
 def _filters(hospital: str | None, level: int | None) -> dict[str, Any]:
     return {n: v for n, v in (("hospital_code", hospital), ("hospital_level", level)) if v is not None}
 
 
-def _where(t: Table, period: Any, region: str | None, filters: Mapping[str, Any]) -> list[Any]:
+def _where(t: Any, period: Any, region: str | None, filters: Mapping[str, Any]) -> list[Any]:
     return [period, *([t.c.region == region] if region is not None else []),
             *[t.c[n] == v for n, v in filters.items()]]
 
@@ -576,8 +634,8 @@ async def indicator_aggregates(conn: AsyncConnection, months: Sequence[str], reg
     """The cells of these months summed per `by` column (None: one row) in the database, with
     each row's groups and its consumption indices' sums against the region's per-group means
     (`ind.RowAggregate`). Each part is read from the smallest rollup that holds its columns (the
-    totals per row; the row's sums per group; the region's per group), so what is read is about
-    what is answered, whatever the period: a year is its year's rows, not its months' cells."""
+    totals per row; the row's sums per group; the region's per group), so what is read is far
+    less than the cells, whatever the period: a year is its months' rollup rows summed per key."""
     filters = _filters(hospital, level)
     each_month = by == "month"
     wanted = {*filters, *([by] if by not in (None, "month", "region") else [])}
@@ -660,8 +718,16 @@ async def indicator_rule_counts(conn: AsyncConnection, months: Sequence[str], re
 
 # ---------------------------------------------------------------- the read model (queries)
 
+def _with_results(*columns: Any) -> Any:
+    """A select of these gateway_cases columns and of each stage's result (ORDER, as columns)."""
+    r = case_results.c
+    return select(*columns, *[select(r.result).where(r.case_id == cases.c.case_id, r.stage == s)
+                              .scalar_subquery().label(s) for s in ORDER])
+
+
 async def find_case(conn: AsyncConnection, case_id: str) -> Row | None:
-    return (await conn.execute(select(cases).where(cases.c.case_id == case_id))).first()
+    """A case's row with its stage results (columns named as the stages, None where none is held)."""
+    return (await conn.execute(_with_results(cases).where(cases.c.case_id == case_id))).first()
 
 
 async def case_timeline(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]:

@@ -77,7 +77,8 @@ FACT_FIELDS = ("hospital_code", "region", "treatment_region", "discharge_date", 
 
 def indicator_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
     """What of a case's facts the contribution reads (no person key, no diagnoses)."""
-    return {k: facts[k] for k in FACT_FIELDS if facts.get(k) is not None}
+    get = facts.get
+    return {k: v for k in FACT_FIELDS if (v := get(k)) is not None}
 
 
 _COUNTS = frozenset(COUNTS)
@@ -236,10 +237,14 @@ class Delta:
     rules: dict[tuple[Key, str], int] = field(default_factory=dict)
 
     def add(self, c: Contribution, sign: int) -> None:
-        cell = self.cells.setdefault(c.key, {})  # the sums that change only; the rest are 0
-        for name, value in c.sums.items():
-            if value:
-                cell[name] = cell.get(name, 0) + sign * value
+        cell = self.cells.get(c.key)  # the sums that change only; the rest are 0
+        if cell is None:  # a cell the batch has not changed yet (nearly always): its sums as they are
+            self.cells[c.key] = {n: v for n, v in c.sums.items() if v} if sign == 1 else {
+                n: sign * v for n, v in c.sums.items() if v}
+        else:
+            for name, value in c.sums.items():
+                if value:
+                    cell[name] = cell.get(name, 0) + sign * value
         for rule in c.rules:
             self.rules[(c.key, rule)] = self.rules.get((c.key, rule), 0) + sign
 
@@ -484,11 +489,12 @@ EMPTY_AGGREGATE = RowAggregate(None, {}, 0, frozenset(), ZERO, 0, ZERO, 0)
 
 # ---------------------------------------------------------------- rollups
 
-# The cells summed over fewer key columns, per period — each month's cells also count in their
-# quarter (YYYYQn) and their year (YYYY) — so that a request reads about as many rows as it
-# answers whatever the period. Kept by the same upserts as the cells (each a sum of cells: equal
-# to summing the cells, to the fen). Each is keyed (period, *columns), in this order (a
-# hospital's rows together: it is in one region); smallest first.
+# The cells summed over fewer key columns, per month (a quarter or a year is read as the sum of
+# its months' rows, per key: exact sums, the same rows a period of their own would hold), so
+# that a request reads far fewer rows than the cells. Kept by the same upserts as the cells
+# (each a sum of cells: equal to summing the cells, to the fen). Each is keyed (period: the
+# month, *columns), in this order (a hospital's rows together: it is in one region); smallest
+# first.
 ROLLUPS: dict[str, tuple[str, ...]] = {
     "hospitals": ("hospital_code", "hospital_level", "region"),  # its totals, a level's, the region's
     "groups": ("region", "scheme_id", "drg"),  # the region's per group (the consumption indices' means)
@@ -517,11 +523,10 @@ def period_of(months: Sequence[str]) -> str | None:
 
 
 def rollup(cells: Mapping[Key, Mapping[str, Any]], columns: Sequence[str]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """Cells (or a delta's changes) summed per (period, *columns), each month's cells in the
-    month, its quarter and its year; rows that sum to nothing left out."""
+    """Cells (or a delta's changes) summed per (month, *columns), as a rollup keeps them; rows
+    that sum to nothing left out."""
     where = [KEY.index(c) for c in columns]
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for key, sums in cells.items():
-        for period in periods_of(key[1]):
-            add_sums(out.setdefault((period, *(key[i] for i in where)), empty_sums()), sums)
+        add_sums(out.setdefault((key[1], *(key[i] for i in where)), empty_sums()), sums)
     return {k: v for k, v in out.items() if any(v.values())}

@@ -11,7 +11,6 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import orjson
 from pydantic import BaseModel, ConfigDict
 
 from shared.events import CASE_FLAGGED, CASE_GROUPED, CASE_PRICED, CASE_RECEIVED, Envelope
@@ -149,14 +148,6 @@ class Filed:
     @property
     def status(self) -> str:
         return status_reached(self.withdrawn, self.reached)
-
-    def texts(self) -> dict[str, str | None]:
-        """The stage columns to write, as JSON: the results the batch set, and None for the
-        others when the stored ones are cleared."""
-        out: dict[str, str | None] = dict.fromkeys(ORDER) if self.reset else {}
-        for column, result in self.results.items():
-            out[column] = orjson.dumps(result).decode()
-        return out
 
 
 def file_events(stored: Mapping[str, Stored], envs: Sequence[Envelope],
