@@ -35,9 +35,11 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     select,
     true,
     type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.engine import Dialect, Row
@@ -112,8 +114,8 @@ indicator_rules = Table(
 
 
 def _rollup(name: str, columns: tuple[str, ...]) -> Table:
-    """A rollup of the cells (domain/indicators.py ROLLUPS): their sums per (month, *columns) (the
-    column is named period: a quarter or a year is the sum of its months' rows, `_source`)."""
+    """A rollup of the cells (domain/indicators.py ROLLUPS): their sums per (period, *columns),
+    period a month (YYYY-MM), a quarter (YYYYQn) or a year (YYYY)."""
     key = {c.name: c for c in _cell_key()}
     return Table(f"gateway_indicator_{name}", metadata, Column("period", String(7), nullable=False),
                  *[key[c] for c in columns], *_sums(),
@@ -409,6 +411,16 @@ def _case_value(dialect: Dialect, column: str, value: Any) -> Any:
     return value if process is None else process(value)
 
 
+# The periods a month's cells also count in (domain/indicators.py periods_of), in SQL: the month
+# itself, its quarter and its year (a month not known counts only in itself).
+_PERIODS = (
+    "month",
+    "CASE WHEN length(month) = 7 THEN substr(month, 1, 4) || 'Q' || "
+    "CAST((CAST(substr(month, 6, 2) AS INTEGER) + 2) / 3 AS VARCHAR(1)) END",
+    "CASE WHEN length(month) = 7 THEN substr(month, 1, 4) END",
+)
+
+
 async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
     """Add a batch's changes to the indicator cells and to their rollups per period: the changed
     cells written once (`gateway_indicator_changes`), then one upsert per table summing them in
@@ -464,14 +476,15 @@ def _statements(dialect: Dialect) -> tuple[Any, ...]:
     sums = [ch[n] for n in ind.SUMS]
     upserts = [_upsert_from(dialect, indicator_cells, select(*[ch[n] for n in ind.KEY], *sums).where(true()))]
     for name, cols in ind.ROLLUPS.items():
-        keys = [ch.month.label("period"), *[ch[c] for c in cols]]
+        each = union_all(*[select(literal_column(expr).label("period"), *[ch[c] for c in cols], *sums)
+                           .where(literal_column(expr).is_not(None)) for expr in _PERIODS]).subquery("each")
+        keys = [each.c[n] for n in ("period", *cols)]
         # SQLite adds a query's rows to the table one after the other, so rows with one key need
         # not be summed first (sorting them cost more than adding them); PostgreSQL updates a
         # row once per statement
-        upserts.append(_upsert_from(dialect, rollups[name], select(*keys, *sums).where(true())
-                                    if dialect.name == "sqlite" else
-                                    select(*keys, *[func.sum(ch[n]).label(n) for n in ind.SUMS])
-                                    .group_by(ch.month, *[ch[c] for c in cols])))
+        upserts.append(_upsert_from(dialect, rollups[name], select(*each.c).where(true()) if dialect.name == "sqlite"
+                                    else select(*keys, *[func.sum(each.c[n]).label(n) for n in ind.SUMS])
+                                    .group_by(*keys)))
     statements: list[Any] = [(str(compiled), zeros, {n: i for i, n in enumerate(columns)}, processors)]
     for stmt in [*upserts, delete(indicator_changes)]:
         c = stmt.compile(dialect=dialect)
@@ -578,39 +591,25 @@ def _dialect_insert(dialect: str) -> Any:
     return sqlite_insert
 
 
-def _source(columns: Collection[str], months: Sequence[str], *, each_month: bool = False) -> tuple[Any, Any, Any]:
+def _source(columns: Collection[str], months: Sequence[str], *, each_month: bool = False) -> tuple[Table, Any, Any]:
     """Where to read the sums of these key columns (besides the region) over these months: the
-    smallest rollup holding them (its rows of the month; of a quarter or a year, its months'
-    rows summed per key, as one row each: `_period_rows`; with `each_month` its rows of each
-    month), else the cells. Gives (the table or rows, its month or period column, the period's
-    condition)."""
+    smallest rollup holding them (its rows of the period, or with `each_month` its rows of each
+    month), else the cells. Gives (the table, its month or period column, the period's condition)."""
     period = ind.period_of(months)
     if period is not None:
         for name, held in ind.ROLLUPS.items():  # smallest first
             if set(columns) <= set(held):
                 t = rollups[name]
-                if each_month or list(months) == [period]:
-                    return t, t.c.period, t.c.period.in_(months) if each_month else t.c.period == period
-                rows = _period_rows(t, months, period)
-                return rows, rows.c.period, true()
+                return t, t.c.period, t.c.period.in_(months) if each_month else t.c.period == period
     c = indicator_cells.c
     return indicator_cells, c.month, c.month.in_(months)
-
-
-def _period_rows(t: Table, months: Sequence[str], period: str) -> Any:
-    """A rollup's rows of a quarter or a year: its months' rows summed per key (exact sums: what
-    a row of the period itself would hold), with the period as their period."""
-    keys = [t.c[k] for k in t.primary_key.columns.keys() if k != "period"]
-    return select(type_coerce(literal(period), t.c.period.type).label("period"), *keys,
-                  *[type_coerce(func.sum(t.c[n]), t.c[n].type).label(n) for n in ind.SUMS]).where(
-        t.c.period.in_(months)).group_by(*keys).subquery(f"{t.name}_{period}")
 
 
 def _filters(hospital: str | None, level: int | None) -> dict[str, Any]:
     return {n: v for n, v in (("hospital_code", hospital), ("hospital_level", level)) if v is not None}
 
 
-def _where(t: Any, period: Any, region: str | None, filters: Mapping[str, Any]) -> list[Any]:
+def _where(t: Table, period: Any, region: str | None, filters: Mapping[str, Any]) -> list[Any]:
     return [period, *([t.c.region == region] if region is not None else []),
             *[t.c[n] == v for n, v in filters.items()]]
 
@@ -634,8 +633,8 @@ async def indicator_aggregates(conn: AsyncConnection, months: Sequence[str], reg
     """The cells of these months summed per `by` column (None: one row) in the database, with
     each row's groups and its consumption indices' sums against the region's per-group means
     (`ind.RowAggregate`). Each part is read from the smallest rollup that holds its columns (the
-    totals per row; the row's sums per group; the region's per group), so what is read is far
-    less than the cells, whatever the period: a year is its months' rollup rows summed per key."""
+    totals per row; the row's sums per group; the region's per group), so what is read is about
+    what is answered, whatever the period: a year is its year's rows, not its months' cells."""
     filters = _filters(hospital, level)
     each_month = by == "month"
     wanted = {*filters, *([by] if by not in (None, "month", "region") else [])}

@@ -489,12 +489,11 @@ EMPTY_AGGREGATE = RowAggregate(None, {}, 0, frozenset(), ZERO, 0, ZERO, 0)
 
 # ---------------------------------------------------------------- rollups
 
-# The cells summed over fewer key columns, per month (a quarter or a year is read as the sum of
-# its months' rows, per key: exact sums, the same rows a period of their own would hold), so
-# that a request reads far fewer rows than the cells. Kept by the same upserts as the cells
-# (each a sum of cells: equal to summing the cells, to the fen). Each is keyed (period: the
-# month, *columns), in this order (a hospital's rows together: it is in one region); smallest
-# first.
+# The cells summed over fewer key columns, per period — each month's cells also count in their
+# quarter (YYYYQn) and their year (YYYY) — so that a request reads about as many rows as it
+# answers whatever the period. Kept by the same upserts as the cells (each a sum of cells: equal
+# to summing the cells, to the fen). Each is keyed (period, *columns), in this order (a
+# hospital's rows together: it is in one region); smallest first.
 ROLLUPS: dict[str, tuple[str, ...]] = {
     "hospitals": ("hospital_code", "hospital_level", "region"),  # its totals, a level's, the region's
     "groups": ("region", "scheme_id", "drg"),  # the region's per group (the consumption indices' means)
@@ -523,10 +522,11 @@ def period_of(months: Sequence[str]) -> str | None:
 
 
 def rollup(cells: Mapping[Key, Mapping[str, Any]], columns: Sequence[str]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """Cells (or a delta's changes) summed per (month, *columns), as a rollup keeps them; rows
-    that sum to nothing left out."""
+    """Cells (or a delta's changes) summed per (period, *columns), each month's cells in the
+    month, its quarter and its year; rows that sum to nothing left out."""
     where = [KEY.index(c) for c in columns]
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for key, sums in cells.items():
-        add_sums(out.setdefault((key[1], *(key[i] for i in where)), empty_sums()), sums)
+        for period in periods_of(key[1]):
+            add_sums(out.setdefault((period, *(key[i] for i in where)), empty_sums()), sums)
     return {k: v for k, v in out.items() if any(v.values())}

@@ -1,5 +1,5 @@
 """The indicator rollups (per hospital, group, department and group, hospital and group; per
-month: a quarter or a year read as the sum of its months) stay the sums of the cells: as cases arrive, change version and are
+month, quarter and year) stay the sums of the cells: as cases arrive, change version and are
 withdrawn, after a rebuild and after the migration fills them from the cells; every breakdown ×
 period kind answers the same from the rollups as from the cells; the cases per (hospital,
 status) follow the cases. On SQLite and on PostgreSQL."""
