@@ -11,7 +11,7 @@ Revision ID: gateway_0011
 from alembic import op
 
 revision = "gateway_0011"
-down_revision = "gateway_0009"
+down_revision = "gateway_0010"
 
 ADDED_TO = ("gateway_indicator_cells", "gateway_indicator_groups", "gateway_indicator_depts",
             "gateway_indicator_hospital_groups", "gateway_indicator_hospitals")

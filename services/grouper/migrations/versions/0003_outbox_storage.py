@@ -3,12 +3,12 @@ deleted once published: its bytes are kept whole in the row (`toast_tuple_target
 compressed with pglz (or moved to TOAST rows) on the way in only to be thrown away. Nothing
 changes on SQLite.
 
-Revision ID: grouper_0004
+Revision ID: grouper_0003
 """
 
 from alembic import op
 
-revision = "grouper_0004"
+revision = "grouper_0003"
 down_revision = "grouper_0002"
 
 

@@ -1,22 +1,22 @@
-"""ingest: cheaper outbox rows on PostgreSQL. An event waits in the outbox for a moment and is
+"""review: cheaper outbox rows on PostgreSQL. An event waits in the outbox for a moment and is
 deleted once published: its bytes are kept whole in the row (`toast_tuple_target` 8160), not
 compressed with pglz (or moved to TOAST rows) on the way in only to be thrown away. Nothing
 changes on SQLite.
 
-Revision ID: ingest_0007
+Revision ID: review_0009
 """
 
 from alembic import op
 
-revision = "ingest_0007"
-down_revision = "ingest_0005"
+revision = "review_0009"
+down_revision = "review_0008"
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("ALTER TABLE ingest_outbox SET (toast_tuple_target = 8160)")
+        op.execute("ALTER TABLE review_outbox SET (toast_tuple_target = 8160)")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("ALTER TABLE ingest_outbox RESET (toast_tuple_target)")
+        op.execute("ALTER TABLE review_outbox RESET (toast_tuple_target)")
