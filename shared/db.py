@@ -8,6 +8,7 @@ own database. Stages use SQLAlchemy Core: one transaction per consumed message o
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -33,14 +34,108 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.sqlite import base as sqlite_types
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.sqltypes import _Binary
 from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util.concurrency import await_
 
 from shared.periods import InForce
+
+# --- SQLite through aiosqlite: one thread round trip per statement ------------------------------
+# aiosqlite runs each call on its connection's worker thread: a queue put, the worker's wake-up,
+# and the result back through the event loop's self-pipe. SQLAlchemy's adapter makes four such
+# calls per statement (open a cursor, execute, fetch the rows, close the cursor); the cursor
+# below makes one, which does all four on the worker thread. Rows are fetched whole, as the
+# adapter's default cursor does; server-side (streamed) cursors stay the adapter's own.
+
+def _run_statement(conn: Any, many: bool, operation: str, parameters: Any
+                   ) -> tuple[Any, list[Any], int, int | None]:
+    """On the connection's worker thread: execute, fetch every row, close; what the caller reads."""
+    cursor = conn.cursor()
+    try:
+        if many:
+            cursor.executemany(operation, parameters)
+        elif parameters is None:
+            cursor.execute(operation)
+        else:
+            cursor.execute(operation, parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else []
+        return description, rows, cursor.rowcount, cursor.lastrowid
+    finally:
+        cursor.close()
+
+
+class _OneCallCursor(AsyncAdapt_aiosqlite_cursor):
+    __slots__ = ("_description", "_rowcount", "_lastrowid")
+    _awaitable_cursor_close = False
+
+    def __init__(self, adapt_connection: Any) -> None:  # no round trip: nothing opened yet
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._cursor = None  # type: ignore[assignment]
+        self._soft_closed_memoized = EMPTY_DICT
+        self._rows = collections.deque()
+        self._description: Any = None
+        self._rowcount, self._lastrowid = -1, None
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> Any:
+        return self._lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return 1
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        pass
+
+    def close(self) -> None:
+        self._rows.clear()
+
+    async def _async_soft_close(self) -> None:
+        return None
+
+    async def _run(self, many: bool, operation: Any, parameters: Any) -> None:
+        aio = self._connection
+        async with self._adapt_connection._execute_mutex:
+            self._description, rows, self._rowcount, self._lastrowid = await aio._execute(
+                _run_statement, aio._conn, many, operation, parameters)
+        self._rows = collections.deque(rows)
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        try:
+            return await_(self._run(False, operation, parameters))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        try:
+            return await_(self._run(True, operation, seq_of_parameters))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+
+class _OneCallConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+    _cursor_cls = _OneCallCursor
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -55,6 +150,8 @@ def create_engine(url: str) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            if type(dbapi_conn) is AsyncAdapt_aiosqlite_connection:
+                dbapi_conn.__class__ = _OneCallConnection  # a statement: one thread round trip
             # WAL lets readers (the API) run while a stage writes; NORMAL sync is durable in WAL.
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
