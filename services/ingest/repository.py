@@ -112,6 +112,8 @@ jobs = Table(
 _LATEST_BY_CASE_IDS = latest_per_case(
     lists, "list_version", where=lists.c.case_id.in_(bindparam("case_ids", expanding=True)))
 _LOOKUP_CHUNK = 500
+_LAST_ROWID = text("SELECT last_insert_rowid()")
+_NEW_IDS = text("SELECT nextval(pg_get_serial_sequence('ingest_raw', 'id')) FROM generate_series(1, :n)")
 
 
 def _problems_json(problems: Sequence[Problem]) -> str:
@@ -122,18 +124,23 @@ async def store_raw(conn: AsyncConnection, items: Sequence[Received]) -> list[in
     """Store received lists verbatim (status pending; the bytes and their state in one
     transaction, the caller's); their ids, in the order of `items`."""
     now = datetime.now(UTC)
-    rows = [{"received_at": now, "status": "pending", "job_id": i.job_id, "job_line": i.job_line}
-            for i in items]
+    n = len(items)
+    if not n:
+        return []
     if conn.dialect.name == "sqlite":
-        # SQLite does not promise RETURNING's order, so `sort_by_parameter_order` would make
-        # SQLAlchemy insert row by row. Holding the write lock, a multi-row INSERT numbers
-        # its rows in order (each page after the last), so the sorted ids are in order too.
-        result = await conn.execute(insert(raw_table).returning(raw_table.c.id), rows)
-        ids = sorted(int(r[0]) for r in result.all())
+        # from its first INSERT the transaction is the one writer, and each row takes the
+        # largest id + 1: the batch's ids are the consecutive ones up to the last
+        await insert_many(conn, raw_table, [
+            {"received_at": now, "status": "pending", "job_id": i.job_id, "job_line": i.job_line} for i in items])
+        last = int(await conn.scalar(_LAST_ROWID) or 0)
+        ids = list(range(last - n + 1, last + 1))
     else:
-        result = await conn.execute(
-            insert(raw_table).returning(raw_table.c.id, sort_by_parameter_order=True), rows)
-        ids = [int(r[0]) for r in result.all()]
+        # the ids taken first (ascending, in the order of `items`), then both tables written
+        # with one array per column, without a VALUES list of the batch's rows to parse
+        ids = sorted((await conn.scalars(_NEW_IDS, {"n": n})).all())
+        await insert_many(conn, raw_table, [
+            {"id": rid, "received_at": now, "status": "pending", "job_id": i.job_id, "job_line": i.job_line}
+            for rid, i in zip(ids, items, strict=True)])
     await insert_many(conn, verbatim, [
         {"id": i, "format": r.format, "caller_hospital": r.caller_hospital,
          "correlation_id": r.correlation_id, "raw": r.raw} for i, r in zip(ids, items, strict=True)])

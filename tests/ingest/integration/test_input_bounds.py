@@ -121,11 +121,11 @@ async def test_ingest_restarts_cleanly_after_rejected_and_undecidable_input(db_u
     # left pending by a crash: a list with a NUL, bytes that are not JSON, and a good list
     rt = ingest(db_url)
     async with rt.engine.begin() as conn:
-        for i, (f, raw) in enumerate((("native", orjson.dumps(bad)), ("native", b"\x00\xff"),
-                                      ("4101", b"[]"), ("native", orjson.dumps(lists(1, seed=9)[0]))), 100):
-            await conn.execute(insert(repository.raw_table).values(id=i, received_at=datetime.now(UTC),
-                                                                   status="pending"))
-            await conn.execute(insert(repository.verbatim).values(id=i, format=f, raw=raw,
+        for f, raw in (("native", orjson.dumps(bad)), ("native", b"\x00\xff"),
+                       ("4101", b"[]"), ("native", orjson.dumps(lists(1, seed=9)[0]))):
+            raw_id = (await conn.execute(insert(repository.raw_table).values(
+                received_at=datetime.now(UTC), status="pending"))).inserted_primary_key[0]
+            await conn.execute(insert(repository.verbatim).values(id=raw_id, format=f, raw=raw,
                                                                   correlation_id="crash"))
     await rt.start()
     try:
