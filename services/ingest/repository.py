@@ -44,15 +44,13 @@ from shared.db import ROW_ID, insert_many, latest_per_case, update_many
 
 NAME = "ingest"
 metadata = MetaData()
+# a received list's state: written when it is stored (pending) and once more when it is
+# decided. Narrow on purpose: the bytes it arrived as are in `verbatim`, written once, so
+# deciding a list rewrites (and on PostgreSQL copies) a row of ~100 bytes, not the list.
 raw_table = Table(
     "ingest_raw", metadata,
     Column("id", ROW_ID, primary_key=True, autoincrement=True),
     Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("format", String(8), nullable=False),
-    Column("caller_hospital", String(32), nullable=True),
-    # compressed with lz4 on PostgreSQL servers that have it (migration ingest_0005): pglz,
-    # the default, was the largest single cost of storing a list
-    Column("raw", LargeBinary, nullable=False),
     Column("status", String(12), nullable=False),  # pending | accepted | duplicate | rejected
     Column("hospital_code", String(32), nullable=True),
     Column("discharge_date", Date, nullable=True),
@@ -61,7 +59,6 @@ raw_table = Table(
     Column("list_version", Integer, nullable=True),
     Column("job_id", String(32), nullable=True),
     Column("job_line", Integer, nullable=True),  # the list's line in its import job's upload
-    Column("correlation_id", String(64), nullable=False),
     Column("declared_on", Date, nullable=True),  # the list's own 申报时间 (dcla_time), for 时效性
     # partial: a list is indexed here only while it waits to be decided (the sweep's and the
     # backlog's reads), and by hospital only once decided (the quality scores' read)
@@ -72,6 +69,18 @@ raw_table = Table(
     # with the time: when a job's last list arrived is the end of the index (the sweep asks it
     # of every open job; by job id alone it read each of the job's rows)
     Index("ix_ingest_raw_job", "job_id", "received_at"),
+)
+# what arrived, verbatim: one row per `ingest_raw` row (same id), inserted with it in the same
+# transaction and never updated. The bytes are compressed with lz4 on PostgreSQL servers that
+# have it (migrations ingest_0005/0007): pglz, the default, was the largest single cost of
+# storing a list.
+verbatim = Table(
+    "ingest_verbatim", metadata,
+    Column("id", ROW_ID, primary_key=True, autoincrement=False),  # its ingest_raw row's id
+    Column("format", String(8), nullable=False),
+    Column("caller_hospital", String(32), nullable=True),
+    Column("correlation_id", String(64), nullable=False),
+    Column("raw", LargeBinary, nullable=False),
 )
 lists = Table(
     "ingest_lists", metadata,
@@ -103,6 +112,8 @@ jobs = Table(
 _LATEST_BY_CASE_IDS = latest_per_case(
     lists, "list_version", where=lists.c.case_id.in_(bindparam("case_ids", expanding=True)))
 _LOOKUP_CHUNK = 500
+_LAST_ROWID = text("SELECT last_insert_rowid()")
+_NEW_IDS = text("SELECT nextval(pg_get_serial_sequence('ingest_raw', 'id')) FROM generate_series(1, :n)")
 
 
 def _problems_json(problems: Sequence[Problem]) -> str:
@@ -110,20 +121,30 @@ def _problems_json(problems: Sequence[Problem]) -> str:
 
 
 async def store_raw(conn: AsyncConnection, items: Sequence[Received]) -> list[int]:
-    """Store received lists verbatim (status pending); their ids, in the order of `items`."""
+    """Store received lists verbatim (status pending; the bytes and their state in one
+    transaction, the caller's); their ids, in the order of `items`."""
     now = datetime.now(UTC)
-    rows = [{"received_at": now, "format": i.format, "caller_hospital": i.caller_hospital, "raw": i.raw,
-             "status": "pending", "job_id": i.job_id, "job_line": i.job_line,
-             "correlation_id": i.correlation_id} for i in items]
+    n = len(items)
+    if not n:
+        return []
     if conn.dialect.name == "sqlite":
-        # SQLite does not promise RETURNING's order, so `sort_by_parameter_order` would make
-        # SQLAlchemy insert row by row. Holding the write lock, a multi-row INSERT numbers
-        # its rows in order (each page after the last), so the sorted ids are in order too.
-        result = await conn.execute(insert(raw_table).returning(raw_table.c.id), rows)
-        return sorted(int(r[0]) for r in result.all())
-    result = await conn.execute(
-        insert(raw_table).returning(raw_table.c.id, sort_by_parameter_order=True), rows)
-    return [int(r[0]) for r in result.all()]
+        # from its first INSERT the transaction is the one writer, and each row takes the
+        # largest id + 1: the batch's ids are the consecutive ones up to the last
+        await insert_many(conn, raw_table, [
+            {"received_at": now, "status": "pending", "job_id": i.job_id, "job_line": i.job_line} for i in items])
+        last = int(await conn.scalar(_LAST_ROWID) or 0)
+        ids = list(range(last - n + 1, last + 1))
+    else:
+        # the ids taken first (ascending, in the order of `items`), then both tables written
+        # with one array per column, without a VALUES list of the batch's rows to parse
+        ids = sorted((await conn.scalars(_NEW_IDS, {"n": n})).all())
+        await insert_many(conn, raw_table, [
+            {"id": rid, "received_at": now, "status": "pending", "job_id": i.job_id, "job_line": i.job_line}
+            for rid, i in zip(ids, items, strict=True)])
+    await insert_many(conn, verbatim, [
+        {"id": i, "format": r.format, "caller_hospital": r.caller_hospital,
+         "correlation_id": r.correlation_id, "raw": r.raw} for i, r in zip(ids, items, strict=True)])
+    return ids
 
 
 async def pending_ids(conn: AsyncConnection, received_before: datetime, after_id: int, limit: int) -> list[int]:
@@ -142,8 +163,9 @@ async def lock_pending(conn: AsyncConnection, ids: Sequence[int], *, skip_locked
     the second finds it decided. `skip_locked`: leave the ones another transaction holds."""
     if not ids:
         return []
-    q = (select(raw_table).where(raw_table.c.id.in_(list(ids)), raw_table.c.status == "pending")
-         .order_by(raw_table.c.id).with_for_update(skip_locked=skip_locked))
+    q = (select(verbatim).join(raw_table, raw_table.c.id == verbatim.c.id)
+         .where(raw_table.c.id.in_(list(ids)), raw_table.c.status == "pending")
+         .order_by(raw_table.c.id).with_for_update(skip_locked=skip_locked, of=raw_table))
     return [Stored(r.id, r.format, r.raw, r.caller_hospital, r.correlation_id)
             for r in (await conn.execute(q)).all()]
 
@@ -268,8 +290,8 @@ async def versions(conn: AsyncConnection, case_id: str) -> Sequence[Any]:
     """Every stored version of a case, oldest first, with the bytes it arrived as."""
     return (await conn.execute(
         select(lists.c.list_version, lists.c.status, lists.c.hospital_code, lists.c.received_at,
-               lists.c.warnings, raw_table.c.format, raw_table.c.raw)
-        .join(raw_table, raw_table.c.id == lists.c.raw_id)
+               lists.c.warnings, verbatim.c.format, verbatim.c.raw)
+        .join(verbatim, verbatim.c.id == lists.c.raw_id)
         .where(lists.c.case_id == case_id).order_by(lists.c.list_version))).all()
 
 

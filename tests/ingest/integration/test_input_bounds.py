@@ -82,7 +82,8 @@ async def test_a_nul_in_the_settlement_id_is_a_422_naming_the_field(runtime: Any
     assert error["field"] == "setlinfo.setl_id" and error["details"][0]["code"] == "NAT-CONTROL-CHAR"
     # the verbatim bytes are kept (bytea / BLOB), nothing derived from them
     async with runtime.engine.connect() as conn:
-        row = (await conn.execute(select(repository.raw_table))).one()
+        row = (await conn.execute(select(repository.raw_table, repository.verbatim.c.raw)
+                                  .join(repository.verbatim, repository.verbatim.c.id == repository.raw_table.c.id))).one()
     assert row.raw == orjson.dumps(doc) and row.status == "rejected" and row.case_id is None
     assert await count(runtime.engine, "ingest_lists") == 0
 
@@ -120,11 +121,12 @@ async def test_ingest_restarts_cleanly_after_rejected_and_undecidable_input(db_u
     # left pending by a crash: a list with a NUL, bytes that are not JSON, and a good list
     rt = ingest(db_url)
     async with rt.engine.begin() as conn:
-        await conn.execute(insert(repository.raw_table), [
-            {"received_at": datetime.now(UTC), "format": f, "raw": raw, "status": "pending",
-             "correlation_id": "crash"}
-            for f, raw in (("native", orjson.dumps(bad)), ("native", b"\x00\xff"),
-                           ("4101", b"[]"), ("native", orjson.dumps(lists(1, seed=9)[0])))])
+        for f, raw in (("native", orjson.dumps(bad)), ("native", b"\x00\xff"),
+                       ("4101", b"[]"), ("native", orjson.dumps(lists(1, seed=9)[0]))):
+            raw_id = (await conn.execute(insert(repository.raw_table).values(
+                received_at=datetime.now(UTC), status="pending"))).inserted_primary_key[0]
+            await conn.execute(insert(repository.verbatim).values(id=raw_id, format=f, raw=raw,
+                                                                  correlation_id="crash"))
     await rt.start()
     try:
         assert await stored_statuses(rt) == ["rejected", "rejected", "rejected", "rejected", "accepted"]
@@ -186,7 +188,7 @@ async def test_csv_in_utf8_with_or_without_bom_and_in_gbk_is_read(runtime: Any, 
     assert r.status_code == 200, r.text
     assert r.json()["accepted"] == 3, r.text
     async with runtime.engine.connect() as conn:
-        raw = (await conn.scalars(select(repository.raw_table.c.raw))).first()
+        raw = (await conn.scalars(select(repository.verbatim.c.raw))).first()
     assert orjson.loads(raw)["psn_name"] == "张三"
 
 

@@ -110,7 +110,7 @@ async def test_withdrawal_creates_a_withdrawn_version_and_keeps_history(runtime)
 
 
 async def test_a_list_stored_before_a_crash_is_published_exactly_once_after_restart(tmp_path: Path) -> None:
-    from services.ingest.repository import raw_table
+    from services.ingest.repository import raw_table, verbatim
 
     db = f"sqlite+aiosqlite:///{tmp_path / 'd.db'}"
     policy_file = tmp_path / "policy.json"
@@ -126,9 +126,10 @@ async def test_a_list_stored_before_a_crash_is_published_exactly_once_after_rest
     # the state a crash between "stored verbatim" and "decided" leaves behind
     from datetime import UTC, datetime
     async with rt.engine.begin() as conn:
-        await conn.execute(insert(raw_table).values(
-            received_at=datetime.now(UTC), format="native", raw=orjson.dumps(lists(1)[0]),
-            status="pending", correlation_id="crash"))
+        raw_id = (await conn.execute(insert(raw_table).values(
+            received_at=datetime.now(UTC), status="pending"))).inserted_primary_key[0]
+        await conn.execute(insert(verbatim).values(
+            id=raw_id, format="native", raw=orjson.dumps(lists(1)[0]), correlation_id="crash"))
     await rt.engine.dispose()
     for _ in range(2):  # restarting twice must not publish it twice
         rt = runtime()

@@ -58,7 +58,7 @@ async def test_store_returns_the_ids_in_the_order_of_the_lists(runtime: Any) -> 
         ids = await repository.store_raw(conn, items[5:])  # more than one INSERT page
     assert first + ids == sorted(first + ids)
     async with engine.connect() as conn:
-        stored = dict((await conn.execute(select(repository.raw_table.c.id, repository.raw_table.c.raw))).all())
+        stored = dict((await conn.execute(select(repository.verbatim.c.id, repository.verbatim.c.raw))).all())
     assert [stored[i] for i in first + ids] == [i.raw for i in items]
 
 

@@ -97,14 +97,14 @@ async def test_readyz_shows_the_lag_of_events_waiting_for_the_database(review) -
 
 
 async def test_readyz_shows_ingests_lists_stored_but_not_decided(tmp_path: Path) -> None:
-    from services.ingest.repository import raw_table
+    from services.ingest.repository import raw_table, verbatim
 
     rt = build_runtime("ingest", db=f"sqlite+aiosqlite:///{tmp_path / 'i.db'}", log_level="WARNING")
     await rt.start()
     try:
         async with rt.engine.begin() as conn:  # as a crash between storing and deciding leaves it
-            await conn.execute(insert(raw_table).values(
-                received_at=AN_HOUR_AGO, format="native", raw=b"{}", status="pending", correlation_id="c"))
+            await conn.execute(insert(raw_table).values(id=1, received_at=AN_HOUR_AGO, status="pending"))
+            await conn.execute(insert(verbatim).values(id=1, format="native", raw=b"{}", correlation_id="c"))
         async with _client(rt) as client:
             r = await client.get("/readyz")
         body = r.json()
