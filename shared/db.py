@@ -285,6 +285,11 @@ def bind_processor(dialect: Dialect, type_: TypeEngine[Any]) -> Callable[[Any], 
         return process
     if isinstance(impl, _Binary):
         return lambda v: v if type(v) is bytes else process(v)
+    if isinstance(type_, ExactDecimal):
+        # a Decimal straight to its count of 10^-scale, as process_bind_param computes it
+        # (without the copy of the value and the type's wrapper: about half the cost)
+        unit, scale = type_._unit, type_.scale
+        return lambda v: int(v.quantize(unit, ROUND_HALF_UP).scaleb(scale)) if type(v) is Decimal else process(v)
     if type(impl) is sqlite_types.DATETIME and impl._storage_format == sqlite_types.DATETIME._storage_format:
         # "YYYY-MM-DD HH:MM:SS.ffffff", the time zone left out as SQLAlchemy leaves it out
         return lambda v: v.isoformat(" ", "microseconds")[:26] if type(v) is datetime else process(v)
