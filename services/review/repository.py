@@ -22,7 +22,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
-    bindparam,
     case,
     func,
     insert,
@@ -59,10 +58,10 @@ from shared.db import (
     ROW_ID,
     ExactDecimal,
     Versions,
-    bind_processor,
     insert_many,
     money,
     update_many,
+    upsert_many,
 )
 from shared.errors import Conflict
 from shared.events import CaseFacts, CaseFlag
@@ -295,9 +294,7 @@ async def save_stays(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -
     latest = list({r["case_id"]: r for r in rows}.values())
     if not latest:
         return
-    columns = tuple(latest[0])
-    await _execute_rows(conn, _compile(conn.dialect, f"stays {columns}", _upsert_rows(stays, "case_id", columns)),
-                        latest)
+    await upsert_many(conn, stays, "case_id", latest)
 
 
 async def _save_flags(conn: AsyncConnection, announcements: Sequence[Announcement], now: datetime,
@@ -331,62 +328,14 @@ async def load_shares(conn: AsyncConnection, keys: Collection[str]) -> dict[str,
     return {r.share_key: Share(r.cases, r.total_cost, r.own_pay) for r in rows}
 
 
-# Statements a batch runs with hundreds of rows, compiled once per dialect (their SQL, their
-# parameters' order and those parameters' bind processors) and handed to the driver's
-# executemany, as shared.db's insert_many does for plain inserts.
-_Compiled = tuple[str, tuple[str, ...], tuple[Any, ...]]
-_compiled: dict[tuple[str, str], _Compiled] = {}
-
-
-def _compile(dialect: Any, name: str, build: Any) -> _Compiled:
-    """`build(insert)`: the statement (bind parameters named as the row keys) and their types."""
-    found = _compiled.get((dialect.name, name))
-    if found is None:
-        stmt, types = build(pg_insert if dialect.name == "postgresql" else sqlite_insert)
-        compiled = stmt.compile(dialect=dialect)
-        order = tuple(compiled.positiontup or ())
-        found = _compiled[(dialect.name, name)] = (str(compiled), order, tuple(
-            bind_processor(dialect, types[n]) for n in order))
-    return found
-
-
-async def _execute_rows(conn: AsyncConnection, compiled: _Compiled, rows: Sequence[Mapping[str, Any]]) -> None:
-    sql, order, processors = compiled
-    pairs = tuple(zip(order, processors, strict=True))
-    await conn.exec_driver_sql(sql, [tuple(r[n] if p is None or r[n] is None else p(r[n]) for n, p in pairs)
-                                     for r in rows])
-
-
-def _upsert_rows(table: Table, key: str, columns: Sequence[str]) -> Any:
-    """INSERT rows of `table`, or replace the other columns of the row with the same `key`."""
-    def build(make: Any) -> tuple[Any, dict[str, Any]]:
-        stmt = make(table).values({c: bindparam(c, type_=table.c[c].type) for c in columns})
-        return (stmt.on_conflict_do_update(index_elements=[key],
-                                           set_={c: stmt.excluded[c] for c in columns if c != key}),
-                {c: table.c[c].type for c in columns})
-    return build
-
-
-def _add_shares(make: Any) -> tuple[Any, dict[str, Any]]:
-    """INSERT a figure's change as its row, or add it to the row there."""
-    c = group_shares.c
-    types = {"k": c.share_key.type, "d_cases": Integer(), "d_cost": money(), "d_own": money()}
-    stmt = make(group_shares).values(share_key=bindparam("k", type_=types["k"]),
-                                     cases=bindparam("d_cases", type_=types["d_cases"]),
-                                     total_cost=bindparam("d_cost", type_=types["d_cost"]),
-                                     own_pay=bindparam("d_own", type_=types["d_own"]))
-    return stmt.on_conflict_do_update(index_elements=["share_key"], set_=dict(
-        cases=c.cases + stmt.excluded.cases, total_cost=c.total_cost + stmt.excluded.total_cost,
-        own_pay=c.own_pay + stmt.excluded.own_pay)), types
-
-
 async def save_share_deltas(conn: AsyncConnection, deltas: Mapping[str, Share]) -> None:
     """Add each group's change to its figures (a row made where missing): one statement."""
     changed = sorted((k, d) for k, d in deltas.items() if d != Share())
     if not changed:
         return
-    await _execute_rows(conn, _compile(conn.dialect, "add_shares", _add_shares),
-                        [{"k": k, "d_cases": d.cases, "d_cost": d.cost, "d_own": d.own_pay} for k, d in changed])
+    await upsert_many(conn, group_shares, "share_key", [
+        {"share_key": k, "cases": d.cases, "total_cost": d.cost, "own_pay": d.own_pay} for k, d in changed],
+        add=("cases", "total_cost", "own_pay"))
 
 
 # --- rule parameters ------------------------------------------------------------------------------
