@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.gateway.domain import indicators as ind
 from services.gateway.domain.auth import NewSession, Principal, expiry, issue_token, open_session
 from services.gateway.domain.readmodel import ORDER, CaseRef, Filed, Stored, group_of, is_flagged
-from shared.db import ROW_ID, ExactDecimal, bind_processor, money, update_many
+from shared.db import ROW_ID, ExactDecimal, bind_processor, insert_statement, money, update_many
 from shared.events import Envelope
 
 NAME = "gateway"
@@ -231,6 +231,11 @@ async def add_timeline(conn: AsyncConnection, envs: Sequence[Envelope], refs: Se
     """One timeline row per event (the insert compiled once per dialect, its rows bound as tuples)."""
     if not envs:
         return
+    if conn.dialect.name == "postgresql":  # one INSERT ... SELECT FROM unnest: one execution, not one a row
+        rows = ((env.case_id, env.event_id, env.event_type, ref.list_version, env.occurred_at, env.producer)
+                for env, ref in zip(envs, refs, strict=True))
+        await conn.exec_driver_sql(*await asyncio.to_thread(insert_statement, conn.dialect, timeline, _TIMELINE, rows))
+        return
     sql, at = _timeline_insert(conn.dialect)
 
     def params() -> list[tuple[Any, ...]]:
@@ -342,6 +347,9 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
             names += ("case_id", "hospital_code", "facts")
             values += (cid, f.hospital_code, facts.get(cid))
             new.append(tuple(values))
+    if dialect.name == "postgresql":  # each statement run once, its rows as one array per column
+        await _save_views_arrays(conn, new, changed, cleared, results)
+        return
     if new:  # a new case's row is whole: the same columns each
         sql, order = _case_statement(dialect, _NEW_CASE, False)
         await conn.exec_driver_sql(sql, [order(row) for row in new])
@@ -353,6 +361,28 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
         await conn.exec_driver_sql(clear, cleared)
     if results:
         await conn.exec_driver_sql(upsert, results)
+
+
+async def _save_views_arrays(conn: AsyncConnection, new: list[tuple[Any, ...]],
+                             changed: Mapping[tuple[str, ...], list[tuple[Any, ...]]],
+                             cleared: list[tuple[str]], results: list[tuple[str, str, str]]) -> None:
+    """save_views' writes on PostgreSQL: each an INSERT, UPDATE or DELETE of one array per
+    column (`unnest`, `= ANY`), run once (executemany runs a statement once per row, and each run
+    is an executor start and end in the server). A batch names a case once, a (case, stage) once."""
+    dialect = conn.dialect
+    if new:
+        await conn.exec_driver_sql(*insert_statement(dialect, cases, _NEW_CASE, new))
+    for names, rows in changed.items():
+        await update_many(conn, cases, "case_id", [dict(zip(names, row, strict=True)) for row in rows])
+    if cleared:
+        await conn.exec_driver_sql("DELETE FROM gateway_case_results WHERE case_id = ANY($1::VARCHAR(100)[])",
+                                   ([c for (c,) in cleared],))
+    if results:
+        await conn.exec_driver_sql(
+            "INSERT INTO gateway_case_results (case_id, stage, result) SELECT * FROM "
+            "unnest($1::VARCHAR(100)[], $2::VARCHAR(16)[], $3::TEXT[]) "
+            "ON CONFLICT (case_id, stage) DO UPDATE SET result = EXCLUDED.result",
+            tuple(list(column) for column in zip(*results, strict=True)))
 
 
 _NEW_CASE = ("list_version", "updated_at", "indicator", "status", "flagged", "group_code", "case_id",
