@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.gateway.domain import indicators as ind
 from services.gateway.domain.auth import NewSession, Principal, expiry, issue_token, open_session
 from services.gateway.domain.readmodel import ORDER, CaseRef, Filed, Stored, group_of, is_flagged
-from shared.db import ROW_ID, ExactDecimal, bind_processor, money, update_many
+from shared.db import ROW_ID, ExactDecimal, bind_processor, insert_statement, money, update_many
 from shared.events import Envelope
 
 NAME = "gateway"
@@ -231,6 +231,11 @@ async def add_timeline(conn: AsyncConnection, envs: Sequence[Envelope], refs: Se
     """One timeline row per event (the insert compiled once per dialect, its rows bound as tuples)."""
     if not envs:
         return
+    if conn.dialect.name == "postgresql":  # one INSERT ... SELECT FROM unnest: one execution, not one a row
+        rows = ((env.case_id, env.event_id, env.event_type, ref.list_version, env.occurred_at, env.producer)
+                for env, ref in zip(envs, refs, strict=True))
+        await conn.exec_driver_sql(*await asyncio.to_thread(insert_statement, conn.dialect, timeline, _TIMELINE, rows))
+        return
     sql, at = _timeline_insert(conn.dialect)
 
     def params() -> list[tuple[Any, ...]]:
@@ -342,6 +347,9 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
             names += ("case_id", "hospital_code", "facts")
             values += (cid, f.hospital_code, facts.get(cid))
             new.append(tuple(values))
+    if dialect.name == "postgresql":  # each statement run once, its rows as one array per column
+        await _save_views_arrays(conn, new, changed, cleared, results)
+        return
     if new:  # a new case's row is whole: the same columns each
         sql, order = _case_statement(dialect, _NEW_CASE, False)
         await conn.exec_driver_sql(sql, [order(row) for row in new])
@@ -353,6 +361,28 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
         await conn.exec_driver_sql(clear, cleared)
     if results:
         await conn.exec_driver_sql(upsert, results)
+
+
+async def _save_views_arrays(conn: AsyncConnection, new: list[tuple[Any, ...]],
+                             changed: Mapping[tuple[str, ...], list[tuple[Any, ...]]],
+                             cleared: list[tuple[str]], results: list[tuple[str, str, str]]) -> None:
+    """save_views' writes on PostgreSQL: each an INSERT, UPDATE or DELETE of one array per
+    column (`unnest`, `= ANY`), run once (executemany runs a statement once per row, and each run
+    is an executor start and end in the server). A batch names a case once, a (case, stage) once."""
+    dialect = conn.dialect
+    if new:
+        await conn.exec_driver_sql(*insert_statement(dialect, cases, _NEW_CASE, new))
+    for names, rows in changed.items():
+        await update_many(conn, cases, "case_id", [dict(zip(names, row, strict=True)) for row in rows])
+    if cleared:
+        await conn.exec_driver_sql("DELETE FROM gateway_case_results WHERE case_id = ANY($1::VARCHAR(100)[])",
+                                   ([c for (c,) in cleared],))
+    if results:
+        await conn.exec_driver_sql(
+            "INSERT INTO gateway_case_results (case_id, stage, result) SELECT * FROM "
+            "unnest($1::VARCHAR(100)[], $2::VARCHAR(16)[], $3::TEXT[]) "
+            "ON CONFLICT (case_id, stage) DO UPDATE SET result = EXCLUDED.result",
+            tuple(list(column) for column in zip(*results, strict=True)))
 
 
 _NEW_CASE = ("list_version", "updated_at", "indicator", "status", "flagged", "group_code", "case_id",
@@ -422,16 +452,22 @@ _PERIODS = (
 
 
 async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
-    """Add a batch's changes to the indicator cells and to their rollups per period: the changed
-    cells written once (`gateway_indicator_changes`), then one upsert per table summing them in
+    """Add a batch's changes to the indicator cells and to their rollups per period, summed in
     the database (a row's sums grow by the delta, so two consumers adding to one row never lose
-    a change), and the changes emptied again. The statements are built and compiled once per
-    dialect (`_statements`): they take no parameters."""
+    a change). PostgreSQL: one statement, the changed cells its arrays (`_summed_statement`).
+    SQLite: the changed cells written once (`gateway_indicator_changes`), then one upsert per
+    table from them, and the changes emptied again (`_statements`, compiled once: they take no
+    parameters)."""
     rules = [dict(zip(ind.KEY, k, strict=True)) | {"rule": rule, "flagged": n}
              for (k, rule), n in delta.changed_rules().items()]
     await _add(conn, indicator_rules, rules, ("flagged",))
     changed = [(k, v) for k, v in delta.cells.items() if any(v.values())]
     if not changed:
+        return
+    if conn.dialect.name == "postgresql":
+        arrays = await asyncio.to_thread(_cells_params, conn.dialect, changed) if len(changed) > 50 else (
+            _cells_params(conn.dialect, changed))
+        await conn.exec_driver_sql(_summed_statement(conn.dialect)[0], arrays)
         return
     insert_changes, *add, empty = _statements(conn.dialect)
     sql, zeros, index, processors = insert_changes
@@ -452,6 +488,56 @@ async def add_to_indicators(conn: AsyncConnection, delta: ind.Delta) -> None:
     for statement in add:
         await conn.exec_driver_sql(statement)
     await conn.exec_driver_sql(empty)
+
+
+def _cells_params(dialect: Dialect, changed: Sequence[tuple[ind.Key, Mapping[str, Any]]]) -> tuple[Any, ...]:
+    """PostgreSQL: `_summed_statement`'s parameters, the changed cells as one array per column: a
+    list per text column, and per number column the text of its array ("{1,2.50,...}": the
+    driver would check each number of a list on its way in, at ten times the cost)."""
+    zero = dict.fromkeys(ind.SUMS, 0)  # "0" in an array's text, whatever its type
+    columns = list(zip(*[(*k, *_all_sums({**zero, **sums})) for k, sums in changed], strict=True))
+    return tuple(list(c) if text else "{" + ",".join(map(str, c)) + "}"
+                 for c, text in zip(columns, _summed_statement(dialect)[1], strict=True))
+
+
+_all_sums = itemgetter(*ind.SUMS)
+_summed: dict[str, tuple[str, tuple[bool, ...]]] = {}
+
+
+def _summed_statement(dialect: Dialect) -> tuple[str, tuple[bool, ...]]:
+    """PostgreSQL: one statement adding a batch's changed cells (one array per column, `unnest`)
+    to the cells and to every rollup: the rollups' rows summed from the cells per (period, key)
+    in data-modifying CTEs, each table's upsert adding to the stored row's sums. Run once per
+    batch, without a table of the changes to fill and empty. Gives its SQL and which of its
+    parameters are text (a list; the others the text of an array)."""
+    found = _summed.get(dialect.name)
+    if found is None:
+        quote = dialect.identifier_preparer.quote
+        names = [*ind.KEY, *ind.SUMS]
+        texts = tuple(isinstance(indicator_cells.c[c].type, String) for c in names)
+        arrays = ", ".join(f"${i}::{'' if text else 'TEXT::'}{indicator_cells.c[c].type.compile(dialect=dialect)}[]"
+                           for i, (c, text) in enumerate(zip(names, texts, strict=True), 1))
+        sums = ", ".join(map(quote, ind.SUMS))
+
+        def upsert(table: Table, rows: str) -> str:
+            name = quote(table.name)
+            key = list(table.primary_key.columns.keys())
+            return (f"INSERT INTO {name} ({', '.join(map(quote, key))}, {sums}) {rows} "
+                    f"ON CONFLICT ({', '.join(map(quote, key))}) DO UPDATE SET "
+                    + ", ".join(f"{quote(n)} = {name}.{quote(n)} + EXCLUDED.{quote(n)}" for n in ind.SUMS))
+
+        periods = ", ".join(f"({expr})" for expr in _PERIODS)
+        added = []
+        for name, columns in ind.ROLLUPS.items():
+            cols = ", ".join(map(quote, columns))
+            rows = (f"SELECT p.period, {cols}, {', '.join(f'sum({quote(n)})' for n in ind.SUMS)} FROM changes "
+                    f"CROSS JOIN LATERAL (VALUES {periods}) AS p (period) WHERE p.period IS NOT NULL "
+                    f"GROUP BY p.period, {cols}")
+            added.append(f"{quote('add_' + name)} AS ({upsert(rollups[name], rows)})")
+        sql = (f"WITH changes ({', '.join(map(quote, names))}) AS MATERIALIZED (SELECT * FROM unnest({arrays})), "
+               + ", ".join(added) + " " + upsert(indicator_cells, "SELECT * FROM changes"))
+        found = _summed[dialect.name] = (sql, texts)
+    return found
 
 
 _compiled: dict[str, tuple[Any, ...]] = {}
