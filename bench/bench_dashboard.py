@@ -6,8 +6,8 @@ Builds the gateway's read model directly (no pipeline: the pipeline's own rate i
 bench_pipeline.py's figure): `--cases` cases of one year (12 months) over `--hospitals`
 hospitals of three levels in two regions, ~30 departments and the scheme's groups (popular
 groups far more frequent, a level-1 hospital treating only the common ones), written with bulk
-inserts through the gateway's repository: `gateway_cases` rows with each stage's result as the
-read model stores it, and the indicator cells (and their rollups) each case adds, computed by the
+inserts through the gateway's repository: `gateway_cases` rows and each stage's result as the read
+model stores it (`gateway_case_results`), and the indicator cells (and their rollups) each case adds, computed by the
 gateway's own `indicators.contribution` and added by `repository.add_to_indicators` as the
 consumer does (a batch at a time), with the cases per (hospital, status). Then starts every stage in one process (embedded, as `drgdip serve all`),
 signs in to the dashboard as the bureau and as a hospital (session cookie) and sends every
@@ -50,6 +50,7 @@ from sqlalchemy import delete, func, select  # noqa: E402
 
 from services.gateway import repository as gw  # noqa: E402
 from services.gateway.domain import indicators as ind  # noqa: E402
+from services.gateway.domain.readmodel import ORDER  # noqa: E402
 from shared.db import insert_many  # noqa: E402
 
 YEAR = 2024
@@ -183,7 +184,7 @@ async def load(engine: Any, n: int, hospitals: list[Hospital], groups: list[Grou
     """Write the read model: cases and their timeline rows by bulk insert, a batch's indicator
     cells added with the gateway's own upsert."""
     async with engine.begin() as conn:
-        for table in (gw.cases, gw.indicator_cells, gw.indicator_rules, *gw.rollups.values(), gw.case_counts,
+        for table in (gw.cases, gw.case_results, gw.indicator_cells, gw.indicator_rules, *gw.rollups.values(), gw.case_counts,
                       gw.timeline):
             await conn.execute(delete(table))
     started = time.perf_counter()
@@ -192,7 +193,7 @@ async def load(engine: Any, n: int, hospitals: list[Hospital], groups: list[Grou
 
     async def flush() -> None:
         nonlocal done
-        rows, events, changes = [], [], []
+        rows, results, events, changes = [], [], [], []
         now = datetime.now(UTC)
         for view, facts, case_id in batch:
             c = ind.contribution(view, facts)
@@ -200,11 +201,10 @@ async def load(engine: Any, n: int, hospitals: list[Hospital], groups: list[Grou
             reviewed = view["reviewed"]
             grouped = view["grouped"]
             rows.append({"case_id": case_id, "hospital_code": facts["hospital_code"], "list_version": 1,
-                         "status": view["status"], **{s: view[s] for s in ("received", "grouped", "priced",
-                                                                            "reviewed")},
-                         "updated_at": now, "flagged": bool(reviewed and orjson.loads(reviewed)["flags"]),
+                         "status": view["status"], "updated_at": now, "flagged": bool(reviewed and orjson.loads(reviewed)["flags"]),
                          "group_code": orjson.loads(grouped).get("drg") if grouped else None,
                          "indicator": c.to_json() if c else None})
+            results += [{"case_id": case_id, "stage": s, "result": view[s]} for s in ORDER if view[s] is not None]
             if timeline_every and (done + len(rows)) % timeline_every == 0:
                 events += [{"case_id": case_id, "event_id": f"{t}-{case_id}"[:36], "event_type": t,
                             "list_version": 1, "occurred_at": now, "producer": p}
@@ -212,6 +212,7 @@ async def load(engine: Any, n: int, hospitals: list[Hospital], groups: list[Grou
                                         ("case-priced", "pricer"), ("case-flagged", "review"))]
         async with engine.begin() as conn:
             await insert_many(conn, gw.cases, rows)
+            await insert_many(conn, gw.case_results, results)
             await insert_many(conn, gw.timeline, events)
             await gw.add_to_indicators(conn, ind.delta(changes))
             await gw.add_to_case_counts(conn, [(r["hospital_code"], None, r["status"]) for r in rows])
