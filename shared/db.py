@@ -515,9 +515,9 @@ async def update_many(conn: AsyncConnection, table: Table, key: str, rows: Seque
 _upserts: dict[tuple[Any, ...], _Prepared] = {}
 
 
-def _upsert_sql(dialect: Dialect, table: Table, key: str, columns: tuple[str, ...], add: tuple[str, ...],
-                columnwise: bool) -> tuple[str, tuple[str, ...]]:
-    """The INSERT ... ON CONFLICT (`key`) DO UPDATE of `columns` and the order it binds them in.
+def _upsert_sql(dialect: Dialect, table: Table, key: tuple[str, ...], columns: tuple[str, ...],
+                add: tuple[str, ...], columnwise: bool) -> tuple[str, tuple[str, ...]]:
+    """The INSERT ... ON CONFLICT (`key`'s columns) DO UPDATE of `columns` and the order it binds them in.
     PostgreSQL (`columnwise`): the rows as one array per column (`unnest`), run once; else the
     statement SQLAlchemy compiles for one row, which the driver's executemany runs per row."""
     quote = dialect.identifier_preparer.quote
@@ -525,14 +525,14 @@ def _upsert_sql(dialect: Dialect, table: Table, key: str, columns: tuple[str, ..
         name = dialect.identifier_preparer.format_table(table)
         arrays = ", ".join(f"${i}::{table.c[c].type.compile(dialect=dialect)}[]" for i, c in enumerate(columns, 1))
         sets = ", ".join(f"{quote(c)} = {name}.{quote(c)} + excluded.{quote(c)}" if c in add
-                         else f"{quote(c)} = excluded.{quote(c)}" for c in columns if c != key)
+                         else f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in key)
         return (f"INSERT INTO {name} ({', '.join(map(quote, columns))}) SELECT * FROM unnest({arrays}) "
-                f"ON CONFLICT ({quote(key)}) DO {f'UPDATE SET {sets}' if sets else 'NOTHING'}"), columns
+                f"ON CONFLICT ({', '.join(map(quote, key))}) DO {f'UPDATE SET {sets}' if sets else 'NOTHING'}"), columns
     make = pg_insert if dialect.name == "postgresql" else sqlite_insert
     stmt = make(table).values({c: bindparam(c, type_=table.c[c].type) for c in columns})
-    sets_ = {c: table.c[c] + stmt.excluded[c] if c in add else stmt.excluded[c] for c in columns if c != key}
-    stmt = (stmt.on_conflict_do_update(index_elements=[key], set_=sets_) if sets_ else
-            stmt.on_conflict_do_nothing(index_elements=[key]))
+    sets_ = {c: table.c[c] + stmt.excluded[c] if c in add else stmt.excluded[c] for c in columns if c not in key}
+    stmt = (stmt.on_conflict_do_update(index_elements=list(key), set_=sets_) if sets_ else
+            stmt.on_conflict_do_nothing(index_elements=list(key)))
     compiled = stmt.compile(dialect=dialect)
     order = tuple(compiled.positiontup or ())
     if sorted(order) != sorted(columns):
@@ -540,23 +540,24 @@ def _upsert_sql(dialect: Dialect, table: Table, key: str, columns: tuple[str, ..
     return str(compiled), order
 
 
-def upsert_statement(dialect: Dialect, table: Table, key: str, columns: tuple[str, ...],
+def upsert_statement(dialect: Dialect, table: Table, key: str | tuple[str, ...], columns: tuple[str, ...],
                      rows: Iterable[Sequence[Any]], add: Collection[str] = ()
                      ) -> tuple[str, list[tuple[Any, ...]] | tuple[list[Any], ...]]:
     """The INSERT of `rows` (each the values of `columns`, in that order, `key` among them) into
-    `table` where the row of their `key` is missing, else the UPDATE of its other `columns` to
+    `table` where the row of their `key` (a column, or the columns of a composite key) is missing, else the UPDATE of its other `columns` to
     theirs (those in `add`: their value added to the stored one), and its parameters, for one
     `exec_driver_sql`. On PostgreSQL one statement over one array per column (`unnest`), run
     once; a batch that names a key twice goes row by row there, so that rows of one key apply
     one after the other as anywhere else (the last values win; `add` sums)."""
     rows = list(rows)
-    at = columns.index(key)
-    columnwise = dialect.name == "postgresql" and len({row[at] for row in rows}) == len(rows)
+    keys = (key,) if isinstance(key, str) else key
+    at = itemgetter(*(columns.index(k) for k in keys))
+    columnwise = dialect.name == "postgresql" and len({at(row) for row in rows}) == len(rows)
     added = tuple(c for c in columns if c in add)
-    cache_key = (dialect.name, table.name, "upsert", columns, key, columnwise, added)
+    cache_key = (dialect.name, table.name, "upsert", columns, keys, columnwise, added)
     found = _upserts.get(cache_key)
     if found is None:
-        sql, order = _upsert_sql(dialect, table, key, columns, added, columnwise)
+        sql, order = _upsert_sql(dialect, table, keys, columns, added, columnwise)
         if columnwise:
             _unnest.add(sql)
         found = _upserts[cache_key] = (sql, order, tuple(bind_processor(dialect, table.c[c].type) for c in order))
@@ -567,7 +568,7 @@ def upsert_statement(dialect: Dialect, table: Table, key: str, columns: tuple[st
     return sql, _columnwise(sql, _converted(rows, processors))
 
 
-async def upsert_many(conn: AsyncConnection, table: Table, key: str, rows: Sequence[Mapping[str, Any]],
+async def upsert_many(conn: AsyncConnection, table: Table, key: str | tuple[str, ...], rows: Sequence[Mapping[str, Any]],
                       add: Collection[str] = ()) -> None:
     """`upsert_statement` of `rows` (dicts with the same keys, `key` among them): one driver call."""
     if rows:

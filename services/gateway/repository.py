@@ -48,7 +48,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.gateway.domain import indicators as ind
 from services.gateway.domain.auth import NewSession, Principal, expiry, issue_token, open_session
 from services.gateway.domain.readmodel import ORDER, CaseRef, Filed, Stored, group_of, is_flagged
-from shared.db import ROW_ID, ExactDecimal, bind_processor, insert_statement, money, update_many
+from shared.db import (
+    ROW_ID,
+    ExactDecimal,
+    bind_processor,
+    insert_statement,
+    money,
+    update_many,
+    upsert_statement,
+)
 from shared.events import Envelope
 
 NAME = "gateway"
@@ -348,27 +356,27 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
             values += (cid, f.hospital_code, facts.get(cid))
             new.append(tuple(values))
     if dialect.name == "postgresql":  # each statement run once, its rows as one array per column
-        await _save_views_arrays(conn, new, changed, cleared, results)
-        return
-    if new:  # a new case's row is whole: the same columns each
-        sql, order = _case_statement(dialect, _NEW_CASE, False)
-        await conn.exec_driver_sql(sql, [order(row) for row in new])
-    for names_, rows in changed.items():
-        sql, order = _case_statement(dialect, names_, True)
-        await conn.exec_driver_sql(sql, [order(row) for row in rows])
-    clear, upsert = _result_statements(dialect)
-    if cleared:
-        await conn.exec_driver_sql(clear, cleared)
-    if results:
-        await conn.exec_driver_sql(upsert, results)
+        await _save_views_arrays(conn, new, changed, cleared)
+    else:
+        if new:  # a new case's row is whole: the same columns each
+            sql, order = _case_statement(dialect, _NEW_CASE, False)
+            await conn.exec_driver_sql(sql, [order(row) for row in new])
+        for names_, rows in changed.items():
+            sql, order = _case_statement(dialect, names_, True)
+            await conn.exec_driver_sql(sql, [order(row) for row in rows])
+        if cleared:
+            await conn.exec_driver_sql(_clear_results(dialect), cleared)
+    if results:  # a batch names a (case, stage) once
+        await conn.exec_driver_sql(*upsert_statement(dialect, case_results, ("case_id", "stage"),
+                                                     ("case_id", "stage", "result"), results))
 
 
 async def _save_views_arrays(conn: AsyncConnection, new: list[tuple[Any, ...]],
                              changed: Mapping[tuple[str, ...], list[tuple[Any, ...]]],
-                             cleared: list[tuple[str]], results: list[tuple[str, str, str]]) -> None:
-    """save_views' writes on PostgreSQL: each an INSERT, UPDATE or DELETE of one array per
+                             cleared: list[tuple[str]]) -> None:
+    """save_views' case rows on PostgreSQL: each an INSERT, UPDATE or DELETE of one array per
     column (`unnest`, `= ANY`), run once (executemany runs a statement once per row, and each run
-    is an executor start and end in the server). A batch names a case once, a (case, stage) once."""
+    is an executor start and end in the server). A batch names a case once."""
     dialect = conn.dialect
     if new:
         await conn.exec_driver_sql(*insert_statement(dialect, cases, _NEW_CASE, new))
@@ -377,36 +385,24 @@ async def _save_views_arrays(conn: AsyncConnection, new: list[tuple[Any, ...]],
     if cleared:
         await conn.exec_driver_sql("DELETE FROM gateway_case_results WHERE case_id = ANY($1::VARCHAR(100)[])",
                                    ([c for (c,) in cleared],))
-    if results:
-        await conn.exec_driver_sql(
-            "INSERT INTO gateway_case_results (case_id, stage, result) SELECT * FROM "
-            "unnest($1::VARCHAR(100)[], $2::VARCHAR(16)[], $3::TEXT[]) "
-            "ON CONFLICT (case_id, stage) DO UPDATE SET result = EXCLUDED.result",
-            tuple(list(column) for column in zip(*results, strict=True)))
 
 
 _NEW_CASE = ("list_version", "updated_at", "indicator", "status", "flagged", "group_code", "case_id",
              "hospital_code", "facts")
-_result_compiled: dict[str, tuple[str, str]] = {}
+_result_clears: dict[str, str] = {}
 
 
-def _result_statements(dialect: Dialect) -> tuple[str, str]:
-    """save_views' statements on the stage results, compiled once per dialect: the clearing of a
-    case's results (by case_id) and the upsert of one (case_id, stage, result); neither column
-    has a bind processor."""
-    found = _result_compiled.get(dialect.name)
+def _clear_results(dialect: Dialect) -> str:
+    """save_views' clearing of a case's stage results (by case_id), compiled once per dialect
+    (case_id has no bind processor)."""
+    found = _result_clears.get(dialect.name)
     if found is None:
         r = case_results.c
         clear = delete(case_results).where(r.case_id == bindparam("case_id", type_=r.case_id.type)).compile(
             dialect=dialect)
-        ins = _dialect_insert(dialect.name)(case_results).values(
-            {n: bindparam(n, type_=r[n].type) for n in ("case_id", "stage", "result")})
-        upsert = ins.on_conflict_do_update(index_elements=[r.case_id, r.stage],
-                                           set_={"result": ins.excluded.result}).compile(dialect=dialect)
-        if tuple(clear.positiontup or ()) != ("case_id",) or tuple(upsert.positiontup or ()) != (
-                "case_id", "stage", "result") or any(_bind_processor(r[n].type, dialect) for n in r.keys()):
-            raise ValueError("gateway_case_results: cannot prepare the statements")
-        found = _result_compiled[dialect.name] = (str(clear), str(upsert))
+        if tuple(clear.positiontup or ()) != ("case_id",) or _bind_processor(r.case_id.type, dialect):
+            raise ValueError("gateway_case_results: cannot prepare the statement")
+        found = _result_clears[dialect.name] = str(clear)
     return found
 
 
