@@ -17,7 +17,9 @@ Modes:
   (`POST /api/v1/settlement-lists:import`, bureau token), sampled every second until the pipeline
   is idle: each stage's consumer-group lag (log end offsets − committed offsets), the outboxes
   and ingest's undecided lists, each stage's row count, CPU seconds (/proc/<pid>/stat utime +
-  stime, PostgreSQL's backends included) and resident memory of every process. Prints cases/s
+  stime, PostgreSQL's backends included, less those answering the benchmark's own reads, which
+  are printed apart) and resident memory of every process; --pg-statements N adds PostgreSQL's
+  N costliest statements per database, the HOT updates per table and the temporary files. Prints cases/s
   end to end and per stage, lag over time, CPU per process and per case, peak and final RSS.
 - --latency: single lists through the gateway (`POST /api/v1/settlement-lists`, each with its
   hospital's token), open loop at each of --rates req/s for --duration s: p50/p95/p99 from the
