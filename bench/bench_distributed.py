@@ -17,7 +17,9 @@ Modes:
   (`POST /api/v1/settlement-lists:import`, bureau token), sampled every second until the pipeline
   is idle: each stage's consumer-group lag (log end offsets − committed offsets), the outboxes
   and ingest's undecided lists, each stage's row count, CPU seconds (/proc/<pid>/stat utime +
-  stime, PostgreSQL's backends included) and resident memory of every process. Prints cases/s
+  stime, PostgreSQL's backends included, less those answering the benchmark's own reads, which
+  are printed apart) and resident memory of every process; --pg-statements N adds PostgreSQL's
+  N costliest statements per database, the HOT updates per table and the temporary files. Prints cases/s
   end to end and per stage, lag over time, CPU per process and per case, peak and final RSS.
 - --latency: single lists through the gateway (`POST /api/v1/settlement-lists`, each with its
   hospital's token), open loop at each of --rates req/s for --duration s: p50/p95/p99 from the
@@ -76,8 +78,19 @@ sys.path[:0] = [p for p in (str(REPO), str(REPO / "bench")) if p not in sys.path
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 from rich.console import Console  # noqa: E402
-from servers import Kafka, Postgres, Service, _children, cpu_seconds, memory, schedstat, tree_rss  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+from servers import (  # noqa: E402
+    CLOCK_TICKS,
+    Kafka,
+    Postgres,
+    Service,
+    _children,
+    _stat,
+    cpu_seconds,
+    memory,
+    schedstat,
+    tree_rss,
+)
+from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine  # noqa: E402
 
 from drgdip.demo import YEARS, region_policies, resolve_scheme, write_region  # noqa: E402
@@ -128,13 +141,16 @@ class System:
     bureau: dict[str, str] = field(default_factory=dict)
     hospital_tokens: dict[str, dict[str, str]] = field(default_factory=dict)
     service_token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    bench_backends: dict[int, float] = field(default_factory=dict)  # pid: CPU seconds last seen
 
     async def start_servers(self) -> None:
         if self.args.pg:
             self.admin_url = self.args.pg
         else:
             say("starting PostgreSQL")
-            self.pg = await asyncio.to_thread(Postgres, self.root)
+            self.pg = await asyncio.to_thread(
+                Postgres, self.root, "shared_preload_libraries = 'pg_stat_statements'\n"
+                "pg_stat_statements.track = all\n" if self.args.pg_statements else "")
             self.admin_url = self.pg.admin_url
         if self.args.kafka:
             self.bootstrap = self.args.kafka
@@ -186,6 +202,21 @@ class System:
         for s in STAGES:
             self.engines[s] = create_async_engine(self.dbs[s], pool_size=2, max_overflow=0,
                                                   pool_pre_ping=True, connect_args={"timeout": 3})
+            event.listen(self.engines[s].sync_engine, "connect", self._bench_backend)
+
+    def _bench_backend(self, dbapi_connection: Any, _record: Any) -> None:
+        """Note the server process of each connection of the benchmark's own (its samples and
+        counts): what PostgreSQL spends answering them is not the pipeline's."""
+        self.bench_backends.setdefault(dbapi_connection.driver_connection.get_server_pid(), 0.0)
+
+    def bench_reads_cpu(self) -> float:
+        """CPU seconds the server processes of the benchmark's own connections spent so far (a
+        process that ended keeps what it was last seen to spend)."""
+        for pid in self.bench_backends:
+            st = _stat(pid)
+            if st is not None and self.pg is not None and int(st[1]) == self.pg.pid:
+                self.bench_backends[pid] = (int(st[11]) + int(st[12])) / CLOCK_TICKS
+        return sum(self.bench_backends.values())
 
     def instances(self, stage: str) -> list[Service]:
         return [svc for svc in self.services.values() if (svc.stage or svc.name) == stage]
@@ -343,6 +374,9 @@ class Sampler:
             if (self.sys.pg if name == "postgresql" else self.sys.kafka) is None:
                 continue
             out[f"cpu.{name}"] = self.cpu[name].sample(pid, tree)
+            if name == "postgresql":  # the pipeline's: less what the benchmark's own reads cost
+                out["cpu.bench_reads"] = self.sys.bench_reads_cpu()
+                out[f"cpu.{name}"] -= out["cpu.bench_reads"]
             if pid is not None:
                 rss = tree_rss(pid, tree) if name == "postgresql" else (memory(pid) or (0, 0))[0]
                 out[f"rss.{name}"] = rss
@@ -571,9 +605,14 @@ def print_resources(sampler: Sampler, a: dict[str, Any], b: dict[str, Any], case
     net_total = sum(v["net_cpu_us_per_case"] for v in stages.values())
     print(f"{'all':<13}{total:>8.1f}{total / cases * 1e6:>9.0f}{net_total:>8.0f}{total / seconds:>7.2f}"
           f"{sum(idle.values()):>11.2f}")
+    bench_reads = b.get("cpu.bench_reads", 0.0) - a.get("cpu.bench_reads", 0.0)
+    if "cpu.bench_reads" in b:
+        print(f"(postgresql: less the {bench_reads:.2f} s, {bench_reads / cases * 1e6:.0f} µs per case, its backends "
+              "spent answering this benchmark's own reads: the once-a-second counts of each stage's rows)")
     return {"processes": procs, "stages": stages,
             "all": {"cpu_s": round(total, 2), "cpu_us_per_case": round(total / cases * 1e6),
-                    "net_cpu_us_per_case": net_total}}
+                    "net_cpu_us_per_case": net_total},
+            "bench_reads_us_per_case": round(bench_reads / cases * 1e6)}
 
 
 def uptime() -> str:
@@ -614,7 +653,9 @@ async def throughput(system: System, region: Region, sampler: Sampler) -> None:
     await asyncio.sleep(5)  # what the processes spend doing nothing (the broker mostly)
     start_sample = sampler.last()
     idle = {k[4:]: (start_sample[k] - idle_from.get(k, 0.0)) / max(start_sample["t"] - idle_from["t"], 1e-9)
-            for k in start_sample if k.startswith("cpu.")}
+            for k in start_sample if k.startswith("cpu.") and k != "cpu.bench_reads"}
+    if system.args.pg_statements:
+        await reset_statements(system)
     t_start = sampler.now()
     say(f"importing {region.lists:,} lists through the gateway")
     async with httpx.AsyncClient(base_url=system.services["gateway"].url, timeout=None,
@@ -654,6 +695,8 @@ async def throughput(system: System, region: Region, sampler: Sampler) -> None:
     print_lag_table(sampler.samples, t_start, t_idle)
     cpu = print_resources(sampler, start_sample, end_sample, cases, seconds, idle)
     print_capacity({k: v["net_cpu_us_per_case"] / 1e6 for k, v in cpu["stages"].items()})
+    if system.args.pg_statements:
+        await print_statements(system, cases, system.args.pg_statements)
     print()
     ok = print_count(counted)
     save_result(f"throughput.{system.args.cases}", {
@@ -662,6 +705,47 @@ async def throughput(system: System, region: Region, sampler: Sampler) -> None:
         "load_average_at_start": load_start, "load_average_at_end": uptime(),
         "import_answered_after_s": round(t_imported - t_start, 1), "seconds": round(seconds, 1),
         "cases_per_s": round(cases / seconds), "stages": rates, "cpu": cpu, "exactly_once": ok})
+
+
+async def reset_statements(system: System) -> None:
+    """--pg-statements: the statistics start with the import (pg_stat_statements is the cluster's,
+    the table and database counters each database's own)."""
+    for s in STAGES:
+        async with system.engines[s].begin() as conn:
+            await conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+            await conn.execute(text("SELECT pg_stat_statements_reset(), pg_stat_reset()"))
+
+
+async def print_statements(system: System, cases: int, top: int) -> None:
+    """--pg-statements: PostgreSQL's costliest statements (execution time, every database and
+    this benchmark's own polls included), each table's updates that were HOT, temporary files."""
+    stmts: list[tuple[str, Any]] = []
+    tables: list[tuple[str, Any]] = []
+    temp = {}
+    for s in STAGES:
+        async with system.engines[s].connect() as conn:
+            stmts += [(s, r) for r in (await conn.execute(text(
+                "SELECT calls, rows, total_exec_time, shared_blks_hit + shared_blks_read AS blks, "
+                "temp_blks_written, query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT :n"), {"n": top})).all()]
+            tables += [(s, r) for r in (await conn.execute(text(
+                "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, autovacuum_count "
+                "FROM pg_stat_user_tables WHERE n_tup_upd + n_tup_ins > 0 ORDER BY relname"))).all()]
+            temp[s] = (await conn.execute(text(
+                "SELECT temp_files, temp_bytes FROM pg_stat_database WHERE datname = current_database()"))).one()
+    total = sum(r.total_exec_time for _, r in stmts)
+    print(f"\nPostgreSQL statements by execution time (µs per case; the {top} costliest of each database)")
+    print(f"{'database':<9}{'µs/case':>8}{'calls':>8}{'rows':>9}{'blocks':>9}{'temp blks':>10}  statement")
+    for s, r in sorted(stmts, key=lambda x: -x[1].total_exec_time)[:top * 2]:
+        q = " ".join(r.query.split())
+        print(f"{s:<9}{r.total_exec_time * 1000 / cases:>8.1f}{r.calls:>8,}{r.rows:>9,}{r.blks:>9,}"
+              f"{r.temp_blks_written:>10,}  {q[:110]}")
+    print(f"(these {len(stmts)} statements: {total * 1000 / cases:.0f} µs per case of execution time)")
+    print("tables written: inserted / updated (of which HOT) / deleted, autovacuums")
+    for s, r in tables:
+        print(f"  {s:<9}{r.relname:<36}{r.n_tup_ins:>9,}{r.n_tup_upd:>9,} ({r.n_tup_hot_upd:>7,}){r.n_tup_del:>9,}"
+              f"{r.autovacuum_count:>4}")
+    print("temporary files: " + ", ".join(f"{s} {n} ({b / 2**20:.1f} MiB)" for s, (n, b) in temp.items()))
 
 
 def best_rate(samples: list[dict[str, Any]], key: str, span: float = 3.0) -> float:
@@ -1146,6 +1230,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain", choices=DRAINABLE,
                    help="the stage's own rate on a backlog: 1 process, then --replicas of it")
     p.add_argument("--samples", type=Path, help="write every one-second sample here (JSON Lines)")
+    p.add_argument("--pg-statements", type=int, default=0, metavar="N",
+                   help="throughput: print PostgreSQL's N costliest statements of each database "
+                        "(pg_stat_statements in the cluster started here), HOT updates and temporary files")
     p.add_argument("--keep", action="store_true", help="keep the run folder (server and service logs)")
     args = p.parse_args(argv)
     if args.drain and args.replicas.get(args.drain, 1) == 1:

@@ -140,7 +140,7 @@ class Postgres:
     """A cluster of the benchmark's own, durable (fsync on, as in production): a crash
     (`pg_ctl stop -m immediate`) loses exactly what a real one would, nothing committed."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, settings: str = "") -> None:
         pg_bin = find_pg_bin()
         if pg_bin is None:
             raise SystemExit("PostgreSQL server binaries (initdb) not found: install 'postgresql' or pass --pg")
@@ -157,7 +157,7 @@ class Postgres:
                   "-A", "trust", "--no-sync")
         conf = (f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
                 f"unix_socket_directories = '{self.root}'\nmax_connections = 200\n"
-                "shared_buffers = 128MB\nlogging_collector = off\n")
+                "shared_buffers = 128MB\nlogging_collector = off\n" + settings)
         self._run("sh", "-c", f"cat >> '{self.data}/postgresql.conf'", stdin=conf, binary=False)
         self.running = False
         self.start()

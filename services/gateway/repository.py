@@ -75,9 +75,10 @@ cases = Table(
     Column("indicator", Text, nullable=True),
     # the facts of its current list version the contribution reads (indicators.FACT_FIELDS, JSON)
     Column("facts", Text, nullable=True),
-    Index("ix_gateway_cases_hospital", "hospital_code", "status"),
     Index("ix_gateway_cases_group", "hospital_code", "group_code"),
-    Index("ix_gateway_cases_hospital_id", "hospital_code", "case_id"),  # a hospital's cases in id order
+    # a hospital's cases in id order (of one status too: status is in no index, so that a stage's
+    # event updates the row in place on PostgreSQL, gateway_0013)
+    Index("ix_gateway_cases_hospital_id", "hospital_code", "case_id"),
 )
 # Each case's stage results (domain/readmodel.py ORDER: the latest of its current list version,
 # JSON as the read model keeps it), one row per (case, stage): an event writes its own result
