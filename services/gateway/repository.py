@@ -281,6 +281,27 @@ def _stored_cases() -> Any:
         c.case_id.in_(bindparam("ids", expanding=True)))
 
 
+# SQLite: load_cases' (and load_results') query as it is run, its ids one JSON array (one parameter, whatever their
+# number: no statement of as many placeholders built per batch) and a case's stages read in one
+# pass over its stage results (one seek, not one a stage)
+_STORED_CASES_SQLITE = (
+    "SELECT c.case_id, c.list_version, c.status, c.indicator, "
+    "(SELECT group_concat(r.stage) FROM gateway_case_results AS r WHERE r.case_id = c.case_id) "
+    "FROM gateway_cases AS c WHERE c.case_id IN (SELECT value FROM json_each(?))")
+_STORED_RESULTS_SQLITE = (
+    "SELECT case_id, stage, result FROM gateway_case_results WHERE case_id IN (SELECT value FROM json_each(?)) "
+    "AND stage IN (SELECT value FROM json_each(?))")
+_REACHED: dict[str | None, frozenset[str]] = {None: frozenset()}
+
+
+def _reached(stages: str | None) -> frozenset[str]:
+    """The stages of group_concat's text, as one shared frozenset per combination."""
+    found = _REACHED.get(stages)
+    if found is None:
+        found = _REACHED[stages] = frozenset(stages.split(",")) & frozenset(ORDER)  # type: ignore[union-attr]
+    return found
+
+
 def _stored_results() -> Any:
     """load_results' query (its ids and stages expanding parameters)."""
     r = case_results.c
@@ -294,6 +315,9 @@ _STORED_CASES, _STORED_RESULTS = _stored_cases(), _stored_results()
 async def load_cases(conn: AsyncConnection, case_ids: Collection[str]) -> dict[str, Stored]:
     """What the fold needs of these stored cases: list version, withdrawn, the stages that hold a
     result (not the results) and the indicator contribution."""
+    if conn.dialect.name == "sqlite":
+        found: Any = await conn.exec_driver_sql(_STORED_CASES_SQLITE, (orjson.dumps(list(case_ids)).decode(),))
+        return {r[0]: Stored(r[1], r[2] == "withdrawn", _reached(r[4]), r[3]) for r in found}
     rows = (await conn.execute(_STORED_CASES, {"ids": list(case_ids)})).all()
     return {r[0]: Stored(r[1], r[2] == "withdrawn", frozenset(compress(ORDER, r[4:])), r[3]) for r in rows}
 
@@ -303,8 +327,14 @@ async def load_results(conn: AsyncConnection, wanted: Mapping[str, Collection[st
     stages = [s for s in ORDER if any(s in w for w in wanted.values())]
     if not stages:
         return {}
+    rows: Any
+    if conn.dialect.name == "sqlite":  # its ids one JSON array, as load_cases'
+        rows = (await conn.exec_driver_sql(_STORED_RESULTS_SQLITE, (orjson.dumps(list(wanted)).decode(),
+                                                                     orjson.dumps(stages).decode()))).all()
+    else:
+        rows = (await conn.execute(_STORED_RESULTS, {"ids": list(wanted), "stages": stages})).all()
     out: dict[str, dict[str, Any]] = {}
-    for cid, stage, result in (await conn.execute(_STORED_RESULTS, {"ids": list(wanted), "stages": stages})).all():
+    for cid, stage, result in rows:
         if stage in wanted[cid]:
             out.setdefault(cid, {})[stage] = result
     return out
