@@ -67,24 +67,18 @@ def _params(rules: InForce[RuleSet] | None, region: str, day: date | None) -> sc
 def figures_of(case_id: str, p: CasePriced, rules: InForce[RuleSet]) -> dict[str, Any]:
     """What the special-case review keeps of a priced case (the repository stores it with the
     case's stay, its latest version): how it was priced, whether it counts in its hospital's
-    complex-case load, and its figures (`sc.to_json` of its `CaseData`, as JSON)."""
+    complex-case load, and its figures: those of its `CaseData` the stay's other columns and
+    facts do not hold (`repository.KEPT_FIGURES`, as JSON; `repository.case_figures` makes the
+    whole `sc.to_json` of it again)."""
     c = sc.case_data(case_id, p)
     return dict(method=c.method, complex=sc.is_complex(c, _params(rules, c.region, c.discharge_date)),
-                figures=_figures_json(c))
+                figures=_kept_json(c))
 
 
-_MONEY = ("total_cost", "group_mean_cost", "high_threshold", "payment")
-
-
-def _figures_json(c: sc.CaseData) -> str:
-    """`orjson.dumps(c, default=_text)`, the same text: the fields in their order, decimals as
-    strings, without a call back into Python for each decimal (a case has a dozen fees)."""
-    d = c.__dict__.copy()
-    for name in _MONEY:
-        if (v := d[name]) is not None:
-            d[name] = str(v)
-    d["fees"] = {k: str(v) for k, v in c.fees.items()}
-    return orjson.dumps(d).decode()
+def _kept_json(c: sc.CaseData) -> str:
+    """The kept figures as JSON, decimals as strings (`sc.to_json` writes them so)."""
+    return orjson.dumps({"status": c.status, **{name: None if (v := getattr(c, name)) is None else str(v)
+                                                 for name in repository.KEPT_FIGURES[1:]}}).decode()
 
 
 def _text(value: Any) -> str:
