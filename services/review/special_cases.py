@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -79,13 +78,6 @@ def _kept_json(c: sc.CaseData) -> str:
     """The kept figures as JSON, decimals as strings (`sc.to_json` writes them so)."""
     return orjson.dumps({"status": c.status, **{name: None if (v := getattr(c, name)) is None else str(v)
                                                  for name in repository.KEPT_FIGURES[1:]}}).decode()
-
-
-def _text(value: Any) -> str:
-    """The JSON of what orjson does not write itself: decimals as `sc.to_json` writes them."""
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _json(value: Any) -> str:
