@@ -31,9 +31,13 @@ class InForce(Generic[T]):
                 if start <= day and (end is None or end >= day)]
 
     def on(self, region: str, day: date | None) -> T | None:
-        """The item in force: the latest start, then the highest version, wins."""
-        found = self.all_on(region, day)
-        return found[0] if found else None
+        """The item in force: the latest start, then the highest version, wins (the first of
+        `all_on`, found without making the list)."""
+        if day is not None:
+            for start, end, _v, item in self._by_region.get(region, ()):
+                if start <= day and (end is None or end >= day):
+                    return item
+        return None
 
 
 # --- working days (public holidays and make-up working days, 调休, as data) -------------------------

@@ -29,6 +29,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -41,6 +42,7 @@ from services.pricer.domain.grouped import (
     WITHDRAWN,
     PricingResult,
     SpecialDecision,
+    case_to_price,
 )
 from services.pricer.domain.policy import Policy, parse_policy
 from services.pricer.domain.pricing import CaseToPrice
@@ -107,7 +109,9 @@ results = Table(
     Column("breakdown", Text, nullable=True),  # Price.to_dict(): every figure used
     Column("region", String(32), nullable=True),
     Column("los", Integer, nullable=True),
-    Column("case_input", Text, nullable=True),  # the CaseToPrice: simulations re-price from it
+    # the CaseToPrice of a row priced before `grouped` was kept (NULL since: simulations make it
+    # from `grouped` with `case_to_price`, as the pricing did)
+    Column("case_input", Text, nullable=True),
     Column("method", String(8), nullable=True),  # drg | dip: how the case was paid
     Column("dip_group", Text, nullable=True),
     Column("grouped", Text, nullable=True),  # the `case-grouped` payload priced: for re-pricing
@@ -120,8 +124,7 @@ results = Table(
     Index("ix_pricer_results_case", "case_id"),
     Index("ix_pricer_results_settlement", "policy_id", "discharge_date"),
     Index("ix_pricer_results_history", "region", "discharge_date"),
-    # a priced row (about 2.5 kB with its breakdown, pricing input and grouped payload) stays
-    # whole in its page: no pglz compression or TOAST rows for each case (migration pricer_0013)
+    # a priced row (about 2 kB with its breakdown and grouped payload) stays whole in its page: no pglz compression or TOAST rows for each case (migration pricer_0013)
     postgresql_with={"toast_tuple_target": 8160},
 )
 dip_policies = Table(
@@ -421,7 +424,8 @@ _EMPTY_ROW = dict.fromkeys(c.name for c in results.columns if c.name != "id")
 def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: datetime,
                grouped: Mapping[str, Any] | str | None = None, decision: int = 0) -> dict[str, Any]:
     """The `pricer_results` row of a priced case; `grouped` is the `case-grouped` payload as
-    received (JSON-ready, or its JSON text as stored), kept so that the case can be re-priced;
+    received (JSON-ready, or its JSON text as stored), kept so that the case can be re-priced
+    (and its pricing input made again: `case_input` is not stored, `_cases_to_price`);
     `decision`: the special-case decision it was priced with (0: none)."""
     f, case, p = g.facts, r.case, r.price
     row = _EMPTY_ROW.copy()  # every column, in the table's order: the rows of a batch bind alike
@@ -431,7 +435,6 @@ def result_row(case_id: str, g: CaseGrouped, r: PricingResult, priced_at: dateti
         policy_version=p.policy_version if p else None, weights_version=p.weights_version if p else None,
         hospital_code=f.hospital_code, treatment_region=case.where_treated,
         discharge_date=f.discharge_date, total_cost=case.total_cost, region=f.region, los=case.los,
-        case_input=case.model_dump_json(),
         breakdown=orjson.dumps(r.breakdown).decode() if p is not None else None,
         method=r.method, dip_group=r.dip_group,
         grouped=grouped if isinstance(grouped, str) else orjson.dumps(
@@ -530,10 +533,17 @@ async def load_cases_to_price(conn: AsyncConnection, region: str, year: int) -> 
     """The pricing inputs of the region's cases discharged in the year (latest row per case,
     withdrawn lists left out), for simulations and what-if runs (§9)."""
     r = results.c
-    rows = (await conn.execute(_latest_results(r.case_input).where(
-        r.region == region, r.case_input.is_not(None), r.status != WITHDRAWN,
-        r.discharge_date >= date(year, 1, 1), r.discharge_date <= date(year, 12, 31)))).scalars()
-    return [CaseToPrice.model_validate_json(x) for x in rows]
+    return _cases_to_price((await conn.execute(_latest_results(r.case_id, r.case_input, r.grouped).where(
+        r.region == region, or_(r.grouped.is_not(None), r.case_input.is_not(None)), r.status != WITHDRAWN,
+        r.discharge_date >= date(year, 1, 1), r.discharge_date <= date(year, 12, 31)))).all())
+
+
+def _cases_to_price(rows: Sequence[Any]) -> list[CaseToPrice]:
+    """The pricing inputs of (case id, case input, grouped) rows: the `case-grouped` payload
+    priced, made into its input as the pricing made it (`case_to_price`), else (a row priced
+    before the payload was kept) the input stored."""
+    return [case_to_price(x.case_id, CaseGrouped.model_validate_json(x.grouped)) if x.grouped is not None
+            else CaseToPrice.model_validate_json(x.case_input) for x in rows]
 
 
 # --- settlement ---------------------------------------------------------------------------------
@@ -970,8 +980,9 @@ async def hospital_cases_to_price(conn: AsyncConnection, region: str, hospital: 
     """The pricing inputs of one hospital's stored cases treated in the region (latest row per
     case, withdrawn lists left out; one discharge year when given), for a draft's impact (§9)."""
     r = results.c
-    q = _latest_results(r.case_input).where(
-        r.treatment_region == region, r.hospital_code == hospital, r.case_input.is_not(None), r.status != WITHDRAWN)
+    q = _latest_results(r.case_id, r.case_input, r.grouped).where(
+        r.treatment_region == region, r.hospital_code == hospital,
+        or_(r.grouped.is_not(None), r.case_input.is_not(None)), r.status != WITHDRAWN)
     if year is not None:
         q = q.where(r.discharge_date >= date(year, 1, 1), r.discharge_date <= date(year, 12, 31))
-    return [CaseToPrice.model_validate_json(x) for x in (await conn.execute(q)).scalars()]
+    return _cases_to_price((await conn.execute(q)).all())

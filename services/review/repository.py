@@ -92,7 +92,9 @@ stays = Table(
     # what the special-case review judges an application on (NULL figures: none kept)
     Column("method", String(8), nullable=True),  # drg | dip
     Column("complex", Boolean, nullable=True),  # counts in its hospital's complex-case load
-    Column("figures", Text, nullable=True),  # JSON: the CaseData
+    # JSON: the CaseData's figures that the other columns and the facts do not hold (KEPT_FIGURES;
+    # older rows: the whole CaseData), made whole again by `case_figures`
+    Column("figures", Text, nullable=True),
     Index("ix_review_stays_person", "psn_key", "hospital_code"),  # readmissions
     Index("ix_review_stays_region", "region", "discharge_date"),
 )
@@ -665,24 +667,49 @@ def _upsert(conn: AsyncConnection, table: Table) -> Any:
     return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
+# what `figures` holds of a case's `CaseData` (special_cases.figures_of): the rest is in the stay's
+# columns (case id, hospital, region treated, discharge date, method, DRG, case type, withdrawn;
+# LOS from its dates) and its facts (total cost, fees, procedures, ICU and ventilation hours)
+KEPT_FIGURES = ("status", "group_mean_cost", "high_threshold", "payment")
+_FIGURE_COLUMNS = (stays.c.case_id, stays.c.hospital_code, stays.c.region, stays.c.admission_date,
+                   stays.c.discharge_date, stays.c.method, stays.c.drg, stays.c.case_type, stays.c.withdrawn,
+                   stays.c.facts, stays.c.figures)
+
+
+def case_figures(r: Any) -> dict[str, Any]:
+    """A stay's whole special-case figures (`sc.to_json` of its `CaseData`, field by field) from a
+    row of `_FIGURE_COLUMNS`: the kept figures with its columns and facts."""
+    kept = orjson.loads(r.figures)
+    if "fees" in kept:  # written whole (before the figures were kept apart from the facts)
+        return kept
+    f = orjson.loads(r.facts)
+    start, end = r.admission_date, r.discharge_date
+    return {"case_id": r.case_id, "hospital_code": r.hospital_code, "region": r.region,
+            "discharge_date": None if end is None else end.isoformat(), "method": r.method,
+            "status": kept["status"], "drg": r.drg, "case_type": r.case_type,
+            "los": (end - start).days if end and start else None, "total_cost": f.get("total_cost"),
+            "group_mean_cost": kept["group_mean_cost"], "high_threshold": kept["high_threshold"],
+            "payment": kept["payment"], "fees": f.get("fees") or {}, "procedures": f.get("procedures") or [],
+            "icu_hours": f.get("icu_hours", 0), "ventilation_hours": f.get("ventilation_hours", 0),
+            "withdrawn": bool(r.withdrawn)}
+
+
 async def case_figures_of(conn: AsyncConnection, case_id: str) -> dict[str, Any] | None:
     """The case's latest priced figures as the special-case review keeps them (None: none kept)."""
     c = stays.c
-    r = (await conn.execute(select(c.case_id, c.hospital_code, c.region, c.discharge_date, c.method, c.complex,
-                                   c.withdrawn, c.figures)
+    r = (await conn.execute(select(c.complex, *_FIGURE_COLUMNS)
                             .where(c.case_id == case_id, c.figures.is_not(None)))).first()
     if r is None:
         return None
     return {"case_id": r.case_id, "hospital_code": r.hospital_code, "region": r.region,
             "period": None if r.discharge_date is None else Period.month_of(r.discharge_date).quarter().label,
-            "method": r.method, "complex": r.complex, "withdrawn": r.withdrawn, "figures": orjson.loads(r.figures)}
+            "method": r.method, "complex": r.complex, "withdrawn": r.withdrawn, "figures": case_figures(r)}
 
 
 async def all_case_figures(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
     """Every case's kept figures (the special-case review's), by case id."""
-    c = stays.c
-    return {r.case_id: orjson.loads(r.figures)
-            for r in await conn.execute(select(c.case_id, c.figures).where(c.figures.is_not(None)))}
+    return {r.case_id: case_figures(r)
+            for r in await conn.execute(select(*_FIGURE_COLUMNS).where(stays.c.figures.is_not(None)))}
 
 
 async def lock_quota(conn: AsyncConnection, region: str, period: str) -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -67,17 +66,18 @@ def _params(rules: InForce[RuleSet] | None, region: str, day: date | None) -> sc
 def figures_of(case_id: str, p: CasePriced, rules: InForce[RuleSet]) -> dict[str, Any]:
     """What the special-case review keeps of a priced case (the repository stores it with the
     case's stay, its latest version): how it was priced, whether it counts in its hospital's
-    complex-case load, and its figures (`sc.to_json` of its `CaseData`, as JSON)."""
+    complex-case load, and its figures: those of its `CaseData` the stay's other columns and
+    facts do not hold (`repository.KEPT_FIGURES`, as JSON; `repository.case_figures` makes the
+    whole `sc.to_json` of it again)."""
     c = sc.case_data(case_id, p)
     return dict(method=c.method, complex=sc.is_complex(c, _params(rules, c.region, c.discharge_date)),
-                figures=orjson.dumps(c, default=_text).decode())
+                figures=_kept_json(c))
 
 
-def _text(value: Any) -> str:
-    """The JSON of what orjson does not write itself: decimals as `sc.to_json` writes them."""
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")
+def _kept_json(c: sc.CaseData) -> str:
+    """The kept figures as JSON, decimals as strings (`sc.to_json` writes them so)."""
+    return orjson.dumps({"status": c.status, **{name: None if (v := getattr(c, name)) is None else str(v)
+                                                 for name in repository.KEPT_FIGURES[1:]}}).decode()
 
 
 def _json(value: Any) -> str:

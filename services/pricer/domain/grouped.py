@@ -21,7 +21,6 @@ from services.pricer.domain.pricing import (
     CaseType,
     Price,
     price_case,
-    select_policy,
 )
 from shared.dip import Catalogue
 from shared.events import CaseGrouped, CasePriced, CcLift
@@ -140,8 +139,9 @@ def price_grouped(case_id: str, g: CaseGrouped, policies: InForce[Policy],
             policy_id=p.policy_id, coefficient=p.coefficient, case_type=CASE_TYPE_TEXT[p.case_type],
             payment=p.total_payment, fund_payment=p.fund_payment)
     else:
-        policy = None if f.withdrawn else select_policy(
-            policies.all_on(case.where_treated, case.discharge_date), case)
+        # the treatment region's policy in force on the discharge date, the latest start, then
+        # version, first: `select_policy` of the policies in force, without filtering them again
+        policy = None if f.withdrawn else policies.on(case.where_treated, case.discharge_date)
         p = None if policy is None else price_case(policy, case)
         if policy is not None:
             context |= dict(hospital_level=policy.level_of(case.hospital_code, case.hospital_level),

@@ -227,7 +227,7 @@ def is_complex(case: CaseData, p: SpecialCases) -> bool:
         return True
     if (case.icu_hours > 0 and case.icu_hours >= p.icu_hours) or \
             (case.ventilation_hours > 0 and case.ventilation_hours >= p.ventilation_hours) or \
-            any(c.startswith(tuple(p.ventilation_procedures)) for c in case.procedures):
+            any(c.startswith(p.ventilation_procedures) for c in case.procedures):  # a tuple already
         return True
     if case.status in _UNGROUPED_STATUSES or case.case_type == "not_grouped" \
             or case.drg.upper().endswith("QY") or case.drg in ("", "0000"):
