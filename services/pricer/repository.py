@@ -124,7 +124,8 @@ results = Table(
     Index("ix_pricer_results_case", "case_id"),
     Index("ix_pricer_results_settlement", "policy_id", "discharge_date"),
     Index("ix_pricer_results_history", "region", "discharge_date"),
-    # a priced row (about 2 kB with its breakdown and grouped payload) stays whole in its page: no pglz compression or TOAST rows for each case (migration pricer_0013)
+    # a priced row (about 2 kB with its breakdown and grouped payload) stays whole in its page:
+    # no pglz compression or TOAST rows for each case (migration pricer_0013)
     postgresql_with={"toast_tuple_target": 8160},
 )
 dip_policies = Table(
