@@ -279,6 +279,7 @@ def _covering(rules: Sequence[_R], code: str) -> Sequence[_R]:
     return [r for r in rules if code in r.codes]
 
 
+_TABLES: tuple[Sequence[_Ranged], ...] = (SEX_RULES, AGE_RULES, PRINCIPAL_RULES)
 _RULELESS: set[str] = set()  # codes that no rule of the built-in sex, age and principal tables covers
 
 
@@ -289,7 +290,7 @@ def _ruleless(codes: Sequence[str]) -> bool:
         return True
     for code in codes:
         if code not in _RULELESS:
-            if _covering(SEX_RULES, code) or _covering(AGE_RULES, code) or _covering(PRINCIPAL_RULES, code):
+            if any(_covering(table, code) for table in _TABLES):
                 return False
             if len(_RULELESS) < 100_000:  # bounded, as the rule indexes
                 _RULELESS.add(code)
