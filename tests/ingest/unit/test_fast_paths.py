@@ -430,3 +430,16 @@ def test_qc_one_pass_agrees_with_the_rules_on_mutated_lists(name: str | int, kin
         elif isinstance(doc.get(node), list) and doc[node]:
             doc[node][index % len(doc[node])][key] = value
     _qc_both_ways(doc, kind)
+
+
+def test_a_forked_process_draws_its_own_correlation_ids() -> None:
+    import os
+
+    intake.new_correlation_id()  # the parent holds spare random numbers now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id, to the parent
+        os.write(write, intake.new_correlation_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 64).decode() != intake.new_correlation_id()
