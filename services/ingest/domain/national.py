@@ -804,7 +804,9 @@ class CaseFields:
 def duration_hours(value: str | None) -> int:
     """A national duration "days/hours/minutes" ("2/3/30") in whole hours; 0 when absent or not
     of that shape (QC judges the field; special-case review reads it)."""
-    parts = (value or "").split("/")
+    if value == "0/0/0" or not value:  # the usual value: none
+        return 0
+    parts = value.split("/")
     if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 5 for p in parts):
         return 0
     days, hours, minutes = (int(p) for p in parts)

@@ -58,6 +58,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -252,11 +253,16 @@ class _RuleIndex(Generic[_R]):
     def __init__(self, rules: tuple[_R, ...]) -> None:
         self.rules = rules
         self._seen: dict[str, tuple[_R, ...]] = {}
+        # the first letters each range spans: a code's prefix lies in [first, last] only when its
+        # first letter (as `CodeRange` compares it, upper-cased) lies in [first[0], last[0]]
+        self._leads = [(r.codes.first[:1], r.codes.last[:1]) for r in rules]
 
     def covering(self, code: str) -> tuple[_R, ...]:
         found = self._seen.get(code)
         if found is None:
-            found = tuple(r for r in self.rules if code in r.codes)
+            lead = code[:1].upper()[:1]
+            found = (tuple(r for r in self.rules if code in r.codes)
+                     if any(first <= lead <= last for first, last in self._leads) else ())
             if len(self._seen) < 100_000:  # bounded: codes come from the senders
                 self._seen[code] = found
         return found
@@ -271,6 +277,24 @@ def _covering(rules: Sequence[_R], code: str) -> Sequence[_R]:
     if index is not None and index.rules is rules:  # a built-in table (its index keeps it alive)
         return index.covering(code)  # type: ignore[no-any-return]
     return [r for r in rules if code in r.codes]
+
+
+_TABLES: tuple[Sequence[_Ranged], ...] = (SEX_RULES, AGE_RULES, PRINCIPAL_RULES)
+_RULELESS: set[str] = set()  # codes that no rule of the built-in sex, age and principal tables covers
+
+
+def _ruleless(codes: Sequence[str]) -> bool:
+    """True when no rule of the built-in sex, age and principal tables covers any of `codes`
+    (the usual diagnoses: one set lookup for all of a list's)."""
+    if _RULELESS.issuperset(codes):
+        return True
+    for code in codes:
+        if code not in _RULELESS:
+            if any(_covering(table, code) for table in _TABLES):
+                return False
+            if len(_RULELESS) < 100_000:  # bounded, as the rule indexes
+                _RULELESS.add(code)
+    return True
 
 
 FEE_CATEGORIES: Mapping[str, str] = {
@@ -624,23 +648,18 @@ def _clean(sl: SettlementList, ctx: QcContext, rules: Sequence[Rule]) -> bool:
     anything: the usual list, told in one pass without a generator per rule. Each test below is
     its rule's condition; any doubt answers False and `check` runs the rules themselves."""
     s = sl.setlinfo
-    extra = s.model_extra or {}
-    for name in ctx.required[ctx.kind]:  # QC-REQ-001
-        if getattr(s, name, None) is None and not extra.get(name):
-            return False
+    if not _present(s, ctx.required[ctx.kind]):  # QC-REQ-001
+        return False
     items = sl.iteminfo
     fees = ctx.kind == "4101"
     if fees and not items:  # QC-REQ-002
         return False
-    categories: set[str] = set()
-    for item in items:
-        category = item.get("med_chrgitm")
-        if (fees and item.get("amt") is None) or category not in FEE_CATEGORIES or category in categories:
-            return False  # QC-REQ-003, QC-FEE-001, QC-FEE-003
-        categories.add(category)  # type: ignore[arg-type]
+    amounts = _fee_amounts(items, fees)  # QC-REQ-003, QC-FEE-001, QC-FEE-003
+    if amounts is None:
+        return False
     total = s.medfee_sumamt
     if total is not None and items:  # QC-FEE-002
-        summed = to_fen(sum((a for i in items if (a := i.get("amt")) is not None), ZERO))
+        summed = to_fen(sum(amounts, ZERO))
         if abs(summed - total) > FEE_TOLERANCE:
             return False
     g, w = s.gend, s.dscg_way
@@ -652,18 +671,20 @@ def _clean(sl: SettlementList, ctx: QcContext, rules: Sequence[Rule]) -> bool:
         return False
     if diagnoses_in_dictionary in rules and not ctx.dictionaries.diagnoses.issuperset(codes):
         return False  # QC-DICT-001
-    sex = int(g) if g in ("1", "2") else None
     age = s.age
-    for code in codes:
-        if sex is not None and any(r.sex != sex for r in _covering(ctx.sex_rules, code)):
-            return False  # QC-SEX-001
-        if age is not None and any(not r.min_age <= age < r.max_age for r in _covering(ctx.age_rules, code)):
-            return False  # QC-AGE-001
     flagged = [d for _i, d in western if d.maindiag_flag == PRINCIPAL_FLAG]
     if len(flagged) != 1:  # QC-DX-001
         return False
-    if _covering(ctx.principal_rules, flagged[0].diag_code):  # QC-DX-003, QC-DX-004
-        return False
+    if not (ctx.sex_rules is SEX_RULES and ctx.age_rules is AGE_RULES
+            and ctx.principal_rules is PRINCIPAL_RULES and _ruleless(codes)):
+        sex = int(g) if g in ("1", "2") else None
+        for code in codes:
+            if sex is not None and any(r.sex != sex for r in _covering(ctx.sex_rules, code)):
+                return False  # QC-SEX-001
+            if age is not None and any(not r.min_age <= age < r.max_age for r in _covering(ctx.age_rules, code)):
+                return False  # QC-AGE-001
+        if _covering(ctx.principal_rules, flagged[0].diag_code):  # QC-DX-003, QC-DX-004
+            return False
     ops = sl.oprninfo
     if ops:
         op_codes = [o.oprn_oprt_code for o in ops]
@@ -705,6 +726,49 @@ def _clean(sl: SettlementList, ctx: QcContext, rules: Sequence[Rule]) -> bool:
         if s.brdy is not None and s.brdy > latest:
             return False
     return True
+
+
+_NONE = type(None)
+_GETTERS: dict[tuple[str, ...], Callable[[Mapping[str, Any]], tuple[Any, ...]]] = {}
+
+
+def _present(s: Any, names: tuple[str, ...]) -> bool:
+    """True when every field of `names` is present (QC-REQ-001 finds nothing). Declared fields
+    are read from the node's dict at once; an absent one, or a name the node does not declare
+    (a region's own), is looked at as the rule does."""
+    getter = _GETTERS.get(names)
+    if getter is None and len(names) > 1:
+        getter = _GETTERS[names] = itemgetter(*names)
+    if getter is not None:
+        try:
+            if _NONE not in map(type, getter(s.__dict__)):  # (types: `None in` compares each Decimal)
+                return True
+        except KeyError:
+            pass
+    extra = s.model_extra or {}
+    return all(getattr(s, name, None) is not None or extra.get(name) for name in names)
+
+
+_CATEGORY, _AMOUNT = itemgetter("med_chrgitm"), itemgetter("amt")
+_CATEGORIES = frozenset(FEE_CATEGORIES)
+
+
+def _fee_amounts(items: Sequence[Mapping[str, Any]], fees: bool) -> list[Decimal] | None:
+    """The fee lines' amounts in order (those given); None when QC-REQ-003 (`fees`: a 4101
+    list), QC-FEE-001 or QC-FEE-003 finds a problem."""
+    try:
+        categories = list(map(_CATEGORY, items))
+        amounts = list(map(_AMOUNT, items))
+    except KeyError:  # a line without a category or an amount: line by line
+        categories = [item.get("med_chrgitm") for item in items]
+        amounts = [item.get("amt") for item in items]
+    if not _CATEGORIES.issuperset(categories) or len(set(categories)) != len(categories):
+        return None
+    if _NONE in map(type, amounts):
+        if fees:
+            return None
+        amounts = [a for a in amounts if a is not None]
+    return amounts
 
 
 def check(sl: SettlementList, dictionaries: Dictionaries, *, kind: ListKind = "4101",

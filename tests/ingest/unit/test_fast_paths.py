@@ -14,11 +14,13 @@ The database's fast paths are tested in `tests/ingest/integration/test_intake_st
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import hmac
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
@@ -355,3 +357,89 @@ def test_correlation_ids_are_random_uuids_as_uuid4_writes_them() -> None:
         u = uuid.UUID(text)
         assert str(u) == text and u.version == 4 and u.variant == uuid.RFC_4122
     assert intake.Received("native", b"{}").correlation_id != intake.Received("native", b"{}").correlation_id
+
+
+# ----------------------------------------------------------------------------- QC's one pass
+
+DICTIONARIES = qc.load_dictionaries(SCHEME)
+WINDOW = qc.DateWindow(date(2029, 12, 31))  # the examples are clean in it
+
+
+def _qc_both_ways(doc: Any, kind: Any = "4101") -> None:
+    """`check` (its one pass for a clean list) finds what running every rule finds."""
+    try:
+        sl = nat.parse_settlement_list(doc)
+    except nat.ListRejected:
+        return
+    for dictionaries, rules in ((DICTIONARIES, qc.ALL_RULES), (qc.Dictionaries(frozenset(), frozenset()),
+                                                               intake._WITHOUT_DICTIONARIES)):
+        for required in (qc.REQUIRED_FIELDS, intake.FLAT_REQUIRED | {"4101": ("setl_id", "x_region")}):
+            if kind not in required:
+                continue
+            ctx = qc.QcContext(dictionaries, kind, required, qc.SEX_RULES, qc.AGE_RULES, qc.PRINCIPAL_RULES,
+                               WINDOW, qc.western_diagnoses(sl))
+            assert qc.check(sl, dictionaries, kind=kind, required=required, rules=rules, window=WINDOW) == [
+                p for rule in rules for p in rule(sl, ctx)]
+
+
+def test_qc_one_pass_agrees_with_the_rules_on_generated_and_example_lists() -> None:
+    docs = [*_generated(300), *(m["input"] for m in EXAMPLES.values())]
+    # a fee line without its amount that the total does not miss (QC-REQ-003 alone, in a 4101)
+    unpaid = copy.deepcopy(docs[0])
+    line = unpaid["iteminfo"][3]
+    unpaid["setlinfo"]["medfee_sumamt"] = str(Decimal(unpaid["setlinfo"]["medfee_sumamt"]) - Decimal(line.pop("amt")))
+    for doc in [*docs, unpaid]:
+        for kind in ("4101", "4101A"):
+            _qc_both_ways(doc, kind)
+
+
+qc_values = st.sampled_from(["", "1", "2", "9", "01", "14", "15", "0.00", "-0.00", "12.34", "99999.99", "O00.000",
+                             "N40.x00", "P00.000", "R00.000", "V01.000", "A00.000", "2024-01-01",
+                             "2024-01-01 08:00:00", "2030-01-01", "1990-01-01"]) | scalars
+QC_KEYS = {
+    "setlinfo": ["gend", "age", "nwb_age", "nwb_bir_wt", "nwb_adm_wt", "medfee_sumamt", "dscg_way", "adm_time",
+                 "dscg_time", "act_ipt_days", "brdy", "hi_paymtd", "setl_begn_date", "dcla_time", "x_region"],
+    "diseinfo": ["diag_code", "maindiag_flag", "diag_type"],
+    "iteminfo": ["med_chrgitm", "amt"],
+    "oprninfo": ["oprn_oprt_code", "oprn_oprt_type"],
+    "drop": ["hi_paymtd", "medfee_sumamt", "amt", "med_chrgitm", "x_region"],
+}
+FEE_CODES = st.sampled_from([*qc.FEE_CATEGORIES, "15", ""])
+qc_mutations = st.one_of(*[st.tuples(st.just(node), st.sampled_from(keys),
+                                     FEE_CODES | qc_values if node == "iteminfo" else qc_values, st.integers(0, 20))
+                           for node, keys in QC_KEYS.items()])
+
+
+@functools.cache
+def _clean_generated() -> list[dict[str, Any]]:
+    return list(_generated(10))
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["4101-01", "4101-03", "4101A-02", "4101A-04", *range(10)]), st.sampled_from(["4101", "4101A"]),
+       st.lists(qc_mutations, min_size=1, max_size=4))
+def test_qc_one_pass_agrees_with_the_rules_on_mutated_lists(name: str | int, kind: Any,
+                                                            mutations: list[tuple[str, str, Any, int]]) -> None:
+    doc = copy.deepcopy(_clean_generated()[name] if isinstance(name, int) else EXAMPLES[name]["input"])
+    for node, key, value, index in mutations:
+        if node == "setlinfo":
+            doc["setlinfo"][key] = value
+        elif node == "drop":
+            for entry in (doc["setlinfo"], *doc.get("iteminfo", [])):
+                entry.pop(key, None)
+        elif isinstance(doc.get(node), list) and doc[node]:
+            doc[node][index % len(doc[node])][key] = value
+    _qc_both_ways(doc, kind)
+
+
+def test_a_forked_process_draws_its_own_correlation_ids() -> None:
+    import os
+
+    intake.new_correlation_id()  # the parent holds spare random numbers now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id, to the parent
+        os.write(write, intake.new_correlation_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 64).decode() != intake.new_correlation_id()
