@@ -276,7 +276,7 @@ def _timeline_insert(dialect: Dialect) -> tuple[str, Any]:
 def _stored_cases() -> Any:
     """load_cases' query (its ids an expanding parameter: built once, not per batch)."""
     c, r = cases.c, case_results.c
-    return select(c.case_id, c.list_version, c.status, c.indicator,
+    return select(c.case_id, c.list_version, c.status, c.indicator, c.facts.is_not(None),
                   *[select(r.stage).where(r.case_id == c.case_id, r.stage == s).exists() for s in ORDER]).where(
         c.case_id.in_(bindparam("ids", expanding=True)))
 
@@ -285,7 +285,7 @@ def _stored_cases() -> Any:
 # number: no statement of as many placeholders built per batch) and a case's stages read in one
 # pass over its stage results (one seek, not one a stage)
 _STORED_CASES_SQLITE = (
-    "SELECT c.case_id, c.list_version, c.status, c.indicator, "
+    "SELECT c.case_id, c.list_version, c.status, c.indicator, c.facts IS NOT NULL, "
     "(SELECT group_concat(r.stage) FROM gateway_case_results AS r WHERE r.case_id = c.case_id) "
     "FROM gateway_cases AS c WHERE c.case_id IN (SELECT value FROM json_each(?))")
 _STORED_RESULTS_SQLITE = (
@@ -314,12 +314,12 @@ _STORED_CASES, _STORED_RESULTS = _stored_cases(), _stored_results()
 
 async def load_cases(conn: AsyncConnection, case_ids: Collection[str]) -> dict[str, Stored]:
     """What the fold needs of these stored cases: list version, withdrawn, the stages that hold a
-    result (not the results) and the indicator contribution."""
+    result (not the results), the indicator contribution and whether facts are kept (not them)."""
     if conn.dialect.name == "sqlite":
         found: Any = await conn.exec_driver_sql(_STORED_CASES_SQLITE, (orjson.dumps(list(case_ids)).decode(),))
-        return {r[0]: Stored(r[1], r[2] == "withdrawn", _reached(r[4]), r[3]) for r in found}
+        return {r[0]: Stored(r[1], r[2] == "withdrawn", _reached(r[5]), r[3], bool(r[4])) for r in found}
     rows = (await conn.execute(_STORED_CASES, {"ids": list(case_ids)})).all()
-    return {r[0]: Stored(r[1], r[2] == "withdrawn", frozenset(compress(ORDER, r[4:])), r[3]) for r in rows}
+    return {r[0]: Stored(r[1], r[2] == "withdrawn", frozenset(compress(ORDER, r[5:])), r[3], bool(r[4])) for r in rows}
 
 
 async def load_results(conn: AsyncConnection, wanted: Mapping[str, Collection[str]]) -> dict[str, dict[str, Any]]:
@@ -346,7 +346,7 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
     """Store the changed cases (with each one's indicator contribution and the facts of its
     current list version it was computed from, JSON): new cases inserted; of a stored one only
     what the batch changed is updated (status when it changed, flagged and group when their
-    stage changed, the facts when the batch carried them: else it keeps those it has), one statement per set of columns (each compiled once per dialect, its
+    stage changed, the facts when given: else it keeps those it has), one statement per set of columns (each compiled once per dialect, its
     rows bound as tuples). Each stage result the batch set is written to its own row; a stored
     case's results are cleared first when a newer list version replaces them."""
     contributions, facts = contributions or {}, facts or {}
