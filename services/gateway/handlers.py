@@ -83,16 +83,20 @@ def _contributions(stored: Mapping[str, readmodel.Stored], filed: Mapping[str, r
                    results: Mapping[str, Mapping[str, Any]], band: Decimal,
                    ) -> tuple[dict[str, str | None], dict[str, str], indicators.Delta]:
     """Each changed case's new contribution (JSON), the facts it was computed from (JSON, kept
-    for `drgdip indicators rebuild`; of the cases whose batch carried facts of their current
-    list version) and the cells' delta from the stored ones. The facts are those of the case's
-    current list version (every event of a version carries them)."""
+    for `drgdip indicators rebuild`) and the cells' delta from the stored ones. The facts are
+    those of the case's current list version (every event of a version carries them); they are
+    given only when the stored ones are not those: a new case, a newer list version, or a case
+    stored without facts. A list version's facts never change: ingest publishes each version
+    once (a changed list or a withdrawal is a new version), and the other stages carry the facts
+    of the version they hold as it was received (a regroup, re-pricing or special-case re-pricing
+    too), so a later event of the version carries the same facts."""
     new: dict[str, str | None] = {}
     kept: dict[str, str] = {}
     changes: list[tuple[indicators.Contribution | None, indicators.Contribution | None]] = []
     for cid, f in filed.items():
         s = stored.get(cid)
         old = s.indicator if s is not None else None
-        if f.facts:
+        if f.facts and (f.reset or not s.facts_kept):  # type: ignore[union-attr]  # (not reset: stored)
             kept[cid] = orjson.dumps(indicators.indicator_facts(f.facts)).decode()
         if _counts(f) and _reviewed_only(f, old):
             # the review's sums and rules replaced in the stored text: the rest is the same

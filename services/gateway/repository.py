@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from itertools import compress
 from operator import itemgetter
 from typing import Any
 
@@ -75,6 +74,9 @@ cases = Table(
     Column("indicator", Text, nullable=True),
     # the facts of its current list version the contribution reads (indicators.FACT_FIELDS, JSON)
     Column("facts", Text, nullable=True),
+    # the stages holding a result (gateway_case_results), one bit each (STAGE_BITS): the fold's
+    # read of the stored cases needs no lookup of their results
+    Column("stages", Integer, nullable=False, server_default="0"),
     Index("ix_gateway_cases_group", "hospital_code", "group_code"),
     # a hospital's cases in id order (of one status too: status is in no index, so that a stage's
     # event updates the row in place on PostgreSQL, gateway_0013)
@@ -275,31 +277,28 @@ def _timeline_insert(dialect: Dialect) -> tuple[str, Any]:
 
 def _stored_cases() -> Any:
     """load_cases' query (its ids an expanding parameter: built once, not per batch)."""
-    c, r = cases.c, case_results.c
-    return select(c.case_id, c.list_version, c.status, c.indicator,
-                  *[select(r.stage).where(r.case_id == c.case_id, r.stage == s).exists() for s in ORDER]).where(
+    c = cases.c
+    return select(c.case_id, c.list_version, c.status, c.indicator, c.facts.is_not(None), c.stages).where(
         c.case_id.in_(bindparam("ids", expanding=True)))
 
 
 # SQLite: load_cases' (and load_results') query as it is run, its ids one JSON array (one parameter, whatever their
-# number: no statement of as many placeholders built per batch) and a case's stages read in one
-# pass over its stage results (one seek, not one a stage)
+# number: no statement of as many placeholders rendered per batch)
 _STORED_CASES_SQLITE = (
-    "SELECT c.case_id, c.list_version, c.status, c.indicator, "
-    "(SELECT group_concat(r.stage) FROM gateway_case_results AS r WHERE r.case_id = c.case_id) "
+    "SELECT c.case_id, c.list_version, c.status, c.indicator, c.facts IS NOT NULL, c.stages "
     "FROM gateway_cases AS c WHERE c.case_id IN (SELECT value FROM json_each(?))")
 _STORED_RESULTS_SQLITE = (
     "SELECT case_id, stage, result FROM gateway_case_results WHERE case_id IN (SELECT value FROM json_each(?)) "
     "AND stage IN (SELECT value FROM json_each(?))")
-_REACHED: dict[str | None, frozenset[str]] = {None: frozenset()}
+STAGE_BITS = {s: 1 << i for i, s in enumerate(ORDER)}  # gateway_cases.stages: received 1 … reviewed 8
+# each value of the stages column as one shared frozenset of its stages
+_REACHED = tuple(frozenset(s for s, bit in STAGE_BITS.items() if n & bit) for n in range(1 << len(ORDER)))
 
 
-def _reached(stages: str | None) -> frozenset[str]:
-    """The stages of group_concat's text, as one shared frozenset per combination."""
-    found = _REACHED.get(stages)
-    if found is None:
-        found = _REACHED[stages] = frozenset(stages.split(",")) & frozenset(ORDER)  # type: ignore[union-attr]
-    return found
+def _stage_bits(reached: Collection[str]) -> int:
+    """The stages column's value of these stages (STAGE_BITS)."""
+    return ("received" in reached) | ("grouped" in reached) << 1 | ("priced" in reached) << 2 | (
+        "reviewed" in reached) << 3
 
 
 def _stored_results() -> Any:
@@ -314,12 +313,12 @@ _STORED_CASES, _STORED_RESULTS = _stored_cases(), _stored_results()
 
 async def load_cases(conn: AsyncConnection, case_ids: Collection[str]) -> dict[str, Stored]:
     """What the fold needs of these stored cases: list version, withdrawn, the stages that hold a
-    result (not the results) and the indicator contribution."""
+    result (not the results), the indicator contribution and whether facts are kept (not them)."""
     if conn.dialect.name == "sqlite":
         found: Any = await conn.exec_driver_sql(_STORED_CASES_SQLITE, (orjson.dumps(list(case_ids)).decode(),))
-        return {r[0]: Stored(r[1], r[2] == "withdrawn", _reached(r[4]), r[3]) for r in found}
-    rows = (await conn.execute(_STORED_CASES, {"ids": list(case_ids)})).all()
-    return {r[0]: Stored(r[1], r[2] == "withdrawn", frozenset(compress(ORDER, r[4:])), r[3]) for r in rows}
+    else:
+        found = await conn.execute(_STORED_CASES, {"ids": list(case_ids)})
+    return {r[0]: Stored(r[1], r[2] == "withdrawn", _REACHED[r[5]], r[3], bool(r[4])) for r in found}
 
 
 async def load_results(conn: AsyncConnection, wanted: Mapping[str, Collection[str]]) -> dict[str, dict[str, Any]]:
@@ -346,7 +345,8 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
     """Store the changed cases (with each one's indicator contribution and the facts of its
     current list version it was computed from, JSON): new cases inserted; of a stored one only
     what the batch changed is updated (status when it changed, flagged and group when their
-    stage changed, the facts when the batch carried them: else it keeps those it has), one statement per set of columns (each compiled once per dialect, its
+    stage changed, the stages holding a result when they changed, the facts when given: else it
+    keeps those it has), one statement per set of columns (each compiled once per dialect, its
     rows bound as tuples). Each stage result the batch set is written to its own row; a stored
     case's results are cleared first when a newer list version replaces them."""
     contributions, facts = contributions or {}, facts or {}
@@ -371,6 +371,9 @@ async def save_views(conn: AsyncConnection, filed: Mapping[str, Filed], stored: 
         if f.reset or "grouped" in f.results:
             names.append("group_code")
             values.append(group_of(f.results.get("grouped")))
+        if s is None or f.reached != s.reached:
+            names.append("stages")
+            values.append(_stage_bits(f.reached))
         for column, result in f.results.items():
             results.append((cid, column, orjson.dumps(result).decode()))
         if s is not None:
@@ -418,7 +421,7 @@ async def _save_views_arrays(conn: AsyncConnection, new: list[tuple[Any, ...]],
                                    ([c for (c,) in cleared],))
 
 
-_NEW_CASE = ("list_version", "updated_at", "indicator", "status", "flagged", "group_code", "case_id",
+_NEW_CASE = ("list_version", "updated_at", "indicator", "status", "flagged", "group_code", "stages", "case_id",
              "hospital_code", "facts")
 _result_clears: dict[str, str] = {}
 

@@ -98,6 +98,8 @@ _FEE_SUMS = tuple((code, f"fee_{code}_sum") for code in FEE_ITEMS)  # (item, its
 
 
 def _load(text: Any) -> dict[str, Any]:
+    if type(text) is dict:  # a result the batch set (as decoded)
+        return text
     if not text:
         return {}
     doc = orjson.loads(text) if isinstance(text, str | bytes) else text
@@ -196,11 +198,19 @@ def review_changed(old: str, reviewed: Mapping[str, Any], facts: Mapping[str, An
     before = Contribution(key, {n: int(sums.get(n) or 0) for n in REVIEW_SUMS}, tuple(d.get("rules") or ()))
     review, rules = _review_sums(reviewed, facts)
     after = Contribution(key, review, rules)
-    if after == before and "rules" in d and not _any_zero(sums.values()):
+    zeros = _any_zero(sums.values())
+    if after == before and "rules" in d and not zeros:
         return old, before, after  # as to_json would write it again
-    for name, value in review.items():
-        sums[name] = value
-    d["sums"] = {n: v for n, v in sums.items() if not _is_zero(v)}
+    if zeros:  # a text to_json did not write (zero sums kept): written again without them
+        for name, value in review.items():
+            sums[name] = value
+        d["sums"] = {n: v for n, v in sums.items() if not _is_zero(v)}
+    else:  # the other sums are not zero: the review's set, or dropped when zero
+        for name, value in review.items():
+            if value:
+                sums[name] = value
+            else:
+                sums.pop(name, None)
     d["rules"] = list(rules)
     return orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode(), before, after
 

@@ -117,13 +117,15 @@ def stage_result(env: Envelope, facts: CaseRef) -> dict[str, Any]:
 
 class Stored(NamedTuple):
     """What the fold reads of a stored case: its list version, whether that version withdraws the
-    list, which stage columns hold a result and its indicator contribution (JSON). The stage
-    results themselves are read only when a new contribution needs them."""
+    list, which stage columns hold a result, its indicator contribution (JSON) and whether the
+    facts of its list version are kept with it. The stage results themselves are read only when
+    a new contribution needs them."""
 
     list_version: int
     withdrawn: bool
     reached: frozenset[str]
     indicator: str | None = None
+    facts_kept: bool = False
 
     @property
     def status(self) -> str:

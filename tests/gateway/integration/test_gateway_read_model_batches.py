@@ -24,8 +24,10 @@ from shared.events import CaseFlag, CaseFlagged, CaseGrouped, CasePriced, CaseRe
 def _stage_events(raw: list[tuple[int, int, int, int, int]], order: list[int]) -> list[Envelope]:
     """Each stay's four stage events, interleaved across stays by `order`."""
     per_case: list[list[Envelope]] = []
+    first: dict[tuple[str, int], Any] = {}
     for s in raw:
-        f, cid = facts(*s), case_id(*s[:3])
+        cid = case_id(*s[:3])
+        f = first.setdefault((cid, s[4]), facts(*s))  # a list version has one set of facts
         payloads = [CaseReceived(facts=f, sex=1, age=40, diagnoses=["J18.900"]),
                     CaseGrouped(facts=f, scheme_id="s", mdc="MDCE", adrg="ES2", drg="ES23", status="SUCCESS"),
                     CasePriced(facts=f, drg="ES23", status="PRICED"),
@@ -62,10 +64,13 @@ def test_read_model_in_batches_is_the_read_model_one_by_one(tmp_path_factory: An
 
 def _varied_events(raw: list[tuple[int, int, int, int, int]], order: list[int]) -> list[Envelope]:
     """Stage events whose results move the indicators: priced figures, flags by rule, readmission
-    days, a withdrawal of the second list version of some stays; interleaved by `order`."""
+    days, a withdrawal of the second list version of some stays; interleaved by `order`. A stay
+    drawn again with the same case and list version carries that version's facts again (ingest
+    publishes a version once: its events, a regroup's or a re-pricing's, carry the same facts)."""
     per_case: list[list[Envelope]] = []
+    lengths: dict[tuple[int, int, int, int], int] = {}
     for person, hospital, day, length, version in raw:
-        f = facts(person, hospital, day, length, version)
+        f = facts(person, hospital, day, lengths.setdefault((person, hospital, day, version), length), version)
         if version == 2 and day % 3 == 0:
             f = f.model_copy(update={"withdrawn": True})
         f = f.model_copy(update={"total_cost": Decimal(1000 + 37 * day), "region": "R",
