@@ -79,7 +79,7 @@ cases = Table(
     Column("stages", Integer, nullable=False, server_default="0"),
     Index("ix_gateway_cases_group", "hospital_code", "group_code"),
     # a hospital's cases in id order (of one status too: status is in no index, so that a stage's
-    # event updates the row in place on PostgreSQL, gateway_0013)
+    # event updates the row in place on PostgreSQL, gateway_0012)
     Index("ix_gateway_cases_hospital_id", "hospital_code", "case_id"),
 )
 # Each case's stage results (domain/readmodel.py ORDER: the latest of its current list version,

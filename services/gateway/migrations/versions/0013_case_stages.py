@@ -3,14 +3,14 @@ the read model's order: received 1, grouped 2, priced 4, reviewed 8), so that th
 the stored cases (`load_cases`) needs no lookup of their stage results. Filled from the stored
 results.
 
-Revision ID: gateway_0012
+Revision ID: gateway_0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "gateway_0012"
-down_revision = "gateway_0013"
+revision = "gateway_0013"
+down_revision = "gateway_0012"
 
 
 def upgrade() -> None:

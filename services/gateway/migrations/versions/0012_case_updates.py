@@ -8,12 +8,12 @@ counts per status are kept in gateway_case_counts. The table leaves 30 % of each
 kilobyte) so that an update's new row version fits beside the old one (a HOT update: no index
 entry). The grouped event still sets group_code, which `ix_gateway_cases_group` holds.
 
-Revision ID: gateway_0013
+Revision ID: gateway_0012
 """
 
 from alembic import op
 
-revision = "gateway_0013"
+revision = "gateway_0012"
 down_revision = "gateway_0011"
 
 
