@@ -72,6 +72,10 @@ class MemoryBus(Bus):
     def end(self, topic: str) -> int:
         return self._base[topic] + len(self._logs[topic])
 
+    def committed(self, group: str, topic: str) -> int:
+        """The offset after the last message of `topic` that `group` has committed."""
+        return self._committed[(group, topic)]
+
     def committed_by_all(self, topic: str) -> int:
         groups = self._groups.get(topic)
         return min(self._committed[(g, topic)] for g in groups) if groups else self.end(topic)
