@@ -297,8 +297,7 @@ _REACHED = tuple(frozenset(s for s, bit in STAGE_BITS.items() if n & bit) for n 
 
 def _stage_bits(reached: Collection[str]) -> int:
     """The stages column's value of these stages (STAGE_BITS)."""
-    return ("received" in reached) | ("grouped" in reached) << 1 | ("priced" in reached) << 2 | (
-        "reviewed" in reached) << 3
+    return sum(STAGE_BITS[s] for s in reached)
 
 
 def _stored_results() -> Any:
