@@ -14,10 +14,10 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, GetPydanticSchema
-from pydantic_core import core_schema
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.dip import DipGrouping
+from shared.money import AS_TEXT
 
 CASE_RECEIVED = "case-received"
 CASE_GROUPED = "case-grouped"
@@ -42,12 +42,8 @@ def dead_letter_topic(topic: str) -> str:
 
 ALL_TOPICS = SOURCE_TOPICS + tuple(dead_letter_topic(t) for t in SOURCE_TOPICS)
 
-# Money and weights travel as decimal strings ("123.45"), never as JSON floats: `str(d)`, in the
-# JSON and in `model_dump()` alike, written by pydantic-core itself (its to-string serializer
-# calls `str` on the value: the same text as a Python `lambda d: str(d)` serializer, without a
-# Python call for each of the twenty-odd amounts a case carries through each stage).
-DecimalStr = Annotated[Decimal, GetPydanticSchema(lambda tp, handler: {
-    **handler(tp), "serialization": core_schema.to_string_ser_schema(when_used="always")})]
+# Money and weights travel as decimal strings ("123.45", `str(d)`), never as JSON floats.
+DecimalStr = Annotated[Decimal, AS_TEXT]
 
 
 class _Payload(BaseModel):
