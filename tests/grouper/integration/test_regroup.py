@@ -33,6 +33,11 @@ async def test_regroup_with_quanzhou_publishes_new_versions_and_reports_moves(tm
             return (await c.get("/api/v1/summary")).json()["by_status"].get("reviewed", 0) == 150
 
         await wait_until(reviewed, 120, "150 reviewed")
+
+    async def published() -> bool:  # a row leaves the outbox once every group has consumed it
+        return await count(rt.engine, "grouper_outbox") == 0
+
+    await wait_until(published, 60, "the grouper's outbox consumed")
     await rt.stop()
 
     quanzhou = load_scheme(SHARED / "schemes" / "quanzhou-2023")
