@@ -517,7 +517,8 @@ _upserts: dict[tuple[Any, ...], _Prepared] = {}
 
 def _upsert_sql(dialect: Dialect, table: Table, key: tuple[str, ...], columns: tuple[str, ...],
                 add: tuple[str, ...], columnwise: bool) -> tuple[str, tuple[str, ...]]:
-    """The INSERT ... ON CONFLICT (`key`'s columns) DO UPDATE of `columns` and the order it binds them in.
+    """The INSERT ... ON CONFLICT (`key`'s columns) DO UPDATE of `columns` and the order it binds
+    them in.
     PostgreSQL (`columnwise`): the rows as one array per column (`unnest`), run once; else the
     statement SQLAlchemy compiles for one row, which the driver's executemany runs per row."""
     quote = dialect.identifier_preparer.quote
@@ -544,8 +545,9 @@ def upsert_statement(dialect: Dialect, table: Table, key: str | tuple[str, ...],
                      rows: Iterable[Sequence[Any]], add: Collection[str] = ()
                      ) -> tuple[str, list[tuple[Any, ...]] | tuple[list[Any], ...]]:
     """The INSERT of `rows` (each the values of `columns`, in that order, `key` among them) into
-    `table` where the row of their `key` (a column, or the columns of a composite key) is missing, else the UPDATE of its other `columns` to
-    theirs (those in `add`: their value added to the stored one), and its parameters, for one
+    `table` where the row of their `key` (a column, or the columns of a composite key) is
+    missing, else the UPDATE of its other `columns` to theirs (those in `add`: their value added
+    to the stored one), and its parameters, for one
     `exec_driver_sql`. On PostgreSQL one statement over one array per column (`unnest`), run
     once; a batch that names a key twice goes row by row there, so that rows of one key apply
     one after the other as anywhere else (the last values win; `add` sums)."""

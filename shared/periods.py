@@ -6,7 +6,7 @@ versions into one."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import date, timedelta
 from typing import Generic, TypeVar
 
@@ -23,21 +23,19 @@ class InForce(Generic[T]):
         for region, start, end, version, item in sorted(entries, key=lambda e: (e[1], e[3]), reverse=True):
             self._by_region.setdefault(region, []).append((start, end, version, item))
 
-    def all_on(self, region: str, day: date | None) -> list[T]:
-        """Every item of `region` in force on `day`, the latest start (then version) first."""
-        if day is None:
-            return []
-        return [item for start, end, _v, item in self._by_region.get(region, ())
-                if start <= day and (end is None or end >= day)]
-
-    def on(self, region: str, day: date | None) -> T | None:
-        """The item in force: the latest start, then the highest version, wins (the first of
-        `all_on`, found without making the list)."""
+    def _in_force(self, region: str, day: date | None) -> Iterator[T]:
         if day is not None:
             for start, end, _v, item in self._by_region.get(region, ()):
                 if start <= day and (end is None or end >= day):
-                    return item
-        return None
+                    yield item
+
+    def all_on(self, region: str, day: date | None) -> list[T]:
+        """Every item of `region` in force on `day`, the latest start (then version) first."""
+        return list(self._in_force(region, day))
+
+    def on(self, region: str, day: date | None) -> T | None:
+        """The item in force: the latest start, then the highest version, wins."""
+        return next(self._in_force(region, day), None)
 
 
 # --- working days (public holidays and make-up working days, 调休, as data) -------------------------

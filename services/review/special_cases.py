@@ -76,8 +76,8 @@ def figures_of(case_id: str, p: CasePriced, rules: InForce[RuleSet]) -> dict[str
 
 def _kept_json(c: sc.CaseData) -> str:
     """The kept figures as JSON, decimals as strings (`sc.to_json` writes them so)."""
-    return orjson.dumps({"status": c.status, **{name: None if (v := getattr(c, name)) is None else str(v)
-                                                 for name in repository.KEPT_FIGURES[1:]}}).decode()
+    return orjson.dumps({name: None if (v := getattr(c, name)) is None else str(v)
+                         for name in repository.KEPT_FIGURES}).decode()
 
 
 def _json(value: Any) -> str:
