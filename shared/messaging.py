@@ -270,6 +270,19 @@ class OutboxRelay:
             await conn.execute(delete(t).where(_ids_in(conn, t.c.id, done)))
         return done
 
+    async def settle(self) -> int:
+        """At a graceful stop, on a bus that dies with the process: delete the rows every group
+        has consumed since the last flush, so the next start does not publish them again (the
+        inboxes would drop them, but each would be read, sent and checked once more). What is not
+        consumed yet stays, to be published at the next start. Returns how many were deleted."""
+        if self.bus.durable or not self.in_flight:
+            return 0
+        async with self.engine.begin() as conn:
+            consumed = await self._delete_consumed(conn)
+        for i in consumed:
+            del self.in_flight[i]
+        return len(consumed)
+
     async def read_backlog(self, conn: AsyncConnection | None) -> None:
         """Refresh the outbox reading through `conn` (None: the database did not answer, so the
         last reading stays, marked stale, and the age of its oldest event keeps growing)."""

@@ -37,7 +37,7 @@ from shared import migrate
 from shared.bus import Bus, bus_from_url
 from shared.dlq import DeadLetterWatch
 from shared.events import ALL_TOPICS
-from shared.messaging import EventConsumer, Handler, Inbox, Outbox, OutboxRelay
+from shared.messaging import EventConsumer, Handler, Inbox, Outbox, OutboxRelay, failure_reason
 from shared.observability import ProcessMetrics, ServiceMetrics, configure_logging, get_logger
 from shared.settings import DEVELOPMENT, ServiceSettings, SettingError
 from shared.web import SERVICE_TOKEN_HEADER, RequireServiceToken, install_error_handlers
@@ -226,6 +226,12 @@ class Runtime:
             with contextlib.suppress(BaseException):
                 await t
         self._tasks.clear()
+        for r in self.relays:  # the consumers have stopped: what they committed leaves the outbox
+            try:
+                await r.settle()
+            except Exception as e:  # the database is away: the rows stay and are published again
+                log.warning("consumed outbox rows left for the next start", outbox=r.outbox.table.name,
+                            reason=failure_reason(e))
         for s in self.stages:
             if s.on_stop:
                 await s.on_stop()

@@ -299,3 +299,35 @@ async def test_a_crash_after_ingest_published_loses_no_case_and_prices_none_twic
     finally:
         await client.aclose()
         await rt.stop()
+
+
+async def test_a_graceful_stop_leaves_no_consumed_event_in_the_outboxes(tmp_path: Path) -> None:
+    """Stopped once every group has consumed every event, the embedded pipeline deletes what its
+    relays had published and not yet deleted: the next start has nothing to publish again. The
+    relays flush only when woken (a minute between timed flushes), so without that deletion the
+    last events of each stage would still be in its outbox."""
+    import sqlite3
+
+    policy_file = tmp_path / "policy.json"
+    policy_file.write_bytes(orjson.dumps(policy()))
+    db = tmp_path / "drgdip.db"
+    rt = build_runtime("all", db=f"sqlite+aiosqlite:///{db}", schemes_dir=SHARED / "schemes",
+                       policy_file=policy_file, log_level="WARNING", relay_interval_ms=60_000)
+    await rt.start()
+    client = await api_client(rt)
+    batch = lists(20)
+    try:
+        for sl in batch:
+            assert (await client.post("/api/v1/settlement-lists", json=sl)).status_code == 202
+
+        async def all_consumed() -> bool:
+            return await _reviewed(client) == len(batch) and rt.bus.unconsumed() == 0
+
+        await wait_until(all_consumed, 120, "every case reviewed and every event consumed")
+    finally:
+        await client.aclose()
+        await rt.stop()
+    with sqlite3.connect(db) as conn:
+        left = {stage: conn.execute(f"SELECT COUNT(*) FROM {stage}_outbox").fetchone()[0]
+                for stage in ("ingest", "grouper", "pricer", "review")}
+    assert left == {"ingest": 0, "grouper": 0, "pricer": 0, "review": 0}
