@@ -1,5 +1,6 @@
 """Versioned things valid for a region and a period (policies, catalogues): which are in force;
-working days by a calendar of holidays and make-up working days.
+working days by a calendar of holidays and make-up working days; the calendar day of an instant
+in China Standard Time, the time of every date the bureau and the hospitals read.
 
 Pure: the domain packages take an `InForce` look-up; `shared.db.Versions` reads the stored
 versions into one."""
@@ -7,10 +8,17 @@ versions into one."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+CST = timezone(timedelta(hours=8), "CST")  # China Standard Time: no daylight saving time
+
+
+def cst_day(at: datetime) -> date:
+    """The China Standard Time calendar day of an instant (a naive one is UTC, as stored)."""
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(CST).date()
 
 
 class InForce(Generic[T]):

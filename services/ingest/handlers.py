@@ -43,10 +43,10 @@ from services.ingest.domain.intake import (
 )
 from services.ingest.domain.limits import too_large
 from services.ingest.domain.national import Problem
-from services.ingest.domain.quality import CST
 from shared.db import Backoff, is_transient
 from shared.errors import Unavailable, detail
 from shared.messaging import Outbox
+from shared.periods import CST
 
 CHUNK = 500  # lists per transaction in bulk imports and at recovery
 log = structlog.get_logger("ingest")

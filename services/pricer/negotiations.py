@@ -39,6 +39,7 @@ from services.pricer.domain.policy import Policy, PolicyError, parse_policy
 from services.pricer.domain.simulation import simulate
 from shared.csvexport import to_csv
 from shared.errors import Conflict, Invalid, NotFound
+from shared.periods import cst_day
 
 PUBLISHED, COMMENTED, ANSWERED, ADOPTED = "published", "commented", "answered", "adopted"
 
@@ -154,7 +155,7 @@ async def comment(conn: AsyncConnection, who: Who, draft_id: int, item: str, kin
     found = await _found(conn, draft_id)
     ng.check_not_adopted(found["status"])
     ng.Window(date.fromisoformat(found["opens"]), date.fromisoformat(found["closes"])).check_open(
-        ng.cst_today(now or datetime.now(UTC)))
+        cst_day(now or datetime.now(UTC)))
     counter = ng.parse_counter(found["items"], item, counter)
     comment_id = await repository.insert_comment(conn, dict(
         draft_id=draft_id, item=item, kind=kind, hospital_code=who.hospital_code, reason=reason,

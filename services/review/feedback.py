@@ -21,10 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.review import repository
 from services.review.domain import feedback as fb
 from services.review.domain.parameters import DEFAULTS, RuleSet
-from services.review.domain.workflow import CST
 from services.review.special_cases import Who
 from shared.errors import Invalid, NotFound
-from shared.periods import InForce
+from shared.periods import CST, InForce
 
 SENT = "feedback.sent"
 ACTIONS = {"triage": "feedback.triaged", "answer": "feedback.answered", "close": "feedback.closed"}

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 from typing import NamedTuple
 
@@ -31,8 +31,8 @@ import orjson
 
 from services.ingest.domain.national import Problem
 from services.ingest.domain.qc import RULES, required_field_count
+from shared.periods import CST
 
-CST = timezone(timedelta(hours=8), "CST")
 DEFAULT_DEADLINE_DAYS = 30
 RATIO_PLACES = Decimal("0.0001")
 

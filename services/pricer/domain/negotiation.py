@@ -33,13 +33,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from shared.errors import Conflict, Invalid, NotFound
-
-CST = timezone(timedelta(hours=8), "CST")  # the comment window's dates are China Standard Time
 
 DraftKind = Literal["policy", "dip-policy", "scheme-changeset"]
 KINDS: tuple[str, ...] = ("policy", "dip-policy", "scheme-changeset")
@@ -49,9 +47,6 @@ OUTCOMES: tuple[str, ...] = ("accepted", "partly", "rejected")
 OPEN, ADOPTED = "open", "adopted"
 
 
-def cst_today(now: datetime) -> date:
-    """The day in China Standard Time of an aware `now`."""
-    return now.astimezone(CST).date()
 
 
 @dataclass(frozen=True)

@@ -23,16 +23,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from shared.errors import Invalid
 from shared.money import FEN
-from shared.periods import working_days_between
+from shared.periods import cst_day, working_days_between
 
 CALENDAR_FORMAT = "drgdip.calendar/1"
-CHINA = timezone(timedelta(hours=8), "CST")  # no daylight saving time
 HOLIDAY, WORKDAY = "holiday", "workday"
 DEFAULT_SETTLEMENT_WORKING_DAYS = 20  # §8, when no policy is in force for the month
 _MONTH = re.compile(r"^(19|20)\d{2}-(0[1-9]|1[0-2])$")
@@ -130,12 +129,6 @@ def parse_calendar(doc: Any) -> tuple[int, list[CalendarDay]]:
 
 # ---------------------------------------------------------------- timeliness
 
-def local_day(at: datetime) -> date:
-    """The calendar day of a timestamp in China Standard Time (a naive one is UTC)."""
-    aware = at if at.tzinfo else at.replace(tzinfo=UTC)
-    return aware.astimezone(CHINA).date()
-
-
 WITHIN, LATE, PENDING, OVERDUE, NOT_DECLARED = "within", "late", "pending", "overdue", "not_declared"
 
 
@@ -170,11 +163,11 @@ def timeliness(hospital: str, period: str, declared_at: datetime | None, presett
     they pass the limit. A month pre-settled without a declaration is `not_declared`."""
     if declared_at is None:
         return Timeliness(hospital, period, None, presettled_at, None, limit, NOT_DECLARED)
-    start = local_day(declared_at)
+    start = cst_day(declared_at)
     if presettled_at is None:
         days = calendar.working_days(start, today)
         return Timeliness(hospital, period, declared_at, None, days, limit, OVERDUE if days > limit else PENDING)
-    days = calendar.working_days(start, local_day(presettled_at))
+    days = calendar.working_days(start, cst_day(presettled_at))
     return Timeliness(hospital, period, declared_at, presettled_at, days, limit, WITHIN if days <= limit else LATE)
 
 

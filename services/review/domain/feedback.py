@@ -18,8 +18,9 @@ from statistics import median
 from typing import Any, Literal
 
 from services.review.domain.parameters import FlagWorkflow
-from services.review.domain.workflow import cst_day, is_working_day
+from services.review.domain.workflow import is_working_day
 from shared.errors import Conflict, Invalid, NotFound
+from shared.periods import cst_day
 
 Category = Literal["grouping", "weights", "payment", "rules", "monitoring", "special-cases", "data", "other"]
 CATEGORIES: tuple[str, ...] = ("grouping", "weights", "payment", "rules", "monitoring", "special-cases", "data",

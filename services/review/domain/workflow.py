@@ -21,7 +21,7 @@ state (or raise a 409/422 with a stable code), the repository stores it with its
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -30,8 +30,8 @@ from services.review.domain.parameters import FlagWorkflow
 from shared import periods
 from shared.errors import Conflict, Invalid
 from shared.money import FEN
+from shared.periods import cst_day
 
-CST = timezone(timedelta(hours=8), "CST")
 OPEN, ANSWERED, CONFIRMED, DISMISSED, SUPERSEDED = "open", "answered", "confirmed", "dismissed", "superseded"
 STATUSES = (OPEN, ANSWERED, CONFIRMED, DISMISSED, SUPERSEDED)
 LIVE = (OPEN, ANSWERED)  # what a new review or run may supersede
@@ -39,10 +39,6 @@ OUTCOMES = (CONFIRMED, DISMISSED)
 MAX_TEXT = 4000
 MAX_DEDUCTION = Decimal("1000000000")
 
-
-def cst_day(at: datetime) -> date:
-    """The China Standard Time calendar day of an instant (a naive one is UTC, as stored)."""
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(CST).date()
 
 
 def is_working_day(day: date, wf: FlagWorkflow) -> bool:

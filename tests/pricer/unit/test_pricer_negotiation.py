@@ -12,6 +12,7 @@ from services.pricer.domain import negotiation as ng
 from services.pricer.domain.negotiation_report import report_html, report_rows
 from services.pricer.domain.policy import parse_policy
 from shared.errors import Conflict, Invalid, NotFound
+from shared.periods import cst_day
 
 DOC = parse_policy({
     "format": "drgdip.pricing-policy/1", "policy_id": "p", "version": 2, "region": "350500",
@@ -61,7 +62,7 @@ def test_the_window_takes_comments_from_its_first_to_its_last_day_cst() -> None:
         w.check_open(date(2024, 2, 29))
     assert e.value.code == "NEGOTIATION_NOT_OPEN_YET"
     # 16:30 UTC on the 15th is already the 16th in China
-    assert ng.cst_today(datetime(2024, 3, 15, 16, 30, tzinfo=UTC)) == date(2024, 3, 16)
+    assert cst_day(datetime(2024, 3, 15, 16, 30, tzinfo=UTC)) == date(2024, 3, 16)
     with pytest.raises(Invalid) as e:
         ng.Window(date(2024, 3, 2), date(2024, 3, 1))
     assert e.value.code == "INVALID_WINDOW"

@@ -15,14 +15,13 @@ from services.pricer.domain.timeliness import (
     Calendar,
     CalendarError,
     budget_execution,
-    local_day,
     parse_calendar,
     prepayments,
     timeliness,
     timeliness_report,
 )
 from shared.errors import Invalid
-from shared.periods import add_working_days
+from shared.periods import add_working_days, cst_day
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "calendar-2025.json"
 
@@ -83,9 +82,9 @@ def test_pending_counts_the_working_days_so_far(cal2025: Calendar) -> None:
 
 def test_days_are_counted_in_china_standard_time() -> None:
     # 16:30 UTC on Friday is 00:30 on Saturday in China
-    assert local_day(datetime(2025, 9, 19, 15, 30, tzinfo=UTC)) == date(2025, 9, 19)
-    assert local_day(datetime(2025, 9, 19, 16, 30, tzinfo=UTC)) == date(2025, 9, 20)
-    assert local_day(datetime(2025, 9, 19, 16, 30)) == date(2025, 9, 20)  # naive: UTC
+    assert cst_day(datetime(2025, 9, 19, 15, 30, tzinfo=UTC)) == date(2025, 9, 19)
+    assert cst_day(datetime(2025, 9, 19, 16, 30, tzinfo=UTC)) == date(2025, 9, 20)
+    assert cst_day(datetime(2025, 9, 19, 16, 30)) == date(2025, 9, 20)  # naive: UTC
 
 
 def test_report_lists_late_and_pending(cal2025: Calendar) -> None:
