@@ -144,7 +144,7 @@ class StrSubclass(str):
     pass
 
 
-@pytest.mark.parametrize("field", ["gend", "age", "medfee_sumamt"])
+@pytest.mark.parametrize("field", ["gend", "age", "medfee_sumamt", "acct_pay"])
 def test_canonical_fields_read_odd_values_as_the_python_readers(field: str) -> None:
     values: list[Any] = [*ODD, StrSubclass("A05"), StrSubclass(" a "), 5, 5.0, 5.5, -3, True, 10**30, 1e300,
               Decimal("1.234"), Decimal("12.50"), [], {}, None]
@@ -244,12 +244,21 @@ class FormerSettlementList(nat.SettlementList):
     iteminfo: nat.Array[FormerItemInfo] = Field(default_factory=list)  # type: ignore[assignment]
 
 
+# the parts of a fee line: read as `Money` was, kept as the text of that amount (`nat.MoneyText`)
+AS_TEXT = ("claa_sumfee", "clab_amt", "fulamt_ownpay_amt", "oth_amt")
+
+
 def _problems_or_fees(model: type[nat.SettlementList], doc: Any) -> Any:
     try:
         sl = model.model_validate(doc)
     except ValidationError as e:
         return [(p.field, p.code, p.message_en) for p in nat._problems(e, "input")]
-    return [{name: _plain(item.get(name) if isinstance(item, dict) else getattr(item, name))
+
+    def value(item: Any, name: str) -> Any:
+        v = item.get(name) if isinstance(item, dict) else getattr(item, name)
+        return str(v) if name in AS_TEXT and isinstance(v, Decimal) else v
+
+    return [{name: _plain(value(item, name))
              for name in FormerItemInfo.model_fields} | {"extra": _plain(
                  {k: v for k, v in item.items() if k not in FormerItemInfo.model_fields}
                  if isinstance(item, dict) else item.model_extra)} for item in sl.iteminfo]
