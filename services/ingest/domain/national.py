@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -849,6 +850,27 @@ def _sum(values: Iterable[Decimal | None]) -> Decimal | None:
     return sum(present, ZERO) if present else None
 
 
+_CATEGORY_AMOUNT = itemgetter("med_chrgitm", "amt")
+
+
+def _fees(items: Sequence[ItemInfo]) -> dict[str, Decimal]:
+    """med_chrgitm → the sum of its amounts. The first amount of a category as read: 0 + amt is
+    amt itself (2 places, as every `Money` is), but for -0.00, which the sum makes 0.00."""
+    try:  # the usual lines: each with its category and amount, each category once, none signed
+        fees = dict(map(_CATEGORY_AMOUNT, items))
+        if len(fees) == len(items) and None not in fees and not any(a is None or a.is_signed() for a in fees.values()):
+            return fees
+    except KeyError:
+        pass
+    fees = {}
+    for item in items:
+        category, amt = item.get("med_chrgitm"), item.get("amt")
+        if category is not None and amt is not None:
+            prev = fees.get(category)
+            fees[category] = amt if prev is None and not amt.is_signed() else (ZERO if prev is None else prev) + amt
+    return fees
+
+
 def case_fields(sl: SettlementList, *, header: HsaHeader | None = None) -> CaseFields:
     """Map a list onto the pipeline's facts. `header` gives the envelope's insuplc_admdvs.
 
@@ -876,14 +898,7 @@ def case_fields(sl: SettlementList, *, header: HsaHeader | None = None) -> CaseF
     if problems or sex is None or s.adm_time is None or s.dscg_time is None:
         raise ListRejected(problems)
 
-    fees: dict[str, Decimal] = {}
-    for item in sl.iteminfo:
-        category, amt = item.get("med_chrgitm"), item.get("amt")
-        if category is not None and amt is not None:
-            prev = fees.get(category)
-            # the first amount of a category as read: 0 + amt is amt itself (2 places, as every
-            # `Money` is), but for -0.00, which the sum makes 0.00
-            fees[category] = amt if prev is None and not amt.is_signed() else (ZERO if prev is None else prev) + amt
+    fees = _fees(sl.iteminfo)
     total = s.medfee_sumamt
     if total is None and sl.iteminfo:
         total = _sum(i.get("amt") for i in sl.iteminfo)

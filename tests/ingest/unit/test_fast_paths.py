@@ -452,3 +452,32 @@ def test_a_forked_process_draws_its_own_correlation_ids() -> None:
         os._exit(0)
     os.waitpid(pid, 0)
     assert os.read(read, 64).decode() != intake.new_correlation_id()
+
+
+def _fees_line_by_line(items: Sequence[Any]) -> dict[str, Decimal]:
+    fees: dict[str, Decimal] = {}
+    for item in items:
+        category, amt = item.get("med_chrgitm"), item.get("amt")
+        if category is not None and amt is not None:
+            prev = fees.get(category)
+            fees[category] = amt if prev is None and not amt.is_signed() else (Decimal(0) if prev is None else prev) + amt
+    return fees
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(st.sampled_from(["med_chrgitm", "amt", "x"]),
+                                st.sampled_from(["01", "02", "", None, "1.00", "-0.00", "0.00", "-0", "12.5"]),
+                                max_size=3), max_size=4))
+def test_fees_sum_each_category_as_line_by_line(items: list[dict[str, Any]]) -> None:
+    doc = copy.deepcopy(EXAMPLES["4101-01"]["input"]) | {"iteminfo": items}
+    try:
+        sl = nat.parse_settlement_list(doc)
+    except nat.ListRejected:
+        return
+    assert _plain(nat._fees(sl.iteminfo)) == _plain(_fees_line_by_line(sl.iteminfo))
+
+
+def test_generated_fees_as_line_by_line() -> None:
+    for doc in _generated(50):
+        sl = nat.parse_settlement_list(doc)
+        assert _plain(nat._fees(sl.iteminfo)) == _plain(_fees_line_by_line(sl.iteminfo))
