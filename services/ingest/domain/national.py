@@ -13,7 +13,8 @@ Reading rules (real messages are messy, see the shared testdata README):
 * unknown fields (provincial extensions) are accepted and kept (`model_extra`);
 * strict where it matters: `setl_id`, `psn_no`, `fixmedins_code` present; at least one
   diagnosis, each with a code; dates parseable; money a `Decimal` with at most 2 places and
-  not negative (never a float).
+  not negative (never a float); an amount nothing reads as a number is checked the same way
+  and kept as that `Decimal`'s text (`MoneyText`).
 
 Every failure is ONE exception type, `ListRejected`, carrying all the problems found, each
 with a field path. Paths are relative to the list (the `input` node): `setlinfo.gend`,
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -225,6 +227,12 @@ def to_money(v: object) -> Decimal | None:
     return q
 
 
+def _money_text(v: object) -> str | None:
+    """`to_money` as text: "12.5" → "12.50"; None when blank."""
+    amount = to_money(v)
+    return None if amount is None else str(amount)
+
+
 _DT_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d",
                "%Y%m%d%H%M%S", "%Y%m%d", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d")
 
@@ -328,6 +336,8 @@ CANONICAL_INT = core_schema.chain_schema([
 CANONICAL_MONEY = core_schema.chain_schema([
     core_schema.str_schema(strict=True, pattern=r"^[0-9]{1,12}\.[0-9][0-9]$"),
     core_schema.no_info_plain_validator_function(Decimal)])
+# an amount kept as text: the text `str()` of its `Decimal` would give (no leading zero)
+CANONICAL_MONEY_TEXT = core_schema.str_schema(strict=True, pattern=r"^(0|[1-9][0-9]{0,11})\.[0-9][0-9]$")
 CANONICAL_DATETIME = core_schema.chain_schema([
     core_schema.str_schema(strict=True, pattern=r"^[0-9]{4}-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]$"),
     core_schema.datetime_schema()])
@@ -337,6 +347,10 @@ CANONICAL_DATE = core_schema.chain_schema([
 OptStr = Annotated[str | None, _CanonicalFirst(CANONICAL_TEXT, _opt_str, "NAT-TYPE")]
 OptInt = Annotated[int | None, _CanonicalFirst(CANONICAL_INT, _opt_int, "NAT-INT")]
 Money = Annotated[Decimal | None, _CanonicalFirst(CANONICAL_MONEY, to_money, "NAT-MONEY")]
+# An amount nothing reads as a number (the parts of a fee line, the account and cash shares, a
+# fund's payment): read and refused exactly as `Money`, kept as the text of that amount ("12.50"),
+# so the ~60 of a list are not made into `Decimal`s that nothing uses (most of reading a list).
+MoneyText = Annotated[str | None, _CanonicalFirst(CANONICAL_MONEY_TEXT, _money_text, "NAT-MONEY")]
 OptDateTime = Annotated[datetime | None, _CanonicalFirst(CANONICAL_DATETIME, _parse_dt, "NAT-DATE")]
 OptDate = Annotated[date | None, _CanonicalFirst(CANONICAL_DATE, _opt_date, "NAT-DATE")]
 Id64 = Annotated[str, BeforeValidator(_ident(64))]
@@ -412,8 +426,8 @@ class SetlInfo(_Node):
     medfee_sumamt: Money = None
     psn_selfpay: Money = None
     psn_ownpay: Money = None
-    acct_pay: Money = None
-    psn_cashpay: Money = None
+    acct_pay: MoneyText = None
+    psn_cashpay: MoneyText = None
     hi_paymtd: OptStr = None
     hsorg: OptStr = None
     hsorg_opter: OptStr = None
@@ -464,17 +478,17 @@ class ItemInfo(TypedDict, total=False):
 
     med_chrgitm: OptStr
     amt: Money
-    claa_sumfee: Money  # 甲类
-    clab_amt: Money  # 乙类
-    fulamt_ownpay_amt: Money  # 全自费
-    oth_amt: Money
+    claa_sumfee: MoneyText  # 甲类
+    clab_amt: MoneyText  # 乙类
+    fulamt_ownpay_amt: MoneyText  # 全自费
+    oth_amt: MoneyText
 
 
 class PayInfo(_Node):
     """`payinfo[]`: one fund's payment (基金支付, 4101 only)."""
 
     fund_pay_type: OptStr = None
-    fund_payamt: Money = None
+    fund_payamt: MoneyText = None
 
 
 class IcuInfo(_Node):
@@ -836,6 +850,27 @@ def _sum(values: Iterable[Decimal | None]) -> Decimal | None:
     return sum(present, ZERO) if present else None
 
 
+_CATEGORY_AMOUNT = itemgetter("med_chrgitm", "amt")
+
+
+def _fees(items: Sequence[ItemInfo]) -> dict[str, Decimal]:
+    """med_chrgitm → the sum of its amounts. The first amount of a category as read: 0 + amt is
+    amt itself (2 places, as every `Money` is), but for -0.00, which the sum makes 0.00."""
+    try:  # the usual lines: each with its category and amount, each category once, none signed
+        fees = dict(map(_CATEGORY_AMOUNT, items))
+        if len(fees) == len(items) and None not in fees and not any(a is None or a.is_signed() for a in fees.values()):
+            return fees
+    except KeyError:
+        pass
+    fees = {}
+    for item in items:
+        category, amt = item.get("med_chrgitm"), item.get("amt")
+        if category is not None and amt is not None:
+            prev = fees.get(category)
+            fees[category] = amt if prev is None and not amt.is_signed() else (ZERO if prev is None else prev) + amt
+    return fees
+
+
 def case_fields(sl: SettlementList, *, header: HsaHeader | None = None) -> CaseFields:
     """Map a list onto the pipeline's facts. `header` gives the envelope's insuplc_admdvs.
 
@@ -863,14 +898,7 @@ def case_fields(sl: SettlementList, *, header: HsaHeader | None = None) -> CaseF
     if problems or sex is None or s.adm_time is None or s.dscg_time is None:
         raise ListRejected(problems)
 
-    fees: dict[str, Decimal] = {}
-    for item in sl.iteminfo:
-        category, amt = item.get("med_chrgitm"), item.get("amt")
-        if category is not None and amt is not None:
-            prev = fees.get(category)
-            # the first amount of a category as read: 0 + amt is amt itself (2 places, as every
-            # `Money` is), but for -0.00, which the sum makes 0.00
-            fees[category] = amt if prev is None and not amt.is_signed() else (ZERO if prev is None else prev) + amt
+    fees = _fees(sl.iteminfo)
     total = s.medfee_sumamt
     if total is None and sl.iteminfo:
         total = _sum(i.get("amt") for i in sl.iteminfo)

@@ -144,7 +144,7 @@ class StrSubclass(str):
     pass
 
 
-@pytest.mark.parametrize("field", ["gend", "age", "medfee_sumamt"])
+@pytest.mark.parametrize("field", ["gend", "age", "medfee_sumamt", "acct_pay"])
 def test_canonical_fields_read_odd_values_as_the_python_readers(field: str) -> None:
     values: list[Any] = [*ODD, StrSubclass("A05"), StrSubclass(" a "), 5, 5.0, 5.5, -3, True, 10**30, 1e300,
               Decimal("1.234"), Decimal("12.50"), [], {}, None]
@@ -244,12 +244,21 @@ class FormerSettlementList(nat.SettlementList):
     iteminfo: nat.Array[FormerItemInfo] = Field(default_factory=list)  # type: ignore[assignment]
 
 
+# the parts of a fee line: read as `Money` was, kept as the text of that amount (`nat.MoneyText`)
+AS_TEXT = ("claa_sumfee", "clab_amt", "fulamt_ownpay_amt", "oth_amt")
+
+
 def _problems_or_fees(model: type[nat.SettlementList], doc: Any) -> Any:
     try:
         sl = model.model_validate(doc)
     except ValidationError as e:
         return [(p.field, p.code, p.message_en) for p in nat._problems(e, "input")]
-    return [{name: _plain(item.get(name) if isinstance(item, dict) else getattr(item, name))
+
+    def value(item: Any, name: str) -> Any:
+        v = item.get(name) if isinstance(item, dict) else getattr(item, name)
+        return str(v) if name in AS_TEXT and isinstance(v, Decimal) else v
+
+    return [{name: _plain(value(item, name))
              for name in FormerItemInfo.model_fields} | {"extra": _plain(
                  {k: v for k, v in item.items() if k not in FormerItemInfo.model_fields}
                  if isinstance(item, dict) else item.model_extra)} for item in sl.iteminfo]
@@ -443,3 +452,32 @@ def test_a_forked_process_draws_its_own_correlation_ids() -> None:
         os._exit(0)
     os.waitpid(pid, 0)
     assert os.read(read, 64).decode() != intake.new_correlation_id()
+
+
+def _fees_line_by_line(items: Sequence[Any]) -> dict[str, Decimal]:
+    fees: dict[str, Decimal] = {}
+    for item in items:
+        category, amt = item.get("med_chrgitm"), item.get("amt")
+        if category is not None and amt is not None:
+            prev = fees.get(category)
+            fees[category] = amt if prev is None and not amt.is_signed() else (Decimal(0) if prev is None else prev) + amt
+    return fees
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(st.sampled_from(["med_chrgitm", "amt", "x"]),
+                                st.sampled_from(["01", "02", "", None, "1.00", "-0.00", "0.00", "-0", "12.5"]),
+                                max_size=3), max_size=4))
+def test_fees_sum_each_category_as_line_by_line(items: list[dict[str, Any]]) -> None:
+    doc = copy.deepcopy(EXAMPLES["4101-01"]["input"]) | {"iteminfo": items}
+    try:
+        sl = nat.parse_settlement_list(doc)
+    except nat.ListRejected:
+        return
+    assert _plain(nat._fees(sl.iteminfo)) == _plain(_fees_line_by_line(sl.iteminfo))
+
+
+def test_generated_fees_as_line_by_line() -> None:
+    for doc in _generated(50):
+        sl = nat.parse_settlement_list(doc)
+        assert _plain(nat._fees(sl.iteminfo)) == _plain(_fees_line_by_line(sl.iteminfo))

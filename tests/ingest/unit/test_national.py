@@ -178,7 +178,7 @@ def test_tolerant_reading_numbers_blanks_extensions() -> None:
     assert msg.input.model_extra == {"xj_extra_node": [{"k": "v"}]}
     assert msg.model_extra == {"zj_header_ext": "x"}
     assert msg.input.icuinfo == []
-    assert msg.input.payinfo[0].fund_payamt == Decimal("9749.33")
+    assert msg.input.payinfo[0].fund_payamt == "9749.33"  # read as money, kept as its text
 
 
 def test_hospital_code_taken_from_envelope_when_blank_and_must_agree() -> None:
