@@ -4,7 +4,7 @@ indicator cells; `rebuild_indicators`: the cells recomputed from the read model.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -27,9 +27,10 @@ async def on_stage_events(conn: AsyncConnection, envs: Sequence[Envelope],
     await repository.add_timeline(conn, envs, refs)
     stored = await repository.load_cases(conn, {env.case_id for env in envs})
     filed = await asyncio.to_thread(readmodel.file_events, stored, envs, refs)  # CPU work: off the loop
-    wanted = _stored_results_wanted(stored, filed)
+    kept = _contributions_kept(stored, filed)
+    wanted = _stored_results_wanted(stored, filed, kept)
     results = await repository.load_results(conn, wanted) if wanted else {}
-    contributions, facts, delta = await asyncio.to_thread(_contributions, stored, filed, results, band)
+    contributions, facts, delta = await asyncio.to_thread(_contributions, stored, filed, results, band, kept)
     await repository.save_views(conn, filed, stored, contributions, facts)
     await repository.add_to_indicators(conn, delta)
     await repository.add_to_case_counts(conn, [(f.hospital_code, s.status if (s := stored.get(cid)) else None, f.status)
@@ -65,14 +66,28 @@ def _reviewed_only(f: readmodel.Filed, old: str | None) -> bool:
     return not f.reset and old is not None and f.results.keys() <= {"reviewed"}
 
 
-def _stored_results_wanted(stored: Mapping[str, readmodel.Stored],
-                           filed: Mapping[str, readmodel.Filed]) -> dict[str, set[str]]:
+def _contributions_kept(stored: Mapping[str, readmodel.Stored], filed: Mapping[str, readmodel.Filed]) -> set[str]:
+    """The counted cases whose grouping alone changed and leaves their stored contribution as it
+    is (`indicators.grouping_unchanged`: a regrouping into the same scheme, grouped as before):
+    nothing is computed or read for them."""
+    kept: set[str] = set()
+    for cid, f in filed.items():
+        if not f.reset and f.results.keys() <= {"grouped"} and _counts(f):
+            old = stored[cid].indicator
+            if old is not None and indicators.grouping_unchanged(old, f.results["grouped"]):
+                kept.add(cid)
+    return kept
+
+
+def _stored_results_wanted(stored: Mapping[str, readmodel.Stored], filed: Mapping[str, readmodel.Filed],
+                           kept: Collection[str] = ()) -> dict[str, set[str]]:
     """The stored stage results each changed case's new contribution reads (those the batch did
-    not set); none of a case that counts nowhere or whose review alone changed."""
+    not set); none of a case that counts nowhere, whose review alone changed or whose
+    contribution is kept."""
     wanted: dict[str, set[str]] = {}
     for cid, f in filed.items():
         s = stored.get(cid)
-        if _counts(f) and not _reviewed_only(f, s.indicator if s else None):
+        if _counts(f) and cid not in kept and not _reviewed_only(f, s.indicator if s else None):
             missing = f.reached - f.results.keys()
             if missing:
                 wanted[cid] = missing
@@ -80,7 +95,7 @@ def _stored_results_wanted(stored: Mapping[str, readmodel.Stored],
 
 
 def _contributions(stored: Mapping[str, readmodel.Stored], filed: Mapping[str, readmodel.Filed],
-                   results: Mapping[str, Mapping[str, Any]], band: Decimal,
+                   results: Mapping[str, Mapping[str, Any]], band: Decimal, kept: Collection[str] = (),
                    ) -> tuple[dict[str, str | None], dict[str, str], indicators.Delta]:
     """Each changed case's new contribution (JSON), the facts it was computed from (JSON, kept
     for `drgdip indicators rebuild`) and the cells' delta from the stored ones. The facts are
@@ -89,15 +104,19 @@ def _contributions(stored: Mapping[str, readmodel.Stored], filed: Mapping[str, r
     stored without facts. A list version's facts never change: ingest publishes each version
     once (a changed list or a withdrawal is a new version), and the other stages carry the facts
     of the version they hold as it was received (a regroup, re-pricing or special-case re-pricing
-    too), so a later event of the version carries the same facts."""
+    too), so a later event of the version carries the same facts. A case in `kept` keeps its
+    stored contribution (`_contributions_kept`)."""
     new: dict[str, str | None] = {}
-    kept: dict[str, str] = {}
+    facts: dict[str, str] = {}
     changes: list[tuple[indicators.Contribution | None, indicators.Contribution | None]] = []
     for cid, f in filed.items():
         s = stored.get(cid)
         old = s.indicator if s is not None else None
         if f.facts and (f.reset or not s.facts_kept):  # type: ignore[union-attr]  # (not reset: stored)
-            kept[cid] = orjson.dumps(indicators.indicator_facts(f.facts)).decode()
+            facts[cid] = orjson.dumps(indicators.indicator_facts(f.facts)).decode()
+        if cid in kept:
+            new[cid] = old
+            continue
         if _counts(f) and _reviewed_only(f, old):
             # the review's sums and rules replaced in the stored text: the rest is the same
             new[cid], before, after = indicators.review_changed(old, f.results["reviewed"], f.facts)  # type: ignore[arg-type]
@@ -112,7 +131,7 @@ def _contributions(stored: Mapping[str, readmodel.Stored], filed: Mapping[str, r
         new[cid] = text
         if text != old:
             changes.append((indicators.Contribution.from_json(old), c))
-    return new, kept, indicators.delta(changes)
+    return new, facts, indicators.delta(changes)
 
 
 async def rebuild_indicators(conn: AsyncConnection, band: Decimal, batch: int = 5_000,

@@ -195,12 +195,15 @@ def review_changed(old: str, reviewed: Mapping[str, Any], facts: Mapping[str, An
     d = orjson.loads(old)
     k, sums = d["key"], d["sums"]
     key: Key = (k[0], k[1], k[2], int(k[3]), k[4], k[5], k[6])
-    before = Contribution(key, {n: int(sums.get(n) or 0) for n in REVIEW_SUMS}, tuple(d.get("rules") or ()))
     review, rules = _review_sums(reviewed, facts)
-    after = Contribution(key, review, rules)
+    old_rules = tuple(d.get("rules") or ())
     zeros = _any_zero(sums.values())
-    if after == before and "rules" in d and not zeros:
-        return old, before, after  # as to_json would write it again
+    if old_rules == rules and "rules" in d and not zeros and all(
+            int(sums.get(n) or 0) == v for n, v in review.items()):
+        same = Contribution(key, review, rules)  # the review's part, before as after
+        return old, same, same  # as to_json would write it again
+    before = Contribution(key, {n: int(sums.get(n) or 0) for n in REVIEW_SUMS}, old_rules)
+    after = Contribution(key, review, rules)
     if zeros:  # a text to_json did not write (zero sums kept): written again without them
         for name, value in review.items():
             sums[name] = value
@@ -213,6 +216,25 @@ def review_changed(old: str, reviewed: Mapping[str, Any], facts: Mapping[str, An
                 sums.pop(name, None)
     d["rules"] = list(rules)
     return orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode(), before, after
+
+
+def grouping_unchanged(old: str, grouped: Mapping[str, Any]) -> bool:
+    """Whether a counted case's new grouping result leaves its stored contribution (JSON, as
+    to_json writes it) as it is: the contribution reads of the grouping only whether the case is
+    grouped (its status) and, when it is, its scheme; the rest comes from the other stages and
+    the facts, which a grouping result alone does not change. False when that cannot be told
+    from the stored text (no status in the result, a text to_json did not write): the whole
+    contribution is computed again then."""
+    status = grouped.get("status")
+    if status is None:
+        return False
+    d = orjson.loads(old)
+    sums = d["sums"]
+    if "rules" not in d or _any_zero(sums.values()):
+        return False
+    is_grouped = status in GROUPED_STATUSES
+    return int(sums.get("grouped") or 0) == int(is_grouped) and (
+        not is_grouped or d["key"][5] == str(grouped.get("scheme_id") or ""))
 
 
 def _any_zero(values: Iterable[Any]) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
@@ -105,13 +106,16 @@ def is_flagged(reviewed: Mapping[str, Any] | None) -> bool:
 
 
 def stage_result(env: Envelope, facts: CaseRef) -> dict[str, Any]:
-    """What the read model keeps of an event: its payload without the carried facts."""
+    """What the read model keeps of an event: its payload without the carried facts, and the
+    event's id and time (a UTC time kept as the datetime: written as JSON, it is the text
+    isoformat() gives)."""
     result = dict(env.payload)
     result.pop("facts", None)
     if facts.withdrawn:
         result["withdrawn"] = True
     result["event_id"] = env.event_id
-    result["occurred_at"] = env.occurred_at.isoformat()
+    at = env.occurred_at  # a UTC time as itself: orjson writes it as isoformat() does, without the call
+    result["occurred_at"] = at if at.tzinfo is UTC else at.isoformat()
     return result
 
 
