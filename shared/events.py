@@ -352,7 +352,9 @@ class Envelope:
 
     @property
     def payload_json(self) -> bytes:
-        """The payload as JSON (for a new event, the text `to_bytes` sends; never parsed back)."""
+        """The payload as JSON: for a new event, the text `to_bytes` sends (never parsed back);
+        for a decoded one, its text as received when the envelope is in the shape `to_bytes`
+        writes (else written again from the dict)."""
         return self._json if self._json is not None else orjson.dumps(self._payload)
 
     def typed_payload(self) -> Any:
@@ -373,14 +375,32 @@ class Envelope:
         """Raises `ValueError` (incl. pydantic's) on anything that is not a valid envelope."""
         data = orjson.loads(raw)
         head = _quick_header(data)
+        json = None
         if head is None:  # not in the shape this code writes: the full check says what is wrong
             checked = _EnvelopeFields.model_validate(data)
             head, payload = tuple(getattr(checked, name) for name in _HEADER), checked.payload
         else:
             payload = data["payload"]
+            json = _payload_text(raw, data)
         if head[1] not in PAYLOADS:
             raise ValueError(f"unknown event_type {head[1]!r}")
-        return cls._of(head, payload, None, None)
+        return cls._of(head, payload, None, json)
+
+
+_PAYLOAD_KEY = b'"payload":'
+
+
+def _payload_text(raw: bytes, data: dict[str, Any]) -> bytes | None:
+    """The payload's JSON text inside `raw`, for an envelope that `_quick_header` read: in the
+    shape `to_bytes` writes, the header's seven scalar fields first and the payload last, so the
+    payload is what follows the one `"payload":` up to the closing brace. A `"payload":` inside
+    a string is written `\\"payload\\":`, so the one found is a key; anything else (a key named
+    payload in the payload, another field, another order) gives None."""
+    if (len(data) != len(_HEADER) + 1 or type(data.get("schema_version")) is not int
+            or next(reversed(data)) != "payload" or raw[-1:] != b"}" or raw.count(_PAYLOAD_KEY) != 1):
+        return None
+    at = raw.find(_PAYLOAD_KEY)
+    return raw[at + len(_PAYLOAD_KEY):-1] if raw[at - 1:at] == b"," else None
 
 
 def _quick_header(data: Any) -> tuple[Any, ...] | None:

@@ -223,3 +223,19 @@ def test_a_forked_process_draws_its_own_event_ids() -> None:
         os._exit(0)
     os.waitpid(pid, 0)
     assert os.read(read, 64).decode() != new_event_id()[14:]
+
+
+def test_a_decoded_event_keeps_its_payload_text_as_received() -> None:
+    from shared.events import Envelope
+
+    payload = CaseFlagged(facts=CaseFacts(hospital_code="H1", setl_id="S1", psn_key="k"), drg="AB11",
+                          flags=[CaseFlag(rule="R", message='say "payload": here', evidence={"a": 1})])
+    raw = Envelope.new(payload, case_id="H1-S1", correlation_id="c", producer="review").to_bytes()
+    decoded = Envelope.from_bytes(raw)
+    assert decoded.payload_json == payload.__pydantic_serializer__.to_json(payload)
+    assert orjson.loads(decoded.payload_json) == decoded.payload
+    # another shape (a key named payload inside it, another key order): written again from the dict
+    for other in (raw.replace(b'"evidence":{"a":1}', b'"evidence":{"payload":1}'),
+                  orjson.dumps(dict(reversed(orjson.loads(raw).items())))):
+        again = Envelope.from_bytes(other)
+        assert orjson.loads(again.payload_json) == again.payload == orjson.loads(other)["payload"]
