@@ -223,16 +223,40 @@ SCHEMA_VERSION = 1
 _EVENT_TYPES = {p: t for t, p in PAYLOADS.items()}
 
 
+_SPARE: list[int] = []  # random 128-bit numbers from os.urandom, taken 256 at a time (a call each cost more)
+os.register_at_fork(after_in_child=_SPARE.clear)  # a forked process never repeats its parent's
+
+
+def random128() -> int:
+    """128 random bits (os.urandom), for the ids made per event or per received list."""
+    try:
+        return _SPARE.pop()  # one step under the GIL: never the same number twice
+    except IndexError:
+        block = os.urandom(16 * 256)
+        _SPARE.extend(int.from_bytes(block[i:i + 16]) for i in range(16, len(block), 16))
+        return int.from_bytes(block[:16])
+
+
+_V7_RANDOM = 0xFFF << 64 | (1 << 62) - 1  # rand_a (12 bits) and rand_b (62 bits) of a UUIDv7
+_V7 = 0x7 << 76 | 0b10 << 62  # its version (7) and variant (RFC 9562) bits
+_MS_PREFIX: tuple[int, str] = (-1, "")  # the last millisecond and its text ("xxxxxxxx-xxxx-")
+
+
 def new_event_id() -> str:
     """A UUIDv7 (RFC 9562): a millisecond timestamp, then random bits. Ids made later sort later,
     so the inbox indexes that every consumed event id goes into grow at their end instead of
-    everywhere (which kept rewriting pages all over the database)."""
+    everywhere (which kept rewriting pages all over the database). Written as
+    str(uuid.UUID(int=...)) writes it, without building the UUID; a millisecond's text is made
+    once for the events of that millisecond."""
+    global _MS_PREFIX
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")  # 80 random bits: 12 + 62 are used
-    value = ((ms & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 68) << 64
-             | 0b10 << 62 | rand & ((1 << 62) - 1))
-    h = f"{value:032x}"  # as str(uuid.UUID(int=value)) writes it, without building the UUID
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    last, prefix = _MS_PREFIX
+    if ms != last:
+        h = f"{ms & (1 << 48) - 1:012x}"
+        prefix = f"{h[:8]}-{h[8:]}-"
+        _MS_PREFIX = (ms, prefix)
+    h = f"{random128() & _V7_RANDOM | _V7:020x}"  # the low 80 bits: version, rand_a, variant, rand_b
+    return f"{prefix}{h[:4]}-{h[4:8]}-{h[8:]}"
 
 
 class _EnvelopeFields(BaseModel):
@@ -328,7 +352,9 @@ class Envelope:
 
     @property
     def payload_json(self) -> bytes:
-        """The payload as JSON (for a new event, the text `to_bytes` sends; never parsed back)."""
+        """The payload as JSON: for a new event, the text `to_bytes` sends (never parsed back);
+        for a decoded one, its text as received when the envelope is in the shape `to_bytes`
+        writes (else written again from the dict)."""
         return self._json if self._json is not None else orjson.dumps(self._payload)
 
     def typed_payload(self) -> Any:
@@ -349,14 +375,32 @@ class Envelope:
         """Raises `ValueError` (incl. pydantic's) on anything that is not a valid envelope."""
         data = orjson.loads(raw)
         head = _quick_header(data)
+        json = None
         if head is None:  # not in the shape this code writes: the full check says what is wrong
             checked = _EnvelopeFields.model_validate(data)
             head, payload = tuple(getattr(checked, name) for name in _HEADER), checked.payload
         else:
             payload = data["payload"]
+            json = _payload_text(raw, data)
         if head[1] not in PAYLOADS:
             raise ValueError(f"unknown event_type {head[1]!r}")
-        return cls._of(head, payload, None, None)
+        return cls._of(head, payload, None, json)
+
+
+_PAYLOAD_KEY = b'"payload":'
+
+
+def _payload_text(raw: bytes, data: dict[str, Any]) -> bytes | None:
+    """The payload's JSON text inside `raw`, for an envelope that `_quick_header` read: in the
+    shape `to_bytes` writes, the header's seven scalar fields first and the payload last, so the
+    payload is what follows the one `"payload":` up to the closing brace. A `"payload":` inside
+    a string is written `\\"payload\\":`, so the one found is a key; anything else (a key named
+    payload in the payload, another field, another order) gives None."""
+    if (len(data) != len(_HEADER) + 1 or type(data.get("schema_version")) is not int
+            or next(reversed(data)) != "payload" or raw[-1:] != b"}" or raw.count(_PAYLOAD_KEY) != 1):
+        return None
+    at = raw.find(_PAYLOAD_KEY)
+    return raw[at + len(_PAYLOAD_KEY):-1] if raw[at - 1:at] == b"," else None
 
 
 def _quick_header(data: Any) -> tuple[Any, ...] | None:

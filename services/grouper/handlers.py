@@ -228,7 +228,7 @@ async def on_case_received(grouper: GrouperService, conn: AsyncConnection,
                            envs: Sequence[Envelope]) -> list[Envelope]:
     """Store and group a batch of received list versions (each table read and written once)."""
     items = await asyncio.to_thread(
-        lambda: [ToGroup(e.case_id, e.correlation_id, e.payload, e.typed_payload()) for e in envs])
+        lambda: [ToGroup(e.case_id, e.correlation_id, e.payload_json.decode(), e.typed_payload()) for e in envs])
     await grouper.refresh(conn)
     await repository.insert_received(conn, items)
     groupings = await group_and_store(conn, items, scheme_for=grouper.scheme_for,

@@ -85,11 +85,11 @@ dip_catalogues = Table(
 # --- received cases and their groupings ----------------------------------------------------------
 
 async def insert_received(conn: AsyncConnection, items: Sequence[ToGroup]) -> None:
-    """Store each received list version with its `case-received` payload."""
+    """Store each received list version with its `case-received` payload (its text as received)."""
     await insert_many(conn, cases, [dict(
         case_id=i.case_id, list_version=i.payload.facts.list_version, region=i.payload.facts.region,
         discharge_date=i.payload.facts.discharge_date, correlation_id=i.correlation_id,
-        payload=orjson.dumps(i.received).decode()) for i in items])
+        payload=i.received) for i in items])
 
 
 async def latest_grouping_versions(conn: AsyncConnection,
@@ -166,7 +166,7 @@ class StoredList:
     payload: str
 
     def to_group(self) -> ToGroup:
-        return ToGroup.from_json(self.case_id, self.correlation_id, orjson.loads(self.payload))
+        return ToGroup.from_json(self.case_id, self.correlation_id, self.payload)
 
 
 async def latest_lists(conn: AsyncConnection, first: date | None = None,

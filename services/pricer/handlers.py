@@ -96,7 +96,8 @@ async def on_case_grouped(policies: repository.Policies, conn: AsyncConnection,
             g: CaseGrouped = env.typed_payload()
             d = decisions.get(env.case_id)
             result = with_decision(price_grouped(env.case_id, g, drg, dip), d)
-            rows.append(repository.result_row(env.case_id, g, result, now, env.payload, d.decision if d else 0))
+            rows.append(repository.result_row(env.case_id, g, result, now, env.payload_json.decode(),
+                                              d.decision if d else 0))
             events.append(Envelope.new(result.event, case_id=env.case_id,
                                        correlation_id=env.correlation_id, producer=repository.NAME))
         return rows, events

@@ -33,16 +33,20 @@ def engine_input(p: CaseReceived) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ToGroup:
-    """One list version to group: its `case-received` payload (as JSON and as the model)."""
+    """One list version to group: its `case-received` payload (its JSON text as received, which
+    the grouper stores, and the model)."""
 
     case_id: str
     correlation_id: str
-    received: dict[str, Any]
+    received: str
     payload: CaseReceived
 
     @classmethod
-    def from_json(cls, case_id: str, correlation_id: str, received: dict[str, Any]) -> ToGroup:
-        return cls(case_id, correlation_id, received, CaseReceived.model_validate(received))
+    def from_json(cls, case_id: str, correlation_id: str, received: str | Mapping[str, Any]) -> ToGroup:
+        """From the payload's JSON text (as stored), or its JSON-ready dict."""
+        if isinstance(received, str):
+            return cls(case_id, correlation_id, received, CaseReceived.model_validate_json(received))
+        return cls(case_id, correlation_id, orjson.dumps(received).decode(), CaseReceived.model_validate(received))
 
 
 def dip_grouping(catalogue: Catalogue, case_id: str, received: CaseReceived) -> DipGrouping:

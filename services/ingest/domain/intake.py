@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -30,7 +29,7 @@ import orjson
 from services.ingest.domain import limits as lim
 from services.ingest.domain import national as nat
 from services.ingest.domain import qc
-from shared.events import CaseFacts, CaseReceived, Envelope
+from shared.events import CaseFacts, CaseReceived, Envelope, random128
 
 Format = Literal["native", "4101", "4101A", "4102", "flat"]
 FORMATS: tuple[str, ...] = ("native", "4101", "4101A", "4102", "flat")
@@ -224,21 +223,8 @@ _NOT_V4 = ~(0xF << 76 | 0b11 << 62)
 
 def new_correlation_id() -> str:
     """`str(uuid.uuid4())`, written without making a `UUID` (one for each received list)."""
-    h = "%032x" % (_random128() & _NOT_V4 | _V4)
+    h = "%032x" % (random128() & _NOT_V4 | _V4)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_SPARE: list[int] = []  # random 128-bit numbers from os.urandom, taken 256 at a time (a call each cost more)
-os.register_at_fork(after_in_child=_SPARE.clear)  # a forked process never repeats its parent's
-
-
-def _random128() -> int:
-    try:
-        return _SPARE.pop()  # one step under the GIL: never the same number twice
-    except IndexError:
-        block = os.urandom(16 * 256)
-        _SPARE.extend(int.from_bytes(block[i:i + 16]) for i in range(16, len(block), 16))
-        return int.from_bytes(block[:16])
 
 
 @dataclass(frozen=True)

@@ -190,3 +190,52 @@ def test_a_malformed_payload_is_refused_when_made() -> None:
 def test_what_is_not_an_envelope_is_refused_when_decoded(raw: bytes) -> None:
     with pytest.raises(ValueError):  # pydantic's ValidationError is one
         Envelope.from_bytes(raw)
+
+
+def test_event_ids_are_uuid7_sorting_by_time() -> None:
+    import time
+    import uuid
+
+    from shared.events import new_event_id
+
+    ids = [new_event_id() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:500]:
+        u = uuid.UUID(text)
+        assert (u.version, u.variant, str(u)) == (7, uuid.RFC_4122, text)
+    before = new_event_id()
+    time.sleep(0.003)
+    after = new_event_id()
+    assert before < after
+    assert abs((uuid.UUID(after).int >> 80) - time.time_ns() // 1_000_000) < 1000
+
+
+def test_a_forked_process_draws_its_own_event_ids() -> None:
+    import os
+
+    from shared.events import new_event_id
+
+    new_event_id()  # the parent holds spare random numbers now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id's random part, to the parent
+        os.write(write, new_event_id()[14:].encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 64).decode() != new_event_id()[14:]
+
+
+def test_a_decoded_event_keeps_its_payload_text_as_received() -> None:
+    from shared.events import Envelope
+
+    payload = CaseFlagged(facts=CaseFacts(hospital_code="H1", setl_id="S1", psn_key="k"), drg="AB11",
+                          flags=[CaseFlag(rule="R", message='say "payload": here', evidence={"a": 1})])
+    raw = Envelope.new(payload, case_id="H1-S1", correlation_id="c", producer="review").to_bytes()
+    decoded = Envelope.from_bytes(raw)
+    assert decoded.payload_json == payload.__pydantic_serializer__.to_json(payload)
+    assert orjson.loads(decoded.payload_json) == decoded.payload
+    # another shape (a key named payload inside it, another key order): written again from the dict
+    for other in (raw.replace(b'"evidence":{"a":1}', b'"evidence":{"payload":1}'),
+                  orjson.dumps(dict(reversed(orjson.loads(raw).items())))):
+        again = Envelope.from_bytes(other)
+        assert orjson.loads(again.payload_json) == again.payload == orjson.loads(other)["payload"]
