@@ -115,7 +115,7 @@ def case_data(case_id: str, p: CasePriced) -> CaseData:
         method="dip" if p.dip_group else "drg", status=p.status, drg=p.drg, case_type=p.case_type,
         los=los, total_cost=f.total_cost, group_mean_cost=p.group_mean_cost,
         high_threshold=_decimal(p.breakdown.get("high_threshold")), payment=p.payment,
-        fees=dict(f.fees), procedures=tuple(f.procedures), icu_hours=f.icu_hours,
+        fees=f.fees, procedures=tuple(f.procedures), icu_hours=f.icu_hours,  # the facts' own (read only)
         ventilation_hours=f.ventilation_hours, withdrawn=f.withdrawn)
 
 
