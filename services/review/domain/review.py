@@ -51,7 +51,7 @@ def where_treated(f: CaseFacts) -> str:
     return f.treatment_region or f.region
 
 
-@dataclass
+@dataclass(slots=True)
 class Reviewed:
     """A stay as review knows it, with its latest review (review_version 0: not yet reviewed)."""
 
@@ -191,7 +191,7 @@ def stay_of(case_id: str, f: CaseFacts) -> Stay:
     return PricedStay(case_id, f, "", "").stay()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Announcement:
     """A review to announce (`case-flagged`), as it stood when made: for a case of this batch,
     or for a later stay whose split-admission flags changed because an earlier stay arrived."""

@@ -54,7 +54,7 @@ def _ratio(d: Decimal) -> str:
     return str(d.quantize(_RATIO, rounding=ROUND_HALF_UP))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stay:
     """A stay as the split-admission rule compares it with the person's other stays."""
 
@@ -72,7 +72,7 @@ class Stay:
     withdrawn: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Lift:
     """The one secondary diagnosis lifting the case into its CC/MCC group (from the grouper)."""
 
@@ -82,7 +82,7 @@ class Lift:
     drg_without_mean_cost: Decimal | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaseFigures:
     """What the single-case rules read of a priced case."""
 
@@ -124,7 +124,7 @@ def make_share(cases: int, cost: Decimal, own_pay: Decimal) -> Share:
     return tuple.__new__(Share, (cases, cost, own_pay))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Regional:
     """The region's running figures a case is compared with (without the case itself): its
     group's and its ADRG's self-pay figures (cost shifting), and the cost figures of the group it

@@ -74,7 +74,7 @@ _CHAPTERS = ((1, 5), (6, 7), (8, 16), (18, 20), (21, 29), (30, 34), (35, 39), (4
 _UNGROUPED_STATUSES = frozenset({"NOT_GROUPED", "NO_WEIGHT"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaseData:
     """What review knows of a priced case: enough to judge an application without a query."""
 
