@@ -73,7 +73,7 @@ async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope],
             # the stay's facts as stored: the validated payload's own JSON, not serialized again
             facts_json[case_id] = (p.facts, orjson.dumps(e.payload["facts"]).decode())
             # what the hospital-level rules and the special-case review read of it (the latest wins)
-            figures[case_id] = _figures(p) | special.figures_of(case_id, p, in_force)
+            figures[case_id] = _figures(p, special.figures_of(case_id, p, in_force))
         return priced, facts_json, figures
 
     priced, facts_json, figures = await asyncio.to_thread(decode)  # CPU work: off the event loop
@@ -91,11 +91,13 @@ async def on_case_priced(conn: AsyncConnection, envs: Sequence[Envelope],
         for a in outcome.announcements])
 
 
-def _figures(p: CasePriced) -> dict[str, Any]:
-    """What the hospital-level rules keep of a priced case (besides what its stay holds)."""
+def _figures(p: CasePriced, kept: dict[str, Any]) -> dict[str, Any]:
+    """What the hospital-level rules keep of a priced case (besides what its stay holds), added
+    to `kept` (the special-case review's figures of it) and returned."""
     f = p.facts
-    return dict(region=where_treated(f), hospital_level=p.hospital_level, weight=p.weight, case_type=p.case_type,
+    kept.update(region=where_treated(f), hospital_level=p.hospital_level, weight=p.weight, case_type=p.case_type,
                 discharge_way=f.discharge_way, planned=f.planned_readmission, withdrawn=f.withdrawn)
+    return kept
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from services.review.domain.hospital_rules import (
 )
 from services.review.domain.parameters import RuleParameters, RuleSet, parse_rules
 from services.review.domain.review import Announcement, Reviewed, stay_of, where_treated
-from services.review.domain.rules import Share
+from services.review.domain.rules import Share, make_share
 from services.review.domain.workflow import (
     CONFIRMED,
     DISMISSED,
@@ -327,7 +327,7 @@ async def load_shares(conn: AsyncConnection, keys: Collection[str]) -> dict[str,
     if not keys:
         return {}
     rows = (await conn.execute(select(group_shares).where(group_shares.c.share_key.in_(keys)))).all()
-    return {r.share_key: Share(r.cases, r.total_cost, r.own_pay) for r in rows}
+    return {key: make_share(cases, cost, own) for key, cases, cost, own in rows}
 
 
 async def save_share_deltas(conn: AsyncConnection, deltas: Mapping[str, Share]) -> None:

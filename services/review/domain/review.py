@@ -33,6 +33,7 @@ from services.review.domain.rules import (
     Stay,
     case_flags,
     is_readmission,
+    make_share,
     max_window,
     other_flags_of,
     own_pay_share,
@@ -41,6 +42,7 @@ from services.review.domain.rules import (
 )
 from shared.events import CaseFacts, CaseFlag, CasePriced
 
+_ZERO = Decimal(0)
 RulesOn = Callable[[str, date | None], RuleSet | None]
 
 
@@ -49,7 +51,7 @@ def where_treated(f: CaseFacts) -> str:
     return f.treatment_region or f.region
 
 
-@dataclass
+@dataclass(slots=True)
 class Reviewed:
     """A stay as review knows it, with its latest review (review_version 0: not yet reviewed)."""
 
@@ -164,7 +166,7 @@ class PricedStay:
             if k.adrg is not None:
                 out[k.adrg] = own
         if k.level is not None:
-            out[k.level] = Share(1, f.total_cost, f.own_pay or Decimal(0))
+            out[k.level] = make_share(1, f.total_cost, f.own_pay or _ZERO)
         return out
 
     def regional(self, shares: dict[str, Share], keys: Keys | None = None) -> Regional:
@@ -189,7 +191,7 @@ def stay_of(case_id: str, f: CaseFacts) -> Stay:
     return PricedStay(case_id, f, "", "").stay()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Announcement:
     """A review to announce (`case-flagged`), as it stood when made: for a case of this batch,
     or for a later stay whose split-admission flags changed because an earlier stay arrived."""
@@ -243,10 +245,10 @@ def review_cases(known: dict[str, Reviewed], priced: Sequence[PricedStay], *,
     shares = {} if shares is None else shares
     before: dict[str, Share] = {}  # the figures changed, as they were before the batch
 
+    none = Share()
+
     def add(key: str, s: Share, sign: int) -> None:
-        now = shares.get(key)
-        if now is None:
-            now = Share()
+        now = shares.get(key, none)
         if key not in before:
             before[key] = now
         shares[key] = now.plus(s, sign)
@@ -256,8 +258,14 @@ def review_cases(known: dict[str, Reviewed], priced: Sequence[PricedStay], *,
         by_person.setdefault(k.stay.psn_key, {})[k.stay.case_id] = k
     out = Outcome()
 
+    in_force: dict[tuple[str, date | None], RuleSet] = {}  # the batch's look-ups, each made once
+
     def rules_for(f: CaseFacts) -> RuleSet:
-        return rules_on(where_treated(f), f.discharge_date) or DEFAULTS
+        key = (f.treatment_region or f.region, f.discharge_date)
+        found = in_force.get(key)
+        if found is None:
+            found = in_force[key] = rules_on(*key) or DEFAULTS
+        return found
 
     for p in priced:
         f = p.facts
@@ -289,8 +297,7 @@ def review_cases(known: dict[str, Reviewed], priced: Sequence[PricedStay], *,
         for person in affected:
             _review_later_stays(person, previous.stay if previous else None, stay, p.correlation_id,
                                 rules_for, out)
-    out.share_deltas = {key: Share(shares[key].cases - was.cases, shares[key].cost - was.cost,
-                                   shares[key].own_pay - was.own_pay) for key, was in before.items()}
+    out.share_deltas = {key: shares[key].minus(was) for key, was in before.items()}
     return out
 
 

@@ -54,7 +54,7 @@ def _ratio(d: Decimal) -> str:
     return str(d.quantize(_RATIO, rounding=ROUND_HALF_UP))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stay:
     """A stay as the split-admission rule compares it with the person's other stays."""
 
@@ -72,7 +72,7 @@ class Stay:
     withdrawn: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Lift:
     """The one secondary diagnosis lifting the case into its CC/MCC group (from the grouper)."""
 
@@ -82,7 +82,7 @@ class Lift:
     drg_without_mean_cost: Decimal | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaseFigures:
     """What the single-case rules read of a priced case."""
 
@@ -106,15 +106,25 @@ class Share(NamedTuple):
     own_pay: Decimal = Decimal(0)
 
     def plus(self, other: Share, sign: int = 1) -> Share:
-        return Share(self.cases + sign * other.cases, self.cost + sign * other.cost,
-                     self.own_pay + sign * other.own_pay)
+        if sign == 1:  # the common case: no multiplications
+            return make_share(self.cases + other.cases, self.cost + other.cost, self.own_pay + other.own_pay)
+        return make_share(self.cases + sign * other.cases, self.cost + sign * other.cost,
+                      self.own_pay + sign * other.own_pay)
+
+    def minus(self, other: Share) -> Share:
+        return make_share(self.cases - other.cases, self.cost - other.cost, self.own_pay - other.own_pay)
 
     @property
     def mean_cost(self) -> Decimal | None:
         return self.cost / self.cases if self.cases > 0 else None
 
 
-@dataclass(frozen=True)
+def make_share(cases: int, cost: Decimal, own_pay: Decimal) -> Share:
+    """A `Share` of its three figures (without the keyword handling of `Share(...)`)."""
+    return tuple.__new__(Share, (cases, cost, own_pay))
+
+
+@dataclass(frozen=True, slots=True)
 class Regional:
     """The region's running figures a case is compared with (without the case itself): its
     group's and its ADRG's self-pay figures (cost shifting), and the cost figures of the group it
@@ -326,7 +336,7 @@ def own_pay_share(c: CaseFigures) -> Share | None:
     """The case's contribution to its group's regional self-pay share (None: not counted)."""
     if c.own_pay is None or c.total_cost is None or c.total_cost <= 0:
         return None
-    return Share(1, c.total_cost, c.own_pay)
+    return make_share(1, c.total_cost, c.own_pay)
 
 
 def cost_shifting(c: CaseFigures, regional: Share, p: CostShifting, adrg: Share = Share(),

@@ -74,7 +74,7 @@ _CHAPTERS = ((1, 5), (6, 7), (8, 16), (18, 20), (21, 29), (30, 34), (35, 39), (4
 _UNGROUPED_STATUSES = frozenset({"NOT_GROUPED", "NO_WEIGHT"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaseData:
     """What review knows of a priced case: enough to judge an application without a query."""
 
@@ -115,7 +115,7 @@ def case_data(case_id: str, p: CasePriced) -> CaseData:
         method="dip" if p.dip_group else "drg", status=p.status, drg=p.drg, case_type=p.case_type,
         los=los, total_cost=f.total_cost, group_mean_cost=p.group_mean_cost,
         high_threshold=_decimal(p.breakdown.get("high_threshold")), payment=p.payment,
-        fees=dict(f.fees), procedures=tuple(f.procedures), icu_hours=f.icu_hours,
+        fees=f.fees, procedures=tuple(f.procedures), icu_hours=f.icu_hours,  # the facts' own (read only)
         ventilation_hours=f.ventilation_hours, withdrawn=f.withdrawn)
 
 
