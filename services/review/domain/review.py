@@ -251,7 +251,7 @@ def review_cases(known: dict[str, Reviewed], priced: Sequence[PricedStay], *,
         now = shares.get(key, none)
         if key not in before:
             before[key] = now
-        shares[key] = now.plus(s, sign)
+        shares[key] = now.plus(s) if sign > 0 else now.minus(s)
 
     by_person: dict[str, dict[str, Reviewed]] = {}
     for k in known.values():

@@ -105,11 +105,8 @@ class Share(NamedTuple):
     cost: Decimal = Decimal(0)
     own_pay: Decimal = Decimal(0)
 
-    def plus(self, other: Share, sign: int = 1) -> Share:
-        if sign == 1:  # the common case: no multiplications
-            return make_share(self.cases + other.cases, self.cost + other.cost, self.own_pay + other.own_pay)
-        return make_share(self.cases + sign * other.cases, self.cost + sign * other.cost,
-                      self.own_pay + sign * other.own_pay)
+    def plus(self, other: Share) -> Share:
+        return make_share(self.cases + other.cases, self.cost + other.cost, self.own_pay + other.own_pay)
 
     def minus(self, other: Share) -> Share:
         return make_share(self.cases - other.cases, self.cost - other.cost, self.own_pay - other.own_pay)
