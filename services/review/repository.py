@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -216,9 +215,8 @@ async def load_known(conn: AsyncConnection, psn_keys: Collection[str], case_ids:
             stays.c.psn_key.in_(psn_keys), stays.c.case_id.in_(case_ids))))).all():
         facts = CaseFacts.model_validate_json(r.facts)
         ctx = orjson.loads(r.context) if r.context else {}
-        stay = replace(stay_of(r.case_id, facts), method=ctx.get("method", "drg"),
-                       adrg=ctx.get("adrg", r.drg[:3] if len(r.drg) == 4 else None),
-                       dip_group=ctx.get("dip_group"))
+        stay = stay_of(r.case_id, facts, ctx.get("method", "drg"),
+                       ctx.get("adrg", r.drg[:3] if len(r.drg) == 4 else None), ctx.get("dip_group"))
         added = dict(ctx.get("shares") or {})
         if ctx.get("share_key") and ctx.get("share"):  # written before the ADRG and level figures
             added[ctx["share_key"]] = ctx["share"]

@@ -68,15 +68,18 @@ def figures_of(case_id: str, p: CasePriced, rules: InForce[RuleSet]) -> dict[str
     case's stay, its latest version): how it was priced, whether it counts in its hospital's
     complex-case load, and its figures: those of its `CaseData` the stay's other columns and
     facts do not hold (`repository.KEPT_FIGURES`, as JSON; `repository.case_figures` makes the
-    whole `sc.to_json` of it again)."""
-    c = sc.case_data(case_id, p)
-    return dict(method=c.method, complex=sc.is_complex(c, _params(rules, c.region, c.discharge_date)),
-                figures=_kept_json(c))
+    whole `sc.to_json` of it again). Read from the payload: no `CaseData` made for it."""
+    f, high = p.facts, sc.high_threshold_of(p)
+    params = _params(rules, f.treatment_region or f.region, f.discharge_date)
+    return dict(method="dip" if p.dip_group else "drg", complex=sc.priced_is_complex(p, high, params),
+                figures=_kept_json({"status": p.status, "group_mean_cost": p.group_mean_cost,
+                                    "high_threshold": high, "payment": p.payment}))
 
 
-def _kept_json(c: sc.CaseData) -> str:
-    """The kept figures as JSON, decimals as strings (`sc.to_json` writes them so)."""
-    return orjson.dumps({name: None if (v := getattr(c, name)) is None else str(v)
+def _kept_json(figures: dict[str, Any]) -> str:
+    """The kept figures (a `CaseData`'s, by name) as JSON, decimals as strings (`sc.to_json`
+    writes them so)."""
+    return orjson.dumps({name: None if (v := figures[name]) is None else str(v)
                          for name in repository.KEPT_FIGURES}).decode()
 
 

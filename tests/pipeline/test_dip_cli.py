@@ -111,7 +111,7 @@ def _fill_grouper_db(url: str, lists: list[dict[str, Any]]) -> dict[str, Decimal
         f = case_fields(parse_settlement_list(doc))
         versions = [(1, f, False)]
         if i == 0:
-            versions.append((2, dataclasses.replace(f, total_cost=D("123456.78")), False))
+            versions.append((2, f._replace(total_cost=D("123456.78")), False))
         if i == 1:
             versions.append((2, f, True))
         for version, fields, withdrawn in versions:

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from operator import itemgetter
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, NamedTuple, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -783,11 +783,12 @@ def _native_codes(codes: object, code_field: str, flag_field: str, *, main: str 
 # --------------------------------------------------------------------------- pipeline facts
 
 
-@dataclass(frozen=True)
-class CaseFields:
+class CaseFields(NamedTuple):
     """What the pipeline needs from a list (the grouper's input and the case facts).
 
     Money is Decimal (2 places), never float. `fees` maps med_chrgitm → amount (do not hash).
+    Made for each accepted list: an immutable tuple (a frozen dataclass set each of its fields
+    through object.__setattr__, which cost more than mapping the list); `_replace` copies it.
     """
 
     hospital_code: str
@@ -806,7 +807,7 @@ class CaseFields:
     diagnoses: tuple[str, ...]
     procedures: tuple[str, ...]
     total_cost: Decimal | None
-    fees: dict[str, Decimal] = field(default_factory=dict)
+    fees: dict[str, Decimal]
     patient_share: Decimal | None = None
     insurance_type: str | None = None
     planned_readmission: bool = False

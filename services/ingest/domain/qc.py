@@ -364,8 +364,11 @@ class DateWindow:
     future_days: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class QcContext:
+    """What the rules read besides the list. Made for each list: a plain slotted dataclass, never
+    changed once made (a frozen one sets each field through object.__setattr__)."""
+
     dictionaries: Dictionaries
     kind: ListKind
     required: Mapping[str, tuple[str, ...]]

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from functools import cached_property
 
 from services.review.domain.parameters import DEFAULTS, RuleSet
 from services.review.domain.rules import (
@@ -69,7 +68,7 @@ def _adrg_of(drg: str) -> str | None:
     return drg[:3] if len(drg) == 4 and drg[3].isdigit() and drg != "0000" else None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # made for each case: plain, never changed once made (see rules.Stay)
 class PricedStay:
     """One priced case to review: what `case-priced` said of it."""
 
@@ -84,6 +83,7 @@ class PricedStay:
     primary_care: bool = False
     lift: Lift | None = None
     coefficient: Decimal | None = None
+    _keys: Keys | None = field(default=None, init=False, repr=False, compare=False)  # made by keys()
 
     @classmethod
     def of(cls, case_id: str, p: CasePriced, correlation_id: str) -> PricedStay:
@@ -104,11 +104,7 @@ class PricedStay:
         return self.dip_group or self.drg
 
     def stay(self) -> Stay:
-        f = self.facts
-        return Stay(self.case_id, f.psn_key, f.hospital_code, f.admission_date, f.discharge_date,
-                    method=self.method, adrg=self.adrg, dip_group=self.dip_group,
-                    principal_diagnosis=f.principal_diagnosis, procedures=tuple(f.procedures),
-                    planned=f.planned_readmission, withdrawn=f.withdrawn)
+        return stay_of(self.case_id, self.facts, self.method, self.adrg, self.dip_group)
 
     def figures(self) -> CaseFigures:
         f = self.facts
@@ -137,10 +133,12 @@ class PricedStay:
 
     def keys(self) -> Keys:
         """Its keys in the regional figures, each made once."""
-        return self._keys
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = self._make_keys()
+        return keys
 
-    @cached_property
-    def _keys(self) -> Keys:
+    def _make_keys(self) -> Keys:
         region, dip = where_treated(self.facts), self.dip_group
         method = "dip" if dip else "drg"
         group = None if self.adrg is None and dip is None else f"{region}|{method}|{dip or self.drg}"
@@ -177,7 +175,7 @@ class PricedStay:
                         shares.get(k.lower_level, none) if k.lower_level is not None else none)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Keys:
     """A case's keys in the regional figures (None: it has none of that kind)."""
 
@@ -187,11 +185,14 @@ class Keys:
     lower_level: str | None
 
 
-def stay_of(case_id: str, f: CaseFacts) -> Stay:
-    return PricedStay(case_id, f, "", "").stay()
+def stay_of(case_id: str, f: CaseFacts, method: str = "drg", adrg: str | None = None,
+            dip_group: str | None = None) -> Stay:
+    """The stay of a case's facts, priced by `method` in its ADRG or DIP group (None: not grouped)."""
+    return Stay(case_id, f.psn_key, f.hospital_code, f.admission_date, f.discharge_date, method, adrg, dip_group,
+                f.principal_diagnosis, tuple(f.procedures), f.planned_readmission, f.withdrawn)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Announcement:
     """A review to announce (`case-flagged`), as it stood when made: for a case of this batch,
     or for a later stay whose split-admission flags changed because an earlier stay arrived."""

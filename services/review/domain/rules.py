@@ -54,7 +54,10 @@ def _ratio(d: Decimal) -> str:
     return str(d.quantize(_RATIO, rounding=ROUND_HALF_UP))
 
 
-@dataclass(frozen=True, slots=True)
+# Made for every priced case (and every stored stay read back): plain slotted dataclasses, never
+# changed once made (a frozen one sets each field through object.__setattr__, several times the
+# cost of the rest of making it).
+@dataclass(slots=True)
 class Stay:
     """A stay as the split-admission rule compares it with the person's other stays."""
 
@@ -82,7 +85,7 @@ class Lift:
     drg_without_mean_cost: Decimal | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CaseFigures:
     """What the single-case rules read of a priced case."""
 
@@ -121,8 +124,8 @@ def make_share(cases: int, cost: Decimal, own_pay: Decimal) -> Share:
     return tuple.__new__(Share, (cases, cost, own_pay))
 
 
-@dataclass(frozen=True, slots=True)
-class Regional:
+@dataclass(slots=True)
+class Regional:  # made for each case: plain (see Stay)
     """The region's running figures a case is compared with (without the case itself): its
     group's and its ADRG's self-pay figures (cost shifting), and the cost figures of the group it
     would have without its lifting diagnosis, at hospitals of its level (upcoding)."""

@@ -109,14 +109,23 @@ def _decimal(value: Any) -> Decimal | None:
 def case_data(case_id: str, p: CasePriced) -> CaseData:
     """What `case-priced` says of a case, for special-case review."""
     f = p.facts
-    los = (f.discharge_date - f.admission_date).days if f.discharge_date and f.admission_date else None
     return CaseData(
         case_id, f.hospital_code, f.treatment_region or f.region, f.discharge_date,
         method="dip" if p.dip_group else "drg", status=p.status, drg=p.drg, case_type=p.case_type,
-        los=los, total_cost=f.total_cost, group_mean_cost=p.group_mean_cost,
-        high_threshold=_decimal(p.breakdown.get("high_threshold")), payment=p.payment,
+        los=_los(p), total_cost=f.total_cost, group_mean_cost=p.group_mean_cost,
+        high_threshold=high_threshold_of(p), payment=p.payment,
         fees=f.fees, procedures=tuple(f.procedures), icu_hours=f.icu_hours,  # the facts' own (read only)
         ventilation_hours=f.ventilation_hours, withdrawn=f.withdrawn)
+
+
+def _los(p: CasePriced) -> int | None:
+    f = p.facts
+    return (f.discharge_date - f.admission_date).days if f.discharge_date and f.admission_date else None
+
+
+def high_threshold_of(p: CasePriced) -> Decimal | None:
+    """The high-outlier threshold the pricer used (its breakdown's), as `CaseData` holds it."""
+    return _decimal(p.breakdown.get("high_threshold"))
 
 
 def to_json(c: CaseData) -> dict[str, Any]:
@@ -217,22 +226,38 @@ def is_complex(case: CaseData, p: SpecialCases) -> bool:
     alone (innovative drugs also need the hospital's evidence, so they do not count). Asked of
     every reviewed case: the rules of `check_eligibility` as plain tests, without building the
     numbers and the refusal of each reason not met."""
-    if case.withdrawn:
+    return _complex(case.withdrawn, case.los, case.total_cost, case.group_mean_cost, case.high_threshold,
+                    case.case_type, case.icu_hours, case.ventilation_hours, case.procedures, case.status,
+                    case.drg, p)
+
+
+def priced_is_complex(priced: CasePriced, high_threshold: Decimal | None, p: SpecialCases) -> bool:
+    """`is_complex` of the priced case's `case_data`, read from the payload itself (no `CaseData`
+    made for each reviewed case); `high_threshold`: its `high_threshold_of`."""
+    f = priced.facts
+    return _complex(f.withdrawn, _los(priced), f.total_cost, priced.group_mean_cost, high_threshold,
+                    priced.case_type, f.icu_hours, f.ventilation_hours, f.procedures, priced.status,
+                    priced.drg, p)
+
+
+def _complex(withdrawn: bool, los: int | None, cost: Decimal | None, mean: Decimal | None,
+             high: Decimal | None, case_type: str | None, icu_hours: int, ventilation_hours: int,
+             procedures: Sequence[str], status: str, drg: str, p: SpecialCases) -> bool:
+    if withdrawn:
         return False
-    if case.los is not None and case.los >= p.long_stay_days:
+    if los is not None and los >= p.long_stay_days:
         return True
-    cost, mean, high = case.total_cost, case.group_mean_cost, case.high_threshold
-    if cost is not None and ((high is not None and cost > high) or case.case_type == "high_outlier"
+    if cost is not None and ((high is not None and cost > high) or case_type == "high_outlier"
                              or (mean is not None and cost > (p.cost_multiple * mean).quantize(FEN))):
         return True
-    if (case.icu_hours > 0 and case.icu_hours >= p.icu_hours) or \
-            (case.ventilation_hours > 0 and case.ventilation_hours >= p.ventilation_hours) or \
-            any(c.startswith(p.ventilation_procedures) for c in case.procedures):  # a tuple already
+    if (icu_hours > 0 and icu_hours >= p.icu_hours) or \
+            (ventilation_hours > 0 and ventilation_hours >= p.ventilation_hours) or \
+            any(c.startswith(p.ventilation_procedures) for c in procedures):  # a tuple already
         return True
-    if case.status in _UNGROUPED_STATUSES or case.case_type == "not_grouped" \
-            or case.drg.upper().endswith("QY") or case.drg in ("", "0000"):
+    if status in _UNGROUPED_STATUSES or case_type == "not_grouped" \
+            or drg.upper().endswith("QY") or drg in ("", "0000"):
         return True
-    return surgical_chapters(case.procedures) >= p.min_surgical_chapters
+    return surgical_chapters(procedures) >= p.min_surgical_chapters
 
 
 def check_eligibility(case: CaseData, reason: Reason, p: SpecialCases, evidence: int = 0) -> dict[str, Any]:

@@ -5,7 +5,7 @@ half-yearly publication."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -16,6 +16,7 @@ from services.review.domain import special_cases as sc
 from services.review.domain.parameters import SpecialCases
 from shared.csvexport import to_csv
 from shared.errors import Conflict, Forbidden, Invalid
+from shared.events import CaseFacts, CasePriced
 
 P = SpecialCases()
 
@@ -107,6 +108,26 @@ def test_a_complex_case_is_one_a_reason_but_innovative_drugs_admits(
              withdrawn=withdrawn)
     assert sc.is_complex(c, P) == (not withdrawn and any(
         r is not sc.Reason.INNOVATIVE for r in sc.grounds(c, P)))
+
+
+@given(los=st.none() | st.integers(0, 200), cost=_MONEY, mean=_MONEY, high=_MONEY,
+       case_type=st.sampled_from([None, "normal", "high_outlier", "not_grouped"]),
+       status=st.sampled_from(["PRICED", "NOT_GROUPED", "NO_WEIGHT"]),
+       drg=st.sampled_from(["", "0000", "FR23", "GZ1QY", "ES31"]),
+       procedures=st.lists(st.sampled_from(["96.7201", "36.1001", "81.5100", "47.0901", "x"]), max_size=4),
+       icu=st.integers(0, 200), vent=st.integers(0, 200), withdrawn=st.booleans(), dip=st.booleans())
+def test_a_priced_case_is_complex_as_its_case_data_is(
+        los: int | None, cost: Decimal | None, mean: Decimal | None, high: Decimal | None, case_type: str | None,
+        status: str, drg: str, procedures: list[str], icu: int, vent: int, withdrawn: bool, dip: bool) -> None:
+    admitted = date(2024, 5, 2)
+    facts = CaseFacts(hospital_code="H1", setl_id="S1", psn_key="k", admission_date=None if los is None else admitted,
+                      discharge_date=admitted + timedelta(days=los or 0), total_cost=cost, procedures=tuple(procedures),
+                      icu_hours=icu, ventilation_hours=vent, withdrawn=withdrawn)
+    p = CasePriced(facts=facts, drg=drg, status=status, case_type=case_type, group_mean_cost=mean,
+                   dip_group="D1" if dip else None,
+                   breakdown={} if high is None else {"high_threshold": str(high)})
+    assert sc.high_threshold_of(p) == high
+    assert sc.priced_is_complex(p, high, P) == sc.is_complex(sc.case_data("H1-S1", p), P)
 
 
 def test_the_figures_survive_their_json() -> None:
