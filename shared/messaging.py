@@ -223,11 +223,7 @@ class OutboxRelay:
                     await conn.execute(delete(t).where(_ids_in(conn, t.c.id, [r[0] for r in rows])))
                 else:
                     self._remember(rows, records)
-        if consumed:  # deleted for good: forgotten only now that the deletion is committed
-            for i in consumed:
-                del self.in_flight[i]
-            if not self.in_flight:
-                self.published_upto = 0  # a row committed late (below it) is published at the next flush
+        self._forget(consumed)
         self.metrics.last_flush.set_to_current_time()
         if not rows:
             if not self.in_flight:
@@ -247,6 +243,14 @@ class OutboxRelay:
             in_flight[row[0]] = (topic, offset[topic])
             offset[topic] += 1
         self.published_upto = max(self.published_upto, rows[-1][0])
+
+    def _forget(self, consumed: Sequence[int]) -> None:
+        """Rows deleted for good: forgotten only once their deletion is committed."""
+        if consumed:
+            for i in consumed:
+                del self.in_flight[i]
+            if not self.in_flight:
+                self.published_upto = 0  # a row committed late (below it) is published at the next flush
 
     async def _delete_consumed(self, conn: AsyncConnection) -> list[int]:
         """Delete the rows whose messages every subscribed group has committed; returns their ids
@@ -279,8 +283,7 @@ class OutboxRelay:
             return 0
         async with self.engine.begin() as conn:
             consumed = await self._delete_consumed(conn)
-        for i in consumed:
-            del self.in_flight[i]
+        self._forget(consumed)
         return len(consumed)
 
     async def read_backlog(self, conn: AsyncConnection | None) -> None:

@@ -42,11 +42,9 @@ class ToGroup:
     payload: CaseReceived
 
     @classmethod
-    def from_json(cls, case_id: str, correlation_id: str, received: str | Mapping[str, Any]) -> ToGroup:
-        """From the payload's JSON text (as stored), or its JSON-ready dict."""
-        if isinstance(received, str):
-            return cls(case_id, correlation_id, received, CaseReceived.model_validate_json(received))
-        return cls(case_id, correlation_id, orjson.dumps(received).decode(), CaseReceived.model_validate(received))
+    def from_json(cls, case_id: str, correlation_id: str, received: str) -> ToGroup:
+        """From the payload's JSON text (as stored)."""
+        return cls(case_id, correlation_id, received, CaseReceived.model_validate_json(received))
 
 
 def dip_grouping(catalogue: Catalogue, case_id: str, received: CaseReceived) -> DipGrouping:

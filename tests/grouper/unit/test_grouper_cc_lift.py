@@ -66,6 +66,6 @@ def test_the_live_grouping_carries_the_lift_on_its_event(scheme, cases):
                             sex=c["sex"], age=c["age"], age_days=c["age_days"],
                             birth_weight=c["birth_weight"], diagnoses=c["diagnoses"],
                             procedures=c["procedures"])
-    item = ToGroup.from_json("H1-S1", "corr", received.model_dump(mode="json"))
+    item = ToGroup.from_json("H1-S1", "corr", received.model_dump_json())
     event = group_case(item, scheme, None, code_mode="raw", grouping_version=1).event
     assert event.drg == r.drg and event.cc_lift == cc_lift(scheme, c, r, code_mode="raw")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import orjson
 import pytest
 from grouper_testkit import oracle_cases, scheme_path
 
@@ -23,12 +24,12 @@ from shared.errors import DomainError
 
 
 def _item(case_id: str, c: dict, list_version: int = 1) -> ToGroup:
-    return ToGroup.from_json(case_id, f"corr-{case_id}", {
+    return ToGroup.from_json(case_id, f"corr-{case_id}", orjson.dumps({
         "facts": {"hospital_code": "H1", "setl_id": case_id, "list_version": list_version,
                   "psn_key": "p", "discharge_date": "2024-03-01"},
         "sex": c.get("sex"), "age": c.get("age"), "age_days": c.get("age_days"),
         "birth_weight": c.get("birth_weight"), "diagnoses": c["diagnoses"],
-        "procedures": c.get("procedures", [])})
+        "procedures": c.get("procedures", [])}).decode())
 
 
 def test_each_list_version_gets_the_next_grouping_version_and_the_reference_drg() -> None:

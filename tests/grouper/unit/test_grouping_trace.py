@@ -34,12 +34,12 @@ def catalogue() -> Catalogue:
 
 
 def _item(case_id: str, c: dict) -> ToGroup:
-    return ToGroup.from_json(case_id, f"corr-{case_id}", {
+    return ToGroup.from_json(case_id, f"corr-{case_id}", orjson.dumps({
         "facts": {"hospital_code": "H1", "setl_id": case_id, "psn_key": "p", "region": REGION,
                   "discharge_date": "2024-03-01"},
         "sex": c.get("sex"), "age": c.get("age"), "age_days": c.get("age_days"),
         "birth_weight": c.get("birth_weight"), "diagnoses": c["diagnoses"],
-        "procedures": c.get("procedures", [])})
+        "procedures": c.get("procedures", [])}).decode())
 
 
 @pytest.mark.parametrize("code_mode", ["raw", "mapped"])
